@@ -1,0 +1,61 @@
+# Every target installs what it needs by itself: a fresh clone needs only `make demo` / `make test`.
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+PY := $(BIN)/python
+
+export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
+export CDK_DISABLE_CLI_TELEMETRY := 1
+export PYTHONDONTWRITEBYTECODE := 1
+CDK := npx --no-install cdk
+CDK_FLAGS := --no-notices
+
+.PHONY: help install test unit lint format demo synth deploy diff bench audit clean
+
+help: ## List targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt lambda/requirements.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	touch $@
+
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+install: $(VENV)/.installed node_modules/.installed ## Create .venv and node_modules (pinned)
+
+test: install ## Run the whole test suite (unit, integration, e2e, infra)
+	$(PY) -m pytest
+
+unit: install ## Fast unit tests only
+	$(PY) -m pytest tests/unit
+
+lint: install ## ruff + mypy --strict
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+format: install ## Apply ruff fixes and formatting
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+demo: install ## Run the local loop: broker + kinesalite + ESM emulator + faults, then verify
+	$(PY) -m localloop.demo $(DEMO_ARGS)
+
+synth: install ## cdk synth, offline, into cdk.out/
+	$(CDK) synth $(CDK_FLAGS) --quiet
+
+diff: install ## cdk diff against the deployed stack (needs AWS credentials)
+	$(CDK) diff $(CDK_FLAGS)
+
+deploy: install ## cdk deploy (needs AWS credentials)
+	$(CDK) deploy $(CDK_FLAGS)
+
+bench: install ## Benchmarks (never gate CI): writes bench/results/latest.json
+	$(PY) -m bench.run $(BENCH_ARGS)
+
+clean: ## Remove build outputs (keeps .venv and node_modules)
+	rm -rf cdk.out .build .demo .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,3 @@
+"""Ordered, lossless Amazon MSK -> Kinesis Data Streams sink for AWS Lambda."""
+
+__version__ = "0.1.0"

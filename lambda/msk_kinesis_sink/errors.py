@@ -1,0 +1,32 @@
+"""Exceptions raised by the sink; each names the utility that raised it and what is wrong."""
+
+from __future__ import annotations
+
+
+class SinkError(Exception):
+    """Base class of every error the sink raises on purpose."""
+
+
+class ConfigurationError(SinkError):
+    """An environment variable is missing or holds a value outside its allowed set or range."""
+
+
+class MalformedEventError(SinkError):
+    """The invocation event is not an MSK / self-managed Kafka event the sink can read."""
+
+
+class UnwritableRecordError(SinkError):
+    """One record can never be written to Kinesis (too large once encoded, undecodable base64)."""
+
+
+class KinesisPublishError(SinkError):
+    """A PutRecords request failed as a whole; `retryable` says whether trying again can help."""
+
+    def __init__(self, message: str, *, code: str, retryable: bool) -> None:
+        super().__init__(message)
+        self.code = code
+        self.retryable = retryable
+
+
+class DeadLetterError(SinkError):
+    """Writing an unwritable record to the dead-letter bucket failed."""

@@ -1,0 +1,168 @@
+"""The sink's configuration: environment variables parsed once into a validated, frozen value."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import TypeVar
+
+from msk_kinesis_sink.errors import ConfigurationError
+from msk_kinesis_sink.limits import (
+    DEFAULT_MAX_RECORD_BYTES,
+    MAX_RECORD_BYTES_CEILING,
+    MIN_RECORD_BYTES,
+)
+
+_STREAM_NAME = re.compile(r"^[a-zA-Z0-9_.-]{1,128}$")
+_STREAM_ARN = re.compile(
+    r"^arn:aws[a-z-]*:kinesis:[a-z0-9-]+:\d{12}:stream/(?P<name>[a-zA-Z0-9_.-]{1,128})$"
+)
+# S3 bucket naming rules (general purpose buckets): 3-63 chars, lowercase, digits, dots, hyphens.
+_BUCKET_NAME = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+
+
+class RecordFormat(StrEnum):
+    """What the Kinesis record's `Data` holds."""
+
+    RAW = "raw"  # the Kafka value bytes, unchanged (a tombstone becomes an empty record)
+    ENVELOPE = "envelope"  # JSON with topic/partition/offset/timestamp/key/value/headers, base64
+    JSON = "json"  # like envelope, but key/value/headers inlined as JSON or text when they are
+
+
+class PartitionKeyMode(StrEnum):
+    """How the Kinesis partition key is derived from a Kafka record."""
+
+    KEY = "key"  # the Kafka key (text, or a digest of binary keys); null keys -> topic-partition
+    PARTITION = "partition"  # always "<topic>-<partition>"
+
+
+class Aggregation(StrEnum):
+    """Whether runs of same-key records are packed into KPL aggregated records."""
+
+    OFF = "off"
+    ON = "on"
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Validated configuration of one function container."""
+
+    stream_name: str
+    stream_arn: str | None
+    record_format: RecordFormat = RecordFormat.RAW
+    partition_key: PartitionKeyMode = PartitionKeyMode.KEY
+    aggregation: Aggregation = Aggregation.OFF
+    max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES
+    dead_letter_bucket: str | None = None
+    dead_letter_prefix: str = "records/"
+    max_concurrency: int = 8
+    request_timeout_seconds: float = 5.0
+    retry_base_ms: int = 50
+    retry_max_ms: int = 2_000
+
+    @property
+    def deadline_margin_ms(self) -> int:
+        """Time kept free at the end of an invocation: one slow request (connect + read) + slack."""
+        return int(self.request_timeout_seconds * 2 * 1000) + 500
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> Settings:
+        """Parse and validate; raises ConfigurationError naming the variable and what is allowed."""
+        raw_stream = env.get("STREAM_NAME", "").strip()
+        if not raw_stream:
+            raise ConfigurationError(
+                "STREAM_NAME is required: set it to a Kinesis stream name or stream ARN"
+            )
+        arn_match = _STREAM_ARN.match(raw_stream)
+        if arn_match:
+            stream_name, stream_arn = arn_match.group("name"), raw_stream
+        elif _STREAM_NAME.match(raw_stream):
+            stream_name, stream_arn = raw_stream, None
+        else:
+            raise ConfigurationError(
+                f"STREAM_NAME={raw_stream!r} is neither a stream name (1-128 of a-z A-Z 0-9 _ . -)"
+                " nor a stream ARN (arn:aws:kinesis:<region>:<account>:stream/<name>)"
+            )
+
+        bucket = env.get("DEAD_LETTER_BUCKET", "").strip() or None
+        if bucket is not None and not _BUCKET_NAME.match(bucket):
+            raise ConfigurationError(
+                f"DEAD_LETTER_BUCKET={bucket!r} is not a valid S3 bucket name"
+                " (3-63 characters: lowercase letters, digits, '.' and '-')"
+            )
+        prefix = env.get("DEAD_LETTER_PREFIX", "records/").strip()
+        if prefix and not prefix.endswith("/"):
+            prefix += "/"
+
+        retry_base_ms = _int(env, "RETRY_BASE_MS", 50, 1, 10_000)
+        retry_max_ms = _int(env, "RETRY_MAX_MS", 2_000, 1, 60_000)
+        if retry_max_ms < retry_base_ms:
+            raise ConfigurationError(
+                f"RETRY_MAX_MS={retry_max_ms} must be >= RETRY_BASE_MS={retry_base_ms}"
+            )
+
+        return cls(
+            stream_name=stream_name,
+            stream_arn=stream_arn,
+            record_format=_choice(env, "RECORD_FORMAT", RecordFormat, RecordFormat.RAW),
+            partition_key=_choice(env, "PARTITION_KEY", PartitionKeyMode, PartitionKeyMode.KEY),
+            aggregation=_choice(env, "AGGREGATION", Aggregation, Aggregation.OFF),
+            max_record_bytes=_int(
+                env,
+                "MAX_RECORD_BYTES",
+                DEFAULT_MAX_RECORD_BYTES,
+                MIN_RECORD_BYTES,
+                MAX_RECORD_BYTES_CEILING,
+            ),
+            dead_letter_bucket=bucket,
+            dead_letter_prefix=prefix,
+            max_concurrency=_int(env, "MAX_CONCURRENCY", 8, 1, 64),
+            request_timeout_seconds=_float(env, "KINESIS_TIMEOUT_SECONDS", 5.0, 0.1, 60.0),
+            retry_base_ms=retry_base_ms,
+            retry_max_ms=retry_max_ms,
+        )
+
+
+_E = TypeVar("_E", bound=StrEnum)
+
+
+def _choice(env: Mapping[str, str], name: str, enum: type[_E], default: _E) -> _E:
+    raw = env.get(name, "").strip().lower()
+    if not raw:
+        return default
+    try:
+        return enum(raw)
+    except ValueError:
+        allowed = ", ".join(member.value for member in enum)
+        raise ConfigurationError(f"{name}={raw!r} is not one of: {allowed}") from None
+
+
+def _number(
+    env: Mapping[str, str],
+    name: str,
+    default: float,
+    low: float,
+    high: float,
+    parse: Callable[[str], float],
+    kind: str,
+) -> float:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = parse(raw)
+    except ValueError:
+        raise ConfigurationError(f"{name}={raw!r} is not {kind} (allowed: {low}-{high})") from None
+    if not low <= value <= high:
+        raise ConfigurationError(f"{name}={raw} is out of range (allowed: {low}-{high})")
+    return value
+
+
+def _int(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
+    return int(_number(env, name, default, low, high, int, "an integer"))
+
+
+def _float(env: Mapping[str, str], name: str, default: float, low: float, high: float) -> float:
+    return _number(env, name, default, low, high, float, "a number")
