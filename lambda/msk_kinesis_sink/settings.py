@@ -28,7 +28,6 @@ class RecordFormat(StrEnum):
 
     RAW = "raw"  # the Kafka value bytes, unchanged (a tombstone becomes an empty record)
     ENVELOPE = "envelope"  # JSON with topic/partition/offset/timestamp/key/value/headers, base64
-    JSON = "json"  # like envelope, but key/value/headers inlined as JSON or text when they are
 
 
 class PartitionKeyMode(StrEnum):

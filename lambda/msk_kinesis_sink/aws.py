@@ -1,0 +1,166 @@
+"""The one module that touches boto3: the Kinesis record writer and the S3 dead-letter writer."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+
+from msk_kinesis_sink.dead_letters import dead_letter_document, dead_letter_key
+from msk_kinesis_sink.encoding import UnwritableRecord
+from msk_kinesis_sink.errors import DeadLetterError, KinesisPublishError
+from msk_kinesis_sink.planning import Entry
+from msk_kinesis_sink.settings import Settings
+
+if TYPE_CHECKING:
+    from mypy_boto3_kinesis import KinesisClient
+    from mypy_boto3_s3 import S3Client
+
+# Request-level errors worth trying again: throttling, service-side faults, KMS throttling.
+RETRYABLE_CODES = frozenset(
+    {
+        "ProvisionedThroughputExceededException",
+        "ThrottlingException",
+        "Throttling",
+        "LimitExceededException",
+        "KMSThrottlingException",
+        "InternalFailure",
+        "InternalFailureException",
+        "InternalServerError",
+        "ServiceUnavailable",
+        "ServiceUnavailableException",
+        "RequestTimeout",
+        "RequestTimeoutException",
+    }
+)
+
+# What to tell an operator for errors that no retry can fix.
+FIX_HINTS: Mapping[str, str] = {
+    "ResourceNotFoundException": "the stream does not exist: check STREAM_NAME and the region",
+    "AccessDeniedException": "the function role lacks kinesis:PutRecords on the stream",
+    "KMSAccessDeniedException": "the function role may not use the stream's KMS key",
+    "KMSDisabledException": "the stream's KMS key is disabled: enable it",
+    "KMSNotFoundException": "the stream's KMS key no longer exists",
+    "KMSInvalidStateException": "the stream's KMS key is not usable (pending deletion?)",
+    "KMSOptInRequired": "the account is not subscribed to KMS",
+    "ValidationException": "the request was rejected as invalid: check MAX_RECORD_BYTES against"
+    " the stream's maximum record size",
+    "InvalidArgumentException": "the request was rejected as invalid: check MAX_RECORD_BYTES",
+}
+
+
+def _client_config(settings: Settings) -> Config:
+    return Config(
+        connect_timeout=settings.request_timeout_seconds,
+        read_timeout=settings.request_timeout_seconds,
+        # The publisher retries only what failed, with its own backoff and deadline; botocore's
+        # own retries would resend whole requests (duplicates) and hide the clock.
+        retries={"total_max_attempts": 1, "mode": "standard"},
+        max_pool_connections=max(10, settings.max_concurrency),
+        tcp_keepalive=True,
+    )
+
+
+def _session(env: Mapping[str, str]) -> boto3.session.Session:
+    return boto3.session.Session(
+        aws_access_key_id=env.get("AWS_ACCESS_KEY_ID"),
+        aws_secret_access_key=env.get("AWS_SECRET_ACCESS_KEY"),
+        aws_session_token=env.get("AWS_SESSION_TOKEN"),
+        region_name=env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION"),
+    )
+
+
+def _endpoint(env: Mapping[str, str], service: str) -> str | None:
+    # boto3 reads these from os.environ itself; passing them through lets tools run the sink
+    # in-process with an environment of their own.
+    return env.get(f"AWS_ENDPOINT_URL_{service}") or env.get("AWS_ENDPOINT_URL") or None
+
+
+def kinesis_client(settings: Settings, env: Mapping[str, str]) -> KinesisClient:
+    return _session(env).client(
+        "kinesis", endpoint_url=_endpoint(env, "KINESIS"), config=_client_config(settings)
+    )
+
+
+def s3_client(env: Mapping[str, str]) -> S3Client:
+    return _session(env).client(
+        "s3",
+        endpoint_url=_endpoint(env, "S3"),
+        config=Config(retries={"max_attempts": 3, "mode": "standard"}),
+    )
+
+
+class KinesisRecordWriter:
+    """PutRecords through one shared, thread-safe boto3 client."""
+
+    def __init__(self, client: KinesisClient, settings: Settings) -> None:
+        self._client = client
+        self._target: dict[str, str] = (
+            {"StreamARN": settings.stream_arn}
+            if settings.stream_arn
+            else {"StreamName": settings.stream_name}
+        )
+
+    def put_records(self, entries: Sequence[Entry]) -> list[str | None]:
+        records: list[Any] = [
+            {"Data": entry.data, "PartitionKey": entry.partition_key} for entry in entries
+        ]
+        try:
+            response = self._client.put_records(Records=records, **self._target)  # type: ignore[arg-type]
+        except ClientError as error:
+            raise classify_client_error(error) from error
+        except BotoCoreError as error:
+            # Connection resets, timeouts, endpoint errors: the write may or may not have
+            # happened; resending is safe because the consumer rule drops repeats.
+            raise KinesisPublishError(
+                str(error), code=type(error).__name__, retryable=True
+            ) from error
+        results = response["Records"]
+        if len(results) != len(entries):
+            raise KinesisPublishError(
+                f"PutRecords answered {len(results)} results for {len(entries)} records",
+                code="MismatchedResponse",
+                retryable=True,
+            )
+        return [result.get("ErrorCode") for result in results]
+
+
+def classify_client_error(error: ClientError) -> KinesisPublishError:
+    details = error.response.get("Error", {})
+    code = str(details.get("Code", "Unknown"))
+    status = int(error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
+    retryable = code in RETRYABLE_CODES or status >= 500 or status == 429
+    hint = FIX_HINTS.get(code)
+    message = f"{code}: {details.get('Message', '')}".strip()
+    if hint and not retryable:
+        message = f"{message} ({hint})"
+    return KinesisPublishError(message, code=code, retryable=retryable)
+
+
+class S3DeadLetterWriter:
+    """Writes each unwritable record as one JSON object: metadata, original base64, reason."""
+
+    def __init__(self, client: S3Client, bucket: str, prefix: str) -> None:
+        self._client = client
+        self._bucket = bucket
+        self._prefix = prefix
+
+    def write(self, record: UnwritableRecord, event_source_arn: str | None) -> None:
+        source = record.source
+        body = dead_letter_document(record, event_source_arn)
+        key = dead_letter_key(self._prefix, record)
+        try:
+            self._client.put_object(
+                Bucket=self._bucket,
+                Key=key,
+                Body=body,
+                ContentType="application/json",
+            )
+        except (ClientError, BotoCoreError) as error:
+            raise DeadLetterError(
+                f"could not write s3://{self._bucket}/{key} for {source.topic_partition}"
+                f" offset {source.offset}: {error}"
+            ) from error

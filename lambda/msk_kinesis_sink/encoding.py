@@ -1,0 +1,133 @@
+"""Turn a Kafka record into the Kinesis user record it becomes: data bytes and partition key."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+from dataclasses import dataclass
+
+from msk_kinesis_sink.errors import UnwritableRecordError
+from msk_kinesis_sink.events import KafkaRecord
+from msk_kinesis_sink.limits import MAX_PARTITION_KEY_CHARS
+from msk_kinesis_sink.settings import PartitionKeyMode, RecordFormat
+
+EMPTY = b""
+
+
+@dataclass(frozen=True, slots=True)
+class EncodedRecord:
+    """A Kafka record ready for Kinesis, encoded exactly once."""
+
+    source: KafkaRecord
+    data: bytes
+    partition_key: str
+    # Bytes Kinesis counts against its limits: data blob + UTF-8 partition key.
+    size: int
+
+    @property
+    def offset(self) -> int:
+        return self.source.offset
+
+
+@dataclass(frozen=True, slots=True)
+class UnwritableRecord:
+    """A record Kinesis can never accept, with the reason; it goes to the dead-letter bucket."""
+
+    source: KafkaRecord
+    partition_key: str
+    reason: str
+
+    @property
+    def offset(self) -> int:
+        return self.source.offset
+
+
+def decode_base64(text: str | None, *, field: str) -> bytes | None:
+    """Strict base64 decoding; raises UnwritableRecordError naming the field."""
+    if text is None:
+        return None
+    try:
+        return base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        raise UnwritableRecordError(f"record {field} is not valid base64") from None
+
+
+def partition_key_for(record: KafkaRecord, key: bytes | None, mode: PartitionKeyMode) -> str:
+    """Same Kafka key -> same partition key -> same shard, always.
+
+    Text keys of 1-256 characters are used as they are; other keys are hashed (Kinesis accepts
+    only 1-256 Unicode characters); null and empty keys fall back to the topic-partition.
+    """
+    if mode is PartitionKeyMode.KEY and key:
+        try:
+            text = key.decode("utf-8")
+        except UnicodeDecodeError:
+            return _digest(key)
+        return text if len(text) <= MAX_PARTITION_KEY_CHARS else _digest(key)
+    fallback = record.topic_partition
+    # Kafka allows 249-character topic names, so "<topic>-<partition>" can outgrow the limit.
+    if len(fallback) > MAX_PARTITION_KEY_CHARS:
+        return _digest(fallback.encode("utf-8"))
+    return fallback
+
+
+def _digest(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def encode_record(
+    record: KafkaRecord,
+    *,
+    record_format: RecordFormat,
+    partition_key_mode: PartitionKeyMode,
+    max_record_bytes: int,
+) -> EncodedRecord | UnwritableRecord:
+    """Encode one record, or say why it can never be written (never raises for bad data)."""
+    try:
+        key = decode_base64(record.key_b64, field="key")
+    except UnwritableRecordError as error:
+        return UnwritableRecord(record, record.topic_partition, str(error))
+    partition_key = partition_key_for(record, key, partition_key_mode)
+    try:
+        value = decode_base64(record.value_b64, field="value")
+    except UnwritableRecordError as error:
+        return UnwritableRecord(record, partition_key, str(error))
+
+    if record_format is RecordFormat.RAW:
+        # A tombstone (null value) is written as an empty record: it keeps its key and its place.
+        data = value if value is not None else EMPTY
+    else:
+        data = envelope_bytes(record)
+
+    size = len(data) + len(partition_key.encode("utf-8"))
+    if size > max_record_bytes:
+        return UnwritableRecord(
+            record,
+            partition_key,
+            f"encoded record is {size} bytes (data + partition key), over MAX_RECORD_BYTES="
+            f"{max_record_bytes}",
+        )
+    return EncodedRecord(record, data, partition_key, size)
+
+
+def envelope_bytes(record: KafkaRecord) -> bytes:
+    """The `envelope` format: UTF-8 JSON with every field of the Kafka record, bytes as base64.
+
+    Key and value were validated as base64 already, so the event's own strings are reused.
+    """
+    document = {
+        "topic": record.topic,
+        "partition": record.partition,
+        "offset": record.offset,
+        "timestamp": record.timestamp,
+        "timestampType": record.timestamp_type,
+        "key": record.key_b64,
+        "value": record.value_b64,
+        "headers": [
+            {"name": name, "value": base64.b64encode(value).decode("ascii")}
+            for name, value in record.headers
+        ],
+    }
+    return json.dumps(document, separators=(",", ":")).encode("utf-8")

@@ -1,0 +1,51 @@
+"""Lambda entry point: wires Powertools logging and metrics around one `Sink` per container."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools.logging.utils import copy_config_to_registered_loggers
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from msk_kinesis_sink.response import PartialBatchResponse
+from msk_kinesis_sink.runtime import InvocationReport, Sink
+
+DEFAULT_NAMESPACE = "MskKinesisSink"
+DEFAULT_SERVICE = "msk-kinesis-sink"
+
+logger = Logger(service=os.environ.get("POWERTOOLS_SERVICE_NAME", DEFAULT_SERVICE))
+metrics = Metrics(
+    namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", DEFAULT_NAMESPACE),
+    service=os.environ.get("POWERTOOLS_SERVICE_NAME", DEFAULT_SERVICE),
+)
+# The core logs through the standard library; give its loggers the same JSON format and context.
+copy_config_to_registered_loggers(source_logger=logger, include={"msk_kinesis_sink"})
+
+
+def publish_metrics(report: InvocationReport) -> None:
+    stats = report.stats
+    count = MetricUnit.Count
+    metrics.add_metric("RecordsReceived", count, stats.records_received)
+    metrics.add_metric("RecordsPublished", count, stats.records_published)
+    metrics.add_metric("RecordsFailed", count, report.records_failed)
+    metrics.add_metric("RecordsDeadLettered", count, stats.records_dead_lettered)
+    metrics.add_metric("RecordsThrottled", count, stats.records_throttled)
+    metrics.add_metric("RetryAttempts", count, stats.retry_attempts)
+    metrics.add_metric("PutRecordsCalls", count, stats.put_records_calls)
+    metrics.add_metric("BytesPublished", MetricUnit.Bytes, stats.bytes_published)
+    # EMF holds at most 100 values per metric per document; a sample keeps the distribution.
+    for latency in stats.put_latencies_ms[:100]:
+        metrics.add_metric("PublishLatency", MetricUnit.Milliseconds, latency)
+
+
+# Built at cold start: a bad setting fails the init phase with a message naming the variable.
+sink = Sink.from_env(os.environ, on_report=publish_metrics)
+
+
+@metrics.log_metrics
+@logger.inject_lambda_context(clear_state=True)
+def handler(event: dict[str, Any], context: LambdaContext) -> PartialBatchResponse:
+    return sink.handle(event, context)
