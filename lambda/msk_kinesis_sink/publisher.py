@@ -308,8 +308,10 @@ class Publisher:
         stats.request_failures += 1
         if not error.retryable:
             logger.error(
-                "PutRecords failed with a non-retryable error; the partition stops and is"
+                "PutRecords failed with a non-retryable error (%s); partition %s stops and is"
                 " reported for redelivery",
+                error,
+                partition.batch.topic_partition,
                 extra={
                     "topic_partition": partition.batch.topic_partition,
                     "error_code": error.code,

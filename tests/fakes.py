@@ -1,0 +1,127 @@
+"""Fakes for the sink's seams: an in-memory Kinesis with fault injection, and a Lambda context.
+
+moto never returns per-record failures, so fault paths are exercised against these instead.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from msk_kinesis_sink.encoding import UnwritableRecord
+from msk_kinesis_sink.errors import DeadLetterError, KinesisPublishError
+from msk_kinesis_sink.planning import Entry
+
+THROTTLED = "ProvisionedThroughputExceededException"
+INTERNAL = "InternalFailure"
+
+
+@dataclass(frozen=True, slots=True)
+class StoredRecord:
+    """What the fake stream holds: exactly what a consumer would read back."""
+
+    partition_key: str
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Faults:
+    """Probabilities of each fault, drawn per request (request_*) or per entry (record_*)."""
+
+    record_throttle: float = 0.0
+    record_internal: float = 0.0
+    request_throttle: float = 0.0
+    request_fatal: float = 0.0
+    response_lost: float = 0.0
+
+
+class FakeKinesis:
+    """A RecordWriter that stores accepted entries in one ordered log and injects faults.
+
+    Like Kinesis, a failed entry does not stop later entries of the same request. It also
+    watches the planner's contract: never the same partition key twice in one request.
+    """
+
+    def __init__(
+        self,
+        faults: Faults = Faults(),
+        *,
+        seed: int = 0,
+        fail_entry: Callable[[int, Entry], str | None] | None = None,
+        fatal_code: str = "AccessDeniedException",
+    ) -> None:
+        self.faults = faults
+        self.records: list[StoredRecord] = []
+        self.calls = 0
+        self.violations: list[str] = []
+        self._fail_entry = fail_entry
+        self._fatal_code = fatal_code
+        self._rng = random.Random(seed)
+        self._lock = threading.Lock()
+
+    def put_records(self, entries: Sequence[Entry]) -> list[str | None]:
+        keys = [entry.partition_key for entry in entries]
+        with self._lock:
+            call = self.calls
+            self.calls += 1
+            if len(set(keys)) != len(keys):
+                self.violations.append(f"call {call}: a partition key twice in one request")
+            return self._put_locked(call, entries)
+
+    def _put_locked(self, call: int, entries: Sequence[Entry]) -> list[str | None]:
+        faults, draw = self.faults, self._rng.random
+        if draw() < faults.request_fatal:
+            raise KinesisPublishError(
+                f"{self._fatal_code}: injected", code=self._fatal_code, retryable=False
+            )
+        if draw() < faults.request_throttle:
+            raise KinesisPublishError("injected", code="ThrottlingException", retryable=True)
+        codes: list[str | None] = []
+        for entry in entries:
+            code = self._fail_entry(call, entry) if self._fail_entry else None
+            if code is None and draw() < faults.record_throttle:
+                code = THROTTLED
+            if code is None and draw() < faults.record_internal:
+                code = INTERNAL
+            if code is None:
+                self.records.append(StoredRecord(entry.partition_key, entry.data))
+            codes.append(code)
+        if draw() < faults.response_lost:
+            # The write happened; only the answer is gone (a timeout or connection reset).
+            raise KinesisPublishError(
+                "injected lost response", code="ReadTimeoutError", retryable=True
+            )
+        return codes
+
+
+@dataclass
+class FakeDeadLetters:
+    """A DeadLetterWriter that keeps records in memory, or fails every write when `broken`."""
+
+    broken: bool = False
+    written: list[UnwritableRecord] = field(default_factory=list)
+
+    def write(self, record: UnwritableRecord, event_source_arn: str | None) -> None:
+        if self.broken:
+            raise DeadLetterError("injected: bucket unavailable")
+        self.written.append(record)
+
+
+class FakeContext:
+    """A Lambda context whose remaining time comes from a callable (a budget or a real clock)."""
+
+    aws_request_id = "00000000-0000-0000-0000-000000000000"
+    function_name = "msk-kinesis-sink"
+    function_version = "$LATEST"
+    memory_limit_in_mb = 512
+    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:msk-kinesis-sink"
+    log_group_name = "/aws/lambda/msk-kinesis-sink"
+    log_stream_name = "local"
+
+    def __init__(self, remaining_ms: Callable[[], int] = lambda: 300_000) -> None:
+        self._remaining_ms = remaining_ms
+
+    def get_remaining_time_in_millis(self) -> int:
+        return self._remaining_ms()

@@ -1,0 +1,366 @@
+"""Publisher and Sink behaviour under faults, against the fault-injecting fake Kinesis."""
+
+from __future__ import annotations
+
+import base64
+import logging
+from collections import defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from msk_kinesis_sink.consumer import Envelope, OffsetDeduplicator
+from msk_kinesis_sink.errors import MalformedEventError
+from msk_kinesis_sink.planning import Entry
+from msk_kinesis_sink.runtime import Sink
+from msk_kinesis_sink.settings import Settings
+from tests.fakes import THROTTLED, FakeContext, FakeDeadLetters, FakeKinesis, Faults
+
+TOPIC = "orders.v1-eu"
+
+# A source record for these tests: (partition, offset, key or None, value).
+Source = tuple[int, int, bytes | None, bytes]
+
+
+def _b64(data: bytes | None) -> str | None:
+    return None if data is None else base64.b64encode(data).decode("ascii")
+
+
+def _event(sources: list[Source], topic: str = TOPIC) -> dict[str, Any]:
+    groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for partition, offset, key, value in sources:
+        record: dict[str, Any] = {
+            "topic": topic,
+            "partition": partition,
+            "offset": offset,
+            "timestamp": 1_700_000_000_000 + offset,
+            "timestampType": "CREATE_TIME",
+            "value": _b64(value),
+            "headers": [],
+        }
+        if key is not None:
+            record["key"] = _b64(key)
+        groups[f"{topic}-{partition}"].append(record)
+    return {
+        "eventSource": "aws:kafka",
+        "eventSourceArn": "arn:aws:kafka:us-east-1:123456789012:cluster/demo/abc",
+        "bootstrapServers": "b-1.demo:9098",
+        "records": dict(groups),
+    }
+
+
+def _settings(**overrides: str) -> Settings:
+    env = {
+        "STREAM_NAME": "sink-test",
+        "RECORD_FORMAT": "envelope",
+        "RETRY_BASE_MS": "1",
+        "RETRY_MAX_MS": "4",
+        **overrides,
+    }
+    return Settings.from_env(env)
+
+
+@contextmanager
+def _sink(writer: FakeKinesis, **kwargs: Any) -> Iterator[Sink]:
+    sink = Sink(kwargs.pop("settings", None) or _settings(), writer=writer, **kwargs)
+    try:
+        yield sink
+    finally:
+        sink.close()
+
+
+def _consumed(fake: FakeKinesis) -> dict[tuple[int, str | None], list[int]]:
+    """What a consumer applying the documented rule receives, per (partition, key)."""
+    dedup = OffsetDeduplicator()
+    received: dict[tuple[int, str | None], list[int]] = defaultdict(list)
+    for stored in fake.records:
+        envelope = Envelope.from_bytes(stored.data)
+        if dedup.accept(envelope):
+            received[(envelope.partition, envelope.key)].append(envelope.offset)
+    return dict(received)
+
+
+def _expected(sources: list[Source]) -> dict[tuple[int, str | None], list[int]]:
+    expected: dict[tuple[int, str | None], list[int]] = defaultdict(list)
+    for partition, offset, key, _ in sorted(sources, key=lambda s: (s[0], s[1])):
+        expected[(partition, _b64(key))].append(offset)
+    return dict(expected)
+
+
+def _failed_offsets(response: dict[str, Any]) -> dict[str, list[int]]:
+    failed: dict[str, list[int]] = defaultdict(list)
+    for failure in response["batchItemFailures"]:
+        identifier = failure["itemIdentifier"]
+        failed[identifier["partition"]].append(identifier["offset"])
+    return dict(failed)
+
+
+def _deliver_like_the_esm(
+    sink: Sink,
+    sources: list[Source],
+    *,
+    context: FakeContext | None = None,
+    max_invocations: int = 300,
+) -> int:
+    """Invoke until everything is delivered, resuming each partition like the ESM does."""
+    pending = list(sources)
+    for invocation in range(1, max_invocations + 1):
+        response = sink.handle(_event(pending), context or FakeContext())
+        failed = _failed_offsets(response)
+        for partition_name, offsets in failed.items():
+            batch = sorted(o for p, o, _, _ in pending if f"{TOPIC}-{p}" == partition_name)
+            # The response is a contiguous tail of the partition's records in this batch.
+            assert offsets == batch[batch.index(offsets[0]) :]
+        resume = {name: min(offsets) for name, offsets in failed.items()}
+        pending = [
+            s for s in pending if f"{TOPIC}-{s[0]}" in resume and s[1] >= resume[f"{TOPIC}-{s[0]}"]
+        ]
+        if not pending:
+            return invocation
+    raise AssertionError(f"{len(pending)} records still undelivered after {max_invocations}")
+
+
+# -- strict ordering -------------------------------------------------------------------------
+
+
+def test_publisher_hot_key_sends_one_record_per_request_in_order() -> None:
+    # GIVEN 20 records of one key in one partition
+    sources: list[Source] = [(0, offset, b"hot", b"v") for offset in range(20)]
+    fake = FakeKinesis()
+    # WHEN they are published
+    with _sink(fake) as sink:
+        response = sink.handle(_event(sources), FakeContext())
+    # THEN each went alone, in offset order, and nothing is reported
+    assert response == {"batchItemFailures": []}
+    assert fake.calls == 20
+    assert _consumed(fake) == _expected(sources)
+    assert [Envelope.from_bytes(r.data).offset for r in fake.records] == list(range(20))
+
+
+def test_publisher_distinct_keys_share_requests_of_at_most_500() -> None:
+    # GIVEN 1,200 records with distinct keys in one partition
+    sources: list[Source] = [(0, o, f"k{o}".encode(), b"x") for o in range(1200)]
+    fake = FakeKinesis()
+    # WHEN published
+    with _sink(fake) as sink:
+        sink.handle(_event(sources), FakeContext())
+    # THEN three requests suffice (500 + 500 + 200)
+    assert fake.calls == 3
+    assert len(fake.records) == 1200
+
+
+def test_publisher_throttled_record_is_retried_before_its_successor() -> None:
+    # GIVEN the first attempt at offset 3 (key "a") is throttled
+    sources: list[Source] = [(0, o, b"a" if o % 2 else b"b", b"v") for o in range(10)]
+    attempts: dict[int, int] = defaultdict(int)
+
+    def throttle_offset_3_once(call: int, entry: Entry) -> str | None:
+        offset = entry.records[0].offset
+        attempts[offset] += 1
+        return THROTTLED if offset == 3 and attempts[offset] == 1 else None
+
+    fake = FakeKinesis(fail_entry=throttle_offset_3_once)
+    # WHEN published
+    with _sink(fake) as sink:
+        response = sink.handle(_event(sources), FakeContext())
+        report = sink.last_report
+    # THEN it is delivered, key "a" stays in order, and the throttle is counted
+    assert response == {"batchItemFailures": []}
+    offsets_of_a = [
+        Envelope.from_bytes(r.data).offset for r in fake.records if r.partition_key == "a"
+    ]
+    assert offsets_of_a == [1, 3, 5, 7, 9]
+    assert report is not None
+    assert report.stats.records_throttled == 1
+    assert report.stats.retry_attempts == 1
+
+
+def test_publisher_lost_responses_only_duplicate_never_reorder() -> None:
+    # GIVEN every other response is lost after the write happened
+    sources: list[Source] = [(0, o, f"k{o % 3}".encode(), b"v") for o in range(30)]
+    fake = FakeKinesis(Faults(response_lost=0.5), seed=7)
+    # WHEN published until the ESM has nothing left to redeliver
+    with _sink(fake) as sink:
+        _deliver_like_the_esm(sink, sources)
+    # THEN the stream holds duplicates, and the consumer rule yields the source exactly
+    assert len(fake.records) > len(sources)
+    assert _consumed(fake) == _expected(sources)
+
+
+# -- failures reported to the ESM ------------------------------------------------------------
+
+
+def test_publisher_non_retryable_error_reports_whole_partition_and_says_what_to_fix(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # GIVEN a stream the role may not write to
+    sources: list[Source] = [(0, o, b"k", b"v") for o in range(5)] + [(1, 0, b"k", b"v")]
+    fake = FakeKinesis(Faults(request_fatal=1.0), fatal_code="AccessDeniedException")
+    # WHEN published
+    with caplog.at_level(logging.ERROR), _sink(fake) as sink:
+        response = sink.handle(_event(sources), FakeContext())
+    # THEN every record of both partitions is reported, after one attempt per partition
+    assert _failed_offsets(response) == {f"{TOPIC}-0": [0, 1, 2, 3, 4], f"{TOPIC}-1": [0]}
+    assert fake.calls == 2
+    assert "non-retryable" in caplog.text
+    assert "AccessDeniedException" in caplog.text
+
+
+def test_publisher_deadline_reached_before_start_sends_nothing() -> None:
+    # GIVEN an invocation with less time left than one slow request needs
+    sources: list[Source] = [(0, o, b"k", b"v") for o in range(3)]
+    fake = FakeKinesis()
+    # WHEN handled
+    with _sink(fake) as sink:
+        response = sink.handle(_event(sources), FakeContext(lambda: 1_000))
+        report = sink.last_report
+    # THEN nothing is sent and everything is reported for redelivery
+    assert fake.calls == 0
+    assert _failed_offsets(response) == {f"{TOPIC}-0": [0, 1, 2]}
+    assert report is not None and report.stats.stopped_by_deadline
+
+
+def test_publisher_deadline_midway_reports_only_the_undelivered_tail() -> None:
+    # GIVEN time runs out after three requests (one hot key: one record per request)
+    sources: list[Source] = [(0, o, b"hot", b"v") for o in range(10)]
+    fake = FakeKinesis()
+
+    def remaining_ms() -> int:
+        return 60_000 if fake.calls < 3 else 100
+
+    # WHEN handled
+    with _sink(fake) as sink:
+        response = sink.handle(_event(sources), FakeContext(remaining_ms))
+    # THEN offsets 0-2 are in the stream and 3-9 are reported
+    assert [Envelope.from_bytes(r.data).offset for r in fake.records] == [0, 1, 2]
+    assert _failed_offsets(response) == {f"{TOPIC}-0": list(range(3, 10))}
+
+
+# -- records that can never be written -------------------------------------------------------
+
+
+def _oversize_case() -> list[Source]:
+    # offset 1 is bigger than MAX_RECORD_BYTES once encoded; offsets 0-3 share key "k"
+    return [(0, 0, b"k", b"a"), (0, 1, b"k", b"x" * 4096), (0, 2, b"k", b"b"), (0, 3, b"j", b"c")]
+
+
+def test_publisher_oversize_record_goes_to_dead_letters_and_key_moves_on() -> None:
+    # GIVEN a dead-letter writer and one oversize record between two of the same key
+    fake, dead = FakeKinesis(), FakeDeadLetters()
+    # WHEN published
+    with _sink(fake, settings=_settings(MAX_RECORD_BYTES="2048"), dead_letters=dead) as sink:
+        response = sink.handle(_event(_oversize_case()), FakeContext())
+        report = sink.last_report
+    # THEN it is dead-lettered with its reason, and nothing is reported
+    assert response == {"batchItemFailures": []}
+    assert [r.offset for r in dead.written] == [1]
+    assert "MAX_RECORD_BYTES=2048" in dead.written[0].reason
+    assert [Envelope.from_bytes(r.data).offset for r in fake.records if r.partition_key == "k"] == [
+        0,
+        2,
+    ]
+    assert report is not None and report.stats.records_dead_lettered == 1
+
+
+@pytest.mark.parametrize("dead_letters", [None, FakeDeadLetters(broken=True)])
+def test_publisher_unwritable_record_without_working_bucket_blocks_its_key(
+    dead_letters: FakeDeadLetters | None,
+) -> None:
+    # GIVEN no (working) dead-letter bucket
+    fake = FakeKinesis()
+    # WHEN a batch with an oversize record is published
+    with _sink(
+        fake, settings=_settings(MAX_RECORD_BYTES="2048"), dead_letters=dead_letters
+    ) as sink:
+        response = sink.handle(_event(_oversize_case()), FakeContext())
+    # THEN the partition is reported from the oversize record on, and the key's later record
+    # was never sent ahead of it
+    assert _failed_offsets(response) == {f"{TOPIC}-0": [1, 2, 3]}
+    sent = sorted(Envelope.from_bytes(r.data).offset for r in fake.records)
+    assert 2 not in sent
+    assert 0 in sent
+
+
+def test_publisher_undecodable_value_is_dead_lettered_with_reason() -> None:
+    # GIVEN a record whose value is not base64
+    event = _event([(0, 0, b"k", b"ok"), (0, 1, b"k", b"ok")])
+    event["records"][f"{TOPIC}-0"][0]["value"] = "not base64!"
+    fake, dead = FakeKinesis(), FakeDeadLetters()
+    # WHEN handled
+    with _sink(fake, dead_letters=dead) as sink:
+        response = sink.handle(event, FakeContext())
+    # THEN it is dead-lettered and the next record is published
+    assert response == {"batchItemFailures": []}
+    assert [r.offset for r in dead.written] == [0]
+    assert "value is not valid base64" in dead.written[0].reason
+    assert [Envelope.from_bytes(r.data).offset for r in fake.records] == [1]
+
+
+# -- events ------------------------------------------------------------------------------------
+
+
+def test_sink_empty_records_succeeds_without_calling_kinesis() -> None:
+    fake = FakeKinesis()
+    with _sink(fake) as sink:
+        response = sink.handle({"eventSource": "aws:kafka", "records": {}}, FakeContext())
+    assert response == {"batchItemFailures": []}
+    assert fake.calls == 0
+
+
+def test_sink_malformed_event_raises_naming_the_problem() -> None:
+    with _sink(FakeKinesis()) as sink, pytest.raises(MalformedEventError, match="no 'records'"):
+        sink.handle({"eventSource": "aws:kafka"}, FakeContext())
+
+
+# -- the guarantee, as a property ------------------------------------------------------------
+
+_KEYS = st.sampled_from([None, b"", b"a", b"b", b"c", b"\xff\xfe", "ключ".encode()])
+
+_sources = st.lists(
+    st.tuples(st.integers(0, 2), _KEYS, st.binary(max_size=16)), min_size=1, max_size=60
+).map(
+    lambda rows: [
+        (partition, offset, key, value)
+        for offset, (partition, key, value) in enumerate(rows)  # offsets unique, increasing
+    ]
+)
+
+_faults = st.builds(
+    Faults,
+    record_throttle=st.sampled_from([0.0, 0.1, 0.4]),
+    record_internal=st.sampled_from([0.0, 0.1]),
+    request_throttle=st.sampled_from([0.0, 0.1]),
+    request_fatal=st.sampled_from([0.0, 0.05]),
+    response_lost=st.sampled_from([0.0, 0.1, 0.3]),
+)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    sources=_sources,
+    faults=_faults,
+    seed=st.integers(0, 2**32),
+    partition_key=st.sampled_from(["key", "partition"]),
+    concurrency=st.sampled_from(["1", "4"]),
+)
+def test_publisher_consumer_rule_yields_source_exactly_under_any_faults(
+    sources: list[Source],
+    faults: Faults,
+    seed: int,
+    partition_key: str,
+    concurrency: str,
+) -> None:
+    # GIVEN random records, random faults and ESM-style redelivery of reported tails
+    fake = FakeKinesis(faults, seed=seed)
+    settings_ = _settings(PARTITION_KEY=partition_key, MAX_CONCURRENCY=concurrency)
+    # WHEN everything has been delivered
+    with _sink(fake, settings=settings_) as sink:
+        _deliver_like_the_esm(sink, sources)
+    # THEN per (partition, key) the consumer sees every record once, in Kafka order,
+    # and no request ever held a partition key twice
+    assert _consumed(fake) == _expected(sources)
+    assert fake.violations == []
