@@ -99,9 +99,9 @@ class Sink:
     @classmethod
     def from_env(cls, env: Mapping[str, str], *, on_report: ReportSink | None = None) -> Sink:
         """Build from environment variables; raises ConfigurationError naming a bad variable."""
+        settings = Settings.from_env(env)
         from msk_kinesis_sink import aws  # boto3 is imported only once settings are valid
 
-        settings = Settings.from_env(env)
         dead_letters = None
         if settings.dead_letter_bucket:
             dead_letters = aws.S3DeadLetterWriter(

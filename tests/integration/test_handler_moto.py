@@ -1,0 +1,181 @@
+"""The Lambda handler end to end against moto's Kinesis and S3, reading records back."""
+
+from __future__ import annotations
+
+import base64
+import importlib
+import json
+import sys
+from collections.abc import Iterator
+from types import ModuleType
+from typing import Any
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from msk_kinesis_sink.errors import ConfigurationError
+from tests.fakes import FakeContext
+
+REGION = "us-east-1"
+STREAM = "mirror"
+BUCKET = "sink-dead-letters"
+SECRET_KEY = b"customer-key-7f3a"
+SECRET_VALUE = b"customer-value-91bd"
+
+
+def _record(
+    topic: str, partition: int, offset: int, key: bytes | None, value: bytes | None
+) -> dict[str, Any]:
+    record: dict[str, Any] = {
+        "topic": topic,
+        "partition": partition,
+        "offset": offset,
+        "timestamp": 1_700_000_000_000,
+        "timestampType": "CREATE_TIME",
+        "value": None if value is None else base64.b64encode(value).decode(),
+        "headers": [{"trace": list(b"abc")}],
+    }
+    if key is not None:
+        record["key"] = base64.b64encode(key).decode()
+    return record
+
+
+@pytest.fixture
+def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    for name, value in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_SESSION_TOKEN": "testing",
+        "AWS_REGION": REGION,
+        "AWS_DEFAULT_REGION": REGION,
+    }.items():
+        monkeypatch.setenv(name, value)
+    with mock_aws():
+        kinesis = boto3.client("kinesis", region_name=REGION)
+        kinesis.create_stream(StreamName=STREAM, ShardCount=2)
+        boto3.client("s3", region_name=REGION).create_bucket(Bucket=BUCKET)
+        yield
+
+
+def _load_handler(monkeypatch: pytest.MonkeyPatch, **env: str) -> ModuleType:
+    """Import the handler module afresh, as a new Lambda container would (cold start)."""
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    sys.modules.pop("msk_kinesis_sink.handler", None)
+    return importlib.import_module("msk_kinesis_sink.handler")
+
+
+def _read_stream() -> list[dict[str, Any]]:
+    kinesis = boto3.client("kinesis", region_name=REGION)
+    records = []
+    for shard in kinesis.list_shards(StreamName=STREAM)["Shards"]:
+        iterator = kinesis.get_shard_iterator(
+            StreamName=STREAM, ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON"
+        )["ShardIterator"]
+        records.extend(kinesis.get_records(ShardIterator=iterator, Limit=10_000)["Records"])
+    return records
+
+
+def test_handler_raw_records_arrive_with_their_keys_in_order(
+    aws: None, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # GIVEN an MSK event with a text key, a null key and a tombstone, on a topic with '-' and '.'
+    topic = "orders.v1-eu"
+    event = {
+        "eventSource": "aws:kafka",
+        "eventSourceArn": "arn:aws:kafka:us-east-1:123456789012:cluster/c/abc",
+        "bootstrapServers": "b-1:9098",
+        "records": {
+            f"{topic}-3": [
+                _record(topic, 3, 10, SECRET_KEY, SECRET_VALUE),
+                _record(topic, 3, 11, None, b"no-key"),
+                _record(topic, 3, 12, SECRET_KEY, None),
+            ]
+        },
+    }
+    module = _load_handler(monkeypatch, STREAM_NAME=STREAM)
+    # WHEN the handler is invoked
+    response = module.handler(event, FakeContext())
+    # THEN nothing is reported and the stream holds the values under the expected keys
+    assert response == {"batchItemFailures": []}
+    stored = sorted(_read_stream(), key=lambda r: int(r["SequenceNumber"]))
+    by_key: dict[str, list[bytes]] = {}
+    for record in stored:
+        by_key.setdefault(record["PartitionKey"], []).append(record["Data"])
+    assert by_key == {SECRET_KEY.decode(): [SECRET_VALUE, b""], f"{topic}-3": [b"no-key"]}
+    # AND the logs say what happened without revealing keys or values
+    logged = capsys.readouterr().out
+    assert '"records_published":3' in logged.replace(" ", "")
+    assert SECRET_KEY.decode() not in logged
+    assert SECRET_VALUE.decode() not in logged
+    assert base64.b64encode(SECRET_VALUE).decode() not in logged
+
+
+def test_handler_envelope_carries_every_field(aws: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    # GIVEN envelope format and a stream given by ARN
+    arn = f"arn:aws:kinesis:{REGION}:123456789012:stream/{STREAM}"
+    module = _load_handler(monkeypatch, STREAM_NAME=arn, RECORD_FORMAT="envelope")
+    event = {"eventSource": "aws:kafka", "records": {"t-0": [_record("t", 0, 5, b"k", b"v")]}}
+    # WHEN invoked
+    assert module.handler(event, FakeContext()) == {"batchItemFailures": []}
+    # THEN the record is the documented envelope
+    (stored,) = _read_stream()
+    assert json.loads(stored["Data"]) == {
+        "topic": "t",
+        "partition": 0,
+        "offset": 5,
+        "timestamp": 1_700_000_000_000,
+        "timestampType": "CREATE_TIME",
+        "key": base64.b64encode(b"k").decode(),
+        "value": base64.b64encode(b"v").decode(),
+        "headers": [{"name": "trace", "value": base64.b64encode(b"abc").decode()}],
+    }
+
+
+def test_handler_oversize_record_lands_in_dead_letter_bucket(
+    aws: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN a dead-letter bucket and a record larger than MAX_RECORD_BYTES
+    module = _load_handler(
+        monkeypatch, STREAM_NAME=STREAM, DEAD_LETTER_BUCKET=BUCKET, MAX_RECORD_BYTES="1024"
+    )
+    big = b"x" * 2000
+    event = {
+        "eventSource": "aws:kafka",
+        "eventSourceArn": "arn:aws:kafka:us-east-1:123456789012:cluster/c/abc",
+        "records": {"t-1": [_record("t", 1, 7, b"k", big), _record("t", 1, 8, b"k", b"small")]},
+    }
+    # WHEN invoked
+    response = module.handler(event, FakeContext())
+    # THEN nothing is reported; the big record is in S3 with its reason, the small one in Kinesis
+    assert response == {"batchItemFailures": []}
+    s3 = boto3.client("s3", region_name=REGION)
+    body = json.loads(s3.get_object(Bucket=BUCKET, Key="records/t/1/7.json")["Body"].read())
+    assert body["offset"] == 7
+    assert base64.b64decode(body["value"]) == big
+    assert "MAX_RECORD_BYTES=1024" in body["reason"]
+    assert [r["Data"] for r in _read_stream()] == [b"small"]
+
+
+def test_handler_missing_stream_reports_everything_for_redelivery(
+    aws: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN a stream name that does not exist
+    module = _load_handler(monkeypatch, STREAM_NAME="no-such-stream")
+    event = {"eventSource": "aws:kafka", "records": {"t-0": [_record("t", 0, 1, b"k", b"v")]}}
+    # WHEN invoked
+    response = module.handler(event, FakeContext())
+    # THEN the record is reported so the ESM retries it (and, at last, its on-failure destination)
+    assert response == {
+        "batchItemFailures": [{"itemIdentifier": {"partition": "t-0", "offset": 1}}]
+    }
+
+
+def test_handler_bad_configuration_fails_cold_start_naming_the_variable(
+    aws: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with pytest.raises(
+        ConfigurationError, match="RECORD_FORMAT='xml' is not one of: raw, envelope"
+    ):
+        _load_handler(monkeypatch, STREAM_NAME=STREAM, RECORD_FORMAT="xml")
