@@ -1,0 +1,1 @@
+"""CDK infrastructure of the MSK -> Kinesis sink: config, constructs, and the stack."""
