@@ -1,0 +1,256 @@
+"""Read a Kinesis stream back and check it against the Kafka source, under the consumer rule.
+
+The rule (shipped with the sink as `msk_kinesis_sink.consumer`): for each (topic, partition, key),
+a consumer that drops every record whose offset is at or below the highest offset it has already
+seen for that key must receive every source record exactly once and in Kafka order. The auditor
+applies that rule to each shard in sequence order (parents before children) and counts what is
+lost, what arrives out of order, what is duplicated, corrupted, or foreign to the source.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, fields
+from typing import TYPE_CHECKING, Final
+
+from localloop.kinesis_local import DEFAULT_REGION, kinesis_client
+from localloop.workload import SourceLog, content_digest, read_topic
+from msk_kinesis_sink.consumer import Envelope, OffsetDeduplicator
+
+if TYPE_CHECKING:
+    from mypy_boto3_kinesis import KinesisClient
+
+# KPL aggregated records start with these bytes; decoded here independently of the sink's packer.
+KPL_MAGIC: Final = b"\xf3\x89\x9a\xc2"
+_KPL_DIGEST_BYTES: Final = 16
+_GET_RECORDS_LIMIT: Final = 10_000
+_READ_DEADLINE_S: Final = 600.0
+
+
+@dataclass(frozen=True, slots=True)
+class StreamRecord:
+    """One user record as read from a shard (aggregated records are already unpacked)."""
+
+    shard_id: str
+    sequence_number: str
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class AuditReport:
+    """The verdict: `ok` means nothing lost, nothing out of order, nothing corrupted."""
+
+    records: int  # in the source
+    stream_records: int  # user records read from the stream (duplicates included)
+    delivered: int  # distinct source records found
+    lost: int
+    out_of_order: int  # present, but dropped by the consumer rule (arrived after a later one)
+    duplicates: int  # extra copies, removed by the consumer rule
+    corrupted: int  # key, value or headers differ from the source
+    unexpected: int  # records that are not in the source (another run, another topic)
+    undecodable: int  # not envelope JSON
+    keys: int
+    partitions: int
+    shards: int
+
+    @property
+    def ok(self) -> bool:
+        return (
+            self.lost == 0
+            and self.out_of_order == 0
+            and self.corrupted == 0
+            and self.undecodable == 0
+        )
+
+    def pairs(self) -> list[tuple[str, int]]:
+        return [(f.name, getattr(self, f.name)) for f in fields(self)]
+
+
+def deaggregate(data: bytes) -> list[bytes]:
+    """The user records inside a KPL aggregated record (or [data] for a plain one)."""
+    if not data.startswith(KPL_MAGIC) or len(data) < len(KPL_MAGIC) + _KPL_DIGEST_BYTES:
+        return [data]
+    body = data[len(KPL_MAGIC) : -_KPL_DIGEST_BYTES]
+    out: list[bytes] = []
+    for field_number, value in _protobuf_fields(body):
+        if field_number == 3 and isinstance(value, bytes):  # AggregatedRecord.records
+            for inner_number, inner in _protobuf_fields(value):
+                if inner_number == 3 and isinstance(inner, bytes):  # Record.data
+                    out.append(inner)
+    return out
+
+
+def _protobuf_fields(buf: bytes) -> Iterator[tuple[int, int | bytes]]:
+    pos = 0
+    while pos < len(buf):
+        tag, pos = _varint(buf, pos)
+        number, wire = tag >> 3, tag & 7
+        if wire == 0:
+            value, pos = _varint(buf, pos)
+            yield number, value
+        elif wire == 2:
+            length, pos = _varint(buf, pos)
+            yield number, buf[pos : pos + length]
+            pos += length
+        else:
+            raise ValueError(f"unsupported protobuf wire type {wire}")
+
+
+def _varint(buf: bytes, pos: int) -> tuple[int, int]:
+    result = shift = 0
+    while True:
+        byte = buf[pos]
+        pos += 1
+        result |= (byte & 0x7F) << shift
+        if not byte & 0x80:
+            return result, pos
+        shift += 7
+
+
+def read_stream(
+    client: KinesisClient,
+    stream: str,
+    *,
+    on_progress: Callable[[int], None] | None = None,
+) -> tuple[list[StreamRecord], int]:
+    """Every record of every shard from TRIM_HORIZON to the current end; parents first."""
+    shards = []
+    token: str | None = None
+    while True:
+        listing = (
+            client.list_shards(NextToken=token) if token else client.list_shards(StreamName=stream)
+        )
+        shards.extend(listing["Shards"])
+        token = listing.get("NextToken")
+        if not token:
+            break
+    by_id = {s["ShardId"]: s for s in shards}
+    ordered: list[str] = []
+
+    def visit(shard_id: str) -> None:
+        if shard_id in ordered or shard_id not in by_id:
+            return
+        shard = by_id[shard_id]
+        for parent in (shard.get("ParentShardId"), shard.get("AdjacentParentShardId")):
+            if parent:
+                visit(parent)
+        ordered.append(shard_id)
+
+    for shard_id in sorted(by_id):
+        visit(shard_id)
+
+    deadline = time.monotonic() + _READ_DEADLINE_S
+    records: list[StreamRecord] = []
+    for shard_id in ordered:
+        iterator: str | None = client.get_shard_iterator(
+            StreamName=stream, ShardId=shard_id, ShardIteratorType="TRIM_HORIZON"
+        )["ShardIterator"]
+        while iterator and time.monotonic() < deadline:
+            page = client.get_records(ShardIterator=iterator, Limit=_GET_RECORDS_LIMIT)
+            for record in page["Records"]:
+                for data in deaggregate(record["Data"]):
+                    records.append(StreamRecord(shard_id, record["SequenceNumber"], data))
+            if on_progress is not None and page["Records"]:
+                on_progress(len(page["Records"]))
+            if not page["Records"] and page.get("MillisBehindLatest", 0) == 0:
+                break  # caught up with an open shard
+            iterator = page.get("NextShardIterator")
+    return records, len(ordered)
+
+
+def _b64(value: bytes | None) -> str | None:
+    return None if value is None else base64.b64encode(value).decode()
+
+
+def _unb64(value: str | None) -> bytes | None:
+    return None if value is None else base64.b64decode(value)
+
+
+def audit(source: SourceLog, stream_records: list[StreamRecord], shards: int = 0) -> AuditReport:
+    """Check the stream (in the order read) against the source."""
+    index = {
+        (r.topic, r.partition, r.offset): r for records in source.by_tp.values() for r in records
+    }
+    expected: dict[tuple[str, int, str | None], list[int]] = {}
+    for records in source.by_tp.values():
+        for r in records:
+            expected.setdefault((r.topic, r.partition, _b64(r.key)), []).append(r.offset)
+
+    seen: Counter[tuple[str, int, int]] = Counter()
+    corrupted: set[tuple[str, int, int]] = set()
+    accepted: dict[tuple[str, int, str | None], list[int]] = {}
+    dedup = OffsetDeduplicator()
+    unexpected = undecodable = 0
+    for stream_record in stream_records:
+        try:
+            envelope = Envelope.from_bytes(stream_record.data)
+        except (ValueError, KeyError, TypeError):
+            undecodable += 1
+            continue
+        record_id = (envelope.topic, envelope.partition, envelope.offset)
+        original = index.get(record_id)
+        if original is None:
+            unexpected += 1
+            continue
+        seen[record_id] += 1
+        headers = [(name, _unb64(value)) for name, value in envelope.headers]
+        if envelope.key != _b64(original.key) or original.digest != content_digest(
+            _unb64(envelope.value), headers
+        ):
+            corrupted.add(record_id)
+        if dedup.accept(envelope):
+            accepted.setdefault(envelope.ordering_key, []).append(envelope.offset)
+
+    lost = sum(1 for record_id in index if seen[record_id] == 0)
+    out_of_order = 0
+    for key, offsets in expected.items():
+        present = [o for o in offsets if seen[(key[0], key[1], o)]]
+        got = set(accepted.get(key, ()))
+        out_of_order += sum(1 for o in present if o not in got)
+    return AuditReport(
+        records=len(index),
+        stream_records=len(stream_records),
+        delivered=len(index) - lost,
+        lost=lost,
+        out_of_order=out_of_order,
+        duplicates=sum(count - 1 for count in seen.values() if count > 1),
+        corrupted=len(corrupted),
+        unexpected=unexpected,
+        undecodable=undecodable,
+        keys=len(expected),
+        partitions=len(source.by_tp),
+        shards=shards,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m localloop.audit",
+        description="Read a Kinesis stream (envelope records) and verify it against a Kafka topic:"
+        " lost, out of order (under the consumer rule), duplicated, corrupted.",
+    )
+    parser.add_argument("--stream", required=True, help="Kinesis stream name")
+    parser.add_argument(
+        "--endpoint", default=None, help="Kinesis endpoint URL (default: AWS, usual credentials)"
+    )
+    parser.add_argument("--region", default=DEFAULT_REGION)
+    parser.add_argument("--bootstrap", required=True, help="Kafka bootstrap servers (the source)")
+    parser.add_argument("--topic", required=True, help="source topic")
+    args = parser.parse_args(argv)
+
+    source = read_topic(args.bootstrap, args.topic)
+    records, shards = read_stream(kinesis_client(args.endpoint, args.region), args.stream)
+    report = audit(source, records, shards)
+    for name, value in report.pairs():
+        print(f"  {name:<14} {value}")
+    print(" ".join(f"{name}={value}" for name, value in report.pairs()) + f" ok={report.ok}")
+    return 0 if report.ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

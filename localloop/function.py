@@ -1,0 +1,44 @@
+"""The function the emulator invokes: the real sink, in-process, with an environment of its own."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from localloop.context import LambdaContext
+from localloop.esm import Function
+from localloop.kinesis_local import DEFAULT_REGION, DUMMY_CREDENTIALS
+
+
+def sink_env(
+    *,
+    stream: str,
+    endpoint: str | None,
+    region: str = DEFAULT_REGION,
+    extra: Mapping[str, str] | None = None,
+) -> dict[str, str]:
+    """Function environment for a local run: stream, endpoint, region, dummy credentials."""
+    env = {"STREAM_NAME": stream, "AWS_REGION": region, "AWS_DEFAULT_REGION": region}
+    if endpoint is not None:
+        env["AWS_ENDPOINT_URL_KINESIS"] = endpoint
+        env.update(DUMMY_CREDENTIALS)
+    env.update(extra or {})
+    return env
+
+
+class SinkFunction:
+    """`msk_kinesis_sink.runtime.Sink` as a Function: one instance = one warm Lambda container."""
+
+    def __init__(self, env: Mapping[str, str]) -> None:
+        from msk_kinesis_sink.runtime import Sink  # the function's package lives under lambda/
+
+        self._sink = Sink.from_env(env)
+
+    def __call__(self, event: dict[str, Any], context: LambdaContext) -> object:
+        return self._sink.handle(event, context)
+
+    def close(self) -> None:
+        self._sink.close()
+
+
+__all__ = ["Function", "SinkFunction", "sink_env"]

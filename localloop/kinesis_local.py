@@ -1,0 +1,106 @@
+"""kinesalite (in-memory Kinesis from npm) on loopback, plus boto3 clients for local endpoints."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING, Final
+
+import boto3
+from botocore.config import Config
+
+from localloop.procs import (
+    DEFAULT_READY_TIMEOUT_S,
+    LOOPBACK,
+    ManagedProcess,
+    ProcessFailedError,
+    free_port,
+    port_open,
+    wait_until,
+)
+
+if TYPE_CHECKING:
+    from mypy_boto3_kinesis import KinesisClient
+
+REPO_ROOT: Final = Path(__file__).resolve().parent.parent
+KINESALITE_MODULE: Final = REPO_ROOT / "node_modules" / "kinesalite"
+# kinesalite's own CLI listens on every interface; this binds it to loopback only. Streams become
+# ACTIVE at once (0 ms state changes) so callers wait on state, never on time.
+_KINESALITE_LOOPBACK_JS: Final = (
+    "const k = require(process.argv[1])"
+    "({createStreamMs: 0, deleteStreamMs: 0, updateStreamMs: 0, shardLimit: 100});"
+    "k.listen(Number(process.argv[2]), process.argv[3]);"
+    "process.on('SIGTERM', () => process.exit(0));"
+)
+DEFAULT_REGION: Final = "us-east-1"
+# kinesalite does not check credentials, but botocore refuses to sign without some.
+DUMMY_CREDENTIALS: Final = {"AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local"}
+_STREAM_ACTIVE_TIMEOUT_S: Final = 30.0
+
+
+def kinesis_client(endpoint: str | None, region: str = DEFAULT_REGION) -> KinesisClient:
+    """A Kinesis client for `endpoint` (None = the default AWS endpoint and credential chain)."""
+    config = Config(retries={"max_attempts": 5, "mode": "standard"}, read_timeout=30)
+    if endpoint is None:
+        return boto3.client("kinesis", region_name=region, config=config)
+    return boto3.client(
+        "kinesis",
+        endpoint_url=endpoint,
+        region_name=region,
+        aws_access_key_id=DUMMY_CREDENTIALS["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=DUMMY_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+        config=config,
+    )
+
+
+def create_stream(client: KinesisClient, name: str, shards: int) -> None:
+    """Create a provisioned stream and wait (bounded) until it is ACTIVE."""
+    client.create_stream(StreamName=name, ShardCount=shards)
+
+    def active() -> bool:
+        summary = client.describe_stream_summary(StreamName=name)["StreamDescriptionSummary"]
+        return summary["StreamStatus"] == "ACTIVE"
+
+    wait_until(active, timeout_s=_STREAM_ACTIVE_TIMEOUT_S, what=f"stream {name}")
+
+
+class Kinesalite:
+    """kinesalite on a free loopback port, in memory, for the lifetime of a `with` block."""
+
+    def __init__(self, *, port: int | None = None, log_path: Path | None = None) -> None:
+        if not KINESALITE_MODULE.exists():
+            raise ProcessFailedError(f"{KINESALITE_MODULE} not found: run `make install` (npm ci)")
+        self.port = port if port is not None else free_port()
+        self.endpoint = f"http://{LOOPBACK}:{self.port}"
+        module, port_arg = str(KINESALITE_MODULE), str(self.port)
+        argv = ["node", "-e", _KINESALITE_LOOPBACK_JS, module, port_arg, LOOPBACK]
+        self._process = ManagedProcess(
+            "kinesalite",
+            argv,
+            log_path,
+        )
+
+    def __enter__(self) -> Kinesalite:
+        started = time.monotonic()
+        self._process.start()
+        try:
+            wait_until(
+                lambda: port_open(self.port),
+                timeout_s=DEFAULT_READY_TIMEOUT_S,
+                what="kinesalite",
+                alive=self._process.alive,
+            )
+        except BaseException:
+            self._process.stop()
+            raise
+        self.startup_s = time.monotonic() - started
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._process.stop()

@@ -1,0 +1,119 @@
+"""Child processes on loopback ports: start, wait until ready (bounded), always stop."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import subprocess
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import IO, Final
+
+LOOPBACK: Final = "127.0.0.1"
+# How long a local server may take to accept connections before we call it broken.
+DEFAULT_READY_TIMEOUT_S: Final = 30.0
+# How long a child gets to exit after SIGTERM before it is killed.
+STOP_GRACE_S: Final = 5.0
+_POLL_INTERVAL_S: Final = 0.05
+
+
+class ProcessFailedError(RuntimeError):
+    """A local server exited early or did not become ready in time."""
+
+
+def free_port() -> int:
+    """A TCP port on loopback that is free right now (the OS picks it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((LOOPBACK, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def port_open(port: int, host: str = LOOPBACK) -> bool:
+    """True when something accepts TCP connections on host:port."""
+    try:
+        with socket.create_connection((host, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def wait_until(
+    ready: Callable[[], bool],
+    *,
+    timeout_s: float,
+    what: str,
+    alive: Callable[[], bool] = lambda: True,
+) -> None:
+    """Poll `ready` until it is true; fail after `timeout_s` or as soon as `alive` turns false."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        if ready():
+            return
+        if not alive():
+            raise ProcessFailedError(f"{what} exited before it became ready")
+        if time.monotonic() >= deadline:
+            raise ProcessFailedError(f"{what} was not ready after {timeout_s:.0f} s")
+        time.sleep(_POLL_INTERVAL_S)
+
+
+class ManagedProcess:
+    """A child process whose lifetime is a `with` block; its output goes to a log file."""
+
+    def __init__(self, name: str, argv: Sequence[str], log_path: Path | None = None) -> None:
+        self.name = name
+        self._argv = list(argv)
+        self._log_path = log_path
+        self._log: IO[bytes] | None = None
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def pid(self) -> int | None:
+        return None if self._proc is None else self._proc.pid
+
+    def start(self) -> None:
+        if self._log_path is not None:
+            self._log_path.parent.mkdir(parents=True, exist_ok=True)
+            self._log = self._log_path.open("wb")
+        sink = self._log if self._log is not None else subprocess.DEVNULL
+        self._proc = subprocess.Popen(
+            self._argv,
+            stdin=subprocess.DEVNULL,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            # Its own process group, so a Ctrl-C aimed at us does not kill it before we stop it.
+            start_new_session=True,
+            env={**os.environ},
+        )
+
+    def alive(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    def stop(self) -> None:
+        proc, self._proc = self._proc, None
+        if proc is not None and proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=STOP_GRACE_S)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=STOP_GRACE_S)
+        if self._log is not None:
+            with contextlib.suppress(OSError):
+                self._log.close()
+            self._log = None
+
+    def __enter__(self) -> ManagedProcess:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
