@@ -184,7 +184,7 @@ def test_aggregation_lost_responses_only_duplicate_which_the_consumer_rule_drops
 
 
 @settings(
-    max_examples=30,
+    max_examples=60,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
@@ -207,7 +207,7 @@ def test_aggregation_lost_responses_only_duplicate_which_the_consumer_rule_drops
         request_fatal=st.sampled_from([0.0, 0.05]),
         response_lost=st.sampled_from([0.0, 0.2]),
     ),
-    max_record_bytes=st.sampled_from(["1024", "4096", "1048576"]),
+    max_record_bytes=st.sampled_from(["2048", "4096", "1048576"]),
     seed=st.integers(min_value=0, max_value=2**16),
 )
 def test_aggregation_property_exactly_the_source_sequence_per_key_under_faults(
