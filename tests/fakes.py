@@ -41,7 +41,8 @@ class FakeKinesis:
     """A RecordWriter that stores accepted entries in one ordered log and injects faults.
 
     Like Kinesis, a failed entry does not stop later entries of the same request. It also
-    watches the planner's contract: never the same partition key twice in one request.
+    watches the planner's contract: never the same partition key of one topic-partition twice
+    in one request.
     """
 
     def __init__(
@@ -62,7 +63,8 @@ class FakeKinesis:
         self._lock = threading.Lock()
 
     def put_records(self, entries: Sequence[Entry]) -> list[str | None]:
-        keys = [entry.partition_key for entry in entries]
+        # The rule is per topic-partition: the same key from two partitions may share a request.
+        keys = [(entry.records[0].source.topic_partition, entry.partition_key) for entry in entries]
         with self._lock:
             call = self.calls
             self.calls += 1

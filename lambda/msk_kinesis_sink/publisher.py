@@ -31,6 +31,7 @@ from msk_kinesis_sink.settings import Settings
 logger = logging.getLogger(__name__)
 
 THROTTLED = "ProvisionedThroughputExceededException"
+THROTTLING_CODES = frozenset({THROTTLED, "ThrottlingException", "KMSThrottlingException"})
 
 
 class RecordWriter(Protocol):
@@ -110,9 +111,14 @@ class _Partition:
 
 @dataclass(frozen=True, slots=True)
 class _PutJob:
-    partition: _Partition
-    entries: list[Entry]
+    """One PutRecords request; it may carry entries of several partitions."""
+
+    items: list[tuple[_Partition, Entry]]
     started: float
+
+    @property
+    def partitions(self) -> list[_Partition]:
+        return list({id(partition): partition for partition, _ in self.items}.values())
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,6 +155,7 @@ class Publisher:
         self._clock = clock
         self._sleep = sleep
         self._rng = rng or random.Random()
+        self._cursor = 0
 
     def publish(self, event: KafkaEvent, remaining_ms: Callable[[], int]) -> PublishOutcome:
         stats = PublishStats(records_received=event.record_count, partitions=len(event.partitions))
@@ -210,26 +217,46 @@ class Publisher:
         event_source_arn: str | None,
         stats: PublishStats,
     ) -> None:
-        """Start work until the pool is full: one request per partition per pass, fairly."""
-        limit = self._options.max_concurrency
-        progress = True
-        while progress and len(in_flight) < limit:
-            progress = False
-            now = self._clock()
-            for partition in partitions:
-                if len(in_flight) >= limit:
-                    break
-                queue = partition.queue
-                for record in queue.take_dead_letters():
-                    self._start_dead_letter(partition, record, event_source_arn, in_flight)
-                if now < partition.not_before or not queue.can_send:
-                    continue
-                entries = queue.next_request(self._options.limits, self._packer)
-                if entries:
-                    future = self._executor.submit(self._writer.put_records, entries)
-                    in_flight[future] = _PutJob(partition, entries, self._clock())
-                    stats.put_records_calls += 1
-                    progress = True
+        """Start requests until the pool is full or nothing is eligible."""
+        for partition in partitions:
+            for record in partition.queue.take_dead_letters():
+                self._start_dead_letter(partition, record, event_source_arn, in_flight)
+        while len(in_flight) < self._options.max_concurrency:
+            items = self._plan_request(partitions)
+            if not items:
+                return
+            future = self._executor.submit(self._writer.put_records, [entry for _, entry in items])
+            in_flight[future] = _PutJob(items, self._clock())
+            stats.put_records_calls += 1
+
+    def _plan_request(self, partitions: list[_Partition]) -> list[tuple[_Partition, Entry]]:
+        """Fill one request from every partition that may send, starting where the last stopped.
+
+        Mixing partitions is safe (the ordering rule is per partition and key) and lets many
+        small partitions share a round trip instead of each paying for one.
+        """
+        limits = self._options.limits
+        records_left, bytes_left = limits.max_records, limits.max_request_bytes
+        items: list[tuple[_Partition, Entry]] = []
+        now = self._clock()
+        count = len(partitions)
+        for step in range(count):
+            partition = partitions[(self._cursor + step) % count]
+            queue = partition.queue
+            if now < partition.not_before or not queue.can_send:
+                continue
+            entries = queue.next_request(
+                RequestLimits(records_left, bytes_left, limits.max_record_bytes), self._packer
+            )
+            items.extend((partition, entry) for entry in entries)
+            records_left -= len(entries)
+            bytes_left -= sum(entry.size for entry in entries)
+            if queue.can_send:  # this partition filled the request; it leads the next one
+                self._cursor = (self._cursor + step) % count
+                break
+        else:
+            self._cursor = (self._cursor + 1) % max(count, 1)
+        return items
 
     def _start_dead_letter(
         self,
@@ -269,7 +296,6 @@ class Publisher:
         if isinstance(job, _DeadLetterJob):
             self._settle_dead_letter(job, future, stats)
             return
-        partition, queue = job.partition, job.partition.queue
         stats.put_latencies_ms.append((self._clock() - job.started) * 1000)
         try:
             codes = future.result()
@@ -284,29 +310,38 @@ class Publisher:
             )
             return
         assert isinstance(codes, Sequence)
-        failed = 0
-        for entry, code in zip(job.entries, codes, strict=True):
+        failed: dict[int, int] = {}
+        for (partition, entry), code in zip(job.items, codes, strict=True):
             if code is None:
-                queue.acknowledge(entry)
+                partition.queue.acknowledge(entry)
                 stats.records_published += len(entry.records)
                 stats.kinesis_records_published += 1
                 stats.bytes_published += entry.size
+                continue
+            failed[id(partition)] = failed.get(id(partition), 0) + 1
+            if code == THROTTLED:
+                stats.records_throttled += len(entry.records)
             else:
-                failed += 1
-                if code == THROTTLED:
-                    stats.records_throttled += len(entry.records)
-                else:
-                    stats.records_internal_failure += len(entry.records)
-                stats.retry_attempts += len(entry.records)
-                queue.release(entry.partition_key)
-        self._after_attempt(partition, failed)
+                stats.records_internal_failure += len(entry.records)
+            stats.retry_attempts += len(entry.records)
+            partition.queue.release(entry.partition_key)
+        for partition in job.partitions:
+            self._after_attempt(partition, failed.get(id(partition), 0))
 
     def _request_failed(
         self, job: _PutJob, error: KinesisPublishError, stats: PublishStats
     ) -> None:
-        partition = job.partition
         stats.request_failures += 1
-        if not error.retryable:
+        for partition, entry in job.items:
+            partition.queue.release(entry.partition_key)
+            if error.retryable:
+                stats.retry_attempts += len(entry.records)
+                if error.code in THROTTLING_CODES:
+                    stats.records_throttled += len(entry.records)
+        for partition in job.partitions:
+            if error.retryable:
+                self._after_attempt(partition, failed=1)
+                continue
             logger.error(
                 "PutRecords failed with a non-retryable error (%s); partition %s stops and is"
                 " reported for redelivery",
@@ -315,20 +350,10 @@ class Publisher:
                 extra={
                     "topic_partition": partition.batch.topic_partition,
                     "error_code": error.code,
-                    "error": str(error),
-                    "records": sum(len(entry.records) for entry in job.entries),
+                    "records_pending": partition.queue.pending_count(),
                 },
             )
-            for entry in job.entries:
-                partition.queue.release(entry.partition_key)
             partition.queue.stop(f"non-retryable error {error.code}")
-            return
-        for entry in job.entries:
-            stats.retry_attempts += len(entry.records)
-            if error.code in {THROTTLED, "ThrottlingException", "KMSThrottlingException"}:
-                stats.records_throttled += len(entry.records)
-            partition.queue.release(entry.partition_key)
-        self._after_attempt(partition, failed=len(job.entries))
 
     def _after_attempt(self, partition: _Partition, failed: int) -> None:
         if failed == 0:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import importlib
 import json
+import logging
 import sys
 from collections.abc import Iterator
 from types import ModuleType
@@ -63,7 +64,17 @@ def _load_handler(monkeypatch: pytest.MonkeyPatch, **env: str) -> ModuleType:
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     sys.modules.pop("msk_kinesis_sink.handler", None)
-    return importlib.import_module("msk_kinesis_sink.handler")
+    module = importlib.import_module("msk_kinesis_sink.handler")
+    # Logging outlives a module reload: point its handlers at this test's (captured) stdout.
+    for name in ("msk-kinesis-sink", *_package_loggers()):
+        for handler in logging.getLogger(name).handlers:
+            if isinstance(handler, logging.StreamHandler):
+                handler.stream = sys.stdout
+    return module
+
+
+def _package_loggers() -> list[str]:
+    return [name for name in logging.root.manager.loggerDict if name.startswith("msk_kinesis_sink")]
 
 
 def _read_stream() -> list[dict[str, Any]]:

@@ -153,6 +153,19 @@ def test_publisher_distinct_keys_share_requests_of_at_most_500() -> None:
     assert len(fake.records) == 1200
 
 
+def test_publisher_small_partitions_share_one_request() -> None:
+    # GIVEN twelve partitions holding two records each, same key everywhere
+    sources: list[Source] = [(p, o, b"k", b"v") for p in range(12) for o in (2 * p, 2 * p + 1)]
+    fake = FakeKinesis()
+    # WHEN published
+    with _sink(fake) as sink:
+        response = sink.handle(_event(sources), FakeContext())
+    # THEN each round trip carries one record of every partition: two requests in all
+    assert response == {"batchItemFailures": []}
+    assert fake.calls == 2
+    assert _consumed(fake) == _expected(sources)
+
+
 def test_publisher_throttled_record_is_retried_before_its_successor() -> None:
     # GIVEN the first attempt at offset 3 (key "a") is throttled
     sources: list[Source] = [(0, o, b"a" if o % 2 else b"b", b"v") for o in range(10)]
@@ -203,9 +216,9 @@ def test_publisher_non_retryable_error_reports_whole_partition_and_says_what_to_
     # WHEN published
     with caplog.at_level(logging.ERROR), _sink(fake) as sink:
         response = sink.handle(_event(sources), FakeContext())
-    # THEN every record of both partitions is reported, after one attempt per partition
+    # THEN every record of both partitions is reported after a single attempt
     assert _failed_offsets(response) == {f"{TOPIC}-0": [0, 1, 2, 3, 4], f"{TOPIC}-1": [0]}
-    assert fake.calls == 2
+    assert fake.calls == 1
     assert "non-retryable" in caplog.text
     assert "AccessDeniedException" in caplog.text
 
