@@ -85,11 +85,11 @@ def kinesis_client(settings: Settings, env: Mapping[str, str]) -> KinesisClient:
     )
 
 
-def s3_client(env: Mapping[str, str]) -> S3Client:
+def s3_client(settings: Settings, env: Mapping[str, str]) -> S3Client:
+    # Same single-attempt, bounded-time policy as Kinesis: a dead-letter write must fit in the
+    # deadline margin; if it fails, the record is reported and the ESM retries it.
     return _session(env).client(
-        "s3",
-        endpoint_url=_endpoint(env, "S3"),
-        config=Config(retries={"max_attempts": 3, "mode": "standard"}),
+        "s3", endpoint_url=_endpoint(env, "S3"), config=_client_config(settings)
     )
 
 

@@ -105,7 +105,9 @@ class Sink:
         dead_letters = None
         if settings.dead_letter_bucket:
             dead_letters = aws.S3DeadLetterWriter(
-                aws.s3_client(env), settings.dead_letter_bucket, settings.dead_letter_prefix
+                aws.s3_client(settings, env),
+                settings.dead_letter_bucket,
+                settings.dead_letter_prefix,
             )
         return cls(
             settings,
