@@ -161,6 +161,14 @@ class Publisher:
         stats = PublishStats(records_received=event.record_count, partitions=len(event.partitions))
         partitions = [self._prepare(batch) for batch in event.partitions]
         in_flight: dict[Future[Any], _Job] = {}
+        at_start = remaining_ms()
+        if at_start < self._options.deadline_margin_ms:
+            logger.error(
+                "the invocation started with %d ms left, less than the %d ms kept free for one"
+                " slow request: raise the function timeout or lower KINESIS_TIMEOUT_SECONDS",
+                at_start,
+                self._options.deadline_margin_ms,
+            )
 
         while True:
             out_of_time = remaining_ms() < self._options.deadline_margin_ms

@@ -223,18 +223,21 @@ def test_publisher_non_retryable_error_reports_whole_partition_and_says_what_to_
     assert "AccessDeniedException" in caplog.text
 
 
-def test_publisher_deadline_reached_before_start_sends_nothing() -> None:
+def test_publisher_deadline_reached_before_start_sends_nothing(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     # GIVEN an invocation with less time left than one slow request needs
     sources: list[Source] = [(0, o, b"k", b"v") for o in range(3)]
     fake = FakeKinesis()
     # WHEN handled
-    with _sink(fake) as sink:
+    with caplog.at_level(logging.ERROR), _sink(fake) as sink:
         response = sink.handle(_event(sources), FakeContext(lambda: 1_000))
         report = sink.last_report
-    # THEN nothing is sent and everything is reported for redelivery
+    # THEN nothing is sent, everything is reported, and the log says what to change
     assert fake.calls == 0
     assert _failed_offsets(response) == {f"{TOPIC}-0": [0, 1, 2]}
     assert report is not None and report.stats.stopped_by_deadline
+    assert "raise the function timeout" in caplog.text
 
 
 def test_publisher_deadline_midway_reports_only_the_undelivered_tail() -> None:
