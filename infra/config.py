@@ -125,7 +125,7 @@ class LogLevel(StrEnum):
 
 
 # The sink's own choices (RECORD_FORMAT, PARTITION_KEY, AGGREGATION), as the function accepts them.
-RECORD_FORMATS: Final = ("raw", "envelope", "json")
+RECORD_FORMATS: Final = ("raw", "envelope")
 PARTITION_KEY_MODES: Final = ("key", "partition")
 AGGREGATION_MODES: Final = ("off", "on")
 
@@ -172,7 +172,7 @@ CONTEXT_KEYS: Final[Mapping[str, str]] = {
     "logLevel": "DEBUG, INFO, WARNING or ERROR",
     "serviceName": "Powertools service name (the `service` metric dimension)",
     "metricsNamespace": "CloudWatch namespace of the function's own metrics",
-    "recordFormat": "Kinesis record data: raw, envelope or json",
+    "recordFormat": "Kinesis record data: raw (the Kafka value) or envelope (JSON with metadata)",
     "partitionKey": "Kinesis partition key from the Kafka key or partition: key or partition",
     "aggregation": "pack same-key runs into aggregated records: off or on",
     "maxConcurrency": f"parallel PutRecords calls per invocation, 1-{MAX_SINK_CONCURRENCY}",

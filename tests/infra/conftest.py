@@ -1,0 +1,124 @@
+"""Shared, session-scoped synths: starting jsii costs seconds, so each stack is built once."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+CDK_JSON = REPO / "cdk.json"
+
+CLUSTER_ARN = (
+    "arn:aws:kafka:eu-west-1:123456789012:cluster/orders/0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0-1"
+)
+SCRAM_SECRET_ARN = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:AmazonMSK_sink-AbCdEf"
+SECRET_KEY_ARN = "arn:aws:kms:eu-west-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+STREAM_ARN = "arn:aws:kinesis:eu-west-1:123456789012:stream/existing-stream"
+STREAM_KEY_ARN = "arn:aws:kms:eu-west-1:123456789012:key/abcd1234-ab12-cd34-ef56-abcdef123456"
+
+# Variants beside the shipped cdk.json, each covering settings the default leaves off.
+VARIANTS: Mapping[str, Mapping[str, object]] = {
+    "multi_topic": {
+        "clusterArn": CLUSTER_ARN,
+        "topics": "orders,payments,refunds",
+        "consumerGroupId": "sink",
+        "startingPosition": "AT_TIMESTAMP",
+        "startingPositionTimestamp": "2026-01-01T00:00:00Z",
+        "maxRecordAgeSeconds": 3600,
+        "filters": [{"value": {"type": ["order"]}}],
+        "reservedConcurrency": 20,
+        "alarmEmail": "oncall@example.com",
+        "streamMode": "provisioned",
+        "shardCount": 4,
+        "streamMaxRecordSizeKiB": 4096,
+    },
+    "scram_imported_stream": {
+        "clusterArn": CLUSTER_ARN,
+        "topics": ["orders"],
+        "authentication": "sasl_scram",
+        "authSecretArn": SCRAM_SECRET_ARN,
+        "authSecretKmsKeyArn": SECRET_KEY_ARN,
+        "streamArn": STREAM_ARN,
+        "streamKmsKeyArn": STREAM_KEY_ARN,
+        "architecture": "x86_64",
+    },
+    "mtls": {
+        "clusterArn": CLUSTER_ARN,
+        "topics": ["orders"],
+        "authentication": "mtls",
+        "authSecretArn": SCRAM_SECRET_ARN,
+    },
+}
+
+
+def shipped_context() -> dict[str, Any]:
+    """The context in the shipped cdk.json (feature flags and our example values)."""
+    context: dict[str, Any] = json.loads(CDK_JSON.read_text(encoding="utf-8"))["context"]
+    return context
+
+
+def feature_flags() -> dict[str, Any]:
+    return {k: v for k, v in shipped_context().items() if k.startswith("@")}
+
+
+@dataclass(frozen=True)
+class Synth:
+    """One synthesized stack: the stack, its template (as assertions and as JSON)."""
+
+    stack: Any
+    template: Any  # aws_cdk.assertions.Template
+    template_json: dict[str, Any]
+
+    def resources(self, type_name: str) -> dict[str, dict[str, Any]]:
+        return {
+            logical_id: resource
+            for logical_id, resource in self.template_json["Resources"].items()
+            if resource["Type"] == type_name
+        }
+
+
+def build(context: Mapping[str, object], *, bundle: bool = False) -> Synth:
+    """Build one app with the stack from `context`, as app.py does (minus synth to disk)."""
+    os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
+    import aws_cdk as cdk
+    from aws_cdk.assertions import Template
+
+    from infra.config import SinkConfig
+    from infra.stack import MskKinesisSinkStack
+
+    app_context: dict[str, object] = dict(context)
+    if not bundle:
+        # Bundling is tested once, on the shipped configuration; variants skip it.
+        app_context["aws:cdk:bundling-stacks"] = []
+    app = cdk.App(context=app_context)
+    config = SinkConfig.from_context(app.node.get_all_context())
+    stack = MskKinesisSinkStack(app, config.stack_name, config=config)
+    template = Template.from_stack(stack)
+    return Synth(stack=stack, template=template, template_json=template.to_json())
+
+
+@pytest.fixture(scope="session")
+def default_synth() -> Synth:
+    """The shipped cdk.json, bundled exactly as `make synth` does."""
+    return build(shipped_context(), bundle=True)
+
+
+@pytest.fixture(scope="session")
+def variant_synths() -> dict[str, Synth]:
+    return {name: build({**feature_flags(), **ctx}) for name, ctx in VARIANTS.items()}
+
+
+@pytest.fixture(scope="session")
+def all_synths(default_synth: Synth, variant_synths: dict[str, Synth]) -> dict[str, Synth]:
+    return {"default": default_synth, **variant_synths}
+
+
+@pytest.fixture(scope="session")
+def builder() -> Iterator[Callable[..., Synth]]:
+    yield build

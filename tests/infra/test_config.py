@@ -1,0 +1,354 @@
+"""SinkConfig.from_context: defaults, parsing, and one clear error per bad key (no jsii needed)."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from infra.config import (
+    CONTEXT_KEYS,
+    MAX_BATCH_SIZE,
+    MAX_RECORD_SIZE_KIB,
+    AuthMode,
+    ConfigError,
+    MskCluster,
+    SinkConfig,
+    StartingPosition,
+    StreamMode,
+)
+from tests.infra.conftest import (
+    CLUSTER_ARN,
+    SCRAM_SECRET_ARN,
+    SECRET_KEY_ARN,
+    STREAM_ARN,
+    shipped_context,
+)
+
+MINIMAL: dict[str, Any] = {"clusterArn": CLUSTER_ARN, "topics": ["orders"]}
+
+
+def parse(**overrides: object) -> SinkConfig:
+    return SinkConfig.from_context({**MINIMAL, **overrides})
+
+
+def test_config_shipped_cdk_json_is_valid_and_every_key_documented() -> None:
+    # GIVEN the context shipped in cdk.json
+    context = shipped_context()
+    # WHEN it is parsed
+    config = SinkConfig.from_context(context)
+    # THEN it validates, and every non-flag key it sets is a documented key
+    assert config.source.topics[0].topic == "example-topic"
+    ours = {k for k in context if not k.startswith(("@", "//"))}
+    assert ours <= set(CONTEXT_KEYS)
+
+
+def test_config_defaults_are_production_defaults() -> None:
+    # GIVEN only the two required keys
+    # WHEN parsed
+    config = parse()
+    # THEN the defaults are the documented ones
+    assert config.stack_name == "MskKinesisSink"
+    assert (config.account, config.region) == (None, None)
+    source = config.source
+    assert source.auth is AuthMode.IAM
+    assert source.starting_position is StartingPosition.TRIM_HORIZON
+    assert (source.batch_size, source.batching_window_seconds) == (500, 1)
+    assert (source.min_pollers, source.max_pollers, source.retry_attempts) == (1, 10, 10)
+    assert source.max_record_age_seconds is None
+    assert source.bisect_on_error is True
+    assert config.stream.existing_arn is None
+    assert config.stream.mode is StreamMode.ON_DEMAND
+    assert config.stream.shard_count is None
+    assert config.function.architecture.value == "arm64"
+    assert config.function.record_format == "raw"
+
+
+def test_config_cluster_arn_derives_topic_and_group_arns() -> None:
+    # GIVEN a cluster ARN
+    cluster = MskCluster.from_arn(CLUSTER_ARN)
+    # WHEN topic and group ARNs are derived
+    topic_arn, group_arn = cluster.topic_arn("orders"), cluster.group_arn("sink")
+    # THEN they follow MSK's resource layout
+    prefix = "arn:aws:kafka:eu-west-1:123456789012"
+    uuid = "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0-1"
+    assert topic_arn == f"{prefix}:topic/orders/{uuid}/orders"
+    assert group_arn == f"{prefix}:group/orders/{uuid}/sink"
+
+
+def test_config_several_topics_get_one_group_each() -> None:
+    # GIVEN three topics as a comma-separated -c value
+    # WHEN parsed
+    config = parse(topics="a, b,c", consumerGroupId="sink")
+    # THEN each mapping joins its own consumer group (Lambda requires unique group ids)
+    assert [(t.topic, t.consumer_group_id) for t in config.source.topics] == [
+        ("a", "sink-a"),
+        ("b", "sink-b"),
+        ("c", "sink-c"),
+    ]
+
+
+def test_config_one_topic_keeps_the_group_id_as_given() -> None:
+    # GIVEN one topic
+    # WHEN parsed
+    config = parse(consumerGroupId="existing-group")
+    # THEN the group id is unchanged, so an existing group's offsets are reused
+    assert config.source.topics[0].consumer_group_id == "existing-group"
+
+
+def test_config_strings_from_command_line_are_parsed() -> None:
+    # GIVEN values as `-c key=value` delivers them: strings
+    # WHEN parsed
+    config = parse(
+        batchSize="1000",
+        bisectOnError="false",
+        kinesisTimeoutSeconds="2.5",
+        startingPosition="at_timestamp",
+        startingPositionTimestamp="1767225600",
+        filters='[{"value": {"kind": ["a"]}}]',
+    )
+    # THEN they become typed values
+    assert config.source.batch_size == 1000
+    assert config.source.bisect_on_error is False
+    assert config.function.kinesis_timeout_seconds == 2.5
+    assert config.source.starting_position is StartingPosition.AT_TIMESTAMP
+    assert config.source.starting_position_timestamp == 1_767_225_600
+    assert config.source.filters == ({"value": {"kind": ["a"]}},)
+
+
+def test_config_iso_timestamp_is_converted_to_unix_seconds() -> None:
+    # GIVEN an ISO-8601 start time
+    # WHEN parsed
+    config = parse(
+        startingPosition="AT_TIMESTAMP", startingPositionTimestamp="2026-01-01T00:00:00Z"
+    )
+    # THEN it is Unix seconds (UTC)
+    assert config.source.starting_position_timestamp == 1_767_225_600
+
+
+# (overrides, key the message must name, a fragment of what is allowed)
+BAD_VALUES: list[tuple[dict[str, object], str, str]] = [
+    ({"clusterArn": None}, "clusterArn", "required"),
+    (
+        {"clusterArn": "arn:aws:kafka:eu-west-1:123:cluster/x"},
+        "clusterArn",
+        "cluster/<name>/<uuid>",
+    ),
+    ({"clusterArn": STREAM_ARN}, "clusterArn", "not an MSK cluster ARN"),
+    ({"topics": []}, "topics", "required"),
+    ({"topics": ["bad topic!"]}, "topics", "Kafka topic name"),
+    ({"topics": ["a", "a"]}, "topics", "twice"),
+    ({"topics": 7}, "topics", "list of strings"),
+    ({"consumerGroupId": "no spaces"}, "consumerGroupId", "group id"),
+    ({"consumerGroupId": "g" * 201}, "consumerGroupId", "200"),
+    ({"startingPosition": "EARLIEST"}, "startingPosition", "TRIM_HORIZON, LATEST, AT_TIMESTAMP"),
+    ({"startingPosition": "AT_TIMESTAMP"}, "startingPositionTimestamp", "required"),
+    ({"startingPositionTimestamp": "1767225600"}, "startingPositionTimestamp", "only allowed"),
+    (
+        {"startingPosition": "AT_TIMESTAMP", "startingPositionTimestamp": "yesterday"},
+        "startingPositionTimestamp",
+        "ISO-8601",
+    ),
+    ({"authentication": "plaintext"}, "authentication", "iam, sasl_scram, mtls"),
+    ({"authentication": "sasl_scram"}, "authSecretArn", "required"),
+    ({"authSecretArn": SCRAM_SECRET_ARN}, "authSecretArn", "only used with"),
+    (
+        {"authentication": "mtls", "authSecretArn": "arn:aws:secretsmanager:eu-west-1:1:secret:x"},
+        "authSecretArn",
+        "AmazonMSK_",
+    ),
+    (
+        {
+            "authentication": "sasl_scram",
+            "authSecretArn": SCRAM_SECRET_ARN,
+            "authSecretKmsKeyArn": "k",
+        },
+        "authSecretKmsKeyArn",
+        "KMS key ARN",
+    ),
+    ({"serviceName": "has space"}, "serviceName", "A-Z a-z 0-9"),
+    ({"metricsNamespace": "bad namespace"}, "metricsNamespace", "CloudWatch namespace"),
+    ({"batchSize": 0}, "batchSize", f"1-{MAX_BATCH_SIZE}"),
+    ({"batchSize": 10_001}, "batchSize", "1-10000"),
+    ({"batchSize": "many"}, "batchSize", "not an integer"),
+    ({"batchSize": True}, "batchSize", "not an integer"),
+    ({"batchingWindowSeconds": 301}, "batchingWindowSeconds", "0-300"),
+    ({"minPollers": 0}, "minPollers", "1-200"),
+    ({"maxPollers": 2001}, "maxPollers", "1-2000"),
+    ({"minPollers": 5, "maxPollers": 4}, "minPollers", "<= maxPollers"),
+    ({"retryAttempts": -2}, "retryAttempts", "-1-10000"),
+    ({"maxRecordAgeSeconds": 30}, "maxRecordAgeSeconds", "60-604800"),
+    ({"maxRecordAgeSeconds": 604_801}, "maxRecordAgeSeconds", "604800"),
+    ({"bisectOnError": "yes"}, "bisectOnError", "true or false"),
+    ({"filters": "{not json"}, "filters", "not valid JSON"),
+    ({"filters": [{}]}, "filters", "empty pattern"),
+    ({"filters": [{"value": {"a": [1]}}] * 6}, "filters", "at most 5"),
+    ({"streamArn": "arn:aws:kinesis:eu-west-1:1:stream/x"}, "streamArn", "Kinesis stream ARN"),
+    (
+        {"streamArn": "arn:aws:kinesis:us-east-1:123456789012:stream/x"},
+        "streamArn",
+        "own region",
+    ),
+    ({"streamArn": STREAM_ARN, "shardCount": 2}, "shardCount", "created stream"),
+    ({"streamArn": STREAM_ARN, "streamMode": "provisioned"}, "streamMode", "created stream"),
+    (
+        {"streamKmsKeyArn": SECRET_KEY_ARN},
+        "streamKmsKeyArn",
+        "only applies with streamArn",
+    ),
+    ({"streamMode": "serverless"}, "streamMode", "on_demand, provisioned"),
+    ({"shardCount": 2}, "shardCount", "streamMode=provisioned"),
+    ({"streamMode": "provisioned", "shardCount": 0}, "shardCount", "1-100000"),
+    ({"streamRetentionHours": 23}, "streamRetentionHours", "24-8760"),
+    ({"streamMaxRecordSizeKiB": 1023}, "streamMaxRecordSizeKiB", f"1024-{MAX_RECORD_SIZE_KIB}"),
+    ({"streamName": "bad name"}, "streamName", "stream name"),
+    ({"functionMemoryMb": 64}, "functionMemoryMb", "128-10240"),
+    ({"functionTimeoutSeconds": 901}, "functionTimeoutSeconds", "900"),
+    (
+        {"functionTimeoutSeconds": 10, "kinesisTimeoutSeconds": 5},
+        "functionTimeoutSeconds",
+        "15-900",
+    ),
+    ({"architecture": "arm"}, "architecture", "arm64, x86_64"),
+    ({"reservedConcurrency": 0}, "reservedConcurrency", "1-10000"),
+    ({"logRetentionDays": 31}, "logRetentionDays", "30, 60"),
+    ({"logLevel": "TRACE"}, "logLevel", "DEBUG, INFO, WARNING, ERROR"),
+    ({"recordFormat": "avro"}, "recordFormat", "raw, envelope"),
+    ({"partitionKey": "random"}, "partitionKey", "key, partition"),
+    ({"aggregation": "yes"}, "aggregation", "off, on"),
+    ({"maxConcurrency": 65}, "maxConcurrency", "1-64"),
+    ({"kinesisTimeoutSeconds": 0}, "kinesisTimeoutSeconds", "0.1-60"),
+    ({"retryBaseMs": 500, "retryMaxMs": 100}, "retryMaxMs", ">= retryBaseMs"),
+    ({"deadLetterRetentionDays": 0}, "deadLetterRetentionDays", "1-3650"),
+    ({"alarmEmail": "not-an-address"}, "alarmEmail", "e-mail"),
+    ({"offsetLagAlarmThreshold": 0}, "offsetLagAlarmThreshold", "1-"),
+    ({"durationAlarmPercent": 101}, "durationAlarmPercent", "10-100"),
+    ({"region": "us-east-1"}, "region", "cluster's region"),
+    ({"region": "Europe"}, "region", "AWS region"),
+    ({"account": "12345"}, "account", "12-digit"),
+    ({"stackName": "1stack"}, "stackName", "stack name"),
+    ({"batchsize": 100}, "batchsize", "did you mean 'batchSize'"),
+]
+
+
+@pytest.mark.parametrize(
+    ("overrides", "key", "allowed"),
+    BAD_VALUES,
+    ids=[f"{k}-{i}" for i, (_, k, _) in enumerate(BAD_VALUES)],
+)
+def test_config_bad_value_names_the_key_and_what_is_allowed(
+    overrides: dict[str, object], key: str, allowed: str
+) -> None:
+    # GIVEN a context with one bad value
+    context = {**MINIMAL, **overrides}
+    # WHEN it is parsed
+    with pytest.raises(ConfigError) as raised:
+        SinkConfig.from_context({k: v for k, v in context.items() if v is not None})
+    # THEN the message names the key and what would be accepted
+    message = str(raised.value)
+    assert key in message
+    assert allowed in message
+
+
+def test_config_every_documented_key_has_a_bad_value_test() -> None:
+    # GIVEN the documented keys and the bad-value table
+    tested = {key for _, key, _ in BAD_VALUES} | {
+        k for overrides, _, _ in BAD_VALUES for k in overrides
+    }
+    # WHEN compared
+    untested = set(CONTEXT_KEYS) - tested
+    # THEN every key is exercised (topics/cluster included)
+    assert untested == set()
+
+
+@given(st.integers(min_value=-(10**6), max_value=10**6))
+def test_config_batch_size_accepted_exactly_within_limits(size: int) -> None:
+    # GIVEN any integer batch size
+    # WHEN parsed
+    try:
+        config = parse(batchSize=size)
+    except ConfigError as error:
+        # THEN out-of-range sizes are refused with the range...
+        assert not 1 <= size <= MAX_BATCH_SIZE
+        assert re.search(r"batchSize=-?\d+ is out of range \(allowed: 1-10000\)", str(error))
+    else:
+        # ...and in-range ones kept as given
+        assert 1 <= size <= MAX_BATCH_SIZE
+        assert config.source.batch_size == size
+
+
+@given(
+    st.integers(min_value=1, max_value=200),
+    st.integers(min_value=1, max_value=2000),
+)
+def test_config_pollers_accepted_iff_min_not_above_max(low: int, high: int) -> None:
+    # GIVEN any poller pair within the individual limits
+    # WHEN parsed
+    try:
+        config = parse(minPollers=low, maxPollers=high)
+    except ConfigError:
+        # THEN only min > max is refused
+        assert low > high
+    else:
+        assert (config.source.min_pollers, config.source.max_pollers) == (low, high)
+
+
+def test_config_sink_choices_match_the_function_settings() -> None:
+    # GIVEN the function's own settings parser
+    from infra import config
+    from msk_kinesis_sink import limits, settings
+
+    # WHEN the infrastructure's copies of its choices and limits are compared
+    # THEN they agree, so a synthesized environment is one the function accepts
+    assert tuple(m.value for m in settings.RecordFormat) == config.RECORD_FORMATS
+    assert tuple(m.value for m in settings.PartitionKeyMode) == config.PARTITION_KEY_MODES
+    assert set(config.AGGREGATION_MODES) == {m.value for m in settings.Aggregation}
+    assert config.AGGREGATION_MODES[0] == settings.Aggregation.OFF.value
+    assert config.MAX_RECORD_SIZE_KIB * 1024 == limits.MAX_RECORD_BYTES_CEILING
+    assert config.MIN_RECORD_SIZE_KIB * 1024 == limits.DEFAULT_MAX_RECORD_BYTES
+
+
+def test_config_environment_is_accepted_by_the_function_settings() -> None:
+    # GIVEN a config with every sink setting away from its default
+    from infra.sink_function import _environment  # the env the function will receive
+    from msk_kinesis_sink.settings import Settings
+
+    config = parse(
+        recordFormat="envelope",
+        partitionKey="partition",
+        aggregation="on",
+        maxConcurrency=16,
+        kinesisTimeoutSeconds=2.5,
+        retryBaseMs=20,
+        retryMaxMs=900,
+        streamMaxRecordSizeKiB=2048,
+    )
+
+    class _Stream:
+        stream_arn = STREAM_ARN
+
+    class _Bucket:
+        bucket_name = "dead-letters-bucket"
+
+    # WHEN the function parses the environment the stack would give it
+    env = _environment(
+        config.function,
+        stream=_Stream(),  # type: ignore[arg-type]
+        max_record_bytes=config.stream.max_record_size_kib * 1024,
+        bucket=_Bucket(),  # type: ignore[arg-type]
+    )
+    settings = Settings.from_env(env)
+    # THEN every value arrives as configured
+    assert settings.stream_name == "existing-stream"
+    assert settings.record_format.value == "envelope"
+    assert settings.partition_key.value == "partition"
+    assert settings.aggregation.value == "on"
+    assert settings.max_record_bytes == 2048 * 1024
+    assert settings.dead_letter_bucket == "dead-letters-bucket"
+    assert settings.dead_letter_prefix == "records/"
+    assert settings.max_concurrency == 16
+    assert settings.request_timeout_seconds == 2.5
+    assert (settings.retry_base_ms, settings.retry_max_ms) == (20, 900)
