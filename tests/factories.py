@@ -1,0 +1,83 @@
+"""Build Kafka invocation events for tests: record dicts, MSK and self-managed events, samples."""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+EVENTS_DIR = Path(__file__).parent / "events"
+
+MSK_CLUSTER_ARN = (
+    "arn:aws:kafka:us-east-1:123456789012:cluster/vpc-2priv-2pub/"
+    "751d2973-a626-431c-9d4e-d7975eb44dd7-2"
+)
+BOOTSTRAP_SERVERS = (
+    "b-2.demo-cluster-1.a1bcde.c1.kafka.us-east-1.amazonaws.com:9092,"
+    "b-1.demo-cluster-1.a1bcde.c1.kafka.us-east-1.amazonaws.com:9092"
+)
+DEFAULT_TIMESTAMP = 1545084650987
+
+
+def b64(data: bytes | None) -> str | None:
+    """Base64 text as the ESM sends it; None stays None."""
+    return None if data is None else base64.b64encode(data).decode("ascii")
+
+
+def kafka_record(
+    topic: str,
+    partition: int,
+    offset: int,
+    key: bytes | None = None,
+    value: bytes | None = b"",
+    headers: Sequence[tuple[str, bytes]] = (),
+    *,
+    timestamp: int = DEFAULT_TIMESTAMP,
+    timestamp_type: str = "CREATE_TIME",
+) -> dict[str, Any]:
+    """One record as it appears in the event; None key/value become JSON null (tombstone)."""
+    return {
+        "topic": topic,
+        "partition": partition,
+        "offset": offset,
+        "timestamp": timestamp,
+        "timestampType": timestamp_type,
+        "key": b64(key),
+        "value": b64(value),
+        "headers": [{name: list(data)} for name, data in headers],
+    }
+
+
+def group_records(records: Iterable[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    """Group record dicts under "<topic>-<partition>" keys, keeping their order."""
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for record in records:
+        groups.setdefault(f"{record['topic']}-{record['partition']}", []).append(record)
+    return groups
+
+
+def msk_event(records: Iterable[dict[str, Any]]) -> dict[str, Any]:
+    """An Amazon MSK ("aws:kafka") invocation event holding `records`."""
+    return {
+        "eventSource": "aws:kafka",
+        "eventSourceArn": MSK_CLUSTER_ARN,
+        "bootstrapServers": BOOTSTRAP_SERVERS,
+        "records": group_records(records),
+    }
+
+
+def self_managed_event(records: Iterable[dict[str, Any]]) -> dict[str, Any]:
+    """A self-managed Kafka ("SelfManagedKafka") invocation event holding `records`."""
+    return {
+        "eventSource": "SelfManagedKafka",
+        "bootstrapServers": BOOTSTRAP_SERVERS,
+        "records": group_records(records),
+    }
+
+
+def load_event(name: str) -> dict[str, Any]:
+    """A sample event from tests/events/, e.g. load_event("msk_event.json")."""
+    document: dict[str, Any] = json.loads((EVENTS_DIR / name).read_text(encoding="utf-8"))
+    return document

@@ -1,0 +1,356 @@
+"""Unit tests for the boto3 adapter: error classification, per-record results, dead letters."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import boto3
+import pytest
+from botocore.exceptions import ClientError, EndpointConnectionError, ReadTimeoutError
+from botocore.stub import ANY, Stubber
+
+from msk_kinesis_sink.aws import KinesisRecordWriter, S3DeadLetterWriter, classify_client_error
+from msk_kinesis_sink.dead_letters import dead_letter_document
+from msk_kinesis_sink.encoding import UnwritableRecord, encode_record
+from msk_kinesis_sink.errors import DeadLetterError, KinesisPublishError
+from msk_kinesis_sink.events import parse_event
+from msk_kinesis_sink.planning import Entry
+from msk_kinesis_sink.settings import PartitionKeyMode, RecordFormat, Settings
+from tests.factories import MSK_CLUSTER_ARN, kafka_record, msk_event
+
+STREAM_ARN = "arn:aws:kinesis:us-east-1:123456789012:stream/orders"
+
+
+def _client_error(code: str, status: int = 400, message: str = "details") -> ClientError:
+    response: Any = {
+        "Error": {"Code": code, "Message": message},
+        "ResponseMetadata": {"HTTPStatusCode": status},
+    }
+    return ClientError(response, "PutRecords")
+
+
+def _entries(count: int) -> list[Entry]:
+    return [Entry(f"key-{n}", f"data-{n}".encode(), ()) for n in range(count)]
+
+
+# Responses leave out FailedRecordCount when it is 0: the service model's minimum of 1 makes the
+# stub's validation reject a literal 0, and the writer reads only the per-record results.
+def _ok() -> dict[str, str]:
+    return {
+        "SequenceNumber": "49590338271490256608559692538361571095921575989136588898",
+        "ShardId": "shardId-000000000000",
+    }
+
+
+def _failed(code: str) -> dict[str, str]:
+    return {"ErrorCode": code, "ErrorMessage": f"{code} for this record"}
+
+
+@pytest.fixture
+def kinesis() -> Iterator[tuple[Any, Stubber]]:
+    client = boto3.client(
+        "kinesis",
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+    with Stubber(client) as stubber:
+        yield client, stubber
+        stubber.assert_no_pending_responses()
+
+
+def _writer(client: Any, stream: str = "orders") -> KinesisRecordWriter:
+    return KinesisRecordWriter(client, Settings.from_env({"STREAM_NAME": stream}))
+
+
+# -- classify_client_error ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("code", "status"),
+    [
+        ("ProvisionedThroughputExceededException", 400),
+        ("ThrottlingException", 400),
+        ("LimitExceededException", 400),
+        ("KMSThrottlingException", 400),
+        ("InternalFailure", 500),
+        ("ServiceUnavailable", 503),
+        ("RequestTimeout", 408),
+        ("SomethingNew", 500),
+        ("SomethingNew", 502),
+        ("SlowDown", 429),
+    ],
+)
+def test_classify_client_error_retryable(code: str, status: int):
+    # GIVEN a throttling, server-side or timeout error
+    # WHEN it is classified
+    error = classify_client_error(_client_error(code, status))
+
+    # THEN it is retryable and keeps its code
+    assert error.retryable
+    assert error.code == code
+    assert str(error).startswith(f"{code}: details")
+
+
+@pytest.mark.parametrize(
+    ("code", "hint"),
+    [
+        ("ResourceNotFoundException", "check STREAM_NAME"),
+        ("AccessDeniedException", "kinesis:PutRecords"),
+        ("KMSAccessDeniedException", "KMS key"),
+        ("KMSDisabledException", "enable it"),
+        ("KMSNotFoundException", "no longer exists"),
+        ("KMSInvalidStateException", "pending deletion"),
+        ("KMSOptInRequired", "not subscribed to KMS"),
+        ("ValidationException", "MAX_RECORD_BYTES"),
+        ("InvalidArgumentException", "MAX_RECORD_BYTES"),
+    ],
+)
+def test_classify_client_error_non_retryable_says_what_to_fix(code: str, hint: str):
+    # GIVEN an error no retry can fix
+    # WHEN it is classified
+    error = classify_client_error(_client_error(code, 400, "Stream orders not found"))
+
+    # THEN it is not retryable and the message names the code, the service text and the fix
+    assert isinstance(error, KinesisPublishError)
+    assert not error.retryable
+    assert error.code == code
+    message = str(error)
+    assert message.startswith(f"{code}: Stream orders not found (")
+    assert hint in message
+
+
+def test_classify_client_error_unknown_client_error_is_not_retryable():
+    # GIVEN a 4xx error with a code the adapter does not know
+    error = classify_client_error(_client_error("ExpiredTokenException", 400, "token expired"))
+
+    # THEN it is not retried and the message still carries the service's words
+    assert not error.retryable
+    assert str(error) == "ExpiredTokenException: token expired"
+
+
+def test_classify_client_error_without_details():
+    # GIVEN a ClientError with no Error block and no status
+    error = classify_client_error(ClientError({}, "PutRecords"))
+
+    # THEN it is classified as an unknown, non-retryable error
+    assert error.code == "Unknown"
+    assert not error.retryable
+
+
+def test_classify_client_error_5xx_with_hint_code_is_retryable_without_hint():
+    # GIVEN a code that normally needs a fix, but answered with a 500
+    error = classify_client_error(_client_error("AccessDeniedException", 500))
+
+    # THEN the server fault wins: retryable, and no fix hint is appended
+    assert error.retryable
+    assert "(" not in str(error)
+
+
+# -- KinesisRecordWriter ------------------------------------------------------------------
+
+
+def test_put_records_all_accepted(kinesis: tuple[Any, Stubber]):
+    # GIVEN Kinesis accepts every record
+    client, stubber = kinesis
+    entries = _entries(3)
+    stubber.add_response("put_records", {"Records": [_ok(), _ok(), _ok()]})
+
+    # WHEN the entries are written
+    codes = _writer(client).put_records(entries)
+
+    # THEN every entry is acknowledged
+    assert codes == [None, None, None]
+
+
+def test_put_records_maps_per_record_error_codes_in_order(kinesis: tuple[Any, Stubber]):
+    # GIVEN a partial failure: throttled, accepted, internal failure, accepted
+    client, stubber = kinesis
+    stubber.add_response(
+        "put_records",
+        {
+            "FailedRecordCount": 2,
+            "Records": [
+                _failed("ProvisionedThroughputExceededException"),
+                _ok(),
+                _failed("InternalFailure"),
+                _ok(),
+            ],
+        },
+    )
+
+    # WHEN four entries are written
+    codes = _writer(client).put_records(_entries(4))
+
+    # THEN each entry gets its own outcome, in request order
+    assert codes == ["ProvisionedThroughputExceededException", None, "InternalFailure", None]
+
+
+@pytest.mark.parametrize(
+    ("stream", "target"),
+    [("orders", {"StreamName": "orders"}), (STREAM_ARN, {"StreamARN": STREAM_ARN})],
+)
+def test_put_records_addresses_stream_by_name_or_arn(
+    kinesis: tuple[Any, Stubber], stream: str, target: dict[str, str]
+):
+    # GIVEN STREAM_NAME as a name or as an ARN, and a stub that answers only that request shape
+    client, stubber = kinesis
+    entry = Entry("pk", b"payload", ())
+    stubber.add_response(
+        "put_records",
+        {"Records": [_ok()]},
+        {"Records": [{"Data": b"payload", "PartitionKey": "pk"}], **target},
+    )
+
+    # WHEN the entry is written
+    codes = _writer(client, stream).put_records([entry])
+
+    # THEN the request matched (name or ARN as configured) and the record is acknowledged
+    assert codes == [None]
+
+
+def test_put_records_request_error_is_classified(kinesis: tuple[Any, Stubber]):
+    # GIVEN the whole request fails because the stream does not exist
+    client, stubber = kinesis
+    stubber.add_client_error(
+        "put_records",
+        service_error_code="ResourceNotFoundException",
+        service_message="Stream orders under account 123456789012 not found.",
+        http_status_code=400,
+        expected_params={"Records": ANY, "StreamName": "orders"},
+    )
+
+    # WHEN entries are written
+    with pytest.raises(KinesisPublishError) as raised:
+        _writer(client).put_records(_entries(2))
+
+    # THEN the error is non-retryable and tells what to fix
+    assert not raised.value.retryable
+    assert raised.value.code == "ResourceNotFoundException"
+    assert "check STREAM_NAME" in str(raised.value)
+
+
+def test_put_records_throttled_request_is_retryable(kinesis: tuple[Any, Stubber]):
+    # GIVEN the whole request is throttled
+    client, stubber = kinesis
+    stubber.add_client_error(
+        "put_records",
+        service_error_code="ProvisionedThroughputExceededException",
+        http_status_code=400,
+    )
+
+    # WHEN entries are written
+    with pytest.raises(KinesisPublishError) as raised:
+        _writer(client).put_records(_entries(1))
+
+    # THEN the error is retryable
+    assert raised.value.retryable
+    assert raised.value.code == "ProvisionedThroughputExceededException"
+
+
+def test_put_records_mismatched_result_count_is_retryable(kinesis: tuple[Any, Stubber]):
+    # GIVEN a response with fewer results than records sent
+    client, stubber = kinesis
+    stubber.add_response("put_records", {"Records": [_ok()]})
+
+    # WHEN two entries are written
+    with pytest.raises(KinesisPublishError) as raised:
+        _writer(client).put_records(_entries(2))
+
+    # THEN nothing is acknowledged: the request is reported as retryable
+    assert raised.value.code == "MismatchedResponse"
+    assert raised.value.retryable
+
+
+class _FailingClient:
+    """Stands in for the boto3 client when the connection itself fails."""
+
+    def __init__(self, error: Exception) -> None:
+        self._error = error
+
+    def put_records(self, **_: object) -> dict[str, object]:
+        raise self._error
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        EndpointConnectionError(endpoint_url="https://kinesis.us-east-1.amazonaws.com"),
+        ReadTimeoutError(endpoint_url="https://kinesis.us-east-1.amazonaws.com"),
+    ],
+)
+def test_put_records_connection_errors_are_retryable(error: Exception):
+    # GIVEN a client whose connection fails or times out
+    writer = _writer(_FailingClient(error))
+
+    # WHEN entries are written
+    with pytest.raises(KinesisPublishError) as raised:
+        writer.put_records(_entries(1))
+
+    # THEN the failure is retryable and named after the botocore error
+    assert raised.value.retryable
+    assert raised.value.code == type(error).__name__
+
+
+# -- S3DeadLetterWriter -------------------------------------------------------------------
+
+
+def _unwritable_record() -> UnwritableRecord:
+    [batch] = parse_event(msk_event([kafka_record("orders.v1", 2, 31, b"k", b"x" * 50)])).partitions
+    result = encode_record(
+        batch.records[0],
+        record_format=RecordFormat.RAW,
+        partition_key_mode=PartitionKeyMode.KEY,
+        max_record_bytes=10,
+    )
+    assert isinstance(result, UnwritableRecord)
+    return result
+
+
+@pytest.fixture
+def s3() -> Iterator[tuple[Any, Stubber]]:
+    client = boto3.client(
+        "s3", region_name="us-east-1", aws_access_key_id="testing", aws_secret_access_key="testing"
+    )
+    with Stubber(client) as stubber:
+        yield client, stubber
+        stubber.assert_no_pending_responses()
+
+
+def test_dead_letter_writer_puts_one_json_object_per_record(s3: tuple[Any, Stubber]):
+    # GIVEN an unwritable record and a stub that answers only the expected object write
+    client, stubber = s3
+    record = _unwritable_record()
+    stubber.add_response(
+        "put_object",
+        {"ETag": '"etag"'},
+        {
+            "Bucket": "dlq-bucket",
+            "Key": "records/orders.v1/2/31.json",
+            "Body": dead_letter_document(record, MSK_CLUSTER_ARN),
+            "ContentType": "application/json",
+        },
+    )
+
+    # WHEN it is written
+    result = S3DeadLetterWriter(client, "dlq-bucket", "records/").write(record, MSK_CLUSTER_ARN)
+
+    # THEN the write succeeds (the stub matched bucket, key, body and content type)
+    assert result is None
+
+
+def test_dead_letter_writer_failure_names_the_object(s3: tuple[Any, Stubber]):
+    # GIVEN S3 refuses the write
+    client, stubber = s3
+    stubber.add_client_error("put_object", "AccessDenied", "Access Denied", 403)
+
+    # WHEN the record is written
+    with pytest.raises(DeadLetterError) as raised:
+        S3DeadLetterWriter(client, "dlq-bucket", "dlq/").write(_unwritable_record(), None)
+
+    # THEN the error names the object, the partition and offset, and the cause
+    message = str(raised.value)
+    assert "s3://dlq-bucket/dlq/orders.v1/2/31.json" in message
+    assert "orders.v1-2 offset 31" in message
+    assert "AccessDenied" in message

@@ -1,0 +1,588 @@
+"""Unit tests for encoding: raw and envelope data, partition keys, unwritable records, sizes."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import re
+from collections.abc import Sequence
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from msk_kinesis_sink.consumer import Envelope
+from msk_kinesis_sink.encoding import (
+    EncodedRecord,
+    UnwritableRecord,
+    decode_base64,
+    encode_record,
+    envelope_bytes,
+    partition_key_for,
+)
+from msk_kinesis_sink.errors import UnwritableRecordError
+from msk_kinesis_sink.events import KafkaRecord, parse_event
+from msk_kinesis_sink.limits import DEFAULT_MAX_RECORD_BYTES, MAX_PARTITION_KEY_CHARS
+from msk_kinesis_sink.settings import PartitionKeyMode, RecordFormat
+from tests.factories import b64, kafka_record, load_event, msk_event
+
+KEY = PartitionKeyMode.KEY
+PARTITION = PartitionKeyMode.PARTITION
+HEX_DIGEST = re.compile(r"^[0-9a-f]{64}$")
+ENVELOPE_FIELDS = {
+    "topic",
+    "partition",
+    "offset",
+    "timestamp",
+    "timestampType",
+    "key",
+    "value",
+    "headers",
+}
+
+
+def _record(
+    key: bytes | None = b"k",
+    value: bytes | None = b"v",
+    *,
+    topic: str = "orders",
+    partition: int = 3,
+    offset: int = 42,
+    headers: Sequence[tuple[str, bytes]] = (),
+) -> KafkaRecord:
+    [batch] = parse_event(
+        msk_event([kafka_record(topic, partition, offset, key, value, headers)])
+    ).partitions
+    return batch.records[0]
+
+
+def _encode(
+    record: KafkaRecord,
+    *,
+    record_format: RecordFormat = RecordFormat.RAW,
+    mode: PartitionKeyMode = KEY,
+    max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES,
+) -> EncodedRecord | UnwritableRecord:
+    return encode_record(
+        record,
+        record_format=record_format,
+        partition_key_mode=mode,
+        max_record_bytes=max_record_bytes,
+    )
+
+
+def _encoded(record: KafkaRecord, **options: object) -> EncodedRecord:
+    result = _encode(record, **options)  # type: ignore[arg-type]
+    assert isinstance(result, EncodedRecord), result
+    return result
+
+
+def _unwritable(record: KafkaRecord, **options: object) -> UnwritableRecord:
+    result = _encode(record, **options)  # type: ignore[arg-type]
+    assert isinstance(result, UnwritableRecord), result
+    return result
+
+
+# -- raw format ---------------------------------------------------------------------------
+
+
+def test_encode_record_raw_data_is_value_bytes_unchanged():
+    # GIVEN a record whose value is arbitrary binary
+    value = bytes(range(256))
+
+    # WHEN it is encoded in raw format
+    encoded = _encoded(_record(value=value))
+
+    # THEN Data is exactly the value bytes and the record is kept alongside
+    assert encoded.data == value
+    assert encoded.offset == 42
+    assert encoded.source.topic == "orders"
+
+
+def test_encode_record_raw_tombstone_is_empty_data_with_its_key():
+    # GIVEN a tombstone (null value) with a key
+    record = _record(key=b"customer-7", value=None)
+
+    # WHEN it is encoded in raw format
+    encoded = _encoded(record)
+
+    # THEN it becomes an empty record that keeps the key's partition key
+    assert encoded.data == b""
+    assert encoded.partition_key == "customer-7"
+    assert encoded.size == len("customer-7")
+
+
+def test_encode_record_raw_empty_value_is_empty_data():
+    # GIVEN a value of zero bytes
+    encoded = _encoded(_record(value=b""))
+
+    # THEN Data is empty too
+    assert encoded.data == b""
+
+
+def test_encode_record_documented_sample_raw():
+    # GIVEN the documented MSK sample event
+    [batch] = parse_event(load_event("msk_event.json")).partitions
+
+    # WHEN its record is encoded raw
+    encoded = _encoded(batch.records[0])
+
+    # THEN Data is the decoded value; the binary sample key is hashed into a hex digest
+    assert encoded.data == b"Hello, this is a test."
+    key_bytes = base64.b64decode("abcDEFghiJKLmnoPQRstuVWXyz1234==")
+    assert encoded.partition_key == hashlib.sha256(key_bytes).hexdigest()
+
+
+# -- envelope format ----------------------------------------------------------------------
+
+
+def test_envelope_exact_fields_and_types():
+    # GIVEN a record with key, value and headers
+    record = _record(
+        key=b"k1", value=b"\x00\xffpayload", headers=[("h", b"1")], offset=7, partition=2
+    )
+
+    # WHEN it is encoded as an envelope
+    document = json.loads(_encoded(record, record_format=RecordFormat.ENVELOPE).data)
+
+    # THEN it has exactly the documented fields with the documented types and values
+    assert set(document) == ENVELOPE_FIELDS
+    assert document == {
+        "topic": "orders",
+        "partition": 2,
+        "offset": 7,
+        "timestamp": 1545084650987,
+        "timestampType": "CREATE_TIME",
+        "key": b64(b"k1"),
+        "value": b64(b"\x00\xffpayload"),
+        "headers": [{"name": "h", "value": b64(b"1")}],
+    }
+    assert type(document["partition"]) is int
+    assert type(document["offset"]) is int
+    assert type(document["timestamp"]) is int
+
+
+def test_envelope_is_utf8_json():
+    # GIVEN a header name outside ASCII
+    record = _record(headers=[("größe", b"XL")])
+
+    # WHEN it is encoded as an envelope
+    data = _encoded(record, record_format=RecordFormat.ENVELOPE).data
+
+    # THEN the bytes decode as UTF-8 JSON and the name survives
+    document = json.loads(data.decode("utf-8"))
+    assert document["headers"] == [{"name": "größe", "value": b64(b"XL")}]
+
+
+def test_envelope_tombstone_and_null_key_are_json_null():
+    # GIVEN a tombstone without a key
+    record = _record(key=None, value=None)
+
+    # WHEN it is encoded as an envelope
+    document = json.loads(_encoded(record, record_format=RecordFormat.ENVELOPE).data)
+
+    # THEN key and value are null, not empty strings
+    assert document["key"] is None
+    assert document["value"] is None
+
+
+def test_envelope_headers_in_order_with_duplicates():
+    # GIVEN repeated header names, including an empty header value
+    headers = [("a", b"1"), ("b", b""), ("a", b"\x80\xff")]
+
+    # WHEN the record is encoded as an envelope
+    document = json.loads(
+        _encoded(_record(headers=headers), record_format=RecordFormat.ENVELOPE).data
+    )
+
+    # THEN every header is listed in order, values base64
+    assert document["headers"] == [
+        {"name": "a", "value": "MQ=="},
+        {"name": "b", "value": ""},
+        {"name": "a", "value": "gP8="},
+    ]
+
+
+def test_envelope_signed_header_bytes_from_event():
+    # GIVEN a header whose bytes arrived signed
+    raw = kafka_record("t", 0, 1)
+    raw["headers"] = [{"sig": [-1, -128]}]
+    [batch] = parse_event(msk_event([raw])).partitions
+
+    # WHEN it is encoded as an envelope
+    document = json.loads(envelope_bytes(batch.records[0]))
+
+    # THEN the header value holds the unsigned bytes
+    assert base64.b64decode(document["headers"][0]["value"]) == b"\xff\x80"
+
+
+def test_envelope_without_timestamp_uses_kafka_convention():
+    # GIVEN a record without timestamp fields
+    event = msk_event([])
+    event["records"]["t-0"] = [{"topic": "t", "partition": 0, "offset": 1, "value": "eA=="}]
+    [batch] = parse_event(event).partitions
+
+    # WHEN it is encoded as an envelope
+    document = json.loads(envelope_bytes(batch.records[0]))
+
+    # THEN timestamp is -1 and the type says there is none; key is null
+    assert document["timestamp"] == -1
+    assert document["timestampType"] == "NO_TIMESTAMP_TYPE"
+    assert document["key"] is None
+
+
+def test_envelope_size_counts_json_bytes_and_partition_key():
+    # GIVEN a record encoded as an envelope
+    encoded = _encoded(_record(key=b"key"), record_format=RecordFormat.ENVELOPE)
+
+    # THEN its size is the JSON length plus the partition key length
+    assert encoded.size == len(encoded.data) + len(b"key")
+
+
+# -- partition keys -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "key",
+    ["k", "customer-42", "ключ", "🔑 key", "x" * MAX_PARTITION_KEY_CHARS, "é" * 256, " "],
+)
+def test_partition_key_for_utf8_text_up_to_256_chars_used_as_is(key: str):
+    # GIVEN a Kafka key that is UTF-8 text of 1-256 characters
+    record = _record(key=key.encode("utf-8"))
+
+    # WHEN its partition key is derived
+    partition_key = partition_key_for(record, key.encode("utf-8"), KEY)
+
+    # THEN it is the text itself
+    assert partition_key == key
+
+
+@pytest.mark.parametrize("length", [MAX_PARTITION_KEY_CHARS + 1, 300])
+def test_partition_key_for_long_text_key_is_sha256_hex(length: int):
+    # GIVEN a text key longer than Kinesis allows
+    key = ("k" * length).encode("utf-8")
+
+    # WHEN its partition key is derived
+    partition_key = partition_key_for(_record(key=key), key, KEY)
+
+    # THEN it is the 64-hex SHA-256 digest of the key bytes
+    assert partition_key == hashlib.sha256(key).hexdigest()
+    assert HEX_DIGEST.match(partition_key)
+
+
+def test_partition_key_for_256_multibyte_chars_is_kept_257_hashed():
+    # GIVEN keys of 256 and 257 two-byte characters (the limit counts characters, not bytes)
+    at_limit = ("é" * 256).encode("utf-8")
+    over = ("é" * 257).encode("utf-8")
+
+    # THEN the first is kept as text and the second is hashed
+    assert partition_key_for(_record(), at_limit, KEY) == "é" * 256
+    assert partition_key_for(_record(), over, KEY) == hashlib.sha256(over).hexdigest()
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="BUG: partition_key_for counts Python code points, but Kinesis validates the"
+    " 256-character PartitionKey limit in UTF-16 code units (kinesalite, which mirrors the"
+    " service's validation, rejects 129 emoji = 258 units with ValidationException for the whole"
+    " PutRecords request); text keys of 129-256 astral-plane characters are used as is instead"
+    " of hashed",
+)
+@pytest.mark.parametrize("count", [129, 256])
+def test_partition_key_for_astral_text_key_fits_kinesis_utf16_length(count: int):
+    # GIVEN a text key of emoji: each is one code point but two UTF-16 code units
+    key = ("😀" * count).encode("utf-8")
+
+    # WHEN its partition key is derived
+    partition_key = partition_key_for(_record(key=key), key, KEY)
+
+    # THEN it is at most 256 UTF-16 code units, the unit Kinesis measures keys in
+    assert len(partition_key.encode("utf-16-le")) // 2 <= MAX_PARTITION_KEY_CHARS
+
+
+@pytest.mark.parametrize("key", [b"\xff\xfe\x00", b"\x80", b"abc\xc3", b"\xed\xa0\x80"])
+def test_partition_key_for_binary_key_is_stable_digest(key: bytes):
+    # GIVEN a key that is not valid UTF-8 (incl. a truncated sequence and an encoded surrogate)
+    # WHEN its partition key is derived twice, for records of different partitions
+    first = partition_key_for(_record(partition=0), key, KEY)
+    second = partition_key_for(_record(partition=9, topic="other"), key, KEY)
+
+    # THEN both are the same SHA-256 hex digest of the key bytes
+    assert first == second == hashlib.sha256(key).hexdigest()
+
+
+@pytest.mark.parametrize("key", [None, b""])
+def test_partition_key_for_null_and_empty_key_fall_back_to_topic_partition(key: bytes | None):
+    # GIVEN a record without a usable key
+    record = _record(key=key, topic="orders.v1-eu-0", partition=12)
+
+    # WHEN its partition key is derived
+    partition_key = partition_key_for(record, key, KEY)
+
+    # THEN it is "<topic>-<partition>"
+    assert partition_key == "orders.v1-eu-0-12"
+
+
+@pytest.mark.parametrize("key", [b"customer-42", b"\xff\x00", None, b"", b"x" * 300])
+def test_partition_key_for_partition_mode_ignores_the_key(key: bytes | None):
+    # GIVEN PARTITION_KEY=partition
+    record = _record(key=key, topic="t", partition=5)
+
+    # WHEN the partition key is derived
+    partition_key = partition_key_for(record, key, PARTITION)
+
+    # THEN it is always "<topic>-<partition>"
+    assert partition_key == "t-5"
+
+
+@pytest.mark.parametrize("mode", [KEY, PARTITION])
+def test_partition_key_for_topic_partition_over_256_chars_is_hashed(mode: PartitionKeyMode):
+    # GIVEN a 249-character topic (Kafka's maximum) and a 2-digit partition: 252 chars is fine,
+    # a 255-character topic name (beyond Kafka, but possible in an event) is not
+    long_topic = "t" * 255
+    record = _record(key=None, topic=long_topic, partition=10)
+
+    # WHEN the partition key is derived
+    partition_key = partition_key_for(record, None, mode)
+
+    # THEN it is the digest of "<topic>-<partition>"
+    expected = hashlib.sha256(f"{long_topic}-10".encode()).hexdigest()
+    assert partition_key == expected
+
+
+def test_partition_key_for_topic_partition_of_exactly_256_chars_is_kept():
+    # GIVEN a topic-partition of exactly 256 characters
+    topic = "t" * 254
+    record = _record(key=None, topic=topic, partition=7)
+
+    # THEN it is used as it is
+    assert partition_key_for(record, None, KEY) == f"{topic}-7"
+
+
+def test_encode_record_uses_key_mode_partition_key():
+    # GIVEN a text key and a binary key
+    text = _encoded(_record(key=b"user-1"))
+    binary = _encoded(_record(key=b"\xff"))
+
+    # THEN the encoded records carry the derived partition keys
+    assert text.partition_key == "user-1"
+    assert binary.partition_key == hashlib.sha256(b"\xff").hexdigest()
+
+
+def test_encode_record_partition_mode():
+    # GIVEN PARTITION_KEY=partition
+    encoded = _encoded(_record(key=b"user-1", topic="a.b-c", partition=4), mode=PARTITION)
+
+    # THEN the partition key is the topic-partition
+    assert encoded.partition_key == "a.b-c-4"
+
+
+_kafka_topics = st.text(
+    alphabet="abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-",
+    min_size=1,
+    max_size=249,
+)
+
+
+@given(
+    topic=_kafka_topics,
+    partition=st.integers(min_value=0, max_value=2**31 - 1),
+    key=st.none() | st.binary(max_size=600) | st.text(max_size=400).map(str.encode),
+    mode=st.sampled_from(list(PartitionKeyMode)),
+)
+def test_partition_key_for_is_deterministic_and_always_1_to_256_chars(
+    topic: str, partition: int, key: bytes | None, mode: PartitionKeyMode
+):
+    # GIVEN any topic, partition, key and mode
+    record = KafkaRecord(topic, partition, 0, 0, "CREATE_TIME", b64(key), None)
+
+    # WHEN the partition key is derived twice
+    first = partition_key_for(record, key, mode)
+    second = partition_key_for(record, key, mode)
+
+    # THEN it is the same both times and a valid Kinesis partition key
+    assert first == second
+    assert 1 <= len(first) <= MAX_PARTITION_KEY_CHARS
+
+
+@given(
+    key=st.binary(min_size=1, max_size=600) | st.text(min_size=1, max_size=400).map(str.encode),
+    topics=st.tuples(_kafka_topics, _kafka_topics),
+    partitions=st.tuples(st.integers(0, 1000), st.integers(0, 1000)),
+)
+def test_partition_key_for_same_key_same_partition_key_across_partitions(
+    key: bytes, topics: tuple[str, str], partitions: tuple[int, int]
+):
+    # GIVEN the same non-empty Kafka key on records of any two topic-partitions
+    records = [
+        KafkaRecord(topic, partition, 0, 0, "CREATE_TIME", b64(key), None)
+        for topic, partition in zip(topics, partitions, strict=True)
+    ]
+
+    # WHEN partition keys are derived in key mode
+    keys = {partition_key_for(record, key, KEY) for record in records}
+
+    # THEN they are equal (same key -> same shard)
+    assert len(keys) == 1
+
+
+# -- base64 -------------------------------------------------------------------------------
+
+
+def test_decode_base64_valid_and_null():
+    # GIVEN / WHEN / THEN valid text decodes and None stays None
+    assert decode_base64("aGk=", field="key") == b"hi"
+    assert decode_base64("", field="key") == b""
+    assert decode_base64(None, field="value") is None
+
+
+@pytest.mark.parametrize("text", ["not base64!", "QQ", "QQ=\n", "aGk=aGk=", "é", "a b="])
+def test_decode_base64_invalid_names_the_field(text: str):
+    # GIVEN / WHEN / THEN undecodable text raises, naming the field
+    with pytest.raises(UnwritableRecordError, match="record value is not valid base64"):
+        decode_base64(text, field="value")
+
+
+def _with_raw(field: str, text: str, key: bytes | None = b"k") -> KafkaRecord:
+    raw = kafka_record("t", 0, 1, key=key, value=b"v")
+    raw[field] = text
+    [batch] = parse_event(msk_event([raw])).partitions
+    return batch.records[0]
+
+
+@pytest.mark.parametrize("record_format", list(RecordFormat))
+def test_encode_record_undecodable_key_is_unwritable(record_format: RecordFormat):
+    # GIVEN a record whose key is not base64
+    record = _with_raw("key", "%%%")
+
+    # WHEN it is encoded
+    unwritable = _unwritable(record, record_format=record_format)
+
+    # THEN it is unwritable, the reason names the key, and it queues under the topic-partition
+    assert "key" in unwritable.reason
+    assert "base64" in unwritable.reason
+    assert unwritable.partition_key == "t-0"
+    assert unwritable.offset == 1
+    assert unwritable.source is record
+
+
+@pytest.mark.parametrize("record_format", list(RecordFormat))
+def test_encode_record_undecodable_value_is_unwritable_under_its_key(
+    record_format: RecordFormat,
+):
+    # GIVEN a record with a good key and a value that is not base64
+    record = _with_raw("value", "not base64!", key=b"user-9")
+
+    # WHEN it is encoded
+    unwritable = _unwritable(record, record_format=record_format)
+
+    # THEN the reason names the value and the record keeps its key's partition key (order)
+    assert "value" in unwritable.reason
+    assert "base64" in unwritable.reason
+    assert unwritable.partition_key == "user-9"
+
+
+# -- sizes --------------------------------------------------------------------------------
+
+
+def test_encode_record_size_counts_utf8_partition_key_bytes():
+    # GIVEN a key of ten two-byte characters and a 5-byte value
+    encoded = _encoded(_record(key=("é" * 10).encode(), value=b"12345"))
+
+    # THEN size is data bytes plus partition key UTF-8 bytes
+    assert encoded.size == 5 + 20
+
+
+def test_encode_record_raw_exactly_at_limit_is_accepted():
+    # GIVEN a raw record whose value + UTF-8 partition key is exactly MAX_RECORD_BYTES
+    key = "ключ".encode()  # 4 characters, 8 bytes
+    limit = 2048
+    record = _record(key=key, value=b"x" * (limit - len(key)))
+
+    # WHEN it is encoded
+    encoded = _encode(record, max_record_bytes=limit)
+
+    # THEN it is accepted at exactly the limit
+    assert isinstance(encoded, EncodedRecord)
+    assert encoded.size == limit
+
+
+@pytest.mark.parametrize("record_format", list(RecordFormat))
+def test_encode_record_exactly_at_limit_is_accepted(record_format: RecordFormat):
+    # GIVEN a record and its encoded size
+    record = _record(key="ключ".encode(), value=b"x" * 1000, headers=[("h", b"1")])
+    size = _encoded(record, record_format=record_format).size
+
+    # WHEN MAX_RECORD_BYTES equals that size
+    encoded = _encode(record, record_format=record_format, max_record_bytes=size)
+
+    # THEN it is accepted
+    assert isinstance(encoded, EncodedRecord)
+    assert encoded.size == size
+
+
+@pytest.mark.parametrize("record_format", list(RecordFormat))
+def test_encode_record_one_byte_over_limit_is_unwritable(record_format: RecordFormat):
+    # GIVEN a record of some encoded size
+    record = _record(key="ключ".encode(), value=b"x" * 1000)
+    size = _encoded(record, record_format=record_format).size
+
+    # WHEN MAX_RECORD_BYTES is one byte less
+    unwritable = _unwritable(record, record_format=record_format, max_record_bytes=size - 1)
+
+    # THEN it is unwritable with a reason giving the size and the limit
+    assert f"{size} bytes" in unwritable.reason
+    assert f"MAX_RECORD_BYTES={size - 1}" in unwritable.reason
+    assert unwritable.partition_key == "ключ"
+
+
+def test_encode_record_partition_key_alone_can_push_over_limit():
+    # GIVEN a value of exactly the limit and a non-empty partition key
+    record = _record(key=b"k", value=b"x" * 1024)
+
+    # WHEN it is encoded with MAX_RECORD_BYTES equal to the value length
+    result = _encode(record, max_record_bytes=1024)
+
+    # THEN the partition key byte makes it unwritable
+    assert isinstance(result, UnwritableRecord)
+
+
+# -- envelope round trip ------------------------------------------------------------------
+
+
+@given(
+    topic=_kafka_topics,
+    partition=st.integers(0, 2**31 - 1),
+    offset=st.integers(0, 2**63 - 1),
+    timestamp=st.integers(-1, 2**62),
+    timestamp_type=st.sampled_from(["CREATE_TIME", "LOG_APPEND_TIME", "NO_TIMESTAMP_TYPE"]),
+    key=st.none() | st.binary(max_size=64),
+    value=st.none() | st.binary(max_size=256),
+    headers=st.lists(st.tuples(st.text(max_size=12), st.binary(max_size=16)), max_size=5),
+)
+def test_envelope_round_trips_through_consumer_envelope(
+    topic: str,
+    partition: int,
+    offset: int,
+    timestamp: int,
+    timestamp_type: str,
+    key: bytes | None,
+    value: bytes | None,
+    headers: list[tuple[str, bytes]],
+):
+    # GIVEN any Kafka record
+    record = KafkaRecord(
+        topic, partition, offset, timestamp, timestamp_type, b64(key), b64(value), tuple(headers)
+    )
+
+    # WHEN it is encoded as an envelope and read back by the consumer helper
+    encoded = _encoded(record, record_format=RecordFormat.ENVELOPE, max_record_bytes=10**7)
+    envelope = Envelope.from_bytes(encoded.data)
+
+    # THEN every field comes back, and key, value and header bytes decode to the originals
+    assert (envelope.topic, envelope.partition, envelope.offset) == (topic, partition, offset)
+    assert (envelope.timestamp, envelope.timestamp_type) == (timestamp, timestamp_type)
+    assert envelope.key == b64(key)
+    assert envelope.value == b64(value)
+    assert [(name, base64.b64decode(data)) for name, data in envelope.headers] == headers

@@ -1,0 +1,548 @@
+"""Unit tests for events.parse_event: both Kafka event sources, odd topics, malformed input."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pytest
+
+from msk_kinesis_sink.errors import MalformedEventError
+from msk_kinesis_sink.events import NO_TIMESTAMP, NO_TIMESTAMP_TYPE, KafkaRecord, parse_event
+from tests.factories import (
+    MSK_CLUSTER_ARN,
+    b64,
+    kafka_record,
+    load_event,
+    msk_event,
+    self_managed_event,
+)
+
+HEADER_VALUE = b"headerValue"
+
+
+def _only_record(event: dict[str, Any]) -> KafkaRecord:
+    parsed = parse_event(event)
+    assert len(parsed.partitions) == 1
+    assert len(parsed.partitions[0].records) == 1
+    return parsed.partitions[0].records[0]
+
+
+def _first_raw(event: dict[str, Any]) -> dict[str, Any]:
+    raw: dict[str, Any] = next(iter(event["records"].values()))[0]
+    return raw
+
+
+# -- the documented sample events ---------------------------------------------------------
+
+
+def test_parse_event_documented_msk_sample():
+    # GIVEN the MSK event exactly as AWS documents it
+    event = load_event("msk_event.json")
+
+    # WHEN it is parsed
+    parsed = parse_event(event)
+
+    # THEN every field of the one record survives, key and value still base64
+    assert parsed.event_source == "aws:kafka"
+    assert parsed.event_source_arn == MSK_CLUSTER_ARN
+    assert parsed.record_count == 1
+    [batch] = parsed.partitions
+    assert (batch.topic, batch.partition, batch.topic_partition) == ("mytopic", 0, "mytopic-0")
+    assert batch.records == (
+        KafkaRecord(
+            topic="mytopic",
+            partition=0,
+            offset=15,
+            timestamp=1545084650987,
+            timestamp_type="CREATE_TIME",
+            key_b64="abcDEFghiJKLmnoPQRstuVWXyz1234==",
+            value_b64="SGVsbG8sIHRoaXMgaXMgYSB0ZXN0Lg==",
+            headers=(("headerKey", HEADER_VALUE),),
+        ),
+    )
+
+
+def test_parse_event_self_managed_sample_with_string_partition():
+    # GIVEN the self-managed Kafka sample, whose partitions arrive as strings
+    event = load_event("self_managed_kafka_event.json")
+
+    # WHEN it is parsed
+    parsed = parse_event(event)
+
+    # THEN partitions are integers, there is no source ARN, and the tombstone is kept as null
+    assert parsed.event_source == "SelfManagedKafka"
+    assert parsed.event_source_arn is None
+    [batch] = parsed.partitions
+    assert batch.partition == 0
+    assert batch.topic_partition == "mytopic-0"
+    assert [record.partition for record in batch.records] == [0, 0]
+    assert [record.offset for record in batch.records] == [15, 16]
+    assert batch.records[1].value_b64 is None
+    assert batch.records[1].timestamp_type == "LOG_APPEND_TIME"
+
+
+def test_parse_event_odd_topic_names_sample_uses_record_fields_not_group_keys():
+    # GIVEN topics whose names contain '.' and '-' and even end in "-0"
+    event = load_event("odd_topic_names_event.json")
+
+    # WHEN it is parsed
+    parsed = parse_event(event)
+
+    # THEN each partition's topic and number come from the records, not from splitting the keys
+    found = {
+        batch.topic_partition: (batch.topic, batch.partition, [r.offset for r in batch.records])
+        for batch in parsed.partitions
+    }
+    assert found == {
+        "orders.v1-eu-0-0": ("orders.v1-eu-0", 0, [100, 101]),
+        "orders.v1-eu-0-12": ("orders.v1-eu-0", 12, [7]),
+        "orders.v1-eu-0": ("orders.v1-eu", 0, [3]),
+    }
+
+
+# -- sources and shapes -------------------------------------------------------------------
+
+
+def test_parse_event_missing_event_source_is_read_as_msk():
+    # GIVEN an event without eventSource (e.g. a hand-made test event)
+    event = msk_event([kafka_record("t", 0, 1)])
+    del event["eventSource"]
+
+    # WHEN it is parsed
+    parsed = parse_event(event)
+
+    # THEN it is treated as MSK and its records are read
+    assert parsed.event_source == "aws:kafka"
+    assert parsed.record_count == 1
+
+
+def test_parse_event_foreign_event_source_is_rejected():
+    # GIVEN an SQS event source with a records object
+    event = msk_event([kafka_record("t", 0, 1)])
+    event["eventSource"] = "aws:sqs"
+
+    # WHEN / THEN it is rejected, naming the source and the accepted ones
+    with pytest.raises(MalformedEventError, match="'aws:sqs'") as raised:
+        parse_event(event)
+    assert "aws:kafka" in str(raised.value)
+    assert "SelfManagedKafka" in str(raised.value)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=TypeError,
+    reason="BUG: an unhashable eventSource (list/object) raises TypeError from the frozenset"
+    " membership test in parse_event instead of MalformedEventError",
+)
+def test_parse_event_event_source_of_wrong_type_is_malformed():
+    # GIVEN an eventSource that is a list instead of a string
+    event = msk_event([kafka_record("t", 0, 1)])
+    event["eventSource"] = ["aws:kafka"]
+
+    # WHEN / THEN the event is reported as malformed
+    with pytest.raises(MalformedEventError, match="eventSource"):
+        parse_event(event)
+
+
+@pytest.mark.parametrize("event", [None, [], "records", 42])
+def test_parse_event_non_object_event_is_rejected(event: Any):
+    # GIVEN / WHEN / THEN an event that is not a JSON object is rejected with its type named
+    with pytest.raises(MalformedEventError, match="must be a JSON object"):
+        parse_event(event)
+
+
+@pytest.mark.parametrize("records", [None, [], "x", 3])
+def test_parse_event_without_records_object_is_rejected(records: Any):
+    # GIVEN an event whose records field is missing or not an object
+    event = msk_event([])
+    if records is None:
+        del event["records"]
+    else:
+        event["records"] = records
+
+    # WHEN / THEN the message names the missing records object
+    with pytest.raises(MalformedEventError, match="'records' object"):
+        parse_event(event)
+
+
+def test_parse_event_empty_records_object_has_no_partitions():
+    # GIVEN an event with an empty records object
+    event = msk_event([])
+
+    # WHEN it is parsed
+    parsed = parse_event(event)
+
+    # THEN there is nothing to do
+    assert parsed.partitions == ()
+    assert parsed.record_count == 0
+
+
+def test_parse_event_empty_group_is_skipped():
+    # GIVEN one partition with records and one empty list
+    event = msk_event([kafka_record("t", 0, 1)])
+    event["records"]["t-1"] = []
+
+    # WHEN it is parsed
+    parsed = parse_event(event)
+
+    # THEN only the partition with records remains
+    assert [batch.topic_partition for batch in parsed.partitions] == ["t-0"]
+
+
+@pytest.mark.parametrize("group", [{"a": 1}, "records", 5])
+def test_parse_event_group_that_is_not_a_list_is_rejected(group: Any):
+    # GIVEN a records group that is not a list
+    event = msk_event([])
+    event["records"]["t-0"] = group
+
+    # WHEN / THEN the message names the group
+    with pytest.raises(MalformedEventError, match=r"records\['t-0'\] must be a list"):
+        parse_event(event)
+
+
+def test_parse_event_record_that_is_not_an_object_is_rejected():
+    # GIVEN a group holding a string instead of a record object
+    event = msk_event([])
+    event["records"]["t-0"] = ["oops"]
+
+    # WHEN / THEN the message names the record's position and what it is
+    with pytest.raises(MalformedEventError, match=r"records\['t-0'\]\[0\] must be an object"):
+        parse_event(event)
+
+
+def test_parse_event_several_partitions_and_topics():
+    # GIVEN records of two topics and three partitions, interleaved
+    records = [
+        kafka_record("a", 0, 5),
+        kafka_record("b", 3, 9),
+        kafka_record("a", 1, 7),
+        kafka_record("a", 0, 6),
+    ]
+
+    # WHEN they are parsed
+    parsed = parse_event(msk_event(records))
+
+    # THEN each topic-partition is a batch of its own records
+    assert {b.topic_partition: [r.offset for r in b.records] for b in parsed.partitions} == {
+        "a-0": [5, 6],
+        "a-1": [7],
+        "b-3": [9],
+    }
+    assert parsed.record_count == 4
+
+
+# -- topic names and the group key --------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("topic", "partition"),
+    [
+        ("orders.v1-eu-0", 0),
+        ("orders.v1-eu-0", 12),
+        ("a-b-c", 7),
+        ("with.dots.only", 3),
+        ("-", 0),
+        ("x" * 249, 2),
+    ],
+)
+def test_parse_event_topic_names_with_dashes_and_dots(topic: str, partition: int):
+    # GIVEN a topic whose name contains '-' and/or '.'
+    event = msk_event([kafka_record(topic, partition, 42)])
+
+    # WHEN it is parsed
+    record = _only_record(event)
+
+    # THEN topic and partition are taken from the record fields
+    assert (record.topic, record.partition) == (topic, partition)
+    assert record.topic_partition == f"{topic}-{partition}"
+
+
+@pytest.mark.parametrize("group_key", ["t-1", "t", "t-00", "T-0", "t-0 "])
+def test_parse_event_group_key_must_equal_topic_dash_partition(group_key: str):
+    # GIVEN a record of t/0 filed under another key
+    event = msk_event([])
+    event["records"][group_key] = [kafka_record("t", 0, 1)]
+
+    # WHEN / THEN the mismatch is reported with topic, partition and the key
+    with pytest.raises(MalformedEventError, match=r"topic 't' partition 0.*records key"):
+        parse_event(event)
+
+
+def test_parse_event_record_of_another_topic_in_a_group_is_rejected():
+    # GIVEN a group whose second record belongs to a different topic
+    event = msk_event([kafka_record("t", 0, 1)])
+    event["records"]["t-0"].append(kafka_record("u", 0, 2))
+
+    # WHEN / THEN the second record is named
+    with pytest.raises(MalformedEventError, match=r"records\['t-0'\]\[1\]"):
+        parse_event(event)
+
+
+# -- required and typed fields ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("field", ["topic", "partition", "offset"])
+def test_parse_event_missing_required_field_is_named(field: str):
+    # GIVEN a record without one required field
+    event = msk_event([kafka_record("t", 0, 1)])
+    del _first_raw(event)[field]
+
+    # WHEN / THEN the message names the field and the record
+    with pytest.raises(MalformedEventError, match=rf"records\['t-0'\]\[0\].*'{field}'"):
+        parse_event(event)
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("topic", 5),
+        ("topic", ""),
+        ("topic", None),
+        ("partition", "zero"),
+        ("partition", 1.0),
+        ("partition", True),
+        ("partition", [0]),
+        ("offset", "15a"),
+        ("offset", 15.5),
+        ("offset", False),
+        ("offset", {"n": 1}),
+        ("timestamp", "yesterday"),
+        ("timestamp", 1.5),
+        ("timestampType", 1),
+        ("key", 123),
+        ("key", [1, 2]),
+        ("value", b"raw bytes"),
+        ("value", {"a": 1}),
+        ("headers", "h"),
+        ("headers", {"h": [1]}),
+    ],
+)
+def test_parse_event_wrong_field_type_is_named(field: str, value: Any):
+    # GIVEN a record with one field of the wrong type
+    event = msk_event([kafka_record("t", 0, 1)])
+    _first_raw(event)[field] = value
+
+    # WHEN / THEN the message names the field
+    with pytest.raises(MalformedEventError, match=rf"'{field}'"):
+        parse_event(event)
+
+
+@pytest.mark.parametrize(
+    ("partition", "offset"), [("0", "15"), (" 0", "15 "), ("0", 15), (0, "15")]
+)
+def test_parse_event_numeric_strings_are_integers(partition: Any, offset: Any):
+    # GIVEN partition and/or offset as decimal strings (self-managed Kafka)
+    event = self_managed_event([kafka_record("t", 0, 15)])
+    raw = _first_raw(event)
+    raw["partition"], raw["offset"] = partition, offset
+
+    # WHEN it is parsed
+    record = _only_record(event)
+
+    # THEN both are integers
+    assert (record.partition, record.offset) == (0, 15)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=ValueError,
+    reason="BUG: events._integer accepts strings whose digits str.isdigit() approves but int()"
+    " rejects ('--1' after lstrip('-'), superscript '²'), so int() raises ValueError instead of"
+    " MalformedEventError",
+)
+@pytest.mark.parametrize("offset", ["--1", "²"])
+def test_parse_event_non_decimal_offset_string_is_malformed(offset: str):
+    # GIVEN an offset string that only looks numeric
+    event = self_managed_event([kafka_record("t", 0, 1)])
+    _first_raw(event)["offset"] = offset
+
+    # WHEN / THEN it is reported as malformed, naming the field
+    with pytest.raises(MalformedEventError, match="'offset'"):
+        parse_event(event)
+
+
+def test_parse_event_optional_fields_absent():
+    # GIVEN a record with only topic, partition and offset
+    event = msk_event([])
+    event["records"]["t-0"] = [{"topic": "t", "partition": 0, "offset": 3}]
+
+    # WHEN it is parsed
+    record = _only_record(event)
+
+    # THEN the Kafka "no timestamp" conventions apply and key, value and headers are empty
+    assert record.timestamp == NO_TIMESTAMP
+    assert record.timestamp_type == NO_TIMESTAMP_TYPE
+    assert record.key_b64 is None
+    assert record.value_b64 is None
+    assert record.headers == ()
+
+
+@pytest.mark.parametrize("absent", [True, False])
+def test_parse_event_tombstone_value_is_none(absent: bool):
+    # GIVEN a tombstone: value null or missing, key present
+    raw = kafka_record("t", 0, 1, key=b"k", value=None)
+    if absent:
+        del raw["value"]
+
+    # WHEN it is parsed
+    record = _only_record(msk_event([raw]))
+
+    # THEN the value is None and the key is kept
+    assert record.value_b64 is None
+    assert record.key_b64 == b64(b"k")
+
+
+def test_parse_event_empty_value_is_not_a_tombstone():
+    # GIVEN a record whose value is the empty string (zero bytes)
+    record = _only_record(msk_event([kafka_record("t", 0, 1, value=b"")]))
+
+    # THEN it stays an empty value, distinct from null
+    assert record.value_b64 == ""
+
+
+def test_parse_event_keeps_base64_text_undecoded():
+    # GIVEN a record whose key is not valid base64
+    raw = kafka_record("t", 0, 1)
+    raw["key"] = "not base64!"
+
+    # WHEN it is parsed
+    record = _only_record(msk_event([raw]))
+
+    # THEN parsing does not judge it: encoding decides whether the record is writable
+    assert record.key_b64 == "not base64!"
+
+
+# -- headers ------------------------------------------------------------------------------
+
+
+def test_parse_event_headers_in_order_with_duplicates():
+    # GIVEN headers with a repeated name
+    headers = [("trace", b"1"), ("type", b"order"), ("trace", b"2"), ("empty", b"")]
+    record = _only_record(msk_event([kafka_record("t", 0, 1, headers=headers)]))
+
+    # THEN every header is kept, in order, duplicates included
+    assert record.headers == tuple(headers)
+
+
+def test_parse_event_signed_header_bytes_keep_their_bits():
+    # GIVEN a header whose bytes a Java producer rendered as signed values
+    raw = kafka_record("t", 0, 1)
+    raw["headers"] = [{"sig": [-128, -1, 0, 127, 255]}]
+
+    # WHEN it is parsed
+    record = _only_record(msk_event([raw]))
+
+    # THEN -128 is 0x80 and -1 is 0xFF
+    assert record.headers == (("sig", bytes([0x80, 0xFF, 0x00, 0x7F, 0xFF])),)
+
+
+def test_parse_event_header_entry_with_several_names_keeps_their_order():
+    # GIVEN one header object holding two names
+    raw = kafka_record("t", 0, 1)
+    raw["headers"] = [{"a": [1]}, {"b": [2], "c": [3]}]
+
+    # WHEN it is parsed
+    record = _only_record(msk_event([raw]))
+
+    # THEN all three headers come out in document order
+    assert record.headers == (("a", b"\x01"), ("b", b"\x02"), ("c", b"\x03"))
+
+
+def test_parse_event_null_headers_are_no_headers():
+    # GIVEN headers: null
+    raw = kafka_record("t", 0, 1)
+    raw["headers"] = None
+
+    # THEN the record has no headers
+    assert _only_record(msk_event([raw])).headers == ()
+
+
+@pytest.mark.parametrize(
+    ("headers", "problem"),
+    [
+        (["h"], "header 0 must be an object"),
+        ([{"a": [1]}, 7], "header 1 must be an object"),
+        ([{"h": "abc"}], "header 0 must map to a byte list"),
+        ([{"h": 5}], "header 0 must map to a byte list"),
+        ([{"h": [1, "x"]}], "header 0 holds a value that is not a byte"),
+        ([{"h": [1.5]}], "header 0 holds a value that is not a byte"),
+        ([{"h": [None]}], "header 0 holds a value that is not a byte"),
+    ],
+)
+def test_parse_event_malformed_headers_are_named(headers: Any, problem: str):
+    # GIVEN a record with malformed headers
+    raw = kafka_record("t", 0, 1)
+    raw["headers"] = headers
+
+    # WHEN / THEN the message says which header and what is wrong
+    with pytest.raises(MalformedEventError, match=problem):
+        parse_event(msk_event([raw]))
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="BUG: events._parse_headers masks every header value with & 0xFF, so values outside"
+    " -128..255 (e.g. 300, -129) are silently turned into other bytes instead of being rejected",
+)
+@pytest.mark.parametrize("value", [256, 300, -129])
+def test_parse_event_header_value_outside_byte_range_is_malformed(value: int):
+    # GIVEN a header "byte" that no signed or unsigned byte can hold
+    raw = kafka_record("t", 0, 1)
+    raw["headers"] = [{"h": [value]}]
+
+    # WHEN / THEN it is rejected instead of being wrapped into another byte
+    with pytest.raises(MalformedEventError, match="header 0"):
+        parse_event(msk_event([raw]))
+
+
+# -- ordering -----------------------------------------------------------------------------
+
+
+def test_parse_event_sorts_records_by_offset():
+    # GIVEN a partition whose records arrive out of offset order
+    records = [kafka_record("t", 0, offset) for offset in (12, 10, 11, 2, 100)]
+
+    # WHEN it is parsed
+    [batch] = parse_event(msk_event(records)).partitions
+
+    # THEN the records are in ascending offset order
+    assert [record.offset for record in batch.records] == [2, 10, 11, 12, 100]
+
+
+def test_parse_event_sorts_numerically_not_as_text():
+    # GIVEN offsets given as strings that sort differently as text
+    records = [kafka_record("t", 0, 0) for _ in range(3)]
+    for record, offset in zip(records, ["10", "9", "100"], strict=True):
+        record["offset"] = offset
+
+    # WHEN it is parsed
+    [batch] = parse_event(self_managed_event(records)).partitions
+
+    # THEN offsets are compared as numbers
+    assert [record.offset for record in batch.records] == [9, 10, 100]
+
+
+@pytest.mark.parametrize("second", [5, "5"])
+def test_parse_event_duplicate_offset_is_rejected(second: Any):
+    # GIVEN a partition holding offset 5 twice
+    records = [kafka_record("t", 0, 5), kafka_record("t", 0, 6), kafka_record("t", 0, 0)]
+    records[2]["offset"] = second
+
+    # WHEN / THEN the repeated offset is named
+    with pytest.raises(
+        MalformedEventError, match=r"records\['t-0'\] holds offset 5 more than once"
+    ):
+        parse_event(msk_event(records))
+
+
+def test_parse_event_does_not_modify_its_input():
+    # GIVEN an event with unsorted records
+    event = msk_event([kafka_record("t", 0, 2), kafka_record("t", 0, 1)])
+    before = copy.deepcopy(event)
+
+    # WHEN it is parsed
+    parse_event(event)
+
+    # THEN the event is unchanged
+    assert event == before

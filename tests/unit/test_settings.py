@@ -1,0 +1,323 @@
+"""Unit tests for Settings.from_env: every variable, its default, and each invalid value."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from msk_kinesis_sink.errors import ConfigurationError
+from msk_kinesis_sink.limits import DEFAULT_MAX_RECORD_BYTES, MAX_RECORD_BYTES_CEILING, MIB
+from msk_kinesis_sink.settings import Aggregation, PartitionKeyMode, RecordFormat, Settings
+
+STREAM_ARN = "arn:aws:kinesis:us-east-1:123456789012:stream/orders-stream"
+
+
+def _settings(**env: str) -> Settings:
+    return Settings.from_env({"STREAM_NAME": "orders-stream", **env})
+
+
+def test_settings_defaults():
+    # GIVEN only the required stream name
+    # WHEN the environment is parsed
+    settings = Settings.from_env({"STREAM_NAME": "orders-stream"})
+
+    # THEN every other setting has its documented default
+    assert settings == Settings(
+        stream_name="orders-stream",
+        stream_arn=None,
+        record_format=RecordFormat.RAW,
+        partition_key=PartitionKeyMode.KEY,
+        aggregation=Aggregation.OFF,
+        max_record_bytes=1 * MIB,
+        dead_letter_bucket=None,
+        dead_letter_prefix="records/",
+        max_concurrency=8,
+        request_timeout_seconds=5.0,
+        retry_base_ms=50,
+        retry_max_ms=2_000,
+    )
+    assert settings.max_record_bytes == DEFAULT_MAX_RECORD_BYTES
+
+
+def test_settings_every_variable_set():
+    # GIVEN every variable set to a valid non-default value
+    env = {
+        "STREAM_NAME": STREAM_ARN,
+        "RECORD_FORMAT": "envelope",
+        "PARTITION_KEY": "partition",
+        "AGGREGATION": "on",
+        "MAX_RECORD_BYTES": str(10 * MIB),
+        "DEAD_LETTER_BUCKET": "my-dlq.bucket-1",
+        "DEAD_LETTER_PREFIX": "dlq/msk",
+        "MAX_CONCURRENCY": "16",
+        "KINESIS_TIMEOUT_SECONDS": "2.5",
+        "RETRY_BASE_MS": "10",
+        "RETRY_MAX_MS": "500",
+    }
+
+    # WHEN it is parsed
+    settings = Settings.from_env(env)
+
+    # THEN each value is taken
+    assert settings == Settings(
+        stream_name="orders-stream",
+        stream_arn=STREAM_ARN,
+        record_format=RecordFormat.ENVELOPE,
+        partition_key=PartitionKeyMode.PARTITION,
+        aggregation=Aggregation.ON,
+        max_record_bytes=10 * MIB,
+        dead_letter_bucket="my-dlq.bucket-1",
+        dead_letter_prefix="dlq/msk/",
+        max_concurrency=16,
+        request_timeout_seconds=2.5,
+        retry_base_ms=10,
+        retry_max_ms=500,
+    )
+
+
+def test_settings_are_frozen():
+    # GIVEN parsed settings
+    settings = _settings()
+
+    # WHEN / THEN they can not be changed afterwards
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        settings.stream_name = "other"  # type: ignore[misc]
+
+
+def test_settings_deadline_margin_covers_one_slow_request():
+    # GIVEN a 5 s Kinesis timeout (connect + read)
+    settings = _settings(KINESIS_TIMEOUT_SECONDS="5")
+
+    # THEN the margin is two timeouts plus half a second
+    assert settings.deadline_margin_ms == 10_500
+    assert _settings(KINESIS_TIMEOUT_SECONDS="0.1").deadline_margin_ms == 700
+
+
+# -- STREAM_NAME --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("env", [{}, {"STREAM_NAME": ""}, {"STREAM_NAME": "   "}])
+def test_settings_stream_name_required(env: dict[str, str]):
+    # GIVEN / WHEN / THEN a missing stream is named, with what to set
+    with pytest.raises(ConfigurationError, match=r"STREAM_NAME is required.*name or stream ARN"):
+        Settings.from_env(env)
+
+
+@pytest.mark.parametrize("name", ["s", "orders-stream", "a.b_c-D9", "x" * 128, " padded "])
+def test_settings_stream_name_plain(name: str):
+    # GIVEN a valid stream name
+    settings = _settings(STREAM_NAME=name)
+
+    # THEN it is used as the name and there is no ARN
+    assert settings.stream_name == name.strip()
+    assert settings.stream_arn is None
+
+
+@pytest.mark.parametrize(
+    "arn",
+    [
+        STREAM_ARN,
+        "arn:aws-cn:kinesis:cn-north-1:123456789012:stream/s",
+        "arn:aws-us-gov:kinesis:us-gov-west-1:123456789012:stream/s.1_2-3",
+    ],
+)
+def test_settings_stream_arn_gives_name_and_arn(arn: str):
+    # GIVEN a stream ARN in any AWS partition
+    settings = _settings(STREAM_NAME=arn)
+
+    # THEN the ARN is kept and the name is taken from it
+    assert settings.stream_arn == arn
+    assert settings.stream_name == arn.rsplit("/", 1)[1]
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "x" * 129,
+        "has space",
+        "slash/name",
+        "name:colon",
+        "arn:aws:kinesis:us-east-1:12345:stream/s",
+        "arn:aws:sqs:us-east-1:123456789012:queue",
+        "arn:aws:kinesis:us-east-1:123456789012:stream/",
+        "arn:aws:kinesis:us-east-1:123456789012:stream/bad name",
+    ],
+)
+def test_settings_stream_name_invalid(value: str):
+    # GIVEN / WHEN / THEN an invalid name or ARN is named with both accepted forms
+    with pytest.raises(ConfigurationError, match="STREAM_NAME=") as raised:
+        _settings(STREAM_NAME=value)
+    assert "stream name" in str(raised.value)
+    assert "stream ARN" in str(raised.value)
+
+
+# -- choices ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("variable", "raw", "expected"),
+    [
+        ("RECORD_FORMAT", "raw", RecordFormat.RAW),
+        ("RECORD_FORMAT", "ENVELOPE", RecordFormat.ENVELOPE),
+        ("RECORD_FORMAT", " Envelope ", RecordFormat.ENVELOPE),
+        ("RECORD_FORMAT", "", RecordFormat.RAW),
+        ("PARTITION_KEY", "key", PartitionKeyMode.KEY),
+        ("PARTITION_KEY", "Partition", PartitionKeyMode.PARTITION),
+        ("PARTITION_KEY", "", PartitionKeyMode.KEY),
+        ("AGGREGATION", "ON", Aggregation.ON),
+        ("AGGREGATION", "off", Aggregation.OFF),
+        ("AGGREGATION", "", Aggregation.OFF),
+    ],
+)
+def test_settings_choice_values_case_and_blank(variable: str, raw: str, expected: object):
+    # GIVEN a choice variable in any case, or blank
+    settings = _settings(**{variable: raw})
+
+    # THEN it is read case-insensitively and blank means the default
+    field = {
+        "RECORD_FORMAT": "record_format",
+        "PARTITION_KEY": "partition_key",
+        "AGGREGATION": "aggregation",
+    }[variable]
+    assert getattr(settings, field) is expected
+
+
+@pytest.mark.parametrize(
+    ("variable", "raw", "allowed"),
+    [
+        ("RECORD_FORMAT", "json", "raw, envelope"),
+        ("RECORD_FORMAT", "avro", "raw, envelope"),
+        ("PARTITION_KEY", "random", "key, partition"),
+        ("PARTITION_KEY", "keys", "key, partition"),
+        ("AGGREGATION", "true", "off, on"),
+        ("AGGREGATION", "1", "off, on"),
+    ],
+)
+def test_settings_choice_invalid_names_variable_and_allowed(variable: str, raw: str, allowed: str):
+    # GIVEN / WHEN / THEN an unknown choice is named with the allowed values
+    with pytest.raises(ConfigurationError) as raised:
+        _settings(**{variable: raw})
+    message = str(raised.value)
+    assert message.startswith(f"{variable}=")
+    assert raw in message
+    assert allowed in message
+
+
+# -- numbers ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("variable", "raw", "field", "expected"),
+    [
+        ("MAX_RECORD_BYTES", "1024", "max_record_bytes", 1024),
+        ("MAX_RECORD_BYTES", str(MAX_RECORD_BYTES_CEILING), "max_record_bytes", 10 * MIB),
+        ("MAX_RECORD_BYTES", " 2097152 ", "max_record_bytes", 2 * MIB),
+        ("MAX_CONCURRENCY", "1", "max_concurrency", 1),
+        ("MAX_CONCURRENCY", "64", "max_concurrency", 64),
+        ("KINESIS_TIMEOUT_SECONDS", "0.1", "request_timeout_seconds", 0.1),
+        ("KINESIS_TIMEOUT_SECONDS", "60", "request_timeout_seconds", 60.0),
+        ("RETRY_BASE_MS", "1", "retry_base_ms", 1),
+        ("RETRY_MAX_MS", "60000", "retry_max_ms", 60_000),
+    ],
+)
+def test_settings_numbers_at_their_bounds(variable: str, raw: str, field: str, expected: float):
+    # GIVEN a number at an edge of its range
+    settings = _settings(**{variable: raw})
+
+    # THEN it is accepted
+    assert getattr(settings, field) == expected
+
+
+@pytest.mark.parametrize(
+    ("variable", "raw", "allowed"),
+    [
+        ("MAX_RECORD_BYTES", "1023", "1024-10485760"),
+        ("MAX_RECORD_BYTES", str(MAX_RECORD_BYTES_CEILING + 1), "1024-10485760"),
+        ("MAX_RECORD_BYTES", "0", "1024-10485760"),
+        ("MAX_RECORD_BYTES", "-1", "1024-10485760"),
+        ("MAX_RECORD_BYTES", "1MiB", "1024-10485760"),
+        ("MAX_RECORD_BYTES", "1048576.0", "1024-10485760"),
+        ("MAX_CONCURRENCY", "0", "1-64"),
+        ("MAX_CONCURRENCY", "65", "1-64"),
+        ("MAX_CONCURRENCY", "eight", "1-64"),
+        ("KINESIS_TIMEOUT_SECONDS", "0.09", "0.1-60.0"),
+        ("KINESIS_TIMEOUT_SECONDS", "61", "0.1-60.0"),
+        ("KINESIS_TIMEOUT_SECONDS", "nan", "0.1-60.0"),
+        ("KINESIS_TIMEOUT_SECONDS", "inf", "0.1-60.0"),
+        ("KINESIS_TIMEOUT_SECONDS", "5s", "0.1-60.0"),
+        ("RETRY_BASE_MS", "0", "1-10000"),
+        ("RETRY_BASE_MS", "10001", "1-10000"),
+        ("RETRY_MAX_MS", "0", "1-60000"),
+        ("RETRY_MAX_MS", "60001", "1-60000"),
+        ("RETRY_MAX_MS", "2.5", "1-60000"),
+    ],
+)
+def test_settings_number_invalid_names_variable_and_range(variable: str, raw: str, allowed: str):
+    # GIVEN / WHEN / THEN a bad number is named with its allowed range
+    with pytest.raises(ConfigurationError) as raised:
+        _settings(**{variable: raw})
+    message = str(raised.value)
+    assert message.startswith(f"{variable}=")
+    assert f"allowed: {allowed}" in message
+
+
+def test_settings_retry_max_below_base_is_rejected():
+    # GIVEN a backoff cap below its base
+    # WHEN / THEN both variables are named
+    with pytest.raises(ConfigurationError, match="RETRY_MAX_MS=100 must be >= RETRY_BASE_MS=200"):
+        _settings(RETRY_BASE_MS="200", RETRY_MAX_MS="100")
+
+
+def test_settings_retry_max_equal_to_base_is_accepted():
+    # GIVEN a cap equal to the base
+    settings = _settings(RETRY_BASE_MS="300", RETRY_MAX_MS="300")
+
+    # THEN both are kept
+    assert (settings.retry_base_ms, settings.retry_max_ms) == (300, 300)
+
+
+def test_settings_retry_max_default_below_large_base_is_rejected():
+    # GIVEN only a base above the default cap of 2000 ms
+    # WHEN / THEN the conflict with the default cap is reported
+    with pytest.raises(ConfigurationError, match="RETRY_MAX_MS=2000 must be >= RETRY_BASE_MS"):
+        _settings(RETRY_BASE_MS="5000")
+
+
+# -- dead letters -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("bucket", ["abc", "my-dlq", "logs.example.com", "a" * 63, "1bucket9"])
+def test_settings_dead_letter_bucket_valid(bucket: str):
+    # GIVEN a valid bucket name
+    # THEN it is kept
+    assert _settings(DEAD_LETTER_BUCKET=bucket).dead_letter_bucket == bucket
+
+
+@pytest.mark.parametrize("bucket", ["", "  "])
+def test_settings_dead_letter_bucket_blank_means_none(bucket: str):
+    # GIVEN an empty bucket variable
+    # THEN no dead-letter bucket is configured
+    assert _settings(DEAD_LETTER_BUCKET=bucket).dead_letter_bucket is None
+
+
+@pytest.mark.parametrize(
+    "bucket", ["ab", "a" * 64, "My-Bucket", "-bucket", "bucket-", "under_score", "s3://bucket"]
+)
+def test_settings_dead_letter_bucket_invalid(bucket: str):
+    # GIVEN / WHEN / THEN an invalid bucket name is named with the naming rules
+    with pytest.raises(ConfigurationError) as raised:
+        _settings(DEAD_LETTER_BUCKET=bucket)
+    message = str(raised.value)
+    assert message.startswith("DEAD_LETTER_BUCKET=")
+    assert "3-63 characters" in message
+
+
+@pytest.mark.parametrize(
+    ("prefix", "expected"),
+    [("records/", "records/"), ("dlq", "dlq/"), ("a/b", "a/b/"), ("", ""), (" x/ ", "x/")],
+)
+def test_settings_dead_letter_prefix_ends_with_slash(prefix: str, expected: str):
+    # GIVEN a dead-letter prefix with or without a trailing slash
+    # THEN it is used as a folder (or as nothing when empty)
+    assert _settings(DEAD_LETTER_PREFIX=prefix).dead_letter_prefix == expected
