@@ -1,0 +1,81 @@
+"""app.py and `cdk synth` as a user runs them: offline, no credentials, shipped cdk.json."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.infra.conftest import REPO
+
+pytestmark = pytest.mark.infra
+
+# Synth must never need (or find) credentials: strip them, and the metadata endpoint too.
+_CREDENTIAL_VARS = (
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_PROFILE",
+    "AWS_DEFAULT_PROFILE",
+)
+
+
+def offline_env(tmp_path: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in _CREDENTIAL_VARS}
+    env.update(
+        {
+            "AWS_EC2_METADATA_DISABLED": "true",
+            "AWS_CONFIG_FILE": str(tmp_path / "no-config"),
+            "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "no-credentials"),
+            "JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION": "20",
+            "CDK_DISABLE_CLI_TELEMETRY": "1",
+        }
+    )
+    return env
+
+
+def test_app_bad_context_exits_with_the_key_and_range(tmp_path: Path) -> None:
+    # GIVEN a context with an out-of-range batch size (as the CLI hands context to the app)
+    context = {
+        "clusterArn": "arn:aws:kafka:eu-west-1:123456789012:cluster/c/0f1e2d3c-4b5a-1",
+        "topics": "orders",
+        "batchSize": "20000",
+    }
+    env = offline_env(tmp_path) | {
+        "CDK_CONTEXT_JSON": json.dumps(context),
+        "CDK_OUTDIR": str(tmp_path / "out"),
+    }
+    # WHEN app.py runs
+    result = subprocess.run(
+        [sys.executable, "app.py"], cwd=REPO, env=env, capture_output=True, text=True, check=False
+    )
+    # THEN it stops with one line naming the key and the allowed range, and no traceback
+    assert result.returncode == 1
+    assert (
+        "configuration error: batchSize=20000 is out of range (allowed: 1-10000)" in result.stderr
+    )
+    assert "Traceback" not in result.stderr
+
+
+def test_app_cdk_synth_offline_with_shipped_cdk_json(tmp_path: Path) -> None:
+    # GIVEN the pinned CDK CLI, the shipped cdk.json, and no AWS credentials anywhere
+    out = tmp_path / "cdk.out"
+    command = ["npx", "--no-install", "cdk", "synth", "--no-notices", "--quiet", "-o", str(out)]
+    # WHEN `cdk synth` runs (what `make synth` runs)
+    result = subprocess.run(
+        command, cwd=REPO, env=offline_env(tmp_path), capture_output=True, text=True, check=False
+    )
+    # THEN it succeeds with a template, a bundled asset, and a clean cdk-nag report
+    assert result.returncode == 0, result.stdout + result.stderr
+    template = json.loads((out / "MskKinesisSink.template.json").read_text(encoding="utf-8"))
+    assert "AWS::Lambda::EventSourceMapping" in {r["Type"] for r in template["Resources"].values()}
+    assets = [p for p in out.iterdir() if p.name.startswith("asset.") and p.is_dir()]
+    assert [p.name for p in assets[0].iterdir() if p.name == "msk_kinesis_sink"] == [
+        "msk_kinesis_sink"
+    ]
+    report = json.loads((out / "validation-report.json").read_text(encoding="utf-8"))
+    assert report["pluginReports"] == []
