@@ -55,7 +55,9 @@ deploy: install ## cdk deploy (needs AWS credentials)
 	$(CDK) deploy $(CDK_FLAGS)
 
 bench: install ## Benchmarks (never gate CI): writes bench/results/latest.json
-	$(PY) -m bench.run $(BENCH_ARGS)
+	test -x bench/.venv/bin/python || $(PYTHON) -m venv bench/.venv
+	bench/.venv/bin/pip install --quiet --disable-pip-version-check -r bench/requirements.txt
+	bench/.venv/bin/python -m bench.run $(BENCH_ARGS)
 
 clean: ## Remove build outputs (keeps .venv and node_modules)
 	rm -rf cdk.out .build .demo .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,221 @@
+"""The benchmark's workloads: deterministic Kafka records, and the MSK event that carries them.
+
+Pure code (no I/O): every system of a run sees byte-identical records and partition keys.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import random
+import zlib
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, Final
+
+from msk_kinesis_sink.encoding import partition_key_for
+from msk_kinesis_sink.events import KafkaRecord
+from msk_kinesis_sink.limits import PUT_PAYLOAD_UNIT_BYTES
+from msk_kinesis_sink.settings import PartitionKeyMode
+
+TOPIC: Final = "bench.orders-v1"
+PARTITIONS: Final = 10
+KIB: Final = 1024
+# Lambda's synchronous invocation payload limit (6 MB); the ESM never sends a bigger batch.
+MAX_INVOCATION_BYTES: Final = 6 * 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class SourceRecord:
+    """One Kafka record of a workload; `key` None is a null key."""
+
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Workload:
+    name: str
+    description: str
+    records: tuple[SourceRecord, ...]
+    partition_key_mode: PartitionKeyMode = PartitionKeyMode.KEY
+
+    @property
+    def payload_bytes(self) -> int:
+        return sum(len(record.value) for record in self.records)
+
+    def partition_keys(self) -> list[str]:
+        """The Kinesis partition key of each record, exactly as the sink derives it."""
+        return [
+            partition_key_for(_kafka_record(record), record.key, self.partition_key_mode)
+            for record in self.records
+        ]
+
+
+def _kafka_record(record: SourceRecord) -> KafkaRecord:
+    return KafkaRecord(
+        topic=TOPIC,
+        partition=record.partition,
+        offset=record.offset,
+        timestamp=0,
+        timestamp_type="CREATE_TIME",
+        key_b64=None,
+        value_b64=None,
+    )
+
+
+def kafka_partition(key: bytes) -> int:
+    """A stable key -> partition mapping, like Kafka's default partitioner (a hash mod N)."""
+    return zlib.crc32(key) % PARTITIONS
+
+
+def _assign_offsets(keyed: Iterable[tuple[int, bytes | None, bytes]]) -> tuple[SourceRecord, ...]:
+    next_offset: dict[int, int] = defaultdict(int)
+    records = []
+    for partition, key, value in keyed:
+        offset = next_offset[partition]
+        next_offset[partition] += 1
+        records.append(SourceRecord(partition, offset, key, value))
+    return tuple(records)
+
+
+def _values(rng: random.Random, count: int, size: int) -> list[bytes]:
+    # Random bytes: incompressible, and no two values alike.
+    return [rng.randbytes(size) for _ in range(count)]
+
+
+def _distinct(count: int, value_size: int, seed: int) -> Iterable[tuple[int, bytes | None, bytes]]:
+    rng = random.Random(seed)
+    for i, value in enumerate(_values(rng, count, value_size)):
+        key = f"user-{i:06d}".encode()
+        yield kafka_partition(key), key, value
+
+
+def w1() -> Workload:
+    return Workload(
+        "W1",
+        "10,000 x 1 KiB, 10 partitions, every key distinct",
+        _assign_offsets(_distinct(10_000, KIB, seed=1)),
+    )
+
+
+def w2() -> Workload:
+    rng = random.Random(2)
+    keyed = []
+    for value in _values(rng, 10_000, KIB):
+        key = f"user-{rng.randrange(2000):06d}".encode()
+        keyed.append((kafka_partition(key), key, value))
+    return Workload("W2", "10,000 x 1 KiB, 2,000 distinct keys (~5 each)", _assign_offsets(keyed))
+
+
+def w3() -> Workload:
+    rng = random.Random(3)
+    hot = [b"hot-key-a", b"hot-key-b", b"hot-key-c"]
+    keyed = []
+    for i, value in enumerate(_values(rng, 10_000, KIB)):
+        key = rng.choice(hot) if rng.random() < 0.8 else f"user-{i:06d}".encode()
+        keyed.append((kafka_partition(key), key, value))
+    return Workload("W3", "10,000 x 1 KiB, 3 hot keys carry 80%", _assign_offsets(keyed))
+
+
+def w4() -> Workload:
+    rng = random.Random(4)
+    keyed: list[tuple[int, bytes | None, bytes]] = [
+        (i % PARTITIONS, None, value) for i, value in enumerate(_values(rng, 10_000, KIB))
+    ]
+    return Workload(
+        "W4", "10,000 x 1 KiB, null keys (one key per partition)", _assign_offsets(keyed)
+    )
+
+
+def w5() -> Workload:
+    return Workload(
+        "W5",
+        "10,000 x 100 B, PARTITION_KEY=partition",
+        _assign_offsets(_distinct(10_000, 100, seed=5)),
+        partition_key_mode=PartitionKeyMode.PARTITION,
+    )
+
+
+def w6() -> Workload:
+    """As many 1 KiB distinct-key records as one 6 MB invocation holds."""
+    rng = random.Random(6)
+    keyed = []
+    size = len(json.dumps(_event_shell()))
+    i = 0
+    while True:
+        key = f"user-{i:06d}".encode()
+        value = rng.randbytes(KIB)
+        record_json = json.dumps(_record_json(SourceRecord(0, 10**9, key, value)))
+        if size + len(record_json) + 2 > MAX_INVOCATION_BYTES:
+            break
+        size += len(record_json) + 2
+        keyed.append((kafka_partition(key), key, value))
+        i += 1
+    return Workload("W6", f"one 6 MB invocation ({len(keyed):,} x 1 KiB)", _assign_offsets(keyed))
+
+
+WORKLOADS: Final[dict[str, Callable[[], Workload]]] = {
+    "W1": w1,
+    "W2": w2,
+    "W3": w3,
+    "W4": w4,
+    "W5": w5,
+    "W6": w6,
+}
+
+
+def _event_shell() -> dict[str, Any]:
+    return {
+        "eventSource": "aws:kafka",
+        "eventSourceArn": "arn:aws:kafka:us-east-1:123456789012:cluster/bench/00000000-0000",
+        "bootstrapServers": "b-1.bench.kafka.us-east-1.amazonaws.com:9098",
+        "records": {},
+    }
+
+
+def _record_json(record: SourceRecord) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "topic": TOPIC,
+        "partition": record.partition,
+        "offset": record.offset,
+        "timestamp": 1_767_225_600_000 + record.offset,
+        "timestampType": "CREATE_TIME",
+        "value": base64.b64encode(record.value).decode("ascii"),
+        "headers": [],
+    }
+    if record.key is not None:
+        out["key"] = base64.b64encode(record.key).decode("ascii")
+    return out
+
+
+def msk_event(records: Sequence[SourceRecord]) -> dict[str, Any]:
+    """The MSK event an ESM would send for these records (grouped by topic-partition)."""
+    event = _event_shell()
+    groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for record in records:
+        groups[f"{TOPIC}-{record.partition}"].append(_record_json(record))
+    event["records"] = dict(groups)
+    return event
+
+
+def put_payload_units(record_bytes: int) -> int:
+    """PUT payload units billed for one Kinesis record (provisioned: per 25 KB, rounded up)."""
+    return max(1, -(-record_bytes // PUT_PAYLOAD_UNIT_BYTES))
+
+
+def consumption_order(records: Sequence[SourceRecord]) -> list[SourceRecord]:
+    """Records as a Kafka consumer would hand them over: partitions interleaved, each in order."""
+    by_partition: dict[int, list[SourceRecord]] = defaultdict(list)
+    for record in records:
+        by_partition[record.partition].append(record)
+    queues = [by_partition[p] for p in sorted(by_partition)]
+    out: list[SourceRecord] = []
+    index = 0
+    while any(index < len(queue) for queue in queues):
+        out.extend(queue[index] for queue in queues if index < len(queue))
+        index += 1
+    return out
