@@ -114,6 +114,17 @@ class SinkMonitoring(Construct):
             breaching=2,
             what=f"invocations ran past {alarms.duration_percent}% of the function timeout",
         )
+        self._alarm(
+            "DestinationDeliveryFailures",
+            self._lambda("DestinationDeliveryFailures", "Sum", "on-failure delivery failures"),
+            threshold=1,
+            evaluate=1,
+            breaching=1,
+            what=(
+                "a discarded batch could not be written to the dead-letter bucket: those"
+                " records exist only in Kafka now"
+            ),
+        )
         for mapping in mappings:
             discarded = cw.MathExpression(
                 expression="dropped + delivered",
@@ -285,7 +296,8 @@ class SinkMonitoring(Construct):
                         ("DroppedEventCount", "dropped"),
                         ("OnFailureDestinationDeliveredEventCount", "sent to S3"),
                     )
-                ],
+                ]
+                + [self._lambda("DestinationDeliveryFailures", "Sum", "S3 delivery failures")],
                 width=12,
             ),
         )

@@ -103,7 +103,8 @@ class SinkFunction(Construct):
             self,
             "Logs",
             retention=getattr(logs.RetentionDays, _RETENTION[config.log_retention_days]),
-            removal_policy=RemovalPolicy.DESTROY,
+            # Kept after the stack is gone: the last words of a sink are often the useful ones.
+            removal_policy=RemovalPolicy.RETAIN,
         )
         self.role = iam.Role(
             self,

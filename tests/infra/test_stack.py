@@ -38,6 +38,7 @@ ALARMS = {
     "RecordsDeadLettered",
     "StreamWriteThrottling",
     "DurationNearTimeout",
+    "DestinationDeliveryFailures",
 }
 
 
@@ -465,6 +466,9 @@ def test_stack_alarm_metrics_and_thresholds(default_synth: Synth) -> None:
         "WriteProvisionedThroughputExceeded"
     ]
     assert [m["MetricName"] for m in metrics["DurationNearTimeout"]] == ["Duration"]
+    assert [m["MetricName"] for m in metrics["DestinationDeliveryFailures"]] == [
+        "DestinationDeliveryFailures"
+    ]
     assert alarms["DurationNearTimeout"]["Threshold"] == 96_000
     discarded = metrics["MappingDiscarded-example-topic"]
     assert {m["MetricName"] for m in discarded} == {
