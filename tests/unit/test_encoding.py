@@ -9,7 +9,7 @@ import re
 from collections.abc import Sequence
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from msk_kinesis_sink.consumer import Envelope
@@ -337,18 +337,20 @@ def test_partition_key_for_partition_mode_ignores_the_key(key: bytes | None):
 
 
 @pytest.mark.parametrize("mode", [KEY, PARTITION])
-def test_partition_key_for_topic_partition_over_256_chars_is_hashed(mode: PartitionKeyMode):
-    # GIVEN a 249-character topic (Kafka's maximum) and a 2-digit partition: 252 chars is fine,
-    # a 255-character topic name (beyond Kafka, but possible in an event) is not
-    long_topic = "t" * 255
-    record = _record(key=None, topic=long_topic, partition=10)
+@pytest.mark.parametrize(("topic_chars", "partition"), [(249, 1_234_567), (255, 10)])
+def test_partition_key_for_topic_partition_over_256_chars_is_hashed(
+    mode: PartitionKeyMode, topic_chars: int, partition: int
+):
+    # GIVEN a topic-partition longer than 256 characters (Kafka allows 249-character topics)
+    topic = "t" * topic_chars
+    record = _record(key=None, topic=topic, partition=partition)
+    assert len(record.topic_partition) > MAX_PARTITION_KEY_CHARS
 
     # WHEN the partition key is derived
     partition_key = partition_key_for(record, None, mode)
 
-    # THEN it is the digest of "<topic>-<partition>"
-    expected = hashlib.sha256(f"{long_topic}-10".encode()).hexdigest()
-    assert partition_key == expected
+    # THEN it is the SHA-256 hex digest of "<topic>-<partition>"
+    assert partition_key == hashlib.sha256(f"{topic}-{partition}".encode()).hexdigest()
 
 
 def test_partition_key_for_topic_partition_of_exactly_256_chars_is_kept():
@@ -385,6 +387,7 @@ _kafka_topics = st.text(
 )
 
 
+@settings(deadline=None)
 @given(
     topic=_kafka_topics,
     partition=st.integers(min_value=0, max_value=2**31 - 1),
@@ -406,6 +409,7 @@ def test_partition_key_for_is_deterministic_and_always_1_to_256_chars(
     assert 1 <= len(first) <= MAX_PARTITION_KEY_CHARS
 
 
+@settings(deadline=None)
 @given(
     key=st.binary(min_size=1, max_size=600) | st.text(min_size=1, max_size=400).map(str.encode),
     topics=st.tuples(_kafka_topics, _kafka_topics),
@@ -551,6 +555,7 @@ def test_encode_record_partition_key_alone_can_push_over_limit():
 # -- envelope round trip ------------------------------------------------------------------
 
 
+@settings(deadline=None)
 @given(
     topic=_kafka_topics,
     partition=st.integers(0, 2**31 - 1),

@@ -6,6 +6,8 @@ import copy
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from msk_kinesis_sink.errors import MalformedEventError
 from msk_kinesis_sink.events import NO_TIMESTAMP, NO_TIMESTAMP_TYPE, KafkaRecord, parse_event
@@ -546,3 +548,46 @@ def test_parse_event_does_not_modify_its_input():
 
     # THEN the event is unchanged
     assert event == before
+
+
+_topics = st.text(alphabet="abc.-_0123456789", min_size=1, max_size=12)
+
+
+@settings(deadline=None)
+@given(
+    partitions=st.dictionaries(
+        keys=st.tuples(_topics, st.integers(0, 20)),
+        values=st.sets(st.integers(0, 10**12), min_size=1, max_size=8),
+        max_size=6,
+    ),
+    seed=st.randoms(use_true_random=False),
+)
+def test_parse_event_groups_and_orders_any_batch(
+    partitions: dict[tuple[str, int], set[int]], seed: Any
+):
+    # GIVEN records of any topics (with '.', '-', trailing digits) and partitions, shuffled
+    records = [
+        kafka_record(topic, partition, offset, key=str(offset).encode(), value=None)
+        for (topic, partition), offsets in partitions.items()
+        for offset in offsets
+    ]
+    seed.shuffle(records)
+    event = msk_event(records)
+    # "<topic>-<partition>" of two different pairs may coincide only if the pairs are equal
+    expected = {f"{t}-{p}": (t, p, sorted(o)) for (t, p), o in partitions.items()}
+    if len(expected) != len(partitions):
+        return
+
+    # WHEN the event is parsed
+    parsed = parse_event(event)
+
+    # THEN every partition holds its own records in ascending offset order, nothing lost
+    found = {
+        batch.topic_partition: (batch.topic, batch.partition, [r.offset for r in batch.records])
+        for batch in parsed.partitions
+    }
+    assert found == expected
+    assert parsed.record_count == len(records)
+    for batch in parsed.partitions:
+        assert all(r.key_b64 == b64(str(r.offset).encode()) for r in batch.records)
+        assert all(r.value_b64 is None for r in batch.records)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from msk_kinesis_sink.events import KafkaEvent, parse_event
@@ -118,6 +118,7 @@ def test_partial_batch_response_offsets_are_integers_in_ascending_order():
     assert all(type(offset) is int for offset in offsets)
 
 
+@settings(deadline=None)
 @given(
     offsets=st.sets(st.integers(0, 10_000), min_size=1, max_size=40),
     pick=st.integers(0, 39),
