@@ -116,7 +116,7 @@ def read_stream(
     client: KinesisClient,
     stream: str,
     *,
-    on_progress: Callable[[int], None] | None = None,
+    on_progress: Callable[[int], object] | None = None,
 ) -> tuple[list[StreamRecord], int]:
     """Every record of every shard from TRIM_HORIZON to the current end; parents first."""
     shards = []

@@ -171,7 +171,7 @@ class Poller:
         function: Function,
         destination: OnFailureDestination | None = None,
         *,
-        on_progress: Callable[[int], None] | None = None,
+        on_progress: Callable[[int], object] | None = None,
     ) -> None:
         self.config = config
         self._source = source

@@ -32,7 +32,7 @@ class EventSourceMapping:
         concurrency: int = 1,
         group_id: str | None = None,
         starting_position: str = "TRIM_HORIZON",
-        on_progress: Callable[[int], None] | None = None,
+        on_progress: Callable[[int], object] | None = None,
     ) -> None:
         if concurrency < 1:
             raise ValueError("concurrency must be >= 1")

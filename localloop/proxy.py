@@ -17,6 +17,7 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass
+from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any, Final
@@ -164,12 +165,12 @@ class FaultProxy:
             # The write happened; the caller never hears about it.
             request.close_connection = True
             return
-        request.send_response(reply.status)
-        for name, value in reply.headers:
-            request.send_header(name, value)
-        request.send_header("Content-Length", str(len(reply.body)))
-        request.end_headers()
-        request.wfile.write(reply.body)
+        # Status line, headers and body in one write: separate small writes stall on delayed ACKs.
+        lines = [f"HTTP/1.1 {reply.status} {HTTPStatus(reply.status).phrase}"]
+        lines += [f"{name}: {value}" for name, value in reply.headers]
+        lines.append(f"Content-Length: {len(reply.body)}")
+        head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+        request.wfile.write(head + reply.body)
 
     def _put_records(self, headers: list[tuple[str, str]], body: bytes) -> _Reply | None:
         self._counters.add("put_records_requests")
@@ -346,6 +347,7 @@ class _Server(ThreadingHTTPServer):
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True
     server: _Server
 
     def do_POST(self) -> None:

@@ -168,7 +168,7 @@ def produce(
     topic: str,
     spec: WorkloadSpec,
     *,
-    on_progress: Callable[[int], None] | None = None,
+    on_progress: Callable[[int], object] | None = None,
 ) -> SourceLog:
     """Produce the workload (idempotent producer: per-partition order holds) and log it."""
     producer = Producer(

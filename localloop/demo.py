@@ -1,0 +1,229 @@
+"""`make demo`: the whole loop on loopback, verified.
+
+A tansu broker and kinesalite start on free ports; a topic gets a realistic workload; the ESM
+emulator invokes the real sink, which writes through the fault proxy; then the stream is read back
+and audited against the topic. The last line printed is one `key=value` summary line. Exit status 1
+if anything was lost, out of order or corrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import os
+import signal
+import sys
+import time
+from contextlib import ExitStack
+from pathlib import Path
+from types import FrameType
+from typing import Final
+
+from tqdm import tqdm
+
+from localloop.audit import AuditReport, audit, read_stream
+from localloop.broker import TansuBroker, create_topic
+from localloop.destination import FolderDestination
+from localloop.esm import EsmConfig, EsmStats
+from localloop.faults import DEFAULT_DEMO_FAULTS, FaultSpec
+from localloop.function import SinkFunction, sink_env
+from localloop.kinesis_local import Kinesalite, create_stream, kinesis_client
+from localloop.mapping import EventSourceMapping
+from localloop.proxy import FaultProxy, ProxyStats
+from localloop.workload import WorkloadSpec, produce
+
+DEFAULT_WORKDIR: Final = Path(".demo")
+# A topic name with both '.' and '-': `records` keys must never be split to find the partition.
+TOPIC: Final = "orders.v1-events"
+STREAM: Final = "orders-mirror"
+
+
+def _parse(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m localloop.demo", description=__doc__)
+    parser.add_argument("--records", type=int, default=int(os.environ.get("RECORDS", "20000")))
+    parser.add_argument("--partitions", type=int, default=6)
+    parser.add_argument("--shards", type=int, default=4)
+    parser.add_argument("--batch-size", type=int, default=500)
+    parser.add_argument("--batching-window", type=float, default=0.1, help="seconds")
+    parser.add_argument(
+        "--concurrency", type=int, default=3, help="pollers (concurrent function instances)"
+    )
+    parser.add_argument("--function-timeout", type=float, default=30.0, help="seconds")
+    parser.add_argument(
+        "--faults",
+        default=os.environ.get("FAULTS", DEFAULT_DEMO_FAULTS),
+        help=f"fault spec, 'none' for none (default: FAULTS or {DEFAULT_DEMO_FAULTS})",
+    )
+    parser.add_argument("--seed", type=int, default=int(os.environ.get("SEED", "1")))
+    parser.add_argument(
+        "--aggregation", choices=("on", "off"), default=os.environ.get("AGGREGATION", "off")
+    )
+    parser.add_argument("--workdir", type=Path, default=DEFAULT_WORKDIR)
+    return parser.parse_args(argv)
+
+
+_STANDARD_ATTRS: Final = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
+
+
+class _ExtrasFormatter(logging.Formatter):
+    """Plain lines plus the structured fields passed as `extra=` (counts, offsets, timings)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        extras = {k: v for k, v in vars(record).items() if k not in _STANDARD_ATTRS}
+        line = super().format(record)
+        return f"{line} {extras}" if extras else line
+
+
+def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt  # so every `with` block stops the process it started
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parse(argv)
+    signal.signal(signal.SIGTERM, _raise_interrupt)
+    workdir: Path = args.workdir
+    logs = workdir / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    # The function logs one JSON line per invocation; keep them in a file, off the terminal.
+    handler = logging.FileHandler(logs / "function.log", mode="w")
+    handler.setFormatter(_ExtrasFormatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+    logging.basicConfig(level=logging.INFO, handlers=[handler], force=True)
+    spec = FaultSpec.parse(args.faults)
+    if spec.seed == 0:
+        spec = dataclasses.replace(spec, seed=args.seed)
+    workload = WorkloadSpec(records=args.records, partitions=args.partitions, seed=args.seed)
+    started = time.monotonic()
+
+    with ExitStack() as stack:
+        broker = stack.enter_context(TansuBroker(log_path=logs / "tansu.log"))
+        kinesalite = stack.enter_context(Kinesalite(log_path=logs / "kinesalite.log"))
+        print(
+            f"broker   tansu at {broker.bootstrap} ({broker.startup_s:.1f} s)\n"
+            f"kinesis  kinesalite at {kinesalite.endpoint} ({kinesalite.startup_s:.1f} s)",
+            file=sys.stderr,
+        )
+        create_topic(broker.bootstrap, TOPIC, args.partitions)
+        create_stream(kinesis_client(kinesalite.endpoint), STREAM, args.shards)
+
+        produce_started = time.monotonic()
+        with tqdm(total=args.records, desc="produce ", unit="rec", file=sys.stderr) as bar:
+            source = produce(broker.bootstrap, TOPIC, workload, on_progress=bar.update)
+        produce_s = time.monotonic() - produce_started
+
+        proxy = stack.enter_context(FaultProxy(kinesalite.endpoint, spec))
+        print(f"faults   {spec.describe()} (proxy at {proxy.endpoint})", file=sys.stderr)
+        config = EsmConfig(
+            bootstrap_servers=broker.bootstrap,
+            batch_size=args.batch_size,
+            batching_window_s=args.batching_window,
+            function_timeout_s=args.function_timeout,
+        )
+        env = sink_env(
+            stream=STREAM,
+            endpoint=proxy.endpoint,
+            extra={
+                "RECORD_FORMAT": "envelope",
+                "AGGREGATION": args.aggregation,
+                "POWERTOOLS_METRICS_NAMESPACE": "local",
+            },
+        )
+        destination = FolderDestination(workdir / "on-failure", mapping_uuid=config.uuid)
+        esm_started = time.monotonic()
+        with tqdm(total=source.total, desc="deliver ", unit="rec", file=sys.stderr) as bar:
+            mapping = EventSourceMapping(
+                config,
+                topics=[TOPIC],
+                function_factory=lambda: SinkFunction(env),
+                destination=destination,
+                concurrency=args.concurrency,
+                on_progress=bar.update,
+            )
+            esm_stats = mapping.run(end_offsets=source.end_offsets())
+        esm_s = time.monotonic() - esm_started
+        proxy_stats = proxy.stats
+
+        audit_started = time.monotonic()
+        with tqdm(desc="read    ", unit="rec", file=sys.stderr) as bar:
+            stream_records, shards = read_stream(
+                kinesis_client(kinesalite.endpoint), STREAM, on_progress=bar.update
+            )
+        report = audit(source, stream_records, shards)
+        audit_s = time.monotonic() - audit_started
+
+    total_s = time.monotonic() - started
+    _print_report(
+        report=report,
+        esm=esm_stats,
+        proxy=proxy_stats,
+        value_mb=source.value_bytes / 1e6,
+        produce_s=produce_s,
+        esm_s=esm_s,
+        audit_s=audit_s,
+        total_s=total_s,
+        discarded_docs=sum(1 for _ in destination.documents()),
+        workdir=workdir,
+    )
+    return 0 if report.ok and esm_stats.records_discarded == 0 else 1
+
+
+def _print_report(
+    *,
+    report: AuditReport,
+    esm: EsmStats,
+    proxy: ProxyStats,
+    value_mb: float,
+    produce_s: float,
+    esm_s: float,
+    audit_s: float,
+    total_s: float,
+    discarded_docs: int,
+    workdir: Path,
+) -> None:
+    rate = report.records / esm_s if esm_s else 0.0
+    lines = [
+        "",
+        f"source     {report.records} records, {value_mb:.1f} MB of values, "
+        f"{report.partitions} partitions, {report.keys} keys",
+        f"esm        {esm.invocations} invocations ({esm.retries} retries, "
+        f"{esm.partial_failures} partial, {esm.function_errors} errors, {esm.timeouts} timeouts), "
+        f"max batch {esm.max_batch_records} records / {esm.max_payload_bytes / 1e6:.2f} MB, "
+        f"least time left {esm.least_time_left_ms} ms",
+        f"faults     {proxy.summary()}",
+        f"stream     {report.stream_records} records in {report.shards} shards: "
+        f"{report.delivered} delivered, {report.duplicates} duplicates (dropped by the consumer "
+        f"rule), {report.lost} lost, {report.out_of_order} out of order, "
+        f"{report.corrupted} corrupted",
+        f"discarded  {esm.records_discarded} records ({discarded_docs} on-failure documents in "
+        f"{workdir / 'on-failure'})",
+        f"time       produce {produce_s:.1f} s, deliver {esm_s:.1f} s ({rate:.0f} records/s), "
+        f"audit {audit_s:.1f} s, total {total_s:.1f} s; logs in {workdir / 'logs'}",
+        "verdict    " + ("OK" if report.ok and not esm.records_discarded else "FAILED"),
+    ]
+    print("\n".join(lines))
+    summary = {
+        "records": report.records,
+        "delivered": report.delivered,
+        "lost": report.lost,
+        "out_of_order": report.out_of_order,
+        "duplicates": report.duplicates,
+        "corrupted": report.corrupted,
+        "discarded": esm.records_discarded,
+        "invocations": esm.invocations,
+        "retries": esm.retries,
+        "throttled": proxy.records_throttled + proxy.requests_throttled,
+        "lost_responses": proxy.responses_lost,
+        "records_per_s": f"{rate:.0f}",
+        "mb_per_s": f"{value_mb / esm_s if esm_s else 0.0:.1f}",
+        "seconds": f"{total_s:.1f}",
+        "ok": str(report.ok and not esm.records_discarded).lower(),
+    }
+    print(" ".join(f"{k}={v}" for k, v in summary.items()), flush=True)
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:
+        print("interrupted: local servers stopped", file=sys.stderr)
+        sys.exit(130)
