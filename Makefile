@@ -45,14 +45,14 @@ format: install ## Apply ruff fixes and formatting
 demo: install ## Run the local loop: broker + kinesalite + ESM emulator + faults, then verify
 	$(PY) -m localloop.demo $(DEMO_ARGS)
 
-synth: install ## cdk synth, offline, into cdk.out/
-	$(CDK) synth $(CDK_FLAGS) --quiet
+synth: install ## cdk synth, offline, into cdk.out/ (CDK_ARGS="-c key=value ...")
+	$(CDK) synth $(CDK_FLAGS) --quiet $(CDK_ARGS)
 
 diff: install ## cdk diff against the deployed stack (needs AWS credentials)
-	$(CDK) diff $(CDK_FLAGS)
+	$(CDK) diff $(CDK_FLAGS) $(CDK_ARGS)
 
 deploy: install ## cdk deploy (needs AWS credentials)
-	$(CDK) deploy $(CDK_FLAGS)
+	$(CDK) deploy $(CDK_FLAGS) $(CDK_ARGS)
 
 bench: install ## Benchmarks (never gate CI): writes bench/results/latest.json
 	test -x bench/.venv/bin/python || $(PYTHON) -m venv bench/.venv
