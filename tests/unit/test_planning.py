@@ -137,7 +137,7 @@ def test_release_makes_the_same_record_eligible_again():
     assert queue.first_unacknowledged_offset() == 0
 
 
-def test_acknowledge_all_drains_the_queue_in_key_order():
+def test_acknowledge_all_drains_queue_in_key_order():
     # GIVEN an interleaving of two keys
     units = [_encoded(offset, key) for offset, key in enumerate("abbaab")]
     queue = _queue(*units)
@@ -341,7 +341,7 @@ def test_first_unacknowledged_offset_counts_in_flight_records():
     assert queue.is_done
 
 
-def test_empty_queue_is_done():
+def test_partition_queue_empty_is_done():
     # GIVEN a queue without records
     queue = _queue()
 
@@ -393,7 +393,7 @@ def test_take_dead_letters_waits_for_earlier_same_key_records():
     assert not queue.can_send
 
 
-def test_queue_of_only_unwritable_records_is_not_done():
+def test_partition_queue_only_unwritable_records_is_not_done():
     # GIVEN only unwritable records
     queue = _queue(_unwritable(0, "a"), _unwritable(1, "b"))
 
@@ -404,7 +404,7 @@ def test_queue_of_only_unwritable_records_is_not_done():
     assert [record.offset for record in queue.take_dead_letters()] == [0, 1]
 
 
-def test_blocked_dead_letter_keeps_partition_resume_point():
+def test_block_dead_letter_keeps_partition_resume_point():
     # GIVEN an unwritable record taken when no bucket is configured
     queue = _queue(_encoded(0, "b"), _unwritable(1, "a"), _encoded(2, "a"))
     [record] = queue.take_dead_letters()
