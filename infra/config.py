@@ -70,7 +70,8 @@ _SECRET_ARN = re.compile(
     r"^arn:aws[a-z-]*:secretsmanager:[a-z]{2}(-[a-z]+)+-\d:\d{12}:secret:AmazonMSK_[A-Za-z0-9/_+=.@-]+$"
 )
 _KMS_KEY_ARN = re.compile(r"^arn:aws[a-z-]*:kms:[a-z]{2}(-[a-z]+)+-\d:\d{12}:key/[a-f0-9-]{36}$")
-_TOPIC = re.compile(r"^[a-zA-Z0-9._-]{1,249}$")
+# Kafka allows 1-249 of [a-zA-Z0-9._-]; an ESM's Topics also wants 2+ characters, no leading dot.
+_TOPIC = re.compile(r"^[a-zA-Z0-9_-][a-zA-Z0-9._-]{1,248}$")
 _GROUP_ID = re.compile(r"^[a-zA-Z0-9\-/*:_+=.@]+$")
 _STREAM_NAME = re.compile(r"^[a-zA-Z0-9_.-]{1,128}$")
 _STACK_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9-]{0,127}$")
@@ -345,7 +346,8 @@ def _source(ctx: _Context, cluster: MskCluster) -> SourceConfig:
     for topic in topics:
         if not _TOPIC.match(topic):
             raise ConfigError(
-                f"topics: {topic!r} is not a Kafka topic name (1-249 of a-z A-Z 0-9 . _ -)"
+                f"topics: {topic!r} is not a topic name an event source mapping accepts"
+                " (2-249 of a-z A-Z 0-9 . _ -, not starting with '.')"
             )
     if len(set(topics)) != len(topics):
         raise ConfigError(f"topics: {topics!r} lists a topic twice")

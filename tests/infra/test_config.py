@@ -82,12 +82,12 @@ def test_config_cluster_arn_derives_topic_and_group_arns() -> None:
 def test_config_several_topics_get_one_group_each() -> None:
     # GIVEN three topics as a comma-separated -c value
     # WHEN parsed
-    config = parse(topics="a, b,c", consumerGroupId="sink")
+    config = parse(topics="aa, bb,cc", consumerGroupId="sink")
     # THEN each mapping joins its own consumer group (Lambda requires unique group ids)
     assert [(t.topic, t.consumer_group_id) for t in config.source.topics] == [
-        ("a", "sink-a"),
-        ("b", "sink-b"),
-        ("c", "sink-c"),
+        ("aa", "sink-aa"),
+        ("bb", "sink-bb"),
+        ("cc", "sink-cc"),
     ]
 
 
@@ -139,8 +139,10 @@ BAD_VALUES: list[tuple[dict[str, object], str, str]] = [
     ),
     ({"clusterArn": STREAM_ARN}, "clusterArn", "not an MSK cluster ARN"),
     ({"topics": []}, "topics", "required"),
-    ({"topics": ["bad topic!"]}, "topics", "Kafka topic name"),
-    ({"topics": ["a", "a"]}, "topics", "twice"),
+    ({"topics": ["bad topic!"]}, "topics", "topic name"),
+    ({"topics": ["x"]}, "topics", "2-249"),
+    ({"topics": [".hidden"]}, "topics", "not starting with '.'"),
+    ({"topics": ["aa", "aa"]}, "topics", "twice"),
     ({"topics": 7}, "topics", "list of strings"),
     ({"consumerGroupId": "no spaces"}, "consumerGroupId", "group id"),
     ({"consumerGroupId": "g" * 201}, "consumerGroupId", "200"),
