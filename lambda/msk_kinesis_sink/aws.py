@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 import boto3
 from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import BotoCoreError, ClientError, ParamValidationError
 
 from msk_kinesis_sink.dead_letters import dead_letter_document, dead_letter_key
 from msk_kinesis_sink.encoding import UnwritableRecord
@@ -46,9 +46,10 @@ FIX_HINTS: Mapping[str, str] = {
     "KMSNotFoundException": "the stream's KMS key no longer exists",
     "KMSInvalidStateException": "the stream's KMS key is not usable (pending deletion?)",
     "KMSOptInRequired": "the account is not subscribed to KMS",
-    "ValidationException": "the request was rejected as invalid: check MAX_RECORD_BYTES against"
-    " the stream's maximum record size",
-    "InvalidArgumentException": "the request was rejected as invalid: check MAX_RECORD_BYTES",
+    "ValidationException": "the request was rejected as invalid: check that MAX_RECORD_BYTES"
+    " does not exceed the stream's maximum record size",
+    "InvalidArgumentException": "the request was rejected as invalid: check that MAX_RECORD_BYTES"
+    " does not exceed the stream's maximum record size",
 }
 
 
@@ -112,6 +113,11 @@ class KinesisRecordWriter:
             response = self._client.put_records(Records=records, **self._target)  # type: ignore[arg-type]
         except ClientError as error:
             raise classify_client_error(error) from error
+        except ParamValidationError as error:
+            # Rejected before sending: the same request would be rejected again.
+            raise KinesisPublishError(
+                str(error), code="ParamValidationError", retryable=False
+            ) from error
         except BotoCoreError as error:
             # Connection resets, timeouts, endpoint errors: the write may or may not have
             # happened; resending is safe because the consumer rule drops repeats.

@@ -65,12 +65,18 @@ def partition_key_for(record: KafkaRecord, key: bytes | None, mode: PartitionKey
             text = key.decode("utf-8")
         except UnicodeDecodeError:
             return _digest(key)
-        return text if len(text) <= MAX_PARTITION_KEY_CHARS else _digest(key)
+        return text if _fits_partition_key(text) else _digest(key)
     fallback = record.topic_partition
     # Kafka allows 249-character topic names, so "<topic>-<partition>" can outgrow the limit.
-    if len(fallback) > MAX_PARTITION_KEY_CHARS:
+    if not _fits_partition_key(fallback):
         return _digest(fallback.encode("utf-8"))
     return fallback
+
+
+def _fits_partition_key(text: str) -> bool:
+    # Kinesis counts UTF-16 code units (as Java and JavaScript do): a character outside the
+    # Basic Multilingual Plane, such as an emoji, counts twice.
+    return len(text.encode("utf-16-le")) // 2 <= MAX_PARTITION_KEY_CHARS
 
 
 def _digest(data: bytes) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -10,6 +11,9 @@ from typing import Any
 from msk_kinesis_sink.errors import MalformedEventError
 
 EVENT_SOURCES = frozenset({"aws:kafka", "SelfManagedKafka"})
+_DECIMAL = re.compile(r"^\s*-?[0-9]+\s*$")
+# Header values are byte arrays; Java producers may send signed bytes.
+_BYTE_RANGE = range(-128, 256)
 
 # Kafka's conventions for a record without a timestamp.
 NO_TIMESTAMP = -1
@@ -66,7 +70,7 @@ def parse_event(event: Any) -> KafkaEvent:
     if not isinstance(event, Mapping):
         raise MalformedEventError(f"event must be a JSON object, got {type(event).__name__}")
     source = event.get("eventSource")
-    if source is not None and source not in EVENT_SOURCES:
+    if source is not None and (not isinstance(source, str) or source not in EVENT_SOURCES):
         raise MalformedEventError(
             f"eventSource {source!r} is not a Kafka source"
             f" (expected one of {sorted(EVENT_SOURCES)})"
@@ -137,7 +141,7 @@ def _integer(raw: Mapping[str, Any], field: str, where: str, *, required: bool) 
             raise MalformedEventError(f"{where} has no '{field}'")
         return None
     # Self-managed Kafka events may carry partition (and, defensively, offset) as a string.
-    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+    if isinstance(value, str) and _DECIMAL.match(value):
         return int(value)
     if isinstance(value, bool) or not isinstance(value, int):
         raise MalformedEventError(f"{where} field '{field}' must be an integer, got {value!r}")
@@ -170,11 +174,13 @@ def _parse_headers(raw: Any, where: str) -> tuple[tuple[str, bytes], ...]:
         for name, values in entry.items():
             if not isinstance(values, Sequence) or isinstance(values, str | bytes):
                 raise MalformedEventError(f"{where} header {position} must map to a byte list")
-            try:
-                # Java producers may hand signed bytes (-128..127): keep the same 8 bits.
-                headers.append((str(name), bytes(value & 0xFF for value in values)))
-            except TypeError:
+            if not all(
+                isinstance(value, int) and not isinstance(value, bool) and value in _BYTE_RANGE
+                for value in values
+            ):
                 raise MalformedEventError(
-                    f"{where} header {position} holds a value that is not a byte"
-                ) from None
+                    f"{where} header {position} holds a value that is not a byte (-128..255)"
+                )
+            # Signed bytes (-128..127) keep the same 8 bits.
+            headers.append((str(name), bytes(value & 0xFF for value in values)))
     return tuple(headers)

@@ -144,6 +144,8 @@ class PartitionQueue:
 
     def release(self, partition_key: str) -> None:
         """The key's head was not accepted: it becomes eligible again (for a retry)."""
+        if partition_key not in self._busy:
+            return  # not in flight: it is already eligible (or settled)
         self._busy.discard(partition_key)
         self._mark_ready(partition_key)
 

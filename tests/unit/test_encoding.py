@@ -281,14 +281,6 @@ def test_partition_key_for_256_multibyte_chars_is_kept_257_hashed():
     assert partition_key_for(_record(), over, KEY) == hashlib.sha256(over).hexdigest()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: partition_key_for counts Python code points, but Kinesis validates the"
-    " 256-character PartitionKey limit in UTF-16 code units (kinesalite, which mirrors the"
-    " service's validation, rejects 129 emoji = 258 units with ValidationException for the whole"
-    " PutRecords request); text keys of 129-256 astral-plane characters are used as is instead"
-    " of hashed",
-)
 @pytest.mark.parametrize("count", [129, 256])
 def test_partition_key_for_astral_text_key_fits_kinesis_utf16_length(count: int):
     # GIVEN a text key of emoji: each is one code point but two UTF-16 code units

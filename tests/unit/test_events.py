@@ -131,12 +131,6 @@ def test_parse_event_foreign_event_source_is_rejected():
     assert "SelfManagedKafka" in str(raised.value)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=TypeError,
-    reason="BUG: an unhashable eventSource (list/object) raises TypeError from the frozenset"
-    " membership test in parse_event instead of MalformedEventError",
-)
 def test_parse_event_event_source_of_wrong_type_is_malformed():
     # GIVEN an eventSource that is a list instead of a string
     event = msk_event([kafka_record("t", 0, 1)])
@@ -346,13 +340,6 @@ def test_parse_event_numeric_strings_are_integers(partition: Any, offset: Any):
     assert (record.partition, record.offset) == (0, 15)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=ValueError,
-    reason="BUG: events._integer accepts strings whose digits str.isdigit() approves but int()"
-    " rejects ('--1' after lstrip('-'), superscript '²'), so int() raises ValueError instead of"
-    " MalformedEventError",
-)
 @pytest.mark.parametrize("offset", ["--1", "²"])
 def test_parse_event_non_decimal_offset_string_is_malformed(offset: str):
     # GIVEN an offset string that only looks numeric
@@ -482,11 +469,6 @@ def test_parse_event_malformed_headers_are_named(headers: Any, problem: str):
         parse_event(msk_event([raw]))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: events._parse_headers masks every header value with & 0xFF, so values outside"
-    " -128..255 (e.g. 300, -129) are silently turned into other bytes instead of being rejected",
-)
 @pytest.mark.parametrize("value", [256, 300, -129])
 def test_parse_event_header_value_outside_byte_range_is_malformed(value: int):
     # GIVEN a header "byte" that no signed or unsigned byte can hold

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections import deque
 
-import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -432,12 +431,6 @@ def test_stop_discards_untaken_dead_letters():
     assert queue.first_unacknowledged_offset() == 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG (defensive; Publisher never releases a key twice today): PartitionQueue.release()"
-    " of a key that is not in flight pushes a second heap entry for it, so the next request"
-    " carries the same record twice under one partition key",
-)
 def test_release_of_a_key_not_in_flight_never_duplicates_it():
     # GIVEN a key whose head was released twice after one send
     queue = _queue(_encoded(0, "a"), _encoded(1, "a"))
