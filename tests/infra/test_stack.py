@@ -340,7 +340,16 @@ def test_stack_alarm_topic_is_encrypted_and_tls_only(default_synth: Synth) -> No
     topic = only(default_synth.resources("AWS::SNS::Topic"))["Properties"]
     # WHEN the topic is read
     # THEN it is KMS-encrypted and its policy refuses plain-text publishing
-    assert "Fn::GetAtt" in topic["KmsMasterKeyId"]
+    key_id = topic["KmsMasterKeyId"]["Fn::GetAtt"][0]
+    key = default_synth.template_json["Resources"][key_id]["Properties"]
+    assert key["EnableKeyRotation"] is True
+    # ...and CloudWatch may use the key, or encrypted alarm notifications would never arrive
+    assert {
+        "Action": ["kms:Decrypt", "kms:GenerateDataKey"],
+        "Effect": "Allow",
+        "Principal": {"Service": "cloudwatch.amazonaws.com"},
+        "Resource": "*",
+    } in key["KeyPolicy"]["Statement"]
     default_synth.template.has_resource_properties(
         "AWS::SNS::TopicPolicy",
         {
