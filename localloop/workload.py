@@ -10,7 +10,7 @@ import hashlib
 import random
 import time
 import zlib
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -61,6 +61,7 @@ class PlannedRecord:
     key: bytes | None
     value: bytes | None
     headers: tuple[tuple[str, bytes], ...]
+    timestamp_ms: int | None = None  # None = the producer's clock (CREATE_TIME now)
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,7 +171,18 @@ def produce(
     *,
     on_progress: Callable[[int], object] | None = None,
 ) -> SourceLog:
-    """Produce the workload (idempotent producer: per-partition order holds) and log it."""
+    """Produce the generated workload and log it."""
+    return produce_records(bootstrap, topic, generate(spec), on_progress=on_progress)
+
+
+def produce_records(
+    bootstrap: str,
+    topic: str,
+    planned_records: Iterable[PlannedRecord],
+    *,
+    on_progress: Callable[[int], object] | None = None,
+) -> SourceLog:
+    """Produce records (idempotent producer: per-partition order holds) and log them."""
     producer = Producer(
         {
             "bootstrap.servers": bootstrap,
@@ -195,7 +207,7 @@ def produce(
 
         return callback
 
-    for planned in generate(spec):
+    for planned in planned_records:
         log.value_bytes += len(planned.value or b"")
         digest = content_digest(planned.value, planned.headers)
         while True:
@@ -206,6 +218,7 @@ def produce(
                     value=planned.value,
                     partition=planned.partition,
                     headers=list(planned.headers),
+                    timestamp=planned.timestamp_ms or 0,
                     on_delivery=delivered(planned.key, digest),
                 )
                 break

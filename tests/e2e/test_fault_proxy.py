@@ -1,0 +1,69 @@
+"""The fault proxy in front of kinesalite: failed records are not written, answers are spliced."""
+
+from __future__ import annotations
+
+import pytest
+from botocore.exceptions import ClientError
+
+from localloop.audit import read_stream
+from localloop.faults import FaultSpec
+from localloop.kinesis_local import kinesis_client
+from localloop.proxy import FaultProxy
+from tests.e2e.conftest import LaneFactory
+
+pytestmark = pytest.mark.e2e
+
+
+def test_proxy_writes_only_records_it_did_not_fail(lane_factory: LaneFactory) -> None:
+    # GIVEN a proxy failing about half the records, per record
+    lane = lane_factory(partitions=1)
+    spec = FaultSpec.parse("throttle=0.3,internal=0.2,seed=3")
+    with FaultProxy(lane.kinesis_endpoint, spec) as proxy:
+        client = kinesis_client(proxy.endpoint)
+        entries = [{"Data": b"record-%03d" % i, "PartitionKey": f"k{i}"} for i in range(200)]
+
+        # WHEN one PutRecords request goes through it
+        response = client.put_records(StreamName=lane.stream, Records=entries)  # type: ignore[arg-type]
+
+    # THEN the per-record results line up with the request, failures spliced in place...
+    results = response["Records"]
+    assert len(results) == 200
+    failed = {i for i, r in enumerate(results) if "ErrorCode" in r}
+    assert response["FailedRecordCount"] == len(failed) > 0
+    assert {results[i]["ErrorCode"] for i in failed} == {
+        "ProvisionedThroughputExceededException",
+        "InternalFailure",
+    }
+    # ...and exactly the records reported as written are in the stream
+    stored, _ = read_stream(kinesis_client(lane.kinesis_endpoint), lane.stream)
+    assert sorted(r.data for r in stored) == [
+        b"record-%03d" % i for i in range(200) if i not in failed
+    ]
+
+
+def test_proxy_rejects_requests_over_five_mib(lane_factory: LaneFactory) -> None:
+    # GIVEN a request of 6 records of 1,000,000 bytes each (6 MB > 5 MiB)
+    lane = lane_factory(partitions=1)
+    with FaultProxy(lane.kinesis_endpoint, FaultSpec()) as proxy:
+        client = kinesis_client(proxy.endpoint)
+        entries = [{"Data": b"x" * 1_000_000, "PartitionKey": f"k{i}"} for i in range(6)]
+
+        # WHEN it is sent
+        with pytest.raises(ClientError) as error:
+            client.put_records(StreamName=lane.stream, Records=entries)  # type: ignore[arg-type]
+
+        # THEN Kinesis's limit is enforced (kinesalite alone would accept it)
+        assert error.value.response["Error"]["Code"] == "InvalidArgumentException"
+        assert proxy.stats.limit_violations == 1
+
+
+def test_fault_spec_parses_the_compact_form() -> None:
+    # GIVEN / WHEN a spec string as `make demo` takes it
+    spec = FaultSpec.parse("throttle=0.05,lost=0.01,latency_ms=5,shard_limits=on,poison=a|b")
+
+    # THEN every field is read, and it prints back the same way
+    assert (spec.throttle, spec.lost, spec.latency_ms, spec.shard_limits) == (0.05, 0.01, 5, True)
+    assert spec.poison == ("a", "b")
+    assert FaultSpec.parse(spec.describe()) == spec
+    with pytest.raises(ValueError, match="throttle"):
+        FaultSpec.parse("throttle=2")
