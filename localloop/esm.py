@@ -48,6 +48,10 @@ DEFAULT_BATCHING_WINDOW_S: Final = 0.5
 # With infinite retries *and* an on-failure destination, Lambda applies at most 10 retries.
 RETRIES_WITH_DESTINATION: Final = 10
 _POLL_SLICE_S: Final = 0.1
+# The eventSourceArn the local "MSK cluster" reports.
+LOCAL_CLUSTER_ARN: Final = (
+    "arn:aws:kafka:us-east-1:000000000000:cluster/local/00000000-0000-0000-0000-000000000000-1"
+)
 
 
 class Function(Protocol):
@@ -90,9 +94,7 @@ class EsmConfig:
     memory_mb: int = DEFAULT_MEMORY_MB
     region: str = "us-east-1"
     event_source: str = EVENT_SOURCE_MSK
-    event_source_arn: str | None = (
-        "arn:aws:kafka:us-east-1:000000000000:cluster/local/00000000-0000-0000-0000-000000000000-1"
-    )
+    event_source_arn: str | None = LOCAL_CLUSTER_ARN  # None for self-managed Kafka
     uuid: str = field(default_factory=lambda: str(uuid.uuid4()))
     # Pause before retrying after an invocation that made no progress (doubles, capped).
     retry_backoff_s: float = 0.05
