@@ -42,8 +42,11 @@ format: install ## Apply ruff fixes and formatting
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-demo: install ## Run the local loop: broker + kinesalite + ESM emulator + faults, then verify
+demo: install ## Run the local loop: broker + kinesalite + ESM emulator + faults, then verify (FAULTS=, RECORDS=)
 	$(PY) -m localloop.demo $(DEMO_ARGS)
+
+audit: install ## Verify a stream against a topic: AUDIT_ARGS="--bootstrap H:P --topic T --stream S [--endpoint URL]"
+	$(PY) -m localloop.audit $(AUDIT_ARGS)
 
 synth: install ## cdk synth, offline, into cdk.out/ (CDK_ARGS="-c key=value ...")
 	$(CDK) synth $(CDK_FLAGS) --quiet $(CDK_ARGS)
