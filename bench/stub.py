@@ -51,6 +51,8 @@ def _describe_stream_response(name: str) -> bytes:
 def _handler(delay_s: float) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"  # keep-alive, like Kinesis
+        # Without TCP_NODELAY, Nagle + delayed ACK add ~40 ms to small answers.
+        disable_nagle_algorithm = True
 
         def do_POST(self) -> None:
             length = int(self.headers.get("Content-Length", "0"))
