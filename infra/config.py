@@ -67,8 +67,10 @@ _STREAM_ARN = re.compile(
     r"stream/(?P<name>[a-zA-Z0-9_.-]{1,128})$"
 )
 _SECRET_ARN = re.compile(
-    r"^arn:aws[a-z-]*:secretsmanager:[a-z]{2}(-[a-z]+)+-\d:\d{12}:secret:AmazonMSK_[A-Za-z0-9/_+=.@-]+$"
+    r"^arn:aws[a-z-]*:secretsmanager:[a-z]{2}(-[a-z]+)+-\d:\d{12}:secret:(?P<name>[A-Za-z0-9/_+=.@-]+)$"
 )
+# MSK only associates SASL/SCRAM secrets whose names start with this prefix.
+SCRAM_SECRET_PREFIX: Final = "AmazonMSK_"
 _KMS_KEY_ARN = re.compile(r"^arn:aws[a-z-]*:kms:[a-z]{2}(-[a-z]+)+-\d:\d{12}:key/[a-f0-9-]{36}$")
 # Kafka allows 1-249 of [a-zA-Z0-9._-]; an ESM's Topics also wants 2+ characters, no leading dot.
 _TOPIC = re.compile(r"^[a-zA-Z0-9_-][a-zA-Z0-9._-]{1,248}$")
@@ -141,7 +143,7 @@ CONTEXT_KEYS: Final[Mapping[str, str]] = {
     "startingPosition": "TRIM_HORIZON, LATEST or AT_TIMESTAMP (for a new consumer group)",
     "startingPositionTimestamp": "with AT_TIMESTAMP: ISO-8601 time or Unix seconds",
     "authentication": "iam, sasl_scram or mtls",
-    "authSecretArn": "Secrets Manager ARN (AmazonMSK_...) for sasl_scram or mtls",
+    "authSecretArn": "Secrets Manager ARN: SCRAM login (AmazonMSK_...) or mTLS client certificate",
     "authSecretKmsKeyArn": "customer managed KMS key ARN that encrypts authSecretArn",
     "batchSize": f"records per invocation, {MIN_BATCH_SIZE}-{MAX_BATCH_SIZE}",
     "batchingWindowSeconds": f"max wait to fill a batch, 0-{MAX_BATCHING_WINDOW_SECONDS} s",
@@ -378,12 +380,19 @@ def _source(ctx: _Context, cluster: MskCluster) -> SourceConfig:
         )
 
     auth = ctx.choice("authentication", AuthMode, AuthMode.IAM)
-    secret = ctx.optional_str("authSecretArn", _SECRET_ARN, "a Secrets Manager ARN (AmazonMSK_...)")
+    secret = ctx.optional_str("authSecretArn", _SECRET_ARN, "a Secrets Manager secret ARN")
     secret_key = ctx.optional_str("authSecretKmsKeyArn", _KMS_KEY_ARN, "a KMS key ARN")
     if auth is AuthMode.IAM and (secret or secret_key):
         raise ConfigError("authSecretArn/authSecretKmsKeyArn are only used with sasl_scram or mtls")
     if auth is not AuthMode.IAM and secret is None:
         raise ConfigError(f"authSecretArn is required when authentication={auth.value}")
+    if auth is AuthMode.SASL_SCRAM and secret is not None:
+        name = secret.split(":secret:", 1)[1]
+        if not name.startswith(SCRAM_SECRET_PREFIX):
+            raise ConfigError(
+                f"authSecretArn: secret {name!r} must be named {SCRAM_SECRET_PREFIX}... for"
+                " sasl_scram (MSK associates no other SCRAM secrets)"
+            )
 
     min_pollers = ctx.integer("minPollers", 1, 1, MAX_MIN_POLLERS)
     max_pollers = ctx.integer("maxPollers", 10, 1, MAX_MAX_POLLERS)

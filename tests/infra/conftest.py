@@ -18,6 +18,7 @@ CLUSTER_ARN = (
     "arn:aws:kafka:eu-west-1:123456789012:cluster/orders/0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0-1"
 )
 SCRAM_SECRET_ARN = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:AmazonMSK_sink-AbCdEf"
+MTLS_SECRET_ARN = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:sink/client-cert-AbCdEf"
 SECRET_KEY_ARN = "arn:aws:kms:eu-west-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"
 STREAM_ARN = "arn:aws:kinesis:eu-west-1:123456789012:stream/existing-stream"
 STREAM_KEY_ARN = "arn:aws:kms:eu-west-1:123456789012:key/abcd1234-ab12-cd34-ef56-abcdef123456"
@@ -52,7 +53,7 @@ VARIANTS: Mapping[str, Mapping[str, object]] = {
         "clusterArn": CLUSTER_ARN,
         "topics": ["orders"],
         "authentication": "mtls",
-        "authSecretArn": SCRAM_SECRET_ARN,
+        "authSecretArn": MTLS_SECRET_ARN,
     },
 }
 

@@ -22,6 +22,7 @@ from infra.config import (
 )
 from tests.infra.conftest import (
     CLUSTER_ARN,
+    MTLS_SECRET_ARN,
     SCRAM_SECRET_ARN,
     SECRET_KEY_ARN,
     STREAM_ARN,
@@ -129,6 +130,15 @@ def test_config_iso_timestamp_is_converted_to_unix_seconds() -> None:
     assert config.source.starting_position_timestamp == 1_767_225_600
 
 
+def test_config_mtls_secret_may_have_any_name() -> None:
+    # GIVEN mTLS with a client-certificate secret outside the AmazonMSK_ naming
+    # WHEN parsed
+    config = parse(authentication="mtls", authSecretArn=MTLS_SECRET_ARN)
+    # THEN it is accepted (only SCRAM secrets must carry the prefix)
+    assert config.source.auth is AuthMode.MTLS
+    assert config.source.auth_secret_arn == MTLS_SECRET_ARN
+
+
 # (overrides, key the message must name, a fragment of what is allowed)
 BAD_VALUES: list[tuple[dict[str, object], str, str]] = [
     ({"clusterArn": None}, "clusterArn", "required"),
@@ -159,6 +169,11 @@ BAD_VALUES: list[tuple[dict[str, object], str, str]] = [
     ({"authSecretArn": SCRAM_SECRET_ARN}, "authSecretArn", "only used with"),
     (
         {"authentication": "mtls", "authSecretArn": "arn:aws:secretsmanager:eu-west-1:1:secret:x"},
+        "authSecretArn",
+        "secret ARN",
+    ),
+    (
+        {"authentication": "sasl_scram", "authSecretArn": MTLS_SECRET_ARN},
         "authSecretArn",
         "AmazonMSK_",
     ),

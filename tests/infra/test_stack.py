@@ -12,6 +12,7 @@ from aws_cdk.assertions import Match
 from infra.config import MskCluster
 from tests.infra.conftest import (
     CLUSTER_ARN,
+    MTLS_SECRET_ARN,
     SCRAM_SECRET_ARN,
     SECRET_KEY_ARN,
     STREAM_ARN,
@@ -148,9 +149,10 @@ def test_stack_mtls_mapping_uses_client_certificate_auth(variant_synths: dict[st
     synth = variant_synths["mtls"]
     # WHEN synthesized
     props = only(synth.resources("AWS::Lambda::EventSourceMapping"))["Properties"]
-    # THEN the secret is presented as a client certificate, not SCRAM credentials
+    # THEN the secret is presented as a client certificate, not SCRAM credentials, and readable
+    assert statement(synth, "ReadClusterCredentials")["Resource"] == MTLS_SECRET_ARN
     assert props["SourceAccessConfigurations"] == [
-        {"Type": "CLIENT_CERTIFICATE_TLS_AUTH", "URI": SCRAM_SECRET_ARN}
+        {"Type": "CLIENT_CERTIFICATE_TLS_AUTH", "URI": MTLS_SECRET_ARN}
     ]
 
 
