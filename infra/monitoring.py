@@ -263,6 +263,22 @@ class SinkMonitoring(Construct):
                 title="Alarms", alarms=list(self.alarms.values()), width=WIDTH, height=3
             ),
         )
+        # Headline numbers for the last period: is it behind, is it moving, is it losing.
+        self.dashboard.add_widgets(
+            cw.SingleValueWidget(
+                title="Now (last 5 minutes)",
+                metrics=[
+                    self._lambda("OffsetLag", "Maximum", "offset lag"),
+                    self._sink("RecordsReceived", "Sum", "received"),
+                    self._sink("RecordsPublished", "Sum", "published"),
+                    self._sink("RecordsFailed", "Sum", "reported failed"),
+                    self._sink("RecordsDeadLettered", "Sum", "dead-lettered"),
+                    self._lambda("Errors", "Sum", "errors"),
+                ],
+                width=WIDTH,
+                height=3,
+            ),
+        )
         self.dashboard.add_widgets(
             cw.GraphWidget(
                 title="Offset lag (records behind, max over partitions)",
