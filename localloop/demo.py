@@ -12,6 +12,7 @@ import argparse
 import dataclasses
 import logging
 import os
+import shutil
 import signal
 import sys
 import time
@@ -84,6 +85,8 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _raise_interrupt)
     workdir: Path = args.workdir
     logs = workdir / "logs"
+    # Each run starts clean: the report counts this run's on-failure documents only.
+    shutil.rmtree(workdir / "on-failure", ignore_errors=True)
     logs.mkdir(parents=True, exist_ok=True)
     # The function logs one JSON line per invocation; keep them in a file, off the terminal.
     handler = logging.FileHandler(logs / "function.log", mode="w")

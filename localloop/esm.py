@@ -565,8 +565,9 @@ def on_failure_document(
     batch_info["recordsInfo"] = records_info
     function_arn = f"arn:aws:lambda:{config.region}:000000000000:function:{config.function_name}"
     response_context: dict[str, Any] = {"statusCode": 200, "executedVersion": "$LATEST"}
-    if function_error is not None:
-        response_context["functionError"] = function_error
+    if function_error in ("Unhandled", "Timeout"):
+        # Lambda reports exceptions and timeouts alike as an unhandled function error.
+        response_context["functionError"] = "Unhandled"
     return {
         "requestContext": {
             "requestId": str(uuid.uuid4()),

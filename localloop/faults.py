@@ -59,12 +59,15 @@ class FaultSpec:
 
     @classmethod
     def parse(cls, text: str) -> FaultSpec:
-        """`""`/`none` = no faults; `default` = the demo's rates; else comma-separated k=v."""
+        """`""`/`none` = no faults; `default` = the demo's rates; else comma-separated k=v
+        (later items win, so `default,lost=0` is the default without lost responses)."""
         text = text.strip()
         if text in ("", "none", "off"):
             return cls()
-        if text == "default":
-            text = DEFAULT_DEMO_FAULTS
+        # `default` may stand alone or be extended/overridden: `default,shard_limits=on`.
+        text = ",".join(
+            DEFAULT_DEMO_FAULTS if item.strip() == "default" else item for item in text.split(",")
+        )
         known = {f.name for f in fields(cls)}
         values: dict[str, object] = {}
         for item in text.split(","):
