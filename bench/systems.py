@@ -9,7 +9,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib
+import io
 import os
 import sys
 from collections.abc import Callable, Mapping
@@ -78,7 +80,9 @@ def _handler(workload: Workload, env: Mapping[str, str], *, aggregation: bool) -
 
 
 def _quix(workload: Workload, env: Mapping[str, str]) -> tuple[Run, Run]:
-    from quixstreams.sinks.community.kinesis import KinesisSink
+    # A dependency of Quix Streams forces its deprecation warnings on at import: keep them quiet.
+    with contextlib.redirect_stderr(io.StringIO()):
+        from quixstreams.sinks.community.kinesis import KinesisSink
 
     keys = dict(zip(workload.records, workload.partition_keys(), strict=True))
     ordered = consumption_order(workload.records)
