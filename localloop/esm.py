@@ -187,7 +187,7 @@ class Poller:
         self._order: list[TopicPartition] = []
         self._rotation = 0
         self._attempts: dict[TopicPartition, int] = {}
-        self._bisect_limit: dict[TopicPartition, int] = {}
+        self._retry_cap: dict[TopicPartition, int] = {}  # records the next retry may carry
         self._sent_before: dict[TopicPartition, int] = {}  # highest offset ever invoked
         self.committed: dict[TopicPartition, int] = {}  # next offset to read after a commit
         self._backoff_s = 0.0
@@ -252,6 +252,7 @@ class Poller:
                 self.buffered() >= self.config.batch_size
                 or self._buffered_bytes >= self.config.max_payload_bytes
             ):
+                self._top_up()
                 return
             remaining = window_end - time.monotonic()
             want = self.config.batch_size - self.buffered()
@@ -262,6 +263,13 @@ class Poller:
                 self._add(self._source.poll(want, _POLL_SLICE_S))
                 return
             self._add(self._source.poll(want, min(remaining, _POLL_SLICE_S)))
+
+    def _top_up(self) -> None:
+        """Take what the client already holds (no waiting), up to a second batch: a fetch brings
+        several partitions at once, and Lambda's batches mix them."""
+        room = 2 * self.config.batch_size - self.buffered()
+        if room > 0 and self._buffered_bytes < 2 * self.config.max_payload_bytes:
+            self._add(self._source.poll(room, 0.0))
 
     def _select(self) -> list[KafkaRecord]:
         """Up to batch_size records and max_payload bytes: a contiguous head of each partition."""
@@ -279,7 +287,7 @@ class Poller:
         for share in (fair, budget_records):
             for tp in tps:
                 buffer = self._buffers[tp]
-                cap = min(share, self._bisect_limit.get(tp, budget_records))
+                cap = min(share, self._retry_cap.get(tp, budget_records))
                 while taken[tp] < min(cap, len(buffer)) and budget_records > 0:
                     record = buffer[taken[tp]]
                     size = self._sizes[(tp, record.offset)] + len(partition_id(*tp)) + 8
@@ -386,18 +394,21 @@ class Poller:
                 committed_total += len(done)
             if not failed:
                 self._attempts.pop(tp, None)
-                self._bisect_limit.pop(tp, None)
+                self._retry_cap.pop(tp, None)
                 continue
             self._attempts[tp] = 1 if done else self._attempts.get(tp, 0) + 1
+            # A retry carries the records that failed and nothing newer, so a record given up on
+            # has been in every one of the attempts counted; bisecting halves that retry batch.
+            self._retry_cap[tp] = len(failed)
             if outcome.whole_batch and self.config.bisect_batch_on_function_error:
-                self._bisect_limit[tp] = max(1, len(failed) // 2)
+                self._retry_cap[tp] = max(1, len(failed) // 2)
             if self._retry_limit is not None and self._attempts[tp] > self._retry_limit:
                 for _ in failed:
                     self._pop_head(tp)
                 to_commit[tp] = failed[-1].offset + 1
                 exhausted.extend(failed)
                 self._attempts.pop(tp, None)
-                self._bisect_limit.pop(tp, None)
+                self._retry_cap.pop(tp, None)
         if exhausted:
             self._discard(
                 exhausted,
