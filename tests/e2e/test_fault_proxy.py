@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+import boto3
 import pytest
-from botocore.exceptions import ClientError
+from botocore.config import Config
+from botocore.exceptions import ClientError, ConnectionClosedError, EndpointConnectionError
 
 from localloop.audit import read_stream
 from localloop.faults import FaultSpec
@@ -67,3 +71,50 @@ def test_fault_spec_parses_the_compact_form() -> None:
     assert FaultSpec.parse(spec.describe()) == spec
     with pytest.raises(ValueError, match="throttle"):
         FaultSpec.parse("throttle=2")
+
+
+def _single_attempt_client(endpoint: str) -> Any:
+    return boto3.client(
+        "kinesis",
+        endpoint_url=endpoint,
+        region_name="us-east-1",
+        aws_access_key_id="local",
+        aws_secret_access_key="local",
+        config=Config(retries={"total_max_attempts": 1}),
+    )
+
+
+def test_proxy_loses_the_response_after_writing(lane_factory: LaneFactory) -> None:
+    # GIVEN a proxy that loses every response
+    lane = lane_factory(partitions=1)
+    with FaultProxy(lane.kinesis_endpoint, FaultSpec(lost=1.0)) as proxy:
+        client = _single_attempt_client(proxy.endpoint)
+        entries = [{"Data": b"r%d" % i, "PartitionKey": f"k{i}"} for i in range(5)]
+
+        # WHEN a request is sent (no client retries)
+        with pytest.raises((ConnectionClosedError, EndpointConnectionError)):
+            client.put_records(StreamName=lane.stream, Records=entries)
+        lost = proxy.stats.responses_lost
+
+    # THEN the caller heard nothing, yet the records were written
+    stored, _ = read_stream(kinesis_client(lane.kinesis_endpoint), lane.stream)
+    assert sorted(r.data for r in stored) == [b"r%d" % i for i in range(5)]
+    assert lost == 1
+
+
+def test_proxy_throttles_whole_requests_without_writing(lane_factory: LaneFactory) -> None:
+    # GIVEN a proxy that throttles every request
+    lane = lane_factory(partitions=1)
+    with FaultProxy(lane.kinesis_endpoint, FaultSpec(request_throttle=1.0)) as proxy:
+        client = _single_attempt_client(proxy.endpoint)
+
+        # WHEN a request is sent
+        with pytest.raises(ClientError) as error:
+            client.put_records(
+                StreamName=lane.stream, Records=[{"Data": b"x", "PartitionKey": "k"}]
+            )
+
+    # THEN it is refused as Kinesis refuses it, and nothing is written
+    assert error.value.response["Error"]["Code"] == "ProvisionedThroughputExceededException"
+    stored, _ = read_stream(kinesis_client(lane.kinesis_endpoint), lane.stream)
+    assert stored == []
