@@ -9,6 +9,7 @@ by hand (three fields) so the function carries no protobuf runtime and cold star
 from __future__ import annotations
 
 import hashlib
+import itertools
 from collections.abc import Iterable
 from typing import Final
 
@@ -60,6 +61,13 @@ def aggregate_overhead(partition_key_bytes: int) -> int:
     return len(KPL_MAGIC) + table_entry + KPL_DIGEST_BYTES
 
 
+def _outer_overhead(partition_key: str) -> int:
+    """Bytes Kinesis counts for an aggregate besides its records: the aggregate's own overhead
+    plus the outer record's partition key, which counts against the record limit too."""
+    key_bytes = len(partition_key.encode("utf-8"))
+    return aggregate_overhead(key_bytes) + key_bytes
+
+
 def encode_aggregate(partition_key: str, payloads: Iterable[bytes]) -> bytes:
     """One KPL aggregated record holding `payloads` in order, all under `partition_key`."""
     key = partition_key.encode("utf-8")
@@ -97,12 +105,14 @@ class AggregatingPacker:
         if head is None:
             return None
         key = head.partition_key
-        key_bytes = len(key.encode("utf-8"))
-        # Kinesis counts the partition key of the outer record against the limit too.
-        size = aggregate_overhead(key_bytes) + key_bytes + record_frame_size(len(head.data))
+        second = next(records, None)
+        if second is None or second.partition_key != key:
+            # The common case with distinct keys: no aggregate to size or build.
+            return self._single(head, budget)
+        size = _outer_overhead(key) + record_frame_size(len(head.data))
         taken = [head]
         if size <= budget:
-            for record in records:
+            for record in itertools.chain((second,), records):
                 if record.partition_key != key:
                     break  # the planner's queues hold one key; never mix keys (shard routing)
                 grown = size + record_frame_size(len(record.data))
@@ -111,18 +121,17 @@ class AggregatingPacker:
                 size = grown
                 taken.append(record)
         if len(taken) == 1:
-            return self._single(head, budget, aggregate_fits=size <= budget)
+            return self._single(head, budget)
         data = encode_aggregate(key, [record.data for record in taken])
         return Entry(key, data, tuple(taken))
 
     @staticmethod
-    def _single(record: EncodedRecord, budget: int, *, aggregate_fits: bool) -> Entry | None:
-        if looks_aggregated(record.data) and aggregate_fits:
-            return Entry(
-                record.partition_key,
-                encode_aggregate(record.partition_key, [record.data]),
-                (record,),
-            )
+    def _single(record: EncodedRecord, budget: int) -> Entry | None:
+        key = record.partition_key
+        if looks_aggregated(record.data):
+            overhead = _outer_overhead(key)
+            if overhead + record_frame_size(len(record.data)) <= budget:
+                return Entry(key, encode_aggregate(key, [record.data]), (record,))
         if record.size > budget:
             return None
-        return Entry(record.partition_key, record.data, (record,))
+        return Entry(key, record.data, (record,))
