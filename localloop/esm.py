@@ -308,6 +308,10 @@ class Poller:
         oldest_allowed_ms = (time.time() - max_age) * 1000
         expired: list[KafkaRecord] = []
         for tp, buffer in self._buffers.items():
+            if buffer and buffer[0].timestamp_ms < oldest_allowed_ms:
+                # The partition's head moves past whatever was being retried: start afresh.
+                self._attempts.pop(tp, None)
+                self._retry_cap.pop(tp, None)
             while buffer and buffer[0].timestamp_ms < oldest_allowed_ms:
                 expired.append(self._pop_head(tp))
         if expired:
