@@ -14,12 +14,11 @@ from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
 from localloop.procs import (
-    DEFAULT_READY_TIMEOUT_S,
     LOOPBACK,
     ManagedProcess,
     ProcessFailedError,
-    free_port,
     port_open,
+    start_on_free_port,
     wait_until,
 )
 
@@ -93,37 +92,28 @@ class TansuBroker:
     """tansu on a free loopback port with in-memory storage, for the lifetime of a `with` block."""
 
     def __init__(self, *, port: int | None = None, log_path: Path | None = None) -> None:
-        self.port = port if port is not None else free_port()
-        self.bootstrap = f"{LOOPBACK}:{self.port}"
-        url = f"tcp://{self.bootstrap}"
-        self._process = ManagedProcess(
-            "tansu",
-            [
-                str(tansu_binary()),
-                "broker",
-                "--listener-url",
-                url,
-                "--advertised-listener-url",
-                url,
-                "--storage-engine",
-                "memory://tansu/",
-            ],
-            log_path,
-        )
+        self._requested_port = port
+        self._log_path = log_path
+        self._process: ManagedProcess | None = None
+        self.port = 0
+        self.bootstrap = ""
+        self.startup_s = 0.0
+
+    def _launch(self, port: int) -> ManagedProcess:
+        url = f"tcp://{LOOPBACK}:{port}"
+        argv = [str(tansu_binary()), "broker", "--listener-url", url]
+        argv += ["--advertised-listener-url", url, "--storage-engine", "memory://tansu/"]
+        return ManagedProcess("tansu", argv, self._log_path)
 
     def __enter__(self) -> TansuBroker:
         started = time.monotonic()
-        self._process.start()
-        try:
-            wait_until(
-                lambda: port_open(self.port) and broker_ready(self.bootstrap),
-                timeout_s=DEFAULT_READY_TIMEOUT_S,
-                what="tansu broker",
-                alive=self._process.alive,
-            )
-        except BaseException:
-            self._process.stop()
-            raise
+        self._process, self.port = start_on_free_port(
+            self._launch,
+            lambda port: port_open(port) and broker_ready(f"{LOOPBACK}:{port}"),
+            what="tansu broker",
+            port=self._requested_port,
+        )
+        self.bootstrap = f"{LOOPBACK}:{self.port}"
         self.startup_s = time.monotonic() - started
         return self
 
@@ -133,4 +123,5 @@ class TansuBroker:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self._process.stop()
+        if self._process is not None:
+            self._process.stop()

@@ -6,6 +6,7 @@ import hashlib
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from enum import StrEnum
 from typing import Final
@@ -199,16 +200,19 @@ class TokenBucket:
         self,
         bytes_per_s: float = SHARD_WRITE_BYTES_PER_S,
         records_per_s: float = SHARD_WRITE_RECORDS_PER_S,
+        *,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._bytes_per_s = bytes_per_s
         self._records_per_s = records_per_s
         self._bytes = bytes_per_s
         self._records = records_per_s
-        self._at = time.monotonic()
+        self._clock = clock
+        self._at = clock()
 
     def take(self, size: int) -> bool:
         """Spend one record of `size` bytes if the allowance covers it."""
-        now = time.monotonic()
+        now = self._clock()
         elapsed, self._at = now - self._at, now
         self._bytes = min(self._bytes_per_s, self._bytes + elapsed * self._bytes_per_s)
         self._records = min(self._records_per_s, self._records + elapsed * self._records_per_s)

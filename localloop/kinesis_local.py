@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import http.client
 import time
 from pathlib import Path
 from types import TracebackType
@@ -11,12 +12,10 @@ import boto3
 from botocore.config import Config
 
 from localloop.procs import (
-    DEFAULT_READY_TIMEOUT_S,
     LOOPBACK,
     ManagedProcess,
     ProcessFailedError,
-    free_port,
-    port_open,
+    start_on_free_port,
     wait_until,
 )
 
@@ -37,6 +36,13 @@ DEFAULT_REGION: Final = "us-east-1"
 # kinesalite does not check credentials, but botocore refuses to sign without some.
 DUMMY_CREDENTIALS: Final = {"AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local"}
 _STREAM_ACTIVE_TIMEOUT_S: Final = 30.0
+# Headers for raw requests to kinesalite, which checks that a signature is present and well
+# formed, not that it is valid.
+LOCAL_SIGNATURE_HEADERS: Final = {
+    "Authorization": "AWS4-HMAC-SHA256 Credential=local/20260101/us-east-1/kinesis/aws4_request,"
+    " SignedHeaders=host;x-amz-date, Signature=0",
+    "X-Amz-Date": "20260101T000000Z",
+}
 
 
 def kinesis_client(endpoint: str | None, region: str = DEFAULT_REGION) -> KinesisClient:
@@ -52,6 +58,29 @@ def kinesis_client(endpoint: str | None, region: str = DEFAULT_REGION) -> Kinesi
         aws_secret_access_key=DUMMY_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
         config=config,
     )
+
+
+def kinesalite_ready(port: int) -> bool:
+    """True when a Kinesis API answers ListStreams on the port (an open port alone could be
+    someone else's)."""
+    conn = http.client.HTTPConnection(LOOPBACK, port, timeout=2)
+    try:
+        conn.request(
+            "POST",
+            "/",
+            body=b"{}",
+            headers={
+                "Content-Type": "application/x-amz-json-1.1",
+                "X-Amz-Target": "Kinesis_20131202.ListStreams",
+                **LOCAL_SIGNATURE_HEADERS,
+            },
+        )
+        response = conn.getresponse()
+        return response.status == 200 and b"StreamNames" in response.read()
+    except (OSError, http.client.HTTPException):
+        return False
+    finally:
+        conn.close()
 
 
 def create_stream(client: KinesisClient, name: str, shards: int) -> None:
@@ -71,29 +100,23 @@ class Kinesalite:
     def __init__(self, *, port: int | None = None, log_path: Path | None = None) -> None:
         if not KINESALITE_MODULE.exists():
             raise ProcessFailedError(f"{KINESALITE_MODULE} not found: run `make install` (npm ci)")
-        self.port = port if port is not None else free_port()
-        self.endpoint = f"http://{LOOPBACK}:{self.port}"
-        module, port_arg = str(KINESALITE_MODULE), str(self.port)
-        argv = ["node", "-e", _KINESALITE_LOOPBACK_JS, module, port_arg, LOOPBACK]
-        self._process = ManagedProcess(
-            "kinesalite",
-            argv,
-            log_path,
-        )
+        self._requested_port = port
+        self._log_path = log_path
+        self._process: ManagedProcess | None = None
+        self.port = 0
+        self.endpoint = ""
+        self.startup_s = 0.0
+
+    def _launch(self, port: int) -> ManagedProcess:
+        argv = ["node", "-e", _KINESALITE_LOOPBACK_JS, str(KINESALITE_MODULE), str(port), LOOPBACK]
+        return ManagedProcess("kinesalite", argv, self._log_path)
 
     def __enter__(self) -> Kinesalite:
         started = time.monotonic()
-        self._process.start()
-        try:
-            wait_until(
-                lambda: port_open(self.port),
-                timeout_s=DEFAULT_READY_TIMEOUT_S,
-                what="kinesalite",
-                alive=self._process.alive,
-            )
-        except BaseException:
-            self._process.stop()
-            raise
+        self._process, self.port = start_on_free_port(
+            self._launch, kinesalite_ready, what="kinesalite", port=self._requested_port
+        )
+        self.endpoint = f"http://{LOOPBACK}:{self.port}"
         self.startup_s = time.monotonic() - started
         return self
 
@@ -103,4 +126,5 @@ class Kinesalite:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self._process.stop()
+        if self._process is not None:
+            self._process.stop()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import socket
 import subprocess
@@ -20,8 +21,16 @@ STOP_GRACE_S: Final = 5.0
 _POLL_INTERVAL_S: Final = 0.05
 
 
+# A port free_port() picked may be taken by another program before the child binds it: retry.
+PORT_ATTEMPTS: Final = 3
+
+
 class ProcessFailedError(RuntimeError):
     """A local server exited early or did not become ready in time."""
+
+
+class ProcessExitedError(ProcessFailedError):
+    """A local server exited before it became ready (for example: its port was taken)."""
 
 
 def free_port() -> int:
@@ -54,7 +63,7 @@ def wait_until(
         if ready():
             return
         if not alive():
-            raise ProcessFailedError(f"{what} exited before it became ready")
+            raise ProcessExitedError(f"{what} exited before it became ready")
         if time.monotonic() >= deadline:
             raise ProcessFailedError(f"{what} was not ready after {timeout_s:.0f} s")
         time.sleep(_POLL_INTERVAL_S)
@@ -117,3 +126,36 @@ class ManagedProcess:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
+
+
+def start_on_free_port(
+    launch: Callable[[int], ManagedProcess],
+    ready: Callable[[int], bool],
+    *,
+    what: str,
+    port: int | None = None,
+    timeout_s: float = DEFAULT_READY_TIMEOUT_S,
+) -> tuple[ManagedProcess, int]:
+    """Start `launch(port)` and wait until `ready(port)`; on an early exit, try another port."""
+    attempts = 1 if port is not None else PORT_ATTEMPTS
+    for attempt in range(1, attempts + 1):
+        chosen = port if port is not None else free_port()
+        process = launch(chosen)
+        process.start()
+        try:
+            wait_until(
+                functools.partial(ready, chosen),
+                timeout_s=timeout_s,
+                what=what,
+                alive=process.alive,
+            )
+        except ProcessExitedError:
+            process.stop()
+            if attempt == attempts:
+                raise
+            continue
+        except BaseException:
+            process.stop()
+            raise
+        return process, chosen
+    raise AssertionError("unreachable")  # pragma: no cover

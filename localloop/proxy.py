@@ -34,6 +34,7 @@ from localloop.faults import (
     record_identity,
     shard_for,
 )
+from localloop.kinesis_local import LOCAL_SIGNATURE_HEADERS
 from localloop.procs import LOOPBACK
 
 # PutRecords limits the proxy enforces, since kinesalite does not check the request size.
@@ -43,10 +44,6 @@ _JSON_CONTENT_TYPE: Final = "application/x-amz-json-1.1"
 _PUT_RECORDS_TARGET: Final = "Kinesis_20131202.PutRecords"
 _LIST_SHARDS_TARGET: Final = "Kinesis_20131202.ListShards"
 _ACCOUNT: Final = "000000000000"
-_LOCAL_AUTHORIZATION: Final = (
-    "AWS4-HMAC-SHA256 Credential=local/20260101/us-east-1/kinesis/aws4_request,"
-    " SignedHeaders=host, Signature=0"
-)
 _HOP_BY_HOP: Final = frozenset(
     {"connection", "keep-alive", "transfer-encoding", "content-length", "host"}
 )
@@ -272,8 +269,7 @@ class FaultProxy:
         headers = [
             ("Content-Type", _JSON_CONTENT_TYPE),
             ("X-Amz-Target", _LIST_SHARDS_TARGET),
-            # kinesalite only checks that a signature is present, not that it is valid.
-            ("Authorization", _LOCAL_AUTHORIZATION),
+            *LOCAL_SIGNATURE_HEADERS.items(),
         ]
         reply = self._forward("POST", "/", headers, json.dumps({field: stream}).encode())
         shards: list[ShardRange] = []

@@ -10,7 +10,7 @@ from botocore.config import Config
 from botocore.exceptions import ClientError, ConnectionClosedError, EndpointConnectionError
 
 from localloop.audit import read_stream
-from localloop.faults import FaultSpec
+from localloop.faults import FaultSpec, TokenBucket
 from localloop.kinesis_local import kinesis_client
 from localloop.proxy import FaultProxy
 from tests.e2e.conftest import LaneFactory
@@ -118,3 +118,36 @@ def test_proxy_throttles_whole_requests_without_writing(lane_factory: LaneFactor
     assert error.value.response["Error"]["Code"] == "ProvisionedThroughputExceededException"
     stored, _ = read_stream(kinesis_client(lane.kinesis_endpoint), lane.stream)
     assert stored == []
+
+
+def test_proxy_shard_limits_follow_the_stream_shard_map(lane_factory: LaneFactory) -> None:
+    # GIVEN a 2-shard stream and 1,600 distinct keys: about 800 per shard, under 1,000/s each
+    lane = lane_factory(partitions=1, shards=2)
+    with FaultProxy(lane.kinesis_endpoint, FaultSpec(shard_limits=True)) as proxy:
+        client = kinesis_client(proxy.endpoint)
+
+        # WHEN they are sent in four requests
+        for start in range(0, 1600, 400):
+            entries = [{"Data": b"x", "PartitionKey": f"k{i}"} for i in range(start, start + 400)]
+            client.put_records(StreamName=lane.stream, Records=entries)  # type: ignore[arg-type]
+
+        # THEN nothing was throttled: each shard has its own allowance
+        assert proxy.stats.records_throttled == 0
+        assert proxy.stats.records_written == 1600
+
+
+def test_token_bucket_allows_one_second_of_writes_then_refills() -> None:
+    # GIVEN a shard allowance on a clock we control
+    now = [100.0]
+    bucket = TokenBucket(clock=lambda: now[0])
+
+    # WHEN 1,000 records are taken at once, then one more
+    taken = [bucket.take(10) for _ in range(1000)]
+    over = bucket.take(10)
+    now[0] += 0.5  # half a second later
+    refilled = sum(bucket.take(10) for _ in range(600))
+
+    # THEN the 1,001st is refused and half a second brings back 500
+    assert all(taken) and not over
+    assert refilled == 500
+    assert not TokenBucket(clock=lambda: 0.0).take(2 * 1024 * 1024)  # over 1 MiB in one go
