@@ -32,6 +32,8 @@ _PRODUCE_FLUSH_TIMEOUT_S: Final = 120.0
 _READ_TIMEOUT_S: Final = 120.0
 # Producer message size ceiling: the largest generated value plus room for key and headers.
 _MAX_MESSAGE_BYTES: Final = 2 * 1024 * 1024
+# CREATE_TIME of the generated workload's first record (2026-01-01T00:00:00Z), then 1 ms apart.
+WORKLOAD_EPOCH_MS: Final = 1_767_225_600_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,7 +120,7 @@ def generate(spec: WorkloadSpec) -> Iterator[PlannedRecord]:
     long_pool = [(f"long-{i:03d}-" + "x" * 300)[:300].encode() for i in range(50)]
     header_names = ("trace-id", "content-type", "source", "trace-id")  # a duplicate name
     null_round_robin = 0
-    for _ in range(spec.records):
+    for index in range(spec.records):
         draw = rng.random()
         key: bytes | None
         if draw < spec.hot_share:
@@ -161,7 +163,9 @@ def generate(spec: WorkloadSpec) -> Iterator[PlannedRecord]:
                 (rng.choice(header_names), rng.randbytes(rng.randint(0, 32)))
                 for _ in range(rng.randint(1, 3))
             )
-        yield PlannedRecord(partition, key, value, headers)
+        # Fixed timestamps (they are inside every envelope): the same seed gives the same bytes,
+        # so the fault proxy's per-record decisions repeat from run to run.
+        yield PlannedRecord(partition, key, value, headers, WORKLOAD_EPOCH_MS + index)
 
 
 def produce(
