@@ -6,8 +6,10 @@ Hot keys, many warm keys, null keys, binary keys, keys too long to be partition 
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import random
+import sys
 import time
 import zlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -23,7 +25,7 @@ from confluent_kafka import (
     TopicPartition,
 )
 
-from localloop.broker import topic_partitions
+from localloop.broker import create_topic, topic_partitions
 from localloop.events import TopicPartition as TP
 from localloop.kafka_source import message_headers
 from localloop.procs import wait_until
@@ -286,3 +288,32 @@ def read_topic(bootstrap: str, topic: str, *, group_id: str = "localloop-audit")
         consumer.close()
     log.sort()
     return log
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m localloop.workload",
+        description="Produce the seeded demo workload into a topic of your own Kafka.",
+    )
+    parser.add_argument("--bootstrap", required=True)
+    parser.add_argument("--topic", required=True)
+    parser.add_argument("--records", type=int, default=WorkloadSpec().records)
+    parser.add_argument("--seed", type=int, default=WorkloadSpec().seed)
+    parser.add_argument(
+        "--create", type=int, default=None, metavar="PARTITIONS", help="create the topic first"
+    )
+    args = parser.parse_args(argv)
+    if args.create is not None:
+        create_topic(args.bootstrap, args.topic, args.create)
+    partitions = len(topic_partitions(args.bootstrap, args.topic))
+    spec = WorkloadSpec(records=args.records, partitions=partitions, seed=args.seed)
+    log = produce(args.bootstrap, args.topic, spec)
+    print(
+        f"records={log.total} partitions={partitions} value_bytes={log.value_bytes}"
+        f" end_offsets={ {f'{t}-{p}': o for (t, p), o in sorted(log.end_offsets().items())} }"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
