@@ -22,7 +22,7 @@ from msk_kinesis_sink.consumer import Envelope, OffsetDeduplicator
 from msk_kinesis_sink.planning import Entry
 from msk_kinesis_sink.runtime import Sink
 from msk_kinesis_sink.settings import Settings
-from tests.fakes import INTERNAL, THROTTLED, FakeContext, FakeKinesis, Faults
+from tests.fakes import INTERNAL, THROTTLED, FakeContext, FakeDeadLetters, FakeKinesis, Faults
 
 TOPIC = "payments.v2-eu"
 
@@ -66,8 +66,10 @@ def _settings(**overrides: str) -> Settings:
 
 
 @contextmanager
-def _sink(writer: FakeKinesis, **overrides: str) -> Iterator[Sink]:
-    sink = Sink(_settings(**overrides), writer=writer)
+def _sink(
+    writer: FakeKinesis, dead_letters: FakeDeadLetters | None = None, **overrides: str
+) -> Iterator[Sink]:
+    sink = Sink(_settings(**overrides), writer=writer, dead_letters=dead_letters)
     try:
         yield sink
     finally:
@@ -181,6 +183,40 @@ def test_aggregation_lost_responses_only_duplicate_which_the_consumer_rule_drops
 
     # THEN the consumer rule yields the source sequence exactly once
     assert _consumed(fake) == _expected(sources)
+
+
+def test_aggregation_stops_a_run_at_an_unwritable_record_and_resumes_after_it() -> None:
+    # GIVEN one key whose 6th record has a value that is not base64, with a dead-letter bucket
+    event = _event([(0, o, b"k", b"v" * 100) for o in range(12)])
+    event["records"][f"{TOPIC}-0"][5]["value"] = "not base64!"
+    fake, bucket = FakeKinesis(), FakeDeadLetters()
+
+    # WHEN published with aggregation on
+    with _sink(fake, dead_letters=bucket, DEAD_LETTER_BUCKET="sink-dlq") as sink:
+        response = sink.handle(event, FakeContext())
+
+    # THEN the run is packed up to the bad record, which is dead-lettered in its place, then on
+    assert response == {"batchItemFailures": []}
+    assert [record.offset for record in bucket.written] == [5]
+    assert _consumed(fake) == {(0, _b64(b"k")): [0, 1, 2, 3, 4, 6, 7, 8, 9, 10, 11]}
+    assert len(fake.records) == 2  # two aggregates: offsets 0-4 and 6-11
+
+
+def test_aggregation_reports_from_an_unwritable_record_without_a_bucket() -> None:
+    # GIVEN the same run and no dead-letter bucket
+    event = _event([(0, o, b"k", b"v" * 100) for o in range(12)])
+    event["records"][f"{TOPIC}-0"][5]["value"] = "not base64!"
+    fake = FakeKinesis()
+
+    # WHEN published
+    with _sink(fake) as sink:
+        response = sink.handle(event, FakeContext())
+
+    # THEN what precedes it is delivered, and the partition is reported from it on, nothing after
+    assert [f["itemIdentifier"]["offset"] for f in response["batchItemFailures"]] == list(
+        range(5, 12)
+    )
+    assert _consumed(fake) == {(0, _b64(b"k")): [0, 1, 2, 3, 4]}
 
 
 @settings(
