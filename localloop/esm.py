@@ -45,6 +45,9 @@ DEFAULT_BATCH_SIZE: Final = 100
 MAX_BATCH_SIZE: Final = 10_000
 # MaximumBatchingWindowInSeconds default for Kafka sources: 500 ms (at most 300 s).
 DEFAULT_BATCHING_WINDOW_S: Final = 0.5
+MAX_BATCHING_WINDOW_S: Final = 300.0
+# MaximumRetryAttempts: -1 (infinite) or 0..10,000.
+MAX_RETRY_ATTEMPTS: Final = 10_000
 # With infinite retries *and* an on-failure destination, Lambda applies at most 10 retries.
 RETRIES_WITH_DESTINATION: Final = 10
 _POLL_SLICE_S: Final = 0.1
@@ -103,8 +106,14 @@ class EsmConfig:
     def __post_init__(self) -> None:
         if not 1 <= self.batch_size <= MAX_BATCH_SIZE:
             raise ValueError(f"batch_size must be 1..{MAX_BATCH_SIZE}, got {self.batch_size}")
-        if self.maximum_retry_attempts < -1:
-            raise ValueError("maximum_retry_attempts must be -1 (infinite) or >= 0")
+        if not -1 <= self.maximum_retry_attempts <= MAX_RETRY_ATTEMPTS:
+            raise ValueError(
+                f"maximum_retry_attempts must be -1 (infinite) or 0..{MAX_RETRY_ATTEMPTS}"
+            )
+        if not 0 <= self.batching_window_s <= MAX_BATCHING_WINDOW_S:
+            raise ValueError(f"batching_window_s must be 0..{MAX_BATCHING_WINDOW_S}")
+        if self.maximum_record_age_s < 0 and self.maximum_record_age_s != -1:
+            raise ValueError("maximum_record_age_s must be -1 (off) or >= 0")
         if self.function_timeout_s <= 0:
             raise ValueError("function_timeout_s must be positive")
 

@@ -14,7 +14,8 @@ from localloop.destination import FolderDestination
 from localloop.workload import PlannedRecord, produce_records
 from tests.e2e.conftest import LaneFactory
 
-pytestmark = pytest.mark.e2e
+# A hang (a broken loop never reaching its end offsets) fails the test instead of the run.
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 
 
 class Recorder:

@@ -16,7 +16,8 @@ from localloop.destination import FolderDestination
 from localloop.esm import EsmConfig, Poller
 from localloop.events import KafkaRecord, TopicPartition
 
-pytestmark = pytest.mark.e2e
+# A hang (a broken loop never reaching its end offsets) fails the test instead of the run.
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 
 TOPIC = "t.x-y"
 

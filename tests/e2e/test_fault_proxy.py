@@ -15,7 +15,8 @@ from localloop.kinesis_local import kinesis_client
 from localloop.proxy import FaultProxy
 from tests.e2e.conftest import LaneFactory
 
-pytestmark = pytest.mark.e2e
+# A hang (a broken loop never reaching its end offsets) fails the test instead of the run.
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 
 
 def test_proxy_writes_only_records_it_did_not_fail(lane_factory: LaneFactory) -> None:

@@ -14,7 +14,8 @@ from localloop.proxy import FaultProxy
 from localloop.workload import PlannedRecord, WorkloadSpec, produce, produce_records
 from tests.e2e.conftest import LaneFactory
 
-pytestmark = pytest.mark.e2e
+# A hang (a broken loop never reaching its end offsets) fails the test instead of the run.
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 
 HEAVY_FAULTS = "throttle=0.1,internal=0.03,request_throttle=0.05,request5xx=0.05,lost=0.05,seed=11"
 
