@@ -9,6 +9,7 @@ import pytest
 from localloop.context import LambdaContext
 from localloop.destination import FolderDestination
 from localloop.esm import Function
+from localloop.events import EVENT_SOURCE_SELF_MANAGED
 from localloop.faults import FaultSpec
 from localloop.proxy import FaultProxy
 from localloop.workload import PlannedRecord, WorkloadSpec, produce, produce_records
@@ -150,3 +151,18 @@ def test_local_loop_sink_answers_before_its_deadline_when_kinesis_is_slow(
     # ...and the ESM's retries delivered everything, in order
     report = lane.audit(source)
     assert (report.lost, report.out_of_order, report.delivered) == (0, 0, 40)
+
+
+def test_local_loop_delivers_self_managed_kafka_events(lane_factory: LaneFactory) -> None:
+    # GIVEN a mapping that builds self-managed Kafka events (no eventSourceArn)
+    lane = lane_factory(partitions=2)
+    source = produce(lane.bootstrap, lane.topic, WorkloadSpec(records=200, partitions=2, seed=3))
+    config = lane.config(event_source=EVENT_SOURCE_SELF_MANAGED, event_source_arn=None)
+
+    # WHEN the real sink is invoked with them
+    stats = lane.deliver(source, lane.sink(lane.kinesis_endpoint), config=config)
+
+    # THEN everything arrives, in order
+    report = lane.audit(source)
+    assert (report.lost, report.out_of_order, report.delivered) == (0, 0, 200)
+    assert stats.function_errors == 0
