@@ -153,11 +153,14 @@ class FaultProxy:
         target = request.headers.get("X-Amz-Target", "")
         content_type = request.headers.get("Content-Type", "")
         headers = [(k, v) for k, v in request.headers.items() if k.lower() not in _HOP_BY_HOP]
-        if target == _PUT_RECORDS_TARGET and "json" in content_type:
-            reply = self._put_records(headers, body)
-        else:
-            # Other calls (and CBOR-encoded PutRecords) pass through untouched.
-            reply = self._forward(request.command, request.path, headers, body)
+        try:
+            if target == _PUT_RECORDS_TARGET and "json" in content_type:
+                reply = self._put_records(headers, body)
+            else:
+                # Other calls (and CBOR-encoded PutRecords) pass through untouched.
+                reply = self._forward(request.command, request.path, headers, body)
+        except (OSError, http.client.HTTPException) as exc:
+            reply = _error(502, "ServiceUnavailable", f"upstream unavailable: {exc}")
         if reply is None:
             # The write happened; the caller never hears about it.
             request.close_connection = True
