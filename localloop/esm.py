@@ -487,6 +487,8 @@ class Poller:
             self._stats = _bump(
                 self._stats, records_discarded=self._stats.records_discarded + len(records)
             )
+        if self._on_progress is not None:
+            self._on_progress(len(records))  # done with, though not delivered
         log.warning(
             "discarding %d records (%s)%s",
             len(records),
