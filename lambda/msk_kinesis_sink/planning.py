@@ -9,19 +9,20 @@ with aggregation, a same-key *run* travels as one atomic Kinesis record instead.
 from __future__ import annotations
 
 import heapq
-from collections import deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from msk_kinesis_sink.encoding import EncodedRecord, UnwritableRecord
 
 Unit = EncodedRecord | UnwritableRecord
 
 
-@dataclass(frozen=True, slots=True)
-class Entry:
-    """One Kinesis record of a request: a user record, or an aggregate of a same-key run."""
+class Entry(NamedTuple):
+    """One Kinesis record of a request: a user record, or an aggregate of a same-key run.
+
+    A NamedTuple (immutable, and cheap to build once per record on the hot path).
+    """
 
     partition_key: str
     data: bytes
@@ -30,6 +31,9 @@ class Entry:
     @property
     def size(self) -> int:
         """Bytes Kinesis counts: data blob + UTF-8 partition key."""
+        if self.records:
+            head = self.records[0]
+            return len(self.data) + head.size - len(head.data)  # the record measured its key
         return len(self.data) + len(self.partition_key.encode("utf-8"))
 
 
@@ -59,44 +63,58 @@ class RequestLimits:
 
 
 class PartitionQueue:
-    """Unacknowledged records of one topic-partition, grouped by partition key, oldest first.
+    """Unacknowledged records of one topic-partition, chained by partition key, oldest first.
 
+    Records are addressed by their position in the partition (offset order). Each position links
+    to the next one with the same key, so a key's successor is found in O(1) when its head is
+    acknowledged. At most one entry per key is in flight, so in-flight state is keyed by key.
     Not thread-safe: one coordinator owns it; workers only carry entries to Kinesis and back.
     """
 
     def __init__(self, topic_partition: str, units: Sequence[Unit]) -> None:
         self.topic_partition = topic_partition
-        self._queues: dict[str, deque[Unit]] = {}
-        for unit in units:
-            self._queues.setdefault(unit.partition_key, deque()).append(unit)
-        # Heap of (head offset, key) for keys whose head may be sent now: lowest offsets go first,
-        # so a deadline leaves the shortest possible tail to report.
-        self._ready: list[tuple[int, str]] = []
-        self._dead_letter_ready: list[UnwritableRecord] = []
-        self._busy: set[str] = set()
+        self._units = list(units)
+        count = len(self._units)
+        self._next_same_key = [-1] * count
+        last_of_key: dict[str, int] = {}
+        # Heap of positions whose record may be sent now; lowest offsets go first, so a deadline
+        # leaves the shortest possible tail to report. Built in ascending order: already a heap.
+        self._ready: list[int] = []
+        self._dead_letter_ready: list[int] = []
+        for position, unit in enumerate(self._units):
+            key = unit.partition_key
+            previous = last_of_key.get(key)
+            if previous is None:
+                self._make_ready(position)
+            else:
+                self._next_same_key[previous] = position
+            last_of_key[key] = position
+        self._in_flight: dict[str, int] = {}  # key -> position of its in-flight head
         self._blocked: dict[str, str] = {}
         self._stopped: str | None = None
-        for key in self._queues:
-            self._mark_ready(key)
+        self._acknowledged = bytearray(count)
+        self._acknowledged_count = 0
+        self._lowest_open = 0
 
-    def _mark_ready(self, key: str) -> None:
-        queue = self._queues.get(key)
-        if not queue:
-            self._queues.pop(key, None)
+    def _make_ready(self, position: int) -> None:
+        if isinstance(self._units[position], UnwritableRecord):
+            self._dead_letter_ready.append(position)
+        else:
+            heapq.heappush(self._ready, position)
+
+    def _advance(self, key: str, position: int) -> None:
+        """Make the key's record at `position` (or nothing, at -1) the next to go."""
+        if position < 0:
             return
         if self._stopped is not None:
             self._blocked[key] = self._stopped
             return
-        head = queue[0]
-        if isinstance(head, UnwritableRecord):
-            self._dead_letter_ready.append(head)
-        else:
-            heapq.heappush(self._ready, (head.offset, key))
+        self._make_ready(position)
 
     @property
     def is_done(self) -> bool:
         """Nothing left to send or wait for."""
-        return not self._queues
+        return self._acknowledged_count == len(self._units)
 
     @property
     def can_send(self) -> bool:
@@ -104,66 +122,7 @@ class PartitionQueue:
 
     @property
     def in_flight(self) -> bool:
-        return bool(self._busy)
-
-    def take_dead_letters(self) -> list[UnwritableRecord]:
-        """Unwritable records whose turn has come; their keys stay busy until settled."""
-        taken, self._dead_letter_ready = self._dead_letter_ready, []
-        self._busy.update(record.partition_key for record in taken)
-        return taken
-
-    def next_request(self, limits: RequestLimits, packer: Packer) -> list[Entry]:
-        """Entries for one PutRecords request: at most one per key, lowest offsets first."""
-        entries: list[Entry] = []
-        budget = limits.max_request_bytes
-        while self._ready and len(entries) < limits.max_records:
-            _, key = self._ready[0]
-            queue = self._queues[key]
-            entry = packer.pack(_leading_encoded(queue), min(budget, limits.max_record_bytes))
-            if entry is None:
-                break  # the next record does not fit what is left of this request
-            heapq.heappop(self._ready)
-            self._busy.add(key)
-            entries.append(entry)
-            budget -= entry.size
-        return entries
-
-    def acknowledge(self, entry: Entry) -> None:
-        """Kinesis accepted the entry: drop its records and let the key's next record go."""
-        queue = self._queues[entry.partition_key]
-        for _ in entry.records:
-            queue.popleft()
-        self._busy.discard(entry.partition_key)
-        self._mark_ready(entry.partition_key)
-
-    def acknowledge_dead_letter(self, record: UnwritableRecord) -> None:
-        queue = self._queues[record.partition_key]
-        queue.popleft()
-        self._busy.discard(record.partition_key)
-        self._mark_ready(record.partition_key)
-
-    def release(self, partition_key: str) -> None:
-        """The key's head was not accepted: it becomes eligible again (for a retry)."""
-        if partition_key not in self._busy:
-            return  # not in flight: it is already eligible (or settled)
-        self._busy.discard(partition_key)
-        self._mark_ready(partition_key)
-
-    def block(self, partition_key: str, reason: str) -> None:
-        """The key's head can not be delivered in this invocation; later same-key records wait."""
-        self._busy.discard(partition_key)
-        self._blocked[partition_key] = reason
-
-    def stop(self, reason: str) -> None:
-        """Send nothing more (non-retryable error or deadline); in-flight entries still settle."""
-        if self._stopped is not None:
-            return
-        self._stopped = reason
-        for key in list(self._queues):
-            if key not in self._busy:
-                self._blocked[key] = reason
-        self._ready.clear()
-        self._dead_letter_ready.clear()
+        return bool(self._in_flight)
 
     @property
     def stopped(self) -> bool:
@@ -173,18 +132,99 @@ class PartitionQueue:
     def blocked_reasons(self) -> dict[str, str]:
         return dict(self._blocked)
 
+    def take_dead_letters(self) -> list[UnwritableRecord]:
+        """Unwritable records whose turn has come; their keys stay busy until settled."""
+        taken: list[UnwritableRecord] = []
+        for position in self._dead_letter_ready:
+            record = self._units[position]
+            assert isinstance(record, UnwritableRecord)
+            self._in_flight[record.partition_key] = position
+            taken.append(record)
+        self._dead_letter_ready = []
+        return taken
+
+    def next_request(self, limits: RequestLimits, packer: Packer) -> list[Entry]:
+        """Entries for one PutRecords request: at most one per key, lowest offsets first."""
+        entries: list[Entry] = []
+        budget = limits.max_request_bytes
+        record_budget = limits.max_record_bytes
+        ready, units, in_flight = self._ready, self._units, self._in_flight
+        single = isinstance(packer, SingleRecordPacker)
+        while ready and len(entries) < limits.max_records:
+            position = ready[0]
+            head = units[position]
+            assert isinstance(head, EncodedRecord)
+            if single:  # the common case, without building a run for the packer
+                if head.size > budget:
+                    break
+                entry: Entry | None = Entry(head.partition_key, head.data, (head,))
+            else:
+                entry = packer.pack(self._run_from(position), min(budget, record_budget))
+            if entry is None:
+                break  # the next record does not fit what is left of this request
+            heapq.heappop(ready)
+            in_flight[head.partition_key] = position
+            entries.append(entry)
+            budget -= entry.size
+        return entries
+
+    def _run_from(self, position: int) -> Iterator[EncodedRecord]:
+        """The key's writable records from `position` on (stops at an unwritable one)."""
+        units, links = self._units, self._next_same_key
+        while position >= 0:
+            unit = units[position]
+            if isinstance(unit, UnwritableRecord):
+                return
+            yield unit
+            position = links[position]
+
+    def _settle(self, key: str, count: int) -> None:
+        """`count` records of the key, from its in-flight head on, are delivered."""
+        position = self._in_flight.pop(key)
+        links, acknowledged = self._next_same_key, self._acknowledged
+        for _ in range(count):
+            acknowledged[position] = 1
+            position = links[position]
+        self._acknowledged_count += count
+        self._advance(key, position)
+
+    def acknowledge(self, entry: Entry) -> None:
+        """Kinesis accepted the entry: drop its records and let the key's next record go."""
+        self._settle(entry.partition_key, len(entry.records))
+
+    def acknowledge_dead_letter(self, record: UnwritableRecord) -> None:
+        self._settle(record.partition_key, 1)
+
+    def release(self, partition_key: str) -> None:
+        """The key's head was not accepted: it becomes eligible again (for a retry)."""
+        position = self._in_flight.pop(partition_key, None)
+        if position is None:
+            return  # not in flight: it is already eligible (or settled)
+        self._advance(partition_key, position)
+
+    def block(self, partition_key: str, reason: str) -> None:
+        """The key's head can not be delivered in this invocation; later same-key records wait."""
+        self._in_flight.pop(partition_key, None)
+        self._blocked[partition_key] = reason
+
+    def stop(self, reason: str) -> None:
+        """Send nothing more (non-retryable error or deadline); in-flight entries still settle."""
+        if self._stopped is not None:
+            return
+        self._stopped = reason
+        for position in [*self._ready, *self._dead_letter_ready]:
+            self._blocked[self._units[position].partition_key] = reason
+        self._ready.clear()
+        self._dead_letter_ready.clear()
+
     def first_unacknowledged_offset(self) -> int | None:
         """Where the ESM must resume this partition; None when everything was delivered."""
-        heads = [queue[0].offset for queue in self._queues.values() if queue]
-        return min(heads) if heads else None
+        acknowledged, count = self._acknowledged, len(self._units)
+        while self._lowest_open < count and acknowledged[self._lowest_open]:
+            self._lowest_open += 1
+        if self._lowest_open == count:
+            return None
+        return self._units[self._lowest_open].offset
 
     def pending_count(self) -> int:
-        return sum(len(queue) for queue in self._queues.values())
-
-
-def _leading_encoded(queue: deque[Unit]) -> Iterable[EncodedRecord]:
-    """The run of writable records at the front of a key's queue (stops at an unwritable one)."""
-    for unit in queue:
-        if isinstance(unit, UnwritableRecord):
-            return
-        yield unit
+        return len(self._units) - self._acknowledged_count

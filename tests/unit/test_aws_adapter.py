@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from typing import Any
 
 import boto3
 import pytest
+from botocore.awsrequest import AWSResponse
 from botocore.exceptions import ClientError, EndpointConnectionError, ReadTimeoutError
+from botocore.serialize import create_serializer
 from botocore.stub import ANY, Stubber
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from msk_kinesis_sink.aws import KinesisRecordWriter, S3DeadLetterWriter, classify_client_error
 from msk_kinesis_sink.dead_letters import dead_letter_document
@@ -187,27 +192,92 @@ def test_put_records_maps_per_record_error_codes_in_order(kinesis: tuple[Any, St
     assert codes == ["ProvisionedThroughputExceededException", None, "InternalFailure", None]
 
 
+def _botocore_body(client: Any, params: dict[str, Any]) -> Any:
+    """What botocore's own serializer makes of these PutRecords parameters."""
+    model = client.meta.service_model.operation_model("PutRecords")
+    request = create_serializer(client.meta.service_model.protocol).serialize_to_request(
+        params, model
+    )
+    return json.loads(request["body"])
+
+
+def _capture_sent_body(client: Any) -> list[bytes]:
+    """Answer every PutRecords locally (all accepted) and keep the bodies that were sent."""
+    sent: list[bytes] = []
+
+    def answer(request: Any, **_: Any) -> AWSResponse:
+        body = bytes(request.body)
+        sent.append(body)
+        count = len(json.loads(body)["Records"])
+        payload = json.dumps({"FailedRecordCount": 0, "Records": [_ok()] * count}).encode()
+        return AWSResponse(request.url, 200, {}, _Raw(payload))
+
+    client.meta.events.register("before-send.kinesis.PutRecords", answer)
+    return sent
+
+
+class _Raw:
+    def __init__(self, payload: bytes) -> None:
+        self._payload = payload
+
+    def stream(self, **_: Any) -> Iterator[bytes]:
+        yield self._payload
+
+
+def _plain_client() -> Any:
+    return boto3.client(
+        "kinesis",
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+
+
 @pytest.mark.parametrize(
     ("stream", "target"),
     [("orders", {"StreamName": "orders"}), (STREAM_ARN, {"StreamARN": STREAM_ARN})],
 )
-def test_put_records_addresses_stream_by_name_or_arn(
-    kinesis: tuple[Any, Stubber], stream: str, target: dict[str, str]
-):
-    # GIVEN STREAM_NAME as a name or as an ARN, and a stub that answers only that request shape
-    client, stubber = kinesis
-    entry = Entry("pk", b"payload", ())
-    stubber.add_response(
-        "put_records",
-        {"Records": [_ok()]},
-        {"Records": [{"Data": b"payload", "PartitionKey": "pk"}], **target},
+def test_put_records_sends_what_botocore_would_serialize(stream: str, target: dict[str, str]):
+    # GIVEN STREAM_NAME as a name or an ARN, and entries with binary data and non-ASCII keys
+    client = _plain_client()
+    sent = _capture_sent_body(client)
+    entries = [Entry("pk", b"payload", ()), Entry('ключ "7"\\', bytes(range(256)), ())]
+
+    # WHEN the entries are written
+    codes = _writer(client, stream).put_records(entries)
+
+    # THEN the body on the wire is the document botocore's serializer makes of the same records
+    records = [{"Data": e.data, "PartitionKey": e.partition_key} for e in entries]
+    assert [json.loads(body) for body in sent] == [
+        _botocore_body(client, {"Records": records, **target})
+    ]
+    assert codes == [None, None]
+
+
+_CAPTURING_CLIENT = _plain_client()
+_CAPTURING = (_CAPTURING_CLIENT, _capture_sent_body(_CAPTURING_CLIENT))
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.text(min_size=1, max_size=20), st.binary(max_size=64)),
+        min_size=1,
+        max_size=10,
     )
-
-    # WHEN the entry is written
-    codes = _writer(client, stream).put_records([entry])
-
-    # THEN the request matched (name or ARN as configured) and the record is acknowledged
-    assert codes == [None]
+)
+def test_put_records_body_matches_botocore_for_any_records(rows: list[tuple[str, bytes]]):
+    # GIVEN any partition keys and data
+    client, sent = _CAPTURING
+    sent.clear()
+    entries = [Entry(key, data, ()) for key, data in rows]
+    # WHEN written
+    _writer(client).put_records(entries)
+    # THEN the prepared body equals botocore's serialization
+    records = [{"Data": data, "PartitionKey": key} for key, data in rows]
+    assert json.loads(sent[0]) == _botocore_body(
+        client, {"Records": records, "StreamName": "orders"}
+    )
 
 
 def test_put_records_request_error_is_classified(kinesis: tuple[Any, Stubber]):
@@ -263,14 +333,15 @@ def test_put_records_mismatched_result_count_is_retryable(kinesis: tuple[Any, St
     assert raised.value.retryable
 
 
-class _FailingClient:
-    """Stands in for the boto3 client when the connection itself fails."""
+def _client_failing_with(error: Exception) -> Any:
+    """A real client whose connection fails (or times out) when it sends."""
+    client = _plain_client()
 
-    def __init__(self, error: Exception) -> None:
-        self._error = error
+    def fail(**_: Any) -> None:
+        raise error
 
-    def put_records(self, **_: object) -> dict[str, object]:
-        raise self._error
+    client.meta.events.register("before-send.kinesis.PutRecords", fail)
+    return client
 
 
 @pytest.mark.parametrize(
@@ -282,7 +353,7 @@ class _FailingClient:
 )
 def test_put_records_connection_errors_are_retryable(error: Exception):
     # GIVEN a client whose connection fails or times out
-    writer = _writer(_FailingClient(error))
+    writer = _writer(_client_failing_with(error))
 
     # WHEN entries are written
     with pytest.raises(KinesisPublishError) as raised:
