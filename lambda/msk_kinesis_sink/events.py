@@ -87,7 +87,7 @@ def parse_event(event: Any) -> KafkaEvent:
     for group_key, raw_records in groups.items():
         if not isinstance(raw_records, Sequence) or isinstance(raw_records, str | bytes):
             raise MalformedEventError(f"records[{group_key!r}] must be a list of records")
-        records = [_parse_record(raw, group_key, index) for index, raw in enumerate(raw_records)]
+        records = _parse_group(raw_records, group_key)
         if not records:
             continue
         records.sort(key=lambda record: record.offset)
@@ -103,6 +103,45 @@ def parse_event(event: Any) -> KafkaEvent:
         event_source_arn=arn if isinstance(arn, str) else None,
         partitions=tuple(partitions),
     )
+
+
+def _parse_group(raw_records: Sequence[Any], group_key: str) -> list[KafkaRecord]:
+    """Parse one partition's records: a fast path for the usual shape, full checks otherwise."""
+    records: list[KafkaRecord] = []
+    expected: tuple[str, int] | None = None  # (topic, partition) once one record was checked
+    for index, raw in enumerate(raw_records):
+        record = _well_formed(raw, expected)
+        if record is None:
+            # Something is unusual (a string partition, a missing field, a wrong type, the
+            # first record of the group): check it field by field, with precise errors.
+            record = _parse_record(raw, group_key, index)
+            expected = (record.topic, record.partition)
+        records.append(record)
+    return records
+
+
+def _well_formed(raw: Any, expected: tuple[str, int] | None) -> KafkaRecord | None:
+    """The record when it has exactly the usual types and belongs to `expected`, else None."""
+    if expected is None or type(raw) is not dict:
+        return None
+    get = raw.get
+    topic, partition, offset = get("topic"), get("partition"), get("offset")
+    timestamp = get("timestamp", NO_TIMESTAMP)
+    timestamp_type = get("timestampType", NO_TIMESTAMP_TYPE)
+    key, value, headers = get("key"), get("value"), get("headers")
+    if (
+        topic != expected[0]
+        or type(partition) is not int
+        or partition != expected[1]
+        or type(offset) is not int
+        or type(timestamp) is not int
+        or type(timestamp_type) is not str
+        or (key is not None and type(key) is not str)
+        or (value is not None and type(value) is not str)
+        or headers  # non-empty headers take the checked path
+    ):
+        return None
+    return KafkaRecord(topic, partition, offset, timestamp, timestamp_type, key, value, ())
 
 
 def _parse_record(raw: Any, group_key: str, index: int) -> KafkaRecord:

@@ -15,7 +15,7 @@ from concurrent.futures import FIRST_COMPLETED, Executor, Future, wait
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from msk_kinesis_sink.encoding import UnwritableRecord, encode_record
+from msk_kinesis_sink.encoding import EncodedRecord, UnwritableRecord, encode_record
 from msk_kinesis_sink.errors import DeadLetterError, KinesisPublishError
 from msk_kinesis_sink.events import KafkaEvent, KafkaRecord, PartitionBatch
 from msk_kinesis_sink.limits import MAX_RECORDS_PER_REQUEST, max_request_bytes
@@ -105,6 +105,7 @@ class PublisherOptions:
 class _Partition:
     batch: PartitionBatch
     queue: PartitionQueue
+    encoded_bytes: int
     not_before: float = 0.0
     consecutive_failures: int = 0
 
@@ -159,7 +160,7 @@ class Publisher:
 
     def publish(self, event: KafkaEvent, remaining_ms: Callable[[], int]) -> PublishOutcome:
         stats = PublishStats(records_received=event.record_count, partitions=len(event.partitions))
-        partitions = [self._prepare(batch) for batch in event.partitions]
+        partitions: list[_Partition] = []
         in_flight: dict[Future[Any], _Job] = {}
         at_start = remaining_ms()
         if at_start < self._options.deadline_margin_ms:
@@ -169,6 +170,28 @@ class Publisher:
                 at_start,
                 self._options.deadline_margin_ms,
             )
+
+        # Encode partition by partition and start every full request as soon as it exists, so
+        # encoding the rest of the batch overlaps with the first round trips.
+        backlog_records = backlog_bytes = 0
+        limits = self._options.limits
+        for batch in event.partitions:
+            partition = self._prepare(batch)
+            partitions.append(partition)
+            backlog_records += partition.queue.pending_count()
+            backlog_bytes += partition.encoded_bytes
+            full_requests = max(
+                backlog_records // limits.max_records,
+                backlog_bytes // limits.max_request_bytes,
+            )
+            if full_requests and remaining_ms() >= self._options.deadline_margin_ms:
+                started = self._fill(
+                    partitions, in_flight, event.event_source_arn, stats, max_requests=full_requests
+                )
+                backlog_records -= sum(len(entry.records) for _, entry in started)
+                backlog_bytes -= sum(entry.size for _, entry in started)
+                for future in [future for future in in_flight if future.done()]:
+                    self._settle(in_flight.pop(future), future, stats)
 
         while True:
             out_of_time = remaining_ms() < self._options.deadline_margin_ms
@@ -214,7 +237,8 @@ class Publisher:
             )
             for record in batch.records
         ]
-        return _Partition(batch, PartitionQueue(batch.topic_partition, units))
+        encoded_bytes = sum(unit.size for unit in units if isinstance(unit, EncodedRecord))
+        return _Partition(batch, PartitionQueue(batch.topic_partition, units), encoded_bytes)
 
     # -- scheduling -------------------------------------------------------------------------
 
@@ -224,18 +248,26 @@ class Publisher:
         in_flight: dict[Future[Any], _Job],
         event_source_arn: str | None,
         stats: PublishStats,
-    ) -> None:
-        """Start requests until the pool is full or nothing is eligible."""
+        max_requests: int | None = None,
+    ) -> list[tuple[_Partition, Entry]]:
+        """Start requests until the pool is full or nothing is eligible; returns what started."""
         for partition in partitions:
             for record in partition.queue.take_dead_letters():
                 self._start_dead_letter(partition, record, event_source_arn, in_flight)
-        while len(in_flight) < self._options.max_concurrency:
+        started: list[tuple[_Partition, Entry]] = []
+        requests = 0
+        while len(in_flight) < self._options.max_concurrency and (
+            max_requests is None or requests < max_requests
+        ):
             items = self._plan_request(partitions)
             if not items:
-                return
+                break
             future = self._executor.submit(self._writer.put_records, [entry for _, entry in items])
             in_flight[future] = _PutJob(items, self._clock())
             stats.put_records_calls += 1
+            started.extend(items)
+            requests += 1
+        return started
 
     def _plan_request(self, partitions: list[_Partition]) -> list[tuple[_Partition, Entry]]:
         """Fill one request from every partition that may send, starting where the last stopped.
