@@ -13,8 +13,8 @@ from hypothesis import strategies as st
 
 from localloop.context import LambdaContext
 from localloop.destination import FolderDestination
-from localloop.esm import EsmConfig, Poller
-from localloop.events import KafkaRecord, TopicPartition
+from localloop.esm import MAX_PAYLOAD_BYTES, EsmConfig, Poller
+from localloop.events import KafkaRecord, TopicPartition, json_size
 
 # A hang (a broken loop never reaching its end offsets) fails the test instead of the run.
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
@@ -182,3 +182,34 @@ def test_esm_engine_waits_for_nothing_when_source_is_empty(tmp_path: Path) -> No
     assert poller.run_once() is False
     assert poller.idle()
     assert poller.stats.invocations == 0
+
+
+def test_esm_engine_keeps_each_event_within_six_mb() -> None:
+    # GIVEN 40 records of 400 KB over two partitions (about 21 MB of event JSON in all)
+    source = ListSource([0, 0])
+    for partition in (0, 1):
+        source.records[(TOPIC, partition)] = [
+            KafkaRecord(TOPIC, partition, o, 10**12, b"k", bytes(400_000)) for o in range(20)
+        ]
+    sizes: list[int] = []
+
+    def function(event: dict[str, Any], context: LambdaContext) -> object:
+        sizes.append(json_size(event))
+        return None
+
+    poller = Poller(
+        EsmConfig(bootstrap_servers="x:1", batch_size=100, batching_window_s=0.0),
+        source,
+        function,
+    )
+
+    # WHEN everything is delivered
+    for _ in range(100):
+        if poller.idle():
+            break
+        poller.run_once()
+
+    # THEN no event went over Lambda's 6 MB payload limit, and all 40 records were committed
+    assert max(sizes) <= MAX_PAYLOAD_BYTES
+    assert len(sizes) >= 4
+    assert poller.stats.records_committed == 40
