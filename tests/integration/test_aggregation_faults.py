@@ -22,6 +22,7 @@ from msk_kinesis_sink.consumer import Envelope, OffsetDeduplicator
 from msk_kinesis_sink.planning import Entry
 from msk_kinesis_sink.runtime import Sink
 from msk_kinesis_sink.settings import Settings
+from tests.factories import b64, kafka_record, msk_event
 from tests.fakes import INTERNAL, THROTTLED, FakeContext, FakeDeadLetters, FakeKinesis, Faults
 
 TOPIC = "payments.v2-eu"
@@ -31,26 +32,11 @@ Source = tuple[int, int, bytes | None, bytes]
 OrderingKey = tuple[int, str | None]
 
 
-def _b64(data: bytes | None) -> str | None:
-    return None if data is None else base64.b64encode(data).decode("ascii")
-
-
 def _event(sources: list[Source]) -> dict[str, Any]:
-    groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for partition, offset, key, value in sources:
-        record: dict[str, Any] = {
-            "topic": TOPIC,
-            "partition": partition,
-            "offset": offset,
-            "timestamp": 1_700_000_000_000 + offset,
-            "timestampType": "CREATE_TIME",
-            "value": _b64(value),
-            "headers": [],
-        }
-        if key is not None:
-            record["key"] = _b64(key)
-        groups[f"{TOPIC}-{partition}"].append(record)
-    return {"eventSource": "aws:kafka", "eventSourceArn": "arn:aws:kafka:x", "records": groups}
+    return msk_event(
+        kafka_record(TOPIC, partition, offset, key, value, timestamp=1_700_000_000_000 + offset)
+        for partition, offset, key, value in sources
+    )
 
 
 def _settings(**overrides: str) -> Settings:
@@ -105,7 +91,7 @@ def _consumed(fake: FakeKinesis) -> dict[OrderingKey, list[int]]:
 def _expected(sources: list[Source]) -> dict[OrderingKey, list[int]]:
     expected: dict[OrderingKey, list[int]] = defaultdict(list)
     for partition, offset, key, _ in sorted(sources, key=lambda s: (s[0], s[1])):
-        expected[(partition, _b64(key))].append(offset)
+        expected[(partition, b64(key))].append(offset)
     return dict(expected)
 
 
@@ -198,7 +184,7 @@ def test_aggregation_stops_a_run_at_an_unwritable_record_and_resumes_after_it() 
     # THEN the run is packed up to the bad record, which is dead-lettered in its place, then on
     assert response == {"batchItemFailures": []}
     assert [record.offset for record in bucket.written] == [5]
-    assert _consumed(fake) == {(0, _b64(b"k")): [0, 1, 2, 3, 4, 6, 7, 8, 9, 10, 11]}
+    assert _consumed(fake) == {(0, b64(b"k")): [0, 1, 2, 3, 4, 6, 7, 8, 9, 10, 11]}
     assert len(fake.records) == 2  # two aggregates: offsets 0-4 and 6-11
 
 
@@ -216,7 +202,7 @@ def test_aggregation_reports_from_an_unwritable_record_without_a_bucket() -> Non
     assert [f["itemIdentifier"]["offset"] for f in response["batchItemFailures"]] == list(
         range(5, 12)
     )
-    assert _consumed(fake) == {(0, _b64(b"k")): [0, 1, 2, 3, 4]}
+    assert _consumed(fake) == {(0, b64(b"k")): [0, 1, 2, 3, 4]}
 
 
 @settings(

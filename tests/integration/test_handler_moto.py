@@ -3,89 +3,40 @@
 from __future__ import annotations
 
 import base64
-import importlib
 import json
-import logging
-import sys
-from collections.abc import Iterator
-from types import ModuleType
 from typing import Any
 
 import boto3
 import pytest
-from moto import mock_aws
 
 from msk_kinesis_sink.errors import ConfigurationError
+from tests.factories import kafka_record
 from tests.fakes import FakeContext
+from tests.integration.conftest import REGION
+from tests.integration.lambda_container import load_handler, read_stream
 
-REGION = "us-east-1"
 STREAM = "mirror"
 BUCKET = "sink-dead-letters"
 SECRET_KEY = b"customer-key-7f3a"
 SECRET_VALUE = b"customer-value-91bd"
 
 
+@pytest.fixture
+def aws(mocked_aws: None) -> None:
+    boto3.client("kinesis", region_name=REGION).create_stream(StreamName=STREAM, ShardCount=2)
+    boto3.client("s3", region_name=REGION).create_bucket(Bucket=BUCKET)
+
+
 def _record(
     topic: str, partition: int, offset: int, key: bytes | None, value: bytes | None
 ) -> dict[str, Any]:
-    record: dict[str, Any] = {
-        "topic": topic,
-        "partition": partition,
-        "offset": offset,
-        "timestamp": 1_700_000_000_000,
-        "timestampType": "CREATE_TIME",
-        "value": None if value is None else base64.b64encode(value).decode(),
-        "headers": [{"trace": list(b"abc")}],
-    }
-    if key is not None:
-        record["key"] = base64.b64encode(key).decode()
-    return record
-
-
-@pytest.fixture
-def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    for name, value in {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_SESSION_TOKEN": "testing",
-        "AWS_REGION": REGION,
-        "AWS_DEFAULT_REGION": REGION,
-    }.items():
-        monkeypatch.setenv(name, value)
-    with mock_aws():
-        kinesis = boto3.client("kinesis", region_name=REGION)
-        kinesis.create_stream(StreamName=STREAM, ShardCount=2)
-        boto3.client("s3", region_name=REGION).create_bucket(Bucket=BUCKET)
-        yield
-
-
-def _load_handler(monkeypatch: pytest.MonkeyPatch, **env: str) -> ModuleType:
-    """Import the handler module afresh, as a new Lambda container would (cold start)."""
-    for name, value in env.items():
-        monkeypatch.setenv(name, value)
-    sys.modules.pop("msk_kinesis_sink.handler", None)
-    module = importlib.import_module("msk_kinesis_sink.handler")
-    # Logging outlives a module reload: point its handlers at this test's (captured) stdout.
-    for name in ("msk-kinesis-sink", *_package_loggers()):
-        for handler in logging.getLogger(name).handlers:
-            if isinstance(handler, logging.StreamHandler):
-                handler.stream = sys.stdout
-    return module
-
-
-def _package_loggers() -> list[str]:
-    return [name for name in logging.root.manager.loggerDict if name.startswith("msk_kinesis_sink")]
+    return kafka_record(
+        topic, partition, offset, key, value, [("trace", b"abc")], timestamp=1_700_000_000_000
+    )
 
 
 def _read_stream() -> list[dict[str, Any]]:
-    kinesis = boto3.client("kinesis", region_name=REGION)
-    records = []
-    for shard in kinesis.list_shards(StreamName=STREAM)["Shards"]:
-        iterator = kinesis.get_shard_iterator(
-            StreamName=STREAM, ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON"
-        )["ShardIterator"]
-        records.extend(kinesis.get_records(ShardIterator=iterator, Limit=10_000)["Records"])
-    return records
+    return read_stream(STREAM)
 
 
 def test_handler_raw_records_arrive_with_their_keys_in_order(
@@ -105,7 +56,7 @@ def test_handler_raw_records_arrive_with_their_keys_in_order(
             ]
         },
     }
-    module = _load_handler(monkeypatch, STREAM_NAME=STREAM)
+    module = load_handler(monkeypatch, STREAM_NAME=STREAM)
     # WHEN the handler is invoked
     response = module.handler(event, FakeContext())
     # THEN nothing is reported and the stream holds the values under the expected keys
@@ -126,7 +77,7 @@ def test_handler_raw_records_arrive_with_their_keys_in_order(
 def test_handler_envelope_carries_every_field(aws: None, monkeypatch: pytest.MonkeyPatch) -> None:
     # GIVEN envelope format and a stream given by ARN
     arn = f"arn:aws:kinesis:{REGION}:123456789012:stream/{STREAM}"
-    module = _load_handler(monkeypatch, STREAM_NAME=arn, RECORD_FORMAT="envelope")
+    module = load_handler(monkeypatch, STREAM_NAME=arn, RECORD_FORMAT="envelope")
     event = {"eventSource": "aws:kafka", "records": {"t-0": [_record("t", 0, 5, b"k", b"v")]}}
     # WHEN invoked
     assert module.handler(event, FakeContext()) == {"batchItemFailures": []}
@@ -148,7 +99,7 @@ def test_handler_oversize_record_lands_in_dead_letter_bucket(
     aws: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # GIVEN a dead-letter bucket and a record larger than MAX_RECORD_BYTES
-    module = _load_handler(
+    module = load_handler(
         monkeypatch, STREAM_NAME=STREAM, DEAD_LETTER_BUCKET=BUCKET, MAX_RECORD_BYTES="1024"
     )
     big = b"x" * 2000
@@ -173,7 +124,7 @@ def test_handler_missing_stream_reports_everything_for_redelivery(
     aws: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # GIVEN a stream name that does not exist
-    module = _load_handler(monkeypatch, STREAM_NAME="no-such-stream")
+    module = load_handler(monkeypatch, STREAM_NAME="no-such-stream")
     event = {"eventSource": "aws:kafka", "records": {"t-0": [_record("t", 0, 1, b"k", b"v")]}}
     # WHEN invoked
     response = module.handler(event, FakeContext())
@@ -189,4 +140,4 @@ def test_handler_bad_configuration_fails_cold_start_naming_the_variable(
     with pytest.raises(
         ConfigurationError, match="RECORD_FORMAT='xml' is not one of: raw, envelope"
     ):
-        _load_handler(monkeypatch, STREAM_NAME=STREAM, RECORD_FORMAT="xml")
+        load_handler(monkeypatch, STREAM_NAME=STREAM, RECORD_FORMAT="xml")

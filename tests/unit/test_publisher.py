@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import logging
 from collections import defaultdict
 from collections.abc import Iterator
@@ -18,6 +17,7 @@ from msk_kinesis_sink.errors import MalformedEventError
 from msk_kinesis_sink.planning import Entry
 from msk_kinesis_sink.runtime import Sink
 from msk_kinesis_sink.settings import Settings
+from tests.factories import b64, kafka_record, msk_event
 from tests.fakes import THROTTLED, FakeContext, FakeDeadLetters, FakeKinesis, Faults
 
 TOPIC = "orders.v1-eu"
@@ -26,31 +26,11 @@ TOPIC = "orders.v1-eu"
 Source = tuple[int, int, bytes | None, bytes]
 
 
-def _b64(data: bytes | None) -> str | None:
-    return None if data is None else base64.b64encode(data).decode("ascii")
-
-
 def _event(sources: list[Source], topic: str = TOPIC) -> dict[str, Any]:
-    groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for partition, offset, key, value in sources:
-        record: dict[str, Any] = {
-            "topic": topic,
-            "partition": partition,
-            "offset": offset,
-            "timestamp": 1_700_000_000_000 + offset,
-            "timestampType": "CREATE_TIME",
-            "value": _b64(value),
-            "headers": [],
-        }
-        if key is not None:
-            record["key"] = _b64(key)
-        groups[f"{topic}-{partition}"].append(record)
-    return {
-        "eventSource": "aws:kafka",
-        "eventSourceArn": "arn:aws:kafka:us-east-1:123456789012:cluster/demo/abc",
-        "bootstrapServers": "b-1.demo:9098",
-        "records": dict(groups),
-    }
+    return msk_event(
+        kafka_record(topic, partition, offset, key, value, timestamp=1_700_000_000_000 + offset)
+        for partition, offset, key, value in sources
+    )
 
 
 def _settings(**overrides: str) -> Settings:
@@ -87,7 +67,7 @@ def _consumed(fake: FakeKinesis) -> dict[tuple[int, str | None], list[int]]:
 def _expected(sources: list[Source]) -> dict[tuple[int, str | None], list[int]]:
     expected: dict[tuple[int, str | None], list[int]] = defaultdict(list)
     for partition, offset, key, _ in sorted(sources, key=lambda s: (s[0], s[1])):
-        expected[(partition, _b64(key))].append(offset)
+        expected[(partition, b64(key))].append(offset)
     return dict(expected)
 
 
