@@ -3,29 +3,19 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
-import boto3
-from botocore.config import Config
+from localloop.kinesis_local import Kinesalite, create_stream, kinesis_client
+from localloop.procs import LOOPBACK, port_open, wait_until
 
 ROOT: Final = Path(__file__).resolve().parent.parent
-KINESALITE_MODULE: Final = ROOT / "node_modules" / "kinesalite"
-# kinesalite's CLI listens on every interface; the bench binds it to loopback only. Stream state
-# changes take 0 ms so the bench waits on state, never on time.
-_KINESALITE_LOOPBACK_JS: Final = (
-    "const k = require(process.argv[1])"
-    "({createStreamMs: 0, deleteStreamMs: 0, updateStreamMs: 0, shardLimit: 100});"
-    "k.listen(Number(process.argv[2]), '127.0.0.1');"
-    "process.on('SIGTERM', () => process.exit(0));"
-)
 STREAM: Final = "bench"
 # Enough shards that kinesalite's per-shard work is spread like a small real stream's.
 KINESALITE_SHARDS: Final = 4
@@ -50,79 +40,27 @@ class Endpoint:
         return self.name == "kinesalite"
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def _wait_for_port(port: int, process: subprocess.Popen[bytes], what: str) -> None:
-    deadline = time.monotonic() + _START_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"{what} exited with {process.returncode} while starting")
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
-            return
-        time.sleep(0.05)  # polling a port that is not open yet
-    raise RuntimeError(f"{what} did not open port {port} within {_START_TIMEOUT_S:.0f}s")
-
-
-def _client(url: str) -> object:
-    return boto3.client(
-        "kinesis",
-        endpoint_url=url,
-        region_name=CREDENTIALS["AWS_REGION"],
-        aws_access_key_id=CREDENTIALS["AWS_ACCESS_KEY_ID"],
-        aws_secret_access_key=CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
-        config=Config(retries={"max_attempts": 10, "mode": "standard"}),
-    )
-
-
 def reset_stream(endpoint: Endpoint) -> None:
     """Delete and recreate the bench stream so kinesalite's memory holds one run at a time."""
-    client: object = _client(endpoint.url)
-    kinesis = client  # typed loosely: boto3 stubs are not a bench dependency
-    with contextlib.suppress(Exception):
-        kinesis.delete_stream(StreamName=STREAM)  # type: ignore[attr-defined]
-        _wait_stream(kinesis, gone=True)
-    kinesis.create_stream(StreamName=STREAM, ShardCount=KINESALITE_SHARDS)  # type: ignore[attr-defined]
-    _wait_stream(kinesis, gone=False)
-
-
-def _wait_stream(kinesis: object, *, gone: bool) -> None:
-    deadline = time.monotonic() + _START_TIMEOUT_S
-    while time.monotonic() < deadline:
-        try:
-            status = kinesis.describe_stream_summary(  # type: ignore[attr-defined]
-                StreamName=STREAM
-            )["StreamDescriptionSummary"]["StreamStatus"]
-        except Exception as error:
-            if gone and "ResourceNotFound" in type(error).__name__ + str(error):
-                return
-            raise
-        if not gone and status == "ACTIVE":
-            return
-        time.sleep(0.05)  # kinesalite flips the state on a timer (0 ms configured)
-    raise RuntimeError("kinesalite stream did not settle")
+    kinesis = kinesis_client(endpoint.url)
+    with contextlib.suppress(kinesis.exceptions.ResourceNotFoundException):
+        kinesis.delete_stream(StreamName=STREAM)
+        wait_until(
+            lambda: STREAM not in kinesis.list_streams()["StreamNames"],
+            timeout_s=_START_TIMEOUT_S,
+            what=f"deletion of stream {STREAM}",
+        )
+    create_stream(kinesis, STREAM, KINESALITE_SHARDS)
 
 
 @contextlib.contextmanager
 def running(names: list[str]) -> Iterator[list[Endpoint]]:
     """Start the named endpoints; stop them (only the processes started here) on exit."""
-    processes: list[subprocess.Popen[bytes]] = []
     endpoints: list[Endpoint] = []
-    try:
+    with contextlib.ExitStack() as stack:
         if "kinesalite" in names:
-            port = _free_port()
-            process = subprocess.Popen(
-                ["node", "-e", _KINESALITE_LOOPBACK_JS, str(KINESALITE_MODULE), str(port)],
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
-            processes.append(process)
-            _wait_for_port(port, process, "kinesalite")
-            endpoints.append(Endpoint("kinesalite", f"http://127.0.0.1:{port}"))
+            kinesalite = stack.enter_context(Kinesalite())
+            endpoints.append(Endpoint("kinesalite", kinesalite.endpoint))
         stubs = [name for name in names if name in {"stub", "stub15"}]
         if stubs:
             delays = {"stub": 0.0, "stub15": STUB_RTT_MS}
@@ -132,19 +70,25 @@ def running(names: list[str]) -> Iterator[list[Endpoint]]:
             process = subprocess.Popen(
                 args, stdout=subprocess.PIPE, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}
             )
-            processes.append(process)
+            stack.callback(_stop, process)
             assert process.stdout is not None
             for name in stubs:
                 port = int(process.stdout.readline().split()[0])
-                _wait_for_port(port, process, name)
-                endpoints.append(Endpoint(name, f"http://127.0.0.1:{port}"))
+                wait_until(
+                    functools.partial(port_open, port),
+                    timeout_s=_START_TIMEOUT_S,
+                    what=name,
+                    alive=lambda: process.poll() is None,
+                )
+                endpoints.append(Endpoint(name, f"http://{LOOPBACK}:{port}"))
         order = {name: i for i, name in enumerate(names)}
         yield sorted(endpoints, key=lambda e: order[e.name])
-    finally:
-        for process in processes:
-            process.terminate()
-        for process in processes:
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    process.terminate()
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=10)
