@@ -14,20 +14,18 @@ import base64
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Final
 
 from localloop.kinesis_local import DEFAULT_REGION, kinesis_client
 from localloop.workload import SourceLog, content_digest, read_topic
+from msk_kinesis_sink.aggregation import deaggregate
 from msk_kinesis_sink.consumer import Envelope, OffsetDeduplicator
 
 if TYPE_CHECKING:
     from mypy_boto3_kinesis import KinesisClient
 
-# KPL aggregated records start with these bytes; decoded here independently of the sink's packer.
-KPL_MAGIC: Final = b"\xf3\x89\x9a\xc2"
-_KPL_DIGEST_BYTES: Final = 16
 _GET_RECORDS_LIMIT: Final = 10_000
 _READ_DEADLINE_S: Final = 600.0
 
@@ -69,47 +67,6 @@ class AuditReport:
 
     def pairs(self) -> list[tuple[str, int]]:
         return [(f.name, getattr(self, f.name)) for f in fields(self)]
-
-
-def deaggregate(data: bytes) -> list[bytes]:
-    """The user records inside a KPL aggregated record (or [data] for a plain one)."""
-    if not data.startswith(KPL_MAGIC) or len(data) < len(KPL_MAGIC) + _KPL_DIGEST_BYTES:
-        return [data]
-    body = data[len(KPL_MAGIC) : -_KPL_DIGEST_BYTES]
-    out: list[bytes] = []
-    for field_number, value in _protobuf_fields(body):
-        if field_number == 3 and isinstance(value, bytes):  # AggregatedRecord.records
-            for inner_number, inner in _protobuf_fields(value):
-                if inner_number == 3 and isinstance(inner, bytes):  # Record.data
-                    out.append(inner)
-    return out
-
-
-def _protobuf_fields(buf: bytes) -> Iterator[tuple[int, int | bytes]]:
-    pos = 0
-    while pos < len(buf):
-        tag, pos = _varint(buf, pos)
-        number, wire = tag >> 3, tag & 7
-        if wire == 0:
-            value, pos = _varint(buf, pos)
-            yield number, value
-        elif wire == 2:
-            length, pos = _varint(buf, pos)
-            yield number, buf[pos : pos + length]
-            pos += length
-        else:
-            raise ValueError(f"unsupported protobuf wire type {wire}")
-
-
-def _varint(buf: bytes, pos: int) -> tuple[int, int]:
-    result = shift = 0
-    while True:
-        byte = buf[pos]
-        pos += 1
-        result |= (byte & 0x7F) << shift
-        if not byte & 0x80:
-            return result, pos
-        shift += 7
 
 
 def read_stream(

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Final
 
 from msk_kinesis_sink.encoding import EncodedRecord
@@ -86,6 +86,57 @@ def encode_aggregate(partition_key: str, payloads: Iterable[bytes]) -> bytes:
 def looks_aggregated(data: bytes) -> bool:
     """Whether a deaggregator would even try to read `data` as an aggregate (magic prefix)."""
     return data.startswith(KPL_MAGIC)
+
+
+def deaggregate(data: bytes) -> list[bytes]:
+    """The user records of a Kinesis record: the aggregate's records in order, or `[data]`.
+
+    Like KCL, a record that lacks the magic or whose MD5 does not match is a plain record.
+    """
+    if not data.startswith(KPL_MAGIC) or len(data) < len(KPL_MAGIC) + KPL_DIGEST_BYTES:
+        return [data]
+    body = data[len(KPL_MAGIC) : -KPL_DIGEST_BYTES]
+    if hashlib.md5(body, usedforsecurity=False).digest() != data[-KPL_DIGEST_BYTES:]:
+        return [data]
+    try:
+        return [
+            inner
+            for number, value in _protobuf_fields(body)
+            if number == 3 and isinstance(value, bytes)  # AggregatedRecord.records
+            for inner_number, inner in _protobuf_fields(value)
+            if inner_number == 3 and isinstance(inner, bytes)  # Record.data
+        ]
+    except (IndexError, ValueError):
+        return [data]  # a digest that matches by chance over bytes that are no aggregate
+
+
+def _protobuf_fields(buffer: bytes) -> Iterator[tuple[int, int | bytes]]:
+    position = 0
+    while position < len(buffer):
+        tag, position = _read_varint(buffer, position)
+        number, wire_type = tag >> 3, tag & 7
+        if wire_type == 0:
+            value, position = _read_varint(buffer, position)
+            yield number, value
+        elif wire_type == 2:
+            length, position = _read_varint(buffer, position)
+            if position + length > len(buffer):
+                raise ValueError("protobuf field runs past the end")
+            yield number, buffer[position : position + length]
+            position += length
+        else:
+            raise ValueError(f"unsupported protobuf wire type {wire_type}")
+
+
+def _read_varint(buffer: bytes, position: int) -> tuple[int, int]:
+    result = shift = 0
+    while True:
+        byte = buffer[position]
+        position += 1
+        result |= (byte & 0x7F) << shift
+        if not byte & 0x80:
+            return result, position
+        shift += 7
 
 
 class AggregatingPacker:

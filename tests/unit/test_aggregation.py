@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import hashlib
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
@@ -18,6 +19,7 @@ from msk_kinesis_sink.aggregation import (
     KPL_DIGEST_BYTES,
     KPL_MAGIC,
     AggregatingPacker,
+    deaggregate,
     encode_aggregate,
     record_frame_size,
     varint,
@@ -300,3 +302,56 @@ def test_deaggregator_passes_plain_records_through_beside_aggregates() -> None:
         for u in users
     ]
     assert datas == [b"1", b"2", b"3"]
+
+
+# -- deaggregate (the consumer side) -----------------------------------------------------
+
+
+def _kpl_framed(message: Any) -> bytes:
+    body = message.SerializeToString()
+    return KPL_MAGIC + body + hashlib.md5(body).digest()
+
+
+def test_deaggregate_reads_a_reference_aggregate_with_several_keys_and_tags() -> None:
+    # GIVEN an aggregate built with the reference protobuf schema: two keys, a hash key, tags
+    message = messages_pb2.AggregatedRecord()
+    message.partition_key_table.extend(["a", "b"])
+    message.explicit_hash_key_table.append("12345")
+    for index, data in enumerate([b"one", b"", b"three" * 100]):
+        record = message.records.add()
+        record.partition_key_index = index % 2
+        record.explicit_hash_key_index = 0
+        record.data = data
+        tag = record.tags.add()
+        tag.key, tag.value = "t", "v"
+    # WHEN deaggregated
+    users = deaggregate(_kpl_framed(message))
+    # THEN every user record comes back, in order
+    assert users == [b"one", b"", b"three" * 100]
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.binary(max_size=300), min_size=1, max_size=20))
+def test_deaggregate_inverts_encode_aggregate(payloads: list[bytes]) -> None:
+    assert deaggregate(encode_aggregate("key", payloads)) == payloads
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"plain bytes",
+        b"",
+        KPL_MAGIC + b"too short",
+        KPL_MAGIC + b"\x1a\x05abc" + hashlib.md5(b"\x1a\x05abc").digest(),  # field runs past end
+    ],
+)
+def test_deaggregate_passes_non_aggregates_through(data: bytes) -> None:
+    assert deaggregate(data) == [data]
+
+
+def test_deaggregate_treats_a_digest_mismatch_as_a_plain_record() -> None:
+    # GIVEN an aggregate whose last byte was changed
+    aggregate = bytearray(encode_aggregate("key", [b"a", b"b"]))
+    aggregate[-1] ^= 0xFF
+    # WHEN deaggregated: THEN it is one plain record, as KCL would read it
+    assert deaggregate(bytes(aggregate)) == [bytes(aggregate)]
