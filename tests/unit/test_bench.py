@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import base64
 import json
 from collections import Counter
 
 from bench.report import goals, table
 from bench.stub import put_records_response
 from bench.systems import pre_encoded_requests
+from bench.worker import put_units_of_body
 from bench.workloads import (
     MAX_INVOCATION_BYTES,
     SourceRecord,
@@ -104,3 +106,22 @@ def test_report_computes_goal_ratios_and_a_table() -> None:
     assert checked["cold start: 1.5 x import boto3 / import handler"].measured == 1.0
     assert checked["W1 stub15: handler / quix records/s"].measured is None
     assert "handler" in text and "bound" in text
+
+
+def test_put_units_of_body_counts_each_record_from_the_wire_form() -> None:
+    # GIVEN a PutRecords body as botocore (or the sink) sends it: base64 data, text keys
+    records = [(b"x" * 25 * 1024, "k"), (b"", "key"), (b"y" * 10, "\u00e9")]
+    body = json.dumps(
+        {
+            "Records": [
+                {"Data": base64.b64encode(data).decode(), "PartitionKey": key}
+                for data, key in records
+            ],
+            "StreamName": "s",
+        }
+    )
+    # WHEN counted: THEN units follow ceil((data + UTF-8 key) / 25 KiB), at least one per record
+    assert put_units_of_body(body) == sum(
+        put_payload_units(len(data) + len(key.encode())) for data, key in records
+    )
+    assert put_units_of_body(body) == 2 + 1 + 1
