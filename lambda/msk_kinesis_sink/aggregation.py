@@ -174,7 +174,7 @@ class AggregatingPacker:
         if len(taken) == 1:
             return self._single(head, budget)
         data = encode_aggregate(key, [record.data for record in taken])
-        return Entry(key, data, tuple(taken))
+        return Entry.of(key, data, tuple(taken))
 
     @staticmethod
     def _single(record: EncodedRecord, budget: int) -> Entry | None:
@@ -182,7 +182,7 @@ class AggregatingPacker:
         if looks_aggregated(record.data):
             overhead = _outer_overhead(key)
             if overhead + record_frame_size(len(record.data)) <= budget:
-                return Entry(key, encode_aggregate(key, [record.data]), (record,))
+                return Entry.of(key, encode_aggregate(key, [record.data]), (record,))
         if record.size > budget:
             return None
-        return Entry(key, record.data, (record,))
+        return Entry(key, record.data, (record,), record.size)

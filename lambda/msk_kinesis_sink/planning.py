@@ -21,20 +21,24 @@ Unit = EncodedRecord | UnwritableRecord
 class Entry(NamedTuple):
     """One Kinesis record of a request: a user record, or an aggregate of a same-key run.
 
-    A NamedTuple (immutable, and cheap to build once per record on the hot path).
+    A NamedTuple (immutable, and cheap to build once per record on the hot path); build it with
+    `Entry.of`, which measures it once.
     """
 
     partition_key: str
     data: bytes
     records: tuple[EncodedRecord, ...]
+    # Bytes Kinesis counts: data blob + UTF-8 partition key.
+    size: int
 
-    @property
-    def size(self) -> int:
-        """Bytes Kinesis counts: data blob + UTF-8 partition key."""
-        if self.records:
-            head = self.records[0]
-            return len(self.data) + head.size - len(head.data)  # the record measured its key
-        return len(self.data) + len(self.partition_key.encode("utf-8"))
+    @classmethod
+    def of(cls, partition_key: str, data: bytes, records: tuple[EncodedRecord, ...]) -> Entry:
+        if records:
+            head = records[0]
+            key_bytes = head.size - len(head.data)  # the record measured its key already
+        else:
+            key_bytes = len(partition_key.encode("utf-8"))
+        return cls(partition_key, data, records, len(data) + key_bytes)
 
 
 class Packer(Protocol):
@@ -52,7 +56,7 @@ class SingleRecordPacker:
         head = next(iter(run), None)
         if head is None or head.size > budget:
             return None
-        return Entry(head.partition_key, head.data, (head,))
+        return Entry(head.partition_key, head.data, (head,), head.size)
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,7 +161,7 @@ class PartitionQueue:
             if single:  # the common case, without building a run for the packer
                 if head.size > budget:
                     break
-                entry: Entry | None = Entry(head.partition_key, head.data, (head,))
+                entry: Entry | None = Entry(head.partition_key, head.data, (head,), head.size)
             else:
                 entry = packer.pack(self._run_from(position), min(budget, record_budget))
             if entry is None:

@@ -133,7 +133,7 @@ def test_aggregating_packer_sends_a_run_of_one_as_the_plain_record() -> None:
     entry = AggregatingPacker().pack(run, DEFAULT_MAX_RECORD_BYTES)
 
     # THEN it goes out exactly as without aggregation (deaggregators pass it through)
-    assert entry == Entry(KEY, b"lonely", tuple(run))
+    assert entry == Entry.of(KEY, b"lonely", tuple(run))
     assert _deaggregate(entry) == [(KEY, b"lonely")]
 
 

@@ -36,7 +36,7 @@ def _client_error(code: str, status: int = 400, message: str = "details") -> Cli
 
 
 def _entries(count: int) -> list[Entry]:
-    return [Entry(f"key-{n}", f"data-{n}".encode(), ()) for n in range(count)]
+    return [Entry.of(f"key-{n}", f"data-{n}".encode(), ()) for n in range(count)]
 
 
 # Responses leave out FailedRecordCount when it is 0: the service model's minimum of 1 makes the
@@ -233,6 +233,52 @@ def _plain_client() -> Any:
     )
 
 
+def _client_answering(status: int, payload: dict[str, Any]) -> Any:
+    """A real client whose every PutRecords gets this HTTP answer from the wire."""
+    client = _plain_client()
+
+    def answer(request: Any, **_: Any) -> AWSResponse:
+        headers = {"Content-Type": "application/x-amz-json-1.1"}
+        return AWSResponse(request.url, status, headers, _Raw(json.dumps(payload).encode()))
+
+    client.meta.events.register("before-send.kinesis.PutRecords", answer)
+    return client
+
+
+def test_put_records_reads_per_record_errors_from_the_wire_answer():
+    # GIVEN an HTTP 200 answer with one throttled and one failed record among accepted ones
+    client = _client_answering(
+        200,
+        {
+            "FailedRecordCount": 2,
+            "Records": [
+                _ok(),
+                _failed("ProvisionedThroughputExceededException"),
+                _failed("InternalFailure"),
+            ],
+        },
+    )
+    # WHEN three entries are written
+    codes = _writer(client).put_records(_entries(3))
+    # THEN each gets its own outcome, in request order
+    assert codes == [None, "ProvisionedThroughputExceededException", "InternalFailure"]
+
+
+def test_put_records_error_answer_is_still_classified_by_code():
+    # GIVEN an HTTP 400 answer naming a missing stream
+    client = _client_answering(
+        400,
+        {"__type": "ResourceNotFoundException", "message": "Stream orders not found"},
+    )
+    # WHEN written
+    with pytest.raises(KinesisPublishError) as raised:
+        _writer(client).put_records(_entries(1))
+    # THEN it is the non-retryable error, with what to fix
+    assert raised.value.code == "ResourceNotFoundException"
+    assert not raised.value.retryable
+    assert "STREAM_NAME" in str(raised.value)
+
+
 @pytest.mark.parametrize(
     ("stream", "target"),
     [("orders", {"StreamName": "orders"}), (STREAM_ARN, {"StreamARN": STREAM_ARN})],
@@ -241,7 +287,7 @@ def test_put_records_sends_what_botocore_would_serialize(stream: str, target: di
     # GIVEN STREAM_NAME as a name or an ARN, and entries with binary data and non-ASCII keys
     client = _plain_client()
     sent = _capture_sent_body(client)
-    entries = [Entry("pk", b"payload", ()), Entry('ключ "7"\\', bytes(range(256)), ())]
+    entries = [Entry.of("pk", b"payload", ()), Entry.of('ключ "7"\\', bytes(range(256)), ())]
 
     # WHEN the entries are written
     codes = _writer(client, stream).put_records(entries)
@@ -270,7 +316,7 @@ def test_put_records_body_matches_botocore_for_any_records(rows: list[tuple[str,
     # GIVEN any partition keys and data
     client, sent = _CAPTURING
     sent.clear()
-    entries = [Entry(key, data, ()) for key, data in rows]
+    entries = [Entry.of(key, data, ()) for key, data in rows]
     # WHEN written
     _writer(client).put_records(entries)
     # THEN the prepared body equals botocore's serialization

@@ -82,7 +82,7 @@ def test_single_record_packer_budget_edges():
 
 def test_entry_size_counts_utf8_partition_key():
     # GIVEN an entry with a 3-character, 6-byte partition key
-    entry = Entry("ééé", b"12345", ())
+    entry = Entry.of("ééé", b"12345", ())
 
     # THEN its size is data plus key bytes
     assert entry.size == 11
