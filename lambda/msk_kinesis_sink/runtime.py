@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -118,10 +120,11 @@ class Sink:
 
     def handle(self, event: Any, context: LambdaContextLike) -> PartialBatchResponse:
         started = time.monotonic()
-        parsed = parse_event(event)
-        if not parsed.partitions:
-            return {"batchItemFailures": []}
-        outcome = self._publisher.publish(parsed, context.get_remaining_time_in_millis)
+        with _cyclic_gc_paused():
+            parsed = parse_event(event)
+            if not parsed.partitions:
+                return {"batchItemFailures": []}
+            outcome = self._publisher.publish(parsed, context.get_remaining_time_in_millis)
         response = partial_batch_response(parsed, outcome.resume_offsets)
         report = InvocationReport(
             stats=outcome.stats,
@@ -142,6 +145,24 @@ class Sink:
 
     def close(self) -> None:
         self._executor.shutdown(wait=True)
+
+
+@contextmanager
+def _cyclic_gc_paused() -> Iterator[None]:
+    """Pause the cycle collector for one invocation.
+
+    An invocation allocates a few objects per record and frees them by reference counting; the
+    cycle collector would only rescan the event (tens of thousands of dicts) again and again:
+    about 2.5 us of CPU per record, ~18 % of the whole, measured on 10,000-record batches.
+    Cycles made meanwhile (rare: tracebacks) are collected once it runs again.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 def _packer_for(settings: Settings) -> Packer | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 from collections import defaultdict
 from collections.abc import Iterator
@@ -360,3 +361,22 @@ def test_publisher_consumer_rule_yields_source_exactly_under_any_faults(
     # and no request ever held a partition key twice
     assert _consumed(fake) == _expected(sources)
     assert fake.violations == []
+
+
+def test_sink_restores_the_cycle_collector_after_each_invocation() -> None:
+    # GIVEN the collector on (as the runtime starts), then off (as an embedding app may set it)
+    sources: list[Source] = [(0, 0, b"k", b"v")]
+    try:
+        with _sink(FakeKinesis()) as sink:
+            for enabled_before in (True, False):
+                (gc.enable if enabled_before else gc.disable)()
+                # WHEN an invocation succeeds, and one fails on a malformed event
+                sink.handle(_event(sources), FakeContext())
+                after_success = gc.isenabled()
+                with pytest.raises(MalformedEventError):
+                    sink.handle({"eventSource": "aws:kafka"}, FakeContext())
+                # THEN the collector is as it was before each
+                assert after_success is enabled_before
+                assert gc.isenabled() is enabled_before
+    finally:
+        gc.enable()
