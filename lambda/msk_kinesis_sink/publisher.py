@@ -171,28 +171,7 @@ class Publisher:
                 self._options.deadline_margin_ms,
             )
 
-        # Encode partition by partition and start every full request as soon as it exists, so
-        # encoding the rest of the batch overlaps with the first round trips.
-        backlog_records = backlog_bytes = 0
-        limits = self._options.limits
-        for batch in event.partitions:
-            partition = self._prepare(batch)
-            partitions.append(partition)
-            backlog_records += partition.queue.pending_count()
-            backlog_bytes += partition.encoded_bytes
-            full_requests = max(
-                backlog_records // limits.max_records,
-                backlog_bytes // limits.max_request_bytes,
-            )
-            if full_requests and remaining_ms() >= self._options.deadline_margin_ms:
-                started = self._fill(
-                    partitions, in_flight, event.event_source_arn, stats, max_requests=full_requests
-                )
-                backlog_records -= sum(len(entry.records) for _, entry in started)
-                backlog_bytes -= sum(entry.size for _, entry in started)
-                for future in [future for future in in_flight if future.done()]:
-                    self._settle(in_flight.pop(future), future, stats)
-
+        self._prepare_all(event, partitions, in_flight, remaining_ms, stats)
         while True:
             out_of_time = remaining_ms() < self._options.deadline_margin_ms
             if out_of_time:
@@ -225,6 +204,36 @@ class Publisher:
         return PublishOutcome(resume_offsets=resume, stats=stats)
 
     # -- preparation ------------------------------------------------------------------------
+
+    def _prepare_all(
+        self,
+        event: KafkaEvent,
+        partitions: list[_Partition],
+        in_flight: dict[Future[Any], _Job],
+        remaining_ms: Callable[[], int],
+        stats: PublishStats,
+    ) -> None:
+        """Encode partition by partition, starting every full request as soon as it exists, so
+        encoding the rest of the batch overlaps with the first round trips."""
+        backlog_records = backlog_bytes = 0
+        limits = self._options.limits
+        for batch in event.partitions:
+            partition = self._prepare(batch)
+            partitions.append(partition)
+            backlog_records += partition.queue.pending_count()
+            backlog_bytes += partition.encoded_bytes
+            full_requests = max(
+                backlog_records // limits.max_records,
+                backlog_bytes // limits.max_request_bytes,
+            )
+            if full_requests and remaining_ms() >= self._options.deadline_margin_ms:
+                started = self._fill(
+                    partitions, in_flight, event.event_source_arn, stats, max_requests=full_requests
+                )
+                backlog_records -= sum(len(entry.records) for _, entry in started)
+                backlog_bytes -= sum(entry.size for _, entry in started)
+                for future in [future for future in in_flight if future.done()]:
+                    self._settle(in_flight.pop(future), future, stats)
 
     def _prepare(self, batch: PartitionBatch) -> _Partition:
         settings = self._settings
