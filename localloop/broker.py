@@ -5,9 +5,7 @@ from __future__ import annotations
 import importlib.resources
 import os
 import stat
-import time
 from pathlib import Path
-from types import TracebackType
 from typing import Final
 
 from confluent_kafka.admin import AdminClient
@@ -15,10 +13,10 @@ from confluent_kafka.cimpl import NewTopic
 
 from localloop.procs import (
     LOOPBACK,
+    LocalServer,
     ManagedProcess,
     ProcessFailedError,
     port_open,
-    start_on_free_port,
     wait_until,
 )
 
@@ -88,16 +86,14 @@ def topic_partitions(bootstrap: str, topic: str) -> list[int]:
     return sorted(meta.partitions)
 
 
-class TansuBroker:
+class TansuBroker(LocalServer):
     """tansu on a free loopback port with in-memory storage, for the lifetime of a `with` block."""
 
-    def __init__(self, *, port: int | None = None, log_path: Path | None = None) -> None:
-        self._requested_port = port
-        self._log_path = log_path
-        self._process: ManagedProcess | None = None
-        self.port = 0
-        self.bootstrap = ""
-        self.startup_s = 0.0
+    what = "tansu broker"
+
+    @property
+    def bootstrap(self) -> str:
+        return f"{LOOPBACK}:{self.port}"
 
     def _launch(self, port: int) -> ManagedProcess:
         url = f"tcp://{LOOPBACK}:{port}"
@@ -105,23 +101,5 @@ class TansuBroker:
         argv += ["--advertised-listener-url", url, "--storage-engine", "memory://tansu/"]
         return ManagedProcess("tansu", argv, self._log_path)
 
-    def __enter__(self) -> TansuBroker:
-        started = time.monotonic()
-        self._process, self.port = start_on_free_port(
-            self._launch,
-            lambda port: port_open(port) and broker_ready(f"{LOOPBACK}:{port}"),
-            what="tansu broker",
-            port=self._requested_port,
-        )
-        self.bootstrap = f"{LOOPBACK}:{self.port}"
-        self.startup_s = time.monotonic() - started
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if self._process is not None:
-            self._process.stop()
+    def _ready(self, port: int) -> bool:
+        return port_open(port) and broker_ready(f"{LOOPBACK}:{port}")

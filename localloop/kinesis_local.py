@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import http.client
-import time
 from pathlib import Path
-from types import TracebackType
 from typing import TYPE_CHECKING, Final
 
 import boto3
@@ -13,9 +11,9 @@ from botocore.config import Config
 
 from localloop.procs import (
     LOOPBACK,
+    LocalServer,
     ManagedProcess,
     ProcessFailedError,
-    start_on_free_port,
     wait_until,
 )
 
@@ -94,37 +92,23 @@ def create_stream(client: KinesisClient, name: str, shards: int) -> None:
     wait_until(active, timeout_s=_STREAM_ACTIVE_TIMEOUT_S, what=f"stream {name}")
 
 
-class Kinesalite:
+class Kinesalite(LocalServer):
     """kinesalite on a free loopback port, in memory, for the lifetime of a `with` block."""
+
+    what = "kinesalite"
 
     def __init__(self, *, port: int | None = None, log_path: Path | None = None) -> None:
         if not KINESALITE_MODULE.exists():
             raise ProcessFailedError(f"{KINESALITE_MODULE} not found: run `make install` (npm ci)")
-        self._requested_port = port
-        self._log_path = log_path
-        self._process: ManagedProcess | None = None
-        self.port = 0
-        self.endpoint = ""
-        self.startup_s = 0.0
+        super().__init__(port=port, log_path=log_path)
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://{LOOPBACK}:{self.port}"
 
     def _launch(self, port: int) -> ManagedProcess:
         argv = ["node", "-e", _KINESALITE_LOOPBACK_JS, str(KINESALITE_MODULE), str(port), LOOPBACK]
         return ManagedProcess("kinesalite", argv, self._log_path)
 
-    def __enter__(self) -> Kinesalite:
-        started = time.monotonic()
-        self._process, self.port = start_on_free_port(
-            self._launch, kinesalite_ready, what="kinesalite", port=self._requested_port
-        )
-        self.endpoint = f"http://{LOOPBACK}:{self.port}"
-        self.startup_s = time.monotonic() - started
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if self._process is not None:
-            self._process.stop()
+    def _ready(self, port: int) -> bool:
+        return kinesalite_ready(port)

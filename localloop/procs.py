@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Final
+from typing import IO, Final, Self
 
 LOOPBACK: Final = "127.0.0.1"
 # How long a local server may take to accept connections before we call it broken.
@@ -159,3 +159,42 @@ def start_on_free_port(
             raise
         return process, chosen
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+class LocalServer:
+    """A server process on a free loopback port for the lifetime of a `with` block.
+
+    Subclasses say how to launch it on a port and how to tell it is ready.
+    """
+
+    what = "server"
+
+    def __init__(self, *, port: int | None = None, log_path: Path | None = None) -> None:
+        self._requested_port = port
+        self._log_path = log_path
+        self._process: ManagedProcess | None = None
+        self.port = 0
+        self.startup_s = 0.0
+
+    def _launch(self, port: int) -> ManagedProcess:
+        raise NotImplementedError
+
+    def _ready(self, port: int) -> bool:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        started = time.monotonic()
+        self._process, self.port = start_on_free_port(
+            self._launch, self._ready, what=self.what, port=self._requested_port
+        )
+        self.startup_s = time.monotonic() - started
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._process is not None:
+            self._process.stop()
