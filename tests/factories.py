@@ -68,6 +68,16 @@ def msk_event(records: Iterable[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
+def sources_event(
+    sources: Iterable[tuple[int, int, bytes | None, bytes | None]], topic: str
+) -> dict[str, Any]:
+    """An MSK event from (partition, offset, key, value) rows of one topic."""
+    return msk_event(
+        kafka_record(topic, partition, offset, key, value, timestamp=1_700_000_000_000 + offset)
+        for partition, offset, key, value in sources
+    )
+
+
 def self_managed_event(records: Iterable[dict[str, Any]]) -> dict[str, Any]:
     """A self-managed Kafka ("SelfManagedKafka") invocation event holding `records`."""
     return {

@@ -22,7 +22,7 @@ from msk_kinesis_sink.consumer import Envelope, OffsetDeduplicator
 from msk_kinesis_sink.planning import Entry
 from msk_kinesis_sink.runtime import Sink
 from msk_kinesis_sink.settings import Settings
-from tests.factories import b64, kafka_record, msk_event
+from tests.factories import b64, sources_event
 from tests.fakes import INTERNAL, THROTTLED, FakeContext, FakeDeadLetters, FakeKinesis, Faults
 
 TOPIC = "payments.v2-eu"
@@ -33,10 +33,7 @@ OrderingKey = tuple[int, str | None]
 
 
 def _event(sources: list[Source]) -> dict[str, Any]:
-    return msk_event(
-        kafka_record(TOPIC, partition, offset, key, value, timestamp=1_700_000_000_000 + offset)
-        for partition, offset, key, value in sources
-    )
+    return sources_event(sources, TOPIC)
 
 
 def _settings(**overrides: str) -> Settings:

@@ -18,7 +18,7 @@ from msk_kinesis_sink.errors import MalformedEventError
 from msk_kinesis_sink.planning import Entry
 from msk_kinesis_sink.runtime import Sink
 from msk_kinesis_sink.settings import Settings
-from tests.factories import b64, kafka_record, msk_event
+from tests.factories import b64, sources_event
 from tests.fakes import THROTTLED, FakeContext, FakeDeadLetters, FakeKinesis, Faults
 
 TOPIC = "orders.v1-eu"
@@ -28,10 +28,7 @@ Source = tuple[int, int, bytes | None, bytes]
 
 
 def _event(sources: list[Source], topic: str = TOPIC) -> dict[str, Any]:
-    return msk_event(
-        kafka_record(topic, partition, offset, key, value, timestamp=1_700_000_000_000 + offset)
-        for partition, offset, key, value in sources
-    )
+    return sources_event(sources, topic)
 
 
 def _settings(**overrides: str) -> Settings:
