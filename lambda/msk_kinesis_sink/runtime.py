@@ -16,6 +16,7 @@ from msk_kinesis_sink.planning import Packer
 from msk_kinesis_sink.publisher import (
     DeadLetterWriter,
     Publisher,
+    PublishOutcome,
     PublishStats,
     RecordWriter,
 )
@@ -122,9 +123,10 @@ class Sink:
         started = time.monotonic()
         with _cyclic_gc_paused():
             parsed = parse_event(event)
-            if not parsed.partitions:
-                return {"batchItemFailures": []}
-            outcome = self._publisher.publish(parsed, context.get_remaining_time_in_millis)
+            if parsed.partitions:
+                outcome = self._publisher.publish(parsed, context.get_remaining_time_in_millis)
+            else:  # nothing to publish, no AWS call; still one summary line and zero metrics
+                outcome = PublishOutcome(resume_offsets={}, stats=PublishStats())
         response = partial_batch_response(parsed, outcome.resume_offsets)
         report = InvocationReport(
             stats=outcome.stats,

@@ -301,8 +301,10 @@ def test_sink_empty_records_succeeds_without_calling_kinesis() -> None:
     fake = FakeKinesis()
     with _sink(fake) as sink:
         response = sink.handle({"eventSource": "aws:kafka", "records": {}}, FakeContext())
+        report = sink.last_report
     assert response == {"batchItemFailures": []}
     assert fake.calls == 0
+    assert report is not None and report.stats.records_received == 0
 
 
 def test_sink_malformed_event_raises_naming_the_problem() -> None:
