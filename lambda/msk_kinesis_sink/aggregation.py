@@ -8,6 +8,7 @@ by hand (three fields) so the function carries no protobuf runtime and cold star
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import itertools
 from collections.abc import Iterable, Iterator
@@ -47,10 +48,21 @@ def varint_size(value: int) -> int:
     return max(1, (value.bit_length() + 6) // 7)
 
 
+@functools.lru_cache(maxsize=4096)
+def _record_header(data_length: int) -> bytes:
+    """Everything of one `records` field before the user data: tag, lengths, key index, tag.
+
+    Cached by length: records of a topic tend to repeat sizes, and this is per-record work.
+    """
+    inner = _RECORD_FIXED_BYTES + varint_size(data_length) + data_length
+    return b"".join(
+        (_TAG_RECORDS, varint(inner), _RECORD_KEY_INDEX_ZERO, _TAG_RECORD_DATA, varint(data_length))
+    )
+
+
 def record_frame_size(data_length: int) -> int:
     """Bytes one user record adds to the aggregate: its `records` field, framed."""
-    inner = _RECORD_FIXED_BYTES + varint_size(data_length) + data_length
-    return len(_TAG_RECORDS) + varint_size(inner) + inner
+    return len(_record_header(data_length)) + data_length
 
 
 def aggregate_overhead(partition_key_bytes: int) -> int:
@@ -73,10 +85,7 @@ def encode_aggregate(partition_key: str, payloads: Iterable[bytes]) -> bytes:
     key = partition_key.encode("utf-8")
     parts = [_TAG_PARTITION_KEY_TABLE, varint(len(key)), key]
     for data in payloads:
-        length = len(data)
-        inner = _RECORD_FIXED_BYTES + varint_size(length) + length
-        parts += (_TAG_RECORDS, varint(inner), _RECORD_KEY_INDEX_ZERO, _TAG_RECORD_DATA)
-        parts += (varint(length), data)
+        parts += (_record_header(len(data)), data)
     body = b"".join(parts)
     # MD5 here is a checksum of the format, not security: allowed on FIPS-mode hosts too.
     digest = hashlib.md5(body, usedforsecurity=False).digest()
