@@ -69,7 +69,8 @@ def _client_config(settings: Settings) -> Config:
     )
 
 
-def _session(env: Mapping[str, str]) -> boto3.session.Session:
+def session(env: Mapping[str, str]) -> boto3.session.Session:
+    """One session per container: both clients share its loaded models and credentials."""
     return boto3.session.Session(
         aws_access_key_id=env.get("AWS_ACCESS_KEY_ID"),
         aws_secret_access_key=env.get("AWS_SECRET_ACCESS_KEY"),
@@ -84,16 +85,20 @@ def _endpoint(env: Mapping[str, str], service: str) -> str | None:
     return env.get(f"AWS_ENDPOINT_URL_{service}") or env.get("AWS_ENDPOINT_URL") or None
 
 
-def kinesis_client(settings: Settings, env: Mapping[str, str]) -> KinesisClient:
-    return _session(env).client(
+def kinesis_client(
+    settings: Settings, env: Mapping[str, str], aws_session: boto3.session.Session | None = None
+) -> KinesisClient:
+    return (aws_session or session(env)).client(
         "kinesis", endpoint_url=_endpoint(env, "KINESIS"), config=_client_config(settings)
     )
 
 
-def s3_client(settings: Settings, env: Mapping[str, str]) -> S3Client:
+def s3_client(
+    settings: Settings, env: Mapping[str, str], aws_session: boto3.session.Session | None = None
+) -> S3Client:
     # Same single-attempt, bounded-time policy as Kinesis: a dead-letter write must fit in the
     # deadline margin; if it fails, the record is reported and the ESM retries it.
-    return _session(env).client(
+    return (aws_session or session(env)).client(
         "s3", endpoint_url=_endpoint(env, "S3"), config=_client_config(settings)
     )
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from msk_kinesis_sink.encoding import EncodedRecord, UnwritableRecord, encode_record
-from msk_kinesis_sink.errors import DeadLetterError, KinesisPublishError
+from msk_kinesis_sink.errors import KinesisPublishError
 from msk_kinesis_sink.events import KafkaEvent, KafkaRecord, PartitionBatch
 from msk_kinesis_sink.limits import MAX_RECORDS_PER_REQUEST, max_request_bytes
 from msk_kinesis_sink.planning import (
@@ -46,7 +46,7 @@ class RecordWriter(Protocol):
 
 
 class DeadLetterWriter(Protocol):
-    """Keeps a record Kinesis can never accept; raises DeadLetterError when it can not."""
+    """Keeps a record Kinesis can never accept; raises (DeadLetterError) when it can not."""
 
     def write(self, record: UnwritableRecord, event_source_arn: str | None) -> None: ...
 
@@ -452,14 +452,3 @@ def _record_fields(record: KafkaRecord, **more: object) -> dict[str, object]:
         "offset": record.offset,
         **more,
     }
-
-
-__all__ = [
-    "DeadLetterError",
-    "DeadLetterWriter",
-    "PublishOutcome",
-    "PublishStats",
-    "Publisher",
-    "PublisherOptions",
-    "RecordWriter",
-]

@@ -82,14 +82,13 @@ class Sink:
         dead_letters: DeadLetterWriter | None = None,
         packer: Packer | None = None,
         on_report: ReportSink | None = None,
-        publisher_factory: type[Publisher] = Publisher,
     ) -> None:
         self.settings = settings
         # Created once per container: threads and the client's connection pool are reused.
         self._executor = ThreadPoolExecutor(
             max_workers=settings.max_concurrency, thread_name_prefix="kinesis-put"
         )
-        self._publisher = publisher_factory(
+        self._publisher = Publisher(
             settings=settings,
             writer=writer,
             dead_letters=dead_letters,
@@ -105,16 +104,19 @@ class Sink:
         settings = Settings.from_env(env)
         from msk_kinesis_sink import aws  # boto3 is imported only once settings are valid
 
+        shared_session = aws.session(env)
         dead_letters = None
         if settings.dead_letter_bucket:
             dead_letters = aws.S3DeadLetterWriter(
-                aws.s3_client(settings, env),
+                aws.s3_client(settings, env, shared_session),
                 settings.dead_letter_bucket,
                 settings.dead_letter_prefix,
             )
         return cls(
             settings,
-            writer=aws.KinesisRecordWriter(aws.kinesis_client(settings, env), settings),
+            writer=aws.KinesisRecordWriter(
+                aws.kinesis_client(settings, env, shared_session), settings
+            ),
             dead_letters=dead_letters,
             on_report=on_report,
         )
