@@ -13,9 +13,10 @@ from dataclasses import dataclass, field
 from msk_kinesis_sink.encoding import UnwritableRecord
 from msk_kinesis_sink.errors import DeadLetterError, KinesisPublishError
 from msk_kinesis_sink.planning import Entry
+from msk_kinesis_sink.writers import RecordResult
 
-THROTTLED = "ProvisionedThroughputExceededException"
-INTERNAL = "InternalFailure"
+THROTTLED = RecordResult.THROTTLED
+INTERNAL = RecordResult.FAILED
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,13 +29,45 @@ class StoredRecord:
 
 @dataclass(frozen=True, slots=True)
 class Faults:
-    """Probabilities of each fault, drawn per request (request_*) or per entry (record_*)."""
+    """Probabilities of each fault, drawn per request (request_*) or per entry (record_*).
+
+    `slow_response`: the answer trickles in and would arrive after the request's deadline; the
+    request is cut there (the records may or may not have been written, by a fair coin).
+    """
 
     record_throttle: float = 0.0
     record_internal: float = 0.0
     request_throttle: float = 0.0
     request_fatal: float = 0.0
     response_lost: float = 0.0
+    slow_response: float = 0.0
+
+
+class FakeClock:
+    """Virtual time for the publisher: fake requests and backoff sleeps advance it."""
+
+    def __init__(self, start: float = 1_000.0) -> None:
+        self._now = start
+        self._lock = threading.Lock()
+
+    def __call__(self) -> float:
+        return self._now
+
+    def advance(self, seconds: float) -> None:
+        with self._lock:
+            self._now += max(0.0, seconds)
+
+    def advance_to(self, moment: float) -> None:
+        with self._lock:
+            self._now = max(self._now, moment)
+
+    def sleep(self, seconds: float) -> None:
+        self.advance(seconds)
+
+    def context(self, budget_ms: int) -> FakeContext:
+        """A Lambda context whose deadline is `budget_ms` from now, in this clock."""
+        deadline = self._now + budget_ms / 1000
+        return FakeContext(lambda: max(0, int((deadline - self._now) * 1000)))
 
 
 class FakeKinesis:
@@ -50,10 +83,17 @@ class FakeKinesis:
         faults: Faults = Faults(),
         *,
         seed: int = 0,
-        fail_entry: Callable[[int, Entry], str | None] | None = None,
+        fail_entry: Callable[[int, Entry], RecordResult | None] | None = None,
         fatal_code: str = "AccessDeniedException",
+        clock: FakeClock | None = None,
+        latency_s: float = 0.0,
     ) -> None:
         self.faults = faults
+        # With a clock, every request takes `latency_s` of its time, and one that would end
+        # after its deadline is cut there, as the bounded transport cuts it.
+        self._clock = clock
+        self._latency_s = latency_s
+        self.cut_requests = 0
         self.records: list[StoredRecord] = []
         self.calls = 0
         self.violations: list[str] = []
@@ -62,7 +102,7 @@ class FakeKinesis:
         self._rng = random.Random(seed)
         self._lock = threading.Lock()
 
-    def put_records(self, entries: Sequence[Entry]) -> list[str | None]:
+    def put_records(self, entries: Sequence[Entry], deadline: float = 0.0) -> list[RecordResult]:
         # The rule is per topic-partition: the same key from two partitions may share a request.
         keys = [(entry.records[0].source.topic_partition, entry.partition_key) for entry in entries]
         with self._lock:
@@ -70,17 +110,44 @@ class FakeKinesis:
             self.calls += 1
             if len(set(keys)) != len(keys):
                 self.violations.append(f"call {call}: a partition key twice in one request")
-            return self._put_locked(call, entries)
+            return self._put_locked(call, entries, deadline)
 
-    def _put_locked(self, call: int, entries: Sequence[Entry]) -> list[str | None]:
+    def _elapse(self, deadline: float, slow: bool) -> bool:
+        """Let the request's time pass; True when it is cut at its deadline."""
+        clock = self._clock
+        if clock is None:
+            return slow
+        if slow or clock() + self._latency_s > deadline:
+            clock.advance_to(deadline)
+            return True
+        clock.advance(self._latency_s)
+        return False
+
+    def _put_locked(
+        self, call: int, entries: Sequence[Entry], deadline: float
+    ) -> list[RecordResult]:
         faults, draw = self.faults, self._rng.random
+        if self._clock is not None and self._clock() >= deadline:
+            raise KinesisPublishError(
+                "injected: started past its deadline", code="Late", retryable=True
+            )
+        slow = draw() < faults.slow_response
+        if self._elapse(deadline, slow):
+            self.cut_requests += 1
+            if draw() < 0.5:  # the server had it before the answer was cut
+                self.records.extend(StoredRecord(e.partition_key, e.data) for e in entries)
+            raise KinesisPublishError(
+                "injected: cut at its deadline", code="RequestDeadlineExceeded", retryable=True
+            )
         if draw() < faults.request_fatal:
             raise KinesisPublishError(
                 f"{self._fatal_code}: injected", code=self._fatal_code, retryable=False
             )
         if draw() < faults.request_throttle:
-            raise KinesisPublishError("injected", code="ThrottlingException", retryable=True)
-        codes: list[str | None] = []
+            raise KinesisPublishError(
+                "injected", code="ThrottlingException", retryable=True, throttled=True
+            )
+        codes: list[RecordResult] = []
         for entry in entries:
             code = self._fail_entry(call, entry) if self._fail_entry else None
             if code is None and draw() < faults.record_throttle:
@@ -88,6 +155,7 @@ class FakeKinesis:
             if code is None and draw() < faults.record_internal:
                 code = INTERNAL
             if code is None:
+                code = RecordResult.WRITTEN
                 self.records.append(StoredRecord(entry.partition_key, entry.data))
             codes.append(code)
         if draw() < faults.response_lost:
@@ -105,7 +173,9 @@ class FakeDeadLetters:
     broken: bool = False
     written: list[UnwritableRecord] = field(default_factory=list)
 
-    def write(self, record: UnwritableRecord, event_source_arn: str | None) -> None:
+    def write(
+        self, record: UnwritableRecord, event_source_arn: str | None, deadline: float = 0.0
+    ) -> None:
         if self.broken:
             raise DeadLetterError("injected: bucket unavailable")
         self.written.append(record)

@@ -4,20 +4,40 @@ from __future__ import annotations
 
 import json
 import threading
+import time
+import urllib.request
 from binascii import b2a_base64
 from collections.abc import Mapping, Sequence
 from json.encoder import encode_basestring_ascii
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
+from urllib.parse import urlsplit
 
 import boto3
+from botocore.awsrequest import AWSPreparedRequest, AWSResponse
+from botocore.compat import HTTPHeaders
 from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError, ParamValidationError
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    ConnectionClosedError,
+    EndpointConnectionError,
+    HTTPClientError,
+    ParamValidationError,
+)
+from botocore.httpsession import get_cert_path
 
 from msk_kinesis_sink.dead_letters import dead_letter_document, dead_letter_key
 from msk_kinesis_sink.encoding import UnwritableRecord
 from msk_kinesis_sink.errors import DeadLetterError, KinesisPublishError
 from msk_kinesis_sink.planning import Entry
 from msk_kinesis_sink.settings import Settings
+from msk_kinesis_sink.transport import (
+    ConnectFailed,
+    ConnectionLost,
+    DeadlineExceeded,
+    Transport,
+)
+from msk_kinesis_sink.writers import RecordResult
 
 if TYPE_CHECKING:
     from mypy_boto3_kinesis import KinesisClient
@@ -40,6 +60,21 @@ RETRYABLE_CODES = frozenset(
         "RequestTimeoutException",
     }
 )
+
+# Request-level errors that mean "slow down" (the publisher counts them as throttling).
+THROTTLING_CODES = frozenset(
+    {
+        "ProvisionedThroughputExceededException",
+        "ThrottlingException",
+        "Throttling",
+        "LimitExceededException",
+        "KMSThrottlingException",
+        "SlowDown",
+    }
+)
+
+# The per-record ErrorCode of a throttled record; any other code is an internal failure.
+RECORD_THROTTLED: Final = "ProvisionedThroughputExceededException"
 
 # What to tell an operator for errors that no retry can fix.
 FIX_HINTS: Mapping[str, str] = {
@@ -69,6 +104,104 @@ def _client_config(settings: Settings) -> Config:
     )
 
 
+class RequestDeadlineExceeded(HTTPClientError):
+    """The request was cut at its deadline (the whole exchange, not one socket read)."""
+
+    fmt = 'Request to "{endpoint_url}" cut at its deadline'
+
+
+# Per worker thread: the deadline of the request it is making (set by the writers around each
+# call; the transport reads it), and PutRecords' prepared body.
+_REQUEST = threading.local()
+
+
+class _BoundedSession:
+    """What botocore sends requests with, made to bound each whole exchange by a deadline.
+
+    botocore still resolves the endpoint, signs, runs its `before-send` handlers (a handler
+    that answers, as moto's does, means nothing is sent), and parses the answer; only the HTTP
+    exchange is ours, so that a deadline covers all of it (botocore's read timeout covers one
+    read). Anything the transport can't send as it is (a streamed body) goes through botocore's
+    own session.
+    """
+
+    def __init__(self, transport: Transport, fallback: Any, default_timeout_s: float) -> None:
+        self._transport = transport
+        self._fallback = fallback
+        self._default_timeout_s = default_timeout_s
+
+    def send(self, request: AWSPreparedRequest) -> AWSResponse:
+        body = request.body
+        if body is None:
+            body = b""
+        elif isinstance(body, str):
+            body = body.encode("utf-8")
+        elif not isinstance(body, bytes | bytearray):
+            return self._send_with_botocore(request)
+        deadline = getattr(_REQUEST, "deadline", None)
+        if deadline is None:
+            deadline = time.monotonic() + self._default_timeout_s
+        try:
+            answer = self._transport.send(
+                request.method, request.url, dict(request.headers.items()), bytes(body), deadline
+            )
+        except DeadlineExceeded as error:
+            raise RequestDeadlineExceeded(endpoint_url=request.url, error=error) from None
+        except ConnectFailed as error:
+            raise EndpointConnectionError(endpoint_url=request.url, error=error) from None
+        except ConnectionLost as error:
+            raise ConnectionClosedError(endpoint_url=request.url, error=error) from None
+        headers = HTTPHeaders()
+        for name, value in answer.headers:
+            headers[name] = value
+        return AWSResponse(request.url, answer.status, headers, _Body(answer.body))
+
+    def _send_with_botocore(self, request: AWSPreparedRequest) -> AWSResponse:
+        response: AWSResponse = self._fallback.send(request)
+        return response
+
+    def close(self) -> None:
+        self._fallback.close()
+
+
+class _Body:
+    """The raw body AWSResponse reads an answer from."""
+
+    def __init__(self, payload: bytes) -> None:
+        self._payload = payload
+
+    def stream(self, **_: Any) -> Any:
+        yield self._payload
+
+
+def _proxied(endpoint_url: str | None) -> bool:
+    """Whether the environment routes requests to this endpoint through an HTTP proxy."""
+    proxies = urllib.request.getproxies_environment()
+    if not proxies:
+        return False
+    parts = urlsplit(endpoint_url or "https://amazonaws.com")
+    if urllib.request.proxy_bypass(parts.hostname or ""):
+        return False
+    return (parts.scheme or "https") in proxies
+
+
+def _bound_every_request(client: Any, env: Mapping[str, str], settings: Settings) -> bool:
+    """Send the client's requests through the deadline-bounded transport; True when it does.
+
+    Behind an HTTP proxy botocore keeps sending them (it speaks the proxy protocol); each read
+    is then bounded by the timeout, and the publisher answers on time without waiting for them.
+    """
+    # The endpoint's session is what botocore sends with; a test pins that this still holds
+    # for the pinned botocore (tests/unit/test_aws_adapter.py).
+    endpoint: Any = getattr(client, "_endpoint", None)
+    fallback = getattr(endpoint, "http_session", None)
+    if fallback is None or not hasattr(fallback, "send") or _proxied(client.meta.endpoint_url):
+        return False
+    transport = Transport(ca_bundle=env.get("AWS_CA_BUNDLE") or get_cert_path(True))
+    endpoint.http_session = _BoundedSession(transport, fallback, settings.request_timeout_seconds)
+    return True
+
+
 def session(env: Mapping[str, str]) -> boto3.session.Session:
     """One session per container: both clients share its loaded models and credentials."""
     return boto3.session.Session(
@@ -88,9 +221,11 @@ def _endpoint(env: Mapping[str, str], service: str) -> str | None:
 def kinesis_client(
     settings: Settings, env: Mapping[str, str], aws_session: boto3.session.Session | None = None
 ) -> KinesisClient:
-    return (aws_session or session(env)).client(
+    client = (aws_session or session(env)).client(
         "kinesis", endpoint_url=_endpoint(env, "KINESIS"), config=_client_config(settings)
     )
+    _bound_every_request(client, env, settings)
+    return client
 
 
 def s3_client(
@@ -98,9 +233,11 @@ def s3_client(
 ) -> S3Client:
     # Same single-attempt, bounded-time policy as Kinesis: a dead-letter write must fit in the
     # deadline margin; if it fails, the record is reported and the ESM retries it.
-    return (aws_session or session(env)).client(
+    client = (aws_session or session(env)).client(
         "s3", endpoint_url=_endpoint(env, "S3"), config=_client_config(settings)
     )
+    _bound_every_request(client, env, settings)
+    return client
 
 
 # PutRecords' JSON 1.1 body is built here rather than by botocore's serializer: it is the same
@@ -108,7 +245,6 @@ def s3_client(
 # costs more CPU than everything else the function does per record. botocore still resolves the
 # endpoint, signs and sends; a `before-call` hook swaps in the prepared body, and a
 # `before-parse` hook reads a successful answer with the C JSON decoder (errors stay botocore's).
-_PREPARED_BODY = threading.local()
 _BODY_HOOK_ID = "msk-kinesis-sink-prepared-put-records-body"
 _RESULT_HOOK_ID = "msk-kinesis-sink-put-records-result"
 # The placeholder request botocore serializes (and validates) in place of the real records.
@@ -116,7 +252,7 @@ _PLACEHOLDER_RECORDS: list[Any] = [{"Data": b"", "PartitionKey": "-"}]
 
 
 def _use_prepared_body(params: dict[str, Any], **_: Any) -> None:
-    body = getattr(_PREPARED_BODY, "body", None)
+    body = getattr(_REQUEST, "body", None)
     if body is not None:
         params["body"] = body
 
@@ -164,17 +300,18 @@ class KinesisRecordWriter:
                 unique_id=_RESULT_HOOK_ID,
             )
 
-    def put_records(self, entries: Sequence[Entry]) -> list[str | None]:
+    def put_records(self, entries: Sequence[Entry], deadline: float) -> list[RecordResult]:
+        _REQUEST.deadline = deadline
         try:
             if self._prepared:
-                _PREPARED_BODY.body = self._json_body(entries)
+                _REQUEST.body = self._json_body(entries)
                 try:
                     response = self._client.put_records(
                         Records=_PLACEHOLDER_RECORDS,
                         **self._target,  # type: ignore[arg-type]
                     )
                 finally:
-                    _PREPARED_BODY.body = None
+                    _REQUEST.body = None
             else:
                 records: list[Any] = [
                     {"Data": entry.data, "PartitionKey": entry.partition_key} for entry in entries
@@ -193,6 +330,8 @@ class KinesisRecordWriter:
             raise KinesisPublishError(
                 str(error), code=type(error).__name__, retryable=True
             ) from error
+        finally:
+            _REQUEST.deadline = None
         results = response["Records"]
         if len(results) != len(entries):
             raise KinesisPublishError(
@@ -200,7 +339,7 @@ class KinesisRecordWriter:
                 code="MismatchedResponse",
                 retryable=True,
             )
-        return [result.get("ErrorCode") for result in results]
+        return [record_result(result) for result in results]
 
     def _json_body(self, entries: Sequence[Entry]) -> bytes:
         """The PutRecords request document, exactly as botocore would serialize it."""
@@ -215,6 +354,17 @@ class KinesisRecordWriter:
         return b'{"Records":[' + records + self._body_tail
 
 
+def record_result(result: Mapping[str, Any]) -> RecordResult:
+    """A record counts as written only when the answer proves it: a sequence number and a shard,
+    and no error code. Anything else (even `{}`) is retried like an internal failure."""
+    code = result.get("ErrorCode")
+    if code:
+        return RecordResult.THROTTLED if code == RECORD_THROTTLED else RecordResult.FAILED
+    if result.get("SequenceNumber") and result.get("ShardId"):
+        return RecordResult.WRITTEN
+    return RecordResult.FAILED
+
+
 def classify_client_error(error: ClientError) -> KinesisPublishError:
     details = error.response.get("Error", {})
     code = str(details.get("Code", "Unknown"))
@@ -224,7 +374,9 @@ def classify_client_error(error: ClientError) -> KinesisPublishError:
     message = f"{code}: {details.get('Message', '')}".strip()
     if hint and not retryable:
         message = f"{message} ({hint})"
-    return KinesisPublishError(message, code=code, retryable=retryable)
+    return KinesisPublishError(
+        message, code=code, retryable=retryable, throttled=code in THROTTLING_CODES
+    )
 
 
 class S3DeadLetterWriter:
@@ -235,10 +387,13 @@ class S3DeadLetterWriter:
         self._bucket = bucket
         self._prefix = prefix
 
-    def write(self, record: UnwritableRecord, event_source_arn: str | None) -> None:
+    def write(
+        self, record: UnwritableRecord, event_source_arn: str | None, deadline: float
+    ) -> None:
         source = record.source
         body = dead_letter_document(record, event_source_arn)
         key = dead_letter_key(self._prefix, record)
+        _REQUEST.deadline = deadline
         try:
             self._client.put_object(
                 Bucket=self._bucket,
@@ -251,3 +406,5 @@ class S3DeadLetterWriter:
                 f"could not write s3://{self._bucket}/{key} for {source.topic_partition}"
                 f" offset {source.offset}: {error}"
             ) from error
+        finally:
+            _REQUEST.deadline = None

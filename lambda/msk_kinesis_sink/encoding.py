@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 from msk_kinesis_sink.errors import UnwritableRecordError
-from msk_kinesis_sink.events import KafkaRecord
+from msk_kinesis_sink.events import KafkaRecord, PartitionBatch
 from msk_kinesis_sink.limits import MAX_PARTITION_KEY_CHARS
 from msk_kinesis_sink.settings import PartitionKeyMode, RecordFormat
 
@@ -139,3 +139,35 @@ def envelope_bytes(record: KafkaRecord) -> bytes:
         ],
     }
     return json.dumps(document, separators=(",", ":")).encode("utf-8")
+
+
+class EncodedPartition(NamedTuple):
+    """One partition's records, encoded in offset order, ready for the publisher."""
+
+    batch: PartitionBatch
+    units: list[EncodedRecord | UnwritableRecord]
+    # Bytes of the writable records (data + partition keys): how much this partition will send.
+    encoded_bytes: int
+    # Offsets an earlier invocation wrote already (redelivery memory): not sent again.
+    delivered_before: frozenset[int] = frozenset()
+
+
+def encode_partition(
+    batch: PartitionBatch,
+    *,
+    record_format: RecordFormat,
+    partition_key_mode: PartitionKeyMode,
+    max_record_bytes: int,
+    delivered_before: frozenset[int] = frozenset(),
+) -> EncodedPartition:
+    units = [
+        encode_record(
+            record,
+            record_format=record_format,
+            partition_key_mode=partition_key_mode,
+            max_record_bytes=max_record_bytes,
+        )
+        for record in batch.records
+    ]
+    encoded_bytes = sum(unit.size for unit in units if isinstance(unit, EncodedRecord))
+    return EncodedPartition(batch, units, encoded_bytes, delivered_before)

@@ -20,12 +20,16 @@ class UnwritableRecordError(SinkError):
 
 
 class KinesisPublishError(SinkError):
-    """A PutRecords request failed as a whole; `retryable` says whether trying again can help."""
+    """A PutRecords request failed as a whole; `retryable` says whether trying again can help,
+    `throttled` whether the stream (or its key) asked to slow down."""
 
-    def __init__(self, message: str, *, code: str, retryable: bool) -> None:
+    def __init__(
+        self, message: str, *, code: str, retryable: bool, throttled: bool = False
+    ) -> None:
         super().__init__(message)
         self.code = code
         self.retryable = retryable
+        self.throttled = throttled
 
 
 class DeadLetterError(SinkError):

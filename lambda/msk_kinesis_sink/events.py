@@ -62,10 +62,17 @@ class KafkaEvent:
     event_source: str
     event_source_arn: str | None
     partitions: tuple[PartitionBatch, ...]
+    bootstrap_servers: str | None = None  # self-managed Kafka events name the cluster this way
 
     @property
     def record_count(self) -> int:
         return sum(len(batch.records) for batch in self.partitions)
+
+    @property
+    def source_id(self) -> str:
+        """Which cluster (and mapping) the records come from: offsets are only comparable
+        within one source."""
+        return self.event_source_arn or self.bootstrap_servers or self.event_source
 
 
 def parse_event(event: Any) -> KafkaEvent:
@@ -82,6 +89,7 @@ def parse_event(event: Any) -> KafkaEvent:
     if not isinstance(groups, Mapping):
         raise MalformedEventError("event has no 'records' object (expected an MSK/Kafka event)")
     arn = event.get("eventSourceArn")
+    servers = event.get("bootstrapServers")
 
     partitions = []
     for group_key, raw_records in groups.items():
@@ -102,6 +110,7 @@ def parse_event(event: Any) -> KafkaEvent:
         event_source=str(source or "aws:kafka"),
         event_source_arn=arn if isinstance(arn, str) else None,
         partitions=tuple(partitions),
+        bootstrap_servers=servers if isinstance(servers, str) else None,
     )
 
 

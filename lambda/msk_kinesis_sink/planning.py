@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import NamedTuple, Protocol
 
 from msk_kinesis_sink.encoding import EncodedRecord, UnwritableRecord
+from msk_kinesis_sink.events import KafkaRecord
 
 Unit = EncodedRecord | UnwritableRecord
 
@@ -75,33 +76,57 @@ class PartitionQueue:
     Not thread-safe: one coordinator owns it; workers only carry entries to Kinesis and back.
     """
 
-    def __init__(self, topic_partition: str, units: Sequence[Unit]) -> None:
+    def __init__(
+        self,
+        topic_partition: str,
+        units: Sequence[Unit],
+        delivered_before: frozenset[int] = frozenset(),
+    ) -> None:
         self.topic_partition = topic_partition
         self._units = list(units)
         count = len(self._units)
+        # Offsets written by an earlier invocation (redelivery memory): settled without sending
+        # when their key's turn comes, never ahead of it.
+        self._delivered_before = delivered_before
+        self.delivered_before_count = 0
         self._next_same_key = [-1] * count
         last_of_key: dict[str, int] = {}
-        # Heap of positions whose record may be sent now; lowest offsets go first, so a deadline
-        # leaves the shortest possible tail to report. Built in ascending order: already a heap.
-        self._ready: list[int] = []
-        self._dead_letter_ready: list[int] = []
+        heads: list[int] = []
         for position, unit in enumerate(self._units):
             key = unit.partition_key
             previous = last_of_key.get(key)
             if previous is None:
-                self._make_ready(position)
+                heads.append(position)
             else:
                 self._next_same_key[previous] = position
             last_of_key[key] = position
+        # Heap of positions whose record may be sent now; lowest offsets go first, so a deadline
+        # leaves the shortest possible tail to report. Filled in ascending order: already a heap.
+        self._ready: list[int] = []
+        self._dead_letter_ready: list[int] = []
         self._in_flight: dict[str, int] = {}  # key -> position of its in-flight head
         self._blocked: dict[str, str] = {}
+        # The lowest position of a key blocked for this invocation: the partition is reported
+        # from there at the latest, so nothing after it is started (it would only come back).
+        self._first_blocked = count
         self._stopped: str | None = None
         self._acknowledged = bytearray(count)
         self._acknowledged_count = 0
         self._lowest_open = 0
+        for position in heads:
+            self._make_ready(position)
 
     def _make_ready(self, position: int) -> None:
-        if isinstance(self._units[position], UnwritableRecord):
+        units, links = self._units, self._next_same_key
+        if self._delivered_before:
+            while position >= 0 and units[position].offset in self._delivered_before:
+                self._acknowledged[position] = 1
+                self._acknowledged_count += 1
+                self.delivered_before_count += 1
+                position = links[position]
+            if position < 0:
+                return
+        if isinstance(units[position], UnwritableRecord):
             self._dead_letter_ready.append(position)
         else:
             heapq.heappush(self._ready, position)
@@ -122,7 +147,7 @@ class PartitionQueue:
 
     @property
     def can_send(self) -> bool:
-        return bool(self._ready)
+        return bool(self._ready) and self._ready[0] < self._first_blocked
 
     @property
     def in_flight(self) -> bool:
@@ -139,12 +164,16 @@ class PartitionQueue:
     def take_dead_letters(self) -> list[UnwritableRecord]:
         """Unwritable records whose turn has come; their keys stay busy until settled."""
         taken: list[UnwritableRecord] = []
+        later: list[int] = []
         for position in self._dead_letter_ready:
+            if position > self._first_blocked:
+                later.append(position)  # past a blocked key: it would only come back
+                continue
             record = self._units[position]
             assert isinstance(record, UnwritableRecord)
             self._in_flight[record.partition_key] = position
             taken.append(record)
-        self._dead_letter_ready = []
+        self._dead_letter_ready = later
         return taken
 
     def next_request(self, limits: RequestLimits, packer: Packer) -> list[Entry]:
@@ -154,7 +183,8 @@ class PartitionQueue:
         record_budget = limits.max_record_bytes
         ready, units, in_flight = self._ready, self._units, self._in_flight
         single = isinstance(packer, SingleRecordPacker)
-        while ready and len(entries) < limits.max_records:
+        first_blocked = self._first_blocked
+        while ready and len(entries) < limits.max_records and ready[0] < first_blocked:
             position = ready[0]
             head = units[position]
             assert isinstance(head, EncodedRecord)
@@ -207,8 +237,11 @@ class PartitionQueue:
         self._advance(partition_key, position)
 
     def block(self, partition_key: str, reason: str) -> None:
-        """The key's head can not be delivered in this invocation; later same-key records wait."""
-        self._in_flight.pop(partition_key, None)
+        """The key's head can not be delivered in this invocation; later same-key records wait,
+        and so does every record after it (the partition is reported from it anyway)."""
+        position = self._in_flight.pop(partition_key, None)
+        if position is not None:
+            self._first_blocked = min(self._first_blocked, position)
         self._blocked[partition_key] = reason
 
     def stop(self, reason: str) -> None:
@@ -232,3 +265,13 @@ class PartitionQueue:
 
     def pending_count(self) -> int:
         return len(self._units) - self._acknowledged_count
+
+    def settled_from(self, offset: int) -> list[KafkaRecord]:
+        """Records at or after `offset` that are settled (written, dead-lettered or delivered
+        before): what the ESM sends again when the partition is reported from `offset`."""
+        acknowledged = self._acknowledged
+        return [
+            unit.source
+            for position, unit in enumerate(self._units)
+            if acknowledged[position] and unit.offset >= offset
+        ]

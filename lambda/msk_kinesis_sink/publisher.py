@@ -1,8 +1,10 @@
-"""Publish an invocation's partitions concurrently, each in order, until done or out of time.
+"""Publish one invocation's partitions concurrently, each in order per key, within its time budget.
 
-One coordinator thread owns all state; a bounded pool of workers only carries requests to
-Kinesis (or S3) and back. A key's next record leaves as soon as its previous one is
-acknowledged: no rounds, no idle waits; only throttling backs off (exponential, full jitter).
+`Publisher` lives as long as the container: writers, worker pool, what it learned of round trips.
+Each invocation gets its own `_Run`, which owns every piece of per-invocation state. The calling
+thread coordinates the run; a bounded pool of workers only carries requests to AWS and back. A
+key's next record leaves as soon as its previous one is acknowledged: no rounds, no idle waits;
+only throttling and failures back off.
 """
 
 from __future__ import annotations
@@ -10,14 +12,17 @@ from __future__ import annotations
 import logging
 import random
 import time
-from collections.abc import Callable, Sequence
-from concurrent.futures import FIRST_COMPLETED, Executor, Future, wait
+from collections import deque
+from collections.abc import Callable, Iterable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Final
 
-from msk_kinesis_sink.encoding import EncodedRecord, UnwritableRecord, encode_record
-from msk_kinesis_sink.errors import KinesisPublishError
-from msk_kinesis_sink.events import KafkaEvent, KafkaRecord, PartitionBatch
+from msk_kinesis_sink.backoff import full_jitter_seconds
+from msk_kinesis_sink.budget import TimeBudget
+from msk_kinesis_sink.encoding import EncodedPartition, UnwritableRecord
+from msk_kinesis_sink.errors import DeadLetterError, KinesisPublishError
+from msk_kinesis_sink.events import KafkaRecord
 from msk_kinesis_sink.limits import MAX_RECORDS_PER_REQUEST, max_request_bytes
 from msk_kinesis_sink.planning import (
     Entry,
@@ -27,28 +32,13 @@ from msk_kinesis_sink.planning import (
     SingleRecordPacker,
 )
 from msk_kinesis_sink.settings import Settings
+from msk_kinesis_sink.writers import DeadLetterWriter, RecordResult, RecordWriter
 
 logger = logging.getLogger(__name__)
 
-THROTTLED = "ProvisionedThroughputExceededException"
-THROTTLING_CODES = frozenset({THROTTLED, "ThrottlingException", "KMSThrottlingException"})
-
-
-class RecordWriter(Protocol):
-    """Sends one PutRecords request; the only seam to Kinesis."""
-
-    def put_records(self, entries: Sequence[Entry]) -> Sequence[str | None]:
-        """Per entry, None when accepted or the per-record ErrorCode.
-
-        Raises KinesisPublishError when the request failed as a whole.
-        """
-        ...
-
-
-class DeadLetterWriter(Protocol):
-    """Keeps a record Kinesis can never accept; raises (DeadLetterError) when it can not."""
-
-    def write(self, record: UnwritableRecord, event_source_arn: str | None) -> None: ...
+# Weight of the newest round trip in the running estimate the run uses to decide whether a
+# request still has time to complete.
+_ROUND_TRIP_SMOOTHING: Final = 0.2
 
 
 @dataclass(slots=True)
@@ -58,12 +48,15 @@ class PublishStats:
     records_received: int = 0
     records_published: int = 0
     kinesis_records_published: int = 0
+    records_already_delivered: int = 0
     records_dead_lettered: int = 0
     records_throttled: int = 0
     records_internal_failure: int = 0
     request_failures: int = 0
+    requests_abandoned: int = 0
     retry_attempts: int = 0
     put_records_calls: int = 0
+    dead_letter_writes: int = 0
     bytes_published: int = 0
     put_latencies_ms: list[float] = field(default_factory=list)
     partitions: int = 0
@@ -72,40 +65,18 @@ class PublishStats:
 
 @dataclass(frozen=True, slots=True)
 class PublishOutcome:
-    """Per topic-partition, the first offset the ESM must redeliver (absent: all delivered)."""
+    """Per topic-partition, the first offset the ESM must redeliver (absent: all delivered), and
+    the records at or after it that were settled anyway (the redelivery memory keeps them)."""
 
     resume_offsets: dict[str, int]
     stats: PublishStats
-
-
-@dataclass(frozen=True, slots=True)
-class PublisherOptions:
-    max_concurrency: int
-    retry_base_ms: int
-    retry_max_ms: int
-    deadline_margin_ms: int
-    limits: RequestLimits
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> PublisherOptions:
-        return cls(
-            max_concurrency=settings.max_concurrency,
-            retry_base_ms=settings.retry_base_ms,
-            retry_max_ms=settings.retry_max_ms,
-            deadline_margin_ms=settings.deadline_margin_ms,
-            limits=RequestLimits(
-                max_records=MAX_RECORDS_PER_REQUEST,
-                max_request_bytes=max_request_bytes(settings.max_record_bytes),
-                max_record_bytes=settings.max_record_bytes,
-            ),
-        )
+    settled_after_resume: dict[str, list[KafkaRecord]] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
 class _Partition:
-    batch: PartitionBatch
+    batch_name: str  # "<topic>-<partition>", the ESM's name for it
     queue: PartitionQueue
-    encoded_bytes: int
     not_before: float = 0.0
     consecutive_failures: int = 0
 
@@ -132,7 +103,7 @@ _Job = _PutJob | _DeadLetterJob
 
 
 class Publisher:
-    """Drives one invocation's partitions to Kinesis under the strict per-key ordering rule."""
+    """Drives each invocation's partitions to Kinesis under the strict per-key ordering rule."""
 
     def __init__(
         self,
@@ -140,235 +111,302 @@ class Publisher:
         settings: Settings,
         writer: RecordWriter,
         dead_letters: DeadLetterWriter | None,
-        executor: Executor,
         packer: Packer | None = None,
-        options: PublisherOptions | None = None,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
         rng: random.Random | None = None,
     ) -> None:
-        self._settings = settings
-        self._writer = writer
-        self._dead_letters = dead_letters
-        self._executor = executor
-        self._packer = packer or SingleRecordPacker()
-        self._options = options or PublisherOptions.from_settings(settings)
-        self._clock = clock
-        self._sleep = sleep
-        self._rng = rng or random.Random()
-        self._cursor = 0
+        self.settings = settings
+        self.writer = writer
+        self.dead_letters = dead_letters
+        self.packer = packer or SingleRecordPacker()
+        self.clock = clock
+        self.sleep = sleep
+        self.rng = rng or random.Random()
+        self.limits = RequestLimits(
+            max_records=MAX_RECORDS_PER_REQUEST,
+            max_request_bytes=max_request_bytes(settings.max_record_bytes),
+            max_record_bytes=settings.max_record_bytes,
+        )
+        self.typical_round_trip_s = 0.0
+        # Created once per container: threads (and their connections) are reused.
+        self.executor = self._new_executor()
+        self.cursor = 0  # where the next request starts filling (fairness across partitions)
 
-    def publish(self, event: KafkaEvent, remaining_ms: Callable[[], int]) -> PublishOutcome:
-        stats = PublishStats(records_received=event.record_count, partitions=len(event.partitions))
-        partitions: list[_Partition] = []
-        in_flight: dict[Future[Any], _Job] = {}
-        at_start = remaining_ms()
-        if at_start < self._options.deadline_margin_ms:
-            logger.error(
-                "the invocation started with %d ms left, less than the %d ms kept free for one"
-                " slow request: raise the function timeout or lower KINESIS_TIMEOUT_SECONDS",
-                at_start,
-                self._options.deadline_margin_ms,
-            )
+    def _new_executor(self) -> ThreadPoolExecutor:
+        return ThreadPoolExecutor(
+            max_workers=self.settings.max_concurrency, thread_name_prefix="kinesis-put"
+        )
 
-        self._prepare_all(event, partitions, in_flight, remaining_ms, stats)
-        while True:
-            out_of_time = remaining_ms() < self._options.deadline_margin_ms
-            if out_of_time:
-                self._stop_all(partitions, stats)
-            else:
-                self._fill(partitions, in_flight, event.event_source_arn, stats)
-            if not in_flight:
-                wake_at = self._next_wake(partitions)
-                if out_of_time or wake_at is None:
-                    break
-                # Every partition with work is backing off after throttling: wait, within time.
-                allowed_s = (remaining_ms() - self._options.deadline_margin_ms) / 1000
-                self._sleep(max(0.0, min(wake_at - self._clock(), allowed_s)))
-                continue
-            # With a free worker, also wake when a backing-off partition may send again; with
-            # none, only a finished request can change anything.
-            timeout = None
-            if len(in_flight) < self._options.max_concurrency:
-                wake_at = self._next_wake(partitions)
-                timeout = None if wake_at is None else max(0.0, wake_at - self._clock())
-            done, _ = wait(in_flight, timeout=timeout, return_when=FIRST_COMPLETED)
-            for future in done:
-                self._settle(in_flight.pop(future), future, stats)
+    def publish(
+        self,
+        partitions: Iterable[EncodedPartition],
+        *,
+        record_count: int,
+        event_source_arn: str | None,
+        budget: TimeBudget,
+    ) -> PublishOutcome:
+        stats = PublishStats(records_received=record_count)
+        run = _Run(self, budget, event_source_arn, stats)
+        outcome = run.execute(partitions)
+        if run.abandoned:
+            # Requests outside the bounded transport still hold workers: give the next
+            # invocation a fresh pool; the old threads end on their own.
+            stale, self.executor = self.executor, self._new_executor()
+            stale.shutdown(wait=False, cancel_futures=True)
+        return outcome
 
-        resume = {}
-        for partition in partitions:
-            offset = partition.queue.first_unacknowledged_offset()
-            if offset is not None:
-                resume[partition.batch.topic_partition] = offset
-        return PublishOutcome(resume_offsets=resume, stats=stats)
+    def observe_round_trip(self, seconds: float) -> None:
+        previous = self.typical_round_trip_s
+        self.typical_round_trip_s = (
+            seconds if previous == 0.0 else previous + _ROUND_TRIP_SMOOTHING * (seconds - previous)
+        )
+
+    def close(self) -> None:
+        self.executor.shutdown(wait=True)
+
+
+class _Run:
+    """One invocation: its partitions, requests in flight, dead letters waiting for a worker."""
+
+    def __init__(
+        self,
+        publisher: Publisher,
+        budget: TimeBudget,
+        event_source_arn: str | None,
+        stats: PublishStats,
+    ) -> None:
+        self.publisher = publisher
+        self.settings = publisher.settings
+        self.budget = budget
+        self.event_source_arn = event_source_arn
+        self.stats = stats
+        self.clock = publisher.clock
+        self.partitions: list[_Partition] = []
+        self.in_flight: dict[Future[Any], _Job] = {}
+        self.dead_letter_backlog: deque[tuple[_Partition, UnwritableRecord]] = deque()
+        self.stopping = False
+        self.abandoned = False
+
+    def execute(self, partitions: Iterable[EncodedPartition]) -> PublishOutcome:
+        try:
+            self._prepare_all(partitions)
+            self._drive()
+        except BaseException:
+            # A bug (an exception no adapter raises on purpose): let it reach the ESM, which
+            # retries the whole batch, but first make sure this run's requests are not still
+            # writing while the next invocation sends the same records.
+            self._drain()
+            raise
+        return self._outcome()
 
     # -- preparation ------------------------------------------------------------------------
 
-    def _prepare_all(
-        self,
-        event: KafkaEvent,
-        partitions: list[_Partition],
-        in_flight: dict[Future[Any], _Job],
-        remaining_ms: Callable[[], int],
-        stats: PublishStats,
-    ) -> None:
-        """Encode partition by partition, starting every full request as soon as it exists, so
-        encoding the rest of the batch overlaps with the first round trips."""
+    def _prepare_all(self, partitions: Iterable[EncodedPartition]) -> None:
+        """Take partitions as they are encoded, starting every full request as soon as it
+        exists, so encoding the rest of the batch overlaps with the first round trips."""
         backlog_records = backlog_bytes = 0
-        limits = self._options.limits
-        for batch in event.partitions:
-            partition = self._prepare(batch)
-            partitions.append(partition)
-            backlog_records += partition.queue.pending_count()
-            backlog_bytes += partition.encoded_bytes
+        limits = self.publisher.limits
+        for encoded in partitions:
+            queue = PartitionQueue(
+                encoded.batch.topic_partition, encoded.units, encoded.delivered_before
+            )
+            self.stats.records_already_delivered += queue.delivered_before_count
+            self.partitions.append(_Partition(encoded.batch.topic_partition, queue))
+            self.stats.partitions += 1
+            backlog_records += queue.pending_count()
+            backlog_bytes += encoded.encoded_bytes
             full_requests = max(
                 backlog_records // limits.max_records,
                 backlog_bytes // limits.max_request_bytes,
             )
-            if full_requests and remaining_ms() >= self._options.deadline_margin_ms:
-                started = self._fill(
-                    partitions, in_flight, event.event_source_arn, stats, max_requests=full_requests
-                )
+            if full_requests and self._may_start():
+                started = self._fill(max_requests=full_requests)
                 backlog_records -= sum(len(entry.records) for _, entry in started)
                 backlog_bytes -= sum(entry.size for _, entry in started)
-                for future in [future for future in in_flight if future.done()]:
-                    self._settle(in_flight.pop(future), future, stats)
+                for future in [future for future in self.in_flight if future.done()]:
+                    self._settle(self.in_flight.pop(future), future)
 
-    def _prepare(self, batch: PartitionBatch) -> _Partition:
-        settings = self._settings
-        units = [
-            encode_record(
-                record,
-                record_format=settings.record_format,
-                partition_key_mode=settings.partition_key,
-                max_record_bytes=settings.max_record_bytes,
-            )
-            for record in batch.records
-        ]
-        encoded_bytes = sum(unit.size for unit in units if isinstance(unit, EncodedRecord))
-        return _Partition(batch, PartitionQueue(batch.topic_partition, units), encoded_bytes)
+    # -- the loop ---------------------------------------------------------------------------
 
-    # -- scheduling -------------------------------------------------------------------------
+    def _may_start(self) -> bool:
+        return self.clock() <= self.budget.last_start(self.publisher.typical_round_trip_s)
 
-    def _fill(
-        self,
-        partitions: list[_Partition],
-        in_flight: dict[Future[Any], _Job],
-        event_source_arn: str | None,
-        stats: PublishStats,
-        max_requests: int | None = None,
-    ) -> list[tuple[_Partition, Entry]]:
-        """Start requests until the pool is full or nothing is eligible; returns what started."""
-        for partition in partitions:
+    def _drive(self) -> None:
+        budget = self.budget
+        while True:
+            if not self.stopping and not self._may_start():
+                self._stop_all()
+            if not self.stopping:
+                self._fill()
+            now = self.clock()
+            if not self.in_flight:
+                wake_at = self._next_wake()
+                if self.stopping or wake_at is None:
+                    return
+                # Every partition with work is backing off: wait, but not past the last start.
+                last_start = budget.last_start(self.publisher.typical_round_trip_s)
+                self.publisher.sleep(max(0.0, min(wake_at, last_start) - now))
+                continue
+            timeout = self._wait_timeout(now)
+            done, _ = wait(self.in_flight, timeout=timeout, return_when=FIRST_COMPLETED)
+            for future in done:
+                self._settle(self.in_flight.pop(future), future)
+            if not done and self.stopping and self.clock() >= budget.give_up_at:
+                self._abandon()
+                return
+
+    def _wait_timeout(self, now: float) -> float:
+        """Until a request may finish, a backing-off partition may send, or time is up."""
+        if self.stopping:
+            return max(0.0, self.budget.give_up_at - now)
+        until = self.budget.last_start(self.publisher.typical_round_trip_s)
+        # With a free worker, also wake when a backing-off partition may send again; with
+        # none, only a finished request (or the end of the time to start any) changes anything.
+        if len(self.in_flight) < self.settings.max_concurrency:
+            wake_at = self._next_wake()
+            if wake_at is not None:
+                until = min(until, wake_at)
+        return max(0.0, until - now)
+
+    def _fill(self, max_requests: int | None = None) -> list[tuple[_Partition, Entry]]:
+        """Start jobs until the pool is full or nothing is eligible; returns the entries sent."""
+        for partition in self.partitions:
             for record in partition.queue.take_dead_letters():
-                self._start_dead_letter(partition, record, event_source_arn, in_flight)
+                self._queue_dead_letter(partition, record)
+        capacity = self.settings.max_concurrency
+        # Dead letters first: each holds its key (and the partition's resume point) until written.
+        while self.dead_letter_backlog and len(self.in_flight) < capacity:
+            self._start_dead_letter(*self.dead_letter_backlog.popleft())
         started: list[tuple[_Partition, Entry]] = []
         requests = 0
-        while len(in_flight) < self._options.max_concurrency and (
-            max_requests is None or requests < max_requests
-        ):
-            items = self._plan_request(partitions)
+        while len(self.in_flight) < capacity and (max_requests is None or requests < max_requests):
+            items = self._plan_request()
             if not items:
                 break
-            future = self._executor.submit(self._writer.put_records, [entry for _, entry in items])
-            in_flight[future] = _PutJob(items, self._clock())
-            stats.put_records_calls += 1
+            now = self.clock()
+            deadline = self.budget.request_deadline(now, self.settings.request_timeout_seconds)
+            future = self.publisher.executor.submit(
+                self.publisher.writer.put_records, [entry for _, entry in items], deadline
+            )
+            self.in_flight[future] = _PutJob(items, now)
+            self.stats.put_records_calls += 1
             started.extend(items)
             requests += 1
         return started
 
-    def _plan_request(self, partitions: list[_Partition]) -> list[tuple[_Partition, Entry]]:
+    def _plan_request(self) -> list[tuple[_Partition, Entry]]:
         """Fill one request from every partition that may send, starting where the last stopped.
 
         Mixing partitions is safe (the ordering rule is per partition and key) and lets many
         small partitions share a round trip instead of each paying for one.
         """
-        limits = self._options.limits
+        limits, partitions, publisher = self.publisher.limits, self.partitions, self.publisher
         records_left, bytes_left = limits.max_records, limits.max_request_bytes
         items: list[tuple[_Partition, Entry]] = []
-        now = self._clock()
+        now = self.clock()
         count = len(partitions)
         for step in range(count):
-            partition = partitions[(self._cursor + step) % count]
+            partition = partitions[(publisher.cursor + step) % count]
             queue = partition.queue
             if now < partition.not_before or not queue.can_send:
                 continue
             entries = queue.next_request(
-                RequestLimits(records_left, bytes_left, limits.max_record_bytes), self._packer
+                RequestLimits(records_left, bytes_left, limits.max_record_bytes), publisher.packer
             )
             items.extend((partition, entry) for entry in entries)
             records_left -= len(entries)
             bytes_left -= sum(entry.size for entry in entries)
             if queue.can_send:  # this partition filled the request; it leads the next one
-                self._cursor = (self._cursor + step) % count
+                publisher.cursor = (publisher.cursor + step) % count
                 break
         else:
-            self._cursor = (self._cursor + 1) % max(count, 1)
+            publisher.cursor = (publisher.cursor + 1) % max(count, 1)
         return items
 
-    def _start_dead_letter(
-        self,
-        partition: _Partition,
-        record: UnwritableRecord,
-        event_source_arn: str | None,
-        in_flight: dict[Future[Any], _Job],
-    ) -> None:
-        writer = self._dead_letters
-        if writer is None:
-            reason = f"unwritable record and no DEAD_LETTER_BUCKET: {record.reason}"
+    def _queue_dead_letter(self, partition: _Partition, record: UnwritableRecord) -> None:
+        if self.publisher.dead_letters is None:
             logger.error(
                 "record can not be written and no dead-letter bucket is configured; its"
                 " partition is reported from this offset so the ESM retries or sends it to its"
                 " on-failure destination",
                 extra=_record_fields(record.source, reason=record.reason),
             )
+            reason = f"unwritable record and no DEAD_LETTER_BUCKET: {record.reason}"
             partition.queue.block(record.partition_key, reason)
             return
-        future = self._executor.submit(writer.write, record, event_source_arn)
-        in_flight[future] = _DeadLetterJob(partition, record)
+        self.dead_letter_backlog.append((partition, record))
 
-    def _next_wake(self, partitions: list[_Partition]) -> float | None:
+    def _start_dead_letter(self, partition: _Partition, record: UnwritableRecord) -> None:
+        writer = self.publisher.dead_letters
+        assert writer is not None  # only queued with a writer
+        deadline = self.budget.request_deadline(self.clock(), self.settings.request_timeout_seconds)
+        future = self.publisher.executor.submit(
+            writer.write, record, self.event_source_arn, deadline
+        )
+        self.in_flight[future] = _DeadLetterJob(partition, record)
+        self.stats.dead_letter_writes += 1
+
+    def _next_wake(self) -> float | None:
         """When the earliest backing-off partition may send again (None: nobody is waiting)."""
-        waits = [p.not_before for p in partitions if p.queue.can_send and not p.queue.stopped]
+        waits = [p.not_before for p in self.partitions if p.queue.can_send and not p.queue.stopped]
         return min(waits) if waits else None
 
-    def _stop_all(self, partitions: list[_Partition], stats: PublishStats) -> None:
-        for partition in partitions:
+    def _stop_all(self) -> None:
+        self.stopping = True
+        for partition in self.partitions:
             if not partition.queue.is_done and not partition.queue.stopped:
-                stats.stopped_by_deadline = True
+                self.stats.stopped_by_deadline = True
                 partition.queue.stop("invocation deadline")
+        # Dead letters not yet started stay unwritten: their partitions are reported from them.
+        self.dead_letter_backlog.clear()
+
+    def _abandon(self) -> None:
+        """Answer without the requests still running (only possible outside the bounded
+        transport): their records count as not written, so their partitions are reported."""
+        self.abandoned = True
+        self.stats.requests_abandoned += len(self.in_flight)
+        logger.warning(
+            "requests still running at the invocation's stop are abandoned; their records are"
+            " reported for redelivery",
+            extra={"requests_abandoned": len(self.in_flight)},
+        )
+        for future in self.in_flight:
+            future.cancel()
+        self.in_flight.clear()
+
+    def _drain(self) -> None:
+        """Cancel what has not started; wait (within the budget) for what has."""
+        running = [future for future in self.in_flight if not future.cancel()]
+        if running:
+            wait(running, timeout=max(0.0, self.budget.give_up_at - self.clock()))
+        self.in_flight.clear()
 
     # -- results ----------------------------------------------------------------------------
 
-    def _settle(self, job: _Job, future: Future[Any], stats: PublishStats) -> None:
+    def _settle(self, job: _Job, future: Future[Any]) -> None:
         if isinstance(job, _DeadLetterJob):
-            self._settle_dead_letter(job, future, stats)
+            self._settle_dead_letter(job, future)
             return
-        stats.put_latencies_ms.append((self._clock() - job.started) * 1000)
+        stats = self.stats
+        elapsed = self.clock() - job.started
+        stats.put_latencies_ms.append(elapsed * 1000)
         try:
-            codes = future.result()
+            results = future.result()
         except KinesisPublishError as error:
-            self._request_failed(job, error, stats)
+            self._request_failed(job, error)
             return
-        except Exception as error:
-            self._request_failed(
-                job,
-                KinesisPublishError(repr(error), code=type(error).__name__, retryable=True),
-                stats,
-            )
-            return
-        assert isinstance(codes, Sequence)
+        self.publisher.observe_round_trip(elapsed)
         failed: dict[int, int] = {}
-        for (partition, entry), code in zip(job.items, codes, strict=True):
-            if code is None:
+        for (partition, entry), result in zip(job.items, results, strict=True):
+            if result is RecordResult.WRITTEN:
                 partition.queue.acknowledge(entry)
                 stats.records_published += len(entry.records)
                 stats.kinesis_records_published += 1
                 stats.bytes_published += entry.size
                 continue
             failed[id(partition)] = failed.get(id(partition), 0) + 1
-            if code == THROTTLED:
+            if result is RecordResult.THROTTLED:
                 stats.records_throttled += len(entry.records)
             else:
                 stats.records_internal_failure += len(entry.records)
@@ -377,15 +415,14 @@ class Publisher:
         for partition in job.partitions:
             self._after_attempt(partition, failed.get(id(partition), 0))
 
-    def _request_failed(
-        self, job: _PutJob, error: KinesisPublishError, stats: PublishStats
-    ) -> None:
+    def _request_failed(self, job: _PutJob, error: KinesisPublishError) -> None:
+        stats = self.stats
         stats.request_failures += 1
         for partition, entry in job.items:
             partition.queue.release(entry.partition_key)
             if error.retryable:
                 stats.retry_attempts += len(entry.records)
-                if error.code in THROTTLING_CODES:
+                if error.throttled:
                     stats.records_throttled += len(entry.records)
         for partition in job.partitions:
             if error.retryable:
@@ -395,9 +432,9 @@ class Publisher:
                 "PutRecords failed with a non-retryable error (%s); partition %s stops and is"
                 " reported for redelivery",
                 error,
-                partition.batch.topic_partition,
+                partition.batch_name,
                 extra={
-                    "topic_partition": partition.batch.topic_partition,
+                    "topic_partition": partition.batch_name,
                     "error_code": error.code,
                     "records_pending": partition.queue.pending_count(),
                 },
@@ -409,39 +446,43 @@ class Publisher:
             partition.consecutive_failures = 0
             return
         partition.consecutive_failures += 1
-        # Full jitter (AWS Architecture Blog, "Exponential Backoff And Jitter"), capped.
-        ceiling_ms = min(
-            self._options.retry_max_ms,
-            self._options.retry_base_ms * 2 ** min(partition.consecutive_failures - 1, 30),
+        delay_s = full_jitter_seconds(
+            partition.consecutive_failures,
+            base_ms=self.settings.retry_base_ms,
+            max_ms=self.settings.retry_max_ms,
+            rng=self.publisher.rng,
         )
-        delay_s = self._rng.uniform(0, ceiling_ms) / 1000
-        partition.not_before = max(partition.not_before, self._clock() + delay_s)
+        partition.not_before = max(partition.not_before, self.clock() + delay_s)
 
-    def _settle_dead_letter(
-        self, job: _DeadLetterJob, future: Future[Any], stats: PublishStats
-    ) -> None:
+    def _settle_dead_letter(self, job: _DeadLetterJob, future: Future[Any]) -> None:
         record, queue = job.record, job.partition.queue
         try:
             future.result()
-        except Exception as error:
-            reason = f"dead-letter write failed: {error}"
+        except DeadLetterError as error:
             logger.error(
                 "could not write an unwritable record to the dead-letter bucket; its partition is"
                 " reported from this offset",
-                extra=_record_fields(
-                    record.source,
-                    reason=record.reason,
-                    error=str(error),
-                    error_type=type(error).__name__,
-                ),
+                extra=_record_fields(record.source, reason=record.reason, error=str(error)),
             )
-            queue.block(record.partition_key, reason)
+            queue.block(record.partition_key, f"dead-letter write failed: {error}")
             return
-        stats.records_dead_lettered += 1
+        self.stats.records_dead_lettered += 1
         logger.warning(
             "record dead-lettered", extra=_record_fields(record.source, reason=record.reason)
         )
         queue.acknowledge_dead_letter(record)
+
+    # -- the answer -------------------------------------------------------------------------
+
+    def _outcome(self) -> PublishOutcome:
+        resume: dict[str, int] = {}
+        settled: dict[str, list[KafkaRecord]] = {}
+        for partition in self.partitions:
+            offset = partition.queue.first_unacknowledged_offset()
+            if offset is not None:
+                resume[partition.batch_name] = offset
+                settled[partition.batch_name] = partition.queue.settled_from(offset)
+        return PublishOutcome(resume_offsets=resume, stats=self.stats, settled_after_resume=settled)
 
 
 def _record_fields(record: KafkaRecord, **more: object) -> dict[str, object]:

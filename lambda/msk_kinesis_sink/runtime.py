@@ -5,25 +5,25 @@ from __future__ import annotations
 import gc
 import logging
 import time
-from collections.abc import Iterator, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Final, Protocol
 
-from msk_kinesis_sink.events import parse_event
+from msk_kinesis_sink.budget import TimeBudget
+from msk_kinesis_sink.encoding import EncodedPartition, encode_partition
+from msk_kinesis_sink.events import KafkaEvent, parse_event
 from msk_kinesis_sink.planning import Packer
-from msk_kinesis_sink.publisher import (
-    DeadLetterWriter,
-    Publisher,
-    PublishOutcome,
-    PublishStats,
-    RecordWriter,
-)
+from msk_kinesis_sink.publisher import Publisher, PublishOutcome, PublishStats
+from msk_kinesis_sink.redelivery import RedeliveryMemory
 from msk_kinesis_sink.response import PartialBatchResponse, partial_batch_response
 from msk_kinesis_sink.settings import Aggregation, Settings
+from msk_kinesis_sink.writers import DeadLetterWriter, RecordWriter
 
 logger = logging.getLogger(__name__)
+
+# Below this, an invocation still publishes what fits, but says that its budget is short.
+LOW_BUDGET_S: Final = 1.0
 
 
 class LambdaContextLike(Protocol):
@@ -47,14 +47,17 @@ class InvocationReport:
         return {
             "records_received": stats.records_received,
             "records_published": stats.records_published,
+            "records_already_delivered": stats.records_already_delivered,
             "kinesis_records_published": stats.kinesis_records_published,
             "records_failed": self.records_failed,
             "records_dead_lettered": stats.records_dead_lettered,
             "records_throttled": stats.records_throttled,
             "records_internal_failure": stats.records_internal_failure,
             "request_failures": stats.request_failures,
+            "requests_abandoned": stats.requests_abandoned,
             "retry_attempts": stats.retry_attempts,
             "put_records_calls": stats.put_records_calls,
+            "dead_letter_writes": stats.dead_letter_writes,
             "bytes_published": stats.bytes_published,
             "partitions": stats.partitions,
             "partitions_failed": self.partitions_failed,
@@ -82,19 +85,21 @@ class Sink:
         dead_letters: DeadLetterWriter | None = None,
         packer: Packer | None = None,
         on_report: ReportSink | None = None,
+        memory: RedeliveryMemory | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.settings = settings
-        # Created once per container: threads and the client's connection pool are reused.
-        self._executor = ThreadPoolExecutor(
-            max_workers=settings.max_concurrency, thread_name_prefix="kinesis-put"
-        )
         self._publisher = Publisher(
             settings=settings,
             writer=writer,
             dead_letters=dead_letters,
-            executor=self._executor,
             packer=packer or _packer_for(settings),
+            clock=clock,
+            sleep=sleep,
         )
+        self._clock = clock
+        self.memory = memory if memory is not None else RedeliveryMemory()
         self._on_report = on_report
         self.last_report: InvocationReport | None = None
 
@@ -122,11 +127,25 @@ class Sink:
         )
 
     def handle(self, event: Any, context: LambdaContextLike) -> PartialBatchResponse:
-        started = time.monotonic()
+        started = self._clock()
+        remaining_s = context.get_remaining_time_in_millis() / 1000
         with _cyclic_gc_paused():
             parsed = parse_event(event)
+            budget = TimeBudget.start(started, remaining_s, parsed.record_count)
+            if remaining_s < LOW_BUDGET_S:
+                logger.warning(
+                    "the invocation started with %d ms left: it publishes what fits and reports"
+                    " the rest; a longer function timeout (or a smaller batch) wastes less work",
+                    int(remaining_s * 1000),
+                )
             if parsed.partitions:
-                outcome = self._publisher.publish(parsed, context.get_remaining_time_in_millis)
+                outcome = self._publisher.publish(
+                    self._encoded(parsed),
+                    record_count=parsed.record_count,
+                    event_source_arn=parsed.event_source_arn,
+                    budget=budget,
+                )
+                self._remember(parsed, outcome)
             else:  # nothing to publish, no AWS call; still one summary line and zero metrics
                 outcome = PublishOutcome(resume_offsets={}, stats=PublishStats())
         response = partial_batch_response(parsed, outcome.resume_offsets)
@@ -134,7 +153,7 @@ class Sink:
             stats=outcome.stats,
             records_failed=len(response["batchItemFailures"]),
             partitions_failed=len(outcome.resume_offsets),
-            duration_ms=(time.monotonic() - started) * 1000,
+            duration_ms=(self._clock() - started) * 1000,
         )
         self.last_report = report
         if report.records_failed:
@@ -147,8 +166,31 @@ class Sink:
             self._on_report(report)
         return response
 
+    def _encoded(self, event: KafkaEvent) -> Iterator[EncodedPartition]:
+        """Encode partition by partition (lazily: the publisher overlaps it with sending)."""
+        settings, source = self.settings, event.source_id
+        for batch in event.partitions:
+            yield encode_partition(
+                batch,
+                record_format=settings.record_format,
+                partition_key_mode=settings.partition_key,
+                max_record_bytes=settings.max_record_bytes,
+                delivered_before=self.memory.recall(source, batch),
+            )
+
+    def _remember(self, event: KafkaEvent, outcome: PublishOutcome) -> None:
+        """Keep what the ESM will send again; forget partitions it moves past."""
+        source = event.source_id
+        for batch in event.partitions:
+            resume_at = outcome.resume_offsets.get(batch.topic_partition)
+            if resume_at is None:
+                self.memory.forget(source, batch)
+            else:
+                settled = outcome.settled_after_resume.get(batch.topic_partition, [])
+                self.memory.keep(source, batch, resume_at, settled)
+
     def close(self) -> None:
-        self._executor.shutdown(wait=True)
+        self._publisher.close()
 
 
 @contextmanager

@@ -22,6 +22,7 @@ from msk_kinesis_sink.consumer import Envelope, OffsetDeduplicator
 from msk_kinesis_sink.planning import Entry
 from msk_kinesis_sink.runtime import Sink
 from msk_kinesis_sink.settings import Settings
+from msk_kinesis_sink.writers import RecordResult
 from tests.factories import b64, sources_event
 from tests.fakes import INTERNAL, THROTTLED, FakeContext, FakeDeadLetters, FakeKinesis, Faults
 
@@ -130,7 +131,7 @@ def test_aggregation_retries_a_failed_aggregate_whole_and_keeps_order() -> None:
     # GIVEN a stream that fails the first attempt of every aggregate, alternating fault kinds
     failed_once: set[int] = set()
 
-    def fail_first_attempt(call: int, entry: Entry) -> str | None:
+    def fail_first_attempt(call: int, entry: Entry) -> RecordResult | None:
         head = entry.records[0].offset
         if len(entry.records) > 1 and head not in failed_once:
             failed_once.add(head)

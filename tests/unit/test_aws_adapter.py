@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -22,9 +23,16 @@ from msk_kinesis_sink.errors import DeadLetterError, KinesisPublishError
 from msk_kinesis_sink.events import parse_event
 from msk_kinesis_sink.planning import Entry
 from msk_kinesis_sink.settings import PartitionKeyMode, RecordFormat, Settings
+from msk_kinesis_sink.writers import RecordResult
 from tests.factories import MSK_CLUSTER_ARN, kafka_record, msk_event
 
 STREAM_ARN = "arn:aws:kinesis:us-east-1:123456789012:stream/orders"
+WRITTEN, THROTTLED, FAILED = RecordResult.WRITTEN, RecordResult.THROTTLED, RecordResult.FAILED
+
+
+def _soon() -> float:
+    """A request deadline a few seconds away."""
+    return time.monotonic() + 5
 
 
 def _client_error(code: str, status: int = 400, message: str = "details") -> ClientError:
@@ -163,10 +171,10 @@ def test_put_records_all_accepted(kinesis: tuple[Any, Stubber]):
     stubber.add_response("put_records", {"Records": [_ok(), _ok(), _ok()]})
 
     # WHEN the entries are written
-    codes = _writer(client).put_records(entries)
+    codes = _writer(client).put_records(entries, _soon())
 
     # THEN every entry is acknowledged
-    assert codes == [None, None, None]
+    assert codes == [WRITTEN, WRITTEN, WRITTEN]
 
 
 def test_put_records_maps_per_record_error_codes_in_order(kinesis: tuple[Any, Stubber]):
@@ -186,10 +194,10 @@ def test_put_records_maps_per_record_error_codes_in_order(kinesis: tuple[Any, St
     )
 
     # WHEN four entries are written
-    codes = _writer(client).put_records(_entries(4))
+    codes = _writer(client).put_records(_entries(4), _soon())
 
     # THEN each entry gets its own outcome, in request order
-    assert codes == ["ProvisionedThroughputExceededException", None, "InternalFailure", None]
+    assert codes == [THROTTLED, WRITTEN, FAILED, WRITTEN]
 
 
 def _botocore_body(client: Any, params: dict[str, Any]) -> Any:
@@ -259,9 +267,9 @@ def test_put_records_reads_per_record_errors_from_the_wire_answer():
         },
     )
     # WHEN three entries are written
-    codes = _writer(client).put_records(_entries(3))
+    codes = _writer(client).put_records(_entries(3), _soon())
     # THEN each gets its own outcome, in request order
-    assert codes == [None, "ProvisionedThroughputExceededException", "InternalFailure"]
+    assert codes == [WRITTEN, THROTTLED, FAILED]
 
 
 def test_put_records_error_answer_is_still_classified_by_code():
@@ -272,7 +280,7 @@ def test_put_records_error_answer_is_still_classified_by_code():
     )
     # WHEN written
     with pytest.raises(KinesisPublishError) as raised:
-        _writer(client).put_records(_entries(1))
+        _writer(client).put_records(_entries(1), _soon())
     # THEN it is the non-retryable error, with what to fix
     assert raised.value.code == "ResourceNotFoundException"
     assert not raised.value.retryable
@@ -290,14 +298,14 @@ def test_put_records_sends_what_botocore_would_serialize(stream: str, target: di
     entries = [Entry.of("pk", b"payload", ()), Entry.of('ключ "7"\\', bytes(range(256)), ())]
 
     # WHEN the entries are written
-    codes = _writer(client, stream).put_records(entries)
+    codes = _writer(client, stream).put_records(entries, _soon())
 
     # THEN the body on the wire is the document botocore's serializer makes of the same records
     records = [{"Data": e.data, "PartitionKey": e.partition_key} for e in entries]
     assert [json.loads(body) for body in sent] == [
         _botocore_body(client, {"Records": records, **target})
     ]
-    assert codes == [None, None]
+    assert codes == [WRITTEN, WRITTEN]
 
 
 _CAPTURING_CLIENT = _plain_client()
@@ -318,7 +326,7 @@ def test_put_records_body_matches_botocore_for_any_records(rows: list[tuple[str,
     sent.clear()
     entries = [Entry.of(key, data, ()) for key, data in rows]
     # WHEN written
-    _writer(client).put_records(entries)
+    _writer(client).put_records(entries, _soon())
     # THEN the prepared body equals botocore's serialization
     records = [{"Data": data, "PartitionKey": key} for key, data in rows]
     assert json.loads(sent[0]) == _botocore_body(
@@ -339,7 +347,7 @@ def test_put_records_request_error_is_classified(kinesis: tuple[Any, Stubber]):
 
     # WHEN entries are written
     with pytest.raises(KinesisPublishError) as raised:
-        _writer(client).put_records(_entries(2))
+        _writer(client).put_records(_entries(2), _soon())
 
     # THEN the error is non-retryable and tells what to fix
     assert not raised.value.retryable
@@ -358,7 +366,7 @@ def test_put_records_throttled_request_is_retryable(kinesis: tuple[Any, Stubber]
 
     # WHEN entries are written
     with pytest.raises(KinesisPublishError) as raised:
-        _writer(client).put_records(_entries(1))
+        _writer(client).put_records(_entries(1), _soon())
 
     # THEN the error is retryable
     assert raised.value.retryable
@@ -372,7 +380,7 @@ def test_put_records_mismatched_result_count_is_retryable(kinesis: tuple[Any, St
 
     # WHEN two entries are written
     with pytest.raises(KinesisPublishError) as raised:
-        _writer(client).put_records(_entries(2))
+        _writer(client).put_records(_entries(2), _soon())
 
     # THEN nothing is acknowledged: the request is reported as retryable
     assert raised.value.code == "MismatchedResponse"
@@ -403,7 +411,7 @@ def test_put_records_connection_errors_are_retryable(error: Exception):
 
     # WHEN entries are written
     with pytest.raises(KinesisPublishError) as raised:
-        writer.put_records(_entries(1))
+        writer.put_records(_entries(1), _soon())
 
     # THEN the failure is retryable and named after the botocore error
     assert raised.value.retryable
@@ -451,7 +459,7 @@ def test_dead_letter_writer_puts_one_json_object_per_record(s3: tuple[Any, Stubb
     )
 
     # WHEN it is written
-    result = S3DeadLetterWriter(client, "dlq-bucket", "records/").write(record, MSK_CLUSTER_ARN)
+    result = S3DeadLetterWriter(client, "dlq-bucket", "records/").write(record, MSK_CLUSTER_ARN, _soon())
 
     # THEN the write succeeds (the stub matched bucket, key, body and content type)
     assert result is None
@@ -464,7 +472,7 @@ def test_dead_letter_writer_failure_names_the_object(s3: tuple[Any, Stubber]):
 
     # WHEN the record is written
     with pytest.raises(DeadLetterError) as raised:
-        S3DeadLetterWriter(client, "dlq-bucket", "dlq/").write(_unwritable_record(), None)
+        S3DeadLetterWriter(client, "dlq-bucket", "dlq/").write(_unwritable_record(), None, _soon())
 
     # THEN the error names the object, the partition and offset, and the cause
     message = str(raised.value)

@@ -307,16 +307,21 @@ def test_stop_then_release_keeps_the_record_unacknowledged():
     assert set(queue.blocked_reasons) == {"a", "b"}
 
 
-def test_block_holds_one_key_and_lets_others_move():
-    # GIVEN a, a, b with a's head in flight
-    queue = _queue(_encoded(0, "a"), _encoded(1, "a"), _encoded(2, "b"))
-    queue.next_request(RequestLimits(1, 1_000, 1_000), PACKER)
+def test_block_lets_earlier_records_of_other_keys_move_and_holds_everything_after():
+    # GIVEN b, a, a, c with a's head (offset 1) in flight and b's record still waiting
+    queue = _queue(_encoded(0, "b"), _encoded(1, "a"), _encoded(2, "a"), _encoded(3, "c"))
+    queue.next_request(RequestLimits(1, 1_000, 1_000), PACKER)  # b at 0
+    first = queue.next_request(RequestLimits(1, 1_000, 1_000), PACKER)  # a at 1
+    assert _shape(first) == [("a", 1)]
+    queue.release("b")  # b comes back for a retry
 
     # WHEN a's head is blocked
     queue.block("a", "dead-letter write failed")
 
-    # THEN b still goes out, a does not, and the partition resumes at a's head
-    assert _shape(queue.next_request(LIMITS, PACKER)) == [("b", 2)]
+    # THEN b (before the blocked offset) still goes out; c (after it) does not, since the
+    # partition is reported from a's head anyway and c would only be sent twice
+    assert _shape(queue.next_request(LIMITS, PACKER)) == [("b", 0)]
+    assert not queue.can_send
     assert queue.blocked_reasons == {"a": "dead-letter write failed"}
     assert queue.first_unacknowledged_offset() == 0
     assert not queue.is_done

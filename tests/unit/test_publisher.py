@@ -19,7 +19,14 @@ from msk_kinesis_sink.planning import Entry
 from msk_kinesis_sink.runtime import Sink
 from msk_kinesis_sink.settings import Settings
 from tests.factories import b64, sources_event
-from tests.fakes import THROTTLED, FakeContext, FakeDeadLetters, FakeKinesis, Faults
+from tests.fakes import (
+    THROTTLED,
+    FakeClock,
+    FakeContext,
+    FakeDeadLetters,
+    FakeKinesis,
+    Faults,
+)
 
 TOPIC = "orders.v1-eu"
 
@@ -201,37 +208,49 @@ def test_publisher_non_retryable_error_reports_whole_partition_and_says_what_to_
     assert "AccessDeniedException" in caplog.text
 
 
-def test_publisher_deadline_reached_before_start_sends_nothing(
-    caplog: pytest.LogCaptureFixture,
-) -> None:
-    # GIVEN an invocation with less time left than one slow request needs
+def test_publisher_short_budget_still_delivers(caplog: pytest.LogCaptureFixture) -> None:
+    # GIVEN an invocation that starts with under a second left (short function timeout)
     sources: list[Source] = [(0, o, b"k", b"v") for o in range(3)]
     fake = FakeKinesis()
     # WHEN handled
-    with caplog.at_level(logging.ERROR), _sink(fake) as sink:
-        response = sink.handle(_event(sources), FakeContext(lambda: 1_000))
+    with caplog.at_level(logging.WARNING), _sink(fake) as sink:
+        response = sink.handle(_event(sources), FakeContext(lambda: 900))
+    # THEN everything is delivered, and the log says the budget is short
+    assert response == {"batchItemFailures": []}
+    assert _consumed(fake) == _expected(sources)
+    assert "started with 900 ms left" in caplog.text
+
+
+def test_publisher_no_time_left_sends_nothing_and_reports_everything() -> None:
+    # GIVEN an invocation with no time left at all
+    sources: list[Source] = [(0, o, b"k", b"v") for o in range(3)]
+    fake = FakeKinesis()
+    # WHEN handled
+    with _sink(fake) as sink:
+        response = sink.handle(_event(sources), FakeContext(lambda: 0))
         report = sink.last_report
-    # THEN nothing is sent, everything is reported, and the log says what to change
+    # THEN nothing is sent and everything is reported
     assert fake.calls == 0
     assert _failed_offsets(response) == {f"{TOPIC}-0": [0, 1, 2]}
     assert report is not None and report.stats.stopped_by_deadline
-    assert "raise the function timeout" in caplog.text
 
 
 def test_publisher_deadline_midway_reports_only_the_undelivered_tail() -> None:
-    # GIVEN time runs out after three requests (one hot key: one record per request)
-    sources: list[Source] = [(0, o, b"hot", b"v") for o in range(10)]
-    fake = FakeKinesis()
-
-    def remaining_ms() -> int:
-        return 60_000 if fake.calls < 3 else 100
-
+    # GIVEN one hot key (one record per request), 100 ms per request and a one-second budget
+    sources: list[Source] = [(0, o, b"hot", b"v") for o in range(20)]
+    clock = FakeClock()
+    fake = FakeKinesis(clock=clock, latency_s=0.1)
+    context = clock.context(1_000)
     # WHEN handled
-    with _sink(fake) as sink:
-        response = sink.handle(_event(sources), FakeContext(remaining_ms))
-    # THEN offsets 0-2 are in the stream and 3-9 are reported
-    assert [Envelope.from_bytes(r.data).offset for r in fake.records] == [0, 1, 2]
-    assert _failed_offsets(response) == {f"{TOPIC}-0": list(range(3, 10))}
+    with _sink(fake, clock=clock, sleep=clock.sleep) as sink:
+        response = sink.handle(_event(sources), context)
+    # THEN the stream holds a prefix, exactly the rest is reported, and the answer is on time
+    written = [Envelope.from_bytes(r.data).offset for r in fake.records]
+    assert 5 <= len(written) < 10
+    assert written == list(range(len(written)))
+    assert _failed_offsets(response) == {f"{TOPIC}-0": list(range(len(written), 20))}
+    assert context.get_remaining_time_in_millis() >= 50
+    assert fake.cut_requests == 0
 
 
 # -- records that can never be written -------------------------------------------------------

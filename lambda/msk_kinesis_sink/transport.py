@@ -1,0 +1,254 @@
+"""HTTP/1.1 exchanges that end by a deadline, whatever the server does.
+
+botocore's timeouts bound each socket operation, not a request: an answer that trickles one byte
+every few seconds keeps a request (and the invocation waiting for it) alive far past any budget.
+Here a watchdog thread shuts the socket of every exchange still running at its deadline, so the
+blocked read returns at once, and the exchange ends with `DeadlineExceeded`.
+
+Standard library only; `aws.py` plugs it under botocore, which still signs, resolves endpoints and
+parses answers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import heapq
+import http.client
+import itertools
+import select
+import socket
+import ssl
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+# Headers the exchange never forwards: `Expect: 100-continue` would make the server wait for a
+# go-ahead this client does not wait for (the body follows the headers at once; SigV4 does not
+# sign `Expect`).
+_DROPPED_HEADERS = frozenset({"expect"})
+
+
+class TransportError(Exception):
+    """An exchange failed before a whole answer arrived; `sent` says whether the request left."""
+
+    def __init__(self, message: str, *, sent: bool) -> None:
+        super().__init__(message)
+        self.sent = sent
+
+
+class DeadlineExceeded(TransportError):
+    """The exchange was cut at its deadline."""
+
+
+class ConnectFailed(TransportError):
+    """No connection could be opened (nothing was sent)."""
+
+
+class ConnectionLost(TransportError):
+    """The connection broke during the exchange."""
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    status: int
+    headers: list[tuple[str, str]]
+    body: bytes
+
+
+class Watchdog:
+    """Shuts the socket of any exchange still running at its deadline (one thread for all)."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._condition = threading.Condition()
+        self._heap: list[tuple[float, int]] = []
+        self._armed: dict[int, socket.socket] = {}
+        self._fired: set[int] = set()
+        self._tokens = itertools.count()
+        self._thread: threading.Thread | None = None
+
+    def arm(self, sock: socket.socket, deadline: float) -> int:
+        with self._condition:
+            token = next(self._tokens)
+            self._armed[token] = sock
+            heapq.heappush(self._heap, (deadline, token))
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._run, name="request-watchdog", daemon=True
+                )
+                self._thread.start()
+            self._condition.notify()
+            return token
+
+    def disarm(self, token: int) -> bool:
+        """Stop watching; True when the deadline had already cut the exchange."""
+        with self._condition:
+            self._armed.pop(token, None)
+            if token in self._fired:
+                self._fired.discard(token)
+                return True
+            return False
+
+    def _run(self) -> None:
+        with self._condition:
+            while True:
+                # Forget entries whose exchange ended in time.
+                while self._heap and self._heap[0][1] not in self._armed:
+                    heapq.heappop(self._heap)
+                if not self._heap:
+                    self._condition.wait()
+                    continue
+                deadline, token = self._heap[0]
+                delay = deadline - self._clock()
+                if delay > 0:
+                    self._condition.wait(delay)
+                    continue
+                heapq.heappop(self._heap)
+                sock = self._armed.pop(token)
+                self._fired.add(token)
+                # The plain socket's shutdown, also for TLS sockets: it wakes a thread blocked
+                # in a read on the same descriptor without touching TLS state. OSError: it was
+                # closed already (the exchange ended on its own).
+                with contextlib.suppress(OSError):
+                    socket.socket.shutdown(sock, socket.SHUT_RDWR)
+
+
+class _Connection:
+    """One keep-alive connection to a host (used by one thread at a time)."""
+
+    def __init__(
+        self, scheme: str, host: str, port: int | None, tls: ssl.SSLContext | None
+    ) -> None:
+        self._http: http.client.HTTPConnection = (
+            http.client.HTTPSConnection(host, port, context=tls)
+            if scheme == "https"
+            else http.client.HTTPConnection(host, port)
+        )
+        self._tls = tls
+
+    def is_stale(self) -> bool:
+        """A kept-alive socket that is readable before we asked anything was closed by the peer."""
+        sock = self._http.sock
+        if sock is None:
+            return False
+        try:
+            readable, _, _ = select.select([sock], [], [], 0)
+        except (OSError, ValueError):
+            return True
+        return bool(readable)
+
+    def close(self) -> None:
+        self._http.close()
+
+    def exchange(
+        self,
+        method: str,
+        target: str,
+        headers: Mapping[str, str],
+        body: bytes,
+        deadline: float,
+        watchdog: Watchdog,
+        clock: Callable[[], float],
+    ) -> Answer:
+        conn = self._http
+        left = deadline - clock()
+        if left <= 0:
+            raise DeadlineExceeded("no time left to start the request", sent=False)
+        token: int | None = None
+        sent = False
+        try:
+            if conn.sock is None:
+                conn.timeout = left
+                try:
+                    # TCP first, then arm the watchdog before TLS: a handshake can trickle too.
+                    http.client.HTTPConnection.connect(conn)
+                except OSError as error:
+                    conn.close()
+                    raise ConnectFailed(f"could not connect: {error}", sent=False) from None
+                sock = conn.sock
+                assert sock is not None  # connect() either set it or raised
+                token = watchdog.arm(sock, deadline)
+                if isinstance(conn, http.client.HTTPSConnection):
+                    assert self._tls is not None
+                    sock = conn.sock = self._tls.wrap_socket(sock, server_hostname=conn.host)
+            else:
+                sock = conn.sock
+                token = watchdog.arm(sock, deadline)
+            sock.settimeout(max(deadline - clock(), 0.001))
+            names = {name.lower() for name in headers}
+            conn.putrequest(method, target, skip_host="host" in names, skip_accept_encoding=True)
+            for name, value in headers.items():
+                if name.lower() not in _DROPPED_HEADERS:
+                    conn.putheader(name, value)
+            if "content-length" not in names:
+                conn.putheader("Content-Length", str(len(body)))
+            sent = True  # from here on, the server may have the request
+            conn.endheaders(body)
+            response = conn.getresponse()
+            answer = Answer(response.status, response.getheaders(), response.read())
+        except TransportError:
+            raise
+        except (OSError, http.client.HTTPException) as error:
+            conn.close()
+            cut = (token is not None and watchdog.disarm(token)) or clock() >= deadline
+            token = None
+            if cut:
+                raise DeadlineExceeded("the request ran out of time", sent=sent) from None
+            raise ConnectionLost(
+                f"connection lost: {type(error).__name__}: {error}", sent=sent
+            ) from None
+        finally:
+            if token is not None and watchdog.disarm(token):
+                conn.close()  # the whole answer arrived just as the deadline cut the socket
+        return answer
+
+
+class Transport:
+    """Per-thread keep-alive connections; each exchange is bounded by its deadline."""
+
+    def __init__(
+        self,
+        *,
+        ca_bundle: str | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        watchdog: Watchdog | None = None,
+    ) -> None:
+        self._clock = clock
+        self._watchdog = watchdog or Watchdog(clock)
+        self._ca_bundle = ca_bundle
+        self._tls: ssl.SSLContext | None = None
+        self._local = threading.local()
+
+    def _tls_context(self) -> ssl.SSLContext:
+        if self._tls is None:
+            # Certificate and host name verification on, TLS 1.2 or later.
+            self._tls = ssl.create_default_context(cafile=self._ca_bundle)
+        return self._tls
+
+    def send(
+        self, method: str, url: str, headers: Mapping[str, str], body: bytes, deadline: float
+    ) -> Answer:
+        parts = urlsplit(url)
+        scheme = parts.scheme.lower()
+        if scheme not in ("http", "https") or not parts.hostname:
+            raise ConnectFailed(f"unsupported endpoint URL {url!r}", sent=False)
+        target = parts.path or "/"
+        if parts.query:
+            target += "?" + parts.query
+        connections: dict[tuple[str, str, int | None], _Connection] | None = getattr(
+            self._local, "connections", None
+        )
+        if connections is None:
+            connections = self._local.connections = {}
+        key = (scheme, parts.hostname, parts.port)
+        connection = connections.get(key)
+        if connection is None or connection.is_stale():
+            if connection is not None:
+                connection.close()
+            tls = self._tls_context() if scheme == "https" else None
+            connection = connections[key] = _Connection(scheme, parts.hostname, parts.port, tls)
+        return connection.exchange(
+            method, target, headers, body, deadline, self._watchdog, self._clock
+        )
