@@ -459,7 +459,9 @@ def test_dead_letter_writer_puts_one_json_object_per_record(s3: tuple[Any, Stubb
     )
 
     # WHEN it is written
-    result = S3DeadLetterWriter(client, "dlq-bucket", "records/").write(record, MSK_CLUSTER_ARN, _soon())
+    result = S3DeadLetterWriter(client, "dlq-bucket", "records/").write(
+        record, MSK_CLUSTER_ARN, _soon()
+    )
 
     # THEN the write succeeds (the stub matched bucket, key, body and content type)
     assert result is None
