@@ -30,6 +30,7 @@ def publish_metrics(report: InvocationReport) -> None:
     count = MetricUnit.Count
     metrics.add_metric("RecordsReceived", count, stats.records_received)
     metrics.add_metric("RecordsPublished", count, stats.records_published)
+    metrics.add_metric("RecordsAlreadyDelivered", count, stats.records_already_delivered)
     metrics.add_metric("RecordsFailed", count, report.records_failed)
     metrics.add_metric("RecordsDeadLettered", count, stats.records_dead_lettered)
     metrics.add_metric("RecordsThrottled", count, stats.records_throttled)

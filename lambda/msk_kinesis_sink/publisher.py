@@ -230,7 +230,7 @@ class _Run:
     # -- the loop ---------------------------------------------------------------------------
 
     def _may_start(self) -> bool:
-        return self.clock() <= self.budget.last_start(self.publisher.typical_round_trip_s)
+        return self.clock() < self.budget.last_start(self.publisher.typical_round_trip_s)
 
     def _drive(self) -> None:
         budget = self.budget
@@ -244,9 +244,12 @@ class _Run:
                 wake_at = self._next_wake()
                 if self.stopping or wake_at is None:
                     return
-                # Every partition with work is backing off: wait, but not past the last start.
-                last_start = budget.last_start(self.publisher.typical_round_trip_s)
-                self.publisher.sleep(max(0.0, min(wake_at, last_start) - now))
+                # Every partition with work is backing off: wait for the first, unless it may
+                # only send after the last start, in which case waiting would only delay the answer.
+                if wake_at >= budget.last_start(self.publisher.typical_round_trip_s):
+                    self._stop_all()
+                    return
+                self.publisher.sleep(max(0.0, wake_at - now))
                 continue
             timeout = self._wait_timeout(now)
             done, _ = wait(self.in_flight, timeout=timeout, return_when=FIRST_COMPLETED)

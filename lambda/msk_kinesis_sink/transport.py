@@ -162,17 +162,24 @@ class _Connection:
             if conn.sock is None:
                 conn.timeout = left
                 try:
-                    # TCP first, then arm the watchdog before TLS: a handshake can trickle too.
+                    # TCP only: TLS follows under the watchdog.
                     http.client.HTTPConnection.connect(conn)
                 except OSError as error:
                     conn.close()
                     raise ConnectFailed(f"could not connect: {error}", sent=False) from None
                 sock = conn.sock
                 assert sock is not None  # connect() either set it or raised
-                token = watchdog.arm(sock, deadline)
                 if isinstance(conn, http.client.HTTPSConnection):
                     assert self._tls is not None
-                    sock = conn.sock = self._tls.wrap_socket(sock, server_hostname=conn.host)
+                    # Wrapping detaches the plain socket, so the watchdog must hold the TLS
+                    # one; arm it before the handshake, which can trickle too.
+                    sock = conn.sock = self._tls.wrap_socket(
+                        sock, server_hostname=conn.host, do_handshake_on_connect=False
+                    )
+                    token = watchdog.arm(sock, deadline)
+                    sock.do_handshake()
+                else:
+                    token = watchdog.arm(sock, deadline)
             else:
                 sock = conn.sock
                 token = watchdog.arm(sock, deadline)

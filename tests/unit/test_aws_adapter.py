@@ -16,7 +16,12 @@ from botocore.stub import ANY, Stubber
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from msk_kinesis_sink.aws import KinesisRecordWriter, S3DeadLetterWriter, classify_client_error
+from msk_kinesis_sink.aws import (
+    KinesisRecordWriter,
+    S3DeadLetterWriter,
+    classify_client_error,
+    record_result,
+)
 from msk_kinesis_sink.dead_letters import dead_letter_document
 from msk_kinesis_sink.encoding import UnwritableRecord, encode_record
 from msk_kinesis_sink.errors import DeadLetterError, KinesisPublishError
@@ -270,6 +275,33 @@ def test_put_records_reads_per_record_errors_from_the_wire_answer():
     codes = _writer(client).put_records(_entries(3), _soon())
     # THEN each gets its own outcome, in request order
     assert codes == [WRITTEN, THROTTLED, FAILED]
+
+
+@pytest.mark.parametrize(
+    "result",
+    [
+        {},
+        {"ErrorCode": None},
+        {"ErrorCode": ""},
+        {"SequenceNumber": "1"},
+        {"ShardId": "shardId-000000000000"},
+        {"SequenceNumber": "", "ShardId": "shardId-000000000000"},
+        {**_ok(), "ErrorCode": "InternalFailure"},
+    ],
+    ids=["empty", "null-code", "empty-code", "no-shard", "no-sequence", "blank", "code-wins"],
+)
+def test_record_result_counts_as_written_only_with_proof(result: dict[str, Any]):
+    # GIVEN a result entry without a sequence number and a shard, or with an error code
+    # WHEN it is classified
+    # THEN the record is not written: it is retried like an internal failure
+    assert record_result(result) is FAILED
+
+
+def test_record_result_written_and_throttled():
+    assert record_result(_ok()) is WRITTEN
+    assert record_result(_failed("ProvisionedThroughputExceededException")) is THROTTLED
+    assert record_result(_failed("InternalFailure")) is FAILED
+    assert record_result(_failed("KMSThrottlingException")) is FAILED
 
 
 def test_put_records_error_answer_is_still_classified_by_code():

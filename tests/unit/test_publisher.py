@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import gc
 import logging
+import threading
+import time
 from collections import defaultdict
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -13,11 +15,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from msk_kinesis_sink.aggregation import deaggregate
 from msk_kinesis_sink.consumer import Envelope, OffsetDeduplicator
-from msk_kinesis_sink.errors import MalformedEventError
+from msk_kinesis_sink.errors import DeadLetterError, MalformedEventError
 from msk_kinesis_sink.planning import Entry
 from msk_kinesis_sink.runtime import Sink
 from msk_kinesis_sink.settings import Settings
+from msk_kinesis_sink.writers import RecordResult
 from tests.factories import b64, sources_event
 from tests.fakes import (
     THROTTLED,
@@ -381,6 +385,84 @@ def test_publisher_consumer_rule_yields_source_exactly_under_any_faults(
     assert fake.violations == []
 
 
+_edge_faults = st.builds(
+    Faults,
+    record_throttle=st.sampled_from([0.0, 0.25]),
+    record_internal=st.sampled_from([0.0, 0.05]),
+    request_throttle=st.sampled_from([0.0, 0.1]),
+    response_lost=st.sampled_from([0.0, 0.05]),
+    slow_response=st.sampled_from([0.0, 0.05, 0.2]),
+)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    sources=_sources,
+    faults=_edge_faults,
+    seed=st.integers(0, 2**32),
+    budgets_ms=st.lists(st.sampled_from([300, 1_000, 3_000, 8_000]), min_size=1, max_size=4),
+    latency_ms=st.sampled_from([5, 20, 100]),
+    containers=st.integers(1, 3),
+    aggregation=st.sampled_from(["on", "off"]),
+    data=st.data(),
+)
+def test_sink_guarantee_holds_at_the_edges(
+    sources: list[Source],
+    faults: Faults,
+    seed: int,
+    budgets_ms: list[int],
+    latency_ms: int,
+    containers: int,
+    aggregation: str,
+    data: st.DataObject,
+) -> None:
+    # GIVEN short budgets, slow round trips, answers that trickle past their deadline, and
+    # redeliveries that land on any of several containers, each with its own redelivery memory
+    clock = FakeClock()
+    fake = FakeKinesis(faults, seed=seed, clock=clock, latency_s=latency_ms / 1000)
+    settings_ = _settings(MAX_CONCURRENCY="4", KINESIS_TIMEOUT_SECONDS="1", AGGREGATION=aggregation)
+    sinks = [
+        Sink(settings_, writer=fake, clock=clock, sleep=clock.sleep) for _ in range(containers)
+    ]
+    pending = list(sources)
+    try:
+        for invocation in range(400):
+            sink = sinks[data.draw(st.integers(0, containers - 1))]
+            context = clock.context(budgets_ms[invocation % len(budgets_ms)])
+            # WHEN the ESM invokes and resumes each partition where the response says
+            response = sink.handle(_event(pending), context)
+            # THEN every answer comes before the invocation's deadline
+            assert context.get_remaining_time_in_millis() > 0
+            failed = _failed_offsets(response)
+            resume = {name: min(offsets) for name, offsets in failed.items()}
+            pending = [
+                s
+                for s in pending
+                if f"{TOPIC}-{s[0]}" in resume and s[1] >= resume[f"{TOPIC}-{s[0]}"]
+            ]
+            if not pending:
+                break
+        # AND everything is delivered in the end, the consumer rule yielding the source exactly
+        assert pending == []
+        assert _consumed_aggregated(fake) == _expected(sources)
+        assert fake.violations == []
+    finally:
+        for sink in sinks:
+            sink.close()
+
+
+def _consumed_aggregated(fake: FakeKinesis) -> dict[tuple[int, str | None], list[int]]:
+    """`_consumed`, reading aggregated records the way a KCL consumer does."""
+    dedup = OffsetDeduplicator()
+    received: dict[tuple[int, str | None], list[int]] = defaultdict(list)
+    for stored in fake.records:
+        for data in deaggregate(stored.data):
+            envelope = Envelope.from_bytes(data)
+            if dedup.accept(envelope):
+                received[(envelope.partition, envelope.key)].append(envelope.offset)
+    return dict(received)
+
+
 def test_sink_restores_the_cycle_collector_after_each_invocation() -> None:
     # GIVEN the collector on (as the runtime starts), then off (as an embedding app may set it)
     sources: list[Source] = [(0, 0, b"k", b"v")]
@@ -398,3 +480,178 @@ def test_sink_restores_the_cycle_collector_after_each_invocation() -> None:
                 assert gc.isenabled() is enabled_before
     finally:
         gc.enable()
+
+
+# -- the redelivery memory -------------------------------------------------------------------
+
+
+def _hot_key_blocked_first_time() -> tuple[FakeKinesis, list[Source]]:
+    """A partition whose hot key (offset 0) is throttled on every attempt of the first
+    invocation, and 29 records of other keys that go through at once."""
+    sources: list[Source] = [(0, 0, b"hot", b"v")] + [
+        (0, o, f"k{o}".encode(), b"v") for o in range(1, 30)
+    ]
+    first_invocation = {"on": True}
+
+    def throttle_hot(call: int, entry: Entry) -> RecordResult | None:
+        hot = entry.partition_key == "hot"
+        return RecordResult.THROTTLED if hot and first_invocation["on"] else None
+
+    fake = FakeKinesis(fail_entry=throttle_hot)
+    fake.first_invocation = first_invocation  # type: ignore[attr-defined]
+    return fake, sources
+
+
+def test_sink_redelivered_records_written_before_are_not_sent_again() -> None:
+    # GIVEN an invocation that ran out of time with the hot key still throttled
+    fake, sources = _hot_key_blocked_first_time()
+    clock = FakeClock()
+    with _sink(fake, clock=clock, sleep=clock.sleep) as sink:
+        first = sink.handle(_event(sources), clock.context(1_000))
+        assert _failed_offsets(first) == {f"{TOPIC}-0": list(range(30))}
+        written_first = len(fake.records)
+        fake.first_invocation["on"] = False  # type: ignore[attr-defined]
+        # WHEN the ESM redelivers the partition from offset 0 to the same container
+        second = sink.handle(_event(sources), clock.context(1_000))
+        report = sink.last_report
+    # THEN only the hot key's record is sent; the other 29 count as already delivered
+    assert second == {"batchItemFailures": []}
+    assert written_first == 29
+    assert len(fake.records) == 30
+    assert report is not None and report.stats.records_already_delivered == 29
+    assert _consumed(fake) == _expected(sources)
+
+
+def test_sink_redelivery_to_a_fresh_container_sends_again_and_loses_nothing() -> None:
+    # GIVEN the same first invocation, but the redelivery lands on another container
+    fake, sources = _hot_key_blocked_first_time()
+    clock = FakeClock()
+    with (
+        _sink(fake, clock=clock, sleep=clock.sleep) as first_container,
+        _sink(fake, clock=clock, sleep=clock.sleep) as second_container,
+    ):
+        first_container.handle(_event(sources), clock.context(1_000))
+        fake.first_invocation["on"] = False  # type: ignore[attr-defined]
+        # WHEN it is handled there
+        response = second_container.handle(_event(sources), clock.context(1_000))
+    # THEN everything is sent again (duplicates), and the consumer rule still yields the source
+    assert response == {"batchItemFailures": []}
+    assert len(fake.records) == 29 + 30
+    assert _consumed(fake) == _expected(sources)
+
+
+def test_sink_redelivery_with_other_content_at_a_remembered_offset_is_sent() -> None:
+    # GIVEN the first invocation wrote offsets 1-29
+    fake, sources = _hot_key_blocked_first_time()
+    clock = FakeClock()
+    with _sink(fake, clock=clock, sleep=clock.sleep) as sink:
+        sink.handle(_event(sources), clock.context(1_000))
+        fake.first_invocation["on"] = False  # type: ignore[attr-defined]
+        # WHEN the redelivery carries other values under the same offsets
+        changed: list[Source] = [(p, o, k, b"changed") for p, o, k, _ in sources]
+        sink.handle(_event(changed), clock.context(1_000))
+    # THEN every record is sent again with its new content
+    assert len(fake.records) == 29 + 30
+    assert sum(Envelope.from_bytes(r.data).value == b64(b"changed") for r in fake.records) == 30
+
+
+# -- workers, dead letters and crashes ------------------------------------------------------
+
+
+class _CountingDeadLetters(FakeDeadLetters):
+    """Dead letters that take a while each, counting how many are written at once."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.in_progress = 0
+        self.most_at_once = 0
+        self._lock = threading.Lock()
+
+    def write(self, record: Any, event_source_arn: str | None, deadline: float = 0.0) -> None:
+        with self._lock:
+            self.in_progress += 1
+            self.most_at_once = max(self.most_at_once, self.in_progress)
+        threading.Event().wait(0.005)  # hold the worker, as a slow S3 would
+        with self._lock:
+            self.in_progress -= 1
+        super().write(record, event_source_arn, deadline)
+
+
+def test_publisher_dead_letter_writes_obey_max_concurrency() -> None:
+    # GIVEN 40 records too large for the stream and at most 3 requests at once
+    sources: list[Source] = [(0, o, f"k{o}".encode(), b"x" * 4096) for o in range(40)]
+    fake, dead = FakeKinesis(), _CountingDeadLetters()
+    settings_ = _settings(MAX_RECORD_BYTES="2048", MAX_CONCURRENCY="3")
+    # WHEN published
+    with _sink(fake, settings=settings_, dead_letters=dead) as sink:
+        response = sink.handle(_event(sources), FakeContext())
+    # THEN all are dead-lettered, never more than 3 at a time
+    assert response == {"batchItemFailures": []}
+    assert len(dead.written) == 40
+    assert dead.most_at_once <= 3
+
+
+def test_publisher_dead_letters_not_started_by_the_stop_are_reported() -> None:
+    # GIVEN unwritable records behind a dead-letter bucket that takes 0.4 s per object, and one
+    # second of budget: only a few can be written
+    sources: list[Source] = [(0, o, f"k{o}".encode(), b"x" * 4096) for o in range(10)]
+    clock = FakeClock()
+
+    class SlowDeadLetters(FakeDeadLetters):
+        """0.4 s an object; cut at the write's deadline, as the bounded transport cuts it."""
+
+        def write(self, record: Any, event_source_arn: str | None, deadline: float = 0.0) -> None:
+            if clock() + 0.4 > deadline:
+                clock.advance_to(deadline)
+                raise DeadLetterError("injected: cut at its deadline")
+            clock.advance(0.4)
+            super().write(record, event_source_arn, deadline)
+
+    dead = SlowDeadLetters()
+    settings_ = _settings(MAX_RECORD_BYTES="2048", MAX_CONCURRENCY="1")
+    context = clock.context(1_000)
+    # WHEN published
+    with _sink(FakeKinesis(), settings=settings_, dead_letters=dead, clock=clock) as sink:
+        response = sink.handle(_event(sources), context)
+    # THEN the written ones are settled, the rest reported, and the answer comes in time
+    written = [record.offset for record in dead.written]
+    assert written == list(range(len(written))) and 0 < len(written) < 10
+    assert _failed_offsets(response) == {f"{TOPIC}-0": list(range(len(written), 10))}
+    assert context.get_remaining_time_in_millis() > 0
+
+
+def test_sink_unexpected_error_propagates_after_in_flight_requests_settle() -> None:
+    # GIVEN a writer whose first request hits a bug while three others are still on the wire
+    # (2,000 distinct keys: four full requests of 500, started together)
+    sources: list[Source] = [(0, o, f"k{o}".encode(), b"v") for o in range(2000)]
+    release = threading.Event()
+    state = {"calls": 0, "in_progress": 0}
+    lock = threading.Lock()
+
+    class BuggyWriter:
+        def put_records(self, entries: Any, deadline: float) -> list[RecordResult]:
+            with lock:
+                state["calls"] += 1
+                first = state["calls"] == 1
+                state["in_progress"] += 1
+            try:
+                if first:
+                    raise RuntimeError("a bug in the adapter")
+                release.wait(timeout=max(0.0, deadline - time.monotonic()))
+                return [RecordResult.WRITTEN] * len(entries)
+            finally:
+                with lock:
+                    state["in_progress"] -= 1
+
+    settings_ = _settings(MAX_CONCURRENCY="4", RECORD_FORMAT="raw")
+    sink = Sink(settings_, writer=BuggyWriter())
+    try:
+        # WHEN an invocation with two seconds left is handled
+        with pytest.raises(RuntimeError, match="a bug in the adapter"):
+            sink.handle(_event(sources), FakeContext(lambda: 2_000))
+        # THEN the error reaches the caller (the ESM), and no request of it is still running
+        assert state["calls"] == 4
+        assert state["in_progress"] == 0
+    finally:
+        release.set()
+        sink.close()
