@@ -60,7 +60,7 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--seed", type=int, default=int(os.environ.get("SEED", "1")))
     parser.add_argument(
-        "--aggregation", choices=("on", "off"), default=os.environ.get("AGGREGATION", "off")
+        "--aggregation", choices=("on", "off"), default=os.environ.get("AGGREGATION", "on")
     )
     parser.add_argument("--workdir", type=Path, default=DEFAULT_WORKDIR)
     return parser.parse_args(argv)

@@ -52,7 +52,7 @@ class Settings:
     stream_arn: str | None
     record_format: RecordFormat = RecordFormat.RAW
     partition_key: PartitionKeyMode = PartitionKeyMode.KEY
-    aggregation: Aggregation = Aggregation.OFF
+    aggregation: Aggregation = Aggregation.ON
     max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES
     dead_letter_bucket: str | None = None
     dead_letter_prefix: str = "records/"
@@ -107,7 +107,7 @@ class Settings:
             stream_arn=stream_arn,
             record_format=_choice(env, "RECORD_FORMAT", RecordFormat, RecordFormat.RAW),
             partition_key=_choice(env, "PARTITION_KEY", PartitionKeyMode, PartitionKeyMode.KEY),
-            aggregation=_choice(env, "AGGREGATION", Aggregation, Aggregation.OFF),
+            aggregation=_choice(env, "AGGREGATION", Aggregation, Aggregation.ON),
             max_record_bytes=_int(
                 env,
                 "MAX_RECORD_BYTES",

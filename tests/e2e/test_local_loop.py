@@ -132,15 +132,16 @@ def test_local_loop_sends_exhausted_batch_to_on_failure_destination(
 def test_local_loop_sink_answers_before_its_deadline_when_kinesis_is_slow(
     lane_factory: LaneFactory,
 ) -> None:
-    # GIVEN one hot key per partition (one record per request round) and 150 ms per request
+    # GIVEN one hot key per partition, without aggregation (one record per request round),
+    # and 150 ms per request
     lane = lane_factory(partitions=2)
     planned = [PlannedRecord(i % 2, b"hot-%d" % (i % 2), b"x" * 100, ()) for i in range(40)]
     source = produce_records(lane.bootstrap, lane.topic, planned)
     with FaultProxy(lane.kinesis_endpoint, FaultSpec(latency_ms=150)) as proxy:
-        # WHEN each invocation may run 2 s and the sink keeps a margin for one slow request
+        # WHEN each invocation may run 2 s
         stats = lane.deliver(
             source,
-            lane.sink(proxy.endpoint, KINESIS_TIMEOUT_SECONDS="0.3"),
+            lane.sink(proxy.endpoint, KINESIS_TIMEOUT_SECONDS="0.3", AGGREGATION="off"),
             config=lane.config(function_timeout_s=2.0, batch_size=100),
         )
 

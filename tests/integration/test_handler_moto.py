@@ -9,6 +9,7 @@ from typing import Any
 import boto3
 import pytest
 
+from msk_kinesis_sink.aggregation import deaggregate
 from msk_kinesis_sink.errors import ConfigurationError
 from tests.factories import kafka_record
 from tests.fakes import FakeContext
@@ -59,12 +60,13 @@ def test_handler_raw_records_arrive_with_their_keys_in_order(
     module = load_handler(monkeypatch, STREAM_NAME=STREAM)
     # WHEN the handler is invoked
     response = module.handler(event, FakeContext())
-    # THEN nothing is reported and the stream holds the values under the expected keys
+    # THEN nothing is reported and the stream holds the values under the expected keys, as a
+    # consumer reads them (aggregation is on by default: the key's two records travel together)
     assert response == {"batchItemFailures": []}
     stored = sorted(_read_stream(), key=lambda r: int(r["SequenceNumber"]))
     by_key: dict[str, list[bytes]] = {}
     for record in stored:
-        by_key.setdefault(record["PartitionKey"], []).append(record["Data"])
+        by_key.setdefault(record["PartitionKey"], []).extend(deaggregate(record["Data"]))
     assert by_key == {SECRET_KEY.decode(): [SECRET_VALUE, b""], f"{topic}-3": [b"no-key"]}
     # AND the logs say what happened without revealing keys or values
     logged = capsys.readouterr().out

@@ -46,6 +46,7 @@ def _settings(**overrides: str) -> Settings:
     env = {
         "STREAM_NAME": "sink-test",
         "RECORD_FORMAT": "envelope",
+        "AGGREGATION": "off",  # the plain path, one Kinesis record per Kafka record
         "RETRY_BASE_MS": "1",
         "RETRY_MAX_MS": "4",
         **overrides,

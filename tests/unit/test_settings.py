@@ -28,7 +28,7 @@ def test_settings_defaults():
         stream_arn=None,
         record_format=RecordFormat.RAW,
         partition_key=PartitionKeyMode.KEY,
-        aggregation=Aggregation.OFF,
+        aggregation=Aggregation.ON,
         max_record_bytes=1 * MIB,
         dead_letter_bucket=None,
         dead_letter_prefix="records/",
@@ -167,7 +167,7 @@ def test_settings_stream_name_invalid(value: str):
         ("PARTITION_KEY", "", PartitionKeyMode.KEY),
         ("AGGREGATION", "ON", Aggregation.ON),
         ("AGGREGATION", "off", Aggregation.OFF),
-        ("AGGREGATION", "", Aggregation.OFF),
+        ("AGGREGATION", "", Aggregation.ON),
     ],
 )
 def test_settings_choice_values_case_and_blank(variable: str, raw: str, expected: object):
