@@ -61,11 +61,11 @@ def test_app_bad_context_exits_with_the_key_and_range(tmp_path: Path) -> None:
     assert "Traceback" not in result.stderr
 
 
-def test_app_cdk_synth_offline_with_shipped_cdk_json(tmp_path: Path) -> None:
+def test_app_make_synth_offline_reports_template_nag_and_placeholders(tmp_path: Path) -> None:
     # GIVEN the pinned CDK CLI, the shipped cdk.json, and no AWS credentials anywhere
     out = tmp_path / "cdk.out"
-    command = ["npx", "--no-install", "cdk", "synth", "--no-notices", "--quiet", "-o", str(out)]
-    # WHEN `cdk synth` runs (what `make synth` runs)
+    command = ["make", "--no-print-directory", "synth", f"CDK_OUT={out}"]
+    # WHEN `make synth` runs
     result = subprocess.run(
         command, cwd=REPO, env=offline_env(tmp_path), capture_output=True, text=True, check=False
     )
@@ -79,3 +79,15 @@ def test_app_cdk_synth_offline_with_shipped_cdk_json(tmp_path: Path) -> None:
     ]
     report = json.loads((out / "validation-report.json").read_text(encoding="utf-8"))
     assert report["pluginReports"] == []
+    # ...and it says so: where the template is, that cdk-nag found nothing unacknowledged,
+    # and that the shipped cluster, account and topic are placeholders
+    lines = result.stdout.splitlines()
+    assert f"template  {out / 'MskKinesisSink.template.json'} (stack MskKinesisSink," in "\n".join(
+        lines
+    )
+    assert any(
+        line.startswith("cdk-nag   AwsSolutions: no unacknowledged findings (") for line in lines
+    )
+    [warning] = [line for line in lines if line.startswith("warning")]
+    for placeholder in ("account 123456789012", "cluster example-cluster", "topic example-topic"):
+        assert placeholder in warning
