@@ -57,6 +57,7 @@ VARIANTS: Mapping[str, Mapping[str, object]] = {
         "topics": ["orders"],
         "authentication": "mtls",
         "authSecretArn": MTLS_SECRET_ARN,
+        "logLevel": "DEBUG",
     },
     "quiet_named_groups": {
         "clusterArn": CLUSTER_ARN,

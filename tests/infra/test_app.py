@@ -38,13 +38,30 @@ def offline_env(tmp_path: Path) -> dict[str, str]:
     return env
 
 
-def test_app_bad_context_exits_with_the_key_and_range(tmp_path: Path) -> None:
-    # GIVEN a context with an out-of-range batch size (as the CLI hands context to the app)
-    context = {
-        "clusterArn": "arn:aws:kafka:eu-west-1:123456789012:cluster/c/0f1e2d3c-4b5a-1",
-        "topics": "orders",
-        "batchSize": "20000",
-    }
+CLUSTER = "arn:aws:kafka:eu-west-1:123456789012:cluster/c/0f1e2d3c-4b5a-1"
+
+
+@pytest.mark.parametrize(
+    ("bad", "message"),
+    [
+        ({"batchSize": "20000"}, "batchSize=20000 is out of range (allowed: 1-10000)"),
+        (
+            # A partial ARN used to reach CDK and end in a jsii traceback.
+            {
+                "authentication": "mtls",
+                "authSecretArn": "arn:aws:secretsmanager:eu-west-1:123456789012:secret:sink/cert",
+            },
+            "authSecretArn='arn:aws:secretsmanager:eu-west-1:123456789012:secret:sink/cert'"
+            " is a partial ARN",
+        ),
+    ],
+    ids=["out-of-range", "partial-secret-arn"],
+)
+def test_app_bad_context_exits_with_one_line_naming_the_key(
+    tmp_path: Path, bad: dict[str, str], message: str
+) -> None:
+    # GIVEN a context with one bad value (as the CLI hands context to the app)
+    context = {"clusterArn": CLUSTER, "topics": "orders", **bad}
     env = offline_env(tmp_path) | {
         "CDK_CONTEXT_JSON": json.dumps(context),
         "CDK_OUTDIR": str(tmp_path / "out"),
@@ -53,11 +70,11 @@ def test_app_bad_context_exits_with_the_key_and_range(tmp_path: Path) -> None:
     result = subprocess.run(
         [sys.executable, "app.py"], cwd=REPO, env=env, capture_output=True, text=True, check=False
     )
-    # THEN it stops with one line naming the key and the allowed range, and no traceback
+    # THEN it stops with one line naming the key and what is wrong, and no traceback
     assert result.returncode == 1
-    assert (
-        "configuration error: batchSize=20000 is out of range (allowed: 1-10000)" in result.stderr
-    )
+    errors = [line for line in result.stderr.splitlines() if line.startswith("configuration error")]
+    assert len(errors) == 1
+    assert f"configuration error: {message}" in errors[0]
     assert "Traceback" not in result.stderr
 
 
