@@ -85,7 +85,7 @@ _STACK_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9-]{0,127}$")
 _SERVICE_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,128}$")
 _METRICS_NAMESPACE = re.compile(r"^[A-Za-z0-9_.#:/-]{1,255}$")
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
-_URL = re.compile(r"^https?://[^\s#]+$")
+_URL = re.compile(r"^https?://[^\s#]{1,500}$")  # 500: keeps alarm descriptions within 1,024
 _ACCOUNT = re.compile(r"^\d{12}$")
 _REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d$")
 
@@ -347,7 +347,9 @@ class SinkConfig:
                 offset_lag_threshold=ctx.integer("offsetLagAlarmThreshold", 10_000, 1, 10**12),
                 duration_percent=ctx.integer("durationAlarmPercent", 80, 10, 100),
                 runbook_url=ctx.optional_str(
-                    "runbookUrl", _URL, "an http(s) URL without #fragment"
+                    "runbookUrl",
+                    _URL,
+                    "an http(s) URL of at most 500 characters, without #fragment",
                 ),
             ),
         )

@@ -587,6 +587,7 @@ def test_stack_alarms_present_named_and_notify_the_topic(all_synths: dict[str, S
             assert props["OKActions"] == [{"Ref": topic_id}]
             assert props["AlarmName"].startswith(f"{stack}-")
             assert len(props["AlarmName"]) <= 255
+            assert len(props["AlarmDescription"]) <= 1024  # CloudWatch's limit
             if len(f"{stack}-{alarm}") <= 255:
                 assert props["AlarmName"] == f"{stack}-{alarm}"
             missing = "breaching" if alarm.startswith("MappingNotPolling-") else "notBreaching"
