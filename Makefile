@@ -10,6 +10,7 @@ export CDK_DISABLE_CLI_TELEMETRY := 1
 export PYTHONDONTWRITEBYTECODE := 1
 CDK := npx --no-install cdk
 CDK_FLAGS := --no-notices
+CDK_OUT ?= cdk.out
 
 .PHONY: help install test unit lint format demo synth deploy diff bench audit clean
 
@@ -48,8 +49,9 @@ demo: install ## Run the local loop: broker + kinesalite + ESM emulator + faults
 audit: install ## Verify a stream against a topic: AUDIT_ARGS="--bootstrap H:P --topic T --stream S [--endpoint URL]"
 	$(PY) -m localloop.audit $(AUDIT_ARGS)
 
-synth: install ## cdk synth, offline, into cdk.out/ (CDK_ARGS="-c key=value ...")
-	$(CDK) synth $(CDK_FLAGS) --quiet $(CDK_ARGS)
+synth: install ## cdk synth offline into cdk.out/ (or CDK_OUT=dir), then report what it built (CDK_ARGS="-c k=v")
+	$(CDK) synth $(CDK_FLAGS) --quiet --output $(CDK_OUT) $(CDK_ARGS)
+	@$(PY) -m infra.synth_report $(CDK_OUT)
 
 diff: install ## cdk diff against the deployed stack (needs AWS credentials)
 	$(CDK) diff $(CDK_FLAGS) $(CDK_ARGS)

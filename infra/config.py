@@ -25,8 +25,11 @@ MAX_BATCHING_WINDOW_SECONDS: Final = 300
 # ProvisionedPollerConfig: MinimumPollers 1-200, MaximumPollers 1-2,000.
 MAX_MIN_POLLERS: Final = 200
 MAX_MAX_POLLERS: Final = 2_000
-# MaximumRetryAttempts: -1 (infinite) or 0-10,000.
+# MaximumRetryAttempts: -1 (infinite) or 0-10,000. With an on-failure destination (this stack
+# always has one) Lambda turns -1 into 10 (AWS: "Configuring error handling controls for Kafka
+# event sources"), so -1 is refused rather than documented as "until the records expire".
 MAX_RETRY_ATTEMPTS: Final = 10_000
+INFINITE_RETRIES_CAP: Final = 10
 # MaximumRecordAgeInSeconds: -1 (infinite) or 60-604,800 s (7 days).
 MIN_RECORD_AGE_SECONDS: Final = 60
 MAX_RECORD_AGE_SECONDS: Final = 604_800
@@ -69,6 +72,8 @@ _STREAM_ARN = re.compile(
 _SECRET_ARN = re.compile(
     r"^arn:aws[a-z-]*:secretsmanager:[a-z]{2}(-[a-z]+)+-\d:\d{12}:secret:(?P<name>[A-Za-z0-9/_+=.@-]+)$"
 )
+# A complete secret ARN ends in the 6 random characters Secrets Manager appends to the name.
+_COMPLETE_SECRET_SUFFIX = re.compile(r"-[A-Za-z0-9]{6}$")
 # MSK only associates SASL/SCRAM secrets whose names start with this prefix.
 SCRAM_SECRET_PREFIX: Final = "AmazonMSK_"
 _KMS_KEY_ARN = re.compile(r"^arn:aws[a-z-]*:kms:[a-z]{2}(-[a-z]+)+-\d:\d{12}:key/[a-f0-9-]{36}$")
@@ -80,6 +85,7 @@ _STACK_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9-]{0,127}$")
 _SERVICE_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,128}$")
 _METRICS_NAMESPACE = re.compile(r"^[A-Za-z0-9_.#:/-]{1,255}$")
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+_URL = re.compile(r"^https?://[^\s#]{1,500}$")  # 500: keeps alarm descriptions within 1,024
 _ACCOUNT = re.compile(r"^\d{12}$")
 _REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d$")
 
@@ -119,7 +125,7 @@ class Architecture(StrEnum):
 
 
 class LogLevel(StrEnum):
-    """Function log level (Powertools and Lambda's application log level)."""
+    """The function's own log level (POWERTOOLS_LOG_LEVEL)."""
 
     DEBUG = "DEBUG"
     INFO = "INFO"
@@ -139,7 +145,8 @@ CONTEXT_KEYS: Final[Mapping[str, str]] = {
     "region": "AWS region to pin the stack to; must match the cluster's region when set",
     "clusterArn": "ARN of the MSK cluster (provisioned or serverless)",
     "topics": "topic(s) to republish: a list, or comma-separated; one event source mapping each",
-    "consumerGroupId": "consumer group id; with several topics each mapping joins <id>-<topic>",
+    "consumerGroupId": "group prefix: the mapping of topic T joins <consumerGroupId>-T",
+    "consumerGroups": "explicit group per topic (JSON object topic -> group), e.g. to keep a group",
     "startingPosition": "TRIM_HORIZON, LATEST or AT_TIMESTAMP (for a new consumer group)",
     "startingPositionTimestamp": "with AT_TIMESTAMP: ISO-8601 time or Unix seconds",
     "authentication": "iam, sasl_scram or mtls",
@@ -149,7 +156,7 @@ CONTEXT_KEYS: Final[Mapping[str, str]] = {
     "batchingWindowSeconds": f"max wait to fill a batch, 0-{MAX_BATCHING_WINDOW_SECONDS} s",
     "minPollers": f"provisioned pollers, minimum, 1-{MAX_MIN_POLLERS}",
     "maxPollers": f"provisioned pollers, maximum, 1-{MAX_MAX_POLLERS} (>= minPollers)",
-    "retryAttempts": f"retries of a failing batch, -1 (until expiry) or 0-{MAX_RETRY_ATTEMPTS}",
+    "retryAttempts": f"retries of a failing batch before it goes to S3, 0-{MAX_RETRY_ATTEMPTS}",
     "maxRecordAgeSeconds": (
         f"discard (to S3) records older than this; -1 = never, or "
         f"{MIN_RECORD_AGE_SECONDS}-{MAX_RECORD_AGE_SECONDS}"
@@ -172,7 +179,7 @@ CONTEXT_KEYS: Final[Mapping[str, str]] = {
     "architecture": "arm64 or x86_64",
     "reservedConcurrency": "reserved concurrency (empty = unreserved)",
     "logRetentionDays": "function log retention (a CloudWatch Logs retention value)",
-    "logLevel": "DEBUG, INFO, WARNING or ERROR",
+    "logLevel": "the function's own log level (POWERTOOLS_LOG_LEVEL): DEBUG, INFO, WARNING, ERROR",
     "serviceName": "Powertools service name (the `service` metric dimension)",
     "metricsNamespace": "CloudWatch namespace of the function's own metrics",
     "recordFormat": "Kinesis record data: raw (the Kafka value) or envelope (JSON with metadata)",
@@ -186,6 +193,7 @@ CONTEXT_KEYS: Final[Mapping[str, str]] = {
     "alarmEmail": "e-mail address subscribed to the alarm topic (empty = none)",
     "offsetLagAlarmThreshold": "offset lag (records) that, sustained 15 minutes, raises an alarm",
     "durationAlarmPercent": "duration as a percentage of the timeout that raises an alarm, 10-100",
+    "runbookUrl": "URL of docs/runbook.md as your team reads it; alarm descriptions link into it",
 }
 
 # Context CDK itself (or its CLI) keeps beside ours, and "//" comments; any other key is a typo.
@@ -291,11 +299,12 @@ class FunctionConfig:
 
 @dataclass(frozen=True, slots=True)
 class AlarmConfig:
-    """Where alarms go and what trips them."""
+    """Where alarms go, what trips them, and where their runbook lives."""
 
     email: str | None
     offset_lag_threshold: int
     duration_percent: int
+    runbook_url: str | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -337,6 +346,11 @@ class SinkConfig:
                 email=ctx.optional_str("alarmEmail", _EMAIL, "an e-mail address"),
                 offset_lag_threshold=ctx.integer("offsetLagAlarmThreshold", 10_000, 1, 10**12),
                 duration_percent=ctx.integer("durationAlarmPercent", 80, 10, 100),
+                runbook_url=ctx.optional_str(
+                    "runbookUrl",
+                    _URL,
+                    "an http(s) URL of at most 500 characters, without #fragment",
+                ),
             ),
         )
 
@@ -353,19 +367,7 @@ def _source(ctx: _Context, cluster: MskCluster) -> SourceConfig:
             )
     if len(set(topics)) != len(topics):
         raise ConfigError(f"topics: {topics!r} lists a topic twice")
-    group = ctx.str_matching(
-        "consumerGroupId", "msk-kinesis-sink", _GROUP_ID, "a group id (a-z A-Z 0-9 -/*:_+=.@)"
-    )
-    # Lambda requires a consumer group id to be unique among Kafka event source mappings.
-    sources = tuple(
-        TopicSource(topic, group if len(topics) == 1 else f"{group}-{topic}") for topic in topics
-    )
-    for source in sources:
-        if len(source.consumer_group_id) > MAX_CONSUMER_GROUP_ID_CHARS:
-            raise ConfigError(
-                f"consumerGroupId: {source.consumer_group_id!r} is longer than"
-                f" {MAX_CONSUMER_GROUP_ID_CHARS} characters"
-            )
+    sources = _topic_sources(ctx, topics)
 
     position = ctx.choice("startingPosition", StartingPosition, StartingPosition.TRIM_HORIZON)
     timestamp = ctx.timestamp("startingPositionTimestamp")
@@ -386,6 +388,19 @@ def _source(ctx: _Context, cluster: MskCluster) -> SourceConfig:
         raise ConfigError("authSecretArn/authSecretKmsKeyArn are only used with sasl_scram or mtls")
     if auth is not AuthMode.IAM and secret is None:
         raise ConfigError(f"authSecretArn is required when authentication={auth.value}")
+    if secret is not None and not _COMPLETE_SECRET_SUFFIX.search(secret):
+        raise ConfigError(
+            f"authSecretArn={secret!r} is a partial ARN: give the complete one, ending in the"
+            " 6 characters Secrets Manager appends to the name (...:secret:<name>-AbCdEf)"
+        )
+    # AWS: "Set up SASL/SCRAM authentication for an Amazon MSK cluster": a secret encrypted with
+    # the default Secrets Manager key cannot be used with MSK, so the mapping needs the key's ARN.
+    if auth is AuthMode.SASL_SCRAM and secret_key is None:
+        raise ConfigError(
+            "authSecretKmsKeyArn is required when authentication=sasl_scram: MSK only uses"
+            " SCRAM secrets encrypted with a customer managed KMS key, and the role needs"
+            " kms:Decrypt on it"
+        )
     if auth is AuthMode.SASL_SCRAM and secret is not None:
         name = secret.split(":secret:", 1)[1]
         if not name.startswith(SCRAM_SECRET_PREFIX):
@@ -420,11 +435,57 @@ def _source(ctx: _Context, cluster: MskCluster) -> SourceConfig:
         ),
         min_pollers=min_pollers,
         max_pollers=max_pollers,
-        retry_attempts=ctx.integer("retryAttempts", 10, -1, MAX_RETRY_ATTEMPTS),
+        retry_attempts=_retry_attempts(ctx),
         max_record_age_seconds=None if max_age == -1 else max_age,
         bisect_on_error=ctx.boolean("bisectOnError", True),
         filters=ctx.filters("filters"),
     )
+
+
+def _topic_sources(ctx: _Context, topics: Sequence[str]) -> tuple[TopicSource, ...]:
+    """Each topic's group depends on that topic alone, so adding a topic renames no group.
+
+    A mapping's group can't change after creation (AWS: "Customizable consumer group ID in
+    Lambda"); a renamed group means a new mapping reading from startingPosition.
+    """
+    prefix = ctx.str_matching(
+        "consumerGroupId", "msk-kinesis-sink", _GROUP_ID, "a group id (a-z A-Z 0-9 -/*_+=.@)"
+    )
+    explicit = ctx.string_map("consumerGroups")
+    for topic in explicit:
+        if topic not in topics:
+            raise ConfigError(f"consumerGroups names topic {topic!r}, which is not in topics")
+    sources = tuple(TopicSource(t, explicit.get(t, f"{prefix}-{t}")) for t in topics)
+    seen: set[str] = set()
+    for source in sources:
+        key = "consumerGroups" if source.topic in explicit else "consumerGroupId"
+        group = source.consumer_group_id
+        if not _GROUP_ID.match(group):
+            raise ConfigError(f"{key}: {group!r} is not a group id (a-z A-Z 0-9 -/*_+=.@)")
+        # AWS: "Monitor consumer lags": MSK emits no consumer-lag metrics for such a group.
+        if ":" in group:
+            raise ConfigError(
+                f"{key}: {group!r} contains ':' (MSK publishes no lag metrics for it)"
+            )
+        if len(group) > MAX_CONSUMER_GROUP_ID_CHARS:
+            raise ConfigError(
+                f"{key}: {group!r} is longer than {MAX_CONSUMER_GROUP_ID_CHARS} characters"
+            )
+        # A consumer group id must be unique among all of the account's Kafka event sources.
+        if group in seen:
+            raise ConfigError(f"{key}: group {group!r} would be joined by two topics' mappings")
+        seen.add(group)
+    return sources
+
+
+def _retry_attempts(ctx: _Context) -> int:
+    if str(ctx.raw("retryAttempts")).strip() == "-1":
+        raise ConfigError(
+            f"retryAttempts=-1 (infinite) cannot apply here: with the S3 on-failure destination"
+            f" this stack always sets, Lambda caps retries at {INFINITE_RETRIES_CAP}"
+            f" (allowed: 0-{MAX_RETRY_ATTEMPTS})"
+        )
+    return ctx.integer("retryAttempts", 10, 0, MAX_RETRY_ATTEMPTS)
 
 
 def _stream(ctx: _Context, cluster: MskCluster) -> StreamConfig:
@@ -505,7 +566,7 @@ def _function(ctx: _Context) -> FunctionConfig:
         ),
         record_format=ctx.word("recordFormat", RECORD_FORMATS),
         partition_key=ctx.word("partitionKey", PARTITION_KEY_MODES),
-        aggregation=ctx.word("aggregation", AGGREGATION_MODES),
+        aggregation=ctx.word("aggregation", AGGREGATION_MODES, default="on"),
         max_concurrency=ctx.integer("maxConcurrency", 8, 1, MAX_SINK_CONCURRENCY),
         kinesis_timeout_seconds=kinesis_timeout,
         retry_base_ms=retry_base,
@@ -535,6 +596,9 @@ class _Context:
         value = self._raw.get(key)
         return value is not None and value != ""
 
+    def raw(self, key: str) -> object | None:
+        return self._raw.get(key)
+
     def _get(self, key: str) -> object | None:
         value = self._raw.get(key)
         if value is None or (isinstance(value, str) and not value.strip()):
@@ -561,10 +625,10 @@ class _Context:
         value = self.optional_str(key, pattern, what)
         return default if value is None else value
 
-    def word(self, key: str, allowed: Sequence[str]) -> str:
+    def word(self, key: str, allowed: Sequence[str], default: str | None = None) -> str:
         value = self._get(key)
         if value is None:
-            return allowed[0]
+            return allowed[0] if default is None else default
         if not isinstance(value, str) or value.lower() not in allowed:
             raise ConfigError(f"{key}={value!r} is not one of: {', '.join(allowed)}")
         return value.lower()
@@ -631,6 +695,22 @@ class _Context:
         if isinstance(value, list) and all(isinstance(item, str) for item in value):
             return [item.strip() for item in value]
         raise ConfigError(f"{key}={value!r} must be a list of strings or a comma-separated string")
+
+    def string_map(self, key: str) -> dict[str, str]:
+        """A JSON object of strings (from cdk.json, or a JSON string from `-c key=...`)."""
+        value = self._get(key)
+        if value is None:
+            return {}
+        if isinstance(value, str):
+            try:
+                value = json.loads(value)
+            except json.JSONDecodeError:
+                value = None
+        if not isinstance(value, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in value.items()
+        ):
+            raise ConfigError(f"{key} must be a JSON object of strings (topic -> group id)")
+        return {k.strip(): v.strip() for k, v in value.items()}
 
     def timestamp(self, key: str) -> int | None:
         value = self._get(key)

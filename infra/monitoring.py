@@ -1,11 +1,17 @@
-"""On-call view of the sink: one CloudWatch dashboard, alarms, and the SNS topic they notify."""
+"""On-call view of the sink: one CloudWatch dashboard, alarms, and the SNS topic they notify.
+
+Every alarm is named `<stack>-<entry>` and its description links to `<entry>` in the runbook
+(docs/runbook.md); per-mapping alarms are `<stack>-<Entry>-<topic>`, entry `<Entry>-<topic>`.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import re
 from collections.abc import Sequence
 from typing import Final
 
-from aws_cdk import Duration, Stack
+from aws_cdk import Aws, Duration, Stack
 from aws_cdk import aws_cloudwatch as cw
 from aws_cdk import aws_cloudwatch_actions as cw_actions
 from aws_cdk import aws_iam as iam
@@ -21,6 +27,11 @@ from infra.sink_function import TopicMapping
 
 PERIOD: Final = Duration.minutes(5)
 WIDTH: Final = 24  # dashboard grid columns
+# Where alarm descriptions point when no runbookUrl is configured (the repository's copy).
+RUNBOOK_PATH: Final = "docs/runbook.md"
+# CloudWatch AlarmName: 1-255 characters.
+MAX_ALARM_NAME_CHARS: Final = 255
+_PER_MAPPING: Final = "<topic>"
 # The function's own metrics (Powertools EMF, dimension `service`); see the sink's README section.
 SINK_METRICS: Final = (
     "RecordsReceived",
@@ -54,6 +65,8 @@ class SinkMonitoring(Construct):
         self._function = function
         self._function_config = function_config
         self._stream = stream
+        self._stack_name = Stack.of(self).stack_name
+        self._runbook = alarms.runbook_url or RUNBOOK_PATH
         self.topic = self._alarm_topic(alarms.email)
         self.alarms: dict[str, cw.Alarm] = {}
 
@@ -126,26 +139,7 @@ class SinkMonitoring(Construct):
             ),
         )
         for mapping in mappings:
-            discarded = cw.MathExpression(
-                expression="dropped + delivered",
-                using_metrics={
-                    "dropped": self._mapping(mapping, "DroppedEventCount"),
-                    "delivered": self._mapping(mapping, "OnFailureDestinationDeliveredEventCount"),
-                },
-                label=f"{mapping.topic}: discarded by the event source mapping",
-                period=PERIOD,
-            )
-            self._alarm(
-                f"MappingDiscarded-{mapping.topic}",
-                discarded,
-                threshold=1,
-                evaluate=1,
-                breaching=1,
-                what=(
-                    f"the event source mapping for {mapping.topic} gave up on records"
-                    " (dropped, or sent whole batches to the dead-letter bucket)"
-                ),
-            )
+            self._mapping_alarms(mapping)
 
         self.dashboard = cw.Dashboard(
             self,
@@ -154,6 +148,81 @@ class SinkMonitoring(Construct):
             default_interval=Duration.hours(3),
         )
         self._build_dashboard(mappings, cluster, timeout_ms)
+
+    def _mapping_alarms(self, mapping: TopicMapping) -> None:
+        """Alarms on one mapping's own metrics (AWS: "Types of metrics for Lambda functions",
+        section "Event source mapping metrics"; dimension EventSourceMappingUUID)."""
+        topic = mapping.topic
+        # The two exist only when something happened; FILL makes the sum defined when one is
+        # missing (a plain a + b has no value then, and the alarm would never see the other).
+        discarded = cw.MathExpression(
+            expression="FILL(dropped, 0) + FILL(delivered, 0)",
+            using_metrics={
+                "dropped": self._mapping(mapping, "DroppedEventCount"),
+                "delivered": self._mapping(mapping, "OnFailureDestinationDeliveredEventCount"),
+            },
+            label=f"{topic}: discarded by the event source mapping",
+            period=PERIOD,
+        )
+        self._alarm(
+            "MappingDiscarded",
+            discarded,
+            topic=topic,
+            threshold=1,
+            evaluate=1,
+            breaching=1,
+            what=(
+                f"the event source mapping for {topic} gave up on records (dropped, or sent"
+                " whole batches to the dead-letter bucket)"
+            ),
+        )
+        # Lambda emits PolledEventCount on every poll, 0 for an empty one: no datapoint at all
+        # means the mapping is not polling (network, authentication, permissions, disabled).
+        self._alarm(
+            "MappingNotPolling",
+            self._mapping(mapping, "PolledEventCount", statistic="SampleCount"),
+            topic=topic,
+            threshold=1,
+            evaluate=3,
+            breaching=3,
+            comparison=cw.ComparisonOperator.LESS_THAN_THRESHOLD,
+            missing=cw.TreatMissingData.BREACHING,
+            what=f"the event source mapping for {topic} has not polled the topic for 15 minutes",
+        )
+        # The ErrorCount group: each metric exists only when an error happened.
+        for entry, metric, evaluate, breaching, what in (
+            (
+                "MappingPollingErrors",
+                "PollingErrorCount",
+                3,
+                3,
+                "could not poll the cluster for 15 minutes",
+            ),
+            ("MappingInvokeErrors", "InvokeErrorCount", 3, 2, "could not invoke the function"),
+            (
+                "MappingCommitErrors",
+                "CommitErrorCount",
+                3,
+                2,
+                "could not commit offsets to the cluster",
+            ),
+            (
+                "MappingDeliveryErrors",
+                "OnFailureDestinationDeliveryErrorCount",
+                1,
+                1,
+                "could not write a discarded batch to the dead-letter bucket",
+            ),
+        ):
+            self._alarm(
+                entry,
+                self._mapping(mapping, metric),
+                topic=topic,
+                threshold=1,
+                evaluate=evaluate,
+                breaching=breaching,
+                what=f"the event source mapping for {topic} {what}",
+            )
 
     # --- metrics -------------------------------------------------------------------------------
 
@@ -181,12 +250,14 @@ class SinkMonitoring(Construct):
         )
 
     @staticmethod
-    def _mapping(mapping: TopicMapping, name: str, label: str | None = None) -> cw.Metric:
+    def _mapping(
+        mapping: TopicMapping, name: str, label: str | None = None, *, statistic: str = "Sum"
+    ) -> cw.Metric:
         return cw.Metric(
             namespace="AWS/Lambda",
             metric_name=name,
             dimensions_map={"EventSourceMappingUUID": mapping.mapping_id},
-            statistic="Sum",
+            statistic=statistic,
             period=PERIOD,
             label=label or f"{mapping.topic} {name}",
         )
@@ -200,9 +271,20 @@ class SinkMonitoring(Construct):
             description="Encrypts the MSK -> Kinesis sink's alarm notifications",
             enable_key_rotation=True,
         )
-        # CloudWatch publishes alarm notifications to the encrypted topic with this key.
-        key.grant(
-            iam.ServicePrincipal("cloudwatch.amazonaws.com"), "kms:Decrypt", "kms:GenerateDataKey"
+        cloudwatch = iam.ServicePrincipal("cloudwatch.amazonaws.com")
+        # Only on behalf of this account's alarms: the service principal alone would let any
+        # account's alarms use the key or the topic (the confused-deputy problem).
+        this_account = {"StringEquals": {"aws:SourceAccount": Aws.ACCOUNT_ID}}
+        # CloudWatch needs the topic's key to publish to it (AWS SNS: "Enable compatibility
+        # between event sources from AWS services and encrypted topics").
+        key.add_to_resource_policy(
+            iam.PolicyStatement(
+                sid="AlarmsPublishToEncryptedTopic",
+                principals=[cloudwatch],
+                actions=["kms:Decrypt", "kms:GenerateDataKey*"],
+                resources=["*"],
+                conditions=this_account,
+            )
         )
         topic = sns.Topic(
             self,
@@ -211,31 +293,49 @@ class SinkMonitoring(Construct):
             master_key=key,
             enforce_ssl=True,
         )
+        # The TLS-only topic policy replaces SNS's default one, which let the account publish.
+        topic.add_to_resource_policy(
+            iam.PolicyStatement(
+                sid="AlarmsPublish",
+                principals=[cloudwatch],
+                actions=["sns:Publish"],
+                resources=[topic.topic_arn],
+                conditions=this_account,
+            )
+        )
         if email is not None:
             topic.add_subscription(subscriptions.EmailSubscription(email))
         return topic
 
     def _alarm(
         self,
-        name: str,
+        entry: str,
         metric: cw.IMetric,
         *,
         threshold: float,
         evaluate: int,
         breaching: int,
         what: str,
+        topic: str | None = None,
+        comparison: cw.ComparisonOperator = (
+            cw.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD
+        ),
+        # No data means no traffic (or no failures), which is not a problem in itself.
+        missing: cw.TreatMissingData = cw.TreatMissingData.NOT_BREACHING,
     ) -> None:
+        name = entry if topic is None else f"{entry}-{topic}"
+        runbook_entry = entry if topic is None else f"{entry}-{_PER_MAPPING}"
         alarm = cw.Alarm(
             self,
             name,
+            alarm_name=alarm_name(self._stack_name, entry, topic),
             metric=metric,
             threshold=threshold,
             evaluation_periods=evaluate,
             datapoints_to_alarm=breaching,
-            comparison_operator=cw.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-            # No data means no traffic (or no failures), which is not a problem in itself.
-            treat_missing_data=cw.TreatMissingData.NOT_BREACHING,
-            alarm_description=f"{what}. Runbook: README, section Runbook, entry {name}.",
+            comparison_operator=comparison,
+            treat_missing_data=missing,
+            alarm_description=(f"{what}. Runbook: {self._runbook}#{runbook_anchor(runbook_entry)}"),
         )
         action = cw_actions.SnsAction(self.topic)
         alarm.add_alarm_action(action)
@@ -252,9 +352,10 @@ class SinkMonitoring(Construct):
             cw.TextWidget(
                 markdown=(
                     f"# MSK → Kinesis sink\nTopics **{topics}** of cluster **{cluster.name}** →"
-                    f" stream **{self._stream.stream_name}**. Every alarm has a runbook entry in"
-                    " the README (section *Runbook*). Healthy: lag flat or falling, no errors,"
-                    " nothing dead-lettered, published ≈ received."
+                    f" stream **{self._stream.stream_name}**. Every alarm has an entry in the"
+                    f" [runbook]({self._runbook}), named like the alarm without the"
+                    " stack prefix. Healthy: lag flat or falling, no errors, nothing"
+                    " dead-lettered, published ≈ received."
                 ),
                 width=WIDTH,
                 height=2,
@@ -314,6 +415,48 @@ class SinkMonitoring(Construct):
                     )
                 ]
                 + [self._lambda("DestinationDeliveryFailures", "Sum", "S3 delivery failures")],
+                width=12,
+            ),
+        )
+        self.dashboard.add_widgets(
+            cw.GraphWidget(
+                title="Event source mappings: errors (each exists only when it happens)",
+                left=[
+                    self._mapping(mapping, name, f"{mapping.topic} {label}")
+                    for mapping in mappings
+                    for name, label in (
+                        ("PollingErrorCount", "polling errors"),
+                        ("InvokeErrorCount", "invoke errors"),
+                        ("CommitErrorCount", "commit errors"),
+                        ("OnFailureDestinationDeliveryErrorCount", "S3 delivery errors"),
+                    )
+                ],
+                width=12,
+            ),
+            cw.GraphWidget(
+                title="Event source mappings: polls, committed records, max offset lag",
+                left=[
+                    self._mapping(
+                        mapping,
+                        "PolledEventCount",
+                        f"{mapping.topic} polls",
+                        statistic="SampleCount",
+                    )
+                    for mapping in mappings
+                ]
+                + [
+                    self._mapping(mapping, "CommittedEventCount", f"{mapping.topic} committed")
+                    for mapping in mappings
+                ],
+                right=[
+                    self._mapping(
+                        mapping,
+                        "MaxOffsetLag",
+                        f"{mapping.topic} max offset lag",
+                        statistic="Maximum",
+                    )
+                    for mapping in mappings
+                ],
                 width=12,
             ),
         )
@@ -406,3 +549,22 @@ class SinkMonitoring(Construct):
                 width=8,
             ),
         )
+
+
+def alarm_name(stack_name: str, entry: str, topic: str | None = None) -> str:
+    """`<stack>-<entry>[-<topic>]`, within CloudWatch's 255 characters.
+
+    A topic too long to fit is cut and given a hash of its full name, so names stay unique.
+    """
+    name = f"{stack_name}-{entry}" if topic is None else f"{stack_name}-{entry}-{topic}"
+    if len(name) <= MAX_ALARM_NAME_CHARS:
+        return name
+    assert topic is not None  # stack names and entries alone are far shorter
+    digest = hashlib.sha256(topic.encode()).hexdigest()[:8]
+    room = MAX_ALARM_NAME_CHARS - len(f"{stack_name}-{entry}--") - len(digest)
+    return f"{stack_name}-{entry}-{topic[:room]}-{digest}"
+
+
+def runbook_anchor(entry: str) -> str:
+    """The anchor GitHub gives the runbook heading "### `<entry>`"."""
+    return re.sub(r"[^a-z0-9_ -]", "", entry.lower()).replace(" ", "-")

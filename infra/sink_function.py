@@ -6,7 +6,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
-from aws_cdk import Acknowledgment, BundlingOptions, Duration, RemovalPolicy, Stack, Validations
+from aws_cdk import (
+    Acknowledgment,
+    AssetHashType,
+    Aws,
+    BundlingOptions,
+    Duration,
+    RemovalPolicy,
+    Stack,
+    Validations,
+)
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kinesis as kinesis
 from aws_cdk import aws_lambda as lambda_
@@ -25,7 +34,7 @@ from infra.config import (
     SourceConfig,
     StartingPosition,
 )
-from infra.dead_letters import ESM_PREFIX, FUNCTION_PREFIX
+from infra.dead_letters import FUNCTION_PREFIX
 
 ASSET_DIR: Final = Path(__file__).resolve().parent.parent / "lambda"
 PACKAGE: Final = "msk_kinesis_sink"
@@ -41,12 +50,6 @@ _STARTING_POSITIONS: Final = {
     StartingPosition.TRIM_HORIZON: lambda_.StartingPosition.TRIM_HORIZON,
     StartingPosition.LATEST: lambda_.StartingPosition.LATEST,
     StartingPosition.AT_TIMESTAMP: lambda_.StartingPosition.AT_TIMESTAMP,
-}
-_APPLICATION_LOG_LEVELS: Final = {
-    LogLevel.DEBUG: lambda_.ApplicationLogLevel.DEBUG,
-    LogLevel.INFO: lambda_.ApplicationLogLevel.INFO,
-    LogLevel.WARNING: lambda_.ApplicationLogLevel.WARN,
-    LogLevel.ERROR: lambda_.ApplicationLogLevel.ERROR,
 }
 _RETENTION: Final = {
     1: "ONE_DAY", 3: "THREE_DAYS", 5: "FIVE_DAYS", 7: "ONE_WEEK", 14: "TWO_WEEKS",
@@ -97,6 +100,7 @@ class SinkFunction(Construct):
         stream_key_arn: str | None,
         max_record_bytes: int,
         dead_letter_bucket: s3.IBucket,
+        dead_letter_key_arn: str,
     ) -> None:
         super().__init__(scope, construct_id)
         self.log_group = logs.LogGroup(
@@ -119,6 +123,7 @@ class SinkFunction(Construct):
                         stream=stream,
                         stream_key_arn=stream_key_arn,
                         bucket=dead_letter_bucket,
+                        bucket_key_arn=dead_letter_key_arn,
                     )
                 )
             },
@@ -132,13 +137,7 @@ class SinkFunction(Construct):
             runtime=RUNTIME,
             architecture=_ARCHITECTURES[config.architecture],
             handler=HANDLER,
-            code=lambda_.Code.from_asset(
-                str(ASSET_DIR),
-                bundling=BundlingOptions(
-                    image=RUNTIME.bundling_image,
-                    local=VenvBundling(ASSET_DIR, PACKAGE),
-                ),
-            ),
+            code=function_code(),
             memory_size=config.memory_mb,
             timeout=Duration.seconds(config.timeout_seconds),
             reserved_concurrent_executions=config.reserved_concurrency,
@@ -147,8 +146,10 @@ class SinkFunction(Construct):
             role=self.role.without_policy_updates(),
             log_group=self.log_group,
             logging_format=lambda_.LoggingFormat.JSON,
-            application_log_level_v2=_APPLICATION_LOG_LEVELS[config.log_level],
-            system_log_level_v2=lambda_.SystemLogLevel.WARN,
+            application_log_level_v2=application_log_level(config.log_level),
+            # INFO keeps the platform's REPORT lines (duration, memory used, init duration);
+            # WARN would drop them (AWS: "Log-level filtering").
+            system_log_level_v2=lambda_.SystemLogLevel.INFO,
             environment=_environment(
                 config,
                 stream=stream,
@@ -234,17 +235,15 @@ class SinkFunction(Construct):
                 ),
             ),
             Acknowledgment(
-                id=f"AwsSolutions-IAM5[Resource::<{bucket_id}.Arn>/{FUNCTION_PREFIX}*]",
+                id=f"AwsSolutions-IAM5[Resource::<{bucket_id}.Arn>/*]",
                 reason=(
-                    "s3:PutObject only, under the function's dead-letter prefix; object keys are"
-                    " <topic>/<partition>/<offset>.json, unknown until a record fails."
-                ),
-            ),
-            Acknowledgment(
-                id=f"AwsSolutions-IAM5[Resource::<{bucket_id}.Arn>/{ESM_PREFIX}*]",
-                reason=(
-                    "s3:PutObject only, under the prefix where Lambda writes the event source"
-                    " mappings' discarded batches (aws/lambda/<mapping-uuid>/...)."
+                    "s3:PutObject only, on this stack's own dead-letter bucket (and only while it"
+                    " is in this account). The event source mappings write their discarded"
+                    " batches with this role, and AWS documents no object layout for Kafka"
+                    " sources: its page 'Capturing discarded batches for Amazon MSK and"
+                    " self-managed Apache Kafka event sources' grants s3:PutObject on the whole"
+                    " bucket. The function's own keys (records/<topic>/<partition>/<offset>.json)"
+                    " are unknown until a record fails."
                 ),
             ),
         )
@@ -257,8 +256,12 @@ def _statements(
     stream: kinesis.IStream,
     stream_key_arn: str | None,
     bucket: s3.IBucket,
+    bucket_key_arn: str,
 ) -> list[iam.PolicyStatement]:
     cluster = source.cluster
+    # AWS's advice for S3 on-failure destinations: only to buckets in this account, so a
+    # deleted and re-created bucket of the same name elsewhere never receives dead letters.
+    own_account = {"StringEquals": {"s3:ResourceAccount": Aws.ACCOUNT_ID}}
     statements = [
         iam.PolicyStatement(
             sid="WriteOwnLogs",
@@ -276,17 +279,28 @@ def _statements(
             ],
             resources=[stream.stream_arn],
         ),
+        # The function writes records/...; the mappings write their discarded batches with this
+        # role, where AWS's Kafka on-failure page grants s3:PutObject and s3:ListBucket.
         iam.PolicyStatement(
             sid="WriteDeadLetters",
             actions=["s3:PutObject"],
-            resources=[
-                bucket.arn_for_objects(f"{FUNCTION_PREFIX}*"),
-                bucket.arn_for_objects(f"{ESM_PREFIX}*"),
-            ],
+            resources=[bucket.arn_for_objects("*")],
+            conditions=own_account,
         ),
-        # The event source mapping checks the on-failure bucket with ListBucket before writing.
         iam.PolicyStatement(
-            sid="ListDeadLetterBucket", actions=["s3:ListBucket"], resources=[bucket.bucket_arn]
+            sid="ListDeadLetterBucket",
+            actions=["s3:ListBucket"],
+            resources=[bucket.bucket_arn],
+            conditions=own_account,
+        ),
+        # SSE-KMS uploads need kms:GenerateDataKey (the Kafka on-failure page names it);
+        # kms:Decrypt too, which S3 needs for multipart uploads ("Multipart upload API and
+        # permissions") in case Lambda uploads a large batch that way. The role has no
+        # s3:GetObject, so it still cannot read dead letters.
+        iam.PolicyStatement(
+            sid="EncryptDeadLetters",
+            actions=["kms:GenerateDataKey", "kms:Decrypt"],
+            resources=[bucket_key_arn],
         ),
         iam.PolicyStatement(
             sid="DescribeCluster",
@@ -349,6 +363,32 @@ def _statements(
                 )
             )
     return statements
+
+
+def application_log_level(level: LogLevel) -> lambda_.ApplicationLogLevel:
+    """Lambda's filter for the function's output: never above INFO.
+
+    Lambda treats a JSON line without a `level` field as INFO (AWS: "Log-level filtering"), and
+    Powertools' EMF metric lines have none: any stricter filter would drop every metric.
+    """
+    if level is LogLevel.DEBUG:
+        return lambda_.ApplicationLogLevel.DEBUG
+    return lambda_.ApplicationLogLevel.INFO
+
+
+def function_code() -> lambda_.Code:
+    """The function asset: lambda/ plus its pinned dependencies, built without Docker.
+
+    Hashed by the bundle's output, not by lambda/: a dependency that changes in .venv changes
+    the asset even when lambda/ does not.
+    """
+    return lambda_.Code.from_asset(
+        str(ASSET_DIR),
+        asset_hash_type=AssetHashType.OUTPUT,
+        bundling=BundlingOptions(
+            image=RUNTIME.bundling_image, local=VenvBundling(ASSET_DIR, PACKAGE)
+        ),
+    )
 
 
 def _environment(

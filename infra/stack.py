@@ -42,6 +42,7 @@ class MskKinesisSinkStack(Stack):
             stream_key_arn=self.stream.key_arn,
             max_record_bytes=config.stream.max_record_size_kib * KIB,
             dead_letter_bucket=self.dead_letters.bucket,
+            dead_letter_key_arn=self.dead_letters.key.key_arn,
         )
         self.monitoring = SinkMonitoring(
             self,
@@ -57,6 +58,12 @@ class MskKinesisSinkStack(Stack):
         CfnOutput(self, "StreamArn", value=self.stream.stream.stream_arn)
         CfnOutput(self, "FunctionName", value=self.sink.function.function_name)
         CfnOutput(self, "DeadLetterBucketName", value=self.dead_letters.bucket.bucket_name)
+        CfnOutput(
+            self,
+            "DeadLetterKeyArn",
+            value=self.dead_letters.key.key_arn,
+            description="Readers of dead letters need kms:Decrypt on this key (and s3:GetObject)",
+        )
         CfnOutput(self, "AlarmTopicArn", value=self.monitoring.topic.topic_arn)
         CfnOutput(
             self,

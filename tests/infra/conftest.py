@@ -22,6 +22,9 @@ MTLS_SECRET_ARN = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:sink/cli
 SECRET_KEY_ARN = "arn:aws:kms:eu-west-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"
 STREAM_ARN = "arn:aws:kinesis:eu-west-1:123456789012:stream/existing-stream"
 STREAM_KEY_ARN = "arn:aws:kms:eu-west-1:123456789012:key/abcd1234-ab12-cd34-ef56-abcdef123456"
+RUNBOOK_URL = "https://git.example.com/data/msk-kinesis-sink/blob/main/docs/runbook.md"
+# Long enough that "<stack>-MappingDeliveryErrors-<topic>" exceeds CloudWatch's 255 characters.
+LONG_TOPIC = "events." + "x" * 230
 
 # Variants beside the shipped cdk.json, each covering settings the default leaves off.
 VARIANTS: Mapping[str, Mapping[str, object]] = {
@@ -54,6 +57,17 @@ VARIANTS: Mapping[str, Mapping[str, object]] = {
         "topics": ["orders"],
         "authentication": "mtls",
         "authSecretArn": MTLS_SECRET_ARN,
+        "logLevel": "DEBUG",
+    },
+    "quiet_named_groups": {
+        "clusterArn": CLUSTER_ARN,
+        "topics": ["orders", LONG_TOPIC],
+        "consumerGroupId": "team-sink",
+        "consumerGroups": {"orders": "legacy-orders", LONG_TOPIC: "team-sink-events"},
+        "logLevel": "ERROR",
+        "retryAttempts": 0,
+        "aggregation": "off",
+        "runbookUrl": RUNBOOK_URL,
     },
 }
 

@@ -38,13 +38,30 @@ def offline_env(tmp_path: Path) -> dict[str, str]:
     return env
 
 
-def test_app_bad_context_exits_with_the_key_and_range(tmp_path: Path) -> None:
-    # GIVEN a context with an out-of-range batch size (as the CLI hands context to the app)
-    context = {
-        "clusterArn": "arn:aws:kafka:eu-west-1:123456789012:cluster/c/0f1e2d3c-4b5a-1",
-        "topics": "orders",
-        "batchSize": "20000",
-    }
+CLUSTER = "arn:aws:kafka:eu-west-1:123456789012:cluster/c/0f1e2d3c-4b5a-1"
+
+
+@pytest.mark.parametrize(
+    ("bad", "message"),
+    [
+        ({"batchSize": "20000"}, "batchSize=20000 is out of range (allowed: 1-10000)"),
+        (
+            # A partial ARN used to reach CDK and end in a jsii traceback.
+            {
+                "authentication": "mtls",
+                "authSecretArn": "arn:aws:secretsmanager:eu-west-1:123456789012:secret:sink/cert",
+            },
+            "authSecretArn='arn:aws:secretsmanager:eu-west-1:123456789012:secret:sink/cert'"
+            " is a partial ARN",
+        ),
+    ],
+    ids=["out-of-range", "partial-secret-arn"],
+)
+def test_app_bad_context_exits_with_one_line_naming_the_key(
+    tmp_path: Path, bad: dict[str, str], message: str
+) -> None:
+    # GIVEN a context with one bad value (as the CLI hands context to the app)
+    context = {"clusterArn": CLUSTER, "topics": "orders", **bad}
     env = offline_env(tmp_path) | {
         "CDK_CONTEXT_JSON": json.dumps(context),
         "CDK_OUTDIR": str(tmp_path / "out"),
@@ -53,19 +70,19 @@ def test_app_bad_context_exits_with_the_key_and_range(tmp_path: Path) -> None:
     result = subprocess.run(
         [sys.executable, "app.py"], cwd=REPO, env=env, capture_output=True, text=True, check=False
     )
-    # THEN it stops with one line naming the key and the allowed range, and no traceback
+    # THEN it stops with one line naming the key and what is wrong, and no traceback
     assert result.returncode == 1
-    assert (
-        "configuration error: batchSize=20000 is out of range (allowed: 1-10000)" in result.stderr
-    )
+    errors = [line for line in result.stderr.splitlines() if line.startswith("configuration error")]
+    assert len(errors) == 1
+    assert f"configuration error: {message}" in errors[0]
     assert "Traceback" not in result.stderr
 
 
-def test_app_cdk_synth_offline_with_shipped_cdk_json(tmp_path: Path) -> None:
+def test_app_make_synth_offline_reports_template_nag_and_placeholders(tmp_path: Path) -> None:
     # GIVEN the pinned CDK CLI, the shipped cdk.json, and no AWS credentials anywhere
     out = tmp_path / "cdk.out"
-    command = ["npx", "--no-install", "cdk", "synth", "--no-notices", "--quiet", "-o", str(out)]
-    # WHEN `cdk synth` runs (what `make synth` runs)
+    command = ["make", "--no-print-directory", "synth", f"CDK_OUT={out}"]
+    # WHEN `make synth` runs
     result = subprocess.run(
         command, cwd=REPO, env=offline_env(tmp_path), capture_output=True, text=True, check=False
     )
@@ -79,3 +96,15 @@ def test_app_cdk_synth_offline_with_shipped_cdk_json(tmp_path: Path) -> None:
     ]
     report = json.loads((out / "validation-report.json").read_text(encoding="utf-8"))
     assert report["pluginReports"] == []
+    # ...and it says so: where the template is, that cdk-nag found nothing unacknowledged,
+    # and that the shipped cluster, account and topic are placeholders
+    lines = result.stdout.splitlines()
+    assert f"template  {out / 'MskKinesisSink.template.json'} (stack MskKinesisSink," in "\n".join(
+        lines
+    )
+    assert any(
+        line.startswith("cdk-nag   AwsSolutions: no unacknowledged findings (") for line in lines
+    )
+    [warning] = [line for line in lines if line.startswith("warning")]
+    for placeholder in ("account 123456789012", "cluster example-cluster", "topic example-topic"):
+        assert placeholder in warning

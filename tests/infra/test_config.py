@@ -66,6 +66,8 @@ def test_config_defaults_are_production_defaults() -> None:
     assert config.stream.shard_count is None
     assert config.function.architecture.value == "arm64"
     assert config.function.record_format == "raw"
+    assert config.function.aggregation == "on"
+    assert config.alarms.runbook_url is None
 
 
 def test_config_cluster_arn_derives_topic_and_group_arns() -> None:
@@ -92,12 +94,46 @@ def test_config_several_topics_get_one_group_each() -> None:
     ]
 
 
-def test_config_one_topic_keeps_the_group_id_as_given() -> None:
+def test_config_one_topic_gets_the_same_group_as_with_several() -> None:
     # GIVEN one topic
     # WHEN parsed
-    config = parse(consumerGroupId="existing-group")
-    # THEN the group id is unchanged, so an existing group's offsets are reused
-    assert config.source.topics[0].consumer_group_id == "existing-group"
+    config = parse(consumerGroupId="sink")
+    # THEN its group is named after the topic too, so a second topic later renames nothing
+    assert config.source.topics[0].consumer_group_id == "sink-orders"
+
+
+def test_config_explicit_group_keeps_an_existing_group() -> None:
+    # GIVEN an existing group for one topic (a JSON string, as `-c consumerGroups=...` gives it)
+    # WHEN parsed
+    config = parse(topics="orders,payments", consumerGroups='{"orders": "legacy-orders"}')
+    # THEN that topic joins the given group (its committed offsets are reused), the other
+    # topic gets the prefixed one
+    assert [(t.topic, t.consumer_group_id) for t in config.source.topics] == [
+        ("orders", "legacy-orders"),
+        ("payments", "msk-kinesis-sink-payments"),
+    ]
+
+
+_TOPIC_NAMES = st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789._-", min_size=2, max_size=20)
+
+
+@given(
+    st.lists(
+        _TOPIC_NAMES.filter(lambda t: not t.startswith(".")), min_size=1, max_size=6, unique=True
+    ),
+    st.integers(min_value=0, max_value=6),
+)
+def test_config_adding_or_removing_a_topic_renames_no_other_group(
+    topics: list[str], split: int
+) -> None:
+    # GIVEN a deployment reading some of the topics, and a later one reading all of them
+    before = parse(topics=topics[: max(1, split)], consumerGroupId="sink")
+    after = parse(topics=topics, consumerGroupId="sink")
+    # WHEN the groups of the topics both deployments read are compared
+    groups_before = {t.topic: t.consumer_group_id for t in before.source.topics}
+    groups_after = {t.topic: t.consumer_group_id for t in after.source.topics}
+    # THEN every such topic keeps its group (a renamed group would replay the topic)
+    assert {t: groups_after[t] for t in groups_before} == groups_before
 
 
 def test_config_strings_from_command_line_are_parsed() -> None:
@@ -156,6 +192,16 @@ BAD_VALUES: list[tuple[dict[str, object], str, str]] = [
     ({"topics": 7}, "topics", "list of strings"),
     ({"consumerGroupId": "no spaces"}, "consumerGroupId", "group id"),
     ({"consumerGroupId": "g" * 201}, "consumerGroupId", "200"),
+    ({"consumerGroupId": "team:sink"}, "consumerGroupId", "contains ':'"),
+    ({"consumerGroups": {"orders": "team:orders"}}, "consumerGroups", "no lag metrics"),
+    ({"consumerGroups": {"refunds": "g"}}, "consumerGroups", "not in topics"),
+    ({"consumerGroups": '["orders"]'}, "consumerGroups", "JSON object"),
+    ({"consumerGroups": {"orders": "bad group"}}, "consumerGroups", "group id"),
+    (
+        {"topics": "orders,payments", "consumerGroups": {"orders": "msk-kinesis-sink-payments"}},
+        "consumerGroupId",
+        "two topics",
+    ),
     ({"startingPosition": "EARLIEST"}, "startingPosition", "TRIM_HORIZON, LATEST, AT_TIMESTAMP"),
     ({"startingPosition": "AT_TIMESTAMP"}, "startingPositionTimestamp", "required"),
     ({"startingPositionTimestamp": "1767225600"}, "startingPositionTimestamp", "only allowed"),
@@ -173,9 +219,26 @@ BAD_VALUES: list[tuple[dict[str, object], str, str]] = [
         "secret ARN",
     ),
     (
-        {"authentication": "sasl_scram", "authSecretArn": MTLS_SECRET_ARN},
+        {
+            "authentication": "sasl_scram",
+            "authSecretArn": MTLS_SECRET_ARN,
+            "authSecretKmsKeyArn": SECRET_KEY_ARN,
+        },
         "authSecretArn",
         "AmazonMSK_",
+    ),
+    (
+        {"authentication": "sasl_scram", "authSecretArn": SCRAM_SECRET_ARN},
+        "authSecretKmsKeyArn",
+        "customer managed KMS key",
+    ),
+    (
+        {
+            "authentication": "mtls",
+            "authSecretArn": "arn:aws:secretsmanager:eu-west-1:123456789012:secret:sink/cert",
+        },
+        "authSecretArn",
+        "partial ARN",
     ),
     (
         {
@@ -196,7 +259,9 @@ BAD_VALUES: list[tuple[dict[str, object], str, str]] = [
     ({"minPollers": 0}, "minPollers", "1-200"),
     ({"maxPollers": 2001}, "maxPollers", "1-2000"),
     ({"minPollers": 5, "maxPollers": 4}, "minPollers", "<= maxPollers"),
-    ({"retryAttempts": -2}, "retryAttempts", "-1-10000"),
+    ({"retryAttempts": -2}, "retryAttempts", "0-10000"),
+    ({"retryAttempts": -1}, "retryAttempts", "caps retries at 10"),
+    ({"retryAttempts": "-1"}, "retryAttempts", "on-failure destination"),
     ({"maxRecordAgeSeconds": 30}, "maxRecordAgeSeconds", "60-604800"),
     ({"maxRecordAgeSeconds": 604_801}, "maxRecordAgeSeconds", "604800"),
     ({"bisectOnError": "yes"}, "bisectOnError", "true or false"),
@@ -243,6 +308,8 @@ BAD_VALUES: list[tuple[dict[str, object], str, str]] = [
     ({"alarmEmail": "not-an-address"}, "alarmEmail", "e-mail"),
     ({"offsetLagAlarmThreshold": 0}, "offsetLagAlarmThreshold", "1-"),
     ({"durationAlarmPercent": 101}, "durationAlarmPercent", "10-100"),
+    ({"runbookUrl": "wiki/runbook"}, "runbookUrl", "http(s) URL"),
+    ({"runbookUrl": "https://example.com/runbook.md#x"}, "runbookUrl", "without #fragment"),
     ({"region": "us-east-1"}, "region", "cluster's region"),
     ({"region": "Europe"}, "region", "AWS region"),
     ({"account": "12345"}, "account", "12-digit"),
@@ -323,7 +390,6 @@ def test_config_sink_choices_match_the_function_settings() -> None:
     assert tuple(m.value for m in settings.RecordFormat) == config.RECORD_FORMATS
     assert tuple(m.value for m in settings.PartitionKeyMode) == config.PARTITION_KEY_MODES
     assert set(config.AGGREGATION_MODES) == {m.value for m in settings.Aggregation}
-    assert config.AGGREGATION_MODES[0] == settings.Aggregation.OFF.value
     assert config.MAX_RECORD_SIZE_KIB * 1024 == limits.MAX_RECORD_BYTES_CEILING
     assert config.MIN_RECORD_SIZE_KIB * 1024 == limits.DEFAULT_MAX_RECORD_BYTES
 

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 from aws_cdk.assertions import Match
 
-from infra.config import MskCluster
+from infra.config import LogLevel, MskCluster
 from tests.infra.conftest import (
     CLUSTER_ARN,
     MTLS_SECRET_ARN,
@@ -18,6 +18,7 @@ from tests.infra.conftest import (
     STREAM_ARN,
     STREAM_KEY_ARN,
     Synth,
+    feature_flags,
     shipped_context,
 )
 
@@ -40,6 +41,14 @@ ALARMS = {
     "StreamWriteThrottling",
     "DurationNearTimeout",
     "DestinationDeliveryFailures",
+}
+MAPPING_ALARMS = {
+    "MappingDiscarded",
+    "MappingNotPolling",
+    "MappingPollingErrors",
+    "MappingInvokeErrors",
+    "MappingCommitErrors",
+    "MappingDeliveryErrors",
 }
 
 
@@ -90,7 +99,9 @@ def test_stack_mapping_reports_partial_failures_with_pollers_retries_and_s3_dest
         {
             "EventSourceArn": shipped_context()["clusterArn"],
             "Topics": ["example-topic"],
-            "AmazonManagedKafkaEventSourceConfig": {"ConsumerGroupId": "msk-kinesis-sink"},
+            "AmazonManagedKafkaEventSourceConfig": {
+                "ConsumerGroupId": "msk-kinesis-sink-example-topic"
+            },
             "StartingPosition": "TRIM_HORIZON",
             "FunctionResponseTypes": ["ReportBatchItemFailures"],
             "ProvisionedPollerConfig": {"MinimumPollers": 1, "MaximumPollers": 10},
@@ -126,6 +137,49 @@ def test_stack_one_mapping_per_topic_each_with_its_own_group(
         assert json.loads(props["FilterCriteria"]["Filters"][0]["Pattern"]) == {
             "value": {"type": ["order"]}
         }
+
+
+def mappings_by_topic(synth: Synth) -> dict[str, tuple[str, dict[str, Any]]]:
+    """Each mapping's logical id and properties, by topic."""
+    return {
+        resource["Properties"]["Topics"][0]: (logical, resource["Properties"])
+        for logical, resource in synth.resources("AWS::Lambda::EventSourceMapping").items()
+    }
+
+
+def test_stack_adding_a_topic_leaves_the_existing_mapping_untouched(
+    builder: Callable[..., Synth],
+) -> None:
+    # GIVEN a deployment reading one topic, and the same deployment with a second topic added
+    base = {**feature_flags(), "clusterArn": CLUSTER_ARN, "consumerGroupId": "sink"}
+    before = mappings_by_topic(builder({**base, "topics": "orders"}))
+    after = mappings_by_topic(builder({**base, "topics": "orders,payments"}))
+    # WHEN the first topic's mapping is compared
+    # THEN it keeps its logical id and every property, its group included: CloudFormation
+    # neither replaces it nor re-reads the topic from startingPosition
+    assert after["orders"] == before["orders"]
+    assert before["orders"][1]["AmazonManagedKafkaEventSourceConfig"] == {
+        "ConsumerGroupId": "sink-orders"
+    }
+    assert after["payments"][1]["AmazonManagedKafkaEventSourceConfig"] == {
+        "ConsumerGroupId": "sink-payments"
+    }
+
+
+def test_stack_explicit_group_is_used_for_its_topic(variant_synths: dict[str, Synth]) -> None:
+    # GIVEN consumerGroups naming an existing group for one topic
+    synth = variant_synths["quiet_named_groups"]
+    # WHEN synthesized
+    groups = {
+        topic: props["AmazonManagedKafkaEventSourceConfig"]["ConsumerGroupId"]
+        for topic, (_, props) in mappings_by_topic(synth).items()
+    }
+    # THEN that topic's mapping joins it, and the role may join exactly those groups
+    assert groups["orders"] == "legacy-orders"
+    cluster = MskCluster.from_arn(CLUSTER_ARN)
+    assert sorted(statement(synth, "JoinConsumerGroups")["Resource"]) == sorted(
+        cluster.group_arn(group) for group in groups.values()
+    )
 
 
 def test_stack_scram_mapping_uses_the_secret(variant_synths: dict[str, Synth]) -> None:
@@ -225,7 +279,9 @@ def test_stack_kinesis_and_s3_permissions_are_the_minimum(default_synth: Synth) 
     encrypt = statement(default_synth, "EncryptStreamRecords")
     dead_letters = statement(default_synth, "WriteDeadLetters")
     listing = statement(default_synth, "ListDeadLetterBucket")
-    # THEN put/list/describe on the stream, its key for encryption, PutObject under two prefixes
+    # THEN put/list/describe on the stream, its key for encryption, and on the dead-letter
+    # bucket what AWS's Kafka on-failure page asks for: PutObject and ListBucket, only while
+    # the bucket is in this account
     assert sorted(publish["Action"]) == [
         "kinesis:DescribeStream",
         "kinesis:DescribeStreamSummary",
@@ -236,11 +292,13 @@ def test_stack_kinesis_and_s3_permissions_are_the_minimum(default_synth: Synth) 
     assert publish["Resource"] == {"Fn::GetAtt": [stream, "Arn"]}
     assert encrypt["Action"] == "kms:GenerateDataKey"
     assert encrypt["Resource"] == {"Fn::GetAtt": [logical_id_of_key(default_synth, stream), "Arn"]}
+    own_account = {"StringEquals": {"s3:ResourceAccount": {"Ref": "AWS::AccountId"}}}
     assert dead_letters["Action"] == "s3:PutObject"
-    suffixes = sorted(r["Fn::Join"][1][1] for r in dead_letters["Resource"])
-    assert suffixes == ["/aws/lambda/*", "/records/*"]
+    assert dead_letters["Resource"] == {"Fn::Join": ["", [{"Fn::GetAtt": [bucket, "Arn"]}, "/*"]]}
+    assert dead_letters["Condition"] == own_account
     assert listing == {
         "Action": "s3:ListBucket",
+        "Condition": own_account,
         "Effect": "Allow",
         "Resource": {"Fn::GetAtt": [bucket, "Arn"]},
         "Sid": "ListDeadLetterBucket",
@@ -304,9 +362,19 @@ def test_stack_dead_letter_bucket_is_encrypted_private_tls_only_and_expires(
     bucket = default_synth.template_json["Resources"][bucket_id]
     props = bucket["Properties"]
     # WHEN its protection is read
-    # THEN SSE, public access blocked, lifecycle expiry, retained on stack deletion
+    # THEN SSE-KMS with a customer managed key, public access blocked, lifecycle expiry,
+    # retained on stack deletion (its key too: the objects are unreadable without it)
     sse = props["BucketEncryption"]["ServerSideEncryptionConfiguration"][0]
-    assert sse["ServerSideEncryptionByDefault"]["SSEAlgorithm"] == "AES256"
+    assert sse["ServerSideEncryptionByDefault"]["SSEAlgorithm"] == "aws:kms"
+    key_id = sse["ServerSideEncryptionByDefault"]["KMSMasterKeyID"]["Fn::GetAtt"][0]
+    key = default_synth.template_json["Resources"][key_id]
+    assert key["Type"] == "AWS::KMS::Key"
+    assert key["Properties"]["EnableKeyRotation"] is True
+    assert key["DeletionPolicy"] == "Retain"
+    # ...and the role (which the mappings' S3 destination writes with) may encrypt with it
+    encrypt = statement(default_synth, "EncryptDeadLetters")
+    assert encrypt["Resource"] == {"Fn::GetAtt": [key_id, "Arn"]}
+    assert "kms:GenerateDataKey" in encrypt["Action"]
     assert props["PublicAccessBlockConfiguration"] == {
         "BlockPublicAcls": True,
         "BlockPublicPolicy": True,
@@ -345,13 +413,39 @@ def test_stack_alarm_topic_is_encrypted_and_tls_only(default_synth: Synth) -> No
     key_id = topic["KmsMasterKeyId"]["Fn::GetAtt"][0]
     key = default_synth.template_json["Resources"][key_id]["Properties"]
     assert key["EnableKeyRotation"] is True
-    # ...and CloudWatch may use the key, or encrypted alarm notifications would never arrive
+    # ...and CloudWatch may use the key and publish, or encrypted alarm notifications would
+    # never arrive; but only for alarms of this account (no confused deputy)
+    this_account = {"StringEquals": {"aws:SourceAccount": {"Ref": "AWS::AccountId"}}}
     assert {
-        "Action": ["kms:Decrypt", "kms:GenerateDataKey"],
+        "Action": ["kms:Decrypt", "kms:GenerateDataKey*"],
+        "Condition": this_account,
         "Effect": "Allow",
         "Principal": {"Service": "cloudwatch.amazonaws.com"},
         "Resource": "*",
+        "Sid": "AlarmsPublishToEncryptedTopic",
     } in key["KeyPolicy"]["Statement"]
+    for statement_ in key["KeyPolicy"]["Statement"]:
+        if "Service" in statement_["Principal"]:
+            assert statement_["Condition"] == this_account
+    default_synth.template.has_resource_properties(
+        "AWS::SNS::TopicPolicy",
+        {
+            "PolicyDocument": {
+                "Statement": Match.array_with(
+                    [
+                        Match.object_like(
+                            {
+                                "Effect": "Allow",
+                                "Action": "sns:Publish",
+                                "Principal": {"Service": "cloudwatch.amazonaws.com"},
+                                "Condition": this_account,
+                            }
+                        )
+                    ]
+                )
+            }
+        },
+    )
     default_synth.template.has_resource_properties(
         "AWS::SNS::TopicPolicy",
         {
@@ -394,12 +488,60 @@ def test_stack_function_runtime_logging_and_environment(default_synth: Synth) ->
     )
     assert env["DEAD_LETTER_BUCKET"] == {"Ref": bucket}
     assert env["DEAD_LETTER_PREFIX"] == "records/"
-    assert (env["RECORD_FORMAT"], env["PARTITION_KEY"], env["AGGREGATION"]) == ("raw", "key", "off")
+    assert (env["RECORD_FORMAT"], env["PARTITION_KEY"], env["AGGREGATION"]) == ("raw", "key", "on")
     assert env["MAX_RECORD_BYTES"] == "1048576"
     assert env["POWERTOOLS_SERVICE_NAME"] == "msk-kinesis-sink"
     assert env["POWERTOOLS_METRICS_NAMESPACE"] == "MskKinesisSink"
     assert env["POWERTOOLS_LOG_LEVEL"] == "INFO"
     assert "ReservedConcurrentExecutions" not in function
+
+
+def lambda_keeps(line: dict[str, Any], application_level: str) -> bool:
+    """Lambda's documented application log filter: lines without a `level` count as INFO."""
+    order = ["TRACE", "DEBUG", "INFO", "WARN", "ERROR", "FATAL"]
+    level = str(line.get("level", "INFO")).upper().replace("WARNING", "WARN")
+    level = level if level in order else "INFO"
+    return order.index(level) >= order.index(application_level)
+
+
+def emf_line() -> dict[str, Any]:
+    """One metric line exactly as Powertools writes it (EMF, printed to stdout)."""
+    from aws_lambda_powertools import Metrics
+    from aws_lambda_powertools.metrics import MetricUnit
+
+    metrics = Metrics(namespace="MskKinesisSink", service="msk-kinesis-sink")
+    metrics.add_metric(name="RecordsPublished", unit=MetricUnit.Count, value=1)
+    line: dict[str, Any] = metrics.serialize_metric_set()
+    return line
+
+
+@pytest.mark.parametrize("level", list(LogLevel))
+def test_stack_log_level_never_filters_metrics_or_report_lines(
+    level: LogLevel, builder: Callable[..., Synth]
+) -> None:
+    # GIVEN any logLevel
+    synth = builder(
+        {**feature_flags(), "clusterArn": CLUSTER_ARN, "topics": "orders", "logLevel": level.value}
+    )
+    function = only(synth.resources("AWS::Lambda::Function"))["Properties"]
+    logging_config = function["LoggingConfig"]
+    # WHEN Lambda's filters are applied to a Powertools metric line
+    kept = lambda_keeps(emf_line(), logging_config["ApplicationLogLevel"])
+    # THEN the metric line survives, REPORT lines (INFO system logs) survive, and logLevel
+    # reaches the function as its own setting
+    assert kept
+    assert logging_config["SystemLogLevel"] == "INFO"
+    assert function["Environment"]["Variables"]["POWERTOOLS_LOG_LEVEL"] == level.value
+
+
+def test_stack_log_filter_model_drops_metrics_above_info() -> None:
+    # GIVEN the filter model the test above relies on, and a real Powertools metric line
+    line = emf_line()
+    # WHEN it is applied at levels stricter than INFO
+    # THEN the line is dropped: the model is strict enough to catch the original bug
+    assert "level" not in line
+    assert not lambda_keeps(line, "WARN")
+    assert not lambda_keeps(line, "ERROR")
 
 
 def test_stack_function_reserved_concurrency_and_architecture_follow_config(
@@ -428,24 +570,81 @@ def alarms_by_name(synth: Synth) -> dict[str, dict[str, Any]]:
     return named
 
 
-def test_stack_alarms_present_and_notify_the_topic(all_synths: dict[str, Synth]) -> None:
+def test_stack_alarms_present_named_and_notify_the_topic(all_synths: dict[str, Synth]) -> None:
     for name, synth in all_synths.items():
         # GIVEN a synthesized variant with its topics
-        topics = [
-            m["Properties"]["Topics"][0]
-            for m in synth.resources("AWS::Lambda::EventSourceMapping").values()
-        ]
+        topics = list(mappings_by_topic(synth))
         topic_id = logical_id(synth, "AWS::SNS::Topic")
+        stack = synth.stack.stack_name
         # WHEN its alarms are read
         alarms = alarms_by_name(synth)
-        # THEN every alarm is there (one discard alarm per mapping), each notifying the topic
-        expected = ALARMS | {f"MappingDiscarded-{t}" for t in topics}
+        # THEN every alarm is there (six per mapping), each notifying the topic, each with an
+        # explicit name: the stack, then the name its runbook entry carries
+        expected = ALARMS | {f"{entry}-{t}" for entry in MAPPING_ALARMS for t in topics}
         assert set(alarms) == expected, name
-        for props in alarms.values():
+        for alarm, props in alarms.items():
             assert props["AlarmActions"] == [{"Ref": topic_id}]
             assert props["OKActions"] == [{"Ref": topic_id}]
-            assert props["TreatMissingData"] == "notBreaching"
-            assert "Runbook" in props["AlarmDescription"]
+            assert props["AlarmName"].startswith(f"{stack}-")
+            assert len(props["AlarmName"]) <= 255
+            assert len(props["AlarmDescription"]) <= 1024  # CloudWatch's limit
+            if len(f"{stack}-{alarm}") <= 255:
+                assert props["AlarmName"] == f"{stack}-{alarm}"
+            missing = "breaching" if alarm.startswith("MappingNotPolling-") else "notBreaching"
+            assert props["TreatMissingData"] == missing, alarm
+        assert len({props["AlarmName"] for props in alarms.values()}) == len(alarms)
+
+
+def test_stack_mapping_alarms_watch_the_mappings_own_error_metrics(default_synth: Synth) -> None:
+    # GIVEN the shipped configuration (one mapping)
+    mapping_id = logical_id(default_synth, "AWS::Lambda::EventSourceMapping")
+    alarms = alarms_by_name(default_synth)
+    # WHEN the per-mapping alarms are read
+    metrics = {name: watched(alarm) for name, alarm in alarms.items()}
+    # THEN each watches the metric AWS documents for it, on that mapping's UUID
+    expected = {
+        "MappingPollingErrors": "PollingErrorCount",
+        "MappingInvokeErrors": "InvokeErrorCount",
+        "MappingCommitErrors": "CommitErrorCount",
+        "MappingDeliveryErrors": "OnFailureDestinationDeliveryErrorCount",
+        "MappingNotPolling": "PolledEventCount",
+    }
+    for entry, metric in expected.items():
+        [watched_metric] = metrics[f"{entry}-example-topic"]
+        assert watched_metric["MetricName"] == metric
+        assert watched_metric["Namespace"] == "AWS/Lambda"
+        assert watched_metric["Dimensions"] == [
+            {"Name": "EventSourceMappingUUID", "Value": {"Ref": mapping_id}}
+        ]
+
+
+def test_stack_stalled_mapping_breaches(default_synth: Synth) -> None:
+    # GIVEN the not-polling alarm of the shipped mapping
+    alarm = alarms_by_name(default_synth)["MappingNotPolling-example-topic"]
+    # WHEN its evaluation is read
+    # THEN no poll datapoints at all (a mapping that can't reach the cluster, or was disabled)
+    # is a breach, held for 15 minutes
+    [stat] = [m["MetricStat"] for m in alarm["Metrics"]]
+    assert (stat["Metric"]["MetricName"], stat["Stat"], stat["Period"]) == (
+        "PolledEventCount",
+        "SampleCount",
+        300,
+    )
+    assert alarm["ComparisonOperator"] == "LessThanThreshold"
+    assert alarm["Threshold"] == 1
+    assert alarm["TreatMissingData"] == "breaching"
+    assert (alarm["EvaluationPeriods"], alarm["DatapointsToAlarm"]) == (3, 3)
+
+
+def test_stack_discarded_sum_is_defined_when_one_side_is_missing(default_synth: Synth) -> None:
+    # GIVEN the discard alarm: dropped + sent to S3, both emitted only when it happens
+    alarm = alarms_by_name(default_synth)["MappingDiscarded-example-topic"]
+    # WHEN its expression is read
+    [expression] = [m["Expression"] for m in alarm["Metrics"] if "Expression" in m]
+    ids = {m["Id"] for m in alarm["Metrics"] if "MetricStat" in m}
+    # THEN each side is filled with 0, so one missing side leaves the other visible
+    assert ids == {"dropped", "delivered"}
+    assert expression.replace(" ", "") == "FILL(dropped,0)+FILL(delivered,0)"
 
 
 def watched(alarm: dict[str, Any]) -> list[dict[str, Any]]:
