@@ -12,9 +12,15 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from msk_kinesis_sink.response import PartialBatchResponse
 from msk_kinesis_sink.runtime import InvocationReport, Sink
+from msk_kinesis_sink.settings import Settings
 
 DEFAULT_NAMESPACE = "MskKinesisSink"
 DEFAULT_SERVICE = "msk-kinesis-sink"
+
+# Checked before Powertools and boto3 read the environment (POWERTOOLS_LOG_LEVEL,
+# AWS_ENDPOINT_URL_*): a bad value fails the cold start with a ConfigurationError naming the
+# variable, where theirs would be a bare ValueError.
+Settings.from_env(os.environ)
 
 logger = Logger(service=os.environ.get("POWERTOOLS_SERVICE_NAME", DEFAULT_SERVICE))
 metrics = Metrics(
@@ -46,6 +52,8 @@ sink = Sink.from_env(os.environ, on_report=publish_metrics)
 
 
 @metrics.log_metrics
-@logger.inject_lambda_context(clear_state=True)
+# log_event=False: the event holds keys, values and headers, so POWERTOOLS_LOGGER_LOG_EVENT
+# must not be able to log it.
+@logger.inject_lambda_context(clear_state=True, log_event=False)
 def handler(event: dict[str, Any], context: LambdaContext) -> PartialBatchResponse:
     return sink.handle(event, context)
