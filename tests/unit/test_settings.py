@@ -8,7 +8,13 @@ import pytest
 
 from msk_kinesis_sink.errors import ConfigurationError
 from msk_kinesis_sink.limits import DEFAULT_MAX_RECORD_BYTES, MAX_RECORD_BYTES_CEILING, MIB
-from msk_kinesis_sink.settings import Aggregation, PartitionKeyMode, RecordFormat, Settings
+from msk_kinesis_sink.settings import (
+    ENDPOINT_VARIABLES,
+    Aggregation,
+    PartitionKeyMode,
+    RecordFormat,
+    Settings,
+)
 
 STREAM_ARN = "arn:aws:kinesis:us-east-1:123456789012:stream/orders-stream"
 
@@ -467,9 +473,7 @@ def test_settings_legacy_log_level_is_checked_when_powertools_reads_it():
         "http://moto:5000/path",
     ],
 )
-@pytest.mark.parametrize(
-    "variable", ["AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_KINESIS", "AWS_ENDPOINT_URL_S3"]
-)
+@pytest.mark.parametrize("variable", ENDPOINT_VARIABLES)
 def test_settings_endpoint_url_valid(variable: str, url: str):
     # GIVEN an SDK endpoint override that botocore accepts
     # THEN the settings are accepted
@@ -492,9 +496,7 @@ def test_settings_endpoint_url_valid(variable: str, url: str):
         "http://-bad.example.com",
     ],
 )
-@pytest.mark.parametrize(
-    "variable", ["AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_KINESIS", "AWS_ENDPOINT_URL_S3"]
-)
+@pytest.mark.parametrize("variable", ENDPOINT_VARIABLES)
 def test_settings_endpoint_url_invalid_names_the_variable(variable: str, url: str):
     # GIVEN an endpoint override boto3 would refuse with "ValueError: Invalid endpoint"
     # WHEN / THEN it is refused at once, naming the variable
