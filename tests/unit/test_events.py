@@ -338,7 +338,8 @@ def test_parse_event_wrong_field_type_is_named(field: str, value: Any):
 
 
 @pytest.mark.parametrize(
-    ("partition", "offset"), [("0", "15"), (" 0", "15 "), ("0", 15), (0, "15")]
+    ("partition", "offset"),
+    [("0", "15"), (" 0", "15 "), ("0", 15), (0, "15"), ("00", "0" * 5_000 + "15")],
 )
 def test_parse_event_numeric_strings_are_integers(partition: Any, offset: Any):
     # GIVEN partition and/or offset as decimal strings (self-managed Kafka)
