@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import re
 from collections.abc import Callable, Mapping
@@ -175,13 +176,12 @@ def _number(
     if not raw:
         return default
     # int() and float() also take other scripts' digits, '_' separators, 'nan' and 'inf'.
-    pattern = _INTEGER if parse is int else _DECIMAL
-    try:
-        if not pattern.fullmatch(raw):
-            raise ValueError(raw)
-        value = parse(raw)  # may still refuse: an integer of more than 4,300 digits
-    except ValueError:
-        raise ConfigurationError(f"{name}={raw!r} is not {kind} (allowed: {low}-{high})") from None
+    value: float | None = None
+    if (_INTEGER if parse is int else _DECIMAL).fullmatch(raw):
+        with contextlib.suppress(ValueError):  # int() refuses more than 4,300 digits
+            value = parse(raw)
+    if value is None:
+        raise ConfigurationError(f"{name}={raw!r} is not {kind} (allowed: {low}-{high})")
     if not low <= value <= high:
         raise ConfigurationError(f"{name}={raw} is out of range (allowed: {low}-{high})")
     return value
