@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import logging
+import re
 import threading
 import time
 import urllib.request
@@ -42,6 +44,20 @@ from msk_kinesis_sink.writers import RecordResult
 if TYPE_CHECKING:
     from mypy_boto3_kinesis import KinesisClient
     from mypy_boto3_s3 import S3Client
+
+# With logLevel=DEBUG the Lambda Python runtime puts the root logger at DEBUG, and botocore then
+# logs every request and response body: partition keys (often the Kafka key itself) and the
+# base64 data of every record. The SDK's loggers stay at WARNING whatever the root level, so
+# no log level can put customer data in the logs. Set here, where every client is made.
+SDK_LOGGERS = ("boto3", "botocore", "s3transfer", "urllib3")
+
+
+def _quiet_sdk_loggers() -> None:
+    for name in SDK_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+_quiet_sdk_loggers()
 
 # Request-level errors worth trying again: throttling, service-side faults, KMS throttling.
 RETRYABLE_CODES = frozenset(
@@ -90,6 +106,40 @@ FIX_HINTS: Mapping[str, str] = {
     "InvalidArgumentException": "the request was rejected as invalid: check that MAX_RECORD_BYTES"
     " does not exceed the stream's maximum record size",
 }
+
+
+# An AWS error message may quote request content: a validation error quotes the value it
+# rejected, a botocore parameter error prints the value it was given. A quoted value may hold
+# quotes itself, so everything from the first quote to the last of the same kind goes (to the
+# end when it is never closed).
+_QUOTED = re.compile(r"(['\"`])(?:.*\1|.*)", re.DOTALL)
+_VALUE_FIELD = re.compile(r"values?\s*[:=]", re.IGNORECASE)
+_NOT_PRINTABLE = re.compile(r"[^\x20-\x7e]")
+_NOT_CODE = re.compile(r"[^A-Za-z0-9_.:-]")
+MAX_ERROR_MESSAGE_CHARS = 200
+MAX_ERROR_CODE_CHARS = 64
+
+
+def describe_error(error: BaseException) -> tuple[str, str]:
+    """An AWS or botocore error's code, and its message made fit for logs.
+
+    Quoted text is replaced by `<...>`, anything after a `value:` is dropped, and what is left
+    is printable ASCII on one line, at most 200 characters: whatever a service or botocore
+    echoes of the request (partition keys, data) never reaches a log line or an exception.
+    """
+    if isinstance(error, ClientError):
+        details = error.response.get("Error", {})
+        code, message = str(details.get("Code") or "Unknown"), str(details.get("Message") or "")
+    else:
+        code, message = type(error).__name__, str(error)
+    message = _QUOTED.sub("<...>", message)
+    head = _VALUE_FIELD.split(message, maxsplit=1)
+    if len(head) > 1:
+        message = head[0] + "value: <...>"
+    message = _NOT_PRINTABLE.sub("?", " ".join(message.split()))
+    if len(message) > MAX_ERROR_MESSAGE_CHARS:
+        message = message[: MAX_ERROR_MESSAGE_CHARS - 3] + "..."
+    return _NOT_CODE.sub("?", code)[:MAX_ERROR_CODE_CHARS], message
 
 
 def _client_config(settings: Settings) -> Config:
@@ -317,19 +367,19 @@ class KinesisRecordWriter:
                     {"Data": entry.data, "PartitionKey": entry.partition_key} for entry in entries
                 ]
                 response = self._client.put_records(Records=records, **self._target)  # type: ignore[arg-type]
+        # `from None` here and below: the original error's text may quote the request; only
+        # the code and the cleaned message travel on.
         except ClientError as error:
-            raise classify_client_error(error) from error
+            raise classify_client_error(error) from None
         except ParamValidationError as error:
             # Rejected before sending: the same request would be rejected again.
-            raise KinesisPublishError(
-                str(error), code="ParamValidationError", retryable=False
-            ) from error
+            code, message = describe_error(error)
+            raise KinesisPublishError(f"{code}: {message}", code=code, retryable=False) from None
         except BotoCoreError as error:
             # Connection resets, timeouts, endpoint errors: the write may or may not have
             # happened; resending is safe because the consumer rule drops repeats.
-            raise KinesisPublishError(
-                str(error), code=type(error).__name__, retryable=True
-            ) from error
+            code, message = describe_error(error)
+            raise KinesisPublishError(f"{code}: {message}", code=code, retryable=True) from None
         finally:
             _REQUEST.deadline = None
         results = response["Records"]
@@ -366,12 +416,11 @@ def record_result(result: Mapping[str, Any]) -> RecordResult:
 
 
 def classify_client_error(error: ClientError) -> KinesisPublishError:
-    details = error.response.get("Error", {})
-    code = str(details.get("Code", "Unknown"))
+    code, cleaned = describe_error(error)
     status = int(error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
     retryable = code in RETRYABLE_CODES or status >= 500 or status == 429
     hint = FIX_HINTS.get(code)
-    message = f"{code}: {details.get('Message', '')}".strip()
+    message = f"{code}: {cleaned}".strip()
     if hint and not retryable:
         message = f"{message} ({hint})"
     return KinesisPublishError(
@@ -402,9 +451,10 @@ class S3DeadLetterWriter:
                 ContentType="application/json",
             )
         except (ClientError, BotoCoreError) as error:
+            code, message = describe_error(error)
             raise DeadLetterError(
                 f"could not write s3://{self._bucket}/{key} for {source.topic_partition}"
-                f" offset {source.offset}: {error}"
-            ) from error
+                f" offset {source.offset}: {code}: {message}"
+            ) from None
         finally:
             _REQUEST.deadline = None

@@ -11,13 +11,26 @@ from typing import Any, NamedTuple
 from msk_kinesis_sink.errors import MalformedEventError
 
 EVENT_SOURCES = frozenset({"aws:kafka", "SelfManagedKafka"})
-_DECIMAL = re.compile(r"^\s*-?[0-9]+\s*$")
+# Kafka's own ranges: a partition is a non-negative int32, an offset a non-negative int64, a
+# timestamp an int64 (-1 when the record has none).
+MAX_PARTITION = 2**31 - 1
+MAX_OFFSET = 2**63 - 1
+MIN_TIMESTAMP, MAX_TIMESTAMP = -(2**63), 2**63 - 1
+# Self-managed Kafka events may carry numbers as decimal text: ASCII digits only, and never more
+# than an int64 holds (int() would take other scripts' digits and fail past 4,300 digits).
+# No two adjacent runs that can match the same character: linear time on any input.
+_DECIMAL = re.compile(r"\s*(-?)([0-9]+)\s*", re.ASCII)
+_MAX_DIGITS = len(str(MAX_OFFSET))
 # Header values are byte arrays; Java producers may send signed bytes.
 _BYTE_RANGE = range(-128, 256)
+# Longest text of a bad value quoted in an error message.
+_SHOWN_CHARS = 60
 
 # Kafka's conventions for a record without a timestamp.
 NO_TIMESTAMP = -1
 NO_TIMESTAMP_TYPE = "NO_TIMESTAMP_TYPE"
+# Timestamp types the fast path accepts as they are; any other string is checked in full.
+_TIMESTAMP_TYPES = frozenset({"CREATE_TIME", "LOG_APPEND_TIME", NO_TIMESTAMP_TYPE})
 
 
 class KafkaRecord(NamedTuple):
@@ -75,54 +88,67 @@ class KafkaEvent:
         return self.event_source_arn or self.bootstrap_servers or self.event_source
 
 
-def parse_event(event: Any) -> KafkaEvent:
-    """Validate an invocation event; raises MalformedEventError naming the first problem found."""
+def parse_event(event: Any, *, fast_path: bool = True) -> KafkaEvent:
+    """Validate a whole invocation event; raises MalformedEventError naming the first problem.
+
+    Every field is checked before anything is sent, so a record that passes can always be
+    encoded. `fast_path=False` checks each record field by field: the reference that the fast
+    path for the usual record shape is tested against.
+    """
     if not isinstance(event, Mapping):
         raise MalformedEventError(f"event must be a JSON object, got {type(event).__name__}")
     source = event.get("eventSource")
-    if source is not None and (not isinstance(source, str) or source not in EVENT_SOURCES):
+    if source is None:
+        # Both MSK and self-managed Kafka events name their source; an event without one was
+        # not sent by a Kafka event source mapping.
         raise MalformedEventError(
-            f"eventSource {source!r} is not a Kafka source"
+            f"event has no 'eventSource' (expected one of {sorted(EVENT_SOURCES)})"
+        )
+    if not isinstance(source, str) or source not in EVENT_SOURCES:
+        raise MalformedEventError(
+            f"eventSource {_shown(source)} is not a Kafka source"
             f" (expected one of {sorted(EVENT_SOURCES)})"
         )
     groups = event.get("records")
     if not isinstance(groups, Mapping):
         raise MalformedEventError("event has no 'records' object (expected an MSK/Kafka event)")
     arn = event.get("eventSourceArn")
+    if arn is not None and not (isinstance(arn, str) and _is_unicode(arn)):
+        raise MalformedEventError("eventSourceArn must be a string of valid Unicode, or absent")
     servers = event.get("bootstrapServers")
 
     partitions = []
     for group_key, raw_records in groups.items():
         if not isinstance(raw_records, Sequence) or isinstance(raw_records, str | bytes):
-            raise MalformedEventError(f"records[{group_key!r}] must be a list of records")
-        records = _parse_group(raw_records, group_key)
+            raise MalformedEventError(f"records[{_shown(group_key)}] must be a list of records")
+        records = _parse_group(raw_records, group_key, fast_path)
         if not records:
             continue
         records.sort(key=lambda record: record.offset)
         for earlier, later in itertools.pairwise(records):
             if earlier.offset == later.offset:
                 raise MalformedEventError(
-                    f"records[{group_key!r}] holds offset {later.offset} more than once"
+                    f"records[{_shown(group_key)}] holds offset {later.offset} more than once"
                 )
         first = records[0]
         partitions.append(PartitionBatch(first.topic, first.partition, tuple(records)))
     return KafkaEvent(
-        event_source=str(source or "aws:kafka"),
-        event_source_arn=arn if isinstance(arn, str) else None,
+        event_source=source,
+        event_source_arn=arn,
         partitions=tuple(partitions),
-        bootstrap_servers=servers if isinstance(servers, str) else None,
+        bootstrap_servers=servers if isinstance(servers, str) and _is_unicode(servers) else None,
     )
 
 
-def _parse_group(raw_records: Sequence[Any], group_key: str) -> list[KafkaRecord]:
+def _parse_group(raw_records: Sequence[Any], group_key: Any, fast_path: bool) -> list[KafkaRecord]:
     """Parse one partition's records: a fast path for the usual shape, full checks otherwise."""
     records: list[KafkaRecord] = []
     expected: tuple[str, int] | None = None  # (topic, partition) once one record was checked
     for index, raw in enumerate(raw_records):
-        record = _well_formed(raw, expected)
+        record = _well_formed(raw, expected) if fast_path else None
         if record is None:
-            # Something is unusual (a string partition, a missing field, a wrong type, the
-            # first record of the group): check it field by field, with precise errors.
+            # Something is unusual (a string partition, a missing field, a wrong type, headers,
+            # the first record of the group): check it field by field, with precise errors.
             record = _parse_record(raw, group_key, index)
             expected = (record.topic, record.partition)
         records.append(record)
@@ -130,7 +156,11 @@ def _parse_group(raw_records: Sequence[Any], group_key: str) -> list[KafkaRecord
 
 
 def _well_formed(raw: Any, expected: tuple[str, int] | None) -> KafkaRecord | None:
-    """The record when it has exactly the usual types and belongs to `expected`, else None."""
+    """The record when it has exactly the usual types and belongs to `expected`, else None.
+
+    Exactly as strict as `_parse_record`: whatever it accepts, `_parse_record` accepts and
+    reads the same way (a property test holds them to it); anything else goes there.
+    """
     if expected is None or type(raw) is not dict:
         return None
     get = raw.get
@@ -143,35 +173,42 @@ def _well_formed(raw: Any, expected: tuple[str, int] | None) -> KafkaRecord | No
         or type(partition) is not int
         or partition != expected[1]
         or type(offset) is not int
+        or not 0 <= offset <= MAX_OFFSET
         or type(timestamp) is not int
+        or not MIN_TIMESTAMP <= timestamp <= MAX_TIMESTAMP
         or type(timestamp_type) is not str
+        or timestamp_type not in _TIMESTAMP_TYPES
         or (key is not None and type(key) is not str)
         or (value is not None and type(value) is not str)
-        or headers  # non-empty headers take the checked path
+        # No headers only: null or an empty list; anything else takes the checked path.
+        or (headers is not None and (type(headers) is not list or headers))
     ):
         return None
     return KafkaRecord(topic, partition, offset, timestamp, timestamp_type, key, value, ())
 
 
-def _parse_record(raw: Any, group_key: str, index: int) -> KafkaRecord:
-    where = f"records[{group_key!r}][{index}]"
+def _parse_record(raw: Any, group_key: Any, index: int) -> KafkaRecord:
+    where = f"records[{_shown(group_key)}][{index}]"
     if not isinstance(raw, Mapping):
         raise MalformedEventError(f"{where} must be an object, got {type(raw).__name__}")
     topic = raw.get("topic")
     if not isinstance(topic, str) or not topic:
         raise MalformedEventError(f"{where} has no 'topic' string")
-    partition = _required_integer(raw, "partition", where)
-    offset = _required_integer(raw, "offset", where)
+    if not _is_unicode(topic):
+        raise MalformedEventError(f"{where} field 'topic' is not valid Unicode: {_shown(topic)}")
+    partition = _integer(raw, "partition", where, 0, MAX_PARTITION)
+    offset = _integer(raw, "offset", where, 0, MAX_OFFSET)
+    assert partition is not None and offset is not None  # required: _integer raised already
     # Topic names may contain '-' and '.', so the group key is never split: it must simply equal
     # what the ESM would name this record's partition, or our identifiers would not match.
     if f"{topic}-{partition}" != group_key:
         raise MalformedEventError(
-            f"{where} is topic {topic!r} partition {partition}, which does not belong under"
-            f" records key {group_key!r}"
+            f"{where} is topic {_shown(topic)} partition {partition}, which does not belong"
+            f" under records key {_shown(group_key)}"
         )
-    timestamp = _integer(raw, "timestamp", where, required=False)
+    timestamp = _integer(raw, "timestamp", where, MIN_TIMESTAMP, MAX_TIMESTAMP, required=False)
     timestamp_type = raw.get("timestampType", NO_TIMESTAMP_TYPE)
-    if not isinstance(timestamp_type, str):
+    if not isinstance(timestamp_type, str) or not _is_unicode(timestamp_type):
         raise MalformedEventError(f"{where} field 'timestampType' must be a string")
     return KafkaRecord(
         topic=topic,
@@ -185,23 +222,30 @@ def _parse_record(raw: Any, group_key: str, index: int) -> KafkaRecord:
     )
 
 
-def _integer(raw: Mapping[str, Any], field: str, where: str, *, required: bool) -> int | None:
+def _integer(
+    raw: Mapping[str, Any], field: str, where: str, low: int, high: int, *, required: bool = True
+) -> int | None:
     value = raw.get(field)
     if value is None:
         if required:
             raise MalformedEventError(f"{where} has no '{field}'")
         return None
     # Self-managed Kafka events may carry partition (and, defensively, offset) as a string.
-    if isinstance(value, str) and _DECIMAL.match(value):
-        return int(value)
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise MalformedEventError(f"{where} field '{field}' must be an integer, got {value!r}")
-    return value
-
-
-def _required_integer(raw: Mapping[str, Any], field: str, where: str) -> int:
-    value = _integer(raw, field, where, required=True)
-    assert value is not None  # _integer raised already
+    if isinstance(value, str) and (match := _DECIMAL.fullmatch(value)):
+        sign, digits = match.group(1), match.group(2).lstrip("0") or "0"
+        if len(digits) > _MAX_DIGITS:
+            raise MalformedEventError(
+                f"{where} field '{field}' has {len(digits)} digits, outside {low}..{high}"
+            )
+        value = int(sign + digits)
+    elif isinstance(value, bool) or not isinstance(value, int):
+        raise MalformedEventError(
+            f"{where} field '{field}' must be an integer, got {_shown(value)}"
+        )
+    if not low <= value <= high:
+        raise MalformedEventError(
+            f"{where} field '{field}' is {_shown(value)}, outside {low}..{high}"
+        )
     return value
 
 
@@ -213,6 +257,7 @@ def _optional_string(raw: Mapping[str, Any], field: str, where: str) -> str | No
 
 
 def _parse_headers(raw: Any, where: str) -> tuple[tuple[str, bytes], ...]:
+    """Headers as (name, bytes); names and values are customer data, never quoted in errors."""
     if raw is None:
         return ()
     if not isinstance(raw, Sequence) or isinstance(raw, str | bytes):
@@ -223,6 +268,10 @@ def _parse_headers(raw: Any, where: str) -> tuple[tuple[str, bytes], ...]:
             raise MalformedEventError(f"{where} header {position} must be an object")
         # Each entry is a one-key object {name: [byte values]}; several keys are accepted in order.
         for name, values in entry.items():
+            if not isinstance(name, str) or not _is_unicode(name):
+                raise MalformedEventError(
+                    f"{where} header {position} has a name that is not a string of valid Unicode"
+                )
             if not isinstance(values, Sequence) or isinstance(values, str | bytes):
                 raise MalformedEventError(f"{where} header {position} must map to a byte list")
             if not all(
@@ -233,5 +282,30 @@ def _parse_headers(raw: Any, where: str) -> tuple[tuple[str, bytes], ...]:
                     f"{where} header {position} holds a value that is not a byte (-128..255)"
                 )
             # Signed bytes (-128..127) keep the same 8 bits.
-            headers.append((str(name), bytes(value & 0xFF for value in values)))
+            headers.append((name, bytes(value & 0xFF for value in values)))
     return tuple(headers)
+
+
+def _is_unicode(text: str) -> bool:
+    """True when `text` can be written as UTF-8: a Python string may hold a lone surrogate."""
+    if text.isascii():
+        return True
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _shown(value: Any) -> str:
+    """A bad value as an error message quotes it: short, printable, and never raising."""
+    if isinstance(value, bool) or value is None:
+        return repr(value)
+    if isinstance(value, int):
+        return str(value) if abs(value) < 10**_SHOWN_CHARS else "an integer too large to show"
+    if isinstance(value, str):
+        text = ascii(value)
+        return text if len(text) <= _SHOWN_CHARS else f"{text[: _SHOWN_CHARS - 4]}...'"
+    if isinstance(value, float):
+        return repr(value)
+    return f"a {type(value).__name__}"

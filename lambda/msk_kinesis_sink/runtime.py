@@ -104,9 +104,16 @@ class Sink:
         self.last_report: InvocationReport | None = None
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str], *, on_report: ReportSink | None = None) -> Sink:
-        """Build from environment variables; raises ConfigurationError naming a bad variable."""
-        settings = Settings.from_env(env)
+    def from_env(
+        cls,
+        env: Mapping[str, str],
+        *,
+        settings: Settings | None = None,
+        on_report: ReportSink | None = None,
+    ) -> Sink:
+        """Build from environment variables (parsed into `settings` unless given); raises
+        ConfigurationError naming a bad variable."""
+        settings = settings or Settings.from_env(env)
         from msk_kinesis_sink import aws  # boto3 is imported only once settings are valid
 
         shared_session = aws.session(env)

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+import ipaddress
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import TypeVar
+from urllib.parse import urlsplit
 
 from msk_kinesis_sink.errors import ConfigurationError
 from msk_kinesis_sink.limits import (
@@ -15,12 +18,29 @@ from msk_kinesis_sink.limits import (
     MIN_RECORD_BYTES,
 )
 
-_STREAM_NAME = re.compile(r"^[a-zA-Z0-9_.-]{1,128}$")
+# Every pattern is ASCII-only and matched in full: `\d` and `$` would also take other
+# scripts' digits and a trailing newline.
+_STREAM_NAME = re.compile(r"[a-zA-Z0-9_.-]{1,128}", re.ASCII)
 _STREAM_ARN = re.compile(
-    r"^arn:aws[a-z-]*:kinesis:[a-z0-9-]+:\d{12}:stream/(?P<name>[a-zA-Z0-9_.-]{1,128})$"
+    r"arn:aws[a-z-]*:kinesis:[a-z0-9-]+:[0-9]{12}:stream/(?P<name>[a-zA-Z0-9_.-]{1,128})",
+    re.ASCII,
 )
-# S3 bucket naming rules (general purpose buckets): 3-63 chars, lowercase, digits, dots, hyphens.
-_BUCKET_NAME = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+# S3 "General purpose bucket naming rules": 3-63 characters of lowercase letters, digits, '.'
+# and '-', beginning and ending with a letter or digit; no two adjacent periods; not formatted
+# as an IP address; no reserved prefix or suffix.
+_BUCKET_NAME = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]", re.ASCII)
+_IP_ADDRESS = re.compile(r"[0-9]{1,3}(?:\.[0-9]{1,3}){3}", re.ASCII)
+_BUCKET_RESERVED_PREFIXES = ("xn--", "sthree-", "amzn-s3-demo-")
+_BUCKET_RESERVED_SUFFIXES = ("-s3alias", "--ol-s3", ".mrap", "--x-s3", "--table-s3")
+_INTEGER = re.compile(r"[-+]?[0-9]+", re.ASCII)
+_DECIMAL = re.compile(r"[-+]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][-+]?[0-9]+)?", re.ASCII)
+# Level names Powertools passes to logging.Logger.setLevel (it upper-cases them first).
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "WARN", "ERROR", "CRITICAL", "FATAL")
+# Endpoint overrides the SDK reads for the two clients the function makes.
+ENDPOINT_VARIABLES = ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_KINESIS", "AWS_ENDPOINT_URL_S3")
+# One DNS label: 1-63 letters, digits and '-', not starting or ending with '-' (as botocore).
+_HOST_LABEL = r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)"
+_HOST_NAME = re.compile(rf"(?:{_HOST_LABEL}\.)*{_HOST_LABEL}\.?", re.ASCII)
 
 
 class RecordFormat(StrEnum):
@@ -58,6 +78,9 @@ class Settings:
     dead_letter_prefix: str = "records/"
     max_concurrency: int = 8
     request_timeout_seconds: float = 5.0
+    # The function's own verbosity (logLevel in cdk.json); Lambda's application log level stays
+    # at INFO so that metric lines, which carry no level, pass its filter.
+    log_level: str = "INFO"
     retry_base_ms: int = 50
     retry_max_ms: int = 2_000
 
@@ -74,10 +97,10 @@ class Settings:
             raise ConfigurationError(
                 "STREAM_NAME is required: set it to a Kinesis stream name or stream ARN"
             )
-        arn_match = _STREAM_ARN.match(raw_stream)
+        arn_match = _STREAM_ARN.fullmatch(raw_stream)
         if arn_match:
             stream_name, stream_arn = arn_match.group("name"), raw_stream
-        elif _STREAM_NAME.match(raw_stream):
+        elif _STREAM_NAME.fullmatch(raw_stream):
             stream_name, stream_arn = raw_stream, None
         else:
             raise ConfigurationError(
@@ -86,14 +109,18 @@ class Settings:
             )
 
         bucket = env.get("DEAD_LETTER_BUCKET", "").strip() or None
-        if bucket is not None and not _BUCKET_NAME.match(bucket):
-            raise ConfigurationError(
-                f"DEAD_LETTER_BUCKET={bucket!r} is not a valid S3 bucket name"
-                " (3-63 characters: lowercase letters, digits, '.' and '-')"
-            )
+        if bucket is not None:
+            problem = _bucket_name_problem(bucket)
+            if problem:
+                raise ConfigurationError(
+                    f"DEAD_LETTER_BUCKET={bucket!r} is not a valid S3 bucket name: {problem}"
+                )
         prefix = env.get("DEAD_LETTER_PREFIX", "records/").strip()
         if prefix and not prefix.endswith("/"):
             prefix += "/"
+
+        log_level = _log_level(env)
+        _check_endpoints(env)
 
         retry_base_ms = _int(env, "RETRY_BASE_MS", 50, 1, 10_000)
         retry_max_ms = _int(env, "RETRY_MAX_MS", 2_000, 1, 60_000)
@@ -121,6 +148,7 @@ class Settings:
             request_timeout_seconds=_float(env, "KINESIS_TIMEOUT_SECONDS", 5.0, 0.1, 60.0),
             retry_base_ms=retry_base_ms,
             retry_max_ms=retry_max_ms,
+            log_level=log_level,
         )
 
 
@@ -128,11 +156,12 @@ _E = TypeVar("_E", bound=StrEnum)
 
 
 def _choice(env: Mapping[str, str], name: str, enum: type[_E], default: _E) -> _E:
-    raw = env.get(name, "").strip().lower()
-    if not raw:
+    raw = env.get(name, "")
+    value = raw.strip().lower()
+    if not value:
         return default
     try:
-        return enum(raw)
+        return enum(value)
     except ValueError:
         allowed = ", ".join(member.value for member in enum)
         raise ConfigurationError(f"{name}={raw!r} is not one of: {allowed}") from None
@@ -150,10 +179,13 @@ def _number(
     raw = env.get(name, "").strip()
     if not raw:
         return default
-    try:
-        value = parse(raw)
-    except ValueError:
-        raise ConfigurationError(f"{name}={raw!r} is not {kind} (allowed: {low}-{high})") from None
+    # int() and float() also take other scripts' digits, '_' separators, 'nan' and 'inf'.
+    value: float | None = None
+    if (_INTEGER if parse is int else _DECIMAL).fullmatch(raw):
+        with contextlib.suppress(ValueError):  # int() refuses more than 4,300 digits
+            value = parse(raw)
+    if value is None:
+        raise ConfigurationError(f"{name}={raw!r} is not {kind} (allowed: {low}-{high})")
     if not low <= value <= high:
         raise ConfigurationError(f"{name}={raw} is out of range (allowed: {low}-{high})")
     return value
@@ -165,3 +197,65 @@ def _int(env: Mapping[str, str], name: str, default: int, low: int, high: int) -
 
 def _float(env: Mapping[str, str], name: str, default: float, low: float, high: float) -> float:
     return _number(env, name, default, low, high, float, "a number")
+
+
+def _bucket_name_problem(name: str) -> str | None:
+    """Which general purpose bucket naming rule `name` breaks, or None."""
+    if not _BUCKET_NAME.fullmatch(name):
+        return (
+            "3-63 characters of lowercase letters, digits, '.' and '-', beginning and ending"
+            " with a letter or digit"
+        )
+    if ".." in name:
+        return "two adjacent periods"
+    if _IP_ADDRESS.fullmatch(name):
+        return "formatted as an IP address"
+    for prefix in _BUCKET_RESERVED_PREFIXES:
+        if name.startswith(prefix):
+            return f"the prefix {prefix!r} is reserved"
+    for suffix in _BUCKET_RESERVED_SUFFIXES:
+        if name.endswith(suffix):
+            return f"the suffix {suffix!r} is reserved"
+    return None
+
+
+def _log_level(env: Mapping[str, str]) -> str:
+    # Powertools reads POWERTOOLS_LOG_LEVEL, else the legacy LOG_LEVEL, as given (no strip).
+    name = "POWERTOOLS_LOG_LEVEL" if env.get("POWERTOOLS_LOG_LEVEL") else "LOG_LEVEL"
+    raw = env.get(name, "")
+    if raw and raw.upper() not in LOG_LEVELS:
+        raise ConfigurationError(
+            f"{name}={raw!r} is not a log level (allowed: DEBUG, INFO, WARNING, ERROR, CRITICAL)"
+        )
+    return raw.upper() or "INFO"
+
+
+def _check_endpoints(env: Mapping[str, str]) -> None:
+    for name in ENDPOINT_VARIABLES:
+        raw = env.get(name, "")
+        if raw and not _is_endpoint_url(raw):
+            raise ConfigurationError(
+                f"{name}={raw!r} is not an endpoint URL (http:// or https://, then a host name"
+                " or IP address, an optional :port and path)"
+            )
+
+
+def _is_endpoint_url(raw: str) -> bool:
+    """What botocore accepts as endpoint_url, and only with an http or https scheme."""
+    if not raw.isascii() or not raw.isprintable() or " " in raw:
+        return False
+    try:
+        parts = urlsplit(raw)  # raises ValueError for a bracketed host that is not IPv6
+        parts.port  # noqa: B018 - raises ValueError for a port that is not 0-65535
+    except ValueError:
+        return False
+    host = parts.hostname
+    if parts.scheme not in ("http", "https") or not host:
+        return False
+    if "[" in parts.netloc:
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            return False
+        return True
+    return len(host) <= 255 and _HOST_NAME.fullmatch(host) is not None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -10,16 +11,24 @@ from typing import Any
 import boto3
 import pytest
 from botocore.awsrequest import AWSResponse
-from botocore.exceptions import ClientError, EndpointConnectionError, ReadTimeoutError
+from botocore.exceptions import (
+    ClientError,
+    EndpointConnectionError,
+    ParamValidationError,
+    ReadTimeoutError,
+)
 from botocore.serialize import create_serializer
 from botocore.stub import ANY, Stubber
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from msk_kinesis_sink.aws import (
+    MAX_ERROR_MESSAGE_CHARS,
+    SDK_LOGGERS,
     KinesisRecordWriter,
     S3DeadLetterWriter,
     classify_client_error,
+    describe_error,
     record_result,
 )
 from msk_kinesis_sink.dead_letters import dead_letter_document
@@ -164,6 +173,157 @@ def test_classify_client_error_5xx_with_hint_code_is_retryable_without_hint():
     # THEN the server fault wins: retryable, and no fix hint is appended
     assert error.retryable
     assert "(" not in str(error)
+
+
+# -- describe_error: what of an AWS error may reach a log line ----------------------------
+
+SECRET = "customer-key-93fa"
+
+
+def test_describe_error_drops_the_value_a_validation_message_quotes():
+    # GIVEN Kinesis's answer to an invalid partition key, which quotes the key
+    error = _client_error(
+        "ValidationException",
+        message=f"1 validation error detected: Value '{SECRET}' at 'records.1.member.partitionKey'"
+        " failed to satisfy constraint: Member must have length less than or equal to 256",
+    )
+
+    # WHEN it is described
+    code, message = describe_error(error)
+
+    # THEN the code and the constraint are kept, the quoted key (and field) are not
+    assert code == "ValidationException"
+    assert message == (
+        "1 validation error detected: Value <...> failed to satisfy constraint:"
+        " Member must have length less than or equal to 256"
+    )
+
+
+def test_describe_error_drops_a_quoted_value_that_holds_quotes():
+    # GIVEN a quoted partition key that holds quotes itself
+    error = _client_error(
+        "ValidationException",
+        message=f"Value 'O'Brien-{SECRET}' at 'records.1.member.partitionKey' failed",
+    )
+
+    # WHEN / THEN nothing between the first and the last quote survives
+    assert describe_error(error)[1] == "Value <...> failed"
+
+
+def test_describe_error_drops_the_value_a_parameter_error_prints():
+    # GIVEN botocore's parameter validation report, which prints values unquoted
+    error = ParamValidationError(
+        report=f"Invalid type for parameter Records[0].PartitionKey, value: {SECRET}, type:"
+        " <class 'int'>, valid types: <class 'str'>\nInvalid length for parameter Records[1]"
+    )
+
+    # WHEN it is described
+    code, message = describe_error(error)
+
+    # THEN the parameter is named, everything from the value on is dropped
+    assert code == "ParamValidationError"
+    assert message == (
+        "Parameter validation failed: Invalid type for parameter Records[0].PartitionKey,"
+        " value: <...>"
+    )
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        f'bad request "{SECRET}',  # a quote that never closes
+        f"key `{SECRET}` refused",
+        f"partition key='{SECRET}'",
+        f"values = {SECRET}",
+    ],
+)
+def test_describe_error_drops_quoted_and_assigned_values(text: str):
+    # GIVEN service messages holding a value in other ways
+    # WHEN / THEN the value does not survive
+    assert SECRET not in describe_error(_client_error("SomeError", message=text))[1]
+
+
+def test_describe_error_is_one_printable_ascii_line_of_bounded_length():
+    # GIVEN a long message with newlines, control characters and non-ASCII text
+    text = "line one\nline\ttwo \x1b[31mred\x00 caf\u00e9 " + "x" * 1_000
+
+    # WHEN it is described
+    code, message = describe_error(_client_error("Weird\nCode\u00e9", message=text))
+
+    # THEN it is printable ASCII on one line, at most the cap long, and so is the code
+    assert message.startswith("line one line two ?[31mred? caf? ")
+    assert len(message) == MAX_ERROR_MESSAGE_CHARS
+    assert message.endswith("...")
+    assert code == "Weird?Code?"
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    secret=st.text(st.characters(codec="ascii", categories=["L", "N"]), min_size=12, max_size=40),
+    before=st.text(st.sampled_from(list("ab '\"`:=value\n")) | st.characters(), max_size=60),
+    after=st.text(st.sampled_from(list("ab '\"`:=value\n")) | st.characters(), max_size=60),
+    quote=st.sampled_from(["'", '"', "`", "value: ", "Value= "]),
+)
+def test_describe_error_never_passes_on_a_quoted_value(
+    secret: str, before: str, after: str, quote: str
+):
+    # GIVEN any message holding a value in quotes, or after "value:"
+    closing = quote if len(quote) == 1 else ""
+    text = f"{before}{quote}{secret}{closing}{after}"
+
+    # WHEN it is described
+    _, message = describe_error(_client_error("AnyError", message=text))
+
+    # THEN the value is gone (unless the rest of the message happens to contain it), and what
+    # is left is printable ASCII of bounded length
+    if secret not in before + after:
+        assert secret not in message
+    assert message.isascii() and message.isprintable()
+    assert len(message) <= MAX_ERROR_MESSAGE_CHARS
+
+
+def test_sdk_loggers_stay_quiet_whatever_the_root_level():
+    # GIVEN the root logger at DEBUG, as Lambda sets it for logLevel=DEBUG
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.DEBUG)
+    try:
+        # WHEN the SDK's loggers (and their children) decide what to emit
+        effective = {
+            name: logging.getLogger(name).getEffectiveLevel()
+            for name in (
+                *SDK_LOGGERS,
+                "botocore.endpoint",
+                "botocore.parsers",
+                "urllib3.connectionpool",
+            )
+        }
+    finally:
+        root.setLevel(level)
+
+    # THEN none of them logs below WARNING: request and response bodies are DEBUG lines
+    assert all(value >= logging.WARNING for value in effective.values()), effective
+
+
+def test_put_records_validation_error_does_not_carry_the_key(kinesis: tuple[Any, Stubber]):
+    # GIVEN Kinesis rejects a request, quoting the partition key in its message
+    client, stubber = kinesis
+    stubber.add_client_error(
+        "put_records",
+        "ValidationException",
+        f"1 validation error detected: Value '{SECRET}' at 'records.1.member.partitionKey'",
+        400,
+    )
+
+    # WHEN entries are written
+    with pytest.raises(KinesisPublishError) as raised:
+        _writer(client).put_records(_entries(1), _soon())
+
+    # THEN the error (and anything chained to it) names the code, never the key
+    assert raised.value.code == "ValidationException"
+    assert SECRET not in str(raised.value)
+    assert raised.value.__cause__ is None
+    assert raised.value.__suppress_context__
 
 
 # -- KinesisRecordWriter ------------------------------------------------------------------
@@ -513,3 +673,17 @@ def test_dead_letter_writer_failure_names_the_object(s3: tuple[Any, Stubber]):
     assert "s3://dlq-bucket/dlq/orders.v1/2/31.json" in message
     assert "orders.v1-2 offset 31" in message
     assert "AccessDenied" in message
+
+
+def test_dead_letter_writer_failure_does_not_carry_what_s3_quotes(s3: tuple[Any, Stubber]):
+    # GIVEN S3 refuses the write with a message quoting request content
+    client, stubber = s3
+    stubber.add_client_error("put_object", "InvalidArgument", f"Bad header '{SECRET}'", 400)
+
+    # WHEN the record is written
+    with pytest.raises(DeadLetterError) as raised:
+        S3DeadLetterWriter(client, "dlq-bucket", "dlq/").write(_unwritable_record(), None, _soon())
+
+    # THEN the code is named and the quoted content is not
+    assert "InvalidArgument: Bad header <...>" in str(raised.value)
+    assert SECRET not in str(raised.value)

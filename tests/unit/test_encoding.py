@@ -7,12 +7,15 @@ import hashlib
 import json
 import re
 from collections.abc import Sequence
+from typing import Any
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
+from msk_kinesis_sink.aggregation import encode_aggregate
 from msk_kinesis_sink.consumer import Envelope
+from msk_kinesis_sink.dead_letters import dead_letter_document
 from msk_kinesis_sink.encoding import (
     EncodedRecord,
     UnwritableRecord,
@@ -21,11 +24,16 @@ from msk_kinesis_sink.encoding import (
     envelope_bytes,
     partition_key_for,
 )
-from msk_kinesis_sink.errors import UnwritableRecordError
+from msk_kinesis_sink.errors import MalformedEventError, UnwritableRecordError
 from msk_kinesis_sink.events import KafkaRecord, parse_event
-from msk_kinesis_sink.limits import DEFAULT_MAX_RECORD_BYTES, MAX_PARTITION_KEY_CHARS
+from msk_kinesis_sink.limits import (
+    DEFAULT_MAX_RECORD_BYTES,
+    MAX_PARTITION_KEY_CHARS,
+    MIN_RECORD_BYTES,
+)
 from msk_kinesis_sink.settings import PartitionKeyMode, RecordFormat
 from tests.factories import b64, kafka_record, load_event, msk_event
+from tests.strategies import FOUND_BY_FUZZING, FUZZ_EXAMPLES, kafka_events
 
 KEY = PartitionKeyMode.KEY
 PARTITION = PartitionKeyMode.PARTITION
@@ -583,3 +591,45 @@ def test_envelope_round_trips_through_consumer_envelope(
     assert envelope.key == b64(key)
     assert envelope.value == b64(value)
     assert [(name, base64.b64decode(data)) for name, data in envelope.headers] == headers
+
+
+@settings(max_examples=FUZZ_EXAMPLES, deadline=None)
+@given(
+    event=kafka_events(damage_rate=40),
+    record_format=st.sampled_from(RecordFormat),
+    mode=st.sampled_from(PartitionKeyMode),
+    max_record_bytes=st.sampled_from([MIN_RECORD_BYTES, DEFAULT_MAX_RECORD_BYTES]),
+)
+@example(
+    event=FOUND_BY_FUZZING[0],
+    record_format=RecordFormat.RAW,
+    mode=PartitionKeyMode.PARTITION,
+    max_record_bytes=DEFAULT_MAX_RECORD_BYTES,
+)
+def test_encode_record_never_raises_for_a_parsed_event(
+    event: Any, record_format: RecordFormat, mode: PartitionKeyMode, max_record_bytes: int
+):
+    # GIVEN any event that parsing accepts (damaged ones are refused before this point)
+    try:
+        parsed = parse_event(event)
+    except MalformedEventError:
+        return
+
+    # WHEN each record is encoded, in every format and partition-key mode
+    for batch in parsed.partitions:
+        for record in batch.records:
+            result = encode_record(
+                record,
+                record_format=record_format,
+                partition_key_mode=mode,
+                max_record_bytes=max_record_bytes,
+            )
+
+            # THEN it becomes a Kinesis record (also as an aggregate) or a dead letter, never
+            # an exception after other records were sent
+            if isinstance(result, EncodedRecord):
+                assert encode_aggregate(result.partition_key, [result.data])
+                assert result.size == len(result.data) + len(result.partition_key.encode())
+            else:
+                assert isinstance(result, UnwritableRecord)
+                assert json.loads(dead_letter_document(result, parsed.event_source_arn))

@@ -3,14 +3,26 @@
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from typing import Any
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from msk_kinesis_sink.errors import MalformedEventError
-from msk_kinesis_sink.events import NO_TIMESTAMP, NO_TIMESTAMP_TYPE, KafkaRecord, parse_event
+from msk_kinesis_sink.events import (
+    MAX_OFFSET,
+    MAX_PARTITION,
+    MAX_TIMESTAMP,
+    MIN_TIMESTAMP,
+    NO_TIMESTAMP,
+    NO_TIMESTAMP_TYPE,
+    KafkaRecord,
+    parse_event,
+)
+from msk_kinesis_sink.runtime import Sink
+from msk_kinesis_sink.settings import Settings
 from tests.factories import (
     MSK_CLUSTER_ARN,
     b64,
@@ -19,6 +31,8 @@ from tests.factories import (
     msk_event,
     self_managed_event,
 )
+from tests.fakes import FakeContext, FakeKinesis
+from tests.strategies import FOUND_BY_FUZZING, FUZZ_EXAMPLES, json_values, kafka_events
 
 HEADER_VALUE = b"headerValue"
 
@@ -106,17 +120,16 @@ def test_parse_event_odd_topic_names_sample_uses_record_fields_not_group_keys():
 # -- sources and shapes -------------------------------------------------------------------
 
 
-def test_parse_event_missing_event_source_is_read_as_msk():
-    # GIVEN an event without eventSource (e.g. a hand-made test event)
+def test_parse_event_missing_event_source_is_rejected():
+    # GIVEN an event without eventSource (MSK and self-managed Kafka events always carry one)
     event = msk_event([kafka_record("t", 0, 1)])
     del event["eventSource"]
 
-    # WHEN it is parsed
-    parsed = parse_event(event)
-
-    # THEN it is treated as MSK and its records are read
-    assert parsed.event_source == "aws:kafka"
-    assert parsed.record_count == 1
+    # WHEN / THEN it is rejected, naming the missing field and the accepted sources
+    with pytest.raises(MalformedEventError, match="no 'eventSource'") as raised:
+        parse_event(event)
+    assert "aws:kafka" in str(raised.value)
+    assert "SelfManagedKafka" in str(raised.value)
 
 
 def test_parse_event_foreign_event_source_is_rejected():
@@ -325,7 +338,8 @@ def test_parse_event_wrong_field_type_is_named(field: str, value: Any):
 
 
 @pytest.mark.parametrize(
-    ("partition", "offset"), [("0", "15"), (" 0", "15 "), ("0", 15), (0, "15")]
+    ("partition", "offset"),
+    [("0", "15"), (" 0", "15 "), ("0", 15), (0, "15"), ("00", "0" * 5_000 + "15")],
 )
 def test_parse_event_numeric_strings_are_integers(partition: Any, offset: Any):
     # GIVEN partition and/or offset as decimal strings (self-managed Kafka)
@@ -573,3 +587,205 @@ def test_parse_event_groups_and_orders_any_batch(
     for batch in parsed.partitions:
         assert all(r.key_b64 == b64(str(r.offset).encode()) for r in batch.records)
         assert all(r.value_b64 is None for r in batch.records)
+
+
+# -- strict: everything checked before anything is sent -----------------------------------
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("partition", -1),
+        ("partition", "-2"),
+        ("partition", MAX_PARTITION + 1),
+        ("offset", -1),
+        ("offset", " -5 "),
+        ("offset", MAX_OFFSET + 1),
+        ("offset", str(MAX_OFFSET + 1)),
+        ("timestamp", MAX_TIMESTAMP + 1),
+        ("timestamp", MIN_TIMESTAMP - 1),
+    ],
+)
+def test_parse_event_number_outside_kafka_range_is_malformed(field: str, value: Any):
+    # GIVEN a partition, offset or timestamp that no Kafka record can have
+    event = self_managed_event([kafka_record("t", 0, 1)])
+    _first_raw(event)[field] = value
+
+    # WHEN / THEN it is rejected, naming the field and its range
+    with pytest.raises(MalformedEventError, match=rf"field '{field}' is .* outside -?\d+\.\.\d+"):
+        parse_event(event)
+
+
+@pytest.mark.parametrize("field", ["partition", "offset", "timestamp"])
+@pytest.mark.parametrize("digits", [20, 4_301, 50_000])
+def test_parse_event_integer_string_of_many_digits_is_malformed(field: str, digits: int):
+    # GIVEN a decimal string longer than any int64 (int() fails past 4,300 digits)
+    event = self_managed_event([kafka_record("t", 0, 1)])
+    _first_raw(event)[field] = "1" * digits
+
+    # WHEN / THEN it is a MalformedEventError naming the field, not a bare ValueError
+    with pytest.raises(MalformedEventError, match=rf"field '{field}' has {digits} digits"):
+        parse_event(event)
+
+
+@pytest.mark.parametrize("as_text", [False, True])
+def test_parse_event_kafka_range_bounds_are_accepted(as_text: bool):
+    # GIVEN the highest partition and offset Kafka allows, and the int64 timestamp bounds
+    def shown(number: int) -> Any:
+        return f"000{number}" if as_text else number
+
+    event = self_managed_event(
+        [
+            kafka_record("t", MAX_PARTITION, 0, timestamp=MIN_TIMESTAMP),
+            kafka_record("t", MAX_PARTITION, 1, timestamp=MAX_TIMESTAMP),
+        ]
+    )
+    later = event["records"][f"t-{MAX_PARTITION}"][1]
+    later["offset"], later["partition"] = shown(MAX_OFFSET), shown(MAX_PARTITION)
+
+    # WHEN they are parsed
+    [batch] = parse_event(event).partitions
+
+    # THEN they are read as they are
+    assert batch.partition == MAX_PARTITION
+    assert [(r.offset, r.timestamp) for r in batch.records] == [
+        (0, MIN_TIMESTAMP),
+        (MAX_OFFSET, MAX_TIMESTAMP),
+    ]
+
+
+def test_parse_event_negative_partitions_can_not_mix_groups():
+    # GIVEN records of topic "a-1" partition -2 filed under "a-1--2", where topic "a-1-"
+    # partition 2 would be filed too
+    records = [kafka_record("a-1", -2, 1), kafka_record("a-1-", 2, 2)]
+    event = msk_event([])
+    event["records"]["a-1--2"] = records
+
+    # WHEN / THEN the negative partition is refused before the group could hold both
+    with pytest.raises(MalformedEventError, match="field 'partition' is -2"):
+        parse_event(event)
+
+
+@pytest.mark.parametrize("position", [0, 1, 2])
+@pytest.mark.parametrize("headers", [{}, "", 0, False, "h", {"h": [1]}, [1], [[]]])
+def test_parse_event_wrongly_shaped_headers_are_malformed_on_any_record(
+    headers: Any, position: int
+):
+    # GIVEN a group whose record at `position` has headers of the wrong shape
+    records = [kafka_record("t", 0, offset) for offset in range(3)]
+    records[position]["headers"] = headers
+
+    # WHEN / THEN the record is named, whether it is the first of its group or a later one
+    with pytest.raises(MalformedEventError, match=rf"records\['t-0'\]\[{position}\] .*header"):
+        parse_event(msk_event(records))
+
+
+@pytest.mark.parametrize("position", [0, 2])
+def test_parse_event_header_name_that_is_not_unicode_is_malformed_and_not_quoted(position: int):
+    # GIVEN a header name holding a lone surrogate (UTF-8 can not encode it)
+    records = [kafka_record("t", 0, offset) for offset in range(3)]
+    records[position]["headers"] = [{"ok": [1]}, {"secret-name\ud800": [1]}]
+
+    # WHEN / THEN it is rejected, naming the header, without quoting the (customer) name
+    with pytest.raises(MalformedEventError, match=r"header 1 has a name that is not") as raised:
+        parse_event(msk_event(records))
+    assert "secret" not in str(raised.value)
+
+
+def test_parse_event_topic_that_is_not_unicode_is_malformed():
+    # GIVEN a group whose topic holds a lone surrogate, filed under a matching key
+    topic = "orders\udc80"
+    event = msk_event([])
+    event["records"][f"{topic}-0"] = [kafka_record(topic, 0, 1), kafka_record(topic, 0, 2)]
+
+    # WHEN / THEN it is rejected before anything could try to encode it, the topic escaped
+    with pytest.raises(MalformedEventError, match=r"'topic' is not valid Unicode") as raised:
+        parse_event(event)
+    assert "\\udc80" in str(raised.value)
+    str(raised.value).encode("utf-8")  # the message itself can be logged
+
+
+def test_parse_event_timestamp_type_that_is_not_unicode_is_malformed():
+    # GIVEN a later record whose timestampType holds a lone surrogate
+    records = [kafka_record("t", 0, 1), kafka_record("t", 0, 2, timestamp_type="CREATE\ud800")]
+
+    # WHEN / THEN it is rejected, naming the field
+    with pytest.raises(MalformedEventError, match=r"\[1\] field 'timestampType'"):
+        parse_event(msk_event(records))
+
+
+@pytest.mark.parametrize("arn", [5, ["arn"], {"a": 1}, "arn:aws:kafka:\ud800"])
+def test_parse_event_event_source_arn_must_be_unicode_text(arn: Any):
+    # GIVEN an eventSourceArn that is not a string, or not valid Unicode
+    event = msk_event([kafka_record("t", 0, 1)])
+    event["eventSourceArn"] = arn
+
+    # WHEN / THEN it is rejected
+    with pytest.raises(MalformedEventError, match="eventSourceArn"):
+        parse_event(event)
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        lambda event: event["records"].update({"u\ud800-0": [kafka_record("u\ud800", 0, 1)]}),
+        lambda event: event["records"]["t-0"][-1].update({"headers": {}}),
+        lambda event: event["records"]["t-0"][-1].update({"offset": "1" * 5_000}),
+    ],
+    ids=["topic-not-unicode", "headers-not-a-list", "offset-of-5000-digits"],
+)
+def test_sink_refused_event_sends_nothing(damage: Callable[[dict[str, Any]], None]):
+    # GIVEN 1,200 good records (more than two requests' worth), then one malformed record
+    kinesis = FakeKinesis()
+    sink = Sink(Settings(stream_name="s", stream_arn=None), writer=kinesis)
+    event = msk_event(kafka_record("t", 0, offset, b"k%d" % offset) for offset in range(1_200))
+    damage(event)
+
+    # WHEN the sink handles it
+    with pytest.raises(MalformedEventError):
+        sink.handle(event, FakeContext())
+    sink.close()
+
+    # THEN not a single request was sent: the event was checked in full first
+    assert kinesis.calls == 0
+    assert kinesis.records == []
+
+
+def _outcome(event: Any, *, fast_path: bool) -> tuple[str, Any]:
+    try:
+        return "parsed", parse_event(event, fast_path=fast_path)
+    except MalformedEventError as error:
+        return "malformed", str(error)
+
+
+def _with_found_inputs(test: Callable[[Any], None]) -> Callable[[Any], None]:
+    for event in FOUND_BY_FUZZING:
+        test = example(event=event)(test)
+    return test
+
+
+@settings(max_examples=FUZZ_EXAMPLES, deadline=None)
+@given(event=kafka_events() | json_values)
+@_with_found_inputs
+def test_parse_event_any_input_parses_or_names_the_problem(event: Any):
+    # GIVEN any input: a damaged event, or any JSON value at all
+    # WHEN it is parsed
+    outcome, result = _outcome(event, fast_path=True)
+
+    # THEN it parses, or raises MalformedEventError (nothing else) with a loggable message
+    if outcome == "malformed":
+        assert 0 < len(result) < 1_000
+        result.encode("utf-8")
+
+
+@settings(max_examples=FUZZ_EXAMPLES, deadline=None)
+@given(event=kafka_events())
+@_with_found_inputs
+def test_parse_event_fast_path_is_exactly_as_strict_as_field_checks(event: Any):
+    # GIVEN any event, usually well formed, sometimes damaged in any field of any record
+    # WHEN it is parsed with the fast path, and with every record checked field by field
+    fast = _outcome(event, fast_path=True)
+    checked = _outcome(event, fast_path=False)
+
+    # THEN both accept it and read the same records, or both refuse it with the same message
+    assert fast == checked

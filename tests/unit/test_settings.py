@@ -8,7 +8,13 @@ import pytest
 
 from msk_kinesis_sink.errors import ConfigurationError
 from msk_kinesis_sink.limits import DEFAULT_MAX_RECORD_BYTES, MAX_RECORD_BYTES_CEILING, MIB
-from msk_kinesis_sink.settings import Aggregation, PartitionKeyMode, RecordFormat, Settings
+from msk_kinesis_sink.settings import (
+    ENDPOINT_VARIABLES,
+    Aggregation,
+    PartitionKeyMode,
+    RecordFormat,
+    Settings,
+)
 
 STREAM_ARN = "arn:aws:kinesis:us-east-1:123456789012:stream/orders-stream"
 
@@ -287,7 +293,21 @@ def test_settings_retry_max_default_below_large_base_is_rejected():
 # -- dead letters -------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("bucket", ["abc", "my-dlq", "logs.example.com", "a" * 63, "1bucket9"])
+@pytest.mark.parametrize(
+    "bucket",
+    [
+        "abc",
+        "my-dlq",
+        "logs.example.com",
+        "a" * 63,
+        "1bucket9",
+        "1.2.3",
+        "10.0.0.1.backup",
+        "dlq-111122223333-us-west-2-an",  # a bucket in an account regional namespace
+        "my-xn--bucket",
+        "s3alias-dlq",
+    ],
+)
 def test_settings_dead_letter_bucket_valid(bucket: str):
     # GIVEN a valid bucket name
     # THEN it is kept
@@ -302,7 +322,8 @@ def test_settings_dead_letter_bucket_blank_means_none(bucket: str):
 
 
 @pytest.mark.parametrize(
-    "bucket", ["ab", "a" * 64, "My-Bucket", "-bucket", "bucket-", "under_score", "s3://bucket"]
+    "bucket",
+    ["ab", "a" * 64, "My-Bucket", "-bucket", "bucket-", "under_score", "s3://bucket", "bücket"],
 )
 def test_settings_dead_letter_bucket_invalid(bucket: str):
     # GIVEN / WHEN / THEN an invalid bucket name is named with the naming rules
@@ -314,6 +335,36 @@ def test_settings_dead_letter_bucket_invalid(bucket: str):
 
 
 @pytest.mark.parametrize(
+    ("bucket", "problem"),
+    [
+        ("a..b", "two adjacent periods"),
+        ("my..dlq", "two adjacent periods"),
+        ("192.168.1.1", "formatted as an IP address"),
+        ("10.0.0.255", "formatted as an IP address"),
+        ("xn--abc", "the prefix 'xn--' is reserved"),
+        ("sthree-dlq", "the prefix 'sthree-' is reserved"),
+        ("sthree-configurator-1", "the prefix 'sthree-' is reserved"),
+        ("amzn-s3-demo-bucket", "the prefix 'amzn-s3-demo-' is reserved"),
+        ("dlq-s3alias", "the suffix '-s3alias' is reserved"),
+        ("dlq--ol-s3", "the suffix '--ol-s3' is reserved"),
+        ("dlq.mrap", "the suffix '.mrap' is reserved"),
+        ("dlq--usw2-az1--x-s3", "the suffix '--x-s3' is reserved"),
+        ("dlq--table-s3", "the suffix '--table-s3' is reserved"),
+    ],
+)
+def test_settings_dead_letter_bucket_breaking_a_naming_rule_names_the_rule(
+    bucket: str, problem: str
+):
+    # GIVEN a bucket name of valid characters that breaks one of S3's other naming rules
+    # WHEN / THEN it is refused, naming the variable, the value and the rule
+    with pytest.raises(ConfigurationError) as raised:
+        _settings(DEAD_LETTER_BUCKET=bucket)
+    assert str(raised.value) == (
+        f"DEAD_LETTER_BUCKET={bucket!r} is not a valid S3 bucket name: {problem}"
+    )
+
+
+@pytest.mark.parametrize(
     ("prefix", "expected"),
     [("records/", "records/"), ("dlq", "dlq/"), ("a/b", "a/b/"), ("", ""), (" x/ ", "x/")],
 )
@@ -321,3 +372,134 @@ def test_settings_dead_letter_prefix_ends_with_slash(prefix: str, expected: str)
     # GIVEN a dead-letter prefix with or without a trailing slash
     # THEN it is used as a folder (or as nothing when empty)
     assert _settings(DEAD_LETTER_PREFIX=prefix).dead_letter_prefix == expected
+
+
+# -- ASCII only ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "account",
+    [
+        "\u0661\u0662\u0663\u0664\u0665\u0666\u0667\u0668\u0669\u0660\u0661\u0662",
+        "\uff11" * 12,
+        "12345678901\u0662",
+    ],
+)
+def test_settings_stream_arn_with_other_scripts_digits_is_invalid(account: str):
+    # GIVEN an ARN whose account "digits" are Arabic-Indic or full-width digits
+    arn = f"arn:aws:kinesis:us-east-1:{account}:stream/s"
+
+    # WHEN / THEN it is neither an ARN nor a stream name
+    with pytest.raises(ConfigurationError, match="STREAM_NAME="):
+        _settings(STREAM_NAME=arn)
+
+
+@pytest.mark.parametrize(
+    ("variable", "raw"),
+    [
+        ("MAX_CONCURRENCY", "\u0668"),
+        ("MAX_CONCURRENCY", "\uff18"),
+        ("MAX_CONCURRENCY", "1_6"),
+        ("MAX_RECORD_BYTES", "9" * 5_000),
+        ("KINESIS_TIMEOUT_SECONDS", "\u0665"),
+        ("KINESIS_TIMEOUT_SECONDS", "2_5"),
+        ("RETRY_BASE_MS", "\u0665\u0660"),
+    ],
+)
+def test_settings_numbers_accept_only_ascii_digits(variable: str, raw: str):
+    # GIVEN a number written with other scripts' digits, separators, or 5,000 digits
+    # WHEN / THEN it is refused as not a number, naming the variable
+    with pytest.raises(ConfigurationError, match=rf"^{variable}=.* is not (an integer|a number)"):
+        _settings(**{variable: raw})
+
+
+@pytest.mark.parametrize(("raw", "expected"), [("+8", 8), ("08", 8), (" 16 ", 16)])
+def test_settings_integers_in_plain_ascii_forms(raw: str, expected: int):
+    # GIVEN an integer with a sign, a leading zero or spaces
+    # THEN it is read
+    assert _settings(MAX_CONCURRENCY=raw).max_concurrency == expected
+
+
+@pytest.mark.parametrize(
+    ("variable", "raw"),
+    [("RECORD_FORMAT", "XML"), ("PARTITION_KEY", "Random"), ("AGGREGATION", " Maybe ")],
+)
+def test_settings_choice_error_shows_the_value_as_given(variable: str, raw: str):
+    # GIVEN a choice in upper or mixed case that is not allowed
+    # WHEN / THEN the message shows it exactly as it was set
+    with pytest.raises(ConfigurationError) as raised:
+        _settings(**{variable: raw})
+    assert str(raised.value).startswith(f"{variable}={raw!r} is not one of: ")
+
+
+# -- variables read by Powertools and the AWS SDK -----------------------------------------
+
+
+@pytest.mark.parametrize(
+    "level", ["DEBUG", "debug", "Info", "WARNING", "warn", "ERROR", "CRITICAL"]
+)
+def test_settings_powertools_log_level_valid(level: str):
+    # GIVEN a log level Powertools understands, in any case
+    # THEN the settings are accepted
+    assert _settings(POWERTOOLS_LOG_LEVEL=level).stream_name == "orders-stream"
+
+
+@pytest.mark.parametrize("level", ["verbose", "TRACE", "10", " DEBUG", "INFO "])
+def test_settings_powertools_log_level_invalid_names_the_variable(level: str):
+    # GIVEN a log level Powertools would fail on with a bare ValueError
+    # WHEN / THEN it is refused, naming the variable and the allowed levels
+    with pytest.raises(ConfigurationError) as raised:
+        _settings(POWERTOOLS_LOG_LEVEL=level)
+    assert str(raised.value).startswith(f"POWERTOOLS_LOG_LEVEL={level!r} is not a log level")
+    assert "DEBUG, INFO, WARNING, ERROR, CRITICAL" in str(raised.value)
+
+
+def test_settings_legacy_log_level_is_checked_when_powertools_reads_it():
+    # GIVEN the legacy LOG_LEVEL, which Powertools reads when POWERTOOLS_LOG_LEVEL is unset
+    # WHEN / THEN a bad one is named; with POWERTOOLS_LOG_LEVEL set it is not read at all
+    with pytest.raises(ConfigurationError, match=r"^LOG_LEVEL='loud' is not a log level"):
+        _settings(LOG_LEVEL="loud")
+    assert _settings(LOG_LEVEL="loud", POWERTOOLS_LOG_LEVEL="INFO").stream_name
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://localhost:4566",
+        "http://127.0.0.1:9000/",
+        "https://kinesis.eu-west-1.amazonaws.com",
+        "https://vpce-0a1b-c2d3.kinesis.us-east-1.vpce.amazonaws.com",
+        "http://[::1]:4566",
+        "http://moto:5000/path",
+    ],
+)
+@pytest.mark.parametrize("variable", ENDPOINT_VARIABLES)
+def test_settings_endpoint_url_valid(variable: str, url: str):
+    # GIVEN an SDK endpoint override that botocore accepts
+    # THEN the settings are accepted
+    assert _settings(**{variable: url}).stream_name == "orders-stream"
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "localhost:4566",
+        "not a url",
+        "ftp://example.com",
+        "http://",
+        "http://a_b:80",
+        "http://host:port",
+        "http://localhost:99999",
+        " http://localhost:4566",
+        "http://[zz::1]:4566",
+        "http://b\u00fccket.example.com",
+        "http://-bad.example.com",
+    ],
+)
+@pytest.mark.parametrize("variable", ENDPOINT_VARIABLES)
+def test_settings_endpoint_url_invalid_names_the_variable(variable: str, url: str):
+    # GIVEN an endpoint override boto3 would refuse with "ValueError: Invalid endpoint"
+    # WHEN / THEN it is refused at once, naming the variable
+    with pytest.raises(ConfigurationError) as raised:
+        _settings(**{variable: url})
+    assert str(raised.value).startswith(f"{variable}={url!r} is not an endpoint URL")
