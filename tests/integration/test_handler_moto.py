@@ -143,3 +143,30 @@ def test_handler_bad_configuration_fails_cold_start_naming_the_variable(
         ConfigurationError, match="RECORD_FORMAT='xml' is not one of: raw, envelope"
     ):
         load_handler(monkeypatch, STREAM_NAME=STREAM, RECORD_FORMAT="xml")
+
+
+@pytest.mark.parametrize(("level", "summary_logged"), [("WARNING", False), ("INFO", True)])
+def test_handler_log_level_quiets_the_function_but_never_its_metrics(
+    aws: None,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    level: str,
+    summary_logged: bool,
+) -> None:
+    # GIVEN Lambda's application log level at INFO (the stack keeps it there so that metric
+    # lines pass) and the function's own level (logLevel in cdk.json) at `level`
+    module = load_handler(
+        monkeypatch, STREAM_NAME=STREAM, AWS_LAMBDA_LOG_LEVEL="INFO", POWERTOOLS_LOG_LEVEL=level
+    )
+    event = {
+        "eventSource": "aws:kafka",
+        "eventSourceArn": "arn:aws:kafka:us-east-1:123456789012:cluster/c/abc",
+        "records": {"orders-0": [_record("orders", 0, 1, b"k", b"v")]},
+    }
+    # WHEN an invocation succeeds
+    module.handler(event, FakeContext())
+    # THEN the summary line follows the function's level, and the metrics are there either way
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line]
+    assert any(line.get("message") == "invocation summary" for line in lines) is summary_logged
+    metric_lines = [line for line in lines if "_aws" in line]
+    assert [line["RecordsPublished"] for line in metric_lines] == [[1.0]]
