@@ -56,7 +56,7 @@ def plan(
     workloads: list[str], endpoints: list[str], systems: list[str]
 ) -> list[tuple[str, str, str]]:
     """The (endpoint, workload, system) runs asked for that make sense together, in order."""
-    runs = []
+    runs: list[tuple[str, str, str]] = []
     for endpoint in endpoints:
         proxied = endpoint in ep.PROXIED
         allowed = HARNESS_SYSTEMS.get(endpoint, CLASSIC_SYSTEMS)
@@ -292,10 +292,10 @@ def main(argv: list[str]) -> int:
 
     print()
     print(table(runs))
-    harness = harness_table(runs)
-    if harness:
+    details = harness_table(runs)
+    if details:
         print()
-        print(harness)
+        print(details)
     print()
     print(f"import: handler {import_ms['handler']} ms, boto3 {import_ms['boto3']} ms")
     for goal in checked:

@@ -59,7 +59,7 @@ class CallCounter:
                     counter.overhead_s += time.thread_time() - started
             return original(session, request)
 
-        URLLib3Session.send = counted  # type: ignore[method-assign]
+        URLLib3Session.send = counted  # type: ignore[method-assign,assignment]
 
     def reset(self) -> None:
         with self._lock:
