@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import statistics
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
@@ -188,7 +189,11 @@ def _cross_ratio(
     runs: Sequence[Mapping[str, Any]], workload: str, a: tuple[str, str], b: tuple[str, str]
 ) -> tuple[float, str | None] | None:
     """records/s of (endpoint, system) `a` over `b`, with what failed the audit of either run
-    (None: both passed or were not audited); None when either run is missing."""
+    (None: both passed or were not audited); None when either run is missing.
+
+    With rounds on both sides, the median of the per-round ratios: the runs of one round ran
+    minutes apart at most, so a slow spell of a shared machine weighs on both sides of a ratio.
+    """
     first, second = _find(runs, workload, *a), _find(runs, workload, *b)
     if first is None or second is None or not second["records_per_s"]:
         return None
@@ -197,7 +202,11 @@ def _cross_ratio(
         for run in (first, second)
         if "audit" in run and not run["audit"]["ok"]
     ]
-    return float(first["records_per_s"]) / float(second["records_per_s"]), "; ".join(failed) or None
+    ratio = float(first["records_per_s"]) / float(second["records_per_s"])
+    rounds_a, rounds_b = first.get("rounds_records_per_s"), second.get("rounds_records_per_s")
+    if rounds_a and rounds_b and len(rounds_a) == len(rounds_b) and all(rounds_b):
+        ratio = statistics.median(x / y for x, y in zip(rounds_a, rounds_b, strict=True))
+    return ratio, "; ".join(failed) or None
 
 
 HARNESS_BASELINE: Final = ("kinesalite20", "quix")

@@ -359,3 +359,21 @@ def test_plan_runs_w7_only_behind_the_proxy_and_quix_only_without_faults() -> No
         ("kinesalite20-faults", "W7", "handler"),
         ("kinesalite20-faults", "W7", "handler-agg"),
     ]
+
+
+def test_harness_ratio_is_the_median_of_per_round_ratios() -> None:
+    # GIVEN three interleaved rounds where the machine was slow in the second for everyone
+    runs = [
+        {
+            **_w7_run("kinesalite20", "quix", 2000.0),
+            "rounds_records_per_s": [2000.0, 500.0, 2200.0],
+        },
+        {
+            **_w7_run("kinesalite20", "handler-default", 2000.0),
+            "rounds_records_per_s": [2600.0, 700.0, 2000.0],
+        },
+    ]
+    # WHEN the default goal is computed
+    goal = {g.name: g for g in goals(runs, {})}["W7 kinesalite20: handler-default / quix records/s"]
+    # THEN it is the median of 1.3, 1.4 and 0.91 (paired by round), not 2000 / 2000
+    assert goal.measured == 1.3
