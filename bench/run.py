@@ -246,6 +246,8 @@ def main(argv: list[str]) -> int:
         )
 
     started = time.monotonic()
+    # Other work on the machine slows some runs and not others: say how busy it was.
+    load_before = os.getloadavg()[0]
     runs: list[dict[str, Any]] = []
     with ep.running(sorted({name for name, _, _ in todo}, key=ENDPOINTS.index)) as endpoints:
         by_name = {endpoint.name: endpoint for endpoint in endpoints}
@@ -278,11 +280,11 @@ def main(argv: list[str]) -> int:
     times = import_times_ms(["msk_kinesis_sink.handler", "boto3"], import_env)
     import_ms = {"handler": times["msk_kinesis_sink.handler"], "boto3": times["boto3"]}
     checked = goals(runs, import_ms)
-    document = {
+    document: dict[str, Any] = {
         "runs": runs,
         "import_ms": import_ms,
         "goals": [goal.as_dict() for goal in checked],
-        "machine": machine(),
+        "machine": {**machine(), "load_1m": [round(load_before, 2), round(os.getloadavg()[0], 2)]},
         "elapsed_s": round(time.monotonic() - started, 1),
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -300,8 +302,11 @@ def main(argv: list[str]) -> int:
     print(f"import: handler {import_ms['handler']} ms, boto3 {import_ms['boto3']} ms")
     for goal in checked:
         print(goal.line())
-    mach = machine()
-    print(f"\nmachine: {mach['cpu']}, {mach['cores']} cores, Python {mach['python']}")
+    mach = document["machine"]
+    print(
+        f"\nmachine: {mach['cpu']}, {mach['cores']} cores, Python {mach['python']};"
+        f" load average (1 min) {mach['load_1m'][0]} at start, {mach['load_1m'][1]} at end"
+    )
     print(f"wrote {args.out} in {document['elapsed_s']} s")
     return 0
 
