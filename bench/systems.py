@@ -17,12 +17,12 @@ import io
 import os
 import sys
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from bench.esm import deliver, reported_offsets
+from bench.esm import by_partition, deliver, reported_offsets
 from bench.workloads import (
     TOPIC,
     WARM_UP_TOPIC,
@@ -32,7 +32,7 @@ from bench.workloads import (
     event_of,
     kafka_record,
     msk_event,
-    record_jsons,
+    record_json,
 )
 from msk_kinesis_sink.encoding import envelope_bytes
 from msk_kinesis_sink.limits import MAX_RECORDS_PER_REQUEST, MAX_REQUEST_BYTES
@@ -135,18 +135,20 @@ def _handler(workload: Workload, env: Mapping[str, str], *, aggregation: bool | 
     module: Any = importlib.import_module("msk_kinesis_sink.handler")
     context = BenchContext()
     # The event records are built ahead: making the event is the ESM's work, not the function's.
-    event_records = dict(zip(workload.records, record_jsons(workload.records), strict=True))
+    partitions = by_partition(workload.records)
+    event_records = {p: [record_json(r) for r in records] for p, records in partitions.items()}
     warm = msk_event(_warm_up_records(workload), topic=WARM_UP_TOPIC)
-
     notes = _HandlerNotes()
 
-    def invoke(batch: Sequence[SourceRecord]) -> dict[int, int]:
-        event = event_of(event_records[record] for record in batch)
+    def invoke(batch: Mapping[int, range]) -> dict[int, int]:
+        event = event_of(
+            {f"{TOPIC}-{p}": event_records[p][sent.start : sent.stop] for p, sent in batch.items()}
+        )
         started = time.perf_counter()
         response = module.handler(event, context)
         notes.handler_s += time.perf_counter() - started
         notes.invocations += 1
-        notes.records_sent += len(batch)
+        notes.records_sent += sum(len(sent) for sent in batch.values())
         stats = module.sink.last_report.stats
         notes.put_records_calls += stats.put_records_calls
         notes.request_failures += stats.request_failures
@@ -161,7 +163,7 @@ def _handler(workload: Workload, env: Mapping[str, str], *, aggregation: bool | 
     def run() -> int:
         nonlocal notes
         notes = _HandlerNotes()
-        deliver(workload.records, workload.batch_size, invoke)
+        deliver(partitions, workload.batch_size, invoke)
         return len(workload.records)
 
     return Prepared(warm_up, run, lambda: notes.as_dict())

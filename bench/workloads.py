@@ -10,7 +10,7 @@ import json
 import random
 import zlib
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -256,22 +256,22 @@ def _record_json(record: SourceRecord, topic: str = TOPIC) -> dict[str, Any]:
 
 def msk_event(records: Sequence[SourceRecord], topic: str = TOPIC) -> dict[str, Any]:
     """The MSK event an ESM would send for these records (grouped by topic-partition)."""
-    return event_of([_record_json(record, topic) for record in records])
-
-
-def record_jsons(records: Sequence[SourceRecord]) -> list[dict[str, Any]]:
-    """Each record as it appears in an event (built ahead, so an ESM can batch them cheaply)."""
-    return [_record_json(record) for record in records]
-
-
-def event_of(record_jsons: Iterable[dict[str, Any]]) -> dict[str, Any]:
-    """An MSK event holding these event records, grouped by topic-partition in the given order."""
-    event = _event_shell()
     groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for record in record_jsons:
-        groups[f"{record['topic']}-{record['partition']}"].append(record)
+    for record in records:
+        groups[f"{topic}-{record.partition}"].append(_record_json(record, topic))
+    return event_of(groups)
+
+
+def event_of(groups: Mapping[str, list[dict[str, Any]]]) -> dict[str, Any]:
+    """An MSK event holding these event records per "<topic>-<partition>"."""
+    event = _event_shell()
     event["records"] = dict(groups)
     return event
+
+
+def record_json(record: SourceRecord) -> dict[str, Any]:
+    """The record as it appears in an event (built ahead, so an ESM can batch them cheaply)."""
+    return _record_json(record)
 
 
 def put_payload_units(record_bytes: int) -> int:

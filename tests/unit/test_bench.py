@@ -5,13 +5,14 @@ from __future__ import annotations
 import base64
 import json
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bench.esm import deliver, next_batch, reported_offsets
+from bench.esm import NoProgressError, batch_counts, by_partition, deliver, reported_offsets
 from bench.report import audit_verdict, goals, median_of_rounds, table
 from bench.run import plan
 from bench.stub import put_records_response
@@ -186,22 +187,38 @@ def test_w7_has_the_harness_shape() -> None:
     assert w7().records == records  # deterministic: every system sees the same bytes
 
 
-def test_next_batch_interleaves_partitions_up_to_the_batch_size() -> None:
-    # GIVEN W7's partitions, nothing delivered yet
-    by_partition: dict[int, list[SourceRecord]] = {}
-    for record in w7().records:
-        by_partition.setdefault(record.partition, []).append(record)
+def test_batch_counts_take_turns_across_partitions_up_to_the_batch_size() -> None:
+    # GIVEN W7's six partitions of 1,500, nothing delivered yet, and uneven leftovers
+    full = dict.fromkeys(range(6), 1500)
+    uneven = {0: 5, 1: 0, 2: 300, 3: 2}
 
-    # WHEN the first 800-record batch is taken
-    batch = next_batch(by_partition, dict.fromkeys(by_partition, 0), 800)
+    # WHEN the next 800-record batch is planned
+    # THEN W7's first batch takes 134 from the first two partitions and 133 from the others
+    assert batch_counts(full, 800) == {0: 134, 1: 134, 2: 133, 3: 133, 4: 133, 5: 133}
+    # short partitions give what they have, the rest fills the batch; None takes everything
+    assert batch_counts(uneven, 100) == {0: 5, 1: 0, 2: 93, 3: 2}
+    assert batch_counts(uneven, 8) == {0: 3, 1: 0, 2: 3, 3: 2}
+    assert batch_counts(uneven, None) == uneven
 
-    # THEN it holds 800 records, about a sixth from each partition, each from offset 0 on
-    assert len(batch) == 800
-    per_partition = Counter(r.partition for r in batch)
-    assert set(per_partition.values()) <= {133, 134}
-    for partition in by_partition:
-        offsets = [r.offset for r in batch if r.partition == partition]
-        assert offsets == list(range(len(offsets)))
+
+@given(
+    remaining=st.dictionaries(st.integers(0, 9), st.integers(0, 50), max_size=6),
+    batch_size=st.integers(min_value=1, max_value=200),
+)
+def test_batch_counts_equal_one_record_per_partition_in_turn(
+    remaining: dict[int, int], batch_size: int
+) -> None:
+    # GIVEN partitions with records left / WHEN counted by whole turns
+    counts = batch_counts(remaining, batch_size)
+    # THEN the result is what taking one record per partition in turn gives
+    expected = dict.fromkeys(remaining, 0)
+    taken = 0
+    while taken < batch_size and any(expected[p] < n for p, n in remaining.items()):
+        for partition in sorted(remaining):
+            if expected[partition] < remaining[partition] and taken < batch_size:
+                expected[partition] += 1
+                taken += 1
+    assert counts == expected
 
 
 @given(
@@ -212,39 +229,52 @@ def test_next_batch_interleaves_partitions_up_to_the_batch_size() -> None:
 def test_deliver_redelivers_every_reported_tail_until_all_is_delivered(
     batch_size: int | None, partitions: list[int], cuts: list[int]
 ) -> None:
-    # GIVEN records on a few partitions, and a function that, for its first invocations,
-    # reports a tail of one partition of each batch (chosen by `cuts`)
+    # GIVEN records on a few partitions (offsets from 7 on), and a function that, for its first
+    # invocations, reports a tail of one partition of each batch (chosen by `cuts`)
     records = [
-        SourceRecord(p, offset, b"k", b"v")
+        SourceRecord(p, 7 + index, b"k", b"v")
         for p, size in enumerate(partitions)
-        for offset in range(size)
+        for index in range(size)
     ]
-    delivered: dict[int, list[int]] = {p: [] for p in range(len(partitions))}
+    delivered: dict[int, list[int]] = {p: [] for p, size in enumerate(partitions) if size}
     pending_cuts = list(cuts)
 
-    def invoke(batch: Sequence[SourceRecord]) -> Mapping[int, int]:
-        by_partition: dict[int, list[int]] = {}
-        for record in batch:
-            by_partition.setdefault(record.partition, []).append(record.offset)
+    def invoke(batch: Mapping[int, range]) -> Mapping[int, int]:
+        offsets = {p: [7 + i for i in sent] for p, sent in batch.items()}
         reported: dict[int, int] = {}
         if pending_cuts:
             cut = pending_cuts.pop(0)
-            partition = sorted(by_partition)[cut % len(by_partition)]
-            offsets = by_partition[partition]
-            reported[partition] = offsets[cut % len(offsets)]
-        for partition, offsets in by_partition.items():
+            partition = sorted(offsets)[cut % len(offsets)]
+            reported[partition] = offsets[partition][cut % len(offsets[partition])]
+        if batch_size is not None:
+            assert sum(len(sent) for sent in batch.values()) <= batch_size
+        for partition, sent in offsets.items():
             # THEN every batch resumes each partition at its first undelivered record
-            assert offsets[0] == len(delivered[partition])
-            resume = reported.get(partition, offsets[-1] + 1)
-            delivered[partition] += [o for o in offsets if o < resume]
+            assert sent[0] == 7 + len(delivered[partition])
+            resume = reported.get(partition, sent[-1] + 1)
+            delivered[partition] += [o for o in sent if o < resume]
         return reported
 
     # WHEN delivered
-    invocations = deliver(records, batch_size, invoke)
+    invocations = deliver(by_partition(records), batch_size, invoke)
 
     # THEN every record was delivered exactly once, in offset order, per partition
-    assert delivered == {p: list(range(size)) for p, size in enumerate(partitions)}
-    assert invocations >= (1 if records else 0)
+    assert delivered == {
+        p: [7 + i for i in range(size)] for p, size in enumerate(partitions) if size
+    }
+    assert invocations >= min(1, len(records))
+
+
+def test_deliver_stops_when_the_function_never_makes_progress() -> None:
+    # GIVEN a function that reports every batch from its first record
+    records = [SourceRecord(0, offset, b"k", b"v") for offset in range(10)]
+
+    def invoke(batch: Mapping[int, range]) -> Mapping[int, int]:
+        return {p: sent.start for p, sent in batch.items()}
+
+    # WHEN delivered / THEN the run fails instead of looping forever
+    with pytest.raises(NoProgressError):
+        deliver(by_partition(records), 5, invoke)
 
 
 def test_reported_offsets_keep_the_lowest_per_partition() -> None:
