@@ -1,7 +1,9 @@
 """The systems under test, each publishing one workload to one endpoint.
 
-- `handler` / `handler-agg`: the Lambda handler module itself (Powertools and all), as a warm
-  container runs it, AGGREGATION off / on.
+- `handler` / `handler-agg` / `handler-default`: the Lambda handler module itself (Powertools
+  and all), as a warm container runs it, AGGREGATION off / on / not set (the function's default),
+  invoked as an ESM would: batches of the workload's BatchSize, reported partitions redelivered
+  from their reported offset until every record is delivered.
 - `quix`: Quix Streams' KinesisSink, driven through `add()` + `flush()`.
 - `bound`: the records pre-encoded into PutRecords requests, sent with the handler's boto3
   client settings and concurrency and no per-record logic: the client-side ceiling.
@@ -14,17 +16,72 @@ import importlib
 import io
 import os
 import sys
+import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from typing import Any, Final
 
-from bench.workloads import SourceRecord, Workload, consumption_order, msk_event
+from bench.esm import by_partition, deliver, reported_offsets
+from bench.workloads import (
+    TOPIC,
+    WARM_UP_TOPIC,
+    SourceRecord,
+    Workload,
+    consumption_order,
+    event_of,
+    kafka_record,
+    msk_event,
+    record_json,
+)
+from msk_kinesis_sink.encoding import envelope_bytes
 from msk_kinesis_sink.limits import MAX_RECORDS_PER_REQUEST, MAX_REQUEST_BYTES
+from msk_kinesis_sink.settings import RecordFormat
 
-SYSTEMS: Final = ("handler", "handler-agg", "quix", "bound")
+SYSTEMS: Final = ("handler", "handler-agg", "handler-default", "quix", "bound")
+# AGGREGATION per handler system; None leaves it unset, so the function's own default applies.
+HANDLER_AGGREGATION: Final[dict[str, bool | None]] = {
+    "handler": False,
+    "handler-agg": True,
+    "handler-default": None,
+}
 
 # A prepared run: calling it publishes the whole workload once and returns records delivered.
 Run = Callable[[], int]
+
+
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """A system ready to run: warm-up, the measured run, and notes on the last run (what the
+    system itself saw, for reading the figures: invocations, redeliveries, time in the handler)."""
+
+    warm_up: Run
+    run: Run
+    notes: Callable[[], dict[str, Any]] = dict
+
+
+@dataclass(slots=True)
+class _HandlerNotes:
+    invocations: int = 0
+    records_sent: int = 0
+    handler_s: float = 0.0
+    put_records_calls: int = 0
+    request_failures: int = 0
+    retry_attempts: int = 0
+    put_latencies_ms: list[float] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        latencies = sorted(self.put_latencies_ms)
+        return {
+            "invocations": self.invocations,
+            "records_sent": self.records_sent,
+            "handler_s": round(self.handler_s, 3),
+            "put_records_calls": self.put_records_calls,
+            "request_failures": self.request_failures,
+            "retry_attempts": self.retry_attempts,
+            "put_latency_p50_ms": round(latencies[len(latencies) // 2], 1) if latencies else None,
+            "put_latency_max_ms": round(latencies[-1], 1) if latencies else None,
+        }
 
 
 class BenchContext:
@@ -42,20 +99,27 @@ class BenchContext:
         return 900_000
 
 
-def sink_env(workload: Workload, env: Mapping[str, str], *, aggregation: bool) -> dict[str, str]:
-    return {
+def sink_env(
+    workload: Workload, env: Mapping[str, str], *, aggregation: bool | None
+) -> dict[str, str]:
+    out = {
         **env,
-        "AGGREGATION": "on" if aggregation else "off",
         "PARTITION_KEY": workload.partition_key_mode.value,
+        "RECORD_FORMAT": workload.record_format.value,
         "POWERTOOLS_METRICS_NAMESPACE": "Bench",
         "LOG_LEVEL": "INFO",
     }
+    if aggregation is None:
+        out.pop("AGGREGATION", None)
+    else:
+        out["AGGREGATION"] = "on" if aggregation else "off"
+    return out
 
 
-def prepare(system: str, workload: Workload, env: Mapping[str, str]) -> tuple[Run, Run]:
+def prepare(system: str, workload: Workload, env: Mapping[str, str]) -> Prepared:
     """(warm-up, measured run) for a system; the warm-up opens connections like a warm container."""
-    if system in {"handler", "handler-agg"}:
-        return _handler(workload, env, aggregation=system == "handler-agg")
+    if system in HANDLER_AGGREGATION:
+        return _handler(workload, env, aggregation=HANDLER_AGGREGATION[system])
     if system == "quix":
         return _quix(workload, env)
     if system == "bound":
@@ -63,29 +127,62 @@ def prepare(system: str, workload: Workload, env: Mapping[str, str]) -> tuple[Ru
     raise ValueError(f"unknown system {system!r} (known: {', '.join(SYSTEMS)})")
 
 
-def _handler(workload: Workload, env: Mapping[str, str], *, aggregation: bool) -> tuple[Run, Run]:
+def _handler(workload: Workload, env: Mapping[str, str], *, aggregation: bool | None) -> Prepared:
     os.environ.update(sink_env(workload, env, aggregation=aggregation))
+    if aggregation is None:
+        os.environ.pop("AGGREGATION", None)
     sys.modules.pop("msk_kinesis_sink.handler", None)
     module: Any = importlib.import_module("msk_kinesis_sink.handler")
     context = BenchContext()
-    event = msk_event(workload.records)
-    warm = msk_event(_warm_up_records(workload))
+    # The event records are built ahead: making the event is the ESM's work, not the function's.
+    partitions = by_partition(workload.records)
+    event_records = {p: [record_json(r) for r in records] for p, records in partitions.items()}
+    warm = msk_event(_warm_up_records(workload), topic=WARM_UP_TOPIC)
+    notes = _HandlerNotes()
 
-    def invoke(payload: dict[str, Any], count: int) -> int:
-        response = module.handler(payload, context)
-        failed = len(response["batchItemFailures"])
-        return count - failed
+    def invoke(batch: Mapping[int, range]) -> dict[int, int]:
+        event = event_of(
+            {f"{TOPIC}-{p}": event_records[p][sent.start : sent.stop] for p, sent in batch.items()}
+        )
+        started = time.perf_counter()
+        response = module.handler(event, context)
+        notes.handler_s += time.perf_counter() - started
+        notes.invocations += 1
+        notes.records_sent += sum(len(sent) for sent in batch.values())
+        stats = module.sink.last_report.stats
+        notes.put_records_calls += stats.put_records_calls
+        notes.request_failures += stats.request_failures
+        notes.retry_attempts += stats.retry_attempts
+        notes.put_latencies_ms.extend(stats.put_latencies_ms)
+        return reported_offsets(response, TOPIC)
 
-    return (lambda: invoke(warm, 0), lambda: invoke(event, len(workload.records)))
+    def warm_up() -> int:
+        module.handler(warm, context)
+        return 0
+
+    def run() -> int:
+        nonlocal notes
+        notes = _HandlerNotes()
+        deliver(partitions, workload.batch_size, invoke)
+        return len(workload.records)
+
+    return Prepared(warm_up, run, lambda: notes.as_dict())
 
 
-def _quix(workload: Workload, env: Mapping[str, str]) -> tuple[Run, Run]:
+def _quix(workload: Workload, env: Mapping[str, str]) -> Prepared:
     # A dependency of Quix Streams forces its deprecation warnings on at import: keep them quiet.
     with contextlib.redirect_stderr(io.StringIO()):
         from quixstreams.sinks.community.kinesis import KinesisSink
 
     keys = dict(zip(workload.records, workload.partition_keys(), strict=True))
     ordered = consumption_order(workload.records)
+    # Same bytes and partition keys as the handler sends: the raw value, or the very envelope
+    # the sink writes, encoded by the same function while the sink runs (its CPU counts).
+    envelope = workload.record_format is RecordFormat.ENVELOPE
+    values: dict[SourceRecord, Any] = {
+        record: kafka_record(record) if envelope else record.value for record in ordered
+    }
+    serialize: Callable[[Any], Any] = envelope_bytes if envelope else (lambda value: value)
 
     def new_sink() -> Any:
         sink = KinesisSink(
@@ -94,8 +191,7 @@ def _quix(workload: Workload, env: Mapping[str, str]) -> tuple[Run, Run]:
             aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
             region_name=env["AWS_REGION"],
             aws_endpoint_url=env["AWS_ENDPOINT_URL_KINESIS"],
-            # Same bytes and partition keys as the handler sends: no JSON re-serialisation.
-            value_serializer=lambda value: value,
+            value_serializer=serialize,
             key_serializer=lambda key: key,
         )
         sink.setup()  # creates its client and checks the stream (DescribeStream)
@@ -112,7 +208,7 @@ def _quix(workload: Workload, env: Mapping[str, str]) -> tuple[Run, Run]:
         sink = sinks.pop()
         for record in ordered:
             sink.add(
-                value=record.value,
+                value=values[record],
                 key=keys[record],
                 timestamp=0,
                 headers=[],
@@ -123,10 +219,10 @@ def _quix(workload: Workload, env: Mapping[str, str]) -> tuple[Run, Run]:
         sink.flush()
         return len(ordered)
 
-    return warm_up, run
+    return Prepared(warm_up, run)
 
 
-def _bound(workload: Workload, env: Mapping[str, str]) -> tuple[Run, Run]:
+def _bound(workload: Workload, env: Mapping[str, str]) -> Prepared:
     from msk_kinesis_sink import aws
     from msk_kinesis_sink.settings import Settings
 
@@ -146,7 +242,7 @@ def _bound(workload: Workload, env: Mapping[str, str]) -> tuple[Run, Run]:
     warm = [
         [{"Data": b"warm", "PartitionKey": f"warm-{i}"}] for i in range(settings.max_concurrency)
     ]
-    return (lambda: send_all(warm) * 0, lambda: send_all(requests))
+    return Prepared(lambda: send_all(warm) * 0, lambda: send_all(requests))
 
 
 def pre_encoded_requests(

@@ -59,7 +59,7 @@ class CallCounter:
                     counter.overhead_s += time.thread_time() - started
             return original(session, request)
 
-        URLLib3Session.send = counted  # type: ignore[method-assign]
+        URLLib3Session.send = counted  # type: ignore[method-assign,assignment]
 
     def reset(self) -> None:
         with self._lock:
@@ -147,11 +147,11 @@ def main(argv: list[str]) -> None:
     counter = CallCounter()
     counter.install()
     env = dict(os.environ)
-    warm_up, run = prepare(args.system, workload, env)
-    runs = [measure(warm_up, run, len(workload.records), counter)]
+    prepared = prepare(args.system, workload, env)
+    runs = [measure(prepared.warm_up, prepared.run, len(workload.records), counter)]
     # Repeat quick runs to steady the figure; a slow one (seconds of round trips) is steady.
     while len(runs) < args.repeat and runs[0].seconds < SLOW_RUN_S:
-        runs.append(measure(warm_up, run, len(workload.records), counter))
+        runs.append(measure(prepared.warm_up, prepared.run, len(workload.records), counter))
     # The median repetition by throughput stands for the run; peak RSS is the worst seen.
     median = sorted(runs, key=lambda m: m.seconds)[len(runs) // 2]
     payload_mb = len(json.dumps(msk_event(workload.records))) / MB
@@ -165,6 +165,7 @@ def main(argv: list[str]) -> None:
         "event_mb": round(payload_mb, 2),
         "repeats": [asdict(m) for m in runs],
         "seconds_spread": round(statistics.pstdev(m.seconds for m in runs), 4),
+        "notes": prepared.notes(),  # of the last repetition
     }
     args.out.write_text(json.dumps(result))
 

@@ -10,16 +10,18 @@ import json
 import random
 import zlib
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
 from msk_kinesis_sink.encoding import partition_key_for
 from msk_kinesis_sink.events import KafkaRecord
 from msk_kinesis_sink.limits import PUT_PAYLOAD_UNIT_BYTES
-from msk_kinesis_sink.settings import PartitionKeyMode
+from msk_kinesis_sink.settings import PartitionKeyMode, RecordFormat
 
 TOPIC: Final = "bench.orders-v1"
+# Warm-up records go to another topic, so a stream audit can tell them from the workload's.
+WARM_UP_TOPIC: Final = "bench.warm-up"
 PARTITIONS: Final = 10
 KIB: Final = 1024
 # Lambda's synchronous invocation payload limit (6 MB); the ESM never sends a bigger batch.
@@ -42,6 +44,9 @@ class Workload:
     description: str
     records: tuple[SourceRecord, ...]
     partition_key_mode: PartitionKeyMode = PartitionKeyMode.KEY
+    record_format: RecordFormat = RecordFormat.RAW
+    # Records per invocation, as an ESM with this BatchSize sends them; None: one invocation.
+    batch_size: int | None = None
 
     @property
     def payload_bytes(self) -> int:
@@ -50,21 +55,30 @@ class Workload:
     def partition_keys(self) -> list[str]:
         """The Kinesis partition key of each record, exactly as the sink derives it."""
         return [
-            partition_key_for(_kafka_record(record), record.key, self.partition_key_mode)
+            partition_key_for(kafka_record(record), record.key, self.partition_key_mode)
             for record in self.records
         ]
 
 
-def _kafka_record(record: SourceRecord) -> KafkaRecord:
+def kafka_record(record: SourceRecord) -> KafkaRecord:
+    """The record exactly as the sink parses it out of `msk_event` (for other systems' encoders)."""
     return KafkaRecord(
         topic=TOPIC,
         partition=record.partition,
         offset=record.offset,
-        timestamp=0,
+        timestamp=_timestamp(record),
         timestamp_type="CREATE_TIME",
-        key_b64=None,
-        value_b64=None,
+        key_b64=_b64(record.key),
+        value_b64=_b64(record.value),
     )
+
+
+def _timestamp(record: SourceRecord) -> int:
+    return 1_767_225_600_000 + record.offset
+
+
+def _b64(data: bytes | None) -> str | None:
+    return None if data is None else base64.b64encode(data).decode("ascii")
 
 
 def kafka_partition(key: bytes) -> int:
@@ -158,6 +172,53 @@ def w6() -> Workload:
     return Workload("W6", f"one 6 MB invocation ({len(keyed):,} x 1 KiB)", _assign_offsets(keyed))
 
 
+# W7: the shape of the independent fault harness behind issue 8's "fast by default" goals.
+W7_PARTITIONS: Final = 6
+W7_RECORDS_PER_PARTITION: Final = 1_500
+W7_HOT_KEYS: Final = (b"hot-key-a", b"hot-key-b", b"hot-key-c")
+W7_HOT_SHARE: Final = 0.35
+W7_NULL_SHARE: Final = 0.10
+W7_BINARY_SHARE: Final = 0.05
+W7_VALUE_SIZES: Final = (0, 20, 200, 2_000, 20_000)
+W7_BATCH_SIZE: Final = 800
+_W7_WARM_KEYS: Final = 5_000
+_W7_BINARY_KEYS: Final = 300
+
+
+def w7() -> Workload:
+    """6 partitions x 1,500: 35 % on 3 hot keys, 10 % null, 5 % binary keys, the rest spread.
+
+    Partitions are chosen by the producer (as the harness does), not by key hash, so each holds
+    1,500 records and every hot key appears in every partition. Value sizes are drawn evenly from
+    W7_VALUE_SIZES (0 is an empty value, not a tombstone).
+    """
+    rng = random.Random(7)
+    # Binary keys that are never valid UTF-8 (0xff can not occur in UTF-8), so the sink hashes them.
+    binary = [b"\xff" + rng.randbytes(15) for _ in range(_W7_BINARY_KEYS)]
+    keyed: list[tuple[int, bytes | None, bytes]] = []
+    for partition in range(W7_PARTITIONS):
+        for _ in range(W7_RECORDS_PER_PARTITION):
+            draw = rng.random()
+            key: bytes | None
+            if draw < W7_HOT_SHARE:
+                key = rng.choice(W7_HOT_KEYS)
+            elif draw < W7_HOT_SHARE + W7_NULL_SHARE:
+                key = None
+            elif draw < W7_HOT_SHARE + W7_NULL_SHARE + W7_BINARY_SHARE:
+                key = rng.choice(binary)
+            else:
+                key = f"user-{rng.randrange(_W7_WARM_KEYS):05d}".encode()
+            keyed.append((partition, key, rng.randbytes(rng.choice(W7_VALUE_SIZES))))
+    return Workload(
+        "W7",
+        "harness shape: 6 x 1,500, 35 % hot / 10 % null / 5 % binary keys, 0-20 KB, envelope,"
+        " 800 per invocation",
+        _assign_offsets(keyed),
+        record_format=RecordFormat.ENVELOPE,
+        batch_size=W7_BATCH_SIZE,
+    )
+
+
 WORKLOADS: Final[dict[str, Callable[[], Workload]]] = {
     "W1": w1,
     "W2": w2,
@@ -165,6 +226,7 @@ WORKLOADS: Final[dict[str, Callable[[], Workload]]] = {
     "W4": w4,
     "W5": w5,
     "W6": w6,
+    "W7": w7,
 }
 
 
@@ -177,29 +239,39 @@ def _event_shell() -> dict[str, Any]:
     }
 
 
-def _record_json(record: SourceRecord) -> dict[str, Any]:
+def _record_json(record: SourceRecord, topic: str = TOPIC) -> dict[str, Any]:
     out: dict[str, Any] = {
-        "topic": TOPIC,
+        "topic": topic,
         "partition": record.partition,
         "offset": record.offset,
-        "timestamp": 1_767_225_600_000 + record.offset,
+        "timestamp": _timestamp(record),
         "timestampType": "CREATE_TIME",
-        "value": base64.b64encode(record.value).decode("ascii"),
+        "value": _b64(record.value),
         "headers": [],
     }
     if record.key is not None:
-        out["key"] = base64.b64encode(record.key).decode("ascii")
+        out["key"] = _b64(record.key)
     return out
 
 
-def msk_event(records: Sequence[SourceRecord]) -> dict[str, Any]:
+def msk_event(records: Sequence[SourceRecord], topic: str = TOPIC) -> dict[str, Any]:
     """The MSK event an ESM would send for these records (grouped by topic-partition)."""
-    event = _event_shell()
     groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for record in records:
-        groups[f"{TOPIC}-{record.partition}"].append(_record_json(record))
+        groups[f"{topic}-{record.partition}"].append(_record_json(record, topic))
+    return event_of(groups)
+
+
+def event_of(groups: Mapping[str, list[dict[str, Any]]]) -> dict[str, Any]:
+    """An MSK event holding these event records per "<topic>-<partition>"."""
+    event = _event_shell()
     event["records"] = dict(groups)
     return event
+
+
+def record_json(record: SourceRecord) -> dict[str, Any]:
+    """The record as it appears in an event (built ahead, so an ESM can batch them cheaply)."""
+    return _record_json(record)
 
 
 def put_payload_units(record_bytes: int) -> int:

@@ -176,6 +176,11 @@ class LocalServer:
         self.port = 0
         self.startup_s = 0.0
 
+    @property
+    def pid(self) -> int | None:
+        """The server's process id while it runs (for resource accounting)."""
+        return None if self._process is None else self._process.pid
+
     def _launch(self, port: int) -> ManagedProcess:
         raise NotImplementedError
 

@@ -5,23 +5,41 @@ from __future__ import annotations
 import base64
 import json
 from collections import Counter
+from collections.abc import Mapping
+from typing import Any
 
-from bench.report import goals, table
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from bench.esm import NoProgressError, batch_counts, by_partition, deliver, reported_offsets
+from bench.report import audit_verdict, goals, median_of_rounds, table
+from bench.run import plan
 from bench.stub import put_records_response
 from bench.systems import pre_encoded_requests
+from bench.verify import source_log, without_warm_up
 from bench.worker import put_units_of_body
 from bench.workloads import (
     MAX_INVOCATION_BYTES,
+    TOPIC,
+    W7_HOT_KEYS,
+    W7_VALUE_SIZES,
+    WARM_UP_TOPIC,
     SourceRecord,
+    Workload,
     consumption_order,
     msk_event,
     put_payload_units,
     w3,
     w4,
     w5,
+    w7,
 )
+from localloop.audit import StreamRecord, audit
+from msk_kinesis_sink.encoding import envelope_bytes
+from msk_kinesis_sink.events import parse_event
 from msk_kinesis_sink.limits import MAX_RECORDS_PER_REQUEST, MAX_REQUEST_BYTES
-from msk_kinesis_sink.settings import PartitionKeyMode
+from msk_kinesis_sink.settings import PartitionKeyMode, RecordFormat
 
 
 def test_put_payload_units_round_up_per_25_kb() -> None:
@@ -125,3 +143,267 @@ def test_put_units_of_body_counts_each_record_from_the_wire_form() -> None:
         put_payload_units(len(data) + len(key.encode())) for data, key in records
     )
     assert put_units_of_body(body) == 2 + 1 + 1
+
+
+def _is_binary(key: bytes | None) -> bool:
+    if key is None:
+        return False
+    try:
+        key.decode("utf-8")
+    except UnicodeDecodeError:
+        return True
+    return False
+
+
+def test_w7_has_the_harness_shape() -> None:
+    # GIVEN the harness-shaped workload
+    workload = w7()
+    records = workload.records
+    total = len(records)
+
+    # WHEN its partitions, keys and values are counted
+    by_partition: dict[int, list[int]] = {}
+    for record in records:
+        by_partition.setdefault(record.partition, []).append(record.offset)
+    hot = sum(1 for r in records if r.key in W7_HOT_KEYS)
+    null = sum(1 for r in records if r.key is None)
+    binary = sum(1 for r in records if _is_binary(r.key))
+    sizes = Counter(len(r.value) for r in records)
+
+    # THEN 6 partitions of 1,500 consecutive offsets, the key mix and the five value sizes hold
+    assert sorted(by_partition) == [0, 1, 2, 3, 4, 5]
+    assert all(offsets == list(range(1500)) for offsets in by_partition.values())
+    assert 0.33 < hot / total < 0.37
+    assert 0.08 < null / total < 0.12
+    assert 0.04 < binary / total < 0.06
+    assert set(sizes) == set(W7_VALUE_SIZES)
+    assert all(0.18 < count / total < 0.22 for count in sizes.values())
+    # every hot key lands in every partition (the producer picks partitions, not the key hash)
+    assert {(r.partition, r.key) for r in records if r.key in W7_HOT_KEYS} == {
+        (p, k) for p in range(6) for k in W7_HOT_KEYS
+    }
+    assert workload.record_format is RecordFormat.ENVELOPE
+    assert workload.batch_size == 800
+    assert w7().records == records  # deterministic: every system sees the same bytes
+
+
+def test_batch_counts_take_turns_across_partitions_up_to_the_batch_size() -> None:
+    # GIVEN W7's six partitions of 1,500, nothing delivered yet, and uneven leftovers
+    full = dict.fromkeys(range(6), 1500)
+    uneven = {0: 5, 1: 0, 2: 300, 3: 2}
+
+    # WHEN the next 800-record batch is planned
+    # THEN W7's first batch takes 134 from the first two partitions and 133 from the others
+    assert batch_counts(full, 800) == {0: 134, 1: 134, 2: 133, 3: 133, 4: 133, 5: 133}
+    # short partitions give what they have, the rest fills the batch; None takes everything
+    assert batch_counts(uneven, 100) == {0: 5, 1: 0, 2: 93, 3: 2}
+    assert batch_counts(uneven, 8) == {0: 3, 1: 0, 2: 3, 3: 2}
+    assert batch_counts(uneven, None) == uneven
+
+
+@given(
+    remaining=st.dictionaries(st.integers(0, 9), st.integers(0, 50), max_size=6),
+    batch_size=st.integers(min_value=1, max_value=200),
+)
+def test_batch_counts_equal_one_record_per_partition_in_turn(
+    remaining: dict[int, int], batch_size: int
+) -> None:
+    # GIVEN partitions with records left / WHEN counted by whole turns
+    counts = batch_counts(remaining, batch_size)
+    # THEN the result is what taking one record per partition in turn gives
+    expected = dict.fromkeys(remaining, 0)
+    taken = 0
+    while taken < batch_size and any(expected[p] < n for p, n in remaining.items()):
+        for partition in sorted(remaining):
+            if expected[partition] < remaining[partition] and taken < batch_size:
+                expected[partition] += 1
+                taken += 1
+    assert counts == expected
+
+
+@given(
+    batch_size=st.one_of(st.none(), st.integers(min_value=1, max_value=40)),
+    partitions=st.lists(st.integers(min_value=0, max_value=30), min_size=1, max_size=4),
+    cuts=st.lists(st.integers(min_value=0, max_value=1000), max_size=30),
+)
+def test_deliver_redelivers_every_reported_tail_until_all_is_delivered(
+    batch_size: int | None, partitions: list[int], cuts: list[int]
+) -> None:
+    # GIVEN records on a few partitions (offsets from 7 on), and a function that, for its first
+    # invocations, reports a tail of one partition of each batch (chosen by `cuts`)
+    records = [
+        SourceRecord(p, 7 + index, b"k", b"v")
+        for p, size in enumerate(partitions)
+        for index in range(size)
+    ]
+    delivered: dict[int, list[int]] = {p: [] for p, size in enumerate(partitions) if size}
+    pending_cuts = list(cuts)
+
+    def invoke(batch: Mapping[int, range]) -> Mapping[int, int]:
+        offsets = {p: [7 + i for i in sent] for p, sent in batch.items()}
+        reported: dict[int, int] = {}
+        if pending_cuts:
+            cut = pending_cuts.pop(0)
+            partition = sorted(offsets)[cut % len(offsets)]
+            reported[partition] = offsets[partition][cut % len(offsets[partition])]
+        if batch_size is not None:
+            assert sum(len(sent) for sent in batch.values()) <= batch_size
+        for partition, sent in offsets.items():
+            # THEN every batch resumes each partition at its first undelivered record
+            assert sent[0] == 7 + len(delivered[partition])
+            resume = reported.get(partition, sent[-1] + 1)
+            delivered[partition] += [o for o in sent if o < resume]
+        return reported
+
+    # WHEN delivered
+    invocations = deliver(by_partition(records), batch_size, invoke)
+
+    # THEN every record was delivered exactly once, in offset order, per partition
+    assert delivered == {
+        p: [7 + i for i in range(size)] for p, size in enumerate(partitions) if size
+    }
+    assert invocations >= min(1, len(records))
+
+
+def test_deliver_stops_when_the_function_never_makes_progress() -> None:
+    # GIVEN a function that reports every batch from its first record
+    records = [SourceRecord(0, offset, b"k", b"v") for offset in range(10)]
+
+    def invoke(batch: Mapping[int, range]) -> Mapping[int, int]:
+        return {p: sent.start for p, sent in batch.items()}
+
+    # WHEN delivered / THEN the run fails instead of looping forever
+    with pytest.raises(NoProgressError):
+        deliver(by_partition(records), 5, invoke)
+
+
+def test_reported_offsets_keep_the_lowest_per_partition() -> None:
+    # GIVEN a partial-batch response as the sink writes it (every record of each tail)
+    response: dict[str, Any] = {
+        "batchItemFailures": [
+            {"itemIdentifier": {"partition": f"{TOPIC}-{p}", "offset": o}}
+            for p, o in [(3, 7), (3, 8), (3, 9), (10, 2)]
+        ]
+    }
+    # WHEN read / THEN each partition resumes at its lowest reported offset
+    assert reported_offsets(response, TOPIC) == {3: 7, 10: 2}
+
+
+def test_w7_envelopes_pass_the_audit_and_a_lost_record_fails_it() -> None:
+    # GIVEN W7's records as the sink writes them (envelopes built from its own event),
+    # plus a warm-up record of another topic
+    workload = w7()
+    event = parse_event(msk_event(workload.records[:600]))
+    written = [
+        StreamRecord("shardId-0", str(i), envelope_bytes(record))
+        for i, record in enumerate(r for batch in event.partitions for r in batch.records)
+    ]
+    warm = parse_event(msk_event(workload.records[:1], topic=WARM_UP_TOPIC))
+    written.append(StreamRecord("shardId-0", "w", envelope_bytes(warm.partitions[0].records[0])))
+    subset = Workload("W7 slice", "", workload.records[:600])
+
+    # WHEN audited whole, and with one record missing
+    whole = audit(source_log(subset), without_warm_up(written))
+    missing = audit(source_log(subset), without_warm_up(written[1:]))
+
+    # THEN the whole stream passes (warm-up dropped), the other loses exactly one record
+    assert whole.ok and whole.delivered == 600 and whole.unexpected == 0
+    assert not missing.ok and missing.lost == 1
+
+
+def _w7_run(endpoint: str, system: str, rate: float, **extra: Any) -> dict[str, Any]:
+    return {
+        "workload": "W7",
+        "endpoint": endpoint,
+        "system": system,
+        "records_per_s": rate,
+        "seconds": 9000 / rate,
+        "audit": {"ok": True, "duplicates": 0, "lost": 0},
+        **extra,
+    }
+
+
+def test_harness_goals_are_ratios_to_quix_without_faults_and_need_a_clean_audit() -> None:
+    # GIVEN W7 runs: quix at 2,000 rec/s; the default at 2,600; aggregation under faults at
+    # 2,000, but that run lost a record
+    failed = {
+        "ok": False,
+        "duplicates": 5,
+        "lost": 1,
+        "out_of_order": 0,
+        "corrupted": 0,
+        "undecodable": 0,
+        "unexpected": 0,
+    }
+    runs = [
+        _w7_run("kinesalite20", "quix", 2000.0),
+        _w7_run("kinesalite20", "handler-default", 2600.0),
+        _w7_run("kinesalite20-faults", "handler-agg", 2000.0, audit=failed),
+    ]
+
+    # WHEN the goals are computed
+    checked = {goal.name: goal for goal in goals(runs, {})}
+    default = checked["W7 kinesalite20: handler-default / quix records/s"]
+    faults = checked["W7 kinesalite20-faults: handler-agg / quix without faults"]
+
+    # THEN the default meets 1.2x; the fault run's 1.0x can not count: its audit failed
+    assert default.measured == 1.3 and default.met is True
+    assert faults.measured == 1.0 and faults.met is False
+    assert faults.invalid is not None and "lost 1" in faults.invalid
+    assert audit_verdict(runs[2]) == "FAILED: lost 1"
+
+
+def test_median_of_rounds_keeps_the_median_time_and_any_failed_audit() -> None:
+    # GIVEN three rounds of one run, the fastest of which lost records
+    rounds = [
+        _w7_run("kinesalite20", "handler-agg", 3000.0, audit={"ok": False, "lost": 9}),
+        _w7_run("kinesalite20", "handler-agg", 1000.0),
+        _w7_run("kinesalite20", "handler-agg", 2000.0),
+    ]
+    # WHEN combined
+    run = median_of_rounds(rounds)
+    # THEN the median round's figures stand, every round's rate is kept, and the run fails
+    assert run["records_per_s"] == 2000.0
+    assert run["rounds_records_per_s"] == [3000.0, 1000.0, 2000.0]
+    assert run["audit"] == {"ok": False, "lost": 9}
+    assert run["audits_ok"] == "2/3"
+
+
+def test_plan_runs_w7_only_behind_the_proxy_and_quix_only_without_faults() -> None:
+    # GIVEN every workload, endpoint and system / WHEN planned
+    runs = plan(
+        ["W1", "W7"],
+        ["stub", "kinesalite20", "kinesalite20-faults"],
+        ["handler", "handler-agg", "handler-default", "quix", "bound"],
+    )
+    # THEN W1 stays on the plain endpoints, W7 on the proxied ones, without faults for quix
+    assert runs == [
+        ("stub", "W1", "handler"),
+        ("stub", "W1", "handler-agg"),
+        ("stub", "W1", "quix"),
+        ("stub", "W1", "bound"),
+        ("kinesalite20", "W7", "handler"),
+        ("kinesalite20", "W7", "handler-agg"),
+        ("kinesalite20", "W7", "handler-default"),
+        ("kinesalite20", "W7", "quix"),
+        ("kinesalite20-faults", "W7", "handler"),
+        ("kinesalite20-faults", "W7", "handler-agg"),
+    ]
+
+
+def test_harness_ratio_is_the_median_of_per_round_ratios() -> None:
+    # GIVEN three interleaved rounds where the machine was slow in the second for everyone
+    runs = [
+        {
+            **_w7_run("kinesalite20", "quix", 2000.0),
+            "rounds_records_per_s": [2000.0, 500.0, 2200.0],
+        },
+        {
+            **_w7_run("kinesalite20", "handler-default", 2000.0),
+            "rounds_records_per_s": [2600.0, 700.0, 2000.0],
+        },
+    ]
+    # WHEN the default goal is computed
+    goal = {g.name: g for g in goals(runs, {})}["W7 kinesalite20: handler-default / quix records/s"]
+    # THEN it is the median of 1.3, 1.4 and 0.91 (paired by round), not 2000 / 2000
+    assert goal.measured == 1.3
