@@ -43,6 +43,13 @@ class Faults:
     slow_response: float = 0.0
 
 
+class LongestJitter(random.Random):
+    """Backoff that always waits its whole ceiling (full jitter's worst case): deterministic."""
+
+    def uniform(self, a: float, b: float) -> float:
+        return b
+
+
 class FakeClock:
     """Virtual time for the publisher: fake requests and backoff sleeps advance it."""
 
@@ -95,6 +102,7 @@ class FakeKinesis:
         self._latency_s = latency_s
         self.cut_requests = 0
         self.records: list[StoredRecord] = []
+        self.written_at: list[float] = []  # per stored record: the clock when it was written
         self.calls = 0
         self.violations: list[str] = []
         self._fail_entry = fail_entry
@@ -111,6 +119,10 @@ class FakeKinesis:
             if len(set(keys)) != len(keys):
                 self.violations.append(f"call {call}: a partition key twice in one request")
             return self._put_locked(call, entries, deadline)
+
+    def _store(self, entry: Entry) -> None:
+        self.records.append(StoredRecord(entry.partition_key, entry.data))
+        self.written_at.append(self._clock() if self._clock is not None else 0.0)
 
     def _elapse(self, deadline: float, slow: bool) -> bool:
         """Let the request's time pass; True when it is cut at its deadline."""
@@ -135,7 +147,8 @@ class FakeKinesis:
         if self._elapse(deadline, slow):
             self.cut_requests += 1
             if draw() < 0.5:  # the server had it before the answer was cut
-                self.records.extend(StoredRecord(e.partition_key, e.data) for e in entries)
+                for entry in entries:
+                    self._store(entry)
             raise KinesisPublishError(
                 "injected: cut at its deadline", code="RequestDeadlineExceeded", retryable=True
             )
@@ -156,7 +169,7 @@ class FakeKinesis:
                 code = INTERNAL
             if code is None:
                 code = RecordResult.WRITTEN
-                self.records.append(StoredRecord(entry.partition_key, entry.data))
+                self._store(entry)
             codes.append(code)
         if draw() < faults.response_lost:
             # The write happened; only the answer is gone (a timeout or connection reset).

@@ -104,6 +104,11 @@ class PartitionQueue:
         # leaves the shortest possible tail to report. Filled in ascending order: already a heap.
         self._ready: list[int] = []
         self._dead_letter_ready: list[int] = []
+        # Keys backing off after a failed attempt: (not before, position of the key's head).
+        # Backoff is per key, not per partition: a throttled key (one shard's limit) must not
+        # hold up the partition's other keys.
+        self._delayed: list[tuple[float, int]] = []
+        self._failed_attempts: dict[str, int] = {}  # key -> failed attempts in a row
         self._in_flight: dict[str, int] = {}  # key -> position of its in-flight head
         self._blocked: dict[str, str] = {}
         # The lowest position of a key blocked for this invocation: the partition is reported
@@ -148,6 +153,21 @@ class PartitionQueue:
     @property
     def can_send(self) -> bool:
         return bool(self._ready) and self._ready[0] < self._first_blocked
+
+    def can_send_at(self, now: float) -> bool:
+        """Whether a record may go out at `now` (keys whose backoff has ended included)."""
+        delayed = self._delayed
+        while delayed and delayed[0][0] <= now:
+            heapq.heappush(self._ready, heapq.heappop(delayed)[1])
+        return self.can_send
+
+    def next_retry_at(self) -> float | None:
+        """When the earliest key backing off may go again (None: none is)."""
+        return self._delayed[0][0] if self._delayed else None
+
+    def failed_attempts(self, partition_key: str) -> int:
+        """Failed attempts in a row of the key's head (0 after an acknowledgement)."""
+        return self._failed_attempts.get(partition_key, 0)
 
     @property
     def in_flight(self) -> bool:
@@ -214,6 +234,7 @@ class PartitionQueue:
 
     def _settle(self, key: str, count: int) -> None:
         """`count` records of the key, from its in-flight head on, are delivered."""
+        self._failed_attempts.pop(key, None)
         position = self._in_flight.pop(key)
         links, acknowledged = self._next_same_key, self._acknowledged
         for _ in range(count):
@@ -229,12 +250,16 @@ class PartitionQueue:
     def acknowledge_dead_letter(self, record: UnwritableRecord) -> None:
         self._settle(record.partition_key, 1)
 
-    def release(self, partition_key: str) -> None:
-        """The key's head was not accepted: it becomes eligible again (for a retry)."""
+    def release(self, partition_key: str, not_before: float | None = None) -> None:
+        """The key's head was not accepted: it goes again, at once or from `not_before` on."""
         position = self._in_flight.pop(partition_key, None)
         if position is None:
             return  # not in flight: it is already eligible (or settled)
-        self._advance(partition_key, position)
+        self._failed_attempts[partition_key] = self._failed_attempts.get(partition_key, 0) + 1
+        if not_before is None or self._stopped is not None:
+            self._advance(partition_key, position)
+        else:
+            heapq.heappush(self._delayed, (not_before, position))
 
     def block(self, partition_key: str, reason: str) -> None:
         """The key's head can not be delivered in this invocation; later same-key records wait,
@@ -249,10 +274,12 @@ class PartitionQueue:
         if self._stopped is not None:
             return
         self._stopped = reason
-        for position in [*self._ready, *self._dead_letter_ready]:
+        delayed = [position for _, position in self._delayed]
+        for position in [*self._ready, *self._dead_letter_ready, *delayed]:
             self._blocked[self._units[position].partition_key] = reason
         self._ready.clear()
         self._dead_letter_ready.clear()
+        self._delayed.clear()
 
     def first_unacknowledged_offset(self) -> int | None:
         """Where the ESM must resume this partition; None when everything was delivered."""

@@ -77,8 +77,6 @@ class PublishOutcome:
 class _Partition:
     batch_name: str  # "<topic>-<partition>", the ESM's name for it
     queue: PartitionQueue
-    not_before: float = 0.0
-    consecutive_failures: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -312,7 +310,7 @@ class _Run:
         for step in range(count):
             partition = partitions[(publisher.cursor + step) % count]
             queue = partition.queue
-            if now < partition.not_before or not queue.can_send:
+            if not queue.can_send_at(now):
                 continue
             entries = queue.next_request(
                 RequestLimits(records_left, bytes_left, limits.max_record_bytes), publisher.packer
@@ -351,8 +349,12 @@ class _Run:
         self.stats.dead_letter_writes += 1
 
     def _next_wake(self) -> float | None:
-        """When the earliest backing-off partition may send again (None: nobody is waiting)."""
-        waits = [p.not_before for p in self.partitions if p.queue.can_send and not p.queue.stopped]
+        """When the earliest key backing off may go again (None: none is)."""
+        waits = [
+            retry_at
+            for partition in self.partitions
+            if (retry_at := partition.queue.next_retry_at()) is not None
+        ]
         return min(waits) if waits else None
 
     def _stop_all(self) -> None:
@@ -400,7 +402,6 @@ class _Run:
             self._request_failed(job, error)
             return
         self.publisher.observe_round_trip(elapsed)
-        failed: dict[int, int] = {}
         for (partition, entry), result in zip(job.items, results, strict=True):
             if result is RecordResult.WRITTEN:
                 partition.queue.acknowledge(entry)
@@ -408,29 +409,27 @@ class _Run:
                 stats.kinesis_records_published += 1
                 stats.bytes_published += entry.size
                 continue
-            failed[id(partition)] = failed.get(id(partition), 0) + 1
             if result is RecordResult.THROTTLED:
                 stats.records_throttled += len(entry.records)
             else:
                 stats.records_internal_failure += len(entry.records)
             stats.retry_attempts += len(entry.records)
-            partition.queue.release(entry.partition_key)
-        for partition in job.partitions:
-            self._after_attempt(partition, failed.get(id(partition), 0))
+            self._retry_later(partition, entry)
 
     def _request_failed(self, job: _PutJob, error: KinesisPublishError) -> None:
         stats = self.stats
         stats.request_failures += 1
         for partition, entry in job.items:
-            partition.queue.release(entry.partition_key)
             if error.retryable:
                 stats.retry_attempts += len(entry.records)
                 if error.throttled:
                     stats.records_throttled += len(entry.records)
+                self._retry_later(partition, entry)
+            else:
+                partition.queue.release(entry.partition_key)
+        if error.retryable:
+            return
         for partition in job.partitions:
-            if error.retryable:
-                self._after_attempt(partition, failed=1)
-                continue
             logger.error(
                 "PutRecords failed with a non-retryable error (%s); partition %s stops and is"
                 " reported for redelivery",
@@ -444,18 +443,16 @@ class _Run:
             )
             partition.queue.stop(f"non-retryable error {error.code}")
 
-    def _after_attempt(self, partition: _Partition, failed: int) -> None:
-        if failed == 0:
-            partition.consecutive_failures = 0
-            return
-        partition.consecutive_failures += 1
+    def _retry_later(self, partition: _Partition, entry: Entry) -> None:
+        """Back the entry's key off (and only that key: others of the partition go on)."""
+        queue, key = partition.queue, entry.partition_key
         delay_s = full_jitter_seconds(
-            partition.consecutive_failures,
+            queue.failed_attempts(key) + 1,
             base_ms=self.settings.retry_base_ms,
             max_ms=self.settings.retry_max_ms,
             rng=self.publisher.rng,
         )
-        partition.not_before = max(partition.not_before, self.clock() + delay_s)
+        queue.release(key, self.clock() + delay_s)
 
     def _settle_dead_letter(self, job: _DeadLetterJob, future: Future[Any]) -> None:
         record, queue = job.record, job.partition.queue

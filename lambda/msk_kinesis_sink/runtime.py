@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import random
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -88,6 +89,7 @@ class Sink:
         memory: RedeliveryMemory | None = None,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
+        rng: random.Random | None = None,
     ) -> None:
         self.settings = settings
         self._publisher = Publisher(
@@ -97,6 +99,7 @@ class Sink:
             packer=packer or _packer_for(settings),
             clock=clock,
             sleep=sleep,
+            rng=rng,
         )
         self._clock = clock
         self.memory = memory if memory is not None else RedeliveryMemory()

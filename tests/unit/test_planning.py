@@ -122,6 +122,49 @@ def test_next_request_key_waits_for_acknowledge():
     assert _shape(queue.next_request(LIMITS, PACKER)) == [("a", 1)]
 
 
+def test_release_with_backoff_holds_only_that_key():
+    # GIVEN a's and b's first records in flight, more of both waiting
+    queue = _queue(_encoded(0, "a"), _encoded(1, "b"), _encoded(2, "a"), _encoded(3, "b"))
+    first = queue.next_request(LIMITS, PACKER)
+
+    # WHEN a is throttled (back off until t=10) and b is acknowledged
+    queue.release("a", not_before=10.0)
+    queue.acknowledge(first[1])
+
+    # THEN before t=10 only b goes on; at t=10 a's same record is back, counted as one failure
+    assert queue.can_send_at(5.0)
+    assert _shape(queue.next_request(LIMITS, PACKER)) == [("b", 3)]
+    assert not queue.can_send_at(9.9)
+    assert queue.next_retry_at() == 10.0
+    assert queue.failed_attempts("a") == 1
+    assert queue.can_send_at(10.0)
+    assert _shape(queue.next_request(LIMITS, PACKER)) == [("a", 0)]
+    assert queue.next_retry_at() is None
+
+
+def test_failed_attempts_count_in_a_row_and_reset_on_acknowledge():
+    queue = _queue(_encoded(0, "a"), _encoded(1, "a"))
+    for expected in (1, 2):
+        queue.next_request(LIMITS, PACKER)
+        queue.release("a")
+        assert queue.failed_attempts("a") == expected
+    [entry] = queue.next_request(LIMITS, PACKER)
+    queue.acknowledge(entry)
+    assert queue.failed_attempts("a") == 0
+
+
+def test_stop_blocks_keys_that_were_backing_off():
+    # GIVEN a backing off
+    queue = _queue(_encoded(0, "a"), _encoded(1, "b"))
+    queue.next_request(LIMITS, PACKER)
+    queue.release("a", not_before=10.0)
+    # WHEN the partition stops
+    queue.stop("invocation deadline")
+    # THEN a never comes back, and is reported with the reason
+    assert not queue.can_send_at(11.0)
+    assert queue.blocked_reasons["a"] == "invocation deadline"
+
+
 def test_release_makes_the_same_record_eligible_again():
     # GIVEN a's first record in flight
     queue = _queue(_encoded(0, "a"), _encoded(1, "a"))

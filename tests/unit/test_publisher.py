@@ -30,6 +30,7 @@ from tests.fakes import (
     FakeDeadLetters,
     FakeKinesis,
     Faults,
+    LongestJitter,
 )
 
 TOPIC = "orders.v1-eu"
@@ -180,6 +181,38 @@ def test_publisher_throttled_record_is_retried_before_its_successor() -> None:
     assert report is not None
     assert report.stats.records_throttled == 1
     assert report.stats.retry_attempts == 1
+
+
+def test_publisher_throttled_key_backs_off_alone() -> None:
+    # GIVEN a hot key whose first attempt is throttled with a long backoff (1 s), and 40 records
+    # of other keys in the same partition; 10 ms per request
+    sources: list[Source] = [(0, 0, b"hot", b"v")] + [
+        (0, o, f"k{o % 20}".encode(), b"v") for o in range(1, 41)
+    ]
+    attempts: dict[int, int] = defaultdict(int)
+
+    def throttle_hot_once(call: int, entry: Entry) -> RecordResult | None:
+        attempts[entry.records[0].offset] += 1
+        first_hot = entry.partition_key == "hot" and attempts[entry.records[0].offset] == 1
+        return RecordResult.THROTTLED if first_hot else None
+
+    clock = FakeClock()
+    fake = FakeKinesis(fail_entry=throttle_hot_once, clock=clock, latency_s=0.01)
+    settings_ = _settings(RETRY_BASE_MS="1000", RETRY_MAX_MS="1000", MAX_CONCURRENCY="1")
+    started = clock()
+    # WHEN published (backoff waits its whole ceiling)
+    with _sink(
+        fake, settings=settings_, clock=clock, sleep=clock.sleep, rng=LongestJitter()
+    ) as sink:
+        response = sink.handle(_event(sources), clock.context(10_000))
+    # THEN the other keys went on while the hot key waited: all written within the first few
+    # round trips, long before the hot key's retry a second later
+    assert response == {"batchItemFailures": []}
+    offsets = [Envelope.from_bytes(r.data).offset for r in fake.records]
+    assert offsets[-1] == 0
+    assert sorted(offsets[:-1]) == list(range(1, 41))
+    assert max(fake.written_at[:-1]) - started < 0.1
+    assert fake.written_at[-1] - started >= 1.0
 
 
 def test_publisher_lost_responses_only_duplicate_never_reorder() -> None:
