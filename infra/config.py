@@ -537,7 +537,7 @@ def _function(ctx: _Context) -> FunctionConfig:
     # Any timeout works with any kinesisTimeoutSeconds: the function bounds each request by the
     # time the invocation has left (a short timeout only means smaller steps per invocation).
     timeout = ctx.integer("functionTimeoutSeconds", 120, 1, MAX_TIMEOUT_SECONDS)
-    retry_base = ctx.integer("retryBaseMs", 50, 1, 10_000)
+    retry_base = ctx.integer("retryBaseMs", 10, 1, 10_000)
     retry_max = ctx.integer("retryMaxMs", 2_000, 1, 60_000)
     if retry_max < retry_base:
         raise ConfigError(f"retryMaxMs={retry_max} must be >= retryBaseMs={retry_base}")

@@ -81,7 +81,7 @@ class Settings:
     # The function's own verbosity (logLevel in cdk.json); Lambda's application log level stays
     # at INFO so that metric lines, which carry no level, pass its filter.
     log_level: str = "INFO"
-    retry_base_ms: int = 50
+    retry_base_ms: int = 10
     retry_max_ms: int = 2_000
 
     @property
@@ -122,7 +122,7 @@ class Settings:
         log_level = _log_level(env)
         _check_endpoints(env)
 
-        retry_base_ms = _int(env, "RETRY_BASE_MS", 50, 1, 10_000)
+        retry_base_ms = _int(env, "RETRY_BASE_MS", 10, 1, 10_000)
         retry_max_ms = _int(env, "RETRY_MAX_MS", 2_000, 1, 60_000)
         if retry_max_ms < retry_base_ms:
             raise ConfigurationError(

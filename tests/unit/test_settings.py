@@ -40,7 +40,7 @@ def test_settings_defaults():
         dead_letter_prefix="records/",
         max_concurrency=8,
         request_timeout_seconds=5.0,
-        retry_base_ms=50,
+        retry_base_ms=10,
         retry_max_ms=2_000,
     )
     assert settings.max_record_bytes == DEFAULT_MAX_RECORD_BYTES
