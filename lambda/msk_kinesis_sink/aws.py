@@ -326,15 +326,31 @@ def _read_put_records_result(
         response_dict["body"] = b"{}"
 
 
-class KinesisRecordWriter:
-    """PutRecords through one shared, thread-safe boto3 client."""
+class KinesisWriters:
+    """One record writer per stream (name or ARN), all on the container's one client.
 
-    def __init__(self, client: KinesisClient, settings: Settings) -> None:
+    A stream ARN of another region needs no client of its own: botocore's endpoint rules take
+    the endpoint and signing region from the ARN.
+    """
+
+    def __init__(self, client: KinesisClient) -> None:
+        self._client = client
+        self._writers: dict[str, KinesisRecordWriter] = {}
+
+    def __call__(self, stream: str) -> KinesisRecordWriter:
+        writer = self._writers.get(stream)
+        if writer is None:
+            writer = self._writers[stream] = KinesisRecordWriter(self._client, stream)
+        return writer
+
+
+class KinesisRecordWriter:
+    """PutRecords to one stream (a name or an ARN) through a shared, thread-safe boto3 client."""
+
+    def __init__(self, client: KinesisClient, stream: str) -> None:
         self._client = client
         self._target: dict[str, str] = (
-            {"StreamARN": settings.stream_arn}
-            if settings.stream_arn
-            else {"StreamName": settings.stream_name}
+            {"StreamARN": stream} if stream.startswith("arn:") else {"StreamName": stream}
         )
         ((field, value),) = self._target.items()
         self._body_tail = f'],"{field}":{encode_basestring_ascii(value)}}}'.encode("ascii")

@@ -2,7 +2,9 @@
 
 The sink delivers at least once and never reorders a key, so a consumer that drops every record
 whose offset is at or below the highest offset it has already seen for that
-(topic, partition, key) receives every record exactly once and in Kafka order.
+(topic, partition, key) receives every record exactly once and in Kafka order. The key is the
+one the partition key was derived from: the Kafka key by default; with
+PARTITION_KEY=header:<name>, pass the Kinesis record's partition key to `accept`.
 Keep `OffsetDeduplicator` state per consumer (e.g. per shard processor); persist it alongside
 your checkpoints if duplicates across restarts matter.
 """
@@ -53,9 +55,17 @@ class OffsetDeduplicator:
     def __init__(self) -> None:
         self._highest: dict[tuple[str, int, str | None], int] = {}
 
-    def accept(self, envelope: Envelope) -> bool:
-        """True when the record is new for its (topic, partition, key) and should be processed."""
-        key = envelope.ordering_key
+    def accept(self, envelope: Envelope, partition_key: str | None = None) -> bool:
+        """True when the record is new for its (topic, partition, key) and should be processed.
+
+        `partition_key`: the Kinesis record's partition key, when the order is kept per derived
+        key (PARTITION_KEY=header:<name>) rather than per Kafka key.
+        """
+        key = (
+            envelope.ordering_key
+            if partition_key is None
+            else (envelope.topic, envelope.partition, partition_key)
+        )
         highest = self._highest.get(key)
         if highest is not None and envelope.offset <= highest:
             return False

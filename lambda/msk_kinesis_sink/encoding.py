@@ -54,23 +54,36 @@ def decode_base64(text: str | None, *, field: str) -> bytes | None:
         raise UnwritableRecordError(f"record {field} is not valid base64") from None
 
 
-def partition_key_for(record: KafkaRecord, key: bytes | None, mode: PartitionKeyMode) -> str:
-    """Same Kafka key -> same partition key -> same shard, always.
+def partition_key_for(
+    record: KafkaRecord, key: bytes | None, mode: PartitionKeyMode, header: str | None = None
+) -> str:
+    """Same Kafka key (or header value) -> same partition key -> same shard, always.
 
-    Text keys of 1-256 characters are used as they are; other keys are hashed (Kinesis accepts
-    only 1-256 Unicode characters); null and empty keys fall back to the topic-partition.
+    Text of 1-256 characters is used as it is; other bytes are hashed (Kinesis accepts only
+    1-256 Unicode characters). With `header`, the first value of that header is used; a record
+    without it (or with an empty one) falls back to its key. Null and empty keys fall back to
+    the topic-partition.
     """
+    if mode is PartitionKeyMode.HEADER:
+        value = next((data for name, data in record.headers if name == header), None)
+        if value:
+            return _text_or_digest(value)
+        mode = PartitionKeyMode.KEY
     if mode is PartitionKeyMode.KEY and key:
-        try:
-            text = key.decode("utf-8")
-        except UnicodeDecodeError:
-            return _digest(key)
-        return text if _fits_partition_key(text) else _digest(key)
+        return _text_or_digest(key)
     fallback = record.topic_partition
     # Kafka allows 249-character topic names, so "<topic>-<partition>" can outgrow the limit.
     if not _fits_partition_key(fallback):
         return _digest(fallback.encode("utf-8"))
     return fallback
+
+
+def _text_or_digest(raw: bytes) -> str:
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return _digest(raw)
+    return text if _fits_partition_key(text) else _digest(raw)
 
 
 def _fits_partition_key(text: str) -> bool:
@@ -91,13 +104,17 @@ def encode_record(
     record_format: RecordFormat,
     partition_key_mode: PartitionKeyMode,
     max_record_bytes: int,
+    partition_key_header: str | None = None,
 ) -> EncodedRecord | UnwritableRecord:
     """Encode one record, or say why it can never be written (never raises for bad data)."""
     try:
         key = decode_base64(record.key_b64, field="key")
     except UnwritableRecordError as error:
-        return UnwritableRecord(record, record.topic_partition, str(error))
-    partition_key = partition_key_for(record, key, partition_key_mode)
+        # Its key is unreadable, but its place in the order is known: the header's key, or
+        # the topic-partition's.
+        fallback = partition_key_for(record, None, partition_key_mode, partition_key_header)
+        return UnwritableRecord(record, fallback, str(error))
+    partition_key = partition_key_for(record, key, partition_key_mode, partition_key_header)
     try:
         value = decode_base64(record.value_b64, field="value")
     except UnwritableRecordError as error:
@@ -158,6 +175,7 @@ def encode_partition(
     record_format: RecordFormat,
     partition_key_mode: PartitionKeyMode,
     max_record_bytes: int,
+    partition_key_header: str | None = None,
     delivered_before: frozenset[int] = frozenset(),
 ) -> EncodedPartition:
     units = [
@@ -166,6 +184,7 @@ def encode_partition(
             record_format=record_format,
             partition_key_mode=partition_key_mode,
             max_record_bytes=max_record_bytes,
+            partition_key_header=partition_key_header,
         )
         for record in batch.records
     ]

@@ -11,6 +11,10 @@ class ConfigurationError(SinkError):
     """An environment variable is missing or holds a value outside its allowed set or range."""
 
 
+class RoutingError(SinkError):
+    """A topic matches no STREAM_ROUTES pattern and there is no default STREAM_NAME."""
+
+
 class MalformedEventError(SinkError):
     """The invocation event is not an MSK / self-managed Kafka event the sink can read."""
 

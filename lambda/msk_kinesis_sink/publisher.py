@@ -77,6 +77,7 @@ class PublishOutcome:
 class _Partition:
     batch_name: str  # "<topic>-<partition>", the ESM's name for it
     queue: PartitionQueue
+    stream: str  # where its records go (a stream name or ARN); a request serves one stream
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,7 +108,7 @@ class Publisher:
         self,
         *,
         settings: Settings,
-        writer: RecordWriter,
+        writer_for: Callable[[str], RecordWriter],
         dead_letters: DeadLetterWriter | None,
         packer: Packer | None = None,
         clock: Callable[[], float] = time.monotonic,
@@ -115,7 +116,7 @@ class Publisher:
         rng: random.Random | None = None,
     ) -> None:
         self.settings = settings
-        self.writer = writer
+        self.writer_for = writer_for
         self.dead_letters = dead_letters
         self.packer = packer or SingleRecordPacker()
         self.clock = clock
@@ -138,7 +139,7 @@ class Publisher:
 
     def publish(
         self,
-        partitions: Iterable[EncodedPartition],
+        partitions: Iterable[tuple[str, EncodedPartition]],
         *,
         record_count: int,
         event_source_arn: str | None,
@@ -186,7 +187,7 @@ class _Run:
         self.stopping = False
         self.abandoned = False
 
-    def execute(self, partitions: Iterable[EncodedPartition]) -> PublishOutcome:
+    def execute(self, partitions: Iterable[tuple[str, EncodedPartition]]) -> PublishOutcome:
         try:
             self._prepare_all(partitions)
             self._drive()
@@ -200,17 +201,17 @@ class _Run:
 
     # -- preparation ------------------------------------------------------------------------
 
-    def _prepare_all(self, partitions: Iterable[EncodedPartition]) -> None:
+    def _prepare_all(self, partitions: Iterable[tuple[str, EncodedPartition]]) -> None:
         """Take partitions as they are encoded, starting every full request as soon as it
         exists, so encoding the rest of the batch overlaps with the first round trips."""
         backlog_records = backlog_bytes = 0
         limits = self.publisher.limits
-        for encoded in partitions:
+        for stream, encoded in partitions:
             queue = PartitionQueue(
                 encoded.batch.topic_partition, encoded.units, encoded.delivered_before
             )
             self.stats.records_already_delivered += queue.delivered_before_count
-            self.partitions.append(_Partition(encoded.batch.topic_partition, queue))
+            self.partitions.append(_Partition(encoded.batch.topic_partition, queue, stream))
             self.stats.partitions += 1
             backlog_records += queue.pending_count()
             backlog_bytes += encoded.encoded_bytes
@@ -287,8 +288,9 @@ class _Run:
                 break
             now = self.clock()
             deadline = self.budget.request_deadline(now, self.settings.request_timeout_seconds)
+            writer = self.publisher.writer_for(items[0][0].stream)
             future = self.publisher.executor.submit(
-                self.publisher.writer.put_records, [entry for _, entry in items], deadline
+                writer.put_records, [entry for _, entry in items], deadline
             )
             self.in_flight[future] = _PutJob(items, now)
             self.stats.put_records_calls += 1
@@ -300,18 +302,21 @@ class _Run:
         """Fill one request from every partition that may send, starting where the last stopped.
 
         Mixing partitions is safe (the ordering rule is per partition and key) and lets many
-        small partitions share a round trip instead of each paying for one.
+        small partitions share a round trip instead of each paying for one. A request goes to
+        one stream: the first partition that may send chooses it.
         """
         limits, partitions, publisher = self.publisher.limits, self.partitions, self.publisher
         records_left, bytes_left = limits.max_records, limits.max_request_bytes
         items: list[tuple[_Partition, Entry]] = []
+        stream: str | None = None
         now = self.clock()
         count = len(partitions)
         for step in range(count):
             partition = partitions[(publisher.cursor + step) % count]
             queue = partition.queue
-            if not queue.can_send_at(now):
+            if (stream is not None and partition.stream != stream) or not queue.can_send_at(now):
                 continue
+            stream = partition.stream
             entries = queue.next_request(
                 RequestLimits(records_left, bytes_left, limits.max_record_bytes), publisher.packer
             )

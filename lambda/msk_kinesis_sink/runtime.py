@@ -13,6 +13,7 @@ from typing import Any, Final, Protocol
 
 from msk_kinesis_sink.budget import TimeBudget
 from msk_kinesis_sink.encoding import EncodedPartition, encode_partition
+from msk_kinesis_sink.errors import RoutingError
 from msk_kinesis_sink.events import KafkaEvent, parse_event
 from msk_kinesis_sink.planning import Packer
 from msk_kinesis_sink.publisher import Publisher, PublishOutcome, PublishStats
@@ -82,7 +83,8 @@ class Sink:
         self,
         settings: Settings,
         *,
-        writer: RecordWriter,
+        writer: RecordWriter | None = None,
+        writers: Callable[[str], RecordWriter] | None = None,
         dead_letters: DeadLetterWriter | None = None,
         packer: Packer | None = None,
         on_report: ReportSink | None = None,
@@ -91,10 +93,15 @@ class Sink:
         sleep: Callable[[float], None] = time.sleep,
         rng: random.Random | None = None,
     ) -> None:
+        """`writer` serves every stream; or `writers` gives each stream (name or ARN) its own."""
         self.settings = settings
+        if writers is None:
+            if writer is None:
+                raise TypeError("Sink needs a writer (every stream) or writers (per stream)")
+            writers = _same_writer(writer)
         self._publisher = Publisher(
             settings=settings,
-            writer=writer,
+            writer_for=writers,
             dead_letters=dead_letters,
             packer=packer or _packer_for(settings),
             clock=clock,
@@ -129,9 +136,7 @@ class Sink:
             )
         return cls(
             settings,
-            writer=aws.KinesisRecordWriter(
-                aws.kinesis_client(settings, env, shared_session), settings
-            ),
+            writers=aws.KinesisWriters(aws.kinesis_client(settings, env, shared_session)),
             dead_letters=dead_letters,
             on_report=on_report,
         )
@@ -141,6 +146,7 @@ class Sink:
         remaining_s = context.get_remaining_time_in_millis() / 1000
         with _cyclic_gc_paused():
             parsed = parse_event(event)
+            streams = self._route(parsed)
             budget = TimeBudget.start(started, remaining_s, parsed.record_count)
             if remaining_s < LOW_BUDGET_S:
                 logger.warning(
@@ -150,7 +156,7 @@ class Sink:
                 )
             if parsed.partitions:
                 outcome = self._publisher.publish(
-                    self._encoded(parsed),
+                    self._encoded(parsed, streams),
                     record_count=parsed.record_count,
                     event_source_arn=parsed.event_source_arn,
                     budget=budget,
@@ -176,16 +182,38 @@ class Sink:
             self._on_report(report)
         return response
 
-    def _encoded(self, event: KafkaEvent) -> Iterator[EncodedPartition]:
+    def _route(self, event: KafkaEvent) -> dict[str, str]:
+        """Each topic's stream; raises RoutingError, before anything is sent, for a topic that
+        matches no route when there is no default stream."""
+        streams: dict[str, str] = {}
+        for batch in event.partitions:
+            if batch.topic in streams:
+                continue
+            stream = self.settings.stream_for(batch.topic)
+            if stream is None:
+                raise RoutingError(
+                    f"topic {batch.topic!r} matches no STREAM_ROUTES pattern and STREAM_NAME is"
+                    " not set: add a route for it, or set STREAM_NAME as the default stream"
+                )
+            streams[batch.topic] = stream
+        return streams
+
+    def _encoded(
+        self, event: KafkaEvent, streams: Mapping[str, str]
+    ) -> Iterator[tuple[str, EncodedPartition]]:
         """Encode partition by partition (lazily: the publisher overlaps it with sending)."""
         settings, source = self.settings, event.source_id
         for batch in event.partitions:
-            yield encode_partition(
-                batch,
-                record_format=settings.record_format,
-                partition_key_mode=settings.partition_key,
-                max_record_bytes=settings.max_record_bytes,
-                delivered_before=self.memory.recall(source, batch),
+            yield (
+                streams[batch.topic],
+                encode_partition(
+                    batch,
+                    record_format=settings.record_format,
+                    partition_key_mode=settings.partition_key,
+                    partition_key_header=settings.partition_key_header,
+                    max_record_bytes=settings.max_record_bytes,
+                    delivered_before=self.memory.recall(source, batch),
+                ),
             )
 
     def _remember(self, event: KafkaEvent, outcome: PublishOutcome) -> None:
@@ -219,6 +247,10 @@ def _cyclic_gc_paused() -> Iterator[None]:
     finally:
         if was_enabled:
             gc.enable()
+
+
+def _same_writer(writer: RecordWriter) -> Callable[[str], RecordWriter]:
+    return lambda _stream: writer
 
 
 def _packer_for(settings: Settings) -> Packer | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import fnmatch
 import ipaddress
 import re
 from collections.abc import Callable, Mapping
@@ -55,6 +56,24 @@ class PartitionKeyMode(StrEnum):
 
     KEY = "key"  # the Kafka key (text, or a digest of binary keys); null keys -> topic-partition
     PARTITION = "partition"  # always "<topic>-<partition>"
+    HEADER = "header"  # PARTITION_KEY=header:<name>: that header's value; without it, as KEY
+
+
+# Kafka topic names: 1-249 of a-z A-Z 0-9 . _ - ; a route's pattern may add glob characters.
+_ROUTE_PATTERN = re.compile(r"[a-zA-Z0-9._*?\[\]!-]{1,249}", re.ASCII)
+# A header name for PARTITION_KEY=header:<name>: any printable text without ',' (kept short).
+_HEADER_NAME = re.compile(r"[^\x00-\x1f\x7f,]{1,249}")
+
+
+@dataclass(frozen=True, slots=True)
+class StreamRoute:
+    """Records of topics matching `pattern` (a name or a glob) go to `stream` (name or ARN)."""
+
+    pattern: str
+    stream: str
+
+    def matches(self, topic: str) -> bool:
+        return fnmatch.fnmatchcase(topic, self.pattern)
 
 
 class Aggregation(StrEnum):
@@ -68,7 +87,8 @@ class Aggregation(StrEnum):
 class Settings:
     """Validated configuration of one function container."""
 
-    stream_name: str
+    # The default stream (STREAM_NAME): for topics no route matches; None with routes only.
+    stream_name: str | None
     stream_arn: str | None
     record_format: RecordFormat = RecordFormat.RAW
     partition_key: PartitionKeyMode = PartitionKeyMode.KEY
@@ -83,30 +103,39 @@ class Settings:
     log_level: str = "INFO"
     retry_base_ms: int = 10
     retry_max_ms: int = 2_000
+    # STREAM_ROUTES, in order: the first pattern that matches a topic picks its stream.
+    stream_routes: tuple[StreamRoute, ...] = ()
+    # PARTITION_KEY=header:<name>: the header whose first value becomes the partition key.
+    partition_key_header: str | None = None
 
     @property
-    def deadline_margin_ms(self) -> int:
-        """Time kept free at the end of an invocation: one slow request (connect + read) + slack."""
-        return int(self.request_timeout_seconds * 2 * 1000) + 500
+    def default_stream(self) -> str | None:
+        """STREAM_NAME as given: a stream name or ARN (None when only routes are set)."""
+        return self.stream_arn or self.stream_name
+
+    def stream_for(self, topic: str) -> str | None:
+        """Where the topic's records go: the first matching route, else the default stream."""
+        for route in self.stream_routes:
+            if route.matches(topic):
+                return route.stream
+        return self.default_stream
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
         """Parse and validate; raises ConfigurationError naming the variable and what is allowed."""
+        routes = _stream_routes(env)
         raw_stream = env.get("STREAM_NAME", "").strip()
-        if not raw_stream:
+        stream_name: str | None = None
+        stream_arn: str | None = None
+        if raw_stream:
+            stream_name = _stream_name(raw_stream, "STREAM_NAME")
+            stream_arn = raw_stream if stream_name != raw_stream else None
+        elif not routes:
             raise ConfigurationError(
-                "STREAM_NAME is required: set it to a Kinesis stream name or stream ARN"
+                "STREAM_NAME is required (unless STREAM_ROUTES routes every topic): set it to a"
+                " Kinesis stream name or stream ARN"
             )
-        arn_match = _STREAM_ARN.fullmatch(raw_stream)
-        if arn_match:
-            stream_name, stream_arn = arn_match.group("name"), raw_stream
-        elif _STREAM_NAME.fullmatch(raw_stream):
-            stream_name, stream_arn = raw_stream, None
-        else:
-            raise ConfigurationError(
-                f"STREAM_NAME={raw_stream!r} is neither a stream name (1-128 of a-z A-Z 0-9 _ . -)"
-                " nor a stream ARN (arn:aws:kinesis:<region>:<account>:stream/<name>)"
-            )
+        key_mode, key_header = _partition_key(env)
 
         bucket = env.get("DEAD_LETTER_BUCKET", "").strip() or None
         if bucket is not None:
@@ -133,7 +162,9 @@ class Settings:
             stream_name=stream_name,
             stream_arn=stream_arn,
             record_format=_choice(env, "RECORD_FORMAT", RecordFormat, RecordFormat.RAW),
-            partition_key=_choice(env, "PARTITION_KEY", PartitionKeyMode, PartitionKeyMode.KEY),
+            partition_key=key_mode,
+            partition_key_header=key_header,
+            stream_routes=routes,
             aggregation=_choice(env, "AGGREGATION", Aggregation, Aggregation.ON),
             max_record_bytes=_int(
                 env,
@@ -150,6 +181,66 @@ class Settings:
             retry_max_ms=retry_max_ms,
             log_level=log_level,
         )
+
+
+def _stream_name(raw: str, variable: str) -> str:
+    """The stream's name, from a name or an ARN; raises ConfigurationError naming `variable`."""
+    arn_match = _STREAM_ARN.fullmatch(raw)
+    if arn_match:
+        return arn_match.group("name")
+    if _STREAM_NAME.fullmatch(raw):
+        return raw
+    raise ConfigurationError(
+        f"{variable}={raw!r} is neither a stream name (1-128 of a-z A-Z 0-9 _ . -)"
+        " nor a stream ARN (arn:aws:kinesis:<region>:<account>:stream/<name>)"
+    )
+
+
+def _stream_routes(env: Mapping[str, str]) -> tuple[StreamRoute, ...]:
+    """STREAM_ROUTES: comma-separated `pattern=stream` pairs, first match wins."""
+    raw = env.get("STREAM_ROUTES", "").strip()
+    if not raw:
+        return ()
+    routes: list[StreamRoute] = []
+    for item in raw.split(","):
+        pattern, equals, stream = (part.strip() for part in item.partition("="))
+        if not equals or not pattern or not stream:
+            raise ConfigurationError(
+                f"STREAM_ROUTES item {item.strip()!r} is not pattern=stream"
+                " (e.g. orders.*=orders-stream,payments=arn:aws:kinesis:...:stream/payments)"
+            )
+        if not _ROUTE_PATTERN.fullmatch(pattern):
+            raise ConfigurationError(
+                f"STREAM_ROUTES pattern {pattern!r} is not a topic name or glob"
+                " (1-249 of a-z A-Z 0-9 . _ - and the glob characters * ? [ ] !)"
+            )
+        if any(route.pattern == pattern for route in routes):
+            raise ConfigurationError(
+                f"STREAM_ROUTES pattern {pattern!r} appears twice (the first match wins, so the"
+                " second could never apply)"
+            )
+        _stream_name(stream, f"STREAM_ROUTES stream for {pattern}")
+        routes.append(StreamRoute(pattern, stream))
+    return tuple(routes)
+
+
+def _partition_key(env: Mapping[str, str]) -> tuple[PartitionKeyMode, str | None]:
+    """PARTITION_KEY: key, partition, or header:<name>."""
+    raw = env.get("PARTITION_KEY", "")
+    prefix, colon, name = raw.strip().partition(":")
+    if colon and prefix.lower() == PartitionKeyMode.HEADER.value:
+        if not _HEADER_NAME.fullmatch(name):
+            raise ConfigurationError(
+                f"PARTITION_KEY={raw!r} needs a header name after 'header:' (1-249 printable"
+                " characters, no ',')"
+            )
+        return PartitionKeyMode.HEADER, name
+    mode = _choice(env, "PARTITION_KEY", PartitionKeyMode, PartitionKeyMode.KEY)
+    if mode is PartitionKeyMode.HEADER:
+        raise ConfigurationError(
+            f"PARTITION_KEY={raw!r} names no header: use header:<name>, e.g. header:tenant-id"
+        )
+    return mode, None
 
 
 _E = TypeVar("_E", bound=StrEnum)

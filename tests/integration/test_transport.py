@@ -314,7 +314,7 @@ def test_kinesis_writer_sends_through_the_bounded_transport() -> None:
     # GIVEN the function's Kinesis client, pointed at a local server
     with _server(_serve_keep_alive) as server:
         client = aws.kinesis_client(_settings(), _env(server.url))
-        writer = aws.KinesisRecordWriter(client, _settings())
+        writer = aws.KinesisRecordWriter(client, "orders")
         # WHEN a record is written
         results = writer.put_records([Entry.of("k", b"v", ())], time.monotonic() + 5)
     # THEN the answer is read (botocore parsed what the transport received)
@@ -328,7 +328,7 @@ def test_kinesis_writer_trickling_answer_is_a_retryable_deadline_error() -> None
     # GIVEN a Kinesis endpoint that trickles its answer, and a 5 s KINESIS_TIMEOUT_SECONDS
     with _server(TRICKLING_BODY) as server:
         writer = aws.KinesisRecordWriter(
-            aws.kinesis_client(_settings(), _env(server.url)), _settings()
+            aws.kinesis_client(_settings(), _env(server.url)), "orders"
         )
         started = time.monotonic()
         # WHEN a request is given a one-second deadline

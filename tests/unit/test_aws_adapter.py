@@ -36,7 +36,7 @@ from msk_kinesis_sink.encoding import UnwritableRecord, encode_record
 from msk_kinesis_sink.errors import DeadLetterError, KinesisPublishError
 from msk_kinesis_sink.events import parse_event
 from msk_kinesis_sink.planning import Entry
-from msk_kinesis_sink.settings import PartitionKeyMode, RecordFormat, Settings
+from msk_kinesis_sink.settings import PartitionKeyMode, RecordFormat
 from msk_kinesis_sink.writers import RecordResult
 from tests.factories import MSK_CLUSTER_ARN, kafka_record, msk_event
 
@@ -88,7 +88,7 @@ def kinesis() -> Iterator[tuple[Any, Stubber]]:
 
 
 def _writer(client: Any, stream: str = "orders") -> KinesisRecordWriter:
-    return KinesisRecordWriter(client, Settings.from_env({"STREAM_NAME": stream}))
+    return KinesisRecordWriter(client, stream)
 
 
 # -- classify_client_error ----------------------------------------------------------------

@@ -431,6 +431,57 @@ def test_partition_key_for_same_key_same_partition_key_across_partitions(
     assert len(keys) == 1
 
 
+# -- PARTITION_KEY=header:<name> ----------------------------------------------------------
+
+HEADER = PartitionKeyMode.HEADER
+
+
+def test_partition_key_for_header_uses_its_first_value():
+    # GIVEN a record whose tenant header appears twice
+    record = _record(b"k", headers=[("trace", b"t1"), ("tenant", b"acme"), ("tenant", b"other")])
+    # WHEN the partition key comes from the tenant header
+    # THEN it is the first tenant value, not the Kafka key
+    assert partition_key_for(record, b"k", HEADER, "tenant") == "acme"
+
+
+@pytest.mark.parametrize(
+    "headers", [[], [("trace", b"t1")], [("tenant", b"")]], ids=["none", "other", "empty"]
+)
+def test_partition_key_for_header_missing_or_empty_falls_back_to_the_key_rule(
+    headers: list[tuple[str, bytes]],
+):
+    record = _record(b"k", headers=headers)
+    assert partition_key_for(record, b"k", HEADER, "tenant") == "k"
+    null_key = _record(None, headers=headers)
+    assert partition_key_for(null_key, None, HEADER, "tenant") == "orders-3"
+
+
+def test_partition_key_for_header_value_follows_the_key_size_and_encoding_rules():
+    long_value, binary = b"x" * 300, b"\xff\xfe"
+    record = _record(b"k", headers=[("tenant", long_value)])
+    assert (
+        partition_key_for(record, b"k", HEADER, "tenant") == hashlib.sha256(long_value).hexdigest()
+    )
+    record = _record(b"k", headers=[("tenant", binary)])
+    assert partition_key_for(record, b"k", HEADER, "tenant") == hashlib.sha256(binary).hexdigest()
+
+
+def test_encode_record_header_key_also_places_an_undecodable_record():
+    # GIVEN a record whose Kafka key is not base64 but whose tenant header is set
+    record = _record(b"k", headers=[("tenant", b"acme")])._replace(key_b64="not base64!")
+    # WHEN encoded with the header rule
+    unwritable = encode_record(
+        record,
+        record_format=RecordFormat.RAW,
+        partition_key_mode=HEADER,
+        partition_key_header="tenant",
+        max_record_bytes=DEFAULT_MAX_RECORD_BYTES,
+    )
+    # THEN it is dead-lettered in the tenant's order, not the topic-partition's
+    assert isinstance(unwritable, UnwritableRecord)
+    assert unwritable.partition_key == "acme"
+
+
 # -- base64 -------------------------------------------------------------------------------
 
 

@@ -17,12 +17,14 @@ from hypothesis import strategies as st
 
 from msk_kinesis_sink.aggregation import deaggregate
 from msk_kinesis_sink.consumer import Envelope, OffsetDeduplicator
-from msk_kinesis_sink.errors import DeadLetterError, MalformedEventError
+from msk_kinesis_sink.encoding import partition_key_for
+from msk_kinesis_sink.errors import DeadLetterError, MalformedEventError, RoutingError
+from msk_kinesis_sink.events import KafkaRecord
 from msk_kinesis_sink.planning import Entry
 from msk_kinesis_sink.runtime import Sink
-from msk_kinesis_sink.settings import Settings
+from msk_kinesis_sink.settings import PartitionKeyMode, Settings
 from msk_kinesis_sink.writers import RecordResult
-from tests.factories import b64, sources_event
+from tests.factories import b64, kafka_record, msk_event, sources_event
 from tests.fakes import (
     THROTTLED,
     FakeClock,
@@ -689,3 +691,194 @@ def test_sink_unexpected_error_propagates_after_in_flight_requests_settle() -> N
     finally:
         release.set()
         sink.close()
+
+
+# -- routing topics to streams, partition keys from a header ---------------------------------
+
+ROUTED_TOPICS = ("orders.eu", "payments")
+ROUTES = "orders.*=orders-stream"  # payments: the default stream
+STREAM_OF = {"orders.eu": "orders-stream", "payments": "default-stream"}
+
+# (topic, partition, offset, key, tenant header or None, value)
+RoutedSource = tuple[str, int, int, bytes | None, bytes | None, bytes]
+
+
+def _routed_event(sources: list[RoutedSource]) -> dict[str, Any]:
+    return msk_event(
+        kafka_record(
+            topic,
+            partition,
+            offset,
+            key,
+            value,
+            [("tenant", tenant)] if tenant is not None else [],
+            timestamp=1_700_000_000_000 + offset,
+        )
+        for topic, partition, offset, key, tenant, value in sources
+    )
+
+
+def _routed_sink(fakes: dict[str, FakeKinesis], partition_key: str = "key", **kwargs: Any) -> Sink:
+    settings_ = _settings(
+        STREAM_NAME="default-stream", STREAM_ROUTES=ROUTES, PARTITION_KEY=partition_key
+    )
+    return Sink(settings_, writers=fakes.__getitem__, **kwargs)
+
+
+def _consumed_by_derived_key(
+    fake: FakeKinesis,
+) -> dict[tuple[str, int, str], list[int]]:
+    """What a consumer keeping order per Kinesis partition key receives."""
+    dedup = OffsetDeduplicator()
+    received: dict[tuple[str, int, str], list[int]] = defaultdict(list)
+    for stored in fake.records:
+        envelope = Envelope.from_bytes(stored.data)
+        if dedup.accept(envelope, partition_key=stored.partition_key):
+            received[(envelope.topic, envelope.partition, stored.partition_key)].append(
+                envelope.offset
+            )
+    return dict(received)
+
+
+def test_sink_routes_each_topic_to_its_stream() -> None:
+    # GIVEN two topics in one invocation, one routed by a glob, one left to the default stream
+    sources: list[RoutedSource] = [
+        (topic, p, o, f"k{o % 3}".encode(), None, b"v")
+        for topic in ROUTED_TOPICS
+        for p in range(2)
+        for o in range(20)
+    ]
+    fakes = {"orders-stream": FakeKinesis(), "default-stream": FakeKinesis()}
+    sink = _routed_sink(fakes)
+    try:
+        # WHEN handled
+        response = sink.handle(_routed_event(sources), FakeContext())
+    finally:
+        sink.close()
+    # THEN every record is in its topic's stream, and only there
+    assert response == {"batchItemFailures": []}
+    for stream, fake in fakes.items():
+        topics = {Envelope.from_bytes(r.data).topic for r in fake.records}
+        assert topics == {t for t in ROUTED_TOPICS if STREAM_OF[t] == stream}
+        assert len(fake.records) == 40
+
+
+def test_sink_topic_without_a_stream_fails_before_anything_is_sent() -> None:
+    # GIVEN routes only (no default stream) and a batch holding a topic no route matches
+    fake = FakeKinesis()
+    sink = Sink(Settings.from_env({"STREAM_ROUTES": ROUTES, "AGGREGATION": "off"}), writer=fake)
+    sources: list[RoutedSource] = [
+        ("orders.eu", 0, 0, b"k", None, b"v"),
+        ("audit", 0, 1, b"k", None, b"v"),
+    ]
+    try:
+        # WHEN handled
+        with pytest.raises(RoutingError, match="topic 'audit' matches no STREAM_ROUTES pattern"):
+            sink.handle(_routed_event(sources), FakeContext())
+    finally:
+        sink.close()
+    # THEN nothing was sent, not even the routable topic's record
+    assert fake.calls == 0
+
+
+def test_sink_header_partition_key_orders_per_derived_key() -> None:
+    # GIVEN one Kafka key whose records carry two tenants, the first tenant throttled once
+    sources: list[RoutedSource] = [
+        ("payments", 0, o, b"same-key", b"t-a" if o % 2 else b"t-b", b"v") for o in range(10)
+    ]
+    attempts: dict[int, int] = defaultdict(int)
+
+    def throttle_t_a_once(call: int, entry: Entry) -> RecordResult | None:
+        attempts[entry.records[0].offset] += 1
+        first = attempts[entry.records[0].offset] == 1
+        return RecordResult.THROTTLED if entry.partition_key == "t-a" and first else None
+
+    fakes = {
+        "orders-stream": FakeKinesis(),
+        "default-stream": FakeKinesis(fail_entry=throttle_t_a_once),
+    }
+    sink = _routed_sink(fakes, partition_key="header:tenant")
+    try:
+        response = sink.handle(_routed_event(sources), FakeContext())
+    finally:
+        sink.close()
+    # THEN each tenant is its own ordered chain: the partition keys are the header values
+    assert response == {"batchItemFailures": []}
+    assert _consumed_by_derived_key(fakes["default-stream"]) == {
+        ("payments", 0, "t-a"): [1, 3, 5, 7, 9],
+        ("payments", 0, "t-b"): [0, 2, 4, 6, 8],
+    }
+
+
+_routed_sources = st.lists(
+    st.tuples(
+        st.sampled_from(ROUTED_TOPICS),
+        st.integers(0, 1),
+        st.sampled_from([None, b"a", b"b"]),
+        st.sampled_from([None, b"", b"t1", b"t2", b"\xff"]),
+    ),
+    min_size=1,
+    max_size=60,
+).map(
+    lambda rows: [
+        (topic, partition, offset, key, tenant, b"v%d" % offset)
+        for offset, (topic, partition, key, tenant) in enumerate(rows)
+    ]
+)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    sources=_routed_sources,
+    faults=_faults,
+    seed=st.integers(0, 2**32),
+    partition_key=st.sampled_from(["key", "header:tenant"]),
+)
+def test_sink_guarantee_holds_per_stream_and_derived_key(
+    sources: list[RoutedSource], faults: Faults, seed: int, partition_key: str
+) -> None:
+    # GIVEN two topics routed to two streams, each stream with its own faults, and partition
+    # keys from the Kafka key or from a header (missing or empty: the key rule)
+    fakes = {
+        "orders-stream": FakeKinesis(faults, seed=seed),
+        "default-stream": FakeKinesis(faults, seed=seed + 1),
+    }
+    sink = _routed_sink(fakes, partition_key=partition_key)
+    pending = list(sources)
+    try:
+        # WHEN the ESM redelivers reported tails until everything is delivered
+        for _ in range(300):
+            response = sink.handle(_routed_event(pending), FakeContext())
+            resume: dict[str, int] = {}
+            for failure in response["batchItemFailures"]:
+                name = failure["itemIdentifier"]["partition"]
+                offset = failure["itemIdentifier"]["offset"]
+                resume[name] = min(resume.get(name, offset), offset)
+            pending = [s for s in pending if s[2] >= resume.get(f"{s[0]}-{s[1]}", 1 << 62)]
+            if not pending:
+                break
+    finally:
+        sink.close()
+    # THEN each stream holds exactly its topics, and per (topic, partition, derived key) the
+    # consumer rule yields every record once, in Kafka order
+    assert pending == []
+    expected: dict[tuple[str, int, str], list[int]] = defaultdict(list)
+    for topic, partition, offset, key, tenant, _ in sources:
+        record = KafkaRecord(topic, partition, offset, 0, "", b64(key), None, ())
+        if tenant is not None:
+            record = record._replace(headers=(("tenant", tenant),))
+        mode, header = (
+            (PartitionKeyMode.HEADER, "tenant")
+            if partition_key.startswith("header")
+            else (PartitionKeyMode.KEY, None)
+        )
+        derived = partition_key_for(record, key, mode, header)
+        expected[(topic, partition, derived)].append(offset)
+    consumed: dict[tuple[str, int, str], list[int]] = {}
+    for stream, fake in fakes.items():
+        assert {Envelope.from_bytes(r.data).topic for r in fake.records} <= {
+            t for t in ROUTED_TOPICS if STREAM_OF[t] == stream
+        }
+        consumed.update(_consumed_by_derived_key(fake))
+        assert fake.violations == []
+    assert consumed == dict(expected)

@@ -91,15 +91,6 @@ def test_settings_are_frozen():
         settings.stream_name = "other"  # type: ignore[misc]
 
 
-def test_settings_deadline_margin_covers_one_slow_request():
-    # GIVEN a 5 s Kinesis timeout (connect + read)
-    settings = _settings(KINESIS_TIMEOUT_SECONDS="5")
-
-    # THEN the margin is two timeouts plus half a second
-    assert settings.deadline_margin_ms == 10_500
-    assert _settings(KINESIS_TIMEOUT_SECONDS="0.1").deadline_margin_ms == 700
-
-
 # -- STREAM_NAME --------------------------------------------------------------------------
 
 
@@ -503,3 +494,80 @@ def test_settings_endpoint_url_invalid_names_the_variable(variable: str, url: st
     with pytest.raises(ConfigurationError) as raised:
         _settings(**{variable: url})
     assert str(raised.value).startswith(f"{variable}={url!r} is not an endpoint URL")
+
+
+# -- STREAM_ROUTES ------------------------------------------------------------------------
+
+
+def test_settings_stream_routes_first_match_wins_and_default_takes_the_rest():
+    # GIVEN routes with a glob, an exact name and an ARN, and a default stream
+    settings = _settings(
+        STREAM_ROUTES=f"orders.eu=eu-orders, orders.*=orders-all,payments={STREAM_ARN}"
+    )
+    # WHEN topics are routed
+    # THEN the first matching pattern wins and unmatched topics go to STREAM_NAME
+    assert settings.stream_for("orders.eu") == "eu-orders"
+    assert settings.stream_for("orders.us") == "orders-all"
+    assert settings.stream_for("payments") == STREAM_ARN
+    assert settings.stream_for("audit") == "orders-stream"
+    assert [route.pattern for route in settings.stream_routes] == [
+        "orders.eu",
+        "orders.*",
+        "payments",
+    ]
+
+
+def test_settings_stream_routes_without_default_stream():
+    # GIVEN routes and no STREAM_NAME
+    settings = Settings.from_env({"STREAM_ROUTES": "a-*=s1"})
+    # THEN routed topics have a stream and others have none (an invocation error, named)
+    assert settings.stream_for("a-1") == "s1"
+    assert settings.stream_for("b") is None
+    assert settings.default_stream is None
+
+
+@pytest.mark.parametrize(
+    ("routes", "message"),
+    [
+        ("orders", "'orders' is not pattern=stream"),
+        ("orders=", "'orders=' is not pattern=stream"),
+        ("=s", "'=s' is not pattern=stream"),
+        ("or ders=s", "pattern 'or ders' is not a topic name or glob"),
+        ("a=s1,a=s2", "pattern 'a' appears twice"),
+        ("a=bad stream", "STREAM_ROUTES stream for a='bad stream' is neither a stream name"),
+        ("a=s,,b=t", "'' is not pattern=stream"),
+    ],
+)
+def test_settings_stream_routes_invalid_says_which_item(routes: str, message: str):
+    with pytest.raises(ConfigurationError) as raised:
+        _settings(STREAM_ROUTES=routes)
+    assert message in str(raised.value)
+
+
+# -- PARTITION_KEY=header:<name> ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("raw", "header"), [("header:tenant", "tenant"), ("Header:x-trace id", "x-trace id")]
+)
+def test_settings_partition_key_header(raw: str, header: str):
+    settings = _settings(PARTITION_KEY=raw)
+    assert (settings.partition_key, settings.partition_key_header) == (
+        PartitionKeyMode.HEADER,
+        header,
+    )
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        ("header", "names no header: use header:<name>"),
+        ("header:", "needs a header name after 'header:'"),
+        ("header:a,b", "needs a header name after 'header:'"),
+        ("header:tab\there", "needs a header name after 'header:'"),
+    ],
+)
+def test_settings_partition_key_header_invalid(raw: str, message: str):
+    with pytest.raises(ConfigurationError, match=message) as raised:
+        _settings(PARTITION_KEY=raw)
+    assert str(raised.value).startswith("PARTITION_KEY=")
