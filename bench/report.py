@@ -260,6 +260,15 @@ def goals(runs: Sequence[Mapping[str, Any]], import_ms: Mapping[str, float]) -> 
                 "distinct keys: strict order costs nothing, any gap is overhead",
             )
         )
+    for endpoint in endpoints:
+        out.append(
+            Goal(
+                f"W1 {endpoint}: handler-routes / handler records/s",
+                _ratio(runs, "W1", endpoint, "handler-routes", "handler"),
+                0.95,
+                "STREAM_ROUTES with nine patterns vs STREAM_NAME alone: what routing costs",
+            )
+        )
     out.append(
         Goal(
             "W1 stub15: handler / quix records/s",

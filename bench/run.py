@@ -49,7 +49,9 @@ HARNESS_SYSTEMS: Final = {
     "kinesalite20-faults": ("handler", "handler-agg"),
 }
 # W1-W6 name their settings explicitly; `handler-default` is for the harness goal only.
-CLASSIC_SYSTEMS: Final = ("handler", "handler-agg", "quix", "bound")
+CLASSIC_SYSTEMS: Final = ("handler", "handler-agg", "handler-routes", "quix", "bound")
+# Routing's cost is read on W1 alone (distinct keys: the per-record path at its leanest).
+ROUTING_WORKLOADS: Final = frozenset({"W1"})
 
 
 def plan(
@@ -63,7 +65,12 @@ def plan(
         for workload in workloads:
             if (workload in HARNESS_WORKLOADS) != proxied:
                 continue
-            runs.extend((endpoint, workload, system) for system in systems if system in allowed)
+            runs.extend(
+                (endpoint, workload, system)
+                for system in systems
+                if system in allowed
+                and (system != "handler-routes" or workload in ROUTING_WORKLOADS)
+            )
     return runs
 
 

@@ -4,6 +4,8 @@
   and all), as a warm container runs it, AGGREGATION off / on / not set (the function's default),
   invoked as an ESM would: batches of the workload's BatchSize, reported partitions redelivered
   from their reported offset until every record is delivered.
+- `handler-routes`: `handler` with STREAM_ROUTES set: eight patterns that match nothing, then
+  the workload's topic, to the same stream (what routing costs a record, W1 only).
 - `quix`: Quix Streams' KinesisSink, driven through `add()` + `flush()`.
 - `bound`: the records pre-encoded into PutRecords requests, sent with the handler's boto3
   client settings and concurrency and no per-record logic: the client-side ceiling.
@@ -38,13 +40,15 @@ from msk_kinesis_sink.encoding import envelope_bytes
 from msk_kinesis_sink.limits import MAX_RECORDS_PER_REQUEST, MAX_REQUEST_BYTES
 from msk_kinesis_sink.settings import RecordFormat
 
-SYSTEMS: Final = ("handler", "handler-agg", "handler-default", "quix", "bound")
+SYSTEMS: Final = ("handler", "handler-agg", "handler-default", "handler-routes", "quix", "bound")
 # AGGREGATION per handler system; None leaves it unset, so the function's own default applies.
 HANDLER_AGGREGATION: Final[dict[str, bool | None]] = {
     "handler": False,
     "handler-agg": True,
     "handler-default": None,
+    "handler-routes": False,
 }
+ROUTED_SYSTEMS: Final = frozenset({"handler-routes"})
 
 # A prepared run: calling it publishes the whole workload once and returns records delivered.
 Run = Callable[[], int]
@@ -100,7 +104,7 @@ class BenchContext:
 
 
 def sink_env(
-    workload: Workload, env: Mapping[str, str], *, aggregation: bool | None
+    workload: Workload, env: Mapping[str, str], *, aggregation: bool | None, routed: bool = False
 ) -> dict[str, str]:
     out = {
         **env,
@@ -113,13 +117,23 @@ def sink_env(
         out.pop("AGGREGATION", None)
     else:
         out["AGGREGATION"] = "on" if aggregation else "off"
+    if routed:
+        misses = ",".join(f"other-{n}.*=other-{n}" for n in range(8))
+        out["STREAM_ROUTES"] = f"{misses},{TOPIC}={env['STREAM_NAME']}"
+    else:
+        out.pop("STREAM_ROUTES", None)
     return out
 
 
 def prepare(system: str, workload: Workload, env: Mapping[str, str]) -> Prepared:
     """(warm-up, measured run) for a system; the warm-up opens connections like a warm container."""
     if system in HANDLER_AGGREGATION:
-        return _handler(workload, env, aggregation=HANDLER_AGGREGATION[system])
+        return _handler(
+            workload,
+            env,
+            aggregation=HANDLER_AGGREGATION[system],
+            routed=system in ROUTED_SYSTEMS,
+        )
     if system == "quix":
         return _quix(workload, env)
     if system == "bound":
@@ -127,8 +141,12 @@ def prepare(system: str, workload: Workload, env: Mapping[str, str]) -> Prepared
     raise ValueError(f"unknown system {system!r} (known: {', '.join(SYSTEMS)})")
 
 
-def _handler(workload: Workload, env: Mapping[str, str], *, aggregation: bool | None) -> Prepared:
-    os.environ.update(sink_env(workload, env, aggregation=aggregation))
+def _handler(
+    workload: Workload, env: Mapping[str, str], *, aggregation: bool | None, routed: bool = False
+) -> Prepared:
+    os.environ.update(sink_env(workload, env, aggregation=aggregation, routed=routed))
+    if not routed:
+        os.environ.pop("STREAM_ROUTES", None)
     if aggregation is None:
         os.environ.pop("AGGREGATION", None)
     sys.modules.pop("msk_kinesis_sink.handler", None)
