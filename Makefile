@@ -11,22 +11,29 @@ export PYTHONDONTWRITEBYTECODE := 1
 CDK := npx --no-install cdk
 CDK_FLAGS := --no-notices
 CDK_OUT ?= cdk.out
+# The function's wheels for Lambda, one folder per architecture (see infra/bundling.py).
+WHEELHOUSE := .build/wheelhouse
 
 .PHONY: help install test unit lint format demo synth deploy diff bench audit clean
 
 help: ## List targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
 
-$(VENV)/.installed: requirements.txt requirements-dev.txt lambda/requirements.txt
+$(VENV)/.installed: requirements.txt requirements-dev.txt lambda/requirements.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps --editable .
+	touch $@
+
+$(WHEELHOUSE)/.downloaded: lambda/requirements.txt infra/bundling.py | $(VENV)/.installed
+	$(PY) -m infra.bundling download --wheelhouse $(WHEELHOUSE)
 	touch $@
 
 node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
-install: $(VENV)/.installed node_modules/.installed ## Create .venv and node_modules (pinned)
+install: $(VENV)/.installed $(WHEELHOUSE)/.downloaded node_modules/.installed ## Create .venv, the function's wheelhouse and node_modules (pinned)
 
 test: install ## Run the whole test suite (unit, integration, e2e, infra)
 	$(PY) -m pytest
@@ -62,6 +69,7 @@ deploy: install ## cdk deploy (needs AWS credentials)
 bench: install ## Benchmarks (never gate CI): writes bench/results/latest.json
 	test -x bench/.venv/bin/python || $(PYTHON) -m venv bench/.venv
 	bench/.venv/bin/pip install --quiet --disable-pip-version-check -r bench/requirements.txt
+	bench/.venv/bin/pip install --quiet --disable-pip-version-check --no-deps --editable .
 	bench/.venv/bin/python -m bench.run $(BENCH_ARGS)
 
 clean: ## Remove build outputs (keeps .venv and node_modules)
