@@ -11,7 +11,7 @@ export PYTHONDONTWRITEBYTECODE := 1
 CDK := npx --no-install cdk
 CDK_FLAGS := --no-notices
 CDK_OUT ?= cdk.out
-# The function's wheels for Lambda, one folder per architecture (see infra/bundling.py).
+# The function's wheels for Lambda, one folder per architecture (infra/bundling.py's WHEELHOUSE).
 WHEELHOUSE := .build/wheelhouse
 
 .PHONY: help install test unit lint format demo synth deploy diff bench audit clean
@@ -26,7 +26,7 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt lambda/requirements.tx
 	touch $@
 
 $(WHEELHOUSE)/.downloaded: lambda/requirements.txt infra/bundling.py | $(VENV)/.installed
-	$(PY) -m infra.bundling download --wheelhouse $(WHEELHOUSE)
+	$(PY) -m infra.bundling download
 	touch $@
 
 node_modules/.installed: package.json package-lock.json

@@ -8,6 +8,7 @@ import sys
 import aws_cdk as cdk
 from cdk_nag import AwsSolutionsChecks
 
+from infra.bundling import BundlingError
 from infra.config import ConfigError, SinkConfig
 from infra.stack import MskKinesisSinkStack
 
@@ -23,8 +24,9 @@ def main() -> None:
             else None
         )
         MskKinesisSinkStack(app, config.stack_name, config=config, env=env)
-    except ConfigError as error:
-        print(f"configuration error: {error}", file=sys.stderr)
+    except (ConfigError, BundlingError) as error:
+        kind = "configuration" if isinstance(error, ConfigError) else "bundling"
+        print(f"{kind} error: {error}", file=sys.stderr)
         raise SystemExit(1) from None
     # Unacknowledged findings fail the synth; acknowledgements live beside their resources.
     cdk.Validations.of(app).add_plugins(AwsSolutionsChecks(app))

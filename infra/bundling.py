@@ -22,7 +22,7 @@ from infra.config import Architecture
 
 REPO: Final = Path(__file__).resolve().parent.parent
 REQUIREMENTS: Final = REPO / "lambda" / "requirements.txt"
-WHEELHOUSE: Final = REPO / ".build" / "wheelhouse"
+WHEELHOUSE = REPO / ".build" / "wheelhouse"
 # The function's runtime (infra.sink_function.RUNTIME): Python 3.14 on Amazon Linux 2023, whose
 # glibc 2.34 runs manylinux wheels up to manylinux_2_34 (AWS: "Working with .zip file archives
 # for Python Lambda functions" installs with --platform, --only-binary=:all: and --target).
@@ -88,13 +88,25 @@ def download(requirements: Path, wheelhouse: Path, architecture: Architecture) -
     return target
 
 
-def install(
-    requirements: Path, wheelhouse: Path, architecture: Architecture, output_dir: Path
-) -> None:
+def check_wheelhouse(requirements: Path, architecture: Architecture) -> None:
+    """Every pin has its wheel for `architecture` in the wheelhouse, before synth bundles."""
+    source = WHEELHOUSE / architecture.value
+    wheels = (_WHEEL.match(wheel.name) for wheel in source.glob("*.whl"))
+    have = {(_normalise(m.group("name")), m.group("version")) for m in wheels if m}
+    pins = pinned_requirements(requirements)
+    missing = [
+        f"{name}=={version}" for name, version in pins.items() if (name, version) not in have
+    ]
+    if missing:
+        raise BundlingError(
+            f"{', '.join(missing)}: not in the {architecture.value} wheelhouse {source}"
+            " (run `make install`)"
+        )
+
+
+def install(requirements: Path, architecture: Architecture, output_dir: Path) -> None:
     """Install `requirements` into output_dir from the wheelhouse alone: no index, no network."""
-    source = wheelhouse / architecture.value
-    if not source.is_dir():
-        raise BundlingError(f"no {architecture.value} wheels in {source}: run `make install`")
+    source = WHEELHOUSE / architecture.value
     args = ["install", "--no-index", "--find-links", str(source), "--target", str(output_dir)]
     _pip([*args, "--no-compile", *platform_args(architecture), "-r", str(requirements)],
          architecture, isolated=True)  # fmt: skip
@@ -103,17 +115,13 @@ def install(
 
 
 def build_function_asset(
-    source_dir: Path,
-    package: str,
-    output_dir: Path,
-    architecture: Architecture = Architecture.ARM64,
-    wheelhouse: Path = WHEELHOUSE,
+    source_dir: Path, package: str, output_dir: Path, architecture: Architecture
 ) -> None:
     """Write the function package and its pinned dependencies (for `architecture`) to output_dir."""
     package_dir = source_dir / package
     if not package_dir.is_dir():
         raise BundlingError(f"{package_dir} does not exist")
-    install(source_dir / "requirements.txt", wheelhouse, architecture, output_dir)
+    install(source_dir / "requirements.txt", architecture, output_dir)
     shutil.copytree(package_dir, output_dir / package, ignore=_IGNORED, dirs_exist_ok=True)
 
 

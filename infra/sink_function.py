@@ -28,7 +28,7 @@ from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_secretsmanager as secretsmanager
 from constructs import Construct
 
-from infra.bundling import build_function_asset
+from infra.bundling import build_function_asset, check_wheelhouse
 from infra.config import (
     Architecture,
     AuthMode,
@@ -141,7 +141,7 @@ class SinkFunction(Construct):
             runtime=RUNTIME,
             architecture=_ARCHITECTURES[config.architecture],
             handler=HANDLER,
-            code=function_code(config.architecture),
+            code=self._code(config.architecture),
             memory_size=config.memory_mb,
             timeout=Duration.seconds(config.timeout_seconds),
             reserved_concurrent_executions=config.reserved_concurrency,
@@ -162,6 +162,12 @@ class SinkFunction(Construct):
             ),
         )
         self.mappings = self._add_event_sources(source, dead_letter_bucket)
+
+    def _code(self, architecture: Architecture) -> lambda_.Code:
+        # Checked here, in Python, so a missing wheel is one line rather than a jsii traceback.
+        if Stack.of(self).bundling_required:
+            check_wheelhouse(ASSET_DIR / "requirements.txt", architecture)
+        return function_code(architecture)
 
     def _add_event_sources(
         self, source: SourceConfig, bucket: s3.IBucket

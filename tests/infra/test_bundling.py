@@ -14,9 +14,9 @@ import pytest
 import infra.bundling
 from infra.bundling import (
     REQUIREMENTS,
-    WHEELHOUSE,
     BundlingError,
     build_function_asset,
+    check_wheelhouse,
     download,
     install,
     main,
@@ -29,7 +29,7 @@ from infra.sink_function import ASSET_DIR, PACKAGE
 @pytest.fixture(scope="module")
 def bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("asset")
-    build_function_asset(ASSET_DIR, PACKAGE, out)
+    build_function_asset(ASSET_DIR, PACKAGE, out, Architecture.ARM64)
     return out
 
 
@@ -146,7 +146,7 @@ def test_bundling_refuses_a_version_other_than_the_downloaded_one(tmp_path: Path
     # WHEN it is installed
     # THEN bundling asks for `make install` instead of reaching for the network
     with pytest.raises(BundlingError, match="make install"):
-        install(requirements, WHEELHOUSE, Architecture.ARM64, tmp_path / "out")
+        install(requirements, Architecture.ARM64, tmp_path / "out")
 
 
 def test_bundling_refuses_a_missing_distribution(tmp_path: Path) -> None:
@@ -156,15 +156,18 @@ def test_bundling_refuses_a_missing_distribution(tmp_path: Path) -> None:
     # WHEN it is installed
     # THEN the error names it
     with pytest.raises(BundlingError, match="no-such-distribution"):
-        install(requirements, WHEELHOUSE, Architecture.ARM64, tmp_path / "out")
+        install(requirements, Architecture.ARM64, tmp_path / "out")
 
 
-def test_bundling_without_a_wheelhouse_asks_for_make_install(tmp_path: Path) -> None:
-    # GIVEN no wheelhouse (a fresh clone before `make install`)
-    # WHEN the asset is built
-    # THEN the error says what to run
-    with pytest.raises(BundlingError, match=r"no arm64 wheels in .*: run `make install`"):
-        build_function_asset(ASSET_DIR, PACKAGE, tmp_path / "out", wheelhouse=tmp_path)
+def test_bundling_checks_the_wheelhouse_has_every_pin(tmp_path: Path) -> None:
+    # GIVEN the real wheelhouse, and a requirements file pinning one version it lacks
+    requirements = tmp_path / "requirements.txt"
+    requirements.write_text(REQUIREMENTS.read_text(encoding="utf-8") + "jmespath==0.0.1\n")
+    # WHEN each is checked before bundling
+    check_wheelhouse(REQUIREMENTS, Architecture.X86_64)
+    # THEN the shipped pins pass, and the missing one is named with what to run
+    with pytest.raises(BundlingError, match=r"^jmespath==0\.0\.1: not in the x86_64 wheelhouse"):
+        check_wheelhouse(requirements, Architecture.X86_64)
 
 
 def fake_wheel(index: Path, name: str, version: str, tag: str, requires: str = "") -> None:
