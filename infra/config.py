@@ -1,37 +1,53 @@
 """Deployment settings: CDK context keys validated once into frozen, typed models (pydantic).
 
-A field per key: its alias is the cdk.json key and its docstring the key's description. A wrong
-value raises `ConfigError`, one line naming the key and what is allowed, before any construct is
-built. The keys that are the function's own settings are read by the function's own parser.
+A field per key (its alias is the cdk.json key; the README configuration table describes it). A
+wrong value raises `ConfigError`, one line naming the key and what is allowed, before any
+construct is built. The keys that are the function's own settings are read by its own parser.
 """
 
 from __future__ import annotations
 
-import difflib
-import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from enum import StrEnum
-from types import UnionType
-from typing import Annotated, Any, Final, Union, get_args, get_origin
+from typing import Annotated, Final
 
 from annotated_types import Interval
 from pydantic import (
     AfterValidator,
-    BaseModel,
     BeforeValidator,
-    ConfigDict,
     Field,
     PlainValidator,
     ValidationError,
-    ValidationInfo,
-    field_validator,
     model_validator,
 )
-from pydantic.alias_generators import to_camel, to_snake
+from pydantic.alias_generators import to_snake
 
+from infra.context import (
+    GROUP_ID,
+    Account,
+    ContextModel,
+    Email,
+    FilterPatterns,
+    GroupId,
+    GroupMap,
+    KmsKeyArn,
+    Namespace,
+    Region,
+    SecretArn,
+    ServiceName,
+    StackName,
+    StreamArn,
+    StreamName,
+    TopicNames,
+    UnixSeconds,
+    Url,
+    given,
+    one_line,
+    unknown_key,
+)
+from infra.context import ConfigError as ConfigError  # what SinkConfig.from_context raises
 from msk_kinesis_sink.errors import ConfigurationError
 from msk_kinesis_sink.limits import DEFAULT_MAX_RECORD_BYTES, MAX_RECORD_BYTES_CEILING
 from msk_kinesis_sink.settings import Aggregation, PartitionKeyMode, RecordFormat, Settings
@@ -62,16 +78,9 @@ _CLUSTER_ARN = re.compile(
     r"^arn:(?P<partition>aws[a-z-]*):kafka:(?P<region>[a-z]{2}(-[a-z]+)+-\d):(?P<account>\d{12}):"
     r"cluster/(?P<name>[A-Za-z0-9-]{1,64})/(?P<uuid>[A-Za-z0-9-]{1,64})$"
 )
-# Kafka allows 1-249 of [a-zA-Z0-9._-]; an ESM's Topics also wants 2+ characters, no leading dot.
-_TOPIC = re.compile(r"^[a-zA-Z0-9_-][a-zA-Z0-9._-]{1,248}$")
-_GROUP_ID = re.compile(r"^[a-zA-Z0-9\-/*:_+=.@]+$")
 # A complete secret ARN ends in the 6 random characters Secrets Manager appends to the name.
 _COMPLETE_SECRET_SUFFIX = re.compile(r"-[A-Za-z0-9]{6}$")
-_INTEGER = re.compile(r"-?\d+")
-_REGION = r"[a-z]{2}(-[a-z]+)+-\d"
 
-# Context CDK itself (or its CLI) keeps beside ours, and "//" comments; any other key is a typo.
-_FOREIGN_PREFIXES: Final = ("@", "aws:", "aws-cdk:", "cdk", "acknowledged-issue-numbers", "//")
 # Keys that are the function's own settings: key -> (its variable, the Settings attribute).
 SINK_SETTINGS: Final[Mapping[str, tuple[str, str]]] = {
     "recordFormat": ("RECORD_FORMAT", "record_format"),
@@ -89,10 +98,6 @@ _KEY_OF_VARIABLE: Final = {
     "POWERTOOLS_LOG_LEVEL": "logLevel",
     **{variable: key for key, (variable, _) in SINK_SETTINGS.items()},
 }
-
-
-class ConfigError(ValueError):
-    """A context key holds a value the stack cannot be built from."""
 
 
 class StartingPosition(StrEnum):
@@ -176,103 +181,6 @@ class TopicSource:
     consumer_group_id: str
 
 
-# Field validators. A ValueError's text follows the key in the message (`batchSize` + `=0 is
-# ...`); a ConfigError is the whole message, naming its keys itself.
-
-
-def _matching(pattern: str, what: str) -> BeforeValidator:
-    regex = re.compile(f"^{pattern}$")
-
-    def check(value: object) -> object:
-        if not isinstance(value, str) or not regex.match(value):
-            raise ValueError(f"={value!r} is not {what}")
-        return value
-
-    return BeforeValidator(check)
-
-
-def _arn(service: str, resource: str) -> str:
-    return rf"arn:aws[a-z-]*:{service}:{_REGION}:\d{{12}}:{resource}"
-
-
-StackName = Annotated[str, _matching(r"[A-Za-z][A-Za-z0-9-]{0,127}", "a stack name")]
-Account = Annotated[str, _matching(r"\d{12}", "a 12-digit AWS account id")]
-Region = Annotated[str, _matching(_REGION, "an AWS region such as eu-west-1")]
-GroupId = Annotated[str, _matching(_GROUP_ID.pattern[1:-1], "a group id (a-z A-Z 0-9 -/*_+=.@)")]
-SecretArn = Annotated[
-    str,
-    _matching(_arn("secretsmanager", "secret:[A-Za-z0-9/_+=.@-]+"), "a Secrets Manager secret ARN"),
-]
-KmsKeyArn = Annotated[str, _matching(_arn("kms", "key/[a-f0-9-]{36}"), "a KMS key ARN")]
-StreamArn = Annotated[
-    str, _matching(_arn("kinesis", "stream/[a-zA-Z0-9_.-]{1,128}"), "a Kinesis stream ARN")
-]
-StreamName = Annotated[
-    str, _matching(r"[a-zA-Z0-9_.-]{1,128}", "a stream name (1-128 of a-zA-Z0-9_.-)")
-]
-ServiceName = Annotated[str, _matching(r"[A-Za-z0-9_.-]{1,128}", "1-128 of A-Z a-z 0-9 _ . -")]
-Namespace = Annotated[str, _matching(r"[A-Za-z0-9_.#:/-]{1,255}", "a CloudWatch namespace")]
-Email = Annotated[str, _matching(r"[^@\s]+@[^@\s]+\.[^@\s]+", "an e-mail address")]
-# 500: keeps alarm descriptions within 1,024 characters.
-Url = Annotated[
-    str,
-    _matching(
-        r"https?://[^\s#]{1,500}", "an http(s) URL of at most 500 characters, without #fragment"
-    ),
-]
-
-
-def _json(value: object, what: str) -> object:
-    """A value from cdk.json, or the same as a JSON string from `-c key=...`."""
-    try:
-        return json.loads(value) if isinstance(value, str) else value
-    except json.JSONDecodeError:
-        raise ValueError(f" is not valid JSON ({what})") from None
-
-
-def _topic_names(value: object) -> tuple[str, ...]:
-    if isinstance(value, str):
-        value = [part for part in value.split(",") if part.strip()]
-    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
-        raise ValueError(f"={value!r} must be a list of strings or a comma-separated string")
-    if not value:
-        raise ValueError(" is required: one or more Kafka topic names")
-    topics = tuple(item.strip() for item in value)
-    for topic in topics:
-        if not _TOPIC.match(topic):
-            raise ValueError(
-                f": {topic!r} is not a topic name an event source mapping accepts"
-                " (2-249 of a-z A-Z 0-9 . _ -, not starting with '.')"
-            )
-    if len(set(topics)) != len(topics):
-        raise ValueError(f": {list(topics)!r} lists a topic twice")
-    return topics
-
-
-def _group_map(value: object) -> dict[str, str]:
-    groups = _json(value, "a JSON object of strings (topic -> group id)")
-    if not isinstance(groups, dict) or not all(
-        isinstance(k, str) and isinstance(v, str) for k, v in groups.items()
-    ):
-        raise ValueError(" must be a JSON object of strings (topic -> group id)")
-    return {k.strip(): v.strip() for k, v in groups.items()}
-
-
-def _unix_seconds(value: object) -> int:
-    seconds = value if isinstance(value, int) and not isinstance(value, bool) else None
-    if isinstance(value, str):
-        try:
-            parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-            seconds = int((parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).timestamp())
-        except ValueError:
-            pass
-    if seconds is None:
-        raise ValueError(f"={value!r} is neither an ISO-8601 time nor Unix seconds")
-    if seconds <= 0:
-        raise ValueError(f"={value!r} must be after 1970-01-01")
-    return seconds
-
-
 def _finite_retries(value: object) -> object:
     if value == -1:
         raise ValueError(
@@ -289,80 +197,35 @@ def _record_age(value: int | None) -> int | None:
     return None if value == -1 else value
 
 
-def _filter_patterns(value: object) -> tuple[dict[str, Any], ...]:
-    patterns = _json(value, "a list of filter patterns")
-    patterns = [patterns] if isinstance(patterns, dict) else patterns
-    if not isinstance(patterns, list) or not all(isinstance(p, dict) for p in patterns):
-        raise ValueError(" must be a list of filter patterns (JSON objects)")
-    # Event filtering: at most 5 filter patterns per event source mapping (default quota).
-    if len(patterns) > 5:
-        raise ValueError(f" has {len(patterns)} patterns (allowed: at most 5)")
-    if not all(patterns):
-        raise ValueError(": an empty pattern would match every record; remove it")
-    return tuple(patterns)
-
-
 def _log_retention(days: int) -> int:
     if days not in LOG_RETENTION_DAYS:
         raise ValueError(f"={days} is not one of: {', '.join(map(str, LOG_RETENTION_DAYS))}")
     return days
 
 
-class _Keys(BaseModel):
-    """A group of context keys: camelCase aliases, nothing unknown, values as `-c` gives them."""
-
-    model_config = ConfigDict(
-        frozen=True,
-        strict=True,
-        extra="forbid",
-        alias_generator=to_camel,
-        use_attribute_docstrings=True,
-    )
-
-    @field_validator("*", mode="before")
-    @classmethod
-    def _from_text(cls, value: object, info: ValidationInfo) -> object:
-        """`-c key=value` hands every value over as a string: read digits, true/false, choices."""
-        annotation = cls.model_fields[str(info.field_name)].annotation
-        if not isinstance(value, str):
-            return value
-        if _value_type(annotation) is int and _INTEGER.fullmatch(value):
-            return int(value)
-        if _value_type(annotation) is bool and value.lower() in ("true", "false"):
-            return value.lower() == "true"
-        return next((m for m in _choices(annotation) if m.value.lower() == value.lower()), value)
-
-
-class SourceConfig(_Keys):
+class SourceConfig(ContextModel):
     """Where records come from and how the event source mappings read them."""
 
     cluster: Annotated[MskCluster, PlainValidator(MskCluster.from_arn)] = Field(alias="clusterArn")
     """ARN of the MSK cluster (provisioned or serverless)"""
-    topic_names: Annotated[tuple[str, ...], BeforeValidator(_topic_names)] = Field(alias="topics")
+    topic_names: TopicNames = Field(alias="topics")
     """topic(s) to republish: a list, or comma-separated; one event source mapping each"""
     consumer_group_id: GroupId = "msk-kinesis-sink"
     """group prefix: the mapping of topic T joins <consumerGroupId>-T"""
-    consumer_groups: Annotated[dict[str, str], BeforeValidator(_group_map)] = {}
+    consumer_groups: GroupMap = Field(default_factory=dict)
     """explicit group per topic (JSON object topic -> group), e.g. to keep a group"""
     starting_position: StartingPosition = StartingPosition.TRIM_HORIZON
-    """TRIM_HORIZON, LATEST or AT_TIMESTAMP (for a new consumer group)"""
-    starting_position_timestamp: Annotated[int | None, BeforeValidator(_unix_seconds)] = None
-    """with AT_TIMESTAMP: ISO-8601 time or Unix seconds"""
+    starting_position_timestamp: UnixSeconds | None = None
     auth: AuthMode = Field(AuthMode.IAM, alias="authentication")
-    """iam, sasl_scram or mtls"""
     auth_secret_arn: SecretArn | None = None
     """Secrets Manager ARN: SCRAM login (AmazonMSK_...) or mTLS client certificate"""
     auth_secret_kms_key_arn: KmsKeyArn | None = None
     """customer managed KMS key ARN that encrypts authSecretArn"""
     batch_size: Annotated[int, Interval(ge=1, le=MAX_BATCH_SIZE)] = 500
-    """records per invocation"""
     batching_window_seconds: Annotated[int, Interval(ge=0, le=300)] = 1  # AWS: 0-300 s
-    """max wait to fill a batch, s"""
     # ProvisionedPollerConfig: MinimumPollers 1-200, MaximumPollers 1-2,000.
     min_pollers: Annotated[int, Interval(ge=1, le=200)] = 1
-    """provisioned pollers, minimum"""
     max_pollers: Annotated[int, Interval(ge=1, le=2_000)] = 10
-    """provisioned pollers, maximum (>= minPollers)"""
     retry_attempts: Annotated[
         int, BeforeValidator(_finite_retries), Interval(ge=0, le=MAX_RETRY_ATTEMPTS)
     ] = 10
@@ -372,9 +235,7 @@ class SourceConfig(_Keys):
     ] = None
     """discard (to S3) records older than this; -1 = never, or 60-604800"""
     bisect_on_error: bool = True
-    """split a batch in two when the function errors (true/false)"""
-    filters: Annotated[tuple[dict[str, Any], ...], BeforeValidator(_filter_patterns)] = ()
-    """event filter patterns (JSON objects), at most 5"""
+    filters: FilterPatterns = ()
 
     @property
     def topics(self) -> tuple[TopicSource, ...]:
@@ -397,7 +258,7 @@ class SourceConfig(_Keys):
         for source in self.topics:
             key = "consumerGroups" if source.topic in self.consumer_groups else "consumerGroupId"
             group = source.consumer_group_id
-            if not _GROUP_ID.match(group):
+            if not GROUP_ID.match(group):
                 raise ConfigError(f"{key}: {group!r} is not a group id (a-z A-Z 0-9 -/*_+=.@)")
             # AWS: "Monitor consumer lags": MSK emits no consumer-lag metrics for such a group.
             if ":" in group:
@@ -463,7 +324,7 @@ class SourceConfig(_Keys):
         return self
 
 
-class StreamConfig(_Keys):
+class StreamConfig(ContextModel):
     """The target stream: created here (encrypted with a new key) or imported by ARN."""
 
     existing_arn: StreamArn | None = Field(None, alias="streamArn")
@@ -471,21 +332,16 @@ class StreamConfig(_Keys):
     existing_kms_key_arn: KmsKeyArn | None = Field(None, alias="streamKmsKeyArn")
     """with streamArn: the customer managed key encrypting it"""
     name: StreamName | None = Field(None, alias="streamName")
-    """name of the stream to create (default: generated)"""
     mode: StreamMode = Field(StreamMode.ON_DEMAND, alias="streamMode")
-    """on_demand or provisioned (for a created stream)"""
     # The default account quota is far below it; the API ceiling is 100,000 shards.
     shard_count: Annotated[int | None, Interval(ge=1, le=100_000)] = None
-    """shards of a provisioned stream"""
     # Kinesis retention: 24-8,760 hours (365 days).
     retention_hours: Annotated[int, Interval(ge=24, le=8_760)] = Field(
         24, alias="streamRetentionHours"
     )
-    """retention of a created stream, hours"""
     max_record_size_kib: Annotated[
         int, Interval(ge=MIN_RECORD_SIZE_KIB, le=MAX_RECORD_SIZE_KIB)
     ] = Field(MIN_RECORD_SIZE_KIB, alias="streamMaxRecordSizeKiB")
-    """max record size of the stream, KiB"""
 
     @model_validator(mode="after")
     def _created_or_imported(self) -> StreamConfig:
@@ -505,46 +361,34 @@ class StreamConfig(_Keys):
         return self
 
 
-class FunctionConfig(_Keys):
+class FunctionConfig(ContextModel):
     """The sink function, and the sink's own settings as its parser reads them."""
 
     # Lambda memory: 128-10,240 MB; timeout: 1-900 s. Any timeout works with any
     # kinesisTimeoutSeconds: the function bounds each request by the time the invocation has left.
     memory_mb: Annotated[int, Interval(ge=128, le=10_240)] = Field(1024, alias="functionMemoryMb")
-    """function memory, MB"""
     timeout_seconds: Annotated[int, Interval(ge=1, le=900)] = Field(
         120, alias="functionTimeoutSeconds"
     )
-    """function timeout, s"""
     architecture: Architecture = Architecture.ARM64
-    """arm64 or x86_64"""
     reserved_concurrency: Annotated[int | None, Interval(ge=1, le=10_000)] = None
     """reserved concurrency (empty = unreserved)"""
     log_retention_days: Annotated[
         int, Interval(ge=1, le=LOG_RETENTION_DAYS[-1]), AfterValidator(_log_retention)
     ] = 30
-    """function log retention (a CloudWatch Logs retention value)"""
     log_level: LogLevel = LogLevel.INFO
     """the function's own log level (POWERTOOLS_LOG_LEVEL): DEBUG, INFO, WARNING, ERROR"""
     service_name: ServiceName = "msk-kinesis-sink"
     """Powertools service name (the `service` metric dimension)"""
     metrics_namespace: Namespace = "MskKinesisSink"
-    """CloudWatch namespace of the function's own metrics"""
     # The function's own settings (SINK_SETTINGS): its parser gives their values and defaults.
     record_format: RecordFormat
-    """Kinesis record data: raw (the Kafka value) or envelope (JSON with metadata)"""
     partition_key: PartitionKeyMode
-    """Kinesis partition key from the Kafka key or partition: key or partition"""
     aggregation: Aggregation
-    """pack same-key runs into aggregated records: off or on"""
     max_concurrency: int
-    """parallel PutRecords calls per invocation"""
     kinesis_timeout_seconds: float
-    """connect/read timeout of one Kinesis call"""
     retry_base_ms: int
-    """first retry backoff of throttled records, ms"""
     retry_max_ms: int
-    """backoff ceiling, ms (>= retryBaseMs)"""
 
     @model_validator(mode="before")
     @classmethod
@@ -560,11 +404,10 @@ class FunctionConfig(_Keys):
         }
 
 
-class AlarmConfig(_Keys):
+class AlarmConfig(ContextModel):
     """Where alarms go, what trips them, and where their runbook lives."""
 
     email: Email | None = Field(None, alias="alarmEmail")
-    """e-mail address subscribed to the alarm topic (empty = none)"""
     offset_lag_threshold: Annotated[int, Interval(ge=1, le=10**12)] = Field(
         10_000, alias="offsetLagAlarmThreshold"
     )
@@ -577,7 +420,7 @@ class AlarmConfig(_Keys):
     """URL of docs/runbook.md as your team reads it; alarm descriptions link into it"""
 
 
-_SECTIONS: Final[Mapping[str, type[_Keys]]] = {
+_SECTIONS: Final[Mapping[str, type[ContextModel]]] = {
     "source": SourceConfig,
     "stream": StreamConfig,
     "function": FunctionConfig,
@@ -585,18 +428,16 @@ _SECTIONS: Final[Mapping[str, type[_Keys]]] = {
 }
 
 
-class SinkConfig(_Keys):
+class SinkConfig(ContextModel):
     """The whole deployment, validated."""
 
     stack_name: StackName = "MskKinesisSink"
-    """CloudFormation stack name"""
     account: Account | None = None
     """AWS account to pin the stack to (12 digits); empty = environment-agnostic"""
     region: Region | None = None
     """AWS region to pin the stack to; must match the cluster's region when set"""
     # S3 lifecycle expiration: 1 day to 10 years.
     dead_letter_retention_days: Annotated[int, Interval(ge=1, le=3_650)] = 90
-    """days dead letters are kept"""
     source: SourceConfig
     stream: StreamConfig
     function: FunctionConfig
@@ -608,25 +449,20 @@ class SinkConfig(_Keys):
         try:
             return cls.model_validate(dict(context))
         except ValidationError as error:
-            raise ConfigError(_message(error)) from None
+            raise ConfigError(one_line(error, _FIELDS)) from None
 
     @model_validator(mode="before")
     @classmethod
     def _sections(cls, context: dict[str, object]) -> dict[str, object]:
         """cdk.json's context is flat: each section gets its keys; unknown keys stay here."""
-        given = {
-            key: value.strip() if isinstance(value, str) else value
-            for key, value in context.items()
-            if not key.startswith(_FOREIGN_PREFIXES) and value is not None
-        }
-        given = {key: value for key, value in given.items() if value != ""}
-        if clash := sorted(set(given) & set(_SECTIONS)):
-            raise ConfigError(_unknown_key(clash[0]))
+        values = given(context)
+        if clash := sorted(set(values) & set(_SECTIONS)):
+            raise ConfigError(unknown_key(clash[0], _FIELDS))
         sections = {
-            name: {k: given.pop(k) for k in _aliases(m) & set(given)}
+            name: {k: values.pop(k) for k in set(m.keys()) & set(values)}
             for name, m in _SECTIONS.items()
         }
-        return given | sections
+        return values | sections
 
     @model_validator(mode="after")
     def _one_region(self) -> SinkConfig:
@@ -661,62 +497,9 @@ def _as_text(value: object) -> str:
     return f"{value:g}" if isinstance(value, float) else str(value)
 
 
-def _value_type(annotation: object) -> object:
-    """int for `int | None` and `Annotated[int, ...]`: what a text value should become."""
-    while get_origin(annotation) in (Union, UnionType, Annotated):
-        annotation = next(a for a in get_args(annotation) if a is not type(None))
-    return annotation
-
-
-def _choices(annotation: object) -> tuple[StrEnum, ...]:
-    kind = _value_type(annotation)
-    return tuple(kind) if isinstance(kind, type) and issubclass(kind, StrEnum) else ()
-
-
-def _aliases(model: type[BaseModel]) -> set[str]:
-    return {str(field.alias) for field in model.model_fields.values()}
-
-
-def _unknown_key(key: str) -> str:
-    close = difflib.get_close_matches(key, list(CONTEXT_KEYS), n=1)
-    hint = f" (did you mean {close[0]!r}?)" if close else ""
-    return f"unknown context key {key!r}{hint}; see README configuration"
-
-
-def _message(error: ValidationError) -> str:
-    """The first problem as one line: the key, the value, and what is allowed."""
-    first = error.errors()[0]
-    kind, value = first["type"], first.get("input")
-    key = str(first["loc"][-1]) if first["loc"] else ""
-    cause = first.get("ctx", {}).get("error")
-    if isinstance(cause, ValueError):
-        return str(cause) if isinstance(cause, ConfigError) else f"{key}{cause}"
-    if kind == "extra_forbidden":
-        return _unknown_key(key)
-    field = _FIELDS.get(key)
-    if field is None:
-        return f"{key}={value!r}: {first['msg']}"
-    bounds = next((f"{m.ge}-{m.le}" for m in field.metadata if isinstance(m, Interval)), "")
-    choices = ", ".join(member.value for member in _choices(field.annotation))
-    if kind == "missing":
-        return f"{key} is required ({field.description})"
-    if kind == "int_type":
-        return f"{key}={value!r} is not an integer (allowed: {bounds})"
-    if kind in ("greater_than_equal", "less_than_equal"):
-        return f"{key}={value} is out of range (allowed: {bounds})"
-    if kind == "is_instance_of" and choices:
-        return f"{key}={value!r} is not one of: {choices}"
-    if kind == "bool_type":
-        return f"{key}={value!r} is not true or false"
-    return f"{key}={value!r}: {first['msg']}"
-
-
-_MODELS: Final[tuple[type[_Keys], ...]] = (SinkConfig, *_SECTIONS.values())
+_MODELS: Final[tuple[type[ContextModel], ...]] = (SinkConfig, *_SECTIONS.values())
 _FIELDS: Final = {
-    str(field.alias): field
-    for model in _MODELS
-    for field in model.model_fields.values()
-    if field.description
+    key: field for model in _MODELS for key, field in model.keys().items() if key not in _SECTIONS
 }
-# key -> one-line description; the README configuration table follows this list.
-CONTEXT_KEYS: Final[Mapping[str, str]] = {key: str(f.description) for key, f in _FIELDS.items()}
+# Every key; the README configuration table describes each one.
+CONTEXT_KEYS: Final = tuple(_FIELDS)
