@@ -19,13 +19,17 @@ WHEELHOUSE := .build/wheelhouse
 help: ## List targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
 
-$(VENV)/.installed: requirements.txt requirements-dev.txt lambda/requirements.txt pyproject.toml
+$(VENV)/.installed: requirements.txt requirements-dev.txt lambda/requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	touch $@
+
+# The function's package (lambda/msk_kinesis_sink), importable from anywhere, edits seen at once.
+$(VENV)/.editable: pyproject.toml $(VENV)/.installed
 	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps --editable .
 	touch $@
 
-$(WHEELHOUSE)/.downloaded: lambda/requirements.txt infra/bundling.py | $(VENV)/.installed
+$(WHEELHOUSE)/.downloaded: lambda/requirements.txt infra/bundling.py | $(VENV)/.editable
 	$(PY) -m infra.bundling download
 	touch $@
 
@@ -33,7 +37,7 @@ node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
-install: $(VENV)/.installed $(WHEELHOUSE)/.downloaded node_modules/.installed ## Create .venv, the function's wheelhouse and node_modules (pinned)
+install: $(VENV)/.editable $(WHEELHOUSE)/.downloaded node_modules/.installed ## Create .venv, the function's wheelhouse and node_modules (pinned)
 
 test: install ## Run the whole test suite (unit, integration, e2e, infra)
 	$(PY) -m pytest
