@@ -64,6 +64,7 @@ MAX_RETRY_ATTEMPTS: Final = 10_000
 INFINITE_RETRIES_CAP: Final = 10
 # MaximumRecordAgeInSeconds: -1 (infinite) or 60-604,800 s (7 days).
 MIN_RECORD_AGE_SECONDS: Final = 60
+MAX_RECORD_AGE_SECONDS: Final = 604_800
 # KafkaConsumerGroupId: 1-200 characters of [a-zA-Z0-9-/*:_+=.@-].
 MAX_CONSUMER_GROUP_ID_CHARS: Final = 200
 # CloudWatch Logs accepts only these retention periods (days).
@@ -193,7 +194,10 @@ def _finite_retries(value: object) -> object:
 
 def _record_age(value: int | None) -> int | None:
     if value is not None and 0 <= value < MIN_RECORD_AGE_SECONDS:
-        raise ValueError(f"={value} is out of range (allowed: -1, or 60-604800)")
+        raise ValueError(
+            f"={value} is out of range"
+            f" (allowed: -1, or {MIN_RECORD_AGE_SECONDS}-{MAX_RECORD_AGE_SECONDS})"
+        )
     return None if value == -1 else value
 
 
@@ -231,7 +235,7 @@ class SourceConfig(ContextModel):
     ] = 10
     """retries of a failing batch before it goes to S3"""
     max_record_age_seconds: Annotated[
-        int | None, Interval(ge=-1, le=604_800), AfterValidator(_record_age)
+        int | None, Interval(ge=-1, le=MAX_RECORD_AGE_SECONDS), AfterValidator(_record_age)
     ] = None
     """discard (to S3) records older than this; -1 = never, or 60-604800"""
     bisect_on_error: bool = True
