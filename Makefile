@@ -11,6 +11,8 @@ export PYTHONDONTWRITEBYTECODE := 1
 CDK := npx --no-install cdk
 CDK_FLAGS := --no-notices
 CDK_OUT ?= cdk.out
+# The function's wheels for Lambda, one folder per architecture (infra/bundling.py's WHEELHOUSE).
+WHEELHOUSE := .build/wheelhouse
 
 .PHONY: help install test unit lint format demo synth deploy diff bench audit clean
 
@@ -22,11 +24,20 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt lambda/requirements.tx
 	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 	touch $@
 
+# The function's package (lambda/msk_kinesis_sink), importable from anywhere, edits seen at once.
+$(VENV)/.editable: pyproject.toml $(VENV)/.installed
+	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps --editable .
+	touch $@
+
+$(WHEELHOUSE)/.downloaded: lambda/requirements.txt infra/bundling.py | $(VENV)/.editable
+	$(PY) -m infra.bundling download
+	touch $@
+
 node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
-install: $(VENV)/.installed node_modules/.installed ## Create .venv and node_modules (pinned)
+install: $(VENV)/.editable $(WHEELHOUSE)/.downloaded node_modules/.installed ## Create .venv, the function's wheelhouse and node_modules (pinned)
 
 test: install ## Run the whole test suite (unit, integration, e2e, infra)
 	$(PY) -m pytest
@@ -62,6 +73,7 @@ deploy: install ## cdk deploy (needs AWS credentials)
 bench: install ## Benchmarks (never gate CI): writes bench/results/latest.json
 	test -x bench/.venv/bin/python || $(PYTHON) -m venv bench/.venv
 	bench/.venv/bin/pip install --quiet --disable-pip-version-check -r bench/requirements.txt
+	bench/.venv/bin/pip install --quiet --disable-pip-version-check --no-deps --editable .
 	bench/.venv/bin/python -m bench.run $(BENCH_ARGS)
 
 clean: ## Remove build outputs (keeps .venv and node_modules)

@@ -8,6 +8,7 @@ import sys
 import aws_cdk as cdk
 from cdk_nag import AwsSolutionsChecks
 
+from infra.bundling import BundlingError
 from infra.config import ConfigError, SinkConfig
 from infra.stack import MskKinesisSinkStack
 
@@ -16,16 +17,17 @@ def main() -> None:
     app = cdk.App()
     try:
         config = SinkConfig.from_context(app.node.get_all_context())
-    except ConfigError as error:
-        print(f"configuration error: {error}", file=sys.stderr)
+        # Environment-agnostic unless the account or region is pinned in context.
+        env = (
+            cdk.Environment(account=config.account, region=config.region)
+            if config.account or config.region
+            else None
+        )
+        MskKinesisSinkStack(app, config.stack_name, config=config, env=env)
+    except (ConfigError, BundlingError) as error:
+        kind = "configuration" if isinstance(error, ConfigError) else "bundling"
+        print(f"{kind} error: {error}", file=sys.stderr)
         raise SystemExit(1) from None
-    # Environment-agnostic unless the account or region is pinned in context.
-    env = (
-        cdk.Environment(account=config.account, region=config.region)
-        if config.account or config.region
-        else None
-    )
-    MskKinesisSinkStack(app, config.stack_name, config=config, env=env)
     # Unacknowledged findings fail the synth; acknowledgements live beside their resources.
     cdk.Validations.of(app).add_plugins(AwsSolutionsChecks(app))
     app.synth()

@@ -1,30 +1,41 @@
-"""Function asset bundling without Docker: the package plus its pinned dependencies, from .venv.
+"""The function's dependencies as wheels: fetched for Lambda by `make install`, installed at synth.
 
-The function's dependencies (lambda/requirements.txt, pure Python) are copied from the installed
-distributions that the test suite runs against, so the deployed code is byte-for-byte what was
-tested, and synth needs neither Docker nor the network.
+`make install` runs `python -m infra.bundling download`: pip fetches the wheels of
+lambda/requirements.txt (binary only) for the Lambda runtime's Python on each architecture into
+.build/wheelhouse/<architecture>/. Synth installs from there with `pip install --no-index
+--target`, so the asset needs neither Docker nor the network, and holds what the platform runs.
 """
 
 from __future__ import annotations
 
+import argparse
+import os
 import re
 import shutil
-from collections.abc import Iterable
-from importlib import metadata
+import subprocess
+import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Final
 
-import jsii
-from aws_cdk import ILocalBundling
+from infra.config import Architecture
 
+REPO: Final = Path(__file__).resolve().parent.parent
+REQUIREMENTS: Final = REPO / "lambda" / "requirements.txt"
+WHEELHOUSE = REPO / ".build" / "wheelhouse"
+# The function's runtime (infra.sink_function.RUNTIME): Python 3.14 on Amazon Linux 2023, whose
+# glibc 2.34 runs manylinux wheels up to manylinux_2_34 (AWS: "Working with .zip file archives
+# for Python Lambda functions" installs with --platform, --only-binary=:all: and --target).
+PYTHON_VERSION: Final = "3.14"
+_MACHINES: Final = {Architecture.ARM64: "aarch64", Architecture.X86_64: "x86_64"}
 # Files never shipped: bytecode is rebuilt by the runtime, and the package's tests stay home.
 _IGNORED: Final = shutil.ignore_patterns("__pycache__", "*.pyc", "*.pyo", "tests")
-_PIN: Final = re.compile(r"^\s*(?P<name>[A-Za-z0-9_.-]+)\s*==\s*(?P<version>[^\s;#]+)")
-_REQUIREMENT_NAME: Final = re.compile(r"^\s*(?P<name>[A-Za-z0-9_.-]+)")
+_PIN: Final = re.compile(r"^(?P<name>[A-Za-z0-9_.-]+)\s*==\s*(?P<version>[^\s;#]+)")
+_WHEEL: Final = re.compile(r"^(?P<name>[^-]+)-(?P<version>[^-]+)-.*\.whl$")
 
 
 class BundlingError(RuntimeError):
-    """The function asset cannot be built from the installed environment."""
+    """The function's wheels cannot be fetched, or the asset cannot be built from them."""
 
 
 def _normalise(name: str) -> str:
@@ -48,81 +59,107 @@ def pinned_requirements(requirements_file: Path) -> dict[str, str]:
     return pins
 
 
-def _runtime_requirements(dist: metadata.Distribution) -> Iterable[str]:
-    """Names a distribution needs at run time, without optional extras."""
-    for requirement in dist.requires or ():
-        _, _, marker = requirement.partition(";")
-        if "extra" in marker:
-            continue
-        match = _REQUIREMENT_NAME.match(requirement)
-        if match is not None:
-            yield _normalise(match.group("name"))
+def platform_args(architecture: Architecture) -> list[str]:
+    """pip options that choose wheels for the Lambda runtime on `architecture`, binary only."""
+    machine = _MACHINES[architecture]
+    # pip matches each --platform tag as given (no newer manylinux implies an older one).
+    tags = [f"manylinux2014_{machine}", *(f"manylinux_2_{n}_{machine}" for n in range(17, 35))]
+    args = ["--only-binary=:all:", "--implementation", "cp", "--python-version", PYTHON_VERSION]
+    return args + [arg for tag in tags for arg in ("--platform", tag)]
 
 
-def resolve_distributions(pins: dict[str, str]) -> list[metadata.Distribution]:
-    """The pinned distributions and everything they need, as installed; versions checked."""
-    resolved: dict[str, metadata.Distribution] = {}
-    pending = list(pins)
-    while pending:
-        name = pending.pop()
-        if name in resolved:
-            continue
-        try:
-            dist = metadata.distribution(name)
-        except metadata.PackageNotFoundError:
+def download(requirements: Path, wheelhouse: Path, architecture: Architecture) -> Path:
+    """Fetch the wheels of `requirements` and of what they need; every one must be pinned."""
+    pins = pinned_requirements(requirements)
+    target = wheelhouse / architecture.value
+    shutil.rmtree(target, ignore_errors=True)  # a wheel no longer pinned must not linger
+    target.mkdir(parents=True)
+    args = ["download", "--dest", str(target), *platform_args(architecture)]
+    _pip([*args, "-r", str(requirements)], architecture, isolated=False)
+    for wheel in sorted(target.glob("*.whl")):
+        match = _WHEEL.match(wheel.name)
+        assert match is not None, wheel.name
+        name, version = _normalise(match.group("name")), match.group("version")
+        if pins.get(name) != version:
             raise BundlingError(
-                f"{name} is not installed in this environment: run `make install`"
-            ) from None
-        wanted = pins.get(name)
-        if wanted is not None and dist.version != wanted:
-            raise BundlingError(
-                f"{name} {dist.version} is installed but lambda/requirements.txt pins {wanted}:"
-                " run `make install`"
+                f"the function needs {name} {version}, which {requirements.name} does not pin:"
+                f" add {name}=={version}"
             )
-        resolved[name] = dist
-        pending.extend(_runtime_requirements(dist))
-    return [resolved[name] for name in sorted(resolved)]
+    return target
 
 
-def copy_distribution(dist: metadata.Distribution, output_dir: Path) -> int:
-    """Copy a distribution's installed files (not scripts outside site-packages); count them."""
-    copied = 0
-    for file in dist.files or ():
-        relative = Path(str(file))
-        if relative.parts[0] == ".." or "__pycache__" in relative.parts:
-            continue
-        if relative.suffix in (".pyc", ".pyo"):
-            continue
-        source = Path(str(dist.locate_file(file)))
-        if not source.is_file():
-            continue
-        target = output_dir / relative
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(source, target)
-        copied += 1
-    return copied
+def check_wheelhouse(requirements: Path, architecture: Architecture) -> None:
+    """Every pin has its wheel for `architecture` in the wheelhouse, before synth bundles."""
+    source = WHEELHOUSE / architecture.value
+    wheels = (_WHEEL.match(wheel.name) for wheel in source.glob("*.whl"))
+    have = {(_normalise(m.group("name")), m.group("version")) for m in wheels if m}
+    pins = pinned_requirements(requirements)
+    missing = [
+        f"{name}=={version}" for name, version in pins.items() if (name, version) not in have
+    ]
+    if missing:
+        raise BundlingError(
+            f"{', '.join(missing)}: not in the {architecture.value} wheelhouse {source}"
+            " (run `make install`)"
+        )
 
 
-def build_function_asset(source_dir: Path, package: str, output_dir: Path) -> None:
-    """Write the function package and its pinned dependencies into output_dir."""
+def install(requirements: Path, architecture: Architecture, output_dir: Path) -> None:
+    """Install `requirements` into output_dir from the wheelhouse alone: no index, no network."""
+    source = WHEELHOUSE / architecture.value
+    args = ["install", "--no-index", "--find-links", str(source), "--target", str(output_dir)]
+    _pip([*args, "--no-compile", *platform_args(architecture), "-r", str(requirements)],
+         architecture, isolated=True)  # fmt: skip
+    # Console scripts (jmespath's jp.py) land in bin/: nothing in Lambda runs them.
+    shutil.rmtree(output_dir / "bin", ignore_errors=True)
+
+
+def build_function_asset(
+    source_dir: Path, package: str, output_dir: Path, architecture: Architecture
+) -> None:
+    """Write the function package and its pinned dependencies (for `architecture`) to output_dir."""
     package_dir = source_dir / package
     if not package_dir.is_dir():
         raise BundlingError(f"{package_dir} does not exist")
+    install(source_dir / "requirements.txt", architecture, output_dir)
     shutil.copytree(package_dir, output_dir / package, ignore=_IGNORED, dirs_exist_ok=True)
-    pins = pinned_requirements(source_dir / "requirements.txt")
-    for dist in resolve_distributions(pins):
-        copy_distribution(dist, output_dir)
 
 
-@jsii.implements(ILocalBundling)
-class VenvBundling:
-    """CDK local bundler: builds the asset in-process, so Docker is never needed."""
+def _pip(args: Sequence[str], architecture: Architecture, *, isolated: bool) -> None:
+    env = dict(os.environ)
+    if isolated:  # this machine's pip settings (indexes, find-links) must not reach the asset
+        env = {k: v for k, v in env.items() if not k.startswith("PIP_")}
+        env["PIP_CONFIG_FILE"] = os.devnull
+    command = [sys.executable, "-m", "pip", *args, "--quiet", "--disable-pip-version-check"]
+    result = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
+    if result.returncode == 0:
+        return
+    missing = re.search(r"No matching distribution found for (\S+)", result.stderr)
+    if missing is None:
+        errors = [line for line in result.stderr.splitlines() if line.startswith("ERROR")]
+        raise BundlingError((errors or result.stderr.strip().splitlines() or ["pip failed"])[-1])
+    where = "the wheelhouse (run `make install`)" if isolated else "the package index"
+    raise BundlingError(
+        f"{missing.group(1)} has no wheel for the function's platform in {where}: Python"
+        f" {PYTHON_VERSION}, manylinux {_MACHINES[architecture]} (architecture"
+        f" {architecture.value}); the function ships binary wheels only"
+    )
 
-    def __init__(self, source_dir: Path, package: str) -> None:
-        self._source_dir = source_dir
-        self._package = package
 
-    # jsii hands the BundlingOptions over positionally or by keyword; they are not needed here.
-    def try_bundle(self, output_dir: str, *_options: object, **_named: object) -> bool:
-        build_function_asset(self._source_dir, self._package, Path(output_dir))
-        return True
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m infra.bundling", description=__doc__)
+    parser.add_argument("command", choices=["download"])
+    parser.add_argument("--requirements", type=Path, default=REQUIREMENTS)
+    parser.add_argument("--wheelhouse", type=Path, default=WHEELHOUSE)
+    options = parser.parse_args(argv)
+    try:
+        for architecture in Architecture:
+            download(options.requirements, options.wheelhouse, architecture)
+    except BundlingError as error:
+        print(f"wheelhouse: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -6,14 +6,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
+import jsii
 from aws_cdk import (
     Acknowledgment,
     AssetHashType,
     Aws,
     BundlingOptions,
     Duration,
+    ILocalBundling,
     RemovalPolicy,
     Stack,
+    Token,
     Validations,
 )
 from aws_cdk import aws_iam as iam
@@ -25,7 +28,7 @@ from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_secretsmanager as secretsmanager
 from constructs import Construct
 
-from infra.bundling import VenvBundling
+from infra.bundling import build_function_asset, check_wheelhouse
 from infra.config import (
     Architecture,
     AuthMode,
@@ -33,6 +36,7 @@ from infra.config import (
     LogLevel,
     SourceConfig,
     StartingPosition,
+    function_settings,
 )
 from infra.dead_letters import FUNCTION_PREFIX
 
@@ -137,7 +141,7 @@ class SinkFunction(Construct):
             runtime=RUNTIME,
             architecture=_ARCHITECTURES[config.architecture],
             handler=HANDLER,
-            code=function_code(),
+            code=self._code(config.architecture),
             memory_size=config.memory_mb,
             timeout=Duration.seconds(config.timeout_seconds),
             reserved_concurrent_executions=config.reserved_concurrency,
@@ -158,6 +162,12 @@ class SinkFunction(Construct):
             ),
         )
         self.mappings = self._add_event_sources(source, dead_letter_bucket)
+
+    def _code(self, architecture: Architecture) -> lambda_.Code:
+        # Checked here, in Python, so a missing wheel is one line rather than a jsii traceback.
+        if Stack.of(self).bundling_required:
+            check_wheelhouse(ASSET_DIR / "requirements.txt", architecture)
+        return function_code(architecture)
 
     def _add_event_sources(
         self, source: SourceConfig, bucket: s3.IBucket
@@ -376,38 +386,60 @@ def application_log_level(level: LogLevel) -> lambda_.ApplicationLogLevel:
     return lambda_.ApplicationLogLevel.INFO
 
 
-def function_code() -> lambda_.Code:
-    """The function asset: lambda/ plus its pinned dependencies, built without Docker.
+@jsii.implements(ILocalBundling)
+class _WheelhouseBundling:
+    """CDK local bundler: builds the asset in-process from the wheelhouse, never with Docker."""
 
-    Hashed by the bundle's output, not by lambda/: a dependency that changes in .venv changes
-    the asset even when lambda/ does not.
+    def __init__(self, architecture: Architecture) -> None:
+        self._architecture = architecture
+
+    # jsii hands the BundlingOptions over positionally or by keyword; they are not needed here.
+    def try_bundle(self, output_dir: str, *_options: object, **_named: object) -> bool:
+        build_function_asset(ASSET_DIR, PACKAGE, Path(output_dir), self._architecture)
+        return True
+
+
+def function_code(architecture: Architecture = Architecture.ARM64) -> lambda_.Code:
+    """The function asset: its package plus its pinned wheels for `architecture`, no Docker.
+
+    Hashed by the bundle's output, not by lambda/: a dependency that changes in the wheelhouse
+    changes the asset even when lambda/ does not.
     """
     return lambda_.Code.from_asset(
         str(ASSET_DIR),
         asset_hash_type=AssetHashType.OUTPUT,
         bundling=BundlingOptions(
-            image=RUNTIME.bundling_image, local=VenvBundling(ASSET_DIR, PACKAGE)
+            image=RUNTIME.bundling_image, local=_WheelhouseBundling(architecture)
         ),
     )
+
+
+# Stand-ins for names CloudFormation only knows at deploy time, valid where the real ones are.
+_DEPLOY_TIME_NAMES: Final = {
+    "STREAM_NAME": "stream-named-at-deploy",
+    "DEAD_LETTER_BUCKET": "bucket-named-at-deploy",
+}
 
 
 def _environment(
     config: FunctionConfig, *, stream: kinesis.IStream, max_record_bytes: int, bucket: s3.IBucket
 ) -> dict[str, str]:
-    """The function's settings (see msk_kinesis_sink.settings) and Powertools' own."""
-    return {
+    """The function's settings (see msk_kinesis_sink.settings) and Powertools' own.
+
+    Checked by the function's own parser, so synth refuses what the function would refuse at
+    its first invocation (a ConfigError naming the context key).
+    """
+    env = {
         "STREAM_NAME": stream.stream_arn,
-        "RECORD_FORMAT": config.record_format,
-        "PARTITION_KEY": config.partition_key,
-        "AGGREGATION": config.aggregation,
+        **config.sink_environment(),
         "MAX_RECORD_BYTES": str(max_record_bytes),
         "DEAD_LETTER_BUCKET": bucket.bucket_name,
         "DEAD_LETTER_PREFIX": FUNCTION_PREFIX,
-        "MAX_CONCURRENCY": str(config.max_concurrency),
-        "KINESIS_TIMEOUT_SECONDS": f"{config.kinesis_timeout_seconds:g}",
-        "RETRY_BASE_MS": str(config.retry_base_ms),
-        "RETRY_MAX_MS": str(config.retry_max_ms),
         "POWERTOOLS_SERVICE_NAME": config.service_name,
         "POWERTOOLS_METRICS_NAMESPACE": config.metrics_namespace,
         "POWERTOOLS_LOG_LEVEL": config.log_level.value,
     }
+    function_settings(
+        {k: _DEPLOY_TIME_NAMES[k] if Token.is_unresolved(v) else v for k, v in env.items()}
+    )
+    return env

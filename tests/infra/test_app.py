@@ -78,6 +78,38 @@ def test_app_bad_context_exits_with_one_line_naming_the_key(
     assert "Traceback" not in result.stderr
 
 
+def test_app_without_the_function_wheels_exits_with_one_line(tmp_path: Path) -> None:
+    # GIVEN a valid context, and no wheelhouse (a synth before `make install`)
+    context = {"clusterArn": CLUSTER, "topics": "orders"}
+    env = offline_env(tmp_path) | {
+        "CDK_CONTEXT_JSON": json.dumps(context),
+        "CDK_OUTDIR": str(tmp_path / "out"),
+    }
+    wheelhouse = tmp_path / "wheelhouse"
+    code = (
+        "import pathlib, sys, infra.bundling, app;"
+        "infra.bundling.WHEELHOUSE = pathlib.Path(sys.argv[1]); app.main()"
+    )
+    # WHEN app.py runs
+    result = subprocess.run(
+        [sys.executable, "-c", code, str(wheelhouse)],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    # THEN it stops before bundling with one line naming the missing wheels and what to run
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("bundling error")]
+    assert errors == [
+        "bundling error: aws-lambda-powertools==3.37.0, jmespath==1.1.0,"
+        f" typing-extensions==4.16.0: not in the arm64 wheelhouse {wheelhouse / 'arm64'}"
+        " (run `make install`)"
+    ]
+
+
 def test_app_make_synth_offline_reports_template_nag_and_placeholders(tmp_path: Path) -> None:
     # GIVEN the pinned CDK CLI, the shipped cdk.json, and no AWS credentials anywhere
     out = tmp_path / "cdk.out"

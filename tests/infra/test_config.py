@@ -13,13 +13,17 @@ from infra.config import (
     CONTEXT_KEYS,
     MAX_BATCH_SIZE,
     MAX_RECORD_SIZE_KIB,
+    SINK_SETTINGS,
     AuthMode,
     ConfigError,
     MskCluster,
     SinkConfig,
     StartingPosition,
     StreamMode,
+    function_settings,
 )
+from msk_kinesis_sink.errors import ConfigurationError
+from msk_kinesis_sink.settings import Settings
 from tests.infra.conftest import (
     CLUSTER_ARN,
     MTLS_SECRET_ARN,
@@ -383,20 +387,84 @@ def test_config_pollers_accepted_iff_min_not_above_max(low: int, high: int) -> N
         assert (config.source.min_pollers, config.source.max_pollers) == (low, high)
 
 
-def test_config_sink_choices_match_the_function_settings() -> None:
-    # GIVEN the function's own settings parser
+def test_config_sink_settings_are_the_function_settings() -> None:
+    # GIVEN the function's own settings parser, and its defaults
     from infra import config
     from msk_kinesis_sink import limits, settings
 
-    # WHEN the infrastructure's copies of its choices and limits are compared
-    # THEN they agree, so a synthesized environment is one the function accepts
-    assert tuple(m.value for m in settings.RecordFormat) == config.RECORD_FORMATS
-    # (header:<name> has no context key yet)
-    modes = tuple(m.value for m in settings.PartitionKeyMode if m.value != "header")
-    assert modes == config.PARTITION_KEY_MODES
-    assert set(config.AGGREGATION_MODES) == {m.value for m in settings.Aggregation}
+    defaults = settings.Settings.from_env({"STREAM_NAME": "s"})
+    # WHEN the stack reads a context that sets none of the sink's keys
+    function = parse().function
+    # THEN its values are the function's: its enums and its defaults (no copies to keep in step)
+    assert isinstance(function.record_format, settings.RecordFormat)
+    assert isinstance(function.partition_key, settings.PartitionKeyMode)
+    assert isinstance(function.aggregation, settings.Aggregation)
+    assert (
+        function.record_format,
+        function.partition_key,
+        function.aggregation,
+        function.max_concurrency,
+        function.kinesis_timeout_seconds,
+        function.retry_base_ms,
+        function.retry_max_ms,
+    ) == (
+        defaults.record_format,
+        defaults.partition_key,
+        defaults.aggregation,
+        defaults.max_concurrency,
+        defaults.request_timeout_seconds,
+        defaults.retry_base_ms,
+        defaults.retry_max_ms,
+    )
     assert config.MAX_RECORD_SIZE_KIB * 1024 == limits.MAX_RECORD_BYTES_CEILING
     assert config.MIN_RECORD_SIZE_KIB * 1024 == limits.DEFAULT_MAX_RECORD_BYTES
+
+
+_SINK_KEYS = st.sampled_from(sorted(SINK_SETTINGS))
+_SINK_VALUES = st.one_of(
+    st.integers(min_value=-100, max_value=100_000),
+    st.floats(min_value=-1, max_value=100, allow_nan=False),
+    st.sampled_from(["raw", "ENVELOPE", "key", "partition", "on", "Off", "yes", "2.5", "1e3", ""]),
+    st.text(alphabet="0123456789.-eEabc ", max_size=6),
+)
+
+
+@given(_SINK_KEYS, _SINK_VALUES)
+def test_config_sink_key_accepted_exactly_when_the_function_accepts_it(
+    key: str, value: object
+) -> None:
+    # GIVEN any value for one of the keys the function reads as its own setting
+    variable, attribute = SINK_SETTINGS[key]
+    text = value.strip() if isinstance(value, str) else str(value)  # cdk.json text is stripped
+    try:
+        expected: object = Settings.from_env({"STREAM_NAME": "s", variable: text})
+    except ConfigurationError as error:
+        expected = error
+    # WHEN the stack parses it
+    try:
+        config = parse(**{key: value})
+    except ConfigError as error:
+        # THEN it refuses exactly what the function refuses, in the function's words, by key
+        assert isinstance(expected, ConfigurationError)
+        words = str(expected)
+        for other_key, (other_variable, _) in SINK_SETTINGS.items():
+            words = words.replace(other_variable, other_key)
+        assert str(error) == words
+    else:
+        # ...and keeps what it accepts, as the function reads it
+        assert not isinstance(expected, ConfigurationError)
+        field = key if key == "aggregation" else re.sub(r"(?<!^)([A-Z])", r"_\1", key).lower()
+        assert getattr(config.function, field) == getattr(expected, attribute)
+
+
+def test_config_function_refusal_names_the_context_key() -> None:
+    # GIVEN an environment the function refuses (as the stack checks the one it builds)
+    env = {"STREAM_NAME": "s", "POWERTOOLS_LOG_LEVEL": "TRACE", "RETRY_MAX_MS": "1"}
+    # WHEN the function's parser reads it at synth
+    with pytest.raises(ConfigError) as raised:
+        function_settings(env)
+    # THEN the one-line error names the cdk.json key, not the variable
+    assert str(raised.value).startswith("logLevel='TRACE' is not a log level")
 
 
 def test_config_environment_is_accepted_by_the_function_settings() -> None:
@@ -440,3 +508,13 @@ def test_config_environment_is_accepted_by_the_function_settings() -> None:
     assert settings.max_concurrency == 16
     assert settings.request_timeout_seconds == 2.5
     assert (settings.retry_base_ms, settings.retry_max_ms) == (20, 900)
+
+
+def test_config_partition_key_from_a_header_reaches_the_function_whole() -> None:
+    # GIVEN partitionKey=header:<name>
+    # WHEN the function's environment is built
+    env = parse(partitionKey="header:tenant-id").function.sink_environment()
+    # THEN the function gets the header's name too, and a bare "header" is refused, named
+    assert env["PARTITION_KEY"] == "header:tenant-id"
+    with pytest.raises(ConfigError, match=r"^partitionKey='header' names no header"):
+        parse(partitionKey="header")

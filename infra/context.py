@@ -1,0 +1,245 @@
+"""Reading CDK context with pydantic: the types of cdk.json values, and a refusal as one line.
+
+A value comes as cdk.json holds it or, from `-c key=value`, as a string; both read alike. A value
+validator's ValueError holds what follows the key in the message (`batchSize` + `=0 is ...`); a
+ConfigError is a whole message, naming its keys itself.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import re
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from enum import StrEnum
+from types import UnionType
+from typing import Annotated, Any, Final, Union, get_args, get_origin
+
+from annotated_types import Interval
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
+from pydantic.alias_generators import to_camel
+from pydantic.fields import FieldInfo
+
+# Context CDK itself (or its CLI) keeps beside ours, and "//" comments; any other key is a typo.
+_FOREIGN_PREFIXES: Final = ("@", "aws:", "aws-cdk:", "cdk", "acknowledged-issue-numbers", "//")
+_INTEGER: Final = re.compile(r"-?\d+")
+_REGION: Final = r"[a-z]{2}(-[a-z]+)+-\d"
+# Kafka allows 1-249 of [a-zA-Z0-9._-]; an ESM's Topics also wants 2+ characters, no leading dot.
+_TOPIC: Final = re.compile(r"^[a-zA-Z0-9_-][a-zA-Z0-9._-]{1,248}$")
+GROUP_ID: Final = re.compile(r"^[a-zA-Z0-9\-/*:_+=.@]+$")
+# Event filtering: at most 5 filter patterns per event source mapping (default quota).
+MAX_FILTERS: Final = 5
+
+
+class ConfigError(ValueError):
+    """A context key holds a value the stack cannot be built from."""
+
+
+def given(context: Mapping[str, object]) -> dict[str, object]:
+    """The keys set in `context` that are not CDK's own, strings stripped; blank means unset."""
+    values = {
+        key: value.strip() if isinstance(value, str) else value
+        for key, value in context.items()
+        if not key.startswith(_FOREIGN_PREFIXES)
+    }
+    return {key: value for key, value in values.items() if value is not None and value != ""}
+
+
+class ContextModel(BaseModel):
+    """Context keys as fields: camelCase aliases, nothing unknown, values as `-c` gives them."""
+
+    model_config = ConfigDict(
+        frozen=True,
+        strict=True,
+        extra="forbid",
+        alias_generator=to_camel,
+        use_attribute_docstrings=True,
+    )
+
+    @classmethod
+    def keys(cls) -> dict[str, FieldInfo]:
+        """The context keys; fields marked `exclude` are derived, never read from the context."""
+        return {
+            str(field.alias): field for field in cls.model_fields.values() if not field.exclude
+        }
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _from_text(cls, value: object, info: ValidationInfo) -> object:
+        """`-c key=value` hands every value over as a string: read digits, true/false, choices."""
+        annotation = cls.model_fields[str(info.field_name)].annotation
+        if not isinstance(value, str):
+            return value
+        if _value_type(annotation) is int and _INTEGER.fullmatch(value):
+            return int(value)
+        if _value_type(annotation) is bool and value.lower() in ("true", "false"):
+            return value.lower() == "true"
+        return next((m for m in _choices(annotation) if m.value.lower() == value.lower()), value)
+
+
+def one_line(error: ValidationError, fields: Mapping[str, FieldInfo]) -> str:
+    """The first problem as one line: the key, the value, and what is allowed."""
+    first = error.errors()[0]
+    kind, value = first["type"], first.get("input")
+    key = str(first["loc"][-1]) if first["loc"] else ""
+    cause = first.get("ctx", {}).get("error")
+    if isinstance(cause, ValueError):
+        return str(cause) if isinstance(cause, ConfigError) else f"{key}{cause}"
+    if kind == "extra_forbidden":
+        return unknown_key(key, fields)
+    field = fields.get(key)
+    if field is None:
+        return f"{key}={value!r}: {first['msg']}"
+    bounds = next((f"{m.ge}-{m.le}" for m in field.metadata if isinstance(m, Interval)), "")
+    choices = ", ".join(member.value for member in _choices(field.annotation))
+    if kind == "missing":
+        return f"{key} is required ({field.description or 'see README configuration'})"
+    if kind == "int_type":
+        return f"{key}={value!r} is not an integer (allowed: {bounds})"
+    if kind in ("greater_than_equal", "less_than_equal"):
+        return f"{key}={value} is out of range (allowed: {bounds})"
+    if kind == "is_instance_of" and choices:
+        return f"{key}={value!r} is not one of: {choices}"
+    if kind == "bool_type":
+        return f"{key}={value!r} is not true or false"
+    return f"{key}={value!r}: {first['msg']}"
+
+
+def unknown_key(key: str, known: Mapping[str, object]) -> str:
+    close = difflib.get_close_matches(key, list(known), n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    return f"unknown context key {key!r}{hint}; see README configuration"
+
+
+def _value_type(annotation: object) -> object:
+    """int for `int | None` and `Annotated[int, ...]`: what a text value should become."""
+    while get_origin(annotation) in (Union, UnionType, Annotated):
+        annotation = next(a for a in get_args(annotation) if a is not type(None))
+    return annotation
+
+
+def _choices(annotation: object) -> tuple[StrEnum, ...]:
+    kind = _value_type(annotation)
+    return tuple(kind) if isinstance(kind, type) and issubclass(kind, StrEnum) else ()
+
+
+# --- Value types ------------------------------------------------------------------------------
+
+
+def _matching(pattern: str, what: str) -> BeforeValidator:
+    regex = re.compile(f"^{pattern}$")
+
+    def check(value: object) -> object:
+        if not isinstance(value, str) or not regex.match(value):
+            raise ValueError(f"={value!r} is not {what}")
+        return value
+
+    return BeforeValidator(check)
+
+
+def _arn(service: str, resource: str) -> str:
+    return rf"arn:aws[a-z-]*:{service}:{_REGION}:\d{{12}}:{resource}"
+
+
+StackName = Annotated[str, _matching(r"[A-Za-z][A-Za-z0-9-]{0,127}", "a stack name")]
+Account = Annotated[str, _matching(r"\d{12}", "a 12-digit AWS account id")]
+Region = Annotated[str, _matching(_REGION, "an AWS region such as eu-west-1")]
+GroupId = Annotated[str, _matching(GROUP_ID.pattern[1:-1], "a group id (a-z A-Z 0-9 -/*_+=.@)")]
+SecretArn = Annotated[
+    str,
+    _matching(_arn("secretsmanager", "secret:[A-Za-z0-9/_+=.@-]+"), "a Secrets Manager secret ARN"),
+]
+KmsKeyArn = Annotated[str, _matching(_arn("kms", "key/[a-f0-9-]{36}"), "a KMS key ARN")]
+StreamArn = Annotated[
+    str, _matching(_arn("kinesis", "stream/[a-zA-Z0-9_.-]{1,128}"), "a Kinesis stream ARN")
+]
+StreamName = Annotated[
+    str, _matching(r"[a-zA-Z0-9_.-]{1,128}", "a stream name (1-128 of a-zA-Z0-9_.-)")
+]
+ServiceName = Annotated[str, _matching(r"[A-Za-z0-9_.-]{1,128}", "1-128 of A-Z a-z 0-9 _ . -")]
+Namespace = Annotated[str, _matching(r"[A-Za-z0-9_.#:/-]{1,255}", "a CloudWatch namespace")]
+Email = Annotated[str, _matching(r"[^@\s]+@[^@\s]+\.[^@\s]+", "an e-mail address")]
+# 500: keeps alarm descriptions within 1,024 characters.
+Url = Annotated[
+    str,
+    _matching(
+        r"https?://[^\s#]{1,500}", "an http(s) URL of at most 500 characters, without #fragment"
+    ),
+]
+
+
+def _json(value: object, what: str) -> object:
+    """A value from cdk.json, or the same as a JSON string from `-c key=...`."""
+    try:
+        return json.loads(value) if isinstance(value, str) else value
+    except json.JSONDecodeError:
+        raise ValueError(f" is not valid JSON ({what})") from None
+
+
+def _topic_names(value: object) -> tuple[str, ...]:
+    if isinstance(value, str):
+        value = [part for part in value.split(",") if part.strip()]
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        raise ValueError(f"={value!r} must be a list of strings or a comma-separated string")
+    if not value:
+        raise ValueError(" is required: one or more Kafka topic names")
+    topics = tuple(item.strip() for item in value)
+    for topic in topics:
+        if not _TOPIC.match(topic):
+            raise ValueError(
+                f": {topic!r} is not a topic name an event source mapping accepts"
+                " (2-249 of a-z A-Z 0-9 . _ -, not starting with '.')"
+            )
+    if len(set(topics)) != len(topics):
+        raise ValueError(f": {list(topics)!r} lists a topic twice")
+    return topics
+
+
+def _group_map(value: object) -> dict[str, str]:
+    groups = _json(value, "a JSON object of strings (topic -> group id)")
+    if not isinstance(groups, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in groups.items()
+    ):
+        raise ValueError(" must be a JSON object of strings (topic -> group id)")
+    return {k.strip(): v.strip() for k, v in groups.items()}
+
+
+def _unix_seconds(value: object) -> int:
+    seconds = value if isinstance(value, int) and not isinstance(value, bool) else None
+    if isinstance(value, str):
+        try:
+            parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+            seconds = int((parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).timestamp())
+        except ValueError:
+            pass
+    if seconds is None:
+        raise ValueError(f"={value!r} is neither an ISO-8601 time nor Unix seconds")
+    if seconds <= 0:
+        raise ValueError(f"={value!r} must be after 1970-01-01")
+    return seconds
+
+
+def _filter_patterns(value: object) -> tuple[dict[str, Any], ...]:
+    patterns = _json(value, "a list of filter patterns")
+    patterns = [patterns] if isinstance(patterns, dict) else patterns
+    if not isinstance(patterns, list) or not all(isinstance(p, dict) for p in patterns):
+        raise ValueError(" must be a list of filter patterns (JSON objects)")
+    if len(patterns) > MAX_FILTERS:
+        raise ValueError(f" has {len(patterns)} patterns (allowed: at most {MAX_FILTERS})")
+    if not all(patterns):
+        raise ValueError(": an empty pattern would match every record; remove it")
+    return tuple(patterns)
+
+
+TopicNames = Annotated[tuple[str, ...], BeforeValidator(_topic_names)]
+GroupMap = Annotated[dict[str, str], BeforeValidator(_group_map)]
+UnixSeconds = Annotated[int, BeforeValidator(_unix_seconds)]
+FilterPatterns = Annotated[tuple[dict[str, Any], ...], BeforeValidator(_filter_patterns)]
