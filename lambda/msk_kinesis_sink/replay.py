@@ -368,7 +368,7 @@ class PartitionPlan:
     records: int
     first_offset: int
     last_offset: int
-    encoded_bytes: int  # of the records that can be written, as the Sink will encode them
+    encoded_bytes: int  # of the records that can be written (data + partition key), as encoded
     stream: str | None
     unwritable: int  # records the settings can not write
     blocked: int  # records after the first unwritable one: they wait behind it
@@ -395,10 +395,10 @@ def plan_partitions(replay_set: ReplaySet, settings: Settings) -> list[Partition
             if isinstance(unit, UnwritableRecord):
                 unwritable += 1
                 reason = reason or unit.reason
-            elif reason is not None:
+                continue
+            encoded_bytes += unit.size
+            if reason is not None:
                 blocked += 1
-            else:
-                encoded_bytes += unit.size
         plans.append(
             PartitionPlan(
                 topic,
@@ -807,9 +807,9 @@ def _print_plan(
     for failed in replay_set.objects:
         kinds[failed.kind] += 1
     print(
-        f"objects: {kinds[ObjectKind.DEAD_LETTER]} dead letters,"
-        f" {kinds[ObjectKind.ON_FAILURE]} on-failure batches, {reading.skipped} skipped,"
-        f" {len(reading.unreadable)} unreadable",
+        f"objects: {len(replay_set.objects)} to replay (dead letters:"
+        f" {kinds[ObjectKind.DEAD_LETTER]}, on-failure batches: {kinds[ObjectKind.ON_FAILURE]}),"
+        f" {reading.skipped} skipped, {len(reading.unreadable)} unreadable",
         file=out,
     )
     if not plans:

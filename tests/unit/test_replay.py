@@ -785,7 +785,10 @@ def test_replay_object_kinds_are_counted_in_the_plan() -> None:
     # WHEN the dry run runs
     run = _replay(store, apply=False)
     # THEN the plan counts each kind
-    assert "objects: 1 dead letters, 1 on-failure batches, 0 skipped, 0 unreadable" in run.out
+    assert (
+        "objects: 2 to replay (dead letters: 1, on-failure batches: 1), 0 skipped, 0 unreadable"
+        in run.out
+    )
 
 
 def test_encode_record_agrees_with_plan_sizes() -> None:
