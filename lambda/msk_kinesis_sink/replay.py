@@ -125,6 +125,11 @@ def parse_object(key: str, body: bytes) -> FailedObject:
         return _on_failure_batch(key, document["payload"])
     if {"topic", "partition", "offset"} <= document.keys():
         return _dead_letter(key, document)
+    if "KafkaBatchInfo" in document:
+        raise UnreadableObjectError(
+            "an on-failure record without its payload (only S3 destinations carry the records):"
+            " read the offsets its KafkaBatchInfo names from Kafka"
+        )
     raise UnreadableObjectError(
         "neither a dead letter (topic, partition, offset, value) nor an on-failure batch (payload)"
     )

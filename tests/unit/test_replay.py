@@ -12,12 +12,15 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import boto3
 import pytest
+from botocore.stub import Stubber
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from localloop.esm import EsmConfig, on_failure_document
 from localloop.events import KafkaRecord as SourceRecord
+from msk_kinesis_sink import aws
 from msk_kinesis_sink.consumer import Envelope, OffsetDeduplicator
 from msk_kinesis_sink.dead_letters import dead_letter_document, dead_letter_key
 from msk_kinesis_sink.encoding import UnwritableRecord, encode_record
@@ -282,6 +285,7 @@ def test_parse_object_accepts_the_payload_as_json_text() -> None:
         (b"[1, 2]", "not a JSON object"),
         (b'{"hello": "world"}', "neither a dead letter"),
         (b'{"payload": "{no"}', "its payload is not JSON"),
+        (b'{"KafkaBatchInfo": {"batchSize": 3}}', "an on-failure record without its payload"),
         (b'{"payload": {"eventSource": "aws:kafka", "records": {}}}', "it holds no records"),
         (
             json.dumps(
@@ -808,3 +812,51 @@ def test_encode_record_agrees_with_plan_sizes() -> None:
     )
     assert not isinstance(unit, UnwritableRecord)
     assert plan.encoded_bytes == unit.size
+
+
+# -- the replay's AWS access -------------------------------------------------------------------
+
+KMS_DENIED = (
+    "User: arn:aws:iam::123456789012:user/operator is not authorized to perform: kms:Decrypt on"
+    " resource: arn:aws:kms:us-east-1:123456789012:key/1234 because no identity-based policy"
+    " allows the kms:Decrypt action"
+)
+
+
+@pytest.mark.parametrize(
+    ("operation", "code", "message", "act", "expected"),
+    [
+        (
+            "get_object",
+            "AccessDenied",
+            KMS_DENIED,
+            lambda store: store.read("records/t/0/1.json"),
+            "could not read s3://dead-letters/records/t/0/1.json: AccessDenied: User: ",
+        ),
+        (
+            "copy_object",
+            "KMS.DisabledException",
+            "The key is disabled",
+            lambda store: store.move("records/t/0/1.json", "replayed/records/t/0/1.json"),
+            "could not move s3://dead-letters/records/t/0/1.json to replayed/records/t/0/1.json:",
+        ),
+    ],
+)
+def test_s3_object_store_errors_name_the_object_the_code_and_the_fix(
+    operation: str, code: str, message: str, act: Any, expected: str
+) -> None:
+    # GIVEN S3 refusing a call the replay makes
+    client = boto3.client(
+        "s3", region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x"
+    )
+    with Stubber(client) as stubber:
+        stubber.add_client_error(operation, code, message, http_status_code=403)
+        store = aws.S3ObjectStore(client, BUCKET)
+        # WHEN the replay makes it
+        with pytest.raises(ReplayError) as raised:
+            act(store)
+    # THEN one line names the object, the error and what to fix
+    text = str(raised.value)
+    assert text.startswith(expected)
+    assert code in text and "\n" not in text
+    assert f"({aws.REPLAY_HINTS[code]})" in text
