@@ -3,9 +3,7 @@ back, and the auditor finds every record of the topic in the stream."""
 
 from __future__ import annotations
 
-import io
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -20,8 +18,9 @@ from localloop.kinesis_local import DEFAULT_REGION, DUMMY_CREDENTIALS
 from localloop.procs import LOOPBACK
 from localloop.proxy import FaultProxy
 from localloop.workload import PlannedRecord, produce_records
-from msk_kinesis_sink.replay import REPLAYED_PREFIX, main
+from msk_kinesis_sink.replay.objects import REPLAYED_PREFIX
 from tests.e2e.conftest import LaneFactory
+from tests.replay_runs import run_replay
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -43,23 +42,6 @@ def moto_s3() -> Iterator[str]:
         yield f"http://{host}:{port}"
     finally:
         server.stop()
-
-
-@dataclass
-class Run:
-    status: int
-    out: str
-    err: str
-
-    @property
-    def summary(self) -> dict[str, str]:
-        return dict(item.split("=", 1) for item in self.out.strip().splitlines()[-1].split())
-
-
-def _replay(argv: list[str], env: dict[str, str]) -> Run:
-    out, err = io.StringIO(), io.StringIO()
-    status = main(argv, env, stdout=out, stderr=err)
-    return Run(status, out.getvalue(), err.getvalue())
 
 
 def _upload(s3: S3Client, bucket: str, root: Path) -> int:
@@ -123,8 +105,8 @@ def test_replay_puts_back_what_was_dead_lettered_and_discarded(
         "DEAD_LETTER_BUCKET": bucket,
         "AWS_ENDPOINT_URL_S3": moto_s3,
     }
-    dry = _replay([], env)
-    applied = _replay(["--apply"], env)
+    dry = run_replay([], env)
+    applied = run_replay(["--apply"], env)
 
     # THEN the dry run sent nothing and foresaw no failure...
     assert dry.status == 0, dry.err
@@ -148,7 +130,7 @@ def test_replay_puts_back_what_was_dead_lettered_and_discarded(
     assert report.out_of_order == 1
 
     # WHEN the replay runs again
-    again = _replay(["--apply"], env)
+    again = run_replay(["--apply"], env)
     # THEN it finds nothing and sends nothing
     assert again.status == 0
     assert (again.summary["objects"], again.summary["published"]) == ("0", "0")

@@ -6,7 +6,6 @@ import io
 import os
 import time
 import zipfile
-from dataclasses import dataclass
 from typing import Any
 
 import boto3
@@ -16,30 +15,14 @@ from msk_kinesis_sink import aws
 from msk_kinesis_sink.consumer import Envelope
 from msk_kinesis_sink.encoding import UnwritableRecord, encode_record
 from msk_kinesis_sink.events import parse_event
-from msk_kinesis_sink.replay import REPLAYED_PREFIX, main
+from msk_kinesis_sink.replay.objects import REPLAYED_PREFIX
 from msk_kinesis_sink.settings import PartitionKeyMode, RecordFormat, Settings
 from tests.factories import MSK_CLUSTER_ARN, kafka_record, msk_event
+from tests.replay_runs import run_replay
 
 TOPIC = "orders.v1-eu"
 BUCKET = "sink-dead-letters"
 STREAM = "sink-stream"
-
-
-@dataclass
-class Run:
-    status: int
-    out: str
-    err: str
-
-    @property
-    def summary(self) -> dict[str, str]:
-        return dict(item.split("=", 1) for item in self.out.strip().splitlines()[-1].split())
-
-
-def _main(argv: list[str], env: dict[str, str]) -> Run:
-    out, err = io.StringIO(), io.StringIO()
-    status = main(argv, env, stdout=out, stderr=err)
-    return Run(status, out.getvalue(), err.getvalue())
 
 
 def _env(**overrides: str) -> dict[str, str]:
@@ -103,7 +86,7 @@ def test_replay_command_publishes_dead_letters_and_moves_them_once(bucket_and_st
     _dead_letter(4, b"a", 2000)
     _dead_letter(9, b"b", 2000)
     # WHEN the command runs with --apply, settings (and the bucket) from the environment
-    run = _main(["--apply"], _env())
+    run = run_replay(["--apply"], _env())
     # THEN both records are in the stream, their objects moved under replayed/
     assert run.status == 0, run.err
     assert _stream_offsets() == [4, 9]
@@ -114,7 +97,7 @@ def test_replay_command_publishes_dead_letters_and_moves_them_once(bucket_and_st
     ]
     assert (run.summary["published"], run.summary["marked"]) == ("2", "2")
     # AND a second run finds nothing and sends nothing
-    again = _main(["--apply"], _env())
+    again = run_replay(["--apply"], _env())
     assert again.status == 0
     assert (again.summary["objects"], again.summary["published"]) == ("0", "0")
     assert _stream_offsets() == [4, 9]
@@ -123,7 +106,7 @@ def test_replay_command_publishes_dead_letters_and_moves_them_once(bucket_and_st
 def test_replay_command_missing_bucket_ends_in_one_line_naming_it(mocked_aws: None) -> None:
     # GIVEN no such bucket
     # WHEN the command runs
-    run = _main(["--bucket", "no-such-bucket"], _env())
+    run = run_replay(["--bucket", "no-such-bucket"], _env())
     # THEN it exits 2 with one line naming the bucket, the error and what to check
     assert run.status == 2
     [line] = run.err.strip().splitlines()
@@ -164,7 +147,7 @@ def test_replay_command_takes_the_deployed_functions_settings(bucket_and_stream:
     _dead_letter(4, b"a", 2000)
     environment = _env(STREAM_NAME="elsewhere", MAX_RECORD_BYTES="1024", DEAD_LETTER_BUCKET="")
     # WHEN the command runs with --function
-    run = _main(["--function", "sink-fn", "--apply"], environment)
+    run = run_replay(["--function", "sink-fn", "--apply"], environment)
     # THEN it read the bucket and the settings from the function and encoded as it does
     assert run.status == 0, run.err
     assert "settings from function sink-fn" in run.out
@@ -175,7 +158,7 @@ def test_replay_command_takes_the_deployed_functions_settings(bucket_and_stream:
 def test_replay_command_missing_function_ends_in_one_line(mocked_aws: None) -> None:
     # GIVEN no such function
     # WHEN the command runs with --function
-    run = _main(["--function", "nope"], _env())
+    run = run_replay(["--function", "nope"], _env())
     # THEN one line names the function and the problem
     assert run.status == 2
     [line] = run.err.strip().splitlines()

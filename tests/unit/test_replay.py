@@ -26,25 +26,24 @@ from msk_kinesis_sink.dead_letters import dead_letter_document, dead_letter_key
 from msk_kinesis_sink.encoding import UnwritableRecord, encode_record
 from msk_kinesis_sink.errors import MalformedEventError, ReplayError, UnreadableObjectError
 from msk_kinesis_sink.events import KafkaRecord, parse_event
-from msk_kinesis_sink.replay import (
+from msk_kinesis_sink.replay.cli import Progress, main, parse_when, replay
+from msk_kinesis_sink.replay.objects import (
     ON_FAILURE_PREFIX,
     REPLAYED_PREFIX,
     ObjectKind,
-    Progress,
-    ReplaySet,
+    Reading,
     Selection,
     invocation_event,
-    main,
+    list_objects,
     parse_object,
-    parse_when,
-    plan_partitions,
     read_objects,
-    replay,
 )
+from msk_kinesis_sink.replay.plan import ReplaySet, plan_partitions
 from msk_kinesis_sink.runtime import Sink
 from msk_kinesis_sink.settings import Settings
 from tests.factories import MSK_CLUSTER_ARN, b64, kafka_record, msk_event
 from tests.fakes import FakeKinesis, Faults
+from tests.replay_runs import ReplayRun, run_replay
 from tests.strategies import kafka_events
 
 TOPIC = "orders.v1-eu"
@@ -161,20 +160,10 @@ def _selection(**overrides: Any) -> Selection:
     return Selection(**values)
 
 
-def _no_progress(total: int) -> Progress:
-    return Progress(io.StringIO(), "test", total)
-
-
-@dataclass
-class Run:
-    status: int
-    out: str
-    err: str
-
-    @property
-    def summary(self) -> dict[str, str]:
-        last = self.out.strip().splitlines()[-1]
-        return dict(item.split("=", 1) for item in last.split())
+def _read(store: MemoryStore, selection: Selection) -> Reading:
+    reading = list_objects(store, selection)
+    read_objects(store, selection, reading)
+    return reading
 
 
 def _replay(
@@ -185,7 +174,7 @@ def _replay(
     settings: Settings | None = None,
     selection: Selection | None = None,
     max_records: int = 10_000,
-) -> Run:
+) -> ReplayRun:
     settings = settings or _settings()
     out, err = io.StringIO(), io.StringIO()
     status = replay(
@@ -199,7 +188,7 @@ def _replay(
         invocation_seconds=5.0,
         max_records=max_records,
     )
-    return Run(status, out.getvalue(), err.getvalue())
+    return ReplayRun(status, out.getvalue(), err.getvalue())
 
 
 def _consumed(kinesis: FakeKinesis) -> dict[tuple[int, str | None], list[int]]:
@@ -213,6 +202,16 @@ def _consumed(kinesis: FakeKinesis) -> dict[tuple[int, str | None], list[int]]:
     return dict(received)
 
 
+def _valid_records(event: Any) -> list[KafkaRecord]:
+    """The event's records; the example is dropped when the event is not valid."""
+    try:
+        parsed = parse_event(event)
+    except MalformedEventError:
+        assume(False)
+        raise  # not reached: assume(False) ends the example
+    return [record for batch in parsed.partitions for record in batch.records]
+
+
 # -- reading objects -------------------------------------------------------------------------------
 
 
@@ -222,12 +221,7 @@ def test_parse_object_reads_a_dead_letter_back_as_the_record_it_was(
     event: Any, arn: str | None
 ) -> None:
     # GIVEN any record the function can be invoked with
-    try:
-        parsed = parse_event(event)
-    except MalformedEventError:
-        assume(False)
-        return
-    records = [record for batch in parsed.partitions for record in batch.records]
+    records = _valid_records(event)
     assume(records)
     for record in records:
         # WHEN the function's dead letter for it is read back
@@ -243,12 +237,7 @@ def test_parse_object_reads_a_dead_letter_back_as_the_record_it_was(
 @given(kafka_events(damage_rate=0))
 def test_invocation_event_round_trips_through_parse_event(event: Any) -> None:
     # GIVEN any valid invocation's records
-    try:
-        parsed = parse_event(event)
-    except MalformedEventError:
-        assume(False)
-        return
-    records = [record for batch in parsed.partitions for record in batch.records]
+    records = _valid_records(event)
     # WHEN the replay rebuilds an event of them
     rebuilt = parse_event(invocation_event(MSK_CLUSTER_ARN, records))
     # THEN the Sink reads exactly the same records
@@ -323,7 +312,7 @@ def test_read_objects_time_range_is_last_modified_since_inclusive_until_exclusiv
         store.put(key, body, NOW + timedelta(hours=hour))
     # WHEN objects written from +1 h up to +3 h are selected
     selection = _selection(since=NOW + timedelta(hours=1), until=NOW + timedelta(hours=3))
-    reading = read_objects(store, selection, _no_progress)
+    reading = _read(store, selection)
     # THEN exactly the two in that range are read; the others are skipped
     assert sorted(r.offset for o in reading.objects for r in o.records) == [1, 2]
     assert reading.skipped == 2
@@ -336,7 +325,7 @@ def test_read_objects_topic_filter_skips_other_topics_dead_letters_without_readi
     store.put(*_dead_letter(_record(0, 1, b"k")))
     store.put("records/other/0/1.json", b"not json at all")
     # WHEN only the wanted topic is selected
-    reading = read_objects(store, _selection(topics=(TOPIC,)), _no_progress)
+    reading = _read(store, _selection(topics=(TOPIC,)))
     # THEN the other topic's object is skipped, not read (it would count as unreadable)
     assert [o.key for o in reading.objects] == [f"records/{TOPIC}/0/1.json"]
     assert reading.unreadable == []
@@ -352,7 +341,7 @@ def test_read_objects_skips_on_failure_batches_of_other_topics_whole() -> None:
     }
     store.put(_on_failure_key("b"), json.dumps(other).encode())
     # WHEN the topic is selected by a glob
-    reading = read_objects(store, _selection(topics=("orders.*",)), _no_progress)
+    reading = _read(store, _selection(topics=("orders.*",)))
     # THEN only the wanted batch is read for replay, the other is skipped
     assert [o.key for o in reading.objects] == [_on_failure_key("a")]
     assert reading.skipped == 1
@@ -378,7 +367,7 @@ def test_read_objects_leaves_replayed_and_oversize_objects_alone() -> None:
     store.put("records/t/0/9.json", b"{}")
     store.sizes["records/t/0/9.json"] = 10**9
     # WHEN the whole bucket is read
-    reading = read_objects(store, _selection(prefixes=("",)), _no_progress)
+    reading = _read(store, _selection(prefixes=("",)))
     # THEN the huge one is unreadable without being read, and the replayed one is skipped
     assert reading.unreadable == [
         ("records/t/0/9.json", "1000000000 bytes, larger than any object the sink writes")
@@ -675,12 +664,6 @@ def test_replay_topic_without_a_stream_is_an_error_before_anything_is_sent() -> 
 # -- the command line ------------------------------------------------------------------------------
 
 
-def _main(argv: list[str], env: dict[str, str] | None = None) -> Run:
-    out, err = io.StringIO(), io.StringIO()
-    status = main(argv, env if env is not None else {"STREAM_NAME": "s"}, stdout=out, stderr=err)
-    return Run(status, out.getvalue(), err.getvalue())
-
-
 @pytest.mark.parametrize(
     ("argv", "env", "expected"),
     [
@@ -708,7 +691,7 @@ def test_main_bad_settings_end_in_one_line_naming_the_problem(
 ) -> None:
     # GIVEN arguments or settings that can not work
     # WHEN the command runs
-    run = _main(argv, env)
+    run = run_replay(argv, env)
     # THEN it exits 2 with one line naming the problem, before any AWS call
     assert run.status == 2
     lines = run.err.strip().splitlines()
