@@ -189,7 +189,8 @@ def _parser(now: datetime) -> argparse.ArgumentParser:
         "--since",
         type=when,
         metavar="WHEN",
-        help="objects written (S3 LastModified) at or after WHEN (a time such as 2024-05-01T02:00Z, or an age such as 6h)",
+        help="objects written (S3 LastModified) at or after WHEN: a time such as"
+        " 2024-05-01T02:00Z, or an age such as 6h",
     )
     parser.add_argument(
         "--until", type=when, metavar="WHEN", help="objects written before WHEN (time or age)"
