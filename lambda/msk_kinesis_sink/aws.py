@@ -491,6 +491,9 @@ _OPERATOR_CONFIG: Final = Config(
     retries={"total_max_attempts": 5, "mode": "standard"},
 )
 
+# What the SDK raises, for callers that must not import botocore to catch it.
+SDK_ERRORS: Final = (ClientError, BotoCoreError)
+
 # What to tell an operator for errors of the replay's own calls.
 REPLAY_HINTS: Mapping[str, str] = {
     "NoSuchBucket": "the bucket does not exist: check --bucket and the region",

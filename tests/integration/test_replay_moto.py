@@ -6,6 +6,7 @@ import io
 import os
 import time
 import zipfile
+from pathlib import Path
 from typing import Any
 
 import boto3
@@ -164,3 +165,38 @@ def test_replay_command_missing_function_ends_in_one_line(mocked_aws: None) -> N
     [line] = run.err.strip().splitlines()
     assert "could not read function nope's configuration: ResourceNotFoundException" in line
     assert "no such function" in line
+
+
+def test_replay_command_without_a_region_ends_in_one_line_before_sending(
+    bucket_and_stream: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # GIVEN a dead letter, and no region anywhere: not in the environment, not in a config file
+    _dead_letter(4, b"a", 2000)
+    for name in ("AWS_REGION", "AWS_DEFAULT_REGION", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    environment = {k: v for k, v in _env().items() if k not in ("AWS_REGION", "AWS_DEFAULT_REGION")}
+    # WHEN the command runs with --apply
+    run = run_replay(["--apply"], environment)
+    # THEN it stops with one line naming the problem, and nothing is sent
+    assert run.status == 2
+    assert (
+        run.err.strip()
+        .splitlines()[-1]
+        .startswith("replay: error: could not make the Kinesis client: NoRegionError")
+    )
+
+
+def test_replay_command_never_dead_letters_again(bucket_and_stream: Any) -> None:
+    # GIVEN a dead letter still too large for the settings, which name a dead-letter bucket
+    s3 = bucket_and_stream
+    _dead_letter(4, b"a", 2000)
+    # WHEN the command runs with --apply
+    run = run_replay(["--apply"], _env(MAX_RECORD_BYTES="1024"))
+    # THEN the record fails and its object stays as it was: not written again, not moved
+    assert run.status == 1
+    assert (run.summary["failed"], run.summary["marked"]) == ("1", "0")
+    versions = s3.list_object_versions(Bucket=BUCKET)
+    assert [v["Key"] for v in versions.get("Versions", [])] == [f"records/{TOPIC}/0/4.json"]
+    assert "DeleteMarkers" not in versions
+    assert _stream_offsets() == []

@@ -372,12 +372,26 @@ def _run(
         settings,
         selection,
         apply=args.apply,
-        make_sink=lambda: Sink.from_env(env, settings=settings),
+        make_sink=_sink_factory(env, settings),
         described=source.described,
         out=out,
         err=err,
         clock=clock,
     )
+
+
+def _sink_factory(env: Mapping[str, str], settings: Settings) -> Callable[[], Sink]:
+    """The function's Sink, made as the function makes it (its clients from `env`)."""
+    from msk_kinesis_sink import aws
+
+    def make() -> Sink:
+        try:
+            return Sink.from_env(env, settings=settings)
+        except aws.SDK_ERRORS as error:  # no region, say: raised while the client is made
+            code, message = aws.describe_error(error)
+            raise ReplayError(f"could not make the Kinesis client: {code}: {message}") from None
+
+    return make
 
 
 def replay(
@@ -454,12 +468,12 @@ def _publish(
     """Publish and mark; returns 1 when marking failed (after saying why), else 0."""
     if not replay_set.records:
         return 0
+    sink = make_sink()
     problems = _SinkProblems()
     sink_logger = logging.getLogger("msk_kinesis_sink")
     propagate = sink_logger.propagate
     sink_logger.addHandler(problems)
     sink_logger.propagate = False  # the Sink's per-invocation lines are the function's, not ours
-    sink = make_sink()
     replayer = Replayer(
         sink,
         store,
