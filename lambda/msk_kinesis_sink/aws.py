@@ -1,4 +1,8 @@
-"""The one module that touches boto3: the Kinesis record writer and the S3 dead-letter writer."""
+"""The one module that touches boto3: the Kinesis record writer and the S3 dead-letter writer.
+
+Its last section serves the operator's replay tool (`python -m msk_kinesis_sink.replay`): the
+function never calls it, and the replay reaches AWS only through it.
+"""
 
 from __future__ import annotations
 
@@ -9,9 +13,10 @@ import threading
 import time
 import urllib.request
 from binascii import b2a_base64
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from datetime import datetime
 from json.encoder import encode_basestring_ascii
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, NamedTuple
 from urllib.parse import urlsplit
 
 import boto3
@@ -30,7 +35,7 @@ from botocore.httpsession import get_cert_path
 
 from msk_kinesis_sink.dead_letters import dead_letter_document, dead_letter_key
 from msk_kinesis_sink.encoding import UnwritableRecord
-from msk_kinesis_sink.errors import DeadLetterError, KinesisPublishError
+from msk_kinesis_sink.errors import DeadLetterError, KinesisPublishError, ReplayError
 from msk_kinesis_sink.planning import Entry
 from msk_kinesis_sink.settings import Settings
 from msk_kinesis_sink.transport import (
@@ -474,3 +479,116 @@ class S3DeadLetterWriter:
             ) from None
         finally:
             _REQUEST.deadline = None
+
+
+# -- The replay's access: the operator's credentials, never the function's ------------------------
+
+# Listing, reading, copying and deleting objects and reading a function's configuration are
+# idempotent, so botocore's own retries suit them (PutRecords' retries stay the publisher's).
+_OPERATOR_CONFIG: Final = Config(
+    connect_timeout=10,
+    read_timeout=60,
+    retries={"total_max_attempts": 5, "mode": "standard"},
+)
+
+# What the SDK raises, for callers that must not import botocore to catch it.
+SDK_ERRORS: Final = (ClientError, BotoCoreError)
+
+# What to tell an operator for errors of the replay's own calls.
+REPLAY_HINTS: Mapping[str, str] = {
+    "NoSuchBucket": "the bucket does not exist: check --bucket and the region",
+    "AccessDenied": "these credentials lack s3:ListBucket, s3:GetObject, s3:PutObject or"
+    " s3:DeleteObject on the bucket, or kms:Decrypt / kms:GenerateDataKey on its key",
+    "AllAccessDisabled": "all access to the bucket is disabled",
+    "InvalidObjectState": "the object is archived: restore it first",
+    "KMS.DisabledException": "the bucket's KMS key is disabled: enable it",
+    "KMS.NotFoundException": "the bucket's KMS key no longer exists",
+    "KMS.KMSInvalidStateException": "the bucket's KMS key is not usable (pending deletion?)",
+    "ResourceNotFoundException": "no such function: check --function and the region",
+    "AccessDeniedException": "these credentials lack lambda:GetFunctionConfiguration on it",
+}
+
+
+def _operator_problem(action: str, error: Exception) -> str:
+    code, message = describe_error(error)
+    text = f"{action}: {code}: {message}".rstrip(": ")
+    hint = REPLAY_HINTS.get(code)
+    return f"{text} ({hint})" if hint else text
+
+
+class S3ObjectSummary(NamedTuple):
+    """One listed object: what selection needs before reading it."""
+
+    key: str
+    size: int
+    last_modified: datetime
+
+
+class S3ObjectStore:
+    """The replay's objects in one bucket: list them, read one, move a replayed one aside."""
+
+    def __init__(self, client: S3Client, bucket: str) -> None:
+        self._client = client
+        self.bucket = bucket
+
+    def list(self, prefix: str) -> Iterator[S3ObjectSummary]:
+        pages = self._client.get_paginator("list_objects_v2").paginate(
+            Bucket=self.bucket, Prefix=prefix
+        )
+        try:
+            for page in pages:
+                for item in page.get("Contents", []):
+                    yield S3ObjectSummary(item["Key"], item["Size"], item["LastModified"])
+        except (ClientError, BotoCoreError) as error:
+            where = f"s3://{self.bucket}/{prefix}"
+            raise ReplayError(_operator_problem(f"could not list {where}", error)) from None
+
+    def read(self, key: str) -> bytes:
+        try:
+            body: bytes = self._client.get_object(Bucket=self.bucket, Key=key)["Body"].read()
+        except (ClientError, BotoCoreError) as error:
+            where = f"s3://{self.bucket}/{key}"
+            raise ReplayError(_operator_problem(f"could not read {where}", error)) from None
+        return body
+
+    def move(self, key: str, to_key: str) -> None:
+        """Copy, then delete: the object is never gone from both places (on a versioned bucket
+        the original stays as a noncurrent version until the bucket's lifecycle expires it)."""
+        try:
+            self._client.copy_object(
+                Bucket=self.bucket, Key=to_key, CopySource={"Bucket": self.bucket, "Key": key}
+            )
+            self._client.delete_object(Bucket=self.bucket, Key=key)
+        except (ClientError, BotoCoreError) as error:
+            where = f"s3://{self.bucket}/{key}"
+            raise ReplayError(
+                _operator_problem(f"could not move {where} to {to_key}", error)
+            ) from None
+
+
+def operator_s3_client(env: Mapping[str, str]) -> S3Client:
+    return session(env).client("s3", endpoint_url=_endpoint(env, "S3"), config=_OPERATOR_CONFIG)
+
+
+def function_environment(name: str, env: Mapping[str, str]) -> dict[str, str]:
+    """The deployed function's environment variables (lambda:GetFunctionConfiguration)."""
+    # No stubs for the Lambda client are pinned: its one call here is checked by the tests.
+    client: Any = session(env).client(
+        "lambda", endpoint_url=_endpoint(env, "LAMBDA"), config=_OPERATOR_CONFIG
+    )
+    try:
+        configuration = client.get_function_configuration(FunctionName=name)
+    except (ClientError, BotoCoreError) as error:
+        raise ReplayError(
+            _operator_problem(f"could not read function {name}'s configuration", error)
+        ) from None
+    environment = configuration.get("Environment") or {}
+    failure = environment.get("Error")
+    if failure:
+        code = str(failure.get("ErrorCode") or "Unknown")
+        raise ReplayError(
+            f"function {name}'s environment variables can not be read: {code} (they are"
+            " encrypted with a KMS key these credentials may not use for kms:Decrypt)"
+        )
+    variables = environment.get("Variables") or {}
+    return {str(variable): str(value) for variable, value in variables.items()}

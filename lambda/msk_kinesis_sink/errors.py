@@ -38,3 +38,11 @@ class KinesisPublishError(SinkError):
 
 class DeadLetterError(SinkError):
     """Writing an unwritable record to the dead-letter bucket failed."""
+
+
+class ReplayError(SinkError):
+    """The replay could not list, read or mark its objects, or read the function's settings."""
+
+
+class UnreadableObjectError(SinkError):
+    """An object the replay selected is not a dead letter or on-failure document it can read."""

@@ -139,7 +139,7 @@ class Settings:
 
         bucket = env.get("DEAD_LETTER_BUCKET", "").strip() or None
         if bucket is not None:
-            problem = _bucket_name_problem(bucket)
+            problem = bucket_name_problem(bucket)
             if problem:
                 raise ConfigurationError(
                     f"DEAD_LETTER_BUCKET={bucket!r} is not a valid S3 bucket name: {problem}"
@@ -290,7 +290,7 @@ def _float(env: Mapping[str, str], name: str, default: float, low: float, high: 
     return _number(env, name, default, low, high, float, "a number")
 
 
-def _bucket_name_problem(name: str) -> str | None:
+def bucket_name_problem(name: str) -> str | None:
     """Which general purpose bucket naming rule `name` breaks, or None."""
     if not _BUCKET_NAME.fullmatch(name):
         return (

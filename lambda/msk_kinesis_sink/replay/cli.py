@@ -1,0 +1,506 @@
+"""`python -m msk_kinesis_sink.replay`: arguments, settings, the plan, progress and the summary."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import os
+import re
+import sys
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Final, TextIO
+
+from msk_kinesis_sink.errors import ConfigurationError, ReplayError, UnreadableObjectError
+from msk_kinesis_sink.events import KafkaRecord
+from msk_kinesis_sink.limits import MIB
+from msk_kinesis_sink.replay.objects import (
+    ON_FAILURE_PREFIX,
+    ObjectKind,
+    ObjectStore,
+    Reading,
+    Selection,
+    list_objects,
+    read_objects,
+)
+from msk_kinesis_sink.replay.plan import (
+    MAX_RECORDS_PER_INVOCATION,
+    PartitionPlan,
+    ReplaySet,
+    plan_partitions,
+)
+from msk_kinesis_sink.replay.publish import INVOCATION_SECONDS, Replayer
+from msk_kinesis_sink.runtime import Sink
+from msk_kinesis_sink.settings import Settings, bucket_name_problem
+
+_AGE = re.compile(r"([0-9]{1,9})([smhd])", re.ASCII)
+_AGE_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+# Lines of failure causes printed at most (each distinct cause once).
+_MAX_CAUSES: Final = 20
+
+
+@dataclass(slots=True)
+class Summary:
+    """The run in numbers: the last line the command prints."""
+
+    mode: str
+    objects: int = 0  # objects selected and read
+    records: int = 0  # distinct records in them
+    published: int = 0  # records Kinesis acknowledged in this run
+    failed: int = 0  # records not delivered (a dry run: records the settings can not write)
+    skipped: int = 0  # objects left out by --topic, --since, --until, or already replayed
+    duplicates: int = 0  # records held by more than one object (sent once)
+    unreadable: int = 0  # objects that are no dead letter or on-failure batch (left in place)
+    marked: int = 0  # objects moved under replayed/
+
+    def line(self) -> str:
+        return " ".join(f"{f.name}={getattr(self, f.name)}" for f in dataclasses.fields(self))
+
+    @property
+    def ok(self) -> bool:
+        return self.failed == 0 and self.unreadable == 0
+
+
+class Progress:
+    """A one-line progress display on `stream`, drawn only when it is a terminal."""
+
+    def __init__(
+        self,
+        stream: TextIO,
+        label: str,
+        total: int,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        interval_s: float = 0.1,
+    ) -> None:
+        self._stream = stream
+        self._label = label
+        self._total = total
+        self._done = 0
+        self._clock = clock
+        self._interval_s = interval_s
+        self._drawn_at: float | None = None
+        self._enabled = _is_terminal(stream)
+
+    def advance(self, count: int) -> None:
+        self._done += count
+        now = self._clock()
+        if self._drawn_at is None or now - self._drawn_at >= self._interval_s:
+            self._draw(now)
+
+    def close(self) -> None:
+        if self._drawn_at is not None or self._done:
+            self._draw(self._clock())
+            if self._enabled:
+                self._stream.write("\n")
+                self._stream.flush()
+
+    def _draw(self, now: float) -> None:
+        self._drawn_at = now
+        if not self._enabled:
+            return
+        share = self._done / self._total if self._total else 1.0
+        width = 30
+        filled = min(width, int(share * width))
+        bar = "#" * filled + "." * (width - filled)
+        self._stream.write(f"\r{self._label} [{bar}] {self._done}/{self._total}")
+        self._stream.flush()
+
+
+def _is_terminal(stream: TextIO) -> bool:
+    isatty = getattr(stream, "isatty", None)
+    return bool(isatty and isatty())
+
+
+class _SinkProblems(logging.Handler):
+    """Collects what the Sink reports at ERROR: topic, partition, offset and the reason or the
+    error (the Sink never logs keys, values or headers)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.causes: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        reason = getattr(record, "reason", None)
+        if reason is not None:
+            where = f"{getattr(record, 'topic', '?')}-{getattr(record, 'partition', '?')}"
+            cause = f"{where} offset {getattr(record, 'offset', '?')}: {reason}"
+        else:
+            cause = record.getMessage()
+        if cause not in self.causes:
+            self.causes.append(cause)
+
+
+def parse_when(text: str, now: datetime) -> datetime:
+    """An ISO 8601 time (UTC unless it names an offset) or an age before `now` (30m, 6h, 2d)."""
+    text = text.strip()
+    age = _AGE.fullmatch(text)
+    if age:
+        return now - timedelta(seconds=int(age.group(1)) * _AGE_SECONDS[age.group(2)])
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is neither a time (2024-05-01T12:00Z; UTC unless an offset is given)"
+            " nor an age (30m, 6h, 2d)"
+        ) from None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+def _bucket(text: str) -> str:
+    problem = bucket_name_problem(text)
+    if problem:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a valid S3 bucket name: {problem}")
+    return text
+
+
+def _parser(now: datetime) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m msk_kinesis_sink.replay",
+        description="Replay the function's dead letters and the mappings' on-failure batches"
+        " through the same Sink: same encoding, partition keys and retries, each partition in"
+        " offset order. A dry run unless --apply. See docs/replay.md.",
+    )
+    parser.add_argument(
+        "--bucket",
+        type=_bucket,
+        help="the dead-letter bucket (default: DEAD_LETTER_BUCKET of the settings)",
+    )
+    parser.add_argument(
+        "--prefix",
+        action="append",
+        default=None,
+        help="where to look; repeat for several (default: DEAD_LETTER_PREFIX and aws/lambda/)",
+    )
+    parser.add_argument(
+        "--topic",
+        action="append",
+        default=None,
+        help="only this topic (a name or a glob such as 'orders.*'); repeat for several",
+    )
+
+    def when(text: str) -> datetime:
+        return parse_when(text, now)
+
+    parser.add_argument(
+        "--since",
+        type=when,
+        metavar="WHEN",
+        help="objects written (S3 LastModified) at or after WHEN: a time such as"
+        " 2024-05-01T02:00Z, or an age such as 6h",
+    )
+    parser.add_argument(
+        "--until", type=when, metavar="WHEN", help="objects written before WHEN (time or age)"
+    )
+    parser.add_argument(
+        "--function",
+        metavar="NAME",
+        help="read the settings from this deployed function (lambda:GetFunctionConfiguration)"
+        " instead of the environment",
+    )
+    parser.add_argument(
+        "--stream",
+        help="send every record to this stream (name or ARN) instead of the settings' streams",
+    )
+    parser.add_argument(
+        "--apply", action="store_true", help="publish, and move what was delivered to replayed/"
+    )
+    return parser
+
+
+@dataclass(frozen=True, slots=True)
+class _Source:
+    settings: Settings
+    bucket: str | None  # the settings' DEAD_LETTER_BUCKET
+    described: str  # where the settings came from
+
+
+def _replay_settings(args: argparse.Namespace, env: Mapping[str, str]) -> _Source:
+    """The settings the function uses (its own, or the environment's), made into a replay's:
+    no dead-letter bucket, and every record to --stream when it is given."""
+    if args.function:
+        from msk_kinesis_sink import aws
+
+        variables = aws.function_environment(args.function, env)
+        described = f"function {args.function}"
+    else:
+        variables = dict(env)
+        described = "the environment"
+    bucket = variables.get("DEAD_LETTER_BUCKET", "").strip() or None
+    # A replay never dead-letters again: what still can not be written is reported and stays.
+    variables["DEAD_LETTER_BUCKET"] = ""
+    if args.stream is not None:
+        variables["STREAM_NAME"] = args.stream
+        variables["STREAM_ROUTES"] = ""
+    try:
+        settings = Settings.from_env(variables)
+    except ConfigurationError as error:
+        raise ConfigurationError(f"settings from {described}: {error}") from None
+    return _Source(settings, bucket, described)
+
+
+def _describe_settings(settings: Settings) -> str:
+    if settings.stream_routes:
+        routes = ",".join(f"{r.pattern}={r.stream}" for r in settings.stream_routes)
+        streams = f"STREAM_ROUTES={routes} STREAM_NAME={settings.default_stream or ''}"
+    else:
+        streams = f"STREAM_NAME={settings.default_stream}"
+    key = settings.partition_key.value
+    if settings.partition_key_header is not None:
+        key = f"{key}:{settings.partition_key_header}"
+    return (
+        f"{streams} RECORD_FORMAT={settings.record_format.value} PARTITION_KEY={key}"
+        f" AGGREGATION={settings.aggregation.value} MAX_RECORD_BYTES={settings.max_record_bytes}"
+    )
+
+
+def _size(count: int) -> str:
+    if count < 1024:
+        return f"{count} B"
+    if count < MIB:
+        return f"{count / 1024:.1f} KiB"
+    return f"{count / MIB:.1f} MiB"
+
+
+def _print_plan(
+    out: TextIO, reading: Reading, replay_set: ReplaySet, plans: Sequence[PartitionPlan]
+) -> None:
+    kinds = {kind: 0 for kind in ObjectKind}
+    for failed in replay_set.objects:
+        kinds[failed.kind] += 1
+    print(
+        f"objects: {len(replay_set.objects)} to replay (dead letters:"
+        f" {kinds[ObjectKind.DEAD_LETTER]}, on-failure batches: {kinds[ObjectKind.ON_FAILURE]}),"
+        f" {reading.skipped} skipped, {len(reading.unreadable)} unreadable",
+        file=out,
+    )
+    if not plans:
+        return
+    width = max(len(f"{p.topic}-{p.partition}") for p in plans)
+    print(
+        f"  {'topic-partition':<{width}}  {'offsets':>21}  {'records':>8}  {'bytes':>10}  stream",
+        file=out,
+    )
+    for plan in plans:
+        offsets = f"{plan.first_offset}..{plan.last_offset}"
+        print(
+            f"  {plan.topic + '-' + str(plan.partition):<{width}}  {offsets:>21}"
+            f"  {plan.records:>8}  {_size(plan.encoded_bytes):>10}  {plan.stream}",
+            file=out,
+        )
+    for plan in plans:
+        if plan.unwritable:
+            print(
+                f"  can not be written: {plan.topic}-{plan.partition}: {plan.unwritable}"
+                f" record(s) ({plan.reason}); {plan.blocked} later record(s) wait behind them",
+                file=out,
+            )
+
+
+def _failed_ranges(records: Iterable[KafkaRecord]) -> list[str]:
+    by_partition: dict[str, list[int]] = {}
+    for record in records:
+        by_partition.setdefault(record.topic_partition, []).append(record.offset)
+    return [
+        f"{name} offsets {min(offsets)}..{max(offsets)} ({len(offsets)} records)"
+        for name, offsets in sorted(by_partition.items())
+    ]
+
+
+def main(
+    argv: Sequence[str] | None = None,
+    env: Mapping[str, str] | None = None,
+    *,
+    stdout: TextIO | None = None,
+    stderr: TextIO | None = None,
+    clock: Callable[[], float] = time.monotonic,
+) -> int:
+    """0: everything selected was delivered (or, in a dry run, can be); 1: something failed or
+    could not be read or marked; 2: bad arguments, settings, or an AWS error before sending."""
+    out, err = stdout or sys.stdout, stderr or sys.stderr
+    env = os.environ if env is None else env
+    args = _parser(datetime.now(UTC)).parse_args(argv)
+    try:
+        return _run(args, env, out, err, clock)
+    except (ConfigurationError, ReplayError) as error:
+        print(f"replay: error: {error}", file=err)
+        return 2
+    except KeyboardInterrupt:
+        # Objects are marked as they are delivered: a run stopped here loses nothing, and the
+        # next one sends only what was not marked.
+        print("replay: interrupted", file=err)
+        return 130
+
+
+def _run(
+    args: argparse.Namespace,
+    env: Mapping[str, str],
+    out: TextIO,
+    err: TextIO,
+    clock: Callable[[], float],
+) -> int:
+    if args.since and args.until and args.since >= args.until:
+        raise ConfigurationError("--since must be before --until")
+    source = _replay_settings(args, env)
+    settings = source.settings
+    bucket = args.bucket or source.bucket
+    if bucket is None:
+        raise ConfigurationError(
+            "no bucket: give --bucket, or settings with DEAD_LETTER_BUCKET (--function NAME)"
+        )
+    problem = bucket_name_problem(bucket)
+    if problem:  # --bucket is checked by the parser; this one is the settings'
+        raise ConfigurationError(
+            f"DEAD_LETTER_BUCKET={bucket!r} of {source.described} is not a valid S3 bucket"
+            f" name: {problem}"
+        )
+    selection = Selection(
+        prefixes=tuple(args.prefix or (settings.dead_letter_prefix, ON_FAILURE_PREFIX)),
+        dead_letter_prefix=settings.dead_letter_prefix,
+        topics=tuple(args.topic or ()),
+        since=args.since,
+        until=args.until,
+    )
+    from msk_kinesis_sink import aws  # boto3 only once the arguments are valid
+
+    store = aws.S3ObjectStore(aws.operator_s3_client(env), bucket)
+    return replay(
+        store,
+        settings,
+        selection,
+        apply=args.apply,
+        make_sink=_sink_factory(env, settings),
+        described=source.described,
+        out=out,
+        err=err,
+        clock=clock,
+    )
+
+
+def _sink_factory(env: Mapping[str, str], settings: Settings) -> Callable[[], Sink]:
+    """The function's Sink, made as the function makes it (its clients from `env`)."""
+    from msk_kinesis_sink import aws
+
+    def make() -> Sink:
+        try:
+            return Sink.from_env(env, settings=settings)
+        except aws.SDK_ERRORS as error:  # no region, say: raised while the client is made
+            code, message = aws.describe_error(error)
+            raise ReplayError(f"could not make the Kinesis client: {code}: {message}") from None
+
+    return make
+
+
+def replay(
+    store: ObjectStore,
+    settings: Settings,
+    selection: Selection,
+    *,
+    apply: bool,
+    make_sink: Callable[[], Sink],
+    described: str = "the environment",
+    out: TextIO,
+    err: TextIO,
+    invocation_seconds: float = INVOCATION_SECONDS,
+    max_records: int = MAX_RECORDS_PER_INVOCATION,
+    clock: Callable[[], float] = time.monotonic,
+) -> int:
+    """Select, read, show; with `apply`, publish and mark. Returns the exit status."""
+    summary = Summary(mode="apply" if apply else "dry-run")
+    prefixes = ", ".join(selection.listing_prefixes()) or "(the whole bucket)"
+    print(f"replay from s3://{store.bucket} under {prefixes}; settings from {described}", file=out)
+    print(f"  {_describe_settings(settings)}", file=out)
+
+    reading = list_objects(store, selection)
+    bar = Progress(err, "reading", len(reading.listed))
+    try:
+        read_objects(store, selection, reading, bar.advance)
+    finally:
+        bar.close()
+    replay_set = ReplaySet()
+    for failed in reading.objects:
+        try:
+            replay_set.add(failed)
+        except UnreadableObjectError as error:
+            reading.unreadable.append((failed.key, str(error)))
+    for key, why in reading.unreadable:
+        print(f"unreadable: s3://{store.bucket}/{key}: {why}", file=err)
+    plans = plan_partitions(replay_set, settings)
+    summary.objects = len(replay_set.objects)
+    summary.records = len(replay_set.records)
+    summary.skipped = reading.skipped
+    summary.duplicates = replay_set.duplicates
+    summary.unreadable = len(reading.unreadable)
+    _print_plan(out, reading, replay_set, plans)
+    unrouted = sorted({plan.topic for plan in plans if plan.stream is None})
+    if unrouted:
+        raise ConfigurationError(
+            f"topic {unrouted[0]!r} matches no STREAM_ROUTES pattern and STREAM_NAME is not set:"
+            " add a route for it, or replay with --stream"
+        )
+
+    if not apply:
+        summary.failed = sum(plan.unwritable + plan.blocked for plan in plans)
+        print("dry run: nothing was sent; run again with --apply to publish", file=out)
+        print(summary.line(), file=out)
+        return 0 if summary.ok else 1
+
+    status = _publish(
+        replay_set, store, make_sink, summary, err, invocation_seconds, max_records, clock
+    )
+    print(summary.line(), file=out)
+    return status if status else (0 if summary.ok else 1)
+
+
+def _publish(
+    replay_set: ReplaySet,
+    store: ObjectStore,
+    make_sink: Callable[[], Sink],
+    summary: Summary,
+    err: TextIO,
+    invocation_seconds: float,
+    max_records: int,
+    clock: Callable[[], float],
+) -> int:
+    """Publish and mark; returns 1 when marking failed (after saying why), else 0."""
+    if not replay_set.records:
+        return 0
+    sink = make_sink()
+    problems = _SinkProblems()
+    sink_logger = logging.getLogger("msk_kinesis_sink")
+    propagate = sink_logger.propagate
+    sink_logger.addHandler(problems)
+    sink_logger.propagate = False  # the Sink's per-invocation lines are the function's, not ours
+    replayer = Replayer(
+        sink,
+        store,
+        replay_set,
+        invocation_seconds=invocation_seconds,
+        max_records=max_records,
+        clock=clock,
+    )
+    bar = Progress(err, "publishing", len(replay_set.records))
+    failure: ReplayError | None = None
+    try:
+        replayer.run(on_progress=bar.advance)
+    except ReplayError as error:
+        failure = error
+    finally:
+        bar.close()
+        sink.close()
+        sink_logger.removeHandler(problems)
+        sink_logger.propagate = propagate
+    summary.published = replayer.published
+    summary.failed = len(replayer.failed)
+    summary.marked = len(replayer.marked)
+    for cause in problems.causes[:_MAX_CAUSES]:
+        print(f"cause: {cause}", file=err)
+    for line in _failed_ranges(replayer.failed):
+        print(f"failed: {line} (their objects stay in place)", file=err)
+    if failure is not None:
+        print(f"replay: error: {failure}; sending stopped there", file=err)
+        return 1
+    return 0

@@ -1,0 +1,132 @@
+"""The replay set: every selected record once, in the order it is sent, and the dry run's plan."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Final
+
+from msk_kinesis_sink.encoding import UnwritableRecord, encode_record
+from msk_kinesis_sink.errors import UnreadableObjectError
+from msk_kinesis_sink.events import KafkaRecord
+from msk_kinesis_sink.replay.objects import FailedObject, PartitionId, RecordId
+from msk_kinesis_sink.settings import Settings
+
+# The Kafka ESM's largest BatchSize: the Sink is never handed more records at once than Lambda
+# would hand the function.
+MAX_RECORDS_PER_INVOCATION: Final = 10_000
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    """One invocation's records: one source, each topic-partition's in offset order."""
+
+    source: str
+    records: tuple[KafkaRecord, ...]
+
+
+class ReplaySet:
+    """Every selected record once, wherever it was kept, and which objects hold it."""
+
+    def __init__(self) -> None:
+        self.objects: list[FailedObject] = []
+        self.records: dict[RecordId, KafkaRecord] = {}
+        self.holders: dict[RecordId, list[str]] = {}
+        self.duplicates = 0
+
+    def add(self, failed: FailedObject) -> None:
+        """Raises UnreadableObjectError, adding nothing, when the object holds a record under
+        an offset another object holds with other content (a re-created topic, say)."""
+        for record_id, record in zip(failed.record_ids(), failed.records, strict=True):
+            known = self.records.get(record_id)
+            if known is not None and known != record:
+                raise UnreadableObjectError(
+                    f"it holds {record.topic_partition} offset {record.offset} with other"
+                    f" content than {self.holders[record_id][0]}"
+                )
+        self.objects.append(failed)
+        for record_id, record in zip(failed.record_ids(), failed.records, strict=True):
+            holders = self.holders.setdefault(record_id, [])
+            if failed.key in holders:
+                continue  # the same offset twice in one object: parse_event refuses it
+            if holders:
+                self.duplicates += 1
+            else:
+                self.records[record_id] = record
+            holders.append(failed.key)
+
+    def ordered(self) -> list[tuple[RecordId, KafkaRecord]]:
+        """By source, topic, partition, then offset: each key's records in Kafka order."""
+        return sorted(self.records.items(), key=lambda item: item[0])
+
+    def batches(self, max_records: int = MAX_RECORDS_PER_INVOCATION) -> list[Batch]:
+        """Consecutive runs of the order, at most `max_records` each, one source each: a
+        partition's later batch holds only offsets above its earlier one's."""
+        batches: list[Batch] = []
+        current: list[KafkaRecord] = []
+        source = ""
+        for (record_source, *_), record in self.ordered():
+            if current and (record_source != source or len(current) >= max_records):
+                batches.append(Batch(source, tuple(current)))
+                current = []
+            source = record_source
+            current.append(record)
+        if current:
+            batches.append(Batch(source, tuple(current)))
+        return batches
+
+
+@dataclass(frozen=True, slots=True)
+class PartitionPlan:
+    """One topic-partition of the replay set, as the dry run shows it."""
+
+    topic: str
+    partition: int
+    records: int
+    first_offset: int
+    last_offset: int
+    encoded_bytes: int  # of the records that can be written (data + partition key), as encoded
+    stream: str | None
+    unwritable: int  # records the settings can not write
+    blocked: int  # records after the first unwritable one: they wait behind it
+    reason: str | None  # why the first unwritable one can not be written
+
+
+def plan_partitions(replay_set: ReplaySet, settings: Settings) -> list[PartitionPlan]:
+    """Encode every record as the Sink will (no AWS call): sizes, streams, what can not go."""
+    by_partition: dict[PartitionId, list[KafkaRecord]] = {}
+    for (source, topic, partition, _), record in replay_set.ordered():
+        by_partition.setdefault((source, topic, partition), []).append(record)
+    plans: list[PartitionPlan] = []
+    for (_, topic, partition), records in by_partition.items():
+        encoded_bytes = unwritable = blocked = 0
+        reason: str | None = None
+        for record in records:
+            unit = encode_record(
+                record,
+                record_format=settings.record_format,
+                partition_key_mode=settings.partition_key,
+                max_record_bytes=settings.max_record_bytes,
+                partition_key_header=settings.partition_key_header,
+            )
+            if isinstance(unit, UnwritableRecord):
+                unwritable += 1
+                reason = reason or unit.reason
+                continue
+            encoded_bytes += unit.size
+            if reason is not None:
+                blocked += 1
+        plans.append(
+            PartitionPlan(
+                topic,
+                partition,
+                len(records),
+                records[0].offset,
+                records[-1].offset,
+                encoded_bytes,
+                settings.stream_for(topic),
+                unwritable,
+                blocked,
+                reason,
+            )
+        )
+    return plans
