@@ -6,12 +6,15 @@ import base64
 import json
 from collections import Counter
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from bench.chart import draw as draw_chart
+from bench.chart import panels as chart_panels
 from bench.esm import NoProgressError, batch_counts, by_partition, deliver, reported_offsets
 from bench.report import audit_verdict, goals, median_of_rounds, table
 from bench.run import plan
@@ -407,3 +410,54 @@ def test_harness_ratio_is_the_median_of_per_round_ratios() -> None:
     goal = {g.name: g for g in goals(runs, {})}["W7 kinesalite20: handler-default / quix records/s"]
     # THEN it is the median of 1.3, 1.4 and 0.91 (paired by round), not 2000 / 2000
     assert goal.measured == 1.3
+
+
+def test_chart_panels_put_each_system_against_its_reference() -> None:
+    # GIVEN W1 at stub (handler, quix and the bound), W3 at stub without a bound, and W7 rounds
+    # where the machine was slow in the second round for everyone
+    def classic(workload: str, system: str, rate: float) -> dict[str, Any]:
+        return {"workload": workload, "endpoint": "stub", "system": system, "records_per_s": rate}
+
+    document = {
+        "runs": [
+            classic("W1", "handler", 9000.0),
+            classic("W1", "quix", 4500.0),
+            classic("W1", "bound", 10000.0),
+            classic("W3", "handler", 100.0),
+            {**_w7_run("kinesalite20", "quix", 2000.0), "rounds_records_per_s": [2000.0, 500.0]},
+            {
+                **_w7_run("kinesalite20", "handler-default", 2500.0),
+                "rounds_records_per_s": [2500.0, 625.0],
+            },
+            _w7_run("kinesalite20-faults", "handler-agg", 1800.0),
+        ]
+    }
+
+    # WHEN the chart's panels are prepared (no drawing, no matplotlib)
+    shown = chart_panels(document)
+
+    # THEN W1 is drawn against the bound, W3 (no bound to compare with) is left out
+    stub, harness = shown
+    assert stub.reference == "bound"
+    assert [group.label for group in stub.groups] == ["W1 distinct keys"]
+    assert {bar.system: bar.ratio for bar in stub.groups[0].bars} == {
+        "handler": 0.9,
+        "quix": 0.45,
+    }
+    # AND W7 is drawn against Quix without faults, as its goals count it (paired rounds)
+    assert harness.reference == "Quix without faults"
+    no_faults, faults = harness.groups
+    assert {bar.system: bar.ratio for bar in no_faults.bars} == {
+        "handler-default": 1.25,
+        "quix": 1.0,
+    }
+    assert {bar.system: bar.ratio for bar in faults.bars} == {"handler-agg": 0.9}
+
+
+def test_chart_refuses_a_document_with_nothing_to_draw(tmp_path: Path) -> None:
+    # GIVEN results without any reference run
+    document = {"runs": [{"workload": "W1", "endpoint": "stub", "system": "handler"}]}
+    # WHEN drawn / THEN it says so before importing any plotting library, and writes nothing
+    with pytest.raises(ValueError, match="nothing to draw"):
+        draw_chart(document, tmp_path / "chart.png")
+    assert not (tmp_path / "chart.png").exists()
