@@ -77,13 +77,17 @@ class ExecutionEnvironment:
         self._factory = factory
         self._function: Function | None = None
 
-    def __call__(self, event: dict[str, Any], context: LambdaContext) -> object:
+    def initialise(self) -> Function:
+        """The init phase (once per environment); raises FunctionInitError when it fails."""
         if self._function is None:
             try:
                 self._function = self._factory()
             except Exception as exc:
                 raise FunctionInitError(f"{type(exc).__name__}: {exc}") from exc
-        return self._function(event, context)
+        return self._function
+
+    def __call__(self, event: dict[str, Any], context: LambdaContext) -> object:
+        return self.initialise()(event, context)
 
     def close(self) -> None:
         close: Any = getattr(self._function, "close", None)
@@ -368,16 +372,15 @@ class Poller:
             bootstrap_servers=config.bootstrap_servers,
         )
         payload_bytes = json_size(event)
-        context = LambdaContext.start(
-            function_name=config.function_name,
-            timeout_s=config.function_timeout_s,
-            memory_mb=config.memory_mb,
-            region=config.region,
-        )
-        started = time.monotonic()
         response: object = None
         error: str | None = None
+        started = time.monotonic()
+        context = self._context()
         try:
+            # Lambda's init phase comes before the invocation's clock starts.
+            if isinstance(self._function, ExecutionEnvironment):
+                self._function.initialise()
+                started, context = time.monotonic(), self._context()
             response = self._function(event, context)
         except FunctionInitError as exc:
             log.warning("function failed to initialise (%s): the whole batch will be retried", exc)
@@ -413,6 +416,16 @@ class Poller:
             _Outcome(dict(firsts), whole_batch=True, function_error=error),
             elapsed_s,
             payload_bytes,
+        )
+
+    def _context(self) -> LambdaContext:
+        """A context for an invocation starting now, with the function's timeout."""
+        config = self.config
+        return LambdaContext.start(
+            function_name=config.function_name,
+            timeout_s=config.function_timeout_s,
+            memory_mb=config.memory_mb,
+            region=config.region,
         )
 
     def _apply(

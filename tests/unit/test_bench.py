@@ -5,11 +5,14 @@ from __future__ import annotations
 import base64
 import json
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+import boto3
 import pytest
+from botocore.awsrequest import AWSResponse, HTTPHeaders
+from botocore.endpoint import Endpoint
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -21,7 +24,7 @@ from bench.run import plan
 from bench.stub import put_records_response
 from bench.systems import pre_encoded_requests
 from bench.verify import source_log, without_warm_up
-from bench.worker import put_units_of_body
+from bench.worker import CallCounter, put_units_of_body
 from bench.workloads import (
     MAX_INVOCATION_BYTES,
     TOPIC,
@@ -461,3 +464,48 @@ def test_chart_refuses_a_document_with_nothing_to_draw(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="nothing to draw"):
         draw_chart(document, tmp_path / "chart.png")
     assert not (tmp_path / "chart.png").exists()
+
+
+class _AnsweringSession:
+    """An HTTP session that answers every PutRecords with success, as the handler's own
+    deadline-bounded session stands in for botocore's (no network)."""
+
+    def send(self, request: Any) -> AWSResponse:
+        records = len(json.loads(request.body)["Records"])
+
+        class Raw:
+            def stream(self) -> Iterator[bytes]:
+                yield put_records_response(records)
+
+        return AWSResponse(request.url, 200, HTTPHeaders(), Raw())
+
+
+def test_call_counter_counts_puts_whatever_session_sends_them(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # GIVEN the counter installed (restored after the test), and a Kinesis client whose HTTP
+    # session is not botocore's
+    monkeypatch.setattr(Endpoint, "_send", Endpoint._send)
+    counter = CallCounter()
+    counter.install()
+    client = boto3.client(
+        "kinesis",
+        region_name="us-east-1",
+        endpoint_url="http://127.0.0.1:9",
+        aws_access_key_id="bench",
+        aws_secret_access_key="bench",
+    )
+    client._endpoint.http_session = _AnsweringSession()
+
+    # WHEN a PutRecords of a 30,000-byte record and a small one is sent
+    answer = client.put_records(
+        StreamName="s",
+        Records=[
+            {"Data": b"x" * 30_000, "PartitionKey": "k"},
+            {"Data": b"y", "PartitionKey": "k2"},
+        ],
+    )
+
+    # THEN the call and its PUT payload units (2 + 1) are counted
+    assert answer["FailedRecordCount"] == 0
+    assert (counter.calls, counter.put_units) == (1, 3)
