@@ -116,30 +116,17 @@ def _parse(argv: list[str] | None, environ: Mapping[str, str]) -> argparse.Names
     parser = _Parser(prog="python -m localloop.demo", description=__doc__)
     parser.add_argument("--records", help="records to produce (default: RECORDS or 20000)")
     count = _arg_type(lambda text: _whole_number(text, minimum=1))
+    batch = _arg_type(lambda text: _whole_number(text, minimum=1, maximum=MAX_BATCH_SIZE))
+    seconds = _arg_type(lambda text: _seconds(text, positive=False))
+    timeout = _arg_type(lambda text: _seconds(text, positive=True))
     parser.add_argument("--partitions", type=count, default=6)
     parser.add_argument("--shards", type=count, default=4)
-    parser.add_argument(
-        "--batch-size",
-        type=_arg_type(lambda text: _whole_number(text, minimum=1, maximum=MAX_BATCH_SIZE)),
-        default=500,
-    )
-    parser.add_argument(
-        "--batching-window",
-        type=_arg_type(lambda text: _seconds(text, positive=False)),
-        default=0.1,
-        help="seconds",
-    )
-    parser.add_argument(
-        "--concurrency", type=count, default=3, help="pollers (concurrent function instances)"
-    )
+    parser.add_argument("--batch-size", type=batch, default=500)
+    parser.add_argument("--batching-window", type=seconds, default=0.1, help="seconds")
+    parser.add_argument("--concurrency", type=count, default=3, help="pollers (function instances)")
     # Short on purpose, with KINESIS_TIMEOUT_SECONDS=1: batches heavy with hot keys get a tight
     # budget, which the function must answer within.
-    parser.add_argument(
-        "--function-timeout",
-        type=_arg_type(lambda text: _seconds(text, positive=True)),
-        default=4.0,
-        help="seconds",
-    )
+    parser.add_argument("--function-timeout", type=timeout, default=4.0, help="seconds")
     parser.add_argument(
         "--faults",
         help=f"fault spec, 'none' for none (default: FAULTS or {DEFAULT_DEMO_FAULTS})",

@@ -237,21 +237,31 @@ class FailingInit:
         return function
 
 
+def _init_poller(
+    source: ListSource,
+    factory: FailingInit,
+    destination: FolderDestination | None = None,
+    **config: Any,
+) -> Poller:
+    """A poller over `source` whose function is built by `factory` at its first invocation."""
+    esm = EsmConfig(bootstrap_servers="x:1", batching_window_s=0.0, retry_backoff_s=0.0, **config)
+    return Poller(esm, source, ExecutionEnvironment(factory), destination)
+
+
+def _run_until_idle(poller: Poller, steps: int = 20) -> None:
+    for _ in range(steps):
+        if poller.idle():
+            return
+        poller.run_once()
+
+
 def test_esm_engine_retries_the_batch_when_the_function_fails_to_initialise() -> None:
     # GIVEN two partitions and a function whose first two initialisations fail
-    source = ListSource([5, 3])
     factory = FailingInit(failures=2)
-    poller = Poller(
-        EsmConfig(bootstrap_servers="x:1", batching_window_s=0.0, retry_backoff_s=0.0),
-        source,
-        ExecutionEnvironment(factory),
-    )
+    poller = _init_poller(ListSource([5, 3]), factory)
 
     # WHEN the poller runs until it is idle
-    for _ in range(20):
-        if poller.idle():
-            break
-        poller.run_once()
+    _run_until_idle(poller)
 
     # THEN each failed init failed its invocation as a function error, the batch was retried
     # with a fresh init each time, and every record was delivered by the third invocation
@@ -265,26 +275,13 @@ def test_esm_engine_retries_the_batch_when_the_function_fails_to_initialise() ->
 
 def test_esm_engine_discards_after_retries_when_init_always_fails(tmp_path: Path) -> None:
     # GIVEN a function that never initialises, one retry and an on-failure destination
-    source = ListSource([4])
-    factory = FailingInit(failures=None)
     destination = FolderDestination(tmp_path, mapping_uuid="u")
-    poller = Poller(
-        EsmConfig(
-            bootstrap_servers="x:1",
-            batching_window_s=0.0,
-            maximum_retry_attempts=1,
-            retry_backoff_s=0.0,
-        ),
-        source,
-        ExecutionEnvironment(factory),
-        destination,
+    poller = _init_poller(
+        ListSource([4]), FailingInit(failures=None), destination, maximum_retry_attempts=1
     )
 
     # WHEN the poller runs until it is idle
-    for _ in range(20):
-        if poller.idle():
-            break
-        poller.run_once()
+    _run_until_idle(poller)
 
     # THEN the batch was tried 1 + 1 times, each an init error, then discarded, never dropped
     stats = poller.stats
