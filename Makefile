@@ -73,7 +73,7 @@ diff: install ## cdk diff against the deployed stack (needs AWS credentials)
 deploy: install ## cdk deploy (needs AWS credentials)
 	$(CDK) deploy $(CDK_FLAGS) $(CDK_ARGS)
 
-bench: install ## Benchmarks (never gate CI): writes bench/results/latest.json
+bench: install ## Benchmarks (never gate CI): writes bench/results/latest.json and latest.png
 	test -x bench/.venv/bin/python || $(PYTHON) -m venv bench/.venv
 	bench/.venv/bin/pip install --quiet --disable-pip-version-check -r bench/requirements.txt
 	bench/.venv/bin/pip install --quiet --disable-pip-version-check --no-deps --editable .

@@ -171,7 +171,7 @@ def _find(
     return None
 
 
-def _ratio(
+def ratio(
     runs: Sequence[Mapping[str, Any]],
     workload: str,
     endpoint: str,
@@ -179,13 +179,14 @@ def _ratio(
     b: str,
     field: str = "records_per_s",
 ) -> float | None:
+    """`field` of system `a` over system `b` on one workload and endpoint; None when missing."""
     first, second = _find(runs, workload, endpoint, a), _find(runs, workload, endpoint, b)
     if first is None or second is None or not second[field]:
         return None
     return float(first[field]) / float(second[field])
 
 
-def _cross_ratio(
+def cross_ratio(
     runs: Sequence[Mapping[str, Any]], workload: str, a: tuple[str, str], b: tuple[str, str]
 ) -> tuple[float, str | None] | None:
     """records/s of (endpoint, system) `a` over `b`, with what failed the audit of either run
@@ -202,11 +203,11 @@ def _cross_ratio(
         for run in (first, second)
         if "audit" in run and not run["audit"]["ok"]
     ]
-    ratio = float(first["records_per_s"]) / float(second["records_per_s"])
+    value = float(first["records_per_s"]) / float(second["records_per_s"])
     rounds_a, rounds_b = first.get("rounds_records_per_s"), second.get("rounds_records_per_s")
     if rounds_a and rounds_b and len(rounds_a) == len(rounds_b) and all(rounds_b):
-        ratio = statistics.median(x / y for x, y in zip(rounds_a, rounds_b, strict=True))
-    return ratio, "; ".join(failed) or None
+        value = statistics.median(x / y for x, y in zip(rounds_a, rounds_b, strict=True))
+    return value, "; ".join(failed) or None
 
 
 HARNESS_BASELINE: Final = ("kinesalite20", "quix")
@@ -232,14 +233,14 @@ def harness_goals(runs: Sequence[Mapping[str, Any]]) -> list[Goal]:
     explicit = []
     for endpoint in ("kinesalite20", "kinesalite20-faults"):
         for system, label in (("handler", "off"), ("handler-agg", "on")):
-            found = _cross_ratio(runs, "W7", (endpoint, system), HARNESS_BASELINE)
+            found = cross_ratio(runs, "W7", (endpoint, system), HARNESS_BASELINE)
             if found is not None:
                 faults = " with faults" if endpoint.endswith("faults") else ""
                 explicit.append(f"{label}{faults} {found[0]:.2f}")
     out = []
     for name, subject, target, meaning in HARNESS_GOALS:
         detail = f"{meaning}; AGGREGATION vs quix: {', '.join(explicit) or 'n/a'}"
-        found = _cross_ratio(runs, "W7", subject, HARNESS_BASELINE)
+        found = cross_ratio(runs, "W7", subject, HARNESS_BASELINE)
         if found is None:
             out.append(Goal(name, None, target, detail))
         else:
@@ -255,7 +256,7 @@ def goals(runs: Sequence[Mapping[str, Any]], import_ms: Mapping[str, float]) -> 
         out.append(
             Goal(
                 f"W1 {endpoint}: handler / bound records/s",
-                _ratio(runs, "W1", endpoint, "handler", "bound"),
+                ratio(runs, "W1", endpoint, "handler", "bound"),
                 0.9,
                 "distinct keys: strict order costs nothing, any gap is overhead",
             )
@@ -264,7 +265,7 @@ def goals(runs: Sequence[Mapping[str, Any]], import_ms: Mapping[str, float]) -> 
         out.append(
             Goal(
                 f"W1 {endpoint}: handler-routes / handler records/s",
-                _ratio(runs, "W1", endpoint, "handler-routes", "handler"),
+                ratio(runs, "W1", endpoint, "handler-routes", "handler"),
                 0.95,
                 "STREAM_ROUTES with nine patterns vs STREAM_NAME alone: what routing costs",
             )
@@ -272,17 +273,17 @@ def goals(runs: Sequence[Mapping[str, Any]], import_ms: Mapping[str, float]) -> 
     out.append(
         Goal(
             "W1 stub15: handler / quix records/s",
-            _ratio(runs, "W1", "stub15", "handler", "quix"),
+            ratio(runs, "W1", "stub15", "handler", "quix"),
             3.0,
             "parallel partitions vs one worker",
         )
     )
     for workload in ("W2", "W3", "W4"):
-        plain = _ratio(runs, workload, "stub15", "handler", "bound")
+        plain = ratio(runs, workload, "stub15", "handler", "bound")
         out.append(
             Goal(
                 f"{workload} stub15: handler-agg / bound records/s",
-                _ratio(runs, workload, "stub15", "handler-agg", "bound"),
+                ratio(runs, workload, "stub15", "handler-agg", "bound"),
                 1.0,
                 "plain handler / bound: " + ("n/a" if plain is None else f"{plain:.2f}"),
             )

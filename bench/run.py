@@ -1,7 +1,7 @@
 """`make bench`: every system on the same records and endpoints, one table, one JSON file.
 
 python -m bench.run [--workloads W1,W2] [--endpoints stub,stub15] [--systems handler,bound]
-                    [--repeat 3] [--out bench/results/latest.json]
+                    [--repeat 3] [--out bench/results/latest.json]   (and its chart, latest.png)
 
 W1-W6 run on kinesalite, stub and stub15; W7 (the harness shape) runs on kinesalite20 and
 kinesalite20-faults, where each run gets a fresh fault proxy and its stream is audited afterwards.
@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from bench import endpoints as ep
+from bench.chart import draw
 from bench.report import goals, harness_table, median_of_rounds, table
 from bench.systems import SYSTEMS
 from bench.workloads import WORKLOADS, Workload
@@ -298,6 +299,7 @@ def main(argv: list[str]) -> int:
     tmp = args.out.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(document, indent=1) + "\n")
     tmp.replace(args.out)
+    chart = draw(document, args.out.with_suffix(".png"))
 
     print()
     print(table(runs))
@@ -314,7 +316,7 @@ def main(argv: list[str]) -> int:
         f"\nmachine: {mach['cpu']}, {mach['cores']} cores, Python {mach['python']};"
         f" load average (1 min) {mach['load_1m'][0]} at start, {mach['load_1m'][1]} at end"
     )
-    print(f"wrote {args.out} in {document['elapsed_s']} s")
+    print(f"wrote {args.out} in {document['elapsed_s']} s, and its chart {chart}")
     return 0
 
 

@@ -29,9 +29,11 @@ SLOW_RUN_S = 3.0
 class CallCounter:
     """PutRecords calls and PUT payload units, counted from the requests actually sent.
 
-    Counted at botocore's HTTP layer, from the body on the wire, so every system is counted the
-    same way whatever it hands to botocore (the handler builds its PutRecords body itself). The
-    CPU the counting takes is measured and subtracted from the run's CPU figure.
+    Counted where botocore's endpoint hands a signed request to its HTTP session, from the body
+    on the wire, so every system is counted the same way whatever it hands to botocore (the
+    handler builds its PutRecords body itself) and whatever session sends it (the handler's is
+    its own deadline-bounded transport). The CPU the counting takes is measured and subtracted
+    from the run's CPU figure.
     """
 
     def __init__(self) -> None:
@@ -41,12 +43,12 @@ class CallCounter:
         self._lock = threading.Lock()
 
     def install(self) -> None:
-        from botocore.httpsession import URLLib3Session
+        from botocore.endpoint import Endpoint
 
-        original: Callable[..., Any] = URLLib3Session.send
+        original: Callable[..., Any] = Endpoint._send
         counter = self
 
-        def counted(session: Any, request: Any) -> Any:
+        def counted(endpoint: Any, request: Any) -> Any:
             target = request.headers.get("X-Amz-Target", b"")
             if isinstance(target, bytes):
                 target = target.decode("ascii", "replace")
@@ -57,9 +59,9 @@ class CallCounter:
                     counter.calls += 1
                     counter.put_units += units
                     counter.overhead_s += time.thread_time() - started
-            return original(session, request)
+            return original(endpoint, request)
 
-        URLLib3Session.send = counted  # type: ignore[method-assign,assignment]
+        Endpoint._send = counted  # type: ignore[method-assign]
 
     def reset(self) -> None:
         with self._lock:

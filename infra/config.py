@@ -1,6 +1,6 @@
 """Deployment settings: CDK context keys validated once into frozen, typed models (pydantic).
 
-A field per key (its alias is the cdk.json key; the README configuration table describes it). A
+A field per key (its alias is the cdk.json key; the configuration table in docs/deploy.md describes it). A
 wrong value raises `ConfigError`, one line naming the key and what is allowed, before any
 construct is built. The keys that are the function's own settings are read by its own parser.
 """
@@ -513,5 +513,5 @@ _MODELS: Final[tuple[type[ContextModel], ...]] = (SinkConfig, *_SECTIONS.values(
 _FIELDS: Final = {
     key: field for model in _MODELS for key, field in model.keys().items() if key not in _SECTIONS
 }
-# Every key; the README configuration table describes each one.
+# Every key; the configuration table in docs/deploy.md describes each one.
 CONTEXT_KEYS: Final = tuple(_FIELDS)

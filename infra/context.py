@@ -101,7 +101,7 @@ def one_line(error: ValidationError, fields: Mapping[str, FieldInfo]) -> str:
     bounds = next((f"{m.ge}-{m.le}" for m in field.metadata if isinstance(m, Interval)), "")
     choices = ", ".join(member.value for member in _choices(field.annotation))
     if kind == "missing":
-        return f"{key} is required ({field.description or 'see README configuration'})"
+        return f"{key} is required ({field.description or 'see docs/deploy.md, Configuration'})"
     if kind == "int_type":
         return f"{key}={value!r} is not an integer (allowed: {bounds})"
     if kind in ("greater_than_equal", "less_than_equal"):
@@ -116,7 +116,7 @@ def one_line(error: ValidationError, fields: Mapping[str, FieldInfo]) -> str:
 def unknown_key(key: str, known: Mapping[str, object]) -> str:
     close = difflib.get_close_matches(key, list(known), n=1)
     hint = f" (did you mean {close[0]!r}?)" if close else ""
-    return f"unknown context key {key!r}{hint}; see README configuration"
+    return f"unknown context key {key!r}{hint}; see docs/deploy.md, Configuration"
 
 
 def _value_type(annotation: object) -> object:

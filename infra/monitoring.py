@@ -32,7 +32,7 @@ RUNBOOK_PATH: Final = "docs/runbook.md"
 # CloudWatch AlarmName: 1-255 characters.
 MAX_ALARM_NAME_CHARS: Final = 255
 _PER_MAPPING: Final = "<topic>"
-# The function's own metrics (Powertools EMF, dimension `service`); see the sink's README section.
+# The function's own metrics (Powertools EMF, dimension `service`); see docs/guarantee.md.
 SINK_METRICS: Final = (
     "RecordsReceived",
     "RecordsPublished",

@@ -24,12 +24,13 @@ from localloop.esm import (
     EsmConfig,
 )
 from localloop.events import EVENT_SOURCE_MSK, EVENT_SOURCE_SELF_MANAGED
-from localloop.faults import FaultSpec
-from localloop.function import SinkFunction, sink_env
+from localloop.faults import FaultSpec, FaultSpecError
+from localloop.function import SinkFunction, check_function_env, sink_env
 from localloop.kafka_source import STARTING_POSITIONS
 from localloop.kinesis_local import DEFAULT_REGION
 from localloop.mapping import EventSourceMapping
 from localloop.proxy import FaultProxy
+from msk_kinesis_sink.errors import ConfigurationError
 
 
 def _env_pair(text: str) -> tuple[str, str]:
@@ -37,6 +38,13 @@ def _env_pair(text: str) -> tuple[str, str]:
     if not sep or not name:
         raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got {text!r}")
     return name, value
+
+
+def _fault_spec(text: str) -> FaultSpec:
+    try:
+        return FaultSpec.parse(text)
+    except FaultSpecError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -68,7 +76,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     sink.add_argument("--function-timeout", type=float, default=60.0, help="seconds")
     sink.add_argument("--memory", type=int, default=1024, help="MB (reported in the context)")
     sink.add_argument(
-        "--faults", default=None, help="put the fault proxy in front of --endpoint (a spec)"
+        "--faults",
+        type=_fault_spec,
+        default=None,
+        help="put the fault proxy in front of --endpoint (a spec)",
     )
     esm = parser.add_argument_group("event source mapping")
     esm.add_argument(
@@ -99,22 +110,35 @@ def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt
 
 
+def _function_env(args: argparse.Namespace, endpoint: str | None) -> dict[str, str]:
+    """The environment, the stream, endpoint and region, then `--env` over all of them."""
+    env = {**os.environ, **dict(args.env)}
+    env.update(sink_env(stream=args.stream, endpoint=endpoint, region=args.region))
+    env.update(dict(args.env))
+    return env
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s %(name)s %(message)s")
     signal.signal(signal.SIGTERM, _raise_interrupt)
+    if args.faults is not None and args.endpoint is None:
+        print("--faults needs --endpoint (the proxy's upstream)", file=sys.stderr)
+        return 2
+    try:
+        # The function's own parser, before anything starts: a bad setting would fail every
+        # initialisation, and the mapping would retry each batch with it.
+        check_function_env(_function_env(args, args.endpoint))
+    except ConfigurationError as error:
+        print(f"configuration error: {error}", file=sys.stderr)
+        return 2
     with ExitStack() as stack:
         endpoint = args.endpoint
         if args.faults is not None:
-            if endpoint is None:
-                print("--faults needs --endpoint (the proxy's upstream)", file=sys.stderr)
-                return 2
-            proxy = stack.enter_context(FaultProxy(endpoint, FaultSpec.parse(args.faults)))
+            proxy = stack.enter_context(FaultProxy(endpoint, args.faults))
             endpoint = proxy.endpoint
             print(f"fault proxy {proxy.endpoint} -> {args.endpoint}: {proxy.spec.describe()}")
-        env = {**os.environ, **dict(args.env)}
-        env.update(sink_env(stream=args.stream, endpoint=endpoint, region=args.region))
-        env.update(dict(args.env))
+        env = _function_env(args, endpoint)
         msk = args.event_source == "msk"
         config = EsmConfig(
             bootstrap_servers=args.bootstrap,

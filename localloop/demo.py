@@ -3,7 +3,8 @@
 A tansu broker and kinesalite start on free ports; a topic gets a realistic workload; the ESM
 emulator invokes the real sink, which writes through the fault proxy; then the stream is read back
 and audited against the topic. The last line printed is one `key=value` summary line. Exit status 1
-if anything was lost, out of order or corrupted.
+if anything was lost, out of order, corrupted or discarded; 2, with one line saying why, for an
+option, variable or function setting it can't use.
 """
 
 from __future__ import annotations
@@ -11,59 +12,165 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
+import math
 import os
 import shutil
 import signal
 import sys
 import time
+from collections.abc import Callable, Mapping
 from contextlib import ExitStack
 from pathlib import Path
 from types import FrameType
-from typing import Final
+from typing import Final, NoReturn, TextIO
 
 from tqdm import tqdm
 
 from localloop.audit import AuditReport, audit, read_stream
 from localloop.broker import TansuBroker, create_topic
 from localloop.destination import FolderDestination
-from localloop.esm import EsmConfig, EsmStats
-from localloop.faults import DEFAULT_DEMO_FAULTS, FaultSpec
-from localloop.function import SinkFunction, sink_env
+from localloop.esm import MAX_BATCH_SIZE, EsmConfig, EsmStats
+from localloop.faults import DEFAULT_DEMO_FAULTS, FaultSpec, FaultSpecError
+from localloop.function import SinkFunction, check_function_env, sink_env
 from localloop.kinesis_local import Kinesalite, create_stream, kinesis_client
 from localloop.mapping import EventSourceMapping
 from localloop.proxy import FaultProxy, ProxyStats
 from localloop.workload import WorkloadSpec, produce
+from msk_kinesis_sink.errors import ConfigurationError
 
 DEFAULT_WORKDIR: Final = Path(".demo")
 # A topic name with both '.' and '-': `records` keys must never be split to find the partition.
 TOPIC: Final = "orders.v1-events"
 STREAM: Final = "orders-mirror"
+# Where the function's settings are checked before the fault proxy (and its port) exists.
+_NO_ENDPOINT_YET: Final = "http://127.0.0.1:9"
 
 
-def _parse(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m localloop.demo", description=__doc__)
-    parser.add_argument("--records", type=int, default=int(os.environ.get("RECORDS", "20000")))
-    parser.add_argument("--partitions", type=int, default=6)
-    parser.add_argument("--shards", type=int, default=4)
-    parser.add_argument("--batch-size", type=int, default=500)
-    parser.add_argument("--batching-window", type=float, default=0.1, help="seconds")
-    parser.add_argument(
-        "--concurrency", type=int, default=3, help="pollers (concurrent function instances)"
-    )
-    # Short on purpose, with KINESIS_TIMEOUT_SECONDS=1 (a 2.5 s safety margin): batches of hot keys
-    # meet the deadline, so the run shows partial responses and the ESM resuming partitions.
-    parser.add_argument("--function-timeout", type=float, default=4.0, help="seconds")
+class DemoInputError(ValueError):
+    """An option or variable of the demo that it can't use (its message names it)."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """Argument mistakes in one line, as synth reports a bad key (no usage block)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"configuration error: {message}\n")
+
+
+# The converters below raise ValueError with what is wrong, to follow the value they were given:
+# "RECORDS='abc' is not a whole number".
+
+
+def _whole_number(text: str, *, minimum: int, maximum: int | None = None) -> int:
+    """A whole number in ASCII digits within the bounds."""
+    text = text.strip()
+    if not (text.isascii() and text.isdigit()):
+        raise ValueError("is not a whole number")
+    value = int(text)
+    if value < minimum or (maximum is not None and value > maximum):
+        allowed = f"{minimum}-{maximum}" if maximum is not None else f"at least {minimum}"
+        raise ValueError(f"is out of range (allowed: {allowed})")
+    return value
+
+
+def _seconds(text: str, *, positive: bool) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError("is not a number of seconds") from None
+    if not math.isfinite(value) or value < 0 or (positive and value == 0):
+        raise ValueError(f"must be {'above' if positive else 'at least'} 0 seconds")
+    return value
+
+
+def _fault_spec(text: str) -> FaultSpec:
+    try:
+        return FaultSpec.parse(text)
+    except FaultSpecError as error:
+        raise ValueError(f"is not a fault spec: {error}") from None
+
+
+def _arg_type(convert: Callable[[str], object]) -> Callable[[str], object]:
+    """An argparse type whose message says what is wrong with the value."""
+
+    def parse(text: str) -> object:
+        try:
+            return convert(text)
+        except ValueError as error:
+            raise argparse.ArgumentTypeError(f"{text!r} {error}") from None
+
+    return parse
+
+
+# Inputs `make demo` takes from the environment too (`make demo RECORDS=5000 FAULTS=none`): the
+# command line wins, then the variable, then the default. Each is checked here, naming the
+# variable, so a typo ends in one line rather than a traceback.
+_ENV_INPUTS: Final[dict[str, tuple[str, str, Callable[[str], object]]]] = {
+    "records": ("RECORDS", "20000", lambda text: _whole_number(text, minimum=1)),
+    "seed": ("SEED", "1", lambda text: _whole_number(text, minimum=0)),
+    "faults": ("FAULTS", DEFAULT_DEMO_FAULTS, _fault_spec),
+}
+
+
+def _parse(argv: list[str] | None, environ: Mapping[str, str]) -> argparse.Namespace:
+    parser = _Parser(prog="python -m localloop.demo", description=__doc__)
+    parser.add_argument("--records", help="records to produce (default: RECORDS or 20000)")
+    count = _arg_type(lambda text: _whole_number(text, minimum=1))
+    batch = _arg_type(lambda text: _whole_number(text, minimum=1, maximum=MAX_BATCH_SIZE))
+    seconds = _arg_type(lambda text: _seconds(text, positive=False))
+    timeout = _arg_type(lambda text: _seconds(text, positive=True))
+    parser.add_argument("--partitions", type=count, default=6)
+    parser.add_argument("--shards", type=count, default=4)
+    parser.add_argument("--batch-size", type=batch, default=500)
+    parser.add_argument("--batching-window", type=seconds, default=0.1, help="seconds")
+    parser.add_argument("--concurrency", type=count, default=3, help="pollers (function instances)")
+    # Short on purpose, with KINESIS_TIMEOUT_SECONDS=1: batches heavy with hot keys get a tight
+    # budget, which the function must answer within.
+    parser.add_argument("--function-timeout", type=timeout, default=4.0, help="seconds")
     parser.add_argument(
         "--faults",
-        default=os.environ.get("FAULTS", DEFAULT_DEMO_FAULTS),
         help=f"fault spec, 'none' for none (default: FAULTS or {DEFAULT_DEMO_FAULTS})",
     )
-    parser.add_argument("--seed", type=int, default=int(os.environ.get("SEED", "1")))
+    parser.add_argument("--seed", help="workload and fault seed (default: SEED or 1)")
     parser.add_argument(
-        "--aggregation", choices=("on", "off"), default=os.environ.get("AGGREGATION", "on")
+        "--aggregation", help="the function's AGGREGATION (default: AGGREGATION or its default)"
     )
     parser.add_argument("--workdir", type=Path, default=DEFAULT_WORKDIR)
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    for dest, (variable, default, convert) in _ENV_INPUTS.items():
+        given = getattr(args, dest)
+        name, raw = (f"--{dest}", given) if given is not None else (variable, None)
+        if raw is None:
+            raw = environ.get(variable, default)
+        try:
+            setattr(args, dest, convert(raw))
+        except ValueError as error:
+            raise DemoInputError(f"{name}={raw!r} {error}") from None
+    if args.aggregation is None:
+        args.aggregation = environ.get("AGGREGATION")
+    return args
+
+
+def function_env(
+    args: argparse.Namespace, environ: Mapping[str, str], endpoint: str
+) -> dict[str, str]:
+    """The function's environment for this run; settings not given keep the function's defaults."""
+    extra = {
+        "RECORD_FORMAT": "envelope",
+        "POWERTOOLS_METRICS_NAMESPACE": "local",
+        "KINESIS_TIMEOUT_SECONDS": environ.get("KINESIS_TIMEOUT_SECONDS", "1"),
+    }
+    if args.aggregation is not None:
+        extra["AGGREGATION"] = args.aggregation
+    return sink_env(stream=STREAM, endpoint=endpoint, extra=extra)
+
+
+def progress(
+    desc: str, total: int | None = None, *, stream: TextIO | None = None
+) -> tqdm[NoReturn]:
+    """A progress bar on stderr, drawn only when stderr is a terminal (never into a log or pipe)."""
+    stream = stream or sys.stderr
+    return tqdm(total=total, desc=desc, unit="rec", file=stream, disable=not stream.isatty())
 
 
 _STANDARD_ATTRS: Final = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
@@ -82,8 +189,17 @@ def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt  # so every `with` block stops the process it started
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = _parse(argv)
+def main(argv: list[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
+    environ = os.environ if environ is None else environ
+    try:
+        args = _parse(argv, environ)
+        # The function's settings are checked by its own parser before anything starts: a bad
+        # one would fail every initialisation (the emulator, like Lambda, would retry each
+        # batch until it gave up), so say what is wrong, once.
+        check_function_env(function_env(args, environ, _NO_ENDPOINT_YET))
+    except (DemoInputError, ConfigurationError) as error:
+        print(f"configuration error: {error}", file=sys.stderr)
+        return 2
     signal.signal(signal.SIGTERM, _raise_interrupt)
     workdir: Path = args.workdir
     logs = workdir / "logs"
@@ -94,7 +210,7 @@ def main(argv: list[str] | None = None) -> int:
     handler = logging.FileHandler(logs / "function.log", mode="w")
     handler.setFormatter(_ExtrasFormatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
     logging.basicConfig(level=logging.INFO, handlers=[handler], force=True)
-    spec = FaultSpec.parse(args.faults)
+    spec: FaultSpec = args.faults
     if spec.seed == 0:
         spec = dataclasses.replace(spec, seed=args.seed)
     workload = WorkloadSpec(records=args.records, partitions=args.partitions, seed=args.seed)
@@ -112,7 +228,7 @@ def main(argv: list[str] | None = None) -> int:
         create_stream(kinesis_client(kinesalite.endpoint), STREAM, args.shards)
 
         produce_started = time.monotonic()
-        with tqdm(total=args.records, desc="produce ", unit="rec", file=sys.stderr) as bar:
+        with progress("produce ", args.records) as bar:
             source = produce(broker.bootstrap, TOPIC, workload, on_progress=bar.update)
         produce_s = time.monotonic() - produce_started
 
@@ -124,19 +240,10 @@ def main(argv: list[str] | None = None) -> int:
             batching_window_s=args.batching_window,
             function_timeout_s=args.function_timeout,
         )
-        env = sink_env(
-            stream=STREAM,
-            endpoint=proxy.endpoint,
-            extra={
-                "RECORD_FORMAT": "envelope",
-                "AGGREGATION": args.aggregation,
-                "POWERTOOLS_METRICS_NAMESPACE": "local",
-                "KINESIS_TIMEOUT_SECONDS": os.environ.get("KINESIS_TIMEOUT_SECONDS", "1"),
-            },
-        )
+        env = function_env(args, environ, proxy.endpoint)
         destination = FolderDestination(workdir / "on-failure", mapping_uuid=config.uuid)
         esm_started = time.monotonic()
-        with tqdm(total=source.total, desc="deliver ", unit="rec", file=sys.stderr) as bar:
+        with progress("deliver ", source.total) as bar:
             mapping = EventSourceMapping(
                 config,
                 topics=[TOPIC],
@@ -150,7 +257,7 @@ def main(argv: list[str] | None = None) -> int:
         proxy_stats = proxy.stats
 
         audit_started = time.monotonic()
-        with tqdm(desc="read    ", unit="rec", file=sys.stderr) as bar:
+        with progress("read    ") as bar:
             stream_records, shards = read_stream(
                 kinesis_client(kinesalite.endpoint), STREAM, on_progress=bar.update
             )
@@ -158,22 +265,25 @@ def main(argv: list[str] | None = None) -> int:
         audit_s = time.monotonic() - audit_started
 
     total_s = time.monotonic() - started
-    _print_report(
-        report=report,
-        esm=esm_stats,
-        proxy=proxy_stats,
-        value_mb=source.value_bytes / 1e6,
-        produce_s=produce_s,
-        esm_s=esm_s,
-        audit_s=audit_s,
-        total_s=total_s,
-        discarded_docs=sum(1 for _ in destination.documents()),
-        workdir=workdir,
+    print(
+        report_text(
+            report=report,
+            esm=esm_stats,
+            proxy=proxy_stats,
+            value_mb=source.value_bytes / 1e6,
+            produce_s=produce_s,
+            esm_s=esm_s,
+            audit_s=audit_s,
+            total_s=total_s,
+            discarded_docs=sum(1 for _ in destination.documents()),
+            workdir=workdir,
+        ),
+        flush=True,
     )
     return 0 if report.ok and esm_stats.records_discarded == 0 else 1
 
 
-def _print_report(
+def report_text(
     *,
     report: AuditReport,
     esm: EsmStats,
@@ -185,14 +295,21 @@ def _print_report(
     total_s: float,
     discarded_docs: int,
     workdir: Path,
-) -> None:
-    rate = report.records / esm_s if esm_s else 0.0
+) -> str:
+    """The run's report, ending in one `key=value` summary line. Rates count delivered records
+    only, and are left out when nothing was delivered."""
+    ok = report.ok and not esm.records_discarded
+    rate = report.delivered / esm_s if report.delivered and esm_s > 0 else None
+    errors = f"{esm.function_errors} errors"
+    if esm.init_errors:
+        errors += f" ({esm.init_errors} at init)"
+    deliver = f"deliver {esm_s:.1f} s" + ("" if rate is None else f" ({rate:.0f} records/s)")
     lines = [
         "",
         f"source     {report.records} records, {value_mb:.1f} MB of values, "
         f"{report.partitions} partitions, {report.keys} keys",
         f"esm        {esm.invocations} invocations ({esm.retries} retries, "
-        f"{esm.partial_failures} partial, {esm.function_errors} errors, {esm.timeouts} timeouts), "
+        f"{esm.partial_failures} partial, {errors}, {esm.timeouts} timeouts), "
         f"max batch {esm.max_batch_records} records / {esm.max_payload_bytes / 1e6:.2f} MB, "
         f"least time left {esm.least_time_left_ms} ms",
         f"faults     {proxy.summary()}",
@@ -202,12 +319,11 @@ def _print_report(
         f"{report.corrupted} corrupted",
         f"discarded  {esm.records_discarded} records ({discarded_docs} on-failure documents in "
         f"{workdir / 'on-failure'})",
-        f"time       produce {produce_s:.1f} s, deliver {esm_s:.1f} s ({rate:.0f} records/s), "
+        f"time       produce {produce_s:.1f} s, {deliver}, "
         f"audit {audit_s:.1f} s, total {total_s:.1f} s; logs in {workdir / 'logs'}",
-        "verdict    " + ("OK" if report.ok and not esm.records_discarded else "FAILED"),
+        "verdict    " + ("OK" if ok else "FAILED"),
     ]
-    print("\n".join(lines))
-    summary = {
+    summary: dict[str, object] = {
         "records": report.records,
         "delivered": report.delivered,
         "lost": report.lost,
@@ -217,14 +333,18 @@ def _print_report(
         "discarded": esm.records_discarded,
         "invocations": esm.invocations,
         "retries": esm.retries,
+        "function_errors": esm.function_errors,
         "throttled": proxy.records_throttled + proxy.requests_throttled,
         "lost_responses": proxy.responses_lost,
-        "records_per_s": f"{rate:.0f}",
-        "mb_per_s": f"{value_mb / esm_s if esm_s else 0.0:.1f}",
-        "seconds": f"{total_s:.1f}",
-        "ok": str(report.ok and not esm.records_discarded).lower(),
     }
-    print(" ".join(f"{k}={v}" for k, v in summary.items()), flush=True)
+    if rate is not None:
+        delivered_mb = value_mb * report.delivered / report.records
+        summary["records_per_s"] = f"{rate:.0f}"
+        summary["mb_per_s"] = f"{delivered_mb / esm_s:.1f}"
+    summary["seconds"] = f"{total_s:.1f}"
+    summary["ok"] = str(ok).lower()
+    lines.append(" ".join(f"{k}={v}" for k, v in summary.items()))
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

@@ -6,7 +6,8 @@ What it does, as Lambda documents it for Kafka event sources (provisioned mode, 
   6 MB of event payload, mixing partitions, after waiting up to the batching window;
 - with a partial-batch response, offsets are committed only below the lowest reported offset of each
   partition, which is where that partition resumes; an identifier that is not in the batch, or any
-  malformed response, fails the whole batch; a raised exception or a timeout retries the batch;
+  malformed response, fails the whole batch; a raised exception, a timeout or a function that
+  fails to initialise (Lambda's init error) retries the batch;
 - `maximum_retry_attempts`, `maximum_record_age_s`, bisect-on-error and an on-failure destination
   decide when records are given up on (never silently: they go to the destination or are counted).
 """
@@ -61,6 +62,38 @@ class Function(Protocol):
     """The function under test: `handler(event, context)`, returning the partial-batch response."""
 
     def __call__(self, event: dict[str, Any], context: LambdaContext) -> object: ...
+
+
+class FunctionInitError(Exception):
+    """The function could not be initialised: Lambda reports an init error for the invocation."""
+
+
+class ExecutionEnvironment:
+    """One Lambda execution environment: the function is built at its first invocation (the init
+    phase). If that raises, the invocation fails with an init error, a function error like any
+    other, and the next invocation initialises afresh, as Lambda starts a new environment."""
+
+    def __init__(self, factory: Callable[[], Function]) -> None:
+        self._factory = factory
+        self._function: Function | None = None
+
+    def initialise(self) -> Function:
+        """The init phase (once per environment); raises FunctionInitError when it fails."""
+        if self._function is None:
+            try:
+                self._function = self._factory()
+            except Exception as exc:
+                raise FunctionInitError(f"{type(exc).__name__}: {exc}") from exc
+        return self._function
+
+    def __call__(self, event: dict[str, Any], context: LambdaContext) -> object:
+        return self.initialise()(event, context)
+
+    def close(self) -> None:
+        close: Any = getattr(self._function, "close", None)
+        if callable(close):
+            close()
+        self._function = None
 
 
 class RecordSource(Protocol):
@@ -132,7 +165,8 @@ class EsmStats:
     records_invoked: int = 0  # records sent to the function, counting retries
     records_committed: int = 0
     records_discarded: int = 0
-    function_errors: int = 0  # the function raised
+    function_errors: int = 0  # the function raised or failed to initialise
+    init_errors: int = 0  # of which: the function failed to initialise
     timeouts: int = 0  # the function returned after its deadline
     invalid_responses: int = 0  # malformed, or an identifier not in the batch
     partial_failures: int = 0  # invocations that reported some records as failed
@@ -151,6 +185,7 @@ class EsmStats:
             records_committed=self.records_committed + other.records_committed,
             records_discarded=self.records_discarded + other.records_discarded,
             function_errors=self.function_errors + other.function_errors,
+            init_errors=self.init_errors + other.init_errors,
             timeouts=self.timeouts + other.timeouts,
             invalid_responses=self.invalid_responses + other.invalid_responses,
             partial_failures=self.partial_failures + other.partial_failures,
@@ -169,7 +204,7 @@ class _Outcome:
 
     failed_from: dict[TopicPartition, int | None]
     whole_batch: bool
-    function_error: str | None  # "Unhandled" / "Timeout" / "InvalidResponse" / None
+    function_error: str | None  # "Unhandled" / "InitError" / "Timeout" / "InvalidResponse" / None
 
 
 class Poller:
@@ -337,17 +372,19 @@ class Poller:
             bootstrap_servers=config.bootstrap_servers,
         )
         payload_bytes = json_size(event)
-        context = LambdaContext.start(
-            function_name=config.function_name,
-            timeout_s=config.function_timeout_s,
-            memory_mb=config.memory_mb,
-            region=config.region,
-        )
-        started = time.monotonic()
         response: object = None
         error: str | None = None
+        started = time.monotonic()
+        context = self._context()
         try:
+            # Lambda's init phase comes before the invocation's clock starts.
+            if isinstance(self._function, ExecutionEnvironment):
+                self._function.initialise()
+                started, context = time.monotonic(), self._context()
             response = self._function(event, context)
+        except FunctionInitError as exc:
+            log.warning("function failed to initialise (%s): the whole batch will be retried", exc)
+            error = "InitError"
         except Exception:
             log.exception("function raised: the whole batch will be retried")
             error = "Unhandled"
@@ -379,6 +416,16 @@ class Poller:
             _Outcome(dict(firsts), whole_batch=True, function_error=error),
             elapsed_s,
             payload_bytes,
+        )
+
+    def _context(self) -> LambdaContext:
+        """A context for an invocation starting now, with the function's timeout."""
+        config = self.config
+        return LambdaContext.start(
+            function_name=config.function_name,
+            timeout_s=config.function_timeout_s,
+            memory_mb=config.memory_mb,
+            region=config.region,
         )
 
     def _apply(
@@ -445,7 +492,9 @@ class Poller:
                 invocations=s.invocations + 1,
                 records_invoked=s.records_invoked + len(batch),
                 records_committed=s.records_committed + committed_total,
-                function_errors=s.function_errors + (outcome.function_error == "Unhandled"),
+                function_errors=s.function_errors
+                + (outcome.function_error in ("Unhandled", "InitError")),
+                init_errors=s.init_errors + (outcome.function_error == "InitError"),
                 timeouts=s.timeouts + (outcome.function_error == "Timeout"),
                 invalid_responses=s.invalid_responses
                 + (outcome.function_error == "InvalidResponse"),
@@ -591,8 +640,8 @@ def on_failure_document(
     batch_info["recordsInfo"] = records_info
     function_arn = f"arn:aws:lambda:{config.region}:000000000000:function:{config.function_name}"
     response_context: dict[str, Any] = {"statusCode": 200, "executedVersion": "$LATEST"}
-    if function_error in ("Unhandled", "Timeout"):
-        # Lambda reports exceptions and timeouts alike as an unhandled function error.
+    if function_error in ("Unhandled", "InitError", "Timeout"):
+        # Lambda reports exceptions, init errors and timeouts alike as an unhandled function error.
         response_context["functionError"] = "Unhandled"
     return {
         "requestContext": {

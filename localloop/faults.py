@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import threading
 import time
@@ -9,7 +10,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from enum import StrEnum
-from typing import Final
+from typing import Final, TypeVar
 
 # Kinesis's documented write limits for one shard of a provisioned stream.
 SHARD_WRITE_BYTES_PER_S: Final = 1024 * 1024
@@ -77,10 +78,13 @@ class FaultSpec:
                 continue
             name, sep, raw = item.partition("=")
             name = name.strip()
-            if not sep or name not in known:
-                raise FaultSpecError(
-                    f"bad fault item {item!r}: expected one of {', '.join(sorted(known))} as k=v"
-                )
+            if name not in known:
+                close = difflib.get_close_matches(name, sorted(known), n=1)
+                hint = f" (did you mean {close[0]}?)" if close else ""
+                names = ", ".join(["default", "none", *sorted(known)])
+                raise FaultSpecError(f"unknown fault {name!r}{hint}; known: {names}")
+            if not sep:
+                raise FaultSpecError(f"fault {name!r} needs a value: {name}=...")
             values[name] = _parse_value(name, raw.strip())
         return cls(**values)  # type: ignore[arg-type]
 
@@ -100,26 +104,33 @@ class FaultSpec:
 
 
 def _parse_value(name: str, raw: str) -> object:
+    if name in _PROBABILITIES:
+        value = _number(name, raw, float)
+        if not 0.0 <= value <= 1.0:
+            raise FaultSpecError(f"{name}={raw} must be a probability between 0 and 1")
+        return value
+    if name in ("latency_ms", "latency_jitter_ms", "seed"):
+        number = _number(name, raw, int)
+        if number < 0:
+            raise FaultSpecError(f"{name}={raw} must be >= 0")
+        return number
+    if name == "shard_limits":
+        if raw.lower() not in ("on", "off", "true", "false", "1", "0"):
+            raise FaultSpecError(f"shard_limits={raw} must be on or off")
+        return raw.lower() in ("on", "true", "1")
+    if name == "poison":
+        return tuple(part for part in raw.split("|") if part)
+    raise FaultSpecError(f"unknown fault {name}")  # pragma: no cover - guarded by parse()
+
+
+_N = TypeVar("_N", int, float)
+
+
+def _number(name: str, raw: str, kind: Callable[[str], _N]) -> _N:
     try:
-        if name in _PROBABILITIES:
-            value = float(raw)
-            if not 0.0 <= value <= 1.0:
-                raise FaultSpecError(f"{name}={raw} must be a probability between 0 and 1")
-            return value
-        if name in ("latency_ms", "latency_jitter_ms", "seed"):
-            number = int(raw)
-            if number < 0:
-                raise FaultSpecError(f"{name}={raw} must be >= 0")
-            return number
-        if name == "shard_limits":
-            if raw.lower() not in ("on", "off", "true", "false", "1", "0"):
-                raise FaultSpecError(f"shard_limits={raw} must be on or off")
-            return raw.lower() in ("on", "true", "1")
-        if name == "poison":
-            return tuple(part for part in raw.split("|") if part)
+        return kind(raw)
     except ValueError:
         raise FaultSpecError(f"{name}={raw!r} is not a number") from None
-    raise FaultSpecError(f"unknown fault {name}")  # pragma: no cover - guarded by parse()
 
 
 def _uniforms(*parts: bytes | str | int) -> tuple[float, float, float, float]:

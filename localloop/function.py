@@ -26,6 +26,15 @@ def sink_env(
     return env
 
 
+def check_function_env(env: Mapping[str, str]) -> None:
+    """Refuse an environment the function would fail to initialise with, before anything starts:
+    raises `ConfigurationError` naming the variable and what is allowed (the function's own
+    parser, so the rule and the message are the function's)."""
+    from msk_kinesis_sink.settings import Settings
+
+    Settings.from_env(env)
+
+
 class SinkFunction:
     """`msk_kinesis_sink.runtime.Sink` as a Function: one instance = one warm Lambda container."""
 
@@ -41,4 +50,4 @@ class SinkFunction:
         self._sink.close()
 
 
-__all__ = ["Function", "SinkFunction", "sink_env"]
+__all__ = ["Function", "SinkFunction", "check_function_env", "sink_env"]

@@ -6,10 +6,16 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Mapping
-from typing import Any
 
 from localloop.broker import topic_partitions
-from localloop.esm import EsmConfig, EsmStats, Function, OnFailureDestination, Poller
+from localloop.esm import (
+    EsmConfig,
+    EsmStats,
+    ExecutionEnvironment,
+    Function,
+    OnFailureDestination,
+    Poller,
+)
 from localloop.events import TopicPartition
 from localloop.kafka_source import KafkaSource
 
@@ -110,17 +116,39 @@ class EventSourceMapping:
         idle_exit_s: float | None,
         errors: list[BaseException],
     ) -> None:
-        source = KafkaSource(
-            bootstrap=self.config.bootstrap_servers,
-            partitions=share,
-            group_id=self._group_id,
-            starting_position=self._starting_position,
-        )
-        function = self._factory()
-        poller = Poller(
-            self.config, source, function, self._destination, on_progress=self._on_progress
-        )
-        self._pollers.append(poller)
+        # The function is initialised at the first invocation, inside it: a failing init is a
+        # function error of that invocation (the batch is retried), not the end of the poller.
+        function = ExecutionEnvironment(self._factory)
+        source: KafkaSource | None = None
+        try:
+            source = KafkaSource(
+                bootstrap=self.config.bootstrap_servers,
+                partitions=share,
+                group_id=self._group_id,
+                starting_position=self._starting_position,
+            )
+            poller = Poller(
+                self.config, source, function, self._destination, on_progress=self._on_progress
+            )
+            self._pollers.append(poller)
+            poller.run(self._finished(poller, share, end_offsets, idle_exit_s))
+        except BaseException as exc:  # surfaced by run(); the other pollers stop too
+            log.exception("poller for %s failed", share)
+            errors.append(exc)
+            self._stop.set()
+        finally:
+            if source is not None:
+                source.close()
+            function.close()
+
+    def _finished(
+        self,
+        poller: Poller,
+        share: list[TopicPartition],
+        end_offsets: Mapping[TopicPartition, int] | None,
+        idle_exit_s: float | None,
+    ) -> Callable[[], bool]:
+        """When a poller is done: stopped, committed up to the end offsets, or idle long enough."""
         idle_since: float | None = None
 
         def finished() -> bool:
@@ -138,14 +166,4 @@ class EventSourceMapping:
                 return time.monotonic() - idle_since >= idle_exit_s
             return False
 
-        try:
-            poller.run(finished)
-        except BaseException as exc:  # surfaced by run(); the other pollers stop too
-            log.exception("poller for %s failed", share)
-            errors.append(exc)
-            self._stop.set()
-        finally:
-            source.close()
-            close: Any = getattr(function, "close", None)
-            if callable(close):
-                close()
+        return finished

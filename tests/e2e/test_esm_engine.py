@@ -13,8 +13,9 @@ from hypothesis import strategies as st
 
 from localloop.context import LambdaContext
 from localloop.destination import FolderDestination
-from localloop.esm import MAX_PAYLOAD_BYTES, EsmConfig, Poller
+from localloop.esm import MAX_PAYLOAD_BYTES, EsmConfig, ExecutionEnvironment, Function, Poller
 from localloop.events import KafkaRecord, TopicPartition, json_size
+from msk_kinesis_sink.errors import ConfigurationError
 
 # A hang (a broken loop never reaching its end offsets) fails the test instead of the run.
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
@@ -213,3 +214,80 @@ def test_esm_engine_keeps_each_event_within_six_mb() -> None:
     assert max(sizes) <= MAX_PAYLOAD_BYTES
     assert len(sizes) >= 4
     assert poller.stats.records_committed == 40
+
+
+class FailingInit:
+    """A function factory whose first `failures` calls raise, as a cold start with a bad setting
+    does (None: every call); later calls build a function that answers success."""
+
+    def __init__(self, failures: int | None) -> None:
+        self._failures = failures
+        self.calls = 0
+        self.invoked: list[int] = []  # records per invocation that reached a built function
+
+    def __call__(self) -> Function:
+        self.calls += 1
+        if self._failures is None or self.calls <= self._failures:
+            raise ConfigurationError("AGGREGATION='yes' is not one of: off, on")
+
+        def function(event: dict[str, Any], context: LambdaContext) -> object:
+            self.invoked.append(sum(len(group) for group in event["records"].values()))
+            return {"batchItemFailures": []}
+
+        return function
+
+
+def _init_poller(
+    source: ListSource,
+    factory: FailingInit,
+    destination: FolderDestination | None = None,
+    **config: Any,
+) -> Poller:
+    """A poller over `source` whose function is built by `factory` at its first invocation."""
+    esm = EsmConfig(bootstrap_servers="x:1", batching_window_s=0.0, retry_backoff_s=0.0, **config)
+    return Poller(esm, source, ExecutionEnvironment(factory), destination)
+
+
+def _run_until_idle(poller: Poller, steps: int = 20) -> None:
+    for _ in range(steps):
+        if poller.idle():
+            return
+        poller.run_once()
+
+
+def test_esm_engine_retries_the_batch_when_the_function_fails_to_initialise() -> None:
+    # GIVEN two partitions and a function whose first two initialisations fail
+    factory = FailingInit(failures=2)
+    poller = _init_poller(ListSource([5, 3]), factory)
+
+    # WHEN the poller runs until it is idle
+    _run_until_idle(poller)
+
+    # THEN each failed init failed its invocation as a function error, the batch was retried
+    # with a fresh init each time, and every record was delivered by the third invocation
+    stats = poller.stats
+    assert (stats.invocations, stats.init_errors, stats.function_errors) == (3, 2, 2)
+    assert factory.calls == 3
+    assert factory.invoked == [8]
+    assert poller.committed == {(TOPIC, 0): 5, (TOPIC, 1): 3}
+    assert stats.records_discarded == 0
+
+
+def test_esm_engine_discards_after_retries_when_init_always_fails(tmp_path: Path) -> None:
+    # GIVEN a function that never initialises, one retry and an on-failure destination
+    destination = FolderDestination(tmp_path, mapping_uuid="u")
+    poller = _init_poller(
+        ListSource([4]), FailingInit(failures=None), destination, maximum_retry_attempts=1
+    )
+
+    # WHEN the poller runs until it is idle
+    _run_until_idle(poller)
+
+    # THEN the batch was tried 1 + 1 times, each an init error, then discarded, never dropped
+    stats = poller.stats
+    assert (stats.invocations, stats.init_errors, stats.records_discarded) == (2, 2, 4)
+    assert poller.committed == {(TOPIC, 0): 4}
+    [document] = destination.documents()
+    assert document["requestContext"]["condition"] == "RetryAttemptsExhausted"
+    assert document["requestContext"]["approximateInvokeCount"] == 2
+    assert document["responseContext"]["functionError"] == "Unhandled"

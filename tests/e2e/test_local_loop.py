@@ -167,3 +167,31 @@ def test_local_loop_delivers_self_managed_kafka_events(lane_factory: LaneFactory
     report = lane.audit(source)
     assert (report.lost, report.out_of_order, report.delivered) == (0, 0, 200)
     assert stats.function_errors == 0
+
+
+def test_local_loop_retries_then_discards_when_the_function_never_initialises(
+    lane_factory: LaneFactory,
+) -> None:
+    # GIVEN records on two partitions and a function setting the sink refuses at cold start
+    lane = lane_factory(partitions=2)
+    source = produce(lane.bootstrap, lane.topic, WorkloadSpec(records=40, partitions=2, seed=3))
+    destination = FolderDestination(lane.workdir / "on-failure", mapping_uuid="esm-uuid")
+
+    # WHEN the emulator runs two pollers with one retry and an on-failure destination
+    stats = lane.deliver(
+        source,
+        lane.sink(lane.kinesis_endpoint, AGGREGATION="yes"),
+        config=lane.config(maximum_retry_attempts=1),
+        destination=destination,
+        concurrency=2,
+    )
+
+    # THEN every invocation failed at init, as a function error, and the mapping carried on:
+    # each batch was tried 1 + 1 times and then discarded, never silently dropped
+    documents = list(destination.documents())
+    assert stats.invocations == stats.init_errors == stats.function_errors == 2 * len(documents)
+    assert {d["responseContext"]["functionError"] for d in documents} == {"Unhandled"}
+    assert stats.records_discarded == 40
+    assert stats.records_committed == 0
+    # AND nothing reached the stream
+    assert lane.stream_offsets() == {}

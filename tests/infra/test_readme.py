@@ -1,23 +1,51 @@
-"""The README's deploy section and docs/runbook.md keep up with the code: every key, every alarm."""
+"""The README and the pages it links keep up with the code: every key, every setting, every alarm,
+every link."""
 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from infra.config import CONTEXT_KEYS
 from infra.monitoring import RUNBOOK_PATH, runbook_anchor
+from msk_kinesis_sink.settings import Settings
 from tests.infra.conftest import REPO, Synth
 
+README = REPO / "README.md"
 RUNBOOK = REPO / RUNBOOK_PATH
+DEPLOY = REPO / "docs" / "deploy.md"
+GUARANTEE = REPO / "docs" / "guarantee.md"
+# Every page a reader reaches from the README.
+PAGES = (README, *sorted((REPO / "docs").glob("*.md")), REPO / "bench" / "README.md")
 
 
-def section(name: str) -> str:
-    text = (REPO / "README.md").read_text(encoding="utf-8")
-    match = re.search(rf"<!-- SECTION: {name} .*?-->(.*?)<!-- /SECTION: {name} -->", text, re.S)
-    assert match is not None, name
-    return match.group(1)
+def _prose_lines(path: Path) -> Iterator[str]:
+    """The lines of a Markdown file outside fenced code blocks."""
+    fenced = False
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if line.startswith("```"):
+            fenced = not fenced
+        elif not fenced:
+            yield line
+
+
+def section(path: Path, heading: str) -> str:
+    """The text under a heading, up to the next heading of the same or a higher level."""
+    text = path.read_text(encoding="utf-8")
+    match = re.search(rf"^(#+) {re.escape(heading)}\n", text, re.M)
+    assert match is not None, (path, heading)
+    level = len(match.group(1))
+    end = re.compile(rf"^#{{1,{level}}} ", re.M).search(text, match.end())
+    return text[match.end() : end.start() if end else len(text)]
+
+
+def anchors(path: Path) -> set[str]:
+    """The anchors GitHub gives a page's headings."""
+    headings = (re.match(r"^#{1,6} (.+)$", line) for line in _prose_lines(path))
+    return {runbook_anchor(match.group(1).strip()) for match in headings if match}
 
 
 def runbook_entries() -> set[str]:
@@ -31,21 +59,84 @@ def entry_of(alarm: str) -> str:
     return re.sub(r"^(Mapping[A-Za-z]+)-.*$", r"\1-<topic>", alarm)
 
 
-def test_readme_documents_every_context_key() -> None:
-    # GIVEN the deploy section's configuration table
-    deploy = section("deploy")
-    # WHEN each documented context key is looked up
-    missing = [key for key in CONTEXT_KEYS if f"`{key}`" not in deploy]
+class _ReadingEnv(dict[str, str]):
+    """An environment that remembers every variable asked for."""
+
+    def __init__(self, values: dict[str, str]) -> None:
+        super().__init__(values)
+        self.asked: set[str] = set()
+
+    def get(self, key: str, default: str | None = None) -> str | None:  # type: ignore[override]
+        self.asked.add(key)
+        return super().get(key, default)
+
+    def __getitem__(self, key: str) -> str:
+        self.asked.add(key)
+        return super().__getitem__(key)
+
+    def __contains__(self, key: object) -> bool:
+        if isinstance(key, str):
+            self.asked.add(key)
+        return super().__contains__(key)
+
+
+def test_readme_first_commands_are_make_demo_and_make_test() -> None:
+    # GIVEN the README's first code block
+    text = README.read_text(encoding="utf-8")
+    block = re.search(r"```bash\n(.*?)```", text, re.S)
+    assert block is not None
+    # WHEN its commands are read
+    commands = [line.split("#")[0].strip() for line in block.group(1).splitlines()]
+    # THEN they are the two a fresh machine needs, in that order
+    assert commands == ["make demo", "make test"]
+
+
+def test_docs_deploy_documents_every_context_key() -> None:
+    # GIVEN the configuration table of docs/deploy.md
+    table = section(DEPLOY, "Configuration (CDK context keys)")
+    # WHEN each context key the stack accepts is looked up
+    missing = [key for key in CONTEXT_KEYS if f"`{key}`" not in table]
     # THEN none is missing
     assert missing == []
 
 
-def test_readme_runbook_section_points_to_the_runbook() -> None:
-    # GIVEN the README's runbook section
-    # WHEN read
-    # THEN it sends the reader to docs/runbook.md, which exists
-    assert f"]({RUNBOOK_PATH})" in section("runbook")
+def test_docs_guarantee_documents_every_function_setting() -> None:
+    # GIVEN every environment variable the function's settings parser reads
+    env = _ReadingEnv({"STREAM_NAME": "orders-mirror"})
+    Settings.from_env(env)
+    assert len(env.asked) >= 10  # the parser really went through its variables
+    # WHEN each is looked up in the function configuration table
+    table = section(GUARANTEE, "Function configuration")
+    missing = sorted(name for name in env.asked if f"`{name}`" not in table)
+    # THEN none is missing
+    assert missing == []
+
+
+def test_readme_points_to_the_runbook() -> None:
+    # GIVEN the README / WHEN read / THEN it links docs/runbook.md, which exists
+    assert f"]({RUNBOOK_PATH})" in README.read_text(encoding="utf-8")
     assert RUNBOOK.is_file()
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda page: str(page.relative_to(REPO)))
+def test_docs_links_resolve(page: Path) -> None:
+    # GIVEN a page of the documentation
+    assert page.is_file()
+    broken = []
+    for line in _prose_lines(page):
+        # WHEN each relative link on it is followed (files and anchors)
+        for target in re.findall(r"\]\(([^)\s]+)\)", line):
+            if re.match(r"[a-z]+:", target):
+                continue  # http(s), mailto: not followed offline
+            path_part, _, anchor = target.partition("#")
+            linked = (page.parent / path_part).resolve() if path_part else page
+            lands = linked.exists() and (
+                not anchor or linked.suffix != ".md" or anchor in anchors(linked)
+            )
+            if not lands:
+                broken.append(target)
+    # THEN every one lands on a file, and on a heading of it
+    assert broken == []
 
 
 @pytest.mark.infra

@@ -5,20 +5,26 @@ from __future__ import annotations
 import base64
 import json
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from pathlib import Path
 from typing import Any
 
+import boto3
 import pytest
+from botocore.awsrequest import AWSResponse, HTTPHeaders
+from botocore.endpoint import Endpoint
 from hypothesis import given
 from hypothesis import strategies as st
 
+from bench.chart import draw as draw_chart
+from bench.chart import panels as chart_panels
 from bench.esm import NoProgressError, batch_counts, by_partition, deliver, reported_offsets
 from bench.report import audit_verdict, goals, median_of_rounds, table
 from bench.run import plan
 from bench.stub import put_records_response
 from bench.systems import pre_encoded_requests
 from bench.verify import source_log, without_warm_up
-from bench.worker import put_units_of_body
+from bench.worker import CallCounter, put_units_of_body
 from bench.workloads import (
     MAX_INVOCATION_BYTES,
     TOPIC,
@@ -407,3 +413,99 @@ def test_harness_ratio_is_the_median_of_per_round_ratios() -> None:
     goal = {g.name: g for g in goals(runs, {})}["W7 kinesalite20: handler-default / quix records/s"]
     # THEN it is the median of 1.3, 1.4 and 0.91 (paired by round), not 2000 / 2000
     assert goal.measured == 1.3
+
+
+def test_chart_panels_put_each_system_against_its_reference() -> None:
+    # GIVEN W1 at stub (handler, quix and the bound), W3 at stub without a bound, and W7 rounds
+    # where the machine was slow in the second round for everyone
+    def classic(workload: str, system: str, rate: float) -> dict[str, Any]:
+        return {"workload": workload, "endpoint": "stub", "system": system, "records_per_s": rate}
+
+    document = {
+        "runs": [
+            classic("W1", "handler", 9000.0),
+            classic("W1", "quix", 4500.0),
+            classic("W1", "bound", 10000.0),
+            classic("W3", "handler", 100.0),
+            {**_w7_run("kinesalite20", "quix", 2000.0), "rounds_records_per_s": [2000.0, 500.0]},
+            {
+                **_w7_run("kinesalite20", "handler-default", 2500.0),
+                "rounds_records_per_s": [2500.0, 625.0],
+            },
+            _w7_run("kinesalite20-faults", "handler-agg", 1800.0),
+        ]
+    }
+
+    # WHEN the chart's panels are prepared (no drawing, no matplotlib)
+    shown = chart_panels(document)
+
+    # THEN W1 is drawn against the bound, W3 (no bound to compare with) is left out
+    stub, harness = shown
+    assert stub.reference == "bound"
+    assert [group.label for group in stub.groups] == ["W1 distinct keys"]
+    assert {bar.system: bar.ratio for bar in stub.groups[0].bars} == {
+        "handler": 0.9,
+        "quix": 0.45,
+    }
+    # AND W7 is drawn against Quix without faults, as its goals count it (paired rounds)
+    assert harness.reference == "Quix without faults"
+    no_faults, faults = harness.groups
+    assert {bar.system: bar.ratio for bar in no_faults.bars} == {
+        "handler-default": 1.25,
+        "quix": 1.0,
+    }
+    assert {bar.system: bar.ratio for bar in faults.bars} == {"handler-agg": 0.9}
+
+
+def test_chart_refuses_a_document_with_nothing_to_draw(tmp_path: Path) -> None:
+    # GIVEN results without any reference run
+    document = {"runs": [{"workload": "W1", "endpoint": "stub", "system": "handler"}]}
+    # WHEN drawn / THEN it says so before importing any plotting library, and writes nothing
+    with pytest.raises(ValueError, match="nothing to draw"):
+        draw_chart(document, tmp_path / "chart.png")
+    assert not (tmp_path / "chart.png").exists()
+
+
+class _AnsweringSession:
+    """An HTTP session that answers every PutRecords with success, as the handler's own
+    deadline-bounded session stands in for botocore's (no network)."""
+
+    def send(self, request: Any) -> AWSResponse:
+        records = len(json.loads(request.body)["Records"])
+
+        class Raw:
+            def stream(self) -> Iterator[bytes]:
+                yield put_records_response(records)
+
+        return AWSResponse(request.url, 200, HTTPHeaders(), Raw())
+
+
+def test_call_counter_counts_puts_whatever_session_sends_them(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # GIVEN the counter installed (restored after the test), and a Kinesis client whose HTTP
+    # session is not botocore's
+    monkeypatch.setattr(Endpoint, "_send", Endpoint._send)
+    counter = CallCounter()
+    counter.install()
+    client = boto3.client(
+        "kinesis",
+        region_name="us-east-1",
+        endpoint_url="http://127.0.0.1:9",
+        aws_access_key_id="bench",
+        aws_secret_access_key="bench",
+    )
+    client._endpoint.http_session = _AnsweringSession()
+
+    # WHEN a PutRecords of a 30,000-byte record and a small one is sent
+    answer = client.put_records(
+        StreamName="s",
+        Records=[
+            {"Data": b"x" * 30_000, "PartitionKey": "k"},
+            {"Data": b"y", "PartitionKey": "k2"},
+        ],
+    )
+
+    # THEN the call and its PUT payload units (2 + 1) are counted
+    assert answer["FailedRecordCount"] == 0
+    assert (counter.calls, counter.put_units) == (1, 3)

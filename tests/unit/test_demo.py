@@ -1,0 +1,158 @@
+"""`make demo`'s own behaviour, without servers: input mistakes, the report, progress bars."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import pytest
+
+from localloop import demo
+from localloop.audit import AuditReport
+from localloop.esm import EsmStats
+from localloop.proxy import ProxyStats
+
+
+@pytest.mark.parametrize(
+    ("environ", "argv", "message"),
+    [
+        (
+            {"AGGREGATION": "yes"},
+            [],
+            "configuration error: AGGREGATION='yes' is not one of: off, on",
+        ),
+        ({"RECORDS": "abc"}, [], "configuration error: RECORDS='abc' is not a whole number"),
+        (
+            {"FAULTS": "trottle=0.1"},
+            [],
+            "configuration error: FAULTS='trottle=0.1' is not a fault spec: unknown fault"
+            " 'trottle' (did you mean throttle?)",
+        ),
+        (
+            {"KINESIS_TIMEOUT_SECONDS": "0"},
+            [],
+            "configuration error: KINESIS_TIMEOUT_SECONDS=0 is out of range",
+        ),
+        ({}, ["--records", "0"], "configuration error: --records='0' is out of range"),
+    ],
+)
+def test_demo_input_mistake_is_one_line_and_starts_nothing(
+    environ: dict[str, str],
+    argv: list[str],
+    message: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # GIVEN a mistake in a variable `make demo` passes on, or in an option
+    # WHEN the demo starts
+    code = demo.main([*argv, "--workdir", str(tmp_path / "demo")], environ)
+
+    # THEN it exits 2 with one line on stderr naming the problem, before starting anything
+    out, err = capsys.readouterr()
+    assert code == 2
+    assert out == ""
+    assert len(err.splitlines()) == 1
+    assert err.startswith(message)
+    assert not (tmp_path / "demo").exists()
+
+
+def test_demo_option_mistake_is_one_line_without_usage(capsys: pytest.CaptureFixture[str]) -> None:
+    # GIVEN an option argparse itself refuses
+    # WHEN the demo parses it
+    with pytest.raises(SystemExit) as exit_info:
+        demo.main(["--batch-size", "20000"], {})
+
+    # THEN it exits 2 with one line, no usage block
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2
+    assert err.splitlines() == [
+        "configuration error: argument --batch-size: '20000' is out of range (allowed: 1-10000)"
+    ]
+
+
+def test_demo_takes_the_command_line_over_the_environment() -> None:
+    # GIVEN RECORDS and FAULTS in the environment, and --records on the command line
+    environ = {"RECORDS": "abc", "FAULTS": "none", "SEED": "7"}
+
+    # WHEN the demo's inputs are read
+    args = demo._parse(["--records", "300"], environ)
+
+    # THEN the option wins over the (bad) variable, and the other variables are used
+    assert (args.records, args.seed, args.faults.describe()) == (300, 7, "none")
+    # AND the function's AGGREGATION is left to the function's default when not given
+    assert "AGGREGATION" not in demo.function_env(args, environ, "http://127.0.0.1:1")
+
+
+def _report(*, delivered: int) -> str:
+    audit = AuditReport(
+        records=1000,
+        stream_records=delivered,
+        delivered=delivered,
+        lost=1000 - delivered,
+        out_of_order=0,
+        duplicates=0,
+        corrupted=0,
+        unexpected=0,
+        undecodable=0,
+        keys=10,
+        partitions=2,
+        shards=2,
+    )
+    return demo.report_text(
+        report=audit,
+        esm=EsmStats(invocations=4, function_errors=4, init_errors=4, records_discarded=1000),
+        proxy=ProxyStats(),
+        value_mb=2.0,
+        produce_s=1.0,
+        esm_s=0.5,
+        audit_s=0.1,
+        total_s=2.0,
+        discarded_docs=2,
+        workdir=Path(".demo"),
+    )
+
+
+def test_demo_report_gives_no_rate_when_nothing_was_delivered() -> None:
+    # GIVEN a run that delivered nothing (every init failed, every batch discarded)
+    # WHEN its report is written
+    text = _report(delivered=0)
+
+    # THEN no records/s appears anywhere, and the summary says what happened
+    assert "records/s" not in text
+    summary = dict(item.split("=", 1) for item in text.splitlines()[-1].split())
+    assert "records_per_s" not in summary
+    assert "mb_per_s" not in summary
+    assert (summary["delivered"], summary["lost"], summary["ok"]) == ("0", "1000", "false")
+    assert "4 errors (4 at init)" in text
+
+
+def test_demo_report_rate_counts_delivered_records_only() -> None:
+    # GIVEN a run that delivered half of its records in 0.5 s
+    # WHEN its report is written
+    summary = dict(item.split("=", 1) for item in _report(delivered=500).splitlines()[-1].split())
+
+    # THEN the rate is 500 / 0.5 s, and MB/s is the delivered share of the values
+    assert summary["records_per_s"] == "1000"
+    assert summary["mb_per_s"] == "2.0"
+
+
+class _Stream(io.StringIO):
+    def __init__(self, *, tty: bool) -> None:
+        super().__init__()
+        self._tty = tty
+
+    def isatty(self) -> bool:
+        return self._tty
+
+
+@pytest.mark.parametrize("tty", [False, True])
+def test_demo_progress_bars_only_on_a_terminal(tty: bool) -> None:
+    # GIVEN stderr that is a terminal, or not (a pipe, a CI log)
+    stream = _Stream(tty=tty)
+
+    # WHEN a progress bar counts records
+    with demo.progress("deliver ", 10, stream=stream) as bar:
+        bar.update(10)
+
+    # THEN it is drawn on a terminal only
+    assert ("deliver" in stream.getvalue()) is tty
