@@ -1,8 +1,9 @@
 """Deployment settings: CDK context keys validated once into frozen, typed models (pydantic).
 
-A field per key (its alias is the cdk.json key; the configuration table in docs/deploy.md describes it). A
-wrong value raises `ConfigError`, one line naming the key and what is allowed, before any
-construct is built. The keys that are the function's own settings are read by its own parser.
+A field per key (its alias is the cdk.json key; the configuration table in docs/deploy.md
+describes it). A wrong value raises `ConfigError`, one line naming the key and what is allowed,
+before any construct is built. The keys that are the function's own settings are read by its own
+parser.
 """
 
 from __future__ import annotations
