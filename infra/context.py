@@ -67,9 +67,7 @@ class ContextModel(BaseModel):
     @classmethod
     def keys(cls) -> dict[str, FieldInfo]:
         """The context keys; fields marked `exclude` are derived, never read from the context."""
-        return {
-            str(field.alias): field for field in cls.model_fields.values() if not field.exclude
-        }
+        return {str(field.alias): field for field in cls.model_fields.values() if not field.exclude}
 
     @field_validator("*", mode="before")
     @classmethod
