@@ -22,7 +22,14 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Final
 from urllib.parse import urlsplit
+
+# A kept-alive connection idle longer than this is not reused. A Lambda container can be frozen
+# for minutes between invocations, long past the idle timeouts of the NAT and load balancers on
+# the way, which drop a connection without a word: reusing it would cost a whole request
+# timeout. A new connection costs one handshake.
+MAX_IDLE_S: Final = 30.0
 
 # Headers the exchange never forwards: `Expect: 100-continue` would make the server wait for a
 # go-ahead this client does not wait for (the body follows the headers at once; SigV4 does not
@@ -127,12 +134,15 @@ class _Connection:
             else http.client.HTTPConnection(host, port)
         )
         self._tls = tls
+        self.last_used = 0.0
 
-    def is_stale(self) -> bool:
-        """A kept-alive socket that is readable before we asked anything was closed by the peer."""
+    def is_stale(self, now: float) -> bool:
+        """Idle too long, or readable before we asked anything (the peer closed it)."""
         sock = self._http.sock
         if sock is None:
             return False
+        if now - self.last_used > MAX_IDLE_S:
+            return True
         try:
             readable, _, _ = select.select([sock], [], [], 0)
         except (OSError, ValueError):
@@ -209,6 +219,7 @@ class _Connection:
         finally:
             if token is not None and watchdog.disarm(token):
                 conn.close()  # the whole answer arrived just as the deadline cut the socket
+            self.last_used = clock()
         return answer
 
 
@@ -251,7 +262,7 @@ class Transport:
             connections = self._local.connections = {}
         key = (scheme, parts.hostname, parts.port)
         connection = connections.get(key)
-        if connection is None or connection.is_stale():
+        if connection is None or connection.is_stale(self._clock()):
             if connection is not None:
                 connection.close()
             tls = self._tls_context() if scheme == "https" else None

@@ -22,6 +22,7 @@ from msk_kinesis_sink.errors import KinesisPublishError
 from msk_kinesis_sink.planning import Entry
 from msk_kinesis_sink.settings import Settings
 from msk_kinesis_sink.transport import (
+    MAX_IDLE_S,
     ConnectFailed,
     ConnectionLost,
     DeadlineExceeded,
@@ -181,6 +182,22 @@ def test_transport_reconnects_when_an_idle_connection_was_closed() -> None:
                 continue
     # THEN it is answered over a new connection
     assert first.body == second.body == ANSWER
+    assert server.connections == 2
+
+
+def test_transport_does_not_reuse_a_connection_idle_past_the_limit() -> None:
+    # GIVEN a keep-alive server, and a clock the test moves
+    now = [1_000.0]
+    with _server(_serve_keep_alive) as server:
+        transport = Transport(clock=lambda: now[0])
+        first = transport.send("POST", server.url, {}, b"{}", now[0] + 5)
+        # WHEN the next request comes after more than MAX_IDLE_S (a frozen Lambda container)
+        now[0] += MAX_IDLE_S + 1
+        second = transport.send("POST", server.url, {}, b"{}", now[0] + 5)
+        # AND another right after it
+        third = transport.send("POST", server.url, {}, b"{}", now[0] + 5)
+    # THEN the idle connection was replaced, and the fresh one reused
+    assert first.body == second.body == third.body == ANSWER
     assert server.connections == 2
 
 
