@@ -1,16 +1,19 @@
-"""The README's deploy section and docs/runbook.md keep up with the code: every key, every alarm."""
+"""The README's deploy section, docs/sources.md and docs/runbook.md keep up with the code: every
+key, every alarm, every example."""
 
 from __future__ import annotations
 
+import json
 import re
 
 import pytest
 
-from infra.config import CONTEXT_KEYS
+from infra.config import CONTEXT_KEYS, SinkConfig
 from infra.monitoring import RUNBOOK_PATH, runbook_anchor
-from tests.infra.conftest import REPO, Synth
+from tests.infra.conftest import REPO, Synth, shipped_context
 
 RUNBOOK = REPO / RUNBOOK_PATH
+SOURCES = REPO / "docs" / "sources.md"
 
 
 def section(name: str) -> str:
@@ -32,12 +35,24 @@ def entry_of(alarm: str) -> str:
 
 
 def test_readme_documents_every_context_key() -> None:
-    # GIVEN the deploy section's configuration table
-    deploy = section("deploy")
+    # GIVEN the deploy section's configuration table, and docs/sources.md's for the source keys
+    documented = section("deploy") + SOURCES.read_text(encoding="utf-8")
     # WHEN each documented context key is looked up
-    missing = [key for key in CONTEXT_KEYS if f"`{key}`" not in deploy]
+    missing = [key for key in CONTEXT_KEYS if f"`{key}`" not in documented]
     # THEN none is missing
     assert missing == []
+
+
+def test_sources_doc_every_example_is_accepted_by_synth() -> None:
+    # GIVEN each cdk.json example of docs/sources.md
+    text = SOURCES.read_text(encoding="utf-8")
+    examples = [json.loads(block) for block in re.findall(r"```json\n(.*?)```", text, re.S)]
+    assert len(examples) == 5
+    for example in examples:
+        # WHEN it is merged into the shipped cdk.json, as a reader would edit it
+        config = SinkConfig.from_context({**shipped_context(), **example})
+        # THEN it is accepted, with the keys it shows
+        assert config.source.topics[0].topic == example["topics"][0]
 
 
 def test_readme_runbook_section_points_to_the_runbook() -> None:
