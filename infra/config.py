@@ -83,6 +83,8 @@ SCRAM_SECRET_PREFIX: Final = "AmazonMSK_"
 # Lambda", ESM grouping): at most 100 mappings per group, at most 2,000 maximum pollers summed.
 MAX_MAPPINGS_PER_POLLER_GROUP: Final = 100
 MAX_POLLERS_PER_POLLER_GROUP: Final = 2_000
+# ProvisionedPollerConfig.MinimumPollers: 1-200 (MaximumPollers goes to 2,000).
+MAX_MIN_POLLERS: Final = 200
 # SourceAccessConfigurations: at most 29 entries per mapping (subnets, security group, secrets).
 MAX_ACCESS_CONFIGURATIONS: Final = 29
 
@@ -310,7 +312,7 @@ class SourceConfig(ContextModel):
     batch_size: Annotated[int, Interval(ge=1, le=MAX_BATCH_SIZE)] = 500
     batching_window_seconds: Annotated[int, Interval(ge=0, le=300)] = 1  # AWS: 0-300 s
     # ProvisionedPollerConfig: MinimumPollers 1-200, MaximumPollers 1-2,000.
-    min_pollers: Annotated[int, Interval(ge=1, le=200)] = 1
+    min_pollers: Annotated[int, Interval(ge=1, le=MAX_MIN_POLLERS)] = 1
     max_pollers: Annotated[int, Interval(ge=1, le=2_000)] = 10
     poller_group_name: PollerGroupName | None = None
     """provisioned poller group every mapping of this stack joins (shared capacity)"""
@@ -596,6 +598,11 @@ class SourceConfig(ContextModel):
             raise ConfigError(
                 f"minPollers={self.min_pollers} contradicts lowLatency=true, which keeps as many"
                 f" pollers as maxPollers={self.max_pollers}: remove it or set {self.max_pollers}"
+            )
+        if self.max_pollers > MAX_MIN_POLLERS:
+            raise ConfigError(
+                f"maxPollers={self.max_pollers} is too many for lowLatency=true, which sets"
+                f" minPollers to it (MinimumPollers allows 1-{MAX_MIN_POLLERS})"
             )
         return self.model_copy(
             update={"batching_window_seconds": 0, "min_pollers": self.max_pollers}

@@ -245,8 +245,8 @@ class SinkMonitoring(Construct):
             evaluate=1,
             breaching=1,
             what=(
-                f"the event source mapping for {topic} gave up on records (dropped, or sent"
-                f" whole batches to {self._on_failure.label})"
+                f"the event source mapping for {topic} gave up on records (their batch went"
+                f" to {self._on_failure.label}, or was dropped)"
             ),
         )
         # Lambda emits PolledEventCount on every poll, 0 for an empty one: no datapoint at all

@@ -284,10 +284,16 @@ def test_config_low_latency_profile_sets_window_and_pollers() -> None:
 def test_config_low_latency_keeps_pollers_fixed(pollers: int) -> None:
     # GIVEN the profile with any maxPollers
     # WHEN parsed
-    source = parse(lowLatency=True, maxPollers=pollers).source
-    # THEN min = max (Lambda never scales, so never rebalances) and Lambda never waits to batch
-    assert source.min_pollers == source.max_pollers == min(pollers, 2000)
-    assert source.batching_window_seconds == 0
+    try:
+        source = parse(lowLatency=True, maxPollers=pollers).source
+    except ConfigError as error:
+        # THEN more pollers than MinimumPollers allows (200) are refused, naming the limit...
+        assert pollers > 200
+        assert str(error).startswith(f"maxPollers={pollers} is too many for lowLatency=true")
+    else:
+        # ...and otherwise min = max (Lambda never scales, so never rebalances), no batching
+        assert source.min_pollers == source.max_pollers == pollers <= 200
+        assert source.batching_window_seconds == 0
 
 
 @given(st.integers(min_value=1, max_value=120), st.integers(min_value=1, max_value=2000))
@@ -530,6 +536,7 @@ BAD_VALUES: list[tuple[dict[str, object], str, str]] = [
         "minPollers",
         "remove it or set 4",
     ),
+    ({"lowLatency": True, "maxPollers": 201}, "maxPollers", "MinimumPollers allows 1-200"),
     ({"onFailureDestination": "lambda"}, "onFailureDestination", "s3, kafka, sqs, sns"),
     ({"onFailureDestination": "kafka"}, "onFailureTopic", "required"),
     ({"onFailureTopic": "failures"}, "onFailureTopic", "only applies with onFailureDestination"),
