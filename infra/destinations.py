@@ -25,9 +25,9 @@ from infra.config import AuthMode, DestinationKind, SourceConfig
 # SQS keeps a message at most 14 days: the longest a notice can wait to be acted on.
 NOTICE_RETENTION: Final = Duration.days(14)
 
+# How alarm descriptions name the destination (a Kafka destination is named by its topic).
 LABELS: Final = {
     DestinationKind.S3: "the dead-letter bucket",
-    DestinationKind.KAFKA: "the on-failure topic",
     DestinationKind.SQS: "the discard-notice queue",
     DestinationKind.SNS: "the discard-notice topic",
 }
@@ -45,7 +45,7 @@ class FailureDestination(Construct):
     ) -> None:
         super().__init__(scope, construct_id)
         self.kind = source.on_failure
-        self.label = LABELS[self.kind]
+        self.label = LABELS.get(self.kind, f"topic {source.on_failure_topic}")
         self.queue: sqs.Queue | None = None
         self.topic: sns.Topic | None = None
         self.key: kms.Key | None = None
@@ -56,7 +56,6 @@ class FailureDestination(Construct):
             self.target = sources.S3OnFailureDestination(bucket)
         elif self.kind is DestinationKind.KAFKA:
             assert source.on_failure_topic is not None
-            self.label = f"topic {source.on_failure_topic}"
             self.target = sources.KafkaDlq(source.on_failure_topic)
             self.statements = _kafka_statements(source)
         elif self.kind is DestinationKind.SQS:
