@@ -28,19 +28,24 @@ from pydantic.alias_generators import to_snake
 from infra.context import (
     GROUP_ID,
     Account,
+    BootstrapServers,
     ContextModel,
+    DestinationTopic,
     Email,
     FilterPatterns,
     GroupId,
     GroupMap,
     KmsKeyArn,
     Namespace,
+    PollerGroupName,
     Region,
     SecretArn,
+    SecurityGroupId,
     ServiceName,
     StackName,
     StreamArn,
     StreamName,
+    SubnetIds,
     TopicNames,
     UnixSeconds,
     Url,
@@ -75,10 +80,27 @@ LOG_RETENTION_DAYS: Final = (
 )  # fmt: skip
 # MSK only associates SASL/SCRAM secrets whose names start with this prefix.
 SCRAM_SECRET_PREFIX: Final = "AmazonMSK_"
+# ProvisionedPollerConfig.PollerGroupName (AWS: "Apache Kafka event poller scaling modes in
+# Lambda", ESM grouping): at most 100 mappings per group, at most 2,000 maximum pollers summed.
+MAX_MAPPINGS_PER_POLLER_GROUP: Final = 100
+MAX_POLLERS_PER_POLLER_GROUP: Final = 2_000
+# ProvisionedPollerConfig.MinimumPollers: 1-200 (MaximumPollers goes to 2,000).
+MAX_MIN_POLLERS: Final = 200
+# SourceAccessConfigurations: at most 29 entries per mapping (subnets, security group, secrets).
+MAX_ACCESS_CONFIGURATIONS: Final = 29
 
 _CLUSTER_ARN = re.compile(
     r"^arn:(?P<partition>aws[a-z-]*):kafka:(?P<region>[a-z]{2}(-[a-z]+)+-\d):(?P<account>\d{12}):"
     r"cluster/(?P<name>[A-Za-z0-9-]{1,64})/(?P<uuid>[A-Za-z0-9-]{1,64})$"
+)
+# A multi-VPC connection to a cluster of another account (AWS Service Authorization Reference:
+# arn:${Partition}:kafka:${Region}:${VpcOwnerAccount}:vpc-connection/${ClusterOwnerAccount}/
+# ${ClusterName}/${Uuid}); the mapping reads it in place of the cluster ARN (AWS: "Creating
+# cross-account event source mappings in Lambda").
+_VPC_CONNECTION_ARN = re.compile(
+    r"^arn:(?P<partition>aws[a-z-]*):kafka:(?P<region>[a-z]{2}(-[a-z]+)+-\d):"
+    r"(?P<connection_account>\d{12}):vpc-connection/(?P<account>\d{12})/"
+    r"(?P<name>[A-Za-z0-9-]{1,64})/[A-Za-z0-9-]{1,64}$"
 )
 # A complete secret ARN ends in the 6 random characters Secrets Manager appends to the name.
 _COMPLETE_SECRET_SUFFIX = re.compile(r"-[A-Za-z0-9]{6}$")
@@ -111,11 +133,43 @@ class StartingPosition(StrEnum):
 
 
 class AuthMode(StrEnum):
-    """How the event source mapping authenticates to the MSK cluster."""
+    """How the event source mappings authenticate to the cluster."""
 
-    IAM = "iam"
-    SASL_SCRAM = "sasl_scram"
+    IAM = "iam"  # MSK's IAM access control
+    SASL_SCRAM = "sasl_scram"  # SCRAM-SHA-512 (MSK's only SCRAM)
+    SASL_SCRAM_256 = "sasl_scram_256"  # self-managed only
+    SASL_PLAIN = "sasl_plain"  # self-managed only, over TLS
     MTLS = "mtls"
+    NONE = "none"  # self-managed only, inside a VPC
+
+
+class DestinationKind(StrEnum):
+    """Where the event source mappings send what they give up on."""
+
+    S3 = "s3"  # whole invocation payloads, in the dead-letter bucket
+    KAFKA = "kafka"  # the records themselves, to a topic of the same cluster
+    SQS = "sqs"  # metadata only (topic, partitions, offsets), to a queue this stack creates
+    SNS = "sns"  # metadata only, to a topic this stack creates
+
+
+class SourceKind(StrEnum):
+    """What kind of cluster the mappings read."""
+
+    MSK = "msk"
+    MSK_VPC_CONNECTION = "msk_vpc_connection"
+    SELF_MANAGED = "self_managed"
+
+
+# What each authentication needs from Secrets Manager, and which kinds of cluster offer it.
+_SECRET_AUTH: Final = frozenset(AuthMode) - {AuthMode.IAM, AuthMode.NONE}
+_MSK_AUTH: Final = (AuthMode.IAM, AuthMode.SASL_SCRAM, AuthMode.MTLS)
+_SELF_MANAGED_AUTH: Final = (
+    AuthMode.SASL_SCRAM_256,
+    AuthMode.SASL_SCRAM,
+    AuthMode.SASL_PLAIN,
+    AuthMode.MTLS,
+    AuthMode.NONE,
+)
 
 
 class StreamMode(StrEnum):
@@ -143,30 +197,48 @@ class LogLevel(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class MskCluster:
-    """An MSK cluster ARN, split so IAM resources for its topics and groups can be derived."""
+    """An MSK cluster, or a multi-VPC connection to one, split for IAM and metrics.
+
+    `arn` is what the mappings read. Through a connection the cluster belongs to another account
+    (`account`) and its UUID is not in the connection's ARN: its IAM resources match any UUID.
+    """
 
     arn: str
     partition: str
     region: str
     account: str
     name: str
-    uuid: str
+    uuid: str | None
+    connection_account: str | None = None
 
     @classmethod
     def from_arn(cls, arn: object) -> MskCluster:
-        match = _CLUSTER_ARN.match(arn) if isinstance(arn, str) else None
-        if match is None:
-            raise ConfigError(
-                f"clusterArn={arn!r} is not an MSK cluster ARN"
-                " (arn:aws:kafka:<region>:<account>:cluster/<name>/<uuid>)"
-            )
-        return cls(arn=match.group(0), **match.groupdict())
-
-    def _child_arn(self, kind: str, child: str) -> str:
-        return (
-            f"arn:{self.partition}:kafka:{self.region}:{self.account}:"
-            f"{kind}/{self.name}/{self.uuid}/{child}"
+        text = arn if isinstance(arn, str) else ""
+        if match := _CLUSTER_ARN.match(text):
+            return cls(arn=match.group(0), **match.groupdict())
+        if match := _VPC_CONNECTION_ARN.match(text):
+            return cls(arn=match.group(0), uuid=None, **match.groupdict())
+        raise ConfigError(
+            f"clusterArn={arn!r} is not an MSK cluster ARN"
+            " (arn:aws:kafka:<region>:<account>:cluster/<name>/<uuid>) or multi-VPC connection ARN"
+            " (arn:aws:kafka:<region>:<account>:vpc-connection/<cluster-account>/<name>/<uuid>)"
         )
+
+    @property
+    def through_connection(self) -> bool:
+        return self.connection_account is not None
+
+    def _child_arn(self, kind: str, child: str | None = None) -> str:
+        arn = (
+            f"arn:{self.partition}:kafka:{self.region}:{self.account}:"
+            f"{kind}/{self.name}/{self.uuid or '*'}"
+        )
+        return arn if child is None else f"{arn}/{child}"
+
+    @property
+    def cluster_arn(self) -> str:
+        """The cluster's own ARN (through a connection, with any UUID)."""
+        return self.arn if not self.through_connection else self._child_arn("cluster")
 
     def topic_arn(self, topic: str) -> str:
         return self._child_arn("topic", topic)
@@ -186,7 +258,7 @@ class TopicSource:
 def _finite_retries(value: object) -> object:
     if value == -1:
         raise ValueError(
-            f"=-1 (infinite) cannot apply here: with the S3 on-failure destination this stack"
+            f"=-1 (infinite) cannot apply here: with the on-failure destination this stack"
             f" always sets, Lambda caps retries at {INFINITE_RETRIES_CAP}"
             f" (allowed: 0-{MAX_RETRY_ATTEMPTS})"
         )
@@ -209,10 +281,18 @@ def _log_retention(days: int) -> int:
 
 
 class SourceConfig(ContextModel):
-    """Where records come from and how the event source mappings read them."""
+    """Where records come from, how the event source mappings read them, where failures go."""
 
-    cluster: Annotated[MskCluster, PlainValidator(MskCluster.from_arn)] = Field(alias="clusterArn")
-    """ARN of the MSK cluster (provisioned or serverless)"""
+    cluster: Annotated[MskCluster | None, PlainValidator(MskCluster.from_arn)] = Field(
+        None, alias="clusterArn"
+    )
+    """ARN of the MSK cluster (provisioned or serverless), or of a multi-VPC connection to one"""
+    bootstrap_servers: BootstrapServers | None = None
+    """self-managed Kafka, instead of clusterArn: brokers (host:port), a list or comma-separated"""
+    subnet_ids: SubnetIds = ()
+    """self-managed Kafka in a VPC: the subnets the pollers run in"""
+    security_group_id: SecurityGroupId | None = None
+    """self-managed Kafka in a VPC: the security group of the pollers"""
     topic_names: TopicNames = Field(alias="topics")
     """topic(s) to republish: a list, or comma-separated; one event source mapping each"""
     consumer_group_id: GroupId = "msk-kinesis-sink"
@@ -223,24 +303,65 @@ class SourceConfig(ContextModel):
     starting_position_timestamp: UnixSeconds | None = None
     auth: AuthMode = Field(AuthMode.IAM, alias="authentication")
     auth_secret_arn: SecretArn | None = None
-    """Secrets Manager ARN: SCRAM login (AmazonMSK_...) or mTLS client certificate"""
+    """Secrets Manager ARN: SCRAM or SASL/PLAIN login, or mTLS client certificate"""
     auth_secret_kms_key_arn: KmsKeyArn | None = None
     """customer managed KMS key ARN that encrypts authSecretArn"""
+    root_ca_secret_arn: SecretArn | None = None
+    """self-managed Kafka: Secrets Manager ARN of the brokers' root CA certificate (private CA)"""
+    root_ca_secret_kms_key_arn: KmsKeyArn | None = None
+    """customer managed KMS key ARN that encrypts rootCaSecretArn"""
     batch_size: Annotated[int, Interval(ge=1, le=MAX_BATCH_SIZE)] = 500
     batching_window_seconds: Annotated[int, Interval(ge=0, le=300)] = 1  # AWS: 0-300 s
     # ProvisionedPollerConfig: MinimumPollers 1-200, MaximumPollers 1-2,000.
-    min_pollers: Annotated[int, Interval(ge=1, le=200)] = 1
+    min_pollers: Annotated[int, Interval(ge=1, le=MAX_MIN_POLLERS)] = 1
     max_pollers: Annotated[int, Interval(ge=1, le=2_000)] = 10
+    poller_group_name: PollerGroupName | None = None
+    """provisioned poller group every mapping of this stack joins (shared capacity)"""
+    low_latency: bool = False
+    """low-latency profile: batchingWindowSeconds=0 and minPollers=maxPollers"""
     retry_attempts: Annotated[
         int, BeforeValidator(_finite_retries), Interval(ge=0, le=MAX_RETRY_ATTEMPTS)
     ] = 10
-    """retries of a failing batch before it goes to S3"""
+    """retries of a failing batch before it goes to the on-failure destination"""
     max_record_age_seconds: Annotated[
         int | None, Interval(ge=-1, le=MAX_RECORD_AGE_SECONDS), AfterValidator(_record_age)
     ] = None
-    """discard (to S3) records older than this; -1 = never, or 60-604800"""
+    """discard (to the on-failure destination) records older than this; -1 = never, or 60-604800"""
     bisect_on_error: bool = True
     filters: FilterPatterns = ()
+    on_failure: DestinationKind = Field(DestinationKind.S3, alias="onFailureDestination")
+    """where the mappings send batches they give up on: s3, kafka, sqs or sns"""
+    on_failure_topic: DestinationTopic | None = None
+    """with onFailureDestination=kafka: the topic (same cluster) that receives the records"""
+
+    @property
+    def kind(self) -> SourceKind:
+        if self.cluster is None:
+            return SourceKind.SELF_MANAGED
+        if self.cluster.through_connection:
+            return SourceKind.MSK_VPC_CONNECTION
+        return SourceKind.MSK
+
+    @property
+    def in_vpc(self) -> bool:
+        """Whether the pollers run in a VPC's subnets (always for MSK: the cluster's own)."""
+        return self.cluster is not None or bool(self.subnet_ids)
+
+    @property
+    def secrets(self) -> tuple[tuple[str, str | None], ...]:
+        """Each Secrets Manager secret the mappings read, with the key that encrypts it."""
+        pairs = (
+            (self.auth_secret_arn, self.auth_secret_kms_key_arn),
+            (self.root_ca_secret_arn, self.root_ca_secret_kms_key_arn),
+        )
+        return tuple((secret, key) for secret, key in pairs if secret is not None)
+
+    @property
+    def region(self) -> str | None:
+        """The region the cluster or the secrets name (the function's), if any names one."""
+        if self.cluster is not None:
+            return self.cluster.region
+        return next((_arn_region(secret) for secret, _ in self.secrets), None)
 
     @property
     def topics(self) -> tuple[TopicSource, ...]:
@@ -255,6 +376,40 @@ class SourceConfig(ContextModel):
         )
 
     @model_validator(mode="after")
+    def _one_cluster(self) -> SourceConfig:
+        if self.cluster is not None and self.bootstrap_servers is not None:
+            raise ConfigError(
+                "clusterArn and bootstrapServers exclude each other: clusterArn for Amazon MSK"
+                " (or a multi-VPC connection to it), bootstrapServers for self-managed Kafka"
+            )
+        if self.cluster is None and self.bootstrap_servers is None:
+            raise ConfigError(
+                "clusterArn (Amazon MSK) or bootstrapServers (self-managed Kafka) is required"
+            )
+        if self.cluster is not None:
+            for name in ("subnet_ids", "security_group_id", "root_ca_secret_arn"):
+                if name in self.model_fields_set:
+                    raise ConfigError(
+                        f"{_key(name)} only applies with bootstrapServers: an MSK mapping reaches"
+                        " the brokers through the cluster's own subnets, security groups and"
+                        " certificates"
+                    )
+        # AWS: "Creating a Lambda event source mapping for a self-managed Apache Kafka event
+        # source": brokers in a VPC need both the subnets and the security group.
+        if bool(self.subnet_ids) != (self.security_group_id is not None):
+            raise ConfigError(
+                "subnetIds and securityGroupId go together: the pollers need both to reach"
+                " brokers in a VPC"
+            )
+        access = len(self.subnet_ids) + (self.security_group_id is not None) + len(self.secrets)
+        if access > MAX_ACCESS_CONFIGURATIONS:
+            raise ConfigError(
+                f"subnetIds: {len(self.subnet_ids)} subnets, with the security group and secrets,"
+                f" exceed the {MAX_ACCESS_CONFIGURATIONS} access configurations a mapping takes"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _consumer_groups(self) -> SourceConfig:
         for topic in self.consumer_groups:
             if topic not in self.topic_names:
@@ -266,7 +421,7 @@ class SourceConfig(ContextModel):
             if not GROUP_ID.match(group):
                 raise ConfigError(f"{key}: {group!r} is not a group id (a-z A-Z 0-9 -/*_+=.@)")
             # AWS: "Monitor consumer lags": MSK emits no consumer-lag metrics for such a group.
-            if ":" in group:
+            if ":" in group and self.cluster is not None:
                 raise ConfigError(
                     f"{key}: {group!r} contains ':' (MSK publishes no lag metrics for it)"
                 )
@@ -296,37 +451,172 @@ class SourceConfig(ContextModel):
             raise ConfigError(
                 f"minPollers={self.min_pollers} must be <= maxPollers={self.max_pollers}"
             )
+        if self.poller_group_name is not None:
+            mappings = len(self.topic_names)
+            if mappings > MAX_MAPPINGS_PER_POLLER_GROUP:
+                raise ConfigError(
+                    f"pollerGroupName: {mappings} topics would put {mappings} mappings in one"
+                    f" poller group (AWS allows at most {MAX_MAPPINGS_PER_POLLER_GROUP})"
+                )
+            pollers = mappings * self.max_pollers
+            if pollers > MAX_POLLERS_PER_POLLER_GROUP:
+                raise ConfigError(
+                    f"pollerGroupName: {mappings} mappings x maxPollers={self.max_pollers} ="
+                    f" {pollers} pollers in one group (AWS allows at most"
+                    f" {MAX_POLLERS_PER_POLLER_GROUP:,} summed over a group)"
+                )
         return self
 
     @model_validator(mode="after")
     def _authentication(self) -> SourceConfig:
         auth, secret, secret_key = self.auth, self.auth_secret_arn, self.auth_secret_kms_key_arn
-        if auth is AuthMode.IAM and (secret or secret_key):
+        offered = _SELF_MANAGED_AUTH if self.cluster is None else _MSK_AUTH
+        allowed = ", ".join(a.value for a in offered)
+        if self.cluster is None and "auth" not in self.model_fields_set:
+            raise ConfigError(f"authentication is required with bootstrapServers ({allowed})")
+        if auth not in offered:
+            where = "self-managed Kafka" if self.cluster is None else "Amazon MSK"
             raise ConfigError(
-                "authSecretArn/authSecretKmsKeyArn are only used with sasl_scram or mtls"
+                f"authentication={auth.value} is not available with {where} (allowed: {allowed})"
             )
-        if auth is not AuthMode.IAM and secret is None:
+        if auth not in _SECRET_AUTH and (secret or secret_key):
+            raise ConfigError(
+                "authSecretArn/authSecretKmsKeyArn are only used with authentication="
+                f"{', '.join(a.value for a in offered if a in _SECRET_AUTH)}"
+                f" (authentication={auth.value})"
+            )
+        if auth in _SECRET_AUTH and secret is None:
             raise ConfigError(f"authSecretArn is required when authentication={auth.value}")
-        if secret is not None and not _COMPLETE_SECRET_SUFFIX.search(secret):
+        # AWS: "Creating a Lambda event source mapping for a self-managed Apache Kafka event
+        # source": brokers outside a VPC need credentials; and the root CA applies to TLS with
+        # SASL/SCRAM, SASL/PLAIN or mTLS.
+        if auth is AuthMode.NONE and not self.subnet_ids:
             raise ConfigError(
-                f"authSecretArn={secret!r} is a partial ARN: give the complete one, ending in the"
-                " 6 characters Secrets Manager appends to the name (...:secret:<name>-AbCdEf)"
+                "authentication=none needs subnetIds and securityGroupId: Lambda reaches brokers"
+                " without credentials only inside a VPC"
             )
+        if auth is AuthMode.NONE and self.root_ca_secret_arn is not None:
+            raise ConfigError(
+                "rootCaSecretArn applies to TLS with sasl_scram_256, sasl_scram, sasl_plain or"
+                " mtls, not to authentication=none"
+            )
+        if self.root_ca_secret_kms_key_arn is not None and self.root_ca_secret_arn is None:
+            raise ConfigError("rootCaSecretKmsKeyArn only applies with rootCaSecretArn")
+        for key, arn in (("authSecretArn", secret), ("rootCaSecretArn", self.root_ca_secret_arn)):
+            if arn is not None and not _COMPLETE_SECRET_SUFFIX.search(arn):
+                raise ConfigError(
+                    f"{key}={arn!r} is a partial ARN: give the complete one, ending in the"
+                    " 6 characters Secrets Manager appends to the name (...:secret:<name>-AbCdEf)"
+                )
+        # AWS: "Configuring cluster authentication methods in Lambda": secrets must be in the
+        # function's region; the mappings live in the cluster's region.
+        arns = {
+            _key(name): getattr(self, name)
+            for name in (
+                "auth_secret_arn",
+                "auth_secret_kms_key_arn",
+                "root_ca_secret_arn",
+                "root_ca_secret_kms_key_arn",
+            )
+        }
+        regions = {key: _arn_region(arn) for key, arn in arns.items() if arn is not None}
+        if self.cluster is not None:
+            regions = {"clusterArn": self.cluster.region, **regions}
+        first, region = next(iter(regions.items()), ("", ""))
+        for key, other in regions.items():
+            if other != region:
+                raise ConfigError(
+                    f"{key} is in {other!r} but {first} is in {region!r}: Lambda reads secrets"
+                    " only in the function's region, which is the cluster's"
+                )
+        if auth is AuthMode.SASL_SCRAM and self._msk_associated(secret):
+            self._check_msk_scram_secret(str(secret), secret_key)
+        return self
+
+    def _msk_associated(self, secret: str | None) -> bool:
+        """Whether `secret` must be one MSK associates with the cluster.
+
+        Through a multi-VPC connection the function's account may keep its own copy (AWS:
+        "Creating cross-account event source mappings in Lambda"); the cluster's account holds
+        the associated one.
+        """
+        if self.cluster is None or secret is None:
+            return False
+        return not self.cluster.through_connection or secret.split(":")[4] == self.cluster.account
+
+    @staticmethod
+    def _check_msk_scram_secret(secret: str, secret_key: str | None) -> None:
         # AWS: "Set up SASL/SCRAM authentication for an Amazon MSK cluster": a secret encrypted
         # with the default Secrets Manager key cannot be used with MSK: the mapping needs the key.
-        if auth is AuthMode.SASL_SCRAM and secret_key is None:
+        if secret_key is None:
             raise ConfigError(
                 "authSecretKmsKeyArn is required when authentication=sasl_scram: MSK only uses"
                 " SCRAM secrets encrypted with a customer managed KMS key, and the role needs"
                 " kms:Decrypt on it"
             )
-        name = (secret or "").split(":secret:")[-1]
-        if auth is AuthMode.SASL_SCRAM and not name.startswith(SCRAM_SECRET_PREFIX):
+        name = secret.split(":secret:")[-1]
+        if not name.startswith(SCRAM_SECRET_PREFIX):
             raise ConfigError(
                 f"authSecretArn: secret {name!r} must be named {SCRAM_SECRET_PREFIX}... for"
                 " sasl_scram (MSK associates no other SCRAM secrets)"
             )
+
+    @model_validator(mode="after")
+    def _destination(self) -> SourceConfig:
+        kafka = self.on_failure is DestinationKind.KAFKA
+        if kafka and self.on_failure_topic is None:
+            raise ConfigError(
+                "onFailureTopic is required when onFailureDestination=kafka: the topic, on the"
+                " same cluster, that receives the failed records"
+            )
+        if not kafka and self.on_failure_topic is not None:
+            raise ConfigError(
+                f"onFailureTopic only applies with onFailureDestination=kafka"
+                f" (onFailureDestination={self.on_failure.value})"
+            )
+        # AWS: "Using a Kafka topic as an on-failure destination": Lambda blocks a destination
+        # topic that is also a source topic (it would loop).
+        if self.on_failure_topic in self.topic_names:
+            raise ConfigError(
+                f"onFailureTopic={self.on_failure_topic!r} is also in topics: Lambda refuses a"
+                " destination topic that is a source topic"
+            )
         return self
+
+    @model_validator(mode="after")
+    def _low_latency(self) -> SourceConfig:
+        """AWS: "Low latency processing for Kafka event sources": provisioned mode (always on
+        here) with no batching window; equal minimum and maximum pollers keep Lambda from
+        scaling pollers, whose rebalancing adds latency."""
+        if not self.low_latency:
+            return self
+        if "batching_window_seconds" in self.model_fields_set and self.batching_window_seconds:
+            raise ConfigError(
+                f"batchingWindowSeconds={self.batching_window_seconds} contradicts"
+                " lowLatency=true, which invokes without waiting: remove it or set 0"
+            )
+        if "min_pollers" in self.model_fields_set and self.min_pollers != self.max_pollers:
+            raise ConfigError(
+                f"minPollers={self.min_pollers} contradicts lowLatency=true, which keeps as many"
+                f" pollers as maxPollers={self.max_pollers}: remove it or set {self.max_pollers}"
+            )
+        if self.max_pollers > MAX_MIN_POLLERS:
+            raise ConfigError(
+                f"maxPollers={self.max_pollers} is too many for lowLatency=true, which sets"
+                f" minPollers to it (MinimumPollers allows 1-{MAX_MIN_POLLERS})"
+            )
+        return self.model_copy(
+            update={"batching_window_seconds": 0, "min_pollers": self.max_pollers}
+        )
+
+
+def _key(field: str) -> str:
+    """The context key of a SourceConfig field."""
+    return str(SourceConfig.model_fields[field].alias)
+
+
+def _arn_region(arn: str) -> str:
+    return arn.split(":")[3]
 
 
 class StreamConfig(ContextModel):
@@ -479,14 +769,17 @@ class SinkConfig(ContextModel):
 
     @model_validator(mode="after")
     def _one_region(self) -> SinkConfig:
-        cluster_region = self.source.cluster.region
-        if self.region is not None and self.region != cluster_region:
+        # The cluster's region (MSK), else that of the secrets (self-managed), else unknown.
+        cluster_region = self.source.region
+        if None not in (self.region, cluster_region) and self.region != cluster_region:
+            named_by = "the cluster's" if self.source.cluster is not None else "the secrets'"
             raise ConfigError(
-                f"region={self.region!r} differs from the cluster's region {cluster_region!r}:"
+                f"region={self.region!r} differs from {named_by} region {cluster_region!r}:"
                 " the function and its event source mappings must live in the cluster's region"
             )
+        cluster_region = cluster_region or self.region
         stream_region = (self.stream.existing_arn or "").split(":")[3:4]
-        if stream_region and stream_region[0] != cluster_region:
+        if stream_region and cluster_region and stream_region[0] != cluster_region:
             raise ConfigError(
                 f"streamArn is in {stream_region[0]!r} but the cluster is in {cluster_region!r}:"
                 " the function writes to a stream in its own region"

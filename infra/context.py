@@ -37,6 +37,11 @@ _TOPIC: Final = re.compile(r"^[a-zA-Z0-9_-][a-zA-Z0-9._-]{1,248}$")
 GROUP_ID: Final = re.compile(r"^[a-zA-Z0-9\-/*:_+=.@]+$")
 # Event filtering: at most 5 filter patterns per event source mapping (default quota).
 MAX_FILTERS: Final = 5
+# SelfManagedEventSource KafkaBootstrapServers: 1-10 unique host:port of <= 300 characters.
+MAX_BOOTSTRAP_SERVERS: Final = 10
+_LABEL: Final = r"([a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])"
+_HOST: Final = rf"({_LABEL}\.)*{_LABEL}"
+_BOOTSTRAP_SERVER: Final = re.compile(rf"^(?=.{{1,300}}$){_HOST}:(?P<port>\d{{1,5}})$")
 
 
 class ConfigError(ValueError):
@@ -182,23 +187,50 @@ def _json(value: object, what: str) -> object:
         raise ValueError(f" is not valid JSON ({what})") from None
 
 
-def _topic_names(value: object) -> tuple[str, ...]:
+def _text_list(value: object, what: str) -> tuple[str, ...]:
+    """A list of strings, or the same comma-separated (as `-c key=a,b` gives it)."""
     if isinstance(value, str):
         value = [part for part in value.split(",") if part.strip()]
     if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
-        raise ValueError(f"={value!r} must be a list of strings or a comma-separated string")
-    if not value:
+        raise ValueError(f"={value!r} must be a list of {what} or a comma-separated string")
+    items = tuple(item.strip() for item in value)
+    if len(set(items)) != len(items):
+        raise ValueError(f": {list(items)!r} lists an entry twice")
+    return items
+
+
+def _topic_names(value: object) -> tuple[str, ...]:
+    topics = _text_list(value, "strings")
+    if not topics:
         raise ValueError(" is required: one or more Kafka topic names")
-    topics = tuple(item.strip() for item in value)
     for topic in topics:
         if not _TOPIC.match(topic):
             raise ValueError(
                 f": {topic!r} is not a topic name an event source mapping accepts"
                 " (2-249 of a-z A-Z 0-9 . _ -, not starting with '.')"
             )
-    if len(set(topics)) != len(topics):
-        raise ValueError(f": {list(topics)!r} lists a topic twice")
     return topics
+
+
+def _bootstrap_servers(value: object) -> tuple[str, ...]:
+    servers = _text_list(value, "host:port")
+    if not 1 <= len(servers) <= MAX_BOOTSTRAP_SERVERS:
+        raise ValueError(f" lists {len(servers)} brokers (allowed: 1-{MAX_BOOTSTRAP_SERVERS})")
+    for server in servers:
+        match = _BOOTSTRAP_SERVER.match(server)
+        if match is None or not 1 <= int(match["port"]) <= 65_535:
+            raise ValueError(
+                f": {server!r} is not host:port (a DNS name or IPv4 address, port 1-65535)"
+            )
+    return servers
+
+
+def _subnet_ids(value: object) -> tuple[str, ...]:
+    subnets = _text_list(value, "subnet ids")
+    for subnet in subnets:
+        if not re.fullmatch(r"subnet-([0-9a-f]{8}|[0-9a-f]{17})", subnet):
+            raise ValueError(f": {subnet!r} is not a subnet id (subnet-0123456789abcdef0)")
+    return subnets
 
 
 def _group_map(value: object) -> dict[str, str]:
@@ -238,6 +270,20 @@ def _filter_patterns(value: object) -> tuple[dict[str, Any], ...]:
 
 
 TopicNames = Annotated[tuple[str, ...], BeforeValidator(_topic_names)]
+BootstrapServers = Annotated[tuple[str, ...], BeforeValidator(_bootstrap_servers)]
+SubnetIds = Annotated[tuple[str, ...], BeforeValidator(_subnet_ids)]
+SecurityGroupId = Annotated[
+    str, _matching(r"sg-([0-9a-f]{8}|[0-9a-f]{17})", "a security group id (sg-0123456789abcdef0)")
+]
+# OnFailure.Destination "kafka://<topic>": 1-249 of a-zA-Z0-9._- not starting with '.'.
+DestinationTopic = Annotated[
+    str,
+    _matching(r"[a-zA-Z0-9_-][a-zA-Z0-9._-]{0,248}", "a topic name (1-249 of a-z A-Z 0-9 . _ -)"),
+]
+# ProvisionedPollerConfig.PollerGroupName: up to 128 of a-zA-Z0-9-_ (an empty name means none).
+PollerGroupName = Annotated[
+    str, _matching(r"[a-zA-Z0-9_-]{1,128}", "a poller group name (1-128 of a-z A-Z 0-9 - _)")
+]
 GroupMap = Annotated[dict[str, str], BeforeValidator(_group_map)]
 UnixSeconds = Annotated[int, BeforeValidator(_unix_seconds)]
 FilterPatterns = Annotated[tuple[dict[str, Any], ...], BeforeValidator(_filter_patterns)]

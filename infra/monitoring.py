@@ -22,8 +22,9 @@ from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sns_subscriptions as subscriptions
 from constructs import Construct
 
-from infra.config import AlarmConfig, FunctionConfig, MskCluster
-from infra.sink_function import TopicMapping
+from infra.config import AlarmConfig, DestinationKind, FunctionConfig, SourceConfig, SourceKind
+from infra.destinations import FailureDestination
+from infra.event_sources import TopicMapping
 
 PERIOD: Final = Duration.minutes(5)
 WIDTH: Final = 24  # dashboard grid columns
@@ -32,6 +33,16 @@ RUNBOOK_PATH: Final = "docs/runbook.md"
 # CloudWatch AlarmName: 1-255 characters.
 MAX_ALARM_NAME_CHARS: Final = 255
 _PER_MAPPING: Final = "<topic>"
+# Per-mapping alarms on what the mappings give up on: the runbook's entry (what happened, what
+# to do) depends on what the destination holds. (discarded, delivery errors, short label)
+_DISCARD_ENTRIES: Final = {
+    DestinationKind.S3: ("MappingDiscarded", "MappingDeliveryErrors", "S3"),
+    DestinationKind.KAFKA: ("MappingDiscardedToKafka", "MappingKafkaDeliveryErrors", "Kafka"),
+    DestinationKind.SQS: ("MappingDiscardedToNotice", "MappingNoticeDeliveryErrors", "SQS"),
+    DestinationKind.SNS: ("MappingDiscardedToNotice", "MappingNoticeDeliveryErrors", "SNS"),
+}
+# A discard notice in the queue this long has not been acted on; Kafka may drop its records.
+NOTICE_WAITING_SECONDS: Final = 86_400
 # The function's own metrics (Powertools EMF, dimension `service`); see docs/guarantee.md.
 SINK_METRICS: Final = (
     "RecordsReceived",
@@ -57,13 +68,15 @@ class SinkMonitoring(Construct):
         function: lambda_.IFunction,
         function_config: FunctionConfig,
         mappings: Sequence[TopicMapping],
-        cluster: MskCluster,
+        source: SourceConfig,
+        on_failure: FailureDestination,
         stream: kinesis.IStream,
         alarms: AlarmConfig,
     ) -> None:
         super().__init__(scope, construct_id)
         self._function = function
         self._function_config = function_config
+        self._on_failure = on_failure
         self._stream = stream
         self._stack_name = Stack.of(self).stack_name
         self._runbook = alarms.runbook_url or RUNBOOK_PATH
@@ -134,10 +147,11 @@ class SinkMonitoring(Construct):
             evaluate=1,
             breaching=1,
             what=(
-                "a discarded batch could not be written to the dead-letter bucket: those"
+                f"a discarded batch could not be delivered to {on_failure.label}: those"
                 " records exist only in Kafka now"
             ),
         )
+        self._notice_alarms()
         for mapping in mappings:
             self._mapping_alarms(mapping)
 
@@ -147,7 +161,65 @@ class SinkMonitoring(Construct):
             dashboard_name=f"{Stack.of(self).stack_name}-sink",
             default_interval=Duration.hours(3),
         )
-        self._build_dashboard(mappings, cluster, timeout_ms)
+        self._build_dashboard(mappings, source, timeout_ms)
+        self._notice_widget()
+
+    def _notice_widget(self) -> None:
+        queue, topic = self._on_failure.queue, self._on_failure.topic
+        if queue is not None:
+            self.dashboard.add_widgets(
+                cw.GraphWidget(
+                    title="Discard notices (SQS): waiting, and age of the oldest (s)",
+                    left=[queue.metric_approximate_number_of_messages_visible(period=PERIOD)],
+                    right=[
+                        queue.metric_approximate_age_of_oldest_message(
+                            statistic="Maximum", period=PERIOD
+                        )
+                    ],
+                    right_annotations=[
+                        cw.HorizontalAnnotation(value=NOTICE_WAITING_SECONDS, label="alarm")
+                    ],
+                    width=WIDTH,
+                )
+            )
+        if topic is not None:
+            self.dashboard.add_widgets(
+                cw.GraphWidget(
+                    title="Discard notices (SNS): published, delivered, failed",
+                    left=[
+                        topic.metric_number_of_messages_published(period=PERIOD),
+                        topic.metric_number_of_notifications_delivered(period=PERIOD),
+                        topic.metric_number_of_notifications_failed(period=PERIOD),
+                    ],
+                    width=WIDTH,
+                )
+            )
+
+    def _notice_alarms(self) -> None:
+        """SQS and SNS hold only a notice of a discarded batch: the records are still in Kafka,
+        and only until its retention removes them."""
+        queue, topic = self._on_failure.queue, self._on_failure.topic
+        if queue is not None:
+            self._alarm(
+                "DiscardNoticesWaiting",
+                queue.metric_approximate_age_of_oldest_message(statistic="Maximum", period=PERIOD),
+                threshold=NOTICE_WAITING_SECONDS,
+                evaluate=1,
+                breaching=1,
+                what=(
+                    "a discard notice has waited in the queue for a day: its records are"
+                    " only in Kafka, until the topic's retention removes them"
+                ),
+            )
+        if topic is not None:
+            self._alarm(
+                "DiscardNoticesFailed",
+                topic.metric_number_of_notifications_failed(statistic="Sum", period=PERIOD),
+                threshold=1,
+                evaluate=1,
+                breaching=1,
+                what="SNS could not deliver a discard notice to a subscriber",
+            )
 
     def _mapping_alarms(self, mapping: TopicMapping) -> None:
         """Alarms on one mapping's own metrics (AWS: "Types of metrics for Lambda functions",
@@ -164,16 +236,17 @@ class SinkMonitoring(Construct):
             label=f"{topic}: discarded by the event source mapping",
             period=PERIOD,
         )
+        discarded_entry, delivery_entry, _ = _DISCARD_ENTRIES[self._on_failure.kind]
         self._alarm(
-            "MappingDiscarded",
+            discarded_entry,
             discarded,
             topic=topic,
             threshold=1,
             evaluate=1,
             breaching=1,
             what=(
-                f"the event source mapping for {topic} gave up on records (dropped, or sent"
-                " whole batches to the dead-letter bucket)"
+                f"the event source mapping for {topic} gave up on records (their batch went"
+                f" to {self._on_failure.label}, or was dropped)"
             ),
         )
         # Lambda emits PolledEventCount on every poll, 0 for an empty one: no datapoint at all
@@ -207,11 +280,11 @@ class SinkMonitoring(Construct):
                 "could not commit offsets to the cluster",
             ),
             (
-                "MappingDeliveryErrors",
+                delivery_entry,
                 "OnFailureDestinationDeliveryErrorCount",
                 1,
                 1,
-                "could not write a discarded batch to the dead-letter bucket",
+                f"could not deliver a discarded batch to {self._on_failure.label}",
             ),
         ):
             self._alarm(
@@ -345,13 +418,19 @@ class SinkMonitoring(Construct):
     # --- dashboard -----------------------------------------------------------------------------
 
     def _build_dashboard(
-        self, mappings: Sequence[TopicMapping], cluster: MskCluster, timeout_ms: int
+        self, mappings: Sequence[TopicMapping], source: SourceConfig, timeout_ms: int
     ) -> None:
         topics = ", ".join(mapping.topic for mapping in mappings)
+        cluster = (
+            f"cluster **{source.cluster.name}**"
+            if source.cluster is not None
+            else f"the self-managed cluster at **{', '.join(source.bootstrap_servers or ())}**"
+        )
+        _, _, destination = _DISCARD_ENTRIES[self._on_failure.kind]
         self.dashboard.add_widgets(
             cw.TextWidget(
                 markdown=(
-                    f"# MSK → Kinesis sink\nTopics **{topics}** of cluster **{cluster.name}** →"
+                    f"# Kafka → Kinesis sink\nTopics **{topics}** of {cluster} →"
                     f" stream **{self._stream.stream_name}**. Every alarm has an entry in the"
                     f" [runbook]({self._runbook}), named like the alarm without the"
                     " stack prefix. Healthy: lag flat or falling, no errors, nothing"
@@ -380,25 +459,30 @@ class SinkMonitoring(Construct):
                 height=3,
             ),
         )
+        # MSK's own consumer-lag metrics (AWS: "Monitor consumer lags") exist only for a
+        # cluster in this account: a self-managed cluster has none, and a cluster reached
+        # through a multi-VPC connection publishes them in its owner's account.
+        msk_lag = [
+            cw.Metric(
+                namespace="AWS/Kafka",
+                metric_name="SumOffsetLag",
+                dimensions_map={
+                    "Cluster Name": source.cluster.name,
+                    "Consumer Group": mapping.consumer_group_id,
+                    "Topic": mapping.topic,
+                },
+                statistic="Maximum",
+                period=PERIOD,
+                label=f"{mapping.topic} (MSK, sum over partitions)",
+            )
+            for mapping in mappings
+            if source.cluster is not None and source.kind is SourceKind.MSK
+        ]
         self.dashboard.add_widgets(
             cw.GraphWidget(
                 title="Offset lag (records behind, max over partitions)",
                 left=[self._lambda("OffsetLag", "Maximum", "function offset lag")],
-                right=[
-                    cw.Metric(
-                        namespace="AWS/Kafka",
-                        metric_name="SumOffsetLag",
-                        dimensions_map={
-                            "Cluster Name": cluster.name,
-                            "Consumer Group": mapping.consumer_group_id,
-                            "Topic": mapping.topic,
-                        },
-                        statistic="Maximum",
-                        period=PERIOD,
-                        label=f"{mapping.topic} (MSK, sum over partitions)",
-                    )
-                    for mapping in mappings
-                ],
+                right=msk_lag or None,
                 width=12,
             ),
             cw.GraphWidget(
@@ -411,10 +495,14 @@ class SinkMonitoring(Construct):
                         ("InvokedEventCount", "invoked"),
                         ("FailedInvokeEventCount", "failed invoke"),
                         ("DroppedEventCount", "dropped"),
-                        ("OnFailureDestinationDeliveredEventCount", "sent to S3"),
+                        ("OnFailureDestinationDeliveredEventCount", f"sent to {destination}"),
                     )
                 ]
-                + [self._lambda("DestinationDeliveryFailures", "Sum", "S3 delivery failures")],
+                + [
+                    self._lambda(
+                        "DestinationDeliveryFailures", "Sum", f"{destination} delivery failures"
+                    )
+                ],
                 width=12,
             ),
         )
@@ -428,7 +516,10 @@ class SinkMonitoring(Construct):
                         ("PollingErrorCount", "polling errors"),
                         ("InvokeErrorCount", "invoke errors"),
                         ("CommitErrorCount", "commit errors"),
-                        ("OnFailureDestinationDeliveryErrorCount", "S3 delivery errors"),
+                        (
+                            "OnFailureDestinationDeliveryErrorCount",
+                            f"{destination} delivery errors",
+                        ),
                     )
                 ],
                 width=12,

@@ -1,8 +1,7 @@
-"""The sink function, its least-privilege role and log group, and one MSK event source per topic."""
+"""The sink function, its least-privilege role and its log group."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
@@ -22,23 +21,14 @@ from aws_cdk import (
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kinesis as kinesis
 from aws_cdk import aws_lambda as lambda_
-from aws_cdk import aws_lambda_event_sources as sources
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
-from aws_cdk import aws_secretsmanager as secretsmanager
 from constructs import Construct
 
 from infra.bundling import build_function_asset, check_wheelhouse
-from infra.config import (
-    Architecture,
-    AuthMode,
-    FunctionConfig,
-    LogLevel,
-    SourceConfig,
-    StartingPosition,
-    function_settings,
-)
+from infra.config import Architecture, FunctionConfig, LogLevel, function_settings
 from infra.dead_letters import FUNCTION_PREFIX
+from infra.event_sources import MappingAccess
 
 ASSET_DIR: Final = Path(__file__).resolve().parent.parent / "lambda"
 PACKAGE: Final = "msk_kinesis_sink"
@@ -50,11 +40,6 @@ _ARCHITECTURES: Final = {
     Architecture.ARM64: lambda_.Architecture.ARM_64,
     Architecture.X86_64: lambda_.Architecture.X86_64,
 }
-_STARTING_POSITIONS: Final = {
-    StartingPosition.TRIM_HORIZON: lambda_.StartingPosition.TRIM_HORIZON,
-    StartingPosition.LATEST: lambda_.StartingPosition.LATEST,
-    StartingPosition.AT_TIMESTAMP: lambda_.StartingPosition.AT_TIMESTAMP,
-}
 _RETENTION: Final = {
     1: "ONE_DAY", 3: "THREE_DAYS", 5: "FIVE_DAYS", 7: "ONE_WEEK", 14: "TWO_WEEKS",
     30: "ONE_MONTH", 60: "TWO_MONTHS", 90: "THREE_MONTHS", 120: "FOUR_MONTHS",
@@ -63,42 +48,22 @@ _RETENTION: Final = {
     2192: "SIX_YEARS", 2557: "SEVEN_YEARS", 2922: "EIGHT_YEARS", 3288: "NINE_YEARS",
     3653: "TEN_YEARS",
 }  # fmt: skip
-# ESM metrics groups: event counts (polled/invoked/dropped/on-failure), errors, consumer lag.
-_ESM_METRICS: Final = (
-    lambda_.MetricType.EVENT_COUNT,
-    lambda_.MetricType.ERROR_COUNT,
-    lambda_.MetricType.KAFKA_METRICS,
-)
-# What the event source mapping needs to reach the cluster's subnets: Lambda creates and removes
-# ENIs in whichever VPC/subnets the cluster uses, found at run time (see the acknowledgement).
-_ENI_ACTIONS: Final = (
-    "ec2:CreateNetworkInterface",
-    "ec2:DeleteNetworkInterface",
-    "ec2:DescribeNetworkInterfaces",
-    "ec2:DescribeSecurityGroups",
-    "ec2:DescribeSubnets",
-    "ec2:DescribeVpcs",
-)
-
-
-@dataclass(frozen=True, slots=True)
-class TopicMapping:
-    """A topic and the id (UUID) of the event source mapping that reads it."""
-
-    topic: str
-    consumer_group_id: str
-    mapping_id: str
 
 
 class SinkFunction(Construct):
-    """Exposes `function`, `log_group`, `role` and `mappings` (one per topic)."""
+    """Exposes `function`, `log_group` and `role`.
+
+    `mapping_access` is what the event source mappings do with the role; with
+    `mappings_write_dead_letters` they also write discarded batches to the dead-letter bucket.
+    """
 
     def __init__(
         self,
         scope: Construct,
         construct_id: str,
         *,
-        source: SourceConfig,
+        mapping_access: MappingAccess,
+        mappings_write_dead_letters: bool,
         config: FunctionConfig,
         stream: kinesis.IStream,
         stream_key_arn: str | None,
@@ -122,17 +87,19 @@ class SinkFunction(Construct):
             inline_policies={
                 "sink": iam.PolicyDocument(
                     statements=_statements(
-                        source=source,
                         log_group=self.log_group,
                         stream=stream,
                         stream_key_arn=stream_key_arn,
                         bucket=dead_letter_bucket,
                         bucket_key_arn=dead_letter_key_arn,
+                        mappings_write_dead_letters=mappings_write_dead_letters,
                     )
+                    + list(mapping_access.statements)
                 )
             },
         )
-        self._acknowledge_role(dead_letter_bucket)
+        Validations.of(self.role).acknowledge(*mapping_access.acknowledgements)
+        self._acknowledge_dead_letters(dead_letter_bucket, mappings_write_dead_letters)
 
         self.function = lambda_.Function(
             self,
@@ -161,7 +128,6 @@ class SinkFunction(Construct):
                 bucket=dead_letter_bucket,
             ),
         )
-        self.mappings = self._add_event_sources(source, dead_letter_bucket)
 
     def _code(self, architecture: Architecture) -> lambda_.Code:
         # Checked here, in Python, so a missing wheel is one line rather than a jsii traceback.
@@ -169,82 +135,12 @@ class SinkFunction(Construct):
             check_wheelhouse(ASSET_DIR / "requirements.txt", architecture)
         return function_code(architecture)
 
-    def _add_event_sources(
-        self, source: SourceConfig, bucket: s3.IBucket
-    ) -> tuple[TopicMapping, ...]:
-        secret = (
-            secretsmanager.Secret.from_secret_complete_arn(self, "Secret", source.auth_secret_arn)
-            if source.auth_secret_arn is not None
-            else None
-        )
-        mappings = []
-        for topic in source.topics:
-            event_source = sources.ManagedKafkaEventSource(
-                cluster_arn=source.cluster.arn,
-                topic=topic.topic,
-                consumer_group_id=topic.consumer_group_id,
-                starting_position=_STARTING_POSITIONS[source.starting_position],
-                starting_position_timestamp=source.starting_position_timestamp,
-                batch_size=source.batch_size,
-                max_batching_window=Duration.seconds(source.batching_window_seconds),
-                provisioned_poller_config=sources.ProvisionedPollerConfig(
-                    minimum_pollers=source.min_pollers, maximum_pollers=source.max_pollers
-                ),
-                report_batch_item_failures=True,
-                retry_attempts=source.retry_attempts,
-                max_record_age=(
-                    Duration.seconds(source.max_record_age_seconds)
-                    if source.max_record_age_seconds is not None
-                    else None
-                ),
-                bisect_batch_on_error=source.bisect_on_error,
-                on_failure=sources.S3OnFailureDestination(bucket),
-                metrics_config=lambda_.MetricsConfig(metrics=list(_ESM_METRICS)),
-                filters=[lambda_.FilterCriteria.filter(dict(p)) for p in source.filters] or None,
-                # SASL/SCRAM is what the construct emits for a secret; mTLS is rewritten below.
-                secret=secret,
-            )
-            self.function.add_event_source(event_source)
-            mappings.append(
-                TopicMapping(
-                    topic=topic.topic,
-                    consumer_group_id=topic.consumer_group_id,
-                    mapping_id=event_source.event_source_mapping_id,
-                )
-            )
-        if source.auth is AuthMode.MTLS and source.auth_secret_arn is not None:
-            for mapping in self._cfn_mappings():
-                mapping.source_access_configurations = [
-                    lambda_.CfnEventSourceMapping.SourceAccessConfigurationProperty(
-                        type="CLIENT_CERTIFICATE_TLS_AUTH", uri=source.auth_secret_arn
-                    )
-                ]
-        return tuple(mappings)
-
-    def _cfn_mappings(self) -> list[lambda_.CfnEventSourceMapping]:
-        found = []
-        for child in self.function.node.children:
-            if isinstance(child, lambda_.EventSourceMapping):
-                cfn = child.node.default_child
-                assert isinstance(cfn, lambda_.CfnEventSourceMapping)
-                found.append(cfn)
-        return found
-
-    def _acknowledge_role(self, bucket: s3.IBucket) -> None:
-        stack = Stack.of(self)
+    def _acknowledge_dead_letters(self, bucket: s3.IBucket, from_mappings: bool) -> None:
         bucket_resource = bucket.node.default_child
         assert isinstance(bucket_resource, s3.CfnBucket)
-        bucket_id = stack.get_logical_id(bucket_resource)
-        Validations.of(self.role).acknowledge(
-            Acknowledgment(
-                id="AwsSolutions-IAM5[Resource::*]",
-                reason=(
-                    "Only the ENI actions the MSK event source mapping needs to reach the"
-                    " cluster's subnets: ec2:Describe* support no resource scoping, and the"
-                    " subnets and security groups are the cluster's, discovered at run time."
-                ),
-            ),
-            Acknowledgment(
+        bucket_id = Stack.of(self).get_logical_id(bucket_resource)
+        if from_mappings:
+            acknowledgement = Acknowledgment(
                 id=f"AwsSolutions-IAM5[Resource::<{bucket_id}.Arn>/*]",
                 reason=(
                     "s3:PutObject only, on this stack's own dead-letter bucket (and only while it"
@@ -255,23 +151,28 @@ class SinkFunction(Construct):
                     " bucket. The function's own keys (records/<topic>/<partition>/<offset>.json)"
                     " are unknown until a record fails."
                 ),
-            ),
-        )
+            )
+        else:
+            acknowledgement = Acknowledgment(
+                id=f"AwsSolutions-IAM5[Resource::<{bucket_id}.Arn>/{FUNCTION_PREFIX}*]",
+                reason=(
+                    "s3:PutObject only, under the function's own prefix of this stack's"
+                    " dead-letter bucket (and only while it is in this account): each key"
+                    " (records/<topic>/<partition>/<offset>.json) is unknown until a record fails."
+                ),
+            )
+        Validations.of(self.role).acknowledge(acknowledgement)
 
 
 def _statements(
     *,
-    source: SourceConfig,
     log_group: logs.ILogGroup,
     stream: kinesis.IStream,
     stream_key_arn: str | None,
     bucket: s3.IBucket,
     bucket_key_arn: str,
+    mappings_write_dead_letters: bool,
 ) -> list[iam.PolicyStatement]:
-    cluster = source.cluster
-    # AWS's advice for S3 on-failure destinations: only to buckets in this account, so a
-    # deleted and re-created bucket of the same name elsewhere never receives dead letters.
-    own_account = {"StringEquals": {"s3:ResourceAccount": Aws.ACCOUNT_ID}}
     statements = [
         iam.PolicyStatement(
             sid="WriteOwnLogs",
@@ -289,8 +190,41 @@ def _statements(
             ],
             resources=[stream.stream_arn],
         ),
-        # The function writes records/...; the mappings write their discarded batches with this
-        # role, where AWS's Kafka on-failure page grants s3:PutObject and s3:ListBucket.
+        *_dead_letter_statements(bucket, bucket_key_arn, mappings_write_dead_letters),
+    ]
+    if stream_key_arn is not None:
+        statements.append(
+            iam.PolicyStatement(
+                sid="EncryptStreamRecords",
+                actions=["kms:GenerateDataKey"],
+                resources=[stream_key_arn],
+            )
+        )
+    return statements
+
+
+def _dead_letter_statements(
+    bucket: s3.IBucket, key_arn: str, from_mappings: bool
+) -> list[iam.PolicyStatement]:
+    """The function writes records/...; with the S3 on-failure destination, the mappings write
+    their discarded batches with this role too, where AWS's Kafka on-failure page grants
+    s3:PutObject and s3:ListBucket."""
+    # AWS's advice for S3 on-failure destinations: only to buckets in this account, so a
+    # deleted and re-created bucket of the same name elsewhere never receives dead letters.
+    own_account = {"StringEquals": {"s3:ResourceAccount": Aws.ACCOUNT_ID}}
+    if not from_mappings:
+        return [
+            iam.PolicyStatement(
+                sid="WriteDeadLetters",
+                actions=["s3:PutObject"],
+                resources=[bucket.arn_for_objects(f"{FUNCTION_PREFIX}*")],
+                conditions=own_account,
+            ),
+            iam.PolicyStatement(
+                sid="EncryptDeadLetters", actions=["kms:GenerateDataKey"], resources=[key_arn]
+            ),
+        ]
+    return [
         iam.PolicyStatement(
             sid="WriteDeadLetters",
             actions=["s3:PutObject"],
@@ -310,69 +244,9 @@ def _statements(
         iam.PolicyStatement(
             sid="EncryptDeadLetters",
             actions=["kms:GenerateDataKey", "kms:Decrypt"],
-            resources=[bucket_key_arn],
-        ),
-        iam.PolicyStatement(
-            sid="DescribeCluster",
-            actions=[
-                "kafka:DescribeCluster",
-                "kafka:DescribeClusterV2",
-                "kafka:GetBootstrapBrokers",
-            ]
-            + (["kafka:ListScramSecrets"] if source.auth is AuthMode.SASL_SCRAM else []),
-            resources=[cluster.arn],
-        ),
-        iam.PolicyStatement(
-            sid="ManageMappingNetworkInterfaces", actions=list(_ENI_ACTIONS), resources=["*"]
+            resources=[key_arn],
         ),
     ]
-    if stream_key_arn is not None:
-        statements.append(
-            iam.PolicyStatement(
-                sid="EncryptStreamRecords",
-                actions=["kms:GenerateDataKey"],
-                resources=[stream_key_arn],
-            )
-        )
-    if source.auth is AuthMode.IAM:
-        statements += [
-            iam.PolicyStatement(
-                sid="ConnectToCluster",
-                actions=[
-                    "kafka-cluster:Connect",
-                    "kafka-cluster:DescribeClusterDynamicConfiguration",
-                ],
-                resources=[cluster.arn],
-            ),
-            iam.PolicyStatement(
-                sid="ReadTopics",
-                actions=["kafka-cluster:DescribeTopic", "kafka-cluster:ReadData"],
-                resources=[cluster.topic_arn(t.topic) for t in source.topics],
-            ),
-            iam.PolicyStatement(
-                sid="JoinConsumerGroups",
-                actions=["kafka-cluster:DescribeGroup", "kafka-cluster:AlterGroup"],
-                resources=[cluster.group_arn(t.consumer_group_id) for t in source.topics],
-            ),
-        ]
-    else:
-        assert source.auth_secret_arn is not None
-        statements.append(
-            iam.PolicyStatement(
-                sid="ReadClusterCredentials",
-                actions=["secretsmanager:GetSecretValue"],
-                resources=[source.auth_secret_arn],
-            )
-        )
-        if source.auth_secret_kms_key_arn is not None:
-            statements.append(
-                iam.PolicyStatement(
-                    sid="DecryptClusterCredentials",
-                    actions=["kms:Decrypt"],
-                    resources=[source.auth_secret_kms_key_arn],
-                )
-            )
-    return statements
 
 
 def application_log_level(level: LogLevel) -> lambda_.ApplicationLogLevel:

@@ -1,4 +1,4 @@
-"""The stack: composes the stream, dead letters, sink function and monitoring constructs."""
+"""The stack: composes the stream, dead letters, sink function, its event sources and monitoring."""
 
 from __future__ import annotations
 
@@ -7,8 +7,10 @@ from typing import Any
 from aws_cdk import Aws, CfnOutput, Stack
 from constructs import Construct
 
-from infra.config import SinkConfig
+from infra.config import DestinationKind, SinkConfig
 from infra.dead_letters import DeadLetterBucket
+from infra.destinations import FailureDestination
+from infra.event_sources import KafkaEventSources, mapping_access
 from infra.monitoring import SinkMonitoring
 from infra.sink_function import SinkFunction
 from infra.stream import SinkStream
@@ -17,7 +19,7 @@ KIB = 1024
 
 
 class MskKinesisSinkStack(Stack):
-    """MSK topics -> sink function -> Kinesis stream, with dead letters and monitoring."""
+    """Kafka topics -> sink function -> Kinesis stream, with dead letters and monitoring."""
 
     def __init__(
         self, scope: Construct, construct_id: str, *, config: SinkConfig, **kwargs: Any
@@ -33,10 +35,14 @@ class MskKinesisSinkStack(Stack):
         self.dead_letters = DeadLetterBucket(
             self, "DeadLetters", retention_days=config.dead_letter_retention_days
         )
+        self.on_failure = FailureDestination(
+            self, "OnFailure", source=config.source, bucket=self.dead_letters.bucket
+        )
         self.sink = SinkFunction(
             self,
             "Sink",
-            source=config.source,
+            mapping_access=mapping_access(config.source, self.on_failure.statements),
+            mappings_write_dead_letters=self.on_failure.kind is DestinationKind.S3,
             config=config.function,
             stream=self.stream.stream,
             stream_key_arn=self.stream.key_arn,
@@ -44,13 +50,21 @@ class MskKinesisSinkStack(Stack):
             dead_letter_bucket=self.dead_letters.bucket,
             dead_letter_key_arn=self.dead_letters.key.key_arn,
         )
+        self.sources = KafkaEventSources(
+            self,
+            "Sources",
+            function=self.sink.function,
+            source=config.source,
+            on_failure=self.on_failure.target,
+        )
         self.monitoring = SinkMonitoring(
             self,
             "Monitoring",
             function=self.sink.function,
             function_config=config.function,
-            mappings=self.sink.mappings,
-            cluster=config.source.cluster,
+            mappings=self.sources.mappings,
+            source=config.source,
+            on_failure=self.on_failure,
             stream=self.stream.stream,
             alarms=config.alarms,
         )
@@ -64,6 +78,20 @@ class MskKinesisSinkStack(Stack):
             value=self.dead_letters.key.key_arn,
             description="Readers of dead letters need kms:Decrypt on this key (and s3:GetObject)",
         )
+        if self.on_failure.queue is not None:
+            CfnOutput(
+                self,
+                "DiscardNoticeQueueUrl",
+                value=self.on_failure.queue.queue_url,
+                description="A notice per batch the mappings gave up on (records stay in Kafka)",
+            )
+        if self.on_failure.topic is not None:
+            CfnOutput(
+                self,
+                "DiscardNoticeTopicArn",
+                value=self.on_failure.topic.topic_arn,
+                description="Subscribe to hear of each batch the mappings gave up on",
+            )
         CfnOutput(self, "AlarmTopicArn", value=self.monitoring.topic.topic_arn)
         CfnOutput(
             self,

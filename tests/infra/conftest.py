@@ -23,6 +23,21 @@ SECRET_KEY_ARN = "arn:aws:kms:eu-west-1:123456789012:key/1234abcd-12ab-34cd-56ef
 STREAM_ARN = "arn:aws:kinesis:eu-west-1:123456789012:stream/existing-stream"
 STREAM_KEY_ARN = "arn:aws:kms:eu-west-1:123456789012:key/abcd1234-ab12-cd34-ef56-abcdef123456"
 RUNBOOK_URL = "https://git.example.com/data/msk-kinesis-sink/blob/main/docs/runbook.md"
+# A cluster of account 444455556666 reached through a multi-VPC connection of this account.
+VPC_CONNECTION_ARN = (
+    "arn:aws:kafka:eu-west-1:123456789012:vpc-connection/444455556666/orders/"
+    "51ab98b4-0a61-46cc-b0a6-61f9a3d797d5-7"
+)
+BROKERS = ["b-1.kafka.example.com:9096", "b-2.kafka.example.com:9096", "b-3.kafka.example.com:9096"]
+KAFKA_SECRET_ARN = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:kafka/sink-login-AbCdEf"
+ROOT_CA_SECRET_ARN = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:kafka/root-ca-GhIjKl"
+SUBNETS = ["subnet-0123456789abcdef0", "subnet-0fedcba9876543210"]
+SECURITY_GROUP = "sg-0123456789abcdef0"
+SELF_MANAGED_VPC: Mapping[str, object] = {
+    "bootstrapServers": BROKERS,
+    "subnetIds": SUBNETS,
+    "securityGroupId": SECURITY_GROUP,
+}
 # Long enough that "<stack>-MappingDeliveryErrors-<topic>" exceeds CloudWatch's 255 characters.
 LONG_TOPIC = "events." + "x" * 230
 
@@ -68,6 +83,64 @@ VARIANTS: Mapping[str, Mapping[str, object]] = {
         "retryAttempts": 0,
         "aggregation": "off",
         "runbookUrl": RUNBOOK_URL,
+    },
+    # Self-managed Kafka: one variant per authentication, and each destination kind.
+    "self_managed_scram256_kafka_dlq_poller_group": {
+        **SELF_MANAGED_VPC,
+        "topics": ["orders", "payments"],
+        "authentication": "sasl_scram_256",
+        "authSecretArn": KAFKA_SECRET_ARN,
+        "authSecretKmsKeyArn": SECRET_KEY_ARN,
+        "rootCaSecretArn": ROOT_CA_SECRET_ARN,
+        "onFailureDestination": "kafka",
+        "onFailureTopic": "orders-dlq",
+        "pollerGroupName": "sink-pollers",
+    },
+    "self_managed_scram512_internet_sqs_low_latency": {
+        "bootstrapServers": "kafka.example.com:9096",
+        "topics": ["orders"],
+        "authentication": "sasl_scram",
+        "authSecretArn": KAFKA_SECRET_ARN,
+        "onFailureDestination": "sqs",
+        "lowLatency": True,
+        "maxPollers": 4,
+    },
+    "self_managed_plain_sns": {
+        **SELF_MANAGED_VPC,
+        "topics": ["orders"],
+        "authentication": "sasl_plain",
+        "authSecretArn": KAFKA_SECRET_ARN,
+        "rootCaSecretArn": ROOT_CA_SECRET_ARN,
+        "onFailureDestination": "sns",
+    },
+    "self_managed_mtls": {
+        **SELF_MANAGED_VPC,
+        "topics": ["orders"],
+        "authentication": "mtls",
+        "authSecretArn": MTLS_SECRET_ARN,
+        "rootCaSecretArn": ROOT_CA_SECRET_ARN,
+        "rootCaSecretKmsKeyArn": SECRET_KEY_ARN,
+    },
+    "self_managed_unauthenticated": {
+        **SELF_MANAGED_VPC,
+        "topics": ["orders"],
+        "authentication": "none",
+        "consumerGroupId": "team:sink",
+    },
+    # MSK of another account through a multi-VPC connection; MSK with a Kafka destination.
+    "vpc_connection_iam_sns": {
+        "clusterArn": VPC_CONNECTION_ARN,
+        "topics": ["orders"],
+        "onFailureDestination": "sns",
+    },
+    "msk_kafka_dlq_low_latency_poller_group": {
+        "clusterArn": CLUSTER_ARN,
+        "topics": ["orders", "payments"],
+        "onFailureDestination": "kafka",
+        "onFailureTopic": "sink-failures",
+        "lowLatency": True,
+        "maxPollers": 3,
+        "pollerGroupName": "sink-pollers",
     },
 }
 

@@ -54,8 +54,17 @@ CLUSTER = "arn:aws:kafka:eu-west-1:123456789012:cluster/c/0f1e2d3c-4b5a-1"
             "authSecretArn='arn:aws:secretsmanager:eu-west-1:123456789012:secret:sink/cert'"
             " is a partial ARN",
         ),
+        (
+            {"bootstrapServers": "kafka.example.com:9096", "authentication": "sasl_scram_256"},
+            "clusterArn and bootstrapServers exclude each other",
+        ),
+        (
+            {"onFailureDestination": "kafka", "onFailureTopic": "orders"},
+            "onFailureTopic='orders' is also in topics: Lambda refuses a destination topic that"
+            " is a source topic",
+        ),
     ],
-    ids=["out-of-range", "partial-secret-arn"],
+    ids=["out-of-range", "partial-secret-arn", "two-clusters", "failure-topic-is-a-source"],
 )
 def test_app_bad_context_exits_with_one_line_naming_the_key(
     tmp_path: Path, bad: dict[str, str], message: str

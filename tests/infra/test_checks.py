@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +12,7 @@ import pytest
 from cdk_nag import AwsSolutionsChecks
 from cfnlint.api import lint_all
 
-from tests.infra.conftest import Synth, shipped_context
+from tests.infra.conftest import VARIANTS, Synth, feature_flags, shipped_context
 
 pytestmark = pytest.mark.infra
 
@@ -39,11 +39,10 @@ def test_nag_no_unacknowledged_findings(all_synths: dict[str, Synth]) -> None:
         assert report.success, name
 
 
-@pytest.fixture(scope="module")
-def acknowledgements(
-    builder: Callable[..., Synth],
-) -> Iterator[tuple[list[tuple[str, str]], Synth]]:
-    """Build the shipped stack with acknowledgements recorded instead of applied."""
+def build_recording(
+    builder: Callable[..., Synth], context: Mapping[str, object]
+) -> tuple[list[tuple[str, str]], Synth]:
+    """Build a stack with its acknowledgements recorded instead of applied."""
     recorded: list[tuple[str, str]] = []
     original = cdk.Validations.acknowledge
 
@@ -52,17 +51,24 @@ def acknowledgements(
 
     cdk.Validations.acknowledge = record  # type: ignore[method-assign]
     try:
-        synth = builder(shipped_context())
+        synth = builder(context)
     finally:
         cdk.Validations.acknowledge = original  # type: ignore[method-assign]
-    yield recorded, synth
+    return recorded, synth
 
 
+CONTEXTS: Mapping[str, Mapping[str, object]] = {
+    "default": shipped_context(),
+    **{name: {**feature_flags(), **context} for name, context in VARIANTS.items()},
+}
+
+
+@pytest.mark.parametrize("variant", sorted(CONTEXTS))
 def test_nag_every_acknowledgement_has_a_reason_and_a_finding(
-    acknowledgements: tuple[list[tuple[str, str]], Synth],
+    variant: str, builder: Callable[..., Synth]
 ) -> None:
-    # GIVEN the shipped stack built without its acknowledgements applied
-    recorded, bare = acknowledgements
+    # GIVEN a variant built without its acknowledgements applied
+    recorded, bare = build_recording(builder, CONTEXTS[variant])
     # WHEN the AwsSolutions pack validates it
     findings = {finding.split(" @ ")[0] for finding in nag_findings(bare)}
     # THEN each acknowledgement answers a real finding, every finding is acknowledged,

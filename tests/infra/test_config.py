@@ -16,8 +16,10 @@ from infra.config import (
     SINK_SETTINGS,
     AuthMode,
     ConfigError,
+    DestinationKind,
     MskCluster,
     SinkConfig,
+    SourceKind,
     StartingPosition,
     StreamMode,
     function_settings,
@@ -25,19 +27,35 @@ from infra.config import (
 from msk_kinesis_sink.errors import ConfigurationError
 from msk_kinesis_sink.settings import Settings
 from tests.infra.conftest import (
+    BROKERS,
     CLUSTER_ARN,
+    KAFKA_SECRET_ARN,
     MTLS_SECRET_ARN,
+    ROOT_CA_SECRET_ARN,
     SCRAM_SECRET_ARN,
     SECRET_KEY_ARN,
+    SECURITY_GROUP,
     STREAM_ARN,
+    SUBNETS,
+    VPC_CONNECTION_ARN,
     shipped_context,
 )
 
 MINIMAL: dict[str, Any] = {"clusterArn": CLUSTER_ARN, "topics": ["orders"]}
+# Self-managed Kafka over the internet with SCRAM-SHA-256 (clusterArn=None removes MINIMAL's).
+SELF_MANAGED: dict[str, Any] = {
+    "clusterArn": None,
+    "bootstrapServers": BROKERS,
+    "authentication": "sasl_scram_256",
+    "authSecretArn": KAFKA_SECRET_ARN,
+}
+VPC: dict[str, Any] = {"subnetIds": SUBNETS, "securityGroupId": SECURITY_GROUP}
+OTHER_REGION_SECRET = KAFKA_SECRET_ARN.replace("eu-west-1", "us-east-1")
 
 
 def parse(**overrides: object) -> SinkConfig:
-    return SinkConfig.from_context({**MINIMAL, **overrides})
+    context = {**MINIMAL, **overrides}
+    return SinkConfig.from_context({k: v for k, v in context.items() if v is not None})
 
 
 def test_config_shipped_cdk_json_is_valid_and_every_key_documented() -> None:
@@ -65,6 +83,9 @@ def test_config_defaults_are_production_defaults() -> None:
     assert (source.min_pollers, source.max_pollers, source.retry_attempts) == (1, 10, 10)
     assert source.max_record_age_seconds is None
     assert source.bisect_on_error is True
+    assert source.kind is SourceKind.MSK
+    assert source.on_failure is DestinationKind.S3
+    assert (source.poller_group_name, source.low_latency) == (None, False)
     assert config.stream.existing_arn is None
     assert config.stream.mode is StreamMode.ON_DEMAND
     assert config.stream.shard_count is None
@@ -187,6 +208,118 @@ def test_config_mtls_secret_may_have_any_name() -> None:
     assert config.source.auth_secret_arn == MTLS_SECRET_ARN
 
 
+def test_config_self_managed_cluster_reads_brokers_vpc_and_secrets() -> None:
+    # GIVEN self-managed brokers in a VPC, SCRAM-SHA-256 and a private root CA
+    # WHEN parsed
+    source = parse(
+        **SELF_MANAGED,
+        **VPC,
+        authSecretKmsKeyArn=SECRET_KEY_ARN,
+        rootCaSecretArn=ROOT_CA_SECRET_ARN,
+    ).source
+    # THEN it is a self-managed source in a VPC whose two secrets the mappings read
+    assert source.kind is SourceKind.SELF_MANAGED
+    assert (source.cluster, source.bootstrap_servers) == (None, tuple(BROKERS))
+    assert (source.subnet_ids, source.security_group_id) == (tuple(SUBNETS), SECURITY_GROUP)
+    assert source.in_vpc
+    assert source.secrets == ((KAFKA_SECRET_ARN, SECRET_KEY_ARN), (ROOT_CA_SECRET_ARN, None))
+    assert source.region == "eu-west-1"
+
+
+def test_config_self_managed_scram_secret_needs_no_msk_prefix_or_key() -> None:
+    # GIVEN SCRAM-SHA-512 on a self-managed cluster, with a secret of any name and default key
+    # WHEN parsed
+    source = parse(**{**SELF_MANAGED, "authentication": "sasl_scram"}).source
+    # THEN it is accepted: the AmazonMSK_ name and the customer managed key are MSK's rules
+    assert source.auth is AuthMode.SASL_SCRAM
+    assert not source.in_vpc
+
+
+def test_config_self_managed_group_may_contain_a_colon() -> None:
+    # GIVEN a group id with ':' on a self-managed cluster
+    # WHEN parsed
+    source = parse(**SELF_MANAGED, consumerGroupId="team:sink").source
+    # THEN it is accepted: the refusal is about MSK's lag metrics, which do not apply
+    assert source.topics[0].consumer_group_id == "team:sink-orders"
+
+
+def test_config_vpc_connection_reads_another_accounts_cluster() -> None:
+    # GIVEN a multi-VPC connection of this account to a cluster of account 444455556666
+    # WHEN parsed
+    cluster = parse(clusterArn=VPC_CONNECTION_ARN).source.cluster
+    # THEN the mapping reads the connection, and IAM resources name the owner's cluster by name
+    assert cluster is not None
+    assert cluster.arn == VPC_CONNECTION_ARN
+    assert cluster.through_connection
+    prefix = "arn:aws:kafka:eu-west-1:444455556666"
+    assert cluster.cluster_arn == f"{prefix}:cluster/orders/*"
+    assert cluster.topic_arn("t") == f"{prefix}:topic/orders/*/t"
+    assert cluster.group_arn("g") == f"{prefix}:group/orders/*/g"
+
+
+def test_config_vpc_connection_scram_secret_of_the_functions_account_is_its_own_copy() -> None:
+    # GIVEN SASL/SCRAM through a multi-VPC connection, with a secret kept in this account
+    # WHEN parsed
+    source = parse(
+        clusterArn=VPC_CONNECTION_ARN, authentication="sasl_scram", authSecretArn=KAFKA_SECRET_ARN
+    ).source
+    # THEN neither MSK's AmazonMSK_ name nor its key applies (AWS allows a synced copy)
+    assert source.kind is SourceKind.MSK_VPC_CONNECTION
+    assert source.auth_secret_kms_key_arn is None
+
+
+def test_config_low_latency_profile_sets_window_and_pollers() -> None:
+    # GIVEN the low-latency profile with 4 pollers (as `-c lowLatency=true` gives it)
+    # WHEN parsed
+    source = parse(lowLatency="true", maxPollers=4).source
+    # THEN no batching window, and as many pollers at least as at most
+    assert source.low_latency is True
+    assert (source.batching_window_seconds, source.min_pollers, source.max_pollers) == (0, 4, 4)
+    # ...and the same values given explicitly agree with the profile
+    explicit = parse(lowLatency=True, batchingWindowSeconds=0, minPollers=4, maxPollers=4)
+    assert explicit.source == source
+
+
+@given(st.integers(min_value=1, max_value=2000))
+def test_config_low_latency_keeps_pollers_fixed(pollers: int) -> None:
+    # GIVEN the profile with any maxPollers
+    # WHEN parsed
+    try:
+        source = parse(lowLatency=True, maxPollers=pollers).source
+    except ConfigError as error:
+        # THEN more pollers than MinimumPollers allows (200) are refused, naming the limit...
+        assert pollers > 200
+        assert str(error).startswith(f"maxPollers={pollers} is too many for lowLatency=true")
+    else:
+        # ...and otherwise min = max (Lambda never scales, so never rebalances), no batching
+        assert source.min_pollers == source.max_pollers == pollers <= 200
+        assert source.batching_window_seconds == 0
+
+
+@given(st.integers(min_value=1, max_value=120), st.integers(min_value=1, max_value=2000))
+def test_config_poller_group_accepted_iff_within_aws_limits(topics: int, pollers: int) -> None:
+    # GIVEN a poller group for any number of topics and maxPollers
+    names = [f"topic-{i}" for i in range(topics)]
+    # WHEN parsed
+    try:
+        source = parse(topics=names, maxPollers=pollers, pollerGroupName="shared").source
+    except ConfigError as error:
+        # THEN it is refused exactly when AWS would: > 100 mappings, or > 2,000 pollers summed
+        assert topics > 100 or topics * pollers > 2000
+        assert str(error).startswith("pollerGroupName: ")
+    else:
+        assert topics <= 100 and topics * pollers <= 2000
+        assert source.poller_group_name == "shared"
+
+
+def test_config_kafka_destination_names_its_topic() -> None:
+    # GIVEN the failed records sent to another topic of the cluster
+    # WHEN parsed
+    source = parse(onFailureDestination="KAFKA", onFailureTopic="orders.dlq").source
+    # THEN the destination is that topic
+    assert (source.on_failure, source.on_failure_topic) == (DestinationKind.KAFKA, "orders.dlq")
+
+
 # (overrides, key the message must name, a fragment of what is allowed)
 BAD_VALUES: list[tuple[dict[str, object], str, str]] = [
     ({"clusterArn": None}, "clusterArn", "required"),
@@ -222,7 +355,107 @@ BAD_VALUES: list[tuple[dict[str, object], str, str]] = [
         "startingPositionTimestamp",
         "ISO-8601",
     ),
-    ({"authentication": "plaintext"}, "authentication", "iam, sasl_scram, mtls"),
+    (
+        {"authentication": "plaintext"},
+        "authentication",
+        "iam, sasl_scram, sasl_scram_256, sasl_plain, mtls, none",
+    ),
+    (
+        {"authentication": "sasl_scram_256", "authSecretArn": KAFKA_SECRET_ARN},
+        "authentication",
+        "not available with Amazon MSK (allowed: iam, sasl_scram, mtls)",
+    ),
+    (
+        {"authentication": "sasl_plain", "authSecretArn": KAFKA_SECRET_ARN},
+        "authentication",
+        "not available with Amazon MSK",
+    ),
+    ({"authentication": "none"}, "authentication", "not available with Amazon MSK"),
+    ({**SELF_MANAGED, "authentication": None}, "authentication", "required with bootstrapServers"),
+    (
+        {**SELF_MANAGED, "authentication": "iam", "authSecretArn": None},
+        "authentication",
+        "not available with self-managed Kafka",
+    ),
+    (
+        {**SELF_MANAGED, "authentication": "none", "authSecretArn": None},
+        "authentication",
+        "only inside a VPC",
+    ),
+    (
+        {**SELF_MANAGED, **VPC, "authentication": "none"},
+        "authSecretArn",
+        "only used with authentication=sasl_scram_256, sasl_scram, sasl_plain, mtls",
+    ),
+    ({**SELF_MANAGED, "authSecretArn": None}, "authSecretArn", "required"),
+    (
+        {**SELF_MANAGED, **VPC, "authentication": "none", "authSecretArn": None}
+        | {"rootCaSecretArn": ROOT_CA_SECRET_ARN},
+        "rootCaSecretArn",
+        "not to authentication=none",
+    ),
+    ({"rootCaSecretArn": ROOT_CA_SECRET_ARN}, "rootCaSecretArn", "only applies with bootstrap"),
+    (
+        {**SELF_MANAGED, "rootCaSecretArn": ROOT_CA_SECRET_ARN[:-7]},
+        "rootCaSecretArn",
+        "partial ARN",
+    ),
+    (
+        {**SELF_MANAGED, "rootCaSecretArn": OTHER_REGION_SECRET},
+        "rootCaSecretArn",
+        "Lambda reads secrets only in the function's region",
+    ),
+    (
+        {**SELF_MANAGED, "rootCaSecretKmsKeyArn": SECRET_KEY_ARN},
+        "rootCaSecretKmsKeyArn",
+        "only applies with rootCaSecretArn",
+    ),
+    (
+        {**SELF_MANAGED, "rootCaSecretArn": ROOT_CA_SECRET_ARN, "rootCaSecretKmsKeyArn": "k"},
+        "rootCaSecretKmsKeyArn",
+        "KMS key ARN",
+    ),
+    (
+        {"authentication": "mtls", "authSecretArn": OTHER_REGION_SECRET},
+        "authSecretArn",
+        "is in 'us-east-1' but clusterArn is in 'eu-west-1'",
+    ),
+    ({**SELF_MANAGED, "region": "us-east-1"}, "region", "differs from the secrets' region"),
+    (
+        {**SELF_MANAGED, "clusterArn": CLUSTER_ARN},
+        "bootstrapServers",
+        "exclude each other",
+    ),
+    ({**SELF_MANAGED, "bootstrapServers": "kafka.example.com"}, "bootstrapServers", "host:port"),
+    (
+        {**SELF_MANAGED, "bootstrapServers": "kafka.example.com:70000"},
+        "bootstrapServers",
+        "port 1-65535",
+    ),
+    (
+        {**SELF_MANAGED, "bootstrapServers": [f"b-{i}.example.com:9092" for i in range(11)]},
+        "bootstrapServers",
+        "allowed: 1-10",
+    ),
+    (
+        {**SELF_MANAGED, "bootstrapServers": "a.example.com:9092,a.example.com:9092"},
+        "bootstrapServers",
+        "twice",
+    ),
+    ({**SELF_MANAGED, "subnetIds": "subnet-12"}, "subnetIds", "not a subnet id"),
+    ({**SELF_MANAGED, "subnetIds": SUBNETS}, "subnetIds", "go together"),
+    (
+        {**SELF_MANAGED, "securityGroupId": SECURITY_GROUP},
+        "securityGroupId",
+        "go together",
+    ),
+    ({**SELF_MANAGED, **VPC, "securityGroupId": "sg-1"}, "securityGroupId", "security group id"),
+    (VPC, "subnetIds", "only applies with bootstrapServers"),
+    (
+        {**SELF_MANAGED, **VPC, "subnetIds": [f"subnet-{i:017x}" for i in range(28)]},
+        "subnetIds",
+        "29 access configurations",
+    ),
     ({"authentication": "sasl_scram"}, "authSecretArn", "required"),
     ({"authSecretArn": SCRAM_SECRET_ARN}, "authSecretArn", "only used with"),
     (
@@ -280,6 +513,57 @@ BAD_VALUES: list[tuple[dict[str, object], str, str]] = [
     ({"filters": "{not json"}, "filters", "not valid JSON"),
     ({"filters": [{}]}, "filters", "empty pattern"),
     ({"filters": [{"value": {"a": [1]}}] * 6}, "filters", "at most 5"),
+    ({"pollerGroupName": "shared pollers"}, "pollerGroupName", "poller group name"),
+    ({"pollerGroupName": "g" * 129}, "pollerGroupName", "1-128"),
+    (
+        {"pollerGroupName": "g", "topics": [f"topic-{i}" for i in range(101)], "maxPollers": 1},
+        "pollerGroupName",
+        "at most 100",
+    ),
+    (
+        {"pollerGroupName": "g", "topics": "aa,bb,cc", "maxPollers": 700},
+        "pollerGroupName",
+        "3 mappings x maxPollers=700 = 2100 pollers in one group (AWS allows at most 2,000",
+    ),
+    ({"lowLatency": "fast"}, "lowLatency", "true or false"),
+    (
+        {"lowLatency": True, "batchingWindowSeconds": 1},
+        "batchingWindowSeconds",
+        "contradicts lowLatency=true",
+    ),
+    (
+        {"lowLatency": True, "minPollers": 1, "maxPollers": 4},
+        "minPollers",
+        "remove it or set 4",
+    ),
+    ({"lowLatency": True, "maxPollers": 201}, "maxPollers", "MinimumPollers allows 1-200"),
+    ({"onFailureDestination": "lambda"}, "onFailureDestination", "s3, kafka, sqs, sns"),
+    ({"onFailureDestination": "kafka"}, "onFailureTopic", "required"),
+    ({"onFailureTopic": "failures"}, "onFailureTopic", "only applies with onFailureDestination"),
+    (
+        {"onFailureDestination": "kafka", "onFailureTopic": "orders"},
+        "onFailureTopic",
+        "Lambda refuses a destination topic that is a source topic",
+    ),
+    (
+        {"onFailureDestination": "kafka", "onFailureTopic": ".failures"},
+        "onFailureTopic",
+        "topic name",
+    ),
+    (
+        {"clusterArn": "arn:aws:kafka:eu-west-1:123456789012:vpc-connection/444455556666/c"},
+        "clusterArn",
+        "vpc-connection/<cluster-account>/<name>/<uuid>",
+    ),
+    (
+        {
+            "clusterArn": VPC_CONNECTION_ARN,
+            "authentication": "sasl_scram",
+            "authSecretArn": SCRAM_SECRET_ARN.replace("123456789012", "444455556666"),
+        },
+        "authSecretKmsKeyArn",
+        "customer managed KMS key",
+    ),
     ({"streamArn": "arn:aws:kinesis:eu-west-1:1:stream/x"}, "streamArn", "Kinesis stream ARN"),
     (
         {"streamArn": "arn:aws:kinesis:us-east-1:123456789012:stream/x"},

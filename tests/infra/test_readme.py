@@ -3,21 +3,23 @@ every link."""
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from infra.config import CONTEXT_KEYS
+from infra.config import CONTEXT_KEYS, SinkConfig
 from infra.monitoring import RUNBOOK_PATH, runbook_anchor
 from msk_kinesis_sink.settings import Settings
-from tests.infra.conftest import REPO, Synth
+from tests.infra.conftest import REPO, Synth, shipped_context
 
 README = REPO / "README.md"
 RUNBOOK = REPO / RUNBOOK_PATH
 DEPLOY = REPO / "docs" / "deploy.md"
 GUARANTEE = REPO / "docs" / "guarantee.md"
+SOURCES = REPO / "docs" / "sources.md"
 # Every page a reader reaches from the README.
 PAGES = (README, *sorted((REPO / "docs").glob("*.md")), REPO / "bench" / "README.md")
 
@@ -173,3 +175,15 @@ def test_runbook_anchor_follows_github_headings() -> None:
     # THEN they are GitHub's: lower case, punctuation other than - and _ dropped
     assert runbook_anchor("OffsetLag") == "offsetlag"
     assert runbook_anchor("MappingNotPolling-<topic>") == "mappingnotpolling-topic"
+
+
+def test_sources_doc_every_example_is_accepted_by_synth() -> None:
+    # GIVEN each cdk.json example of docs/sources.md
+    text = SOURCES.read_text(encoding="utf-8")
+    examples = [json.loads(block) for block in re.findall(r"```json\n(.*?)```", text, re.S)]
+    assert len(examples) == 5
+    for example in examples:
+        # WHEN it is merged into the shipped cdk.json, as a reader would edit it
+        config = SinkConfig.from_context({**shipped_context(), **example})
+        # THEN it is accepted, with the keys it shows
+        assert config.source.topics[0].topic == example["topics"][0]

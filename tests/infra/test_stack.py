@@ -32,7 +32,16 @@ ENI_ACTIONS = {
     "ec2:DescribeSubnets",
     "ec2:DescribeVpcs",
 }
-SCOPED_SERVICES = ("kinesis:", "s3:", "kafka-cluster:", "kafka:", "kms:", "secretsmanager:")
+SCOPED_SERVICES = (
+    "kinesis:",
+    "s3:",
+    "kafka-cluster:",
+    "kafka:",
+    "kms:",
+    "secretsmanager:",
+    "sqs:",
+    "sns:",
+)
 ALARMS = {
     "OffsetLag",
     "FunctionErrors",
@@ -43,12 +52,17 @@ ALARMS = {
     "DestinationDeliveryFailures",
 }
 MAPPING_ALARMS = {
-    "MappingDiscarded",
     "MappingNotPolling",
     "MappingPollingErrors",
     "MappingInvokeErrors",
     "MappingCommitErrors",
-    "MappingDeliveryErrors",
+}
+# Per destination kind: the extra stack alarms, and the per-mapping discard and delivery alarms.
+DESTINATION_ALARMS = {
+    "s3": (set(), {"MappingDiscarded", "MappingDeliveryErrors"}),
+    "kafka": (set(), {"MappingDiscardedToKafka", "MappingKafkaDeliveryErrors"}),
+    "sqs": ({"DiscardNoticesWaiting"}, {"MappingDiscardedToNotice", "MappingNoticeDeliveryErrors"}),
+    "sns": ({"DiscardNoticesFailed"}, {"MappingDiscardedToNotice", "MappingNoticeDeliveryErrors"}),
 }
 
 
@@ -574,13 +588,19 @@ def test_stack_alarms_present_named_and_notify_the_topic(all_synths: dict[str, S
     for name, synth in all_synths.items():
         # GIVEN a synthesized variant with its topics
         topics = list(mappings_by_topic(synth))
-        topic_id = logical_id(synth, "AWS::SNS::Topic")
+        topic_id = synth.stack.get_logical_id(synth.stack.monitoring.topic.node.default_child)
         stack = synth.stack.stack_name
         # WHEN its alarms are read
         alarms = alarms_by_name(synth)
-        # THEN every alarm is there (six per mapping), each notifying the topic, each with an
-        # explicit name: the stack, then the name its runbook entry carries
-        expected = ALARMS | {f"{entry}-{t}" for entry in MAPPING_ALARMS for t in topics}
+        # THEN every alarm is there (six per mapping, their discard alarms named after the
+        # destination kind), each notifying the topic, each with an explicit name: the stack,
+        # then the name its runbook entry carries
+        extra, per_mapping = DESTINATION_ALARMS[synth.stack.config.source.on_failure.value]
+        expected = (
+            ALARMS
+            | extra
+            | {f"{entry}-{t}" for entry in MAPPING_ALARMS | per_mapping for t in topics}
+        )
         assert set(alarms) == expected, name
         for alarm, props in alarms.items():
             assert props["AlarmActions"] == [{"Ref": topic_id}]
