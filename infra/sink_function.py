@@ -20,7 +20,6 @@ from aws_cdk import (
     Validations,
 )
 from aws_cdk import aws_iam as iam
-from aws_cdk import aws_kinesis as kinesis
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_lambda_event_sources as sources
 from aws_cdk import aws_logs as logs
@@ -39,6 +38,7 @@ from infra.config import (
     function_settings,
 )
 from infra.dead_letters import FUNCTION_PREFIX
+from infra.stream import StreamTargets
 
 ASSET_DIR: Final = Path(__file__).resolve().parent.parent / "lambda"
 PACKAGE: Final = "msk_kinesis_sink"
@@ -100,9 +100,7 @@ class SinkFunction(Construct):
         *,
         source: SourceConfig,
         config: FunctionConfig,
-        stream: kinesis.IStream,
-        stream_key_arn: str | None,
-        max_record_bytes: int,
+        streams: StreamTargets,
         dead_letter_bucket: s3.IBucket,
         dead_letter_key_arn: str,
     ) -> None:
@@ -124,8 +122,7 @@ class SinkFunction(Construct):
                     statements=_statements(
                         source=source,
                         log_group=self.log_group,
-                        stream=stream,
-                        stream_key_arn=stream_key_arn,
+                        streams=streams,
                         bucket=dead_letter_bucket,
                         bucket_key_arn=dead_letter_key_arn,
                     )
@@ -154,12 +151,7 @@ class SinkFunction(Construct):
             # INFO keeps the platform's REPORT lines (duration, memory used, init duration);
             # WARN would drop them (AWS: "Log-level filtering").
             system_log_level_v2=lambda_.SystemLogLevel.INFO,
-            environment=_environment(
-                config,
-                stream=stream,
-                max_record_bytes=max_record_bytes,
-                bucket=dead_letter_bucket,
-            ),
+            environment=_environment(config, streams=streams, bucket=dead_letter_bucket),
         )
         self.mappings = self._add_event_sources(source, dead_letter_bucket)
 
@@ -263,8 +255,7 @@ def _statements(
     *,
     source: SourceConfig,
     log_group: logs.ILogGroup,
-    stream: kinesis.IStream,
-    stream_key_arn: str | None,
+    streams: StreamTargets,
     bucket: s3.IBucket,
     bucket_key_arn: str,
 ) -> list[iam.PolicyStatement]:
@@ -287,7 +278,7 @@ def _statements(
                 "kinesis:DescribeStream",
                 "kinesis:DescribeStreamSummary",
             ],
-            resources=[stream.stream_arn],
+            resources=[target.stream.stream_arn for target in streams.targets],
         ),
         # The function writes records/...; the mappings write their discarded batches with this
         # role, where AWS's Kafka on-failure page grants s3:PutObject and s3:ListBucket.
@@ -326,12 +317,12 @@ def _statements(
             sid="ManageMappingNetworkInterfaces", actions=list(_ENI_ACTIONS), resources=["*"]
         ),
     ]
-    if stream_key_arn is not None:
+    if streams.key_arns:
         statements.append(
             iam.PolicyStatement(
                 sid="EncryptStreamRecords",
                 actions=["kms:GenerateDataKey"],
-                resources=[stream_key_arn],
+                resources=streams.key_arns,
             )
         )
     if source.auth is AuthMode.IAM:
@@ -415,14 +406,12 @@ def function_code(architecture: Architecture = Architecture.ARM64) -> lambda_.Co
 
 
 # Stand-ins for names CloudFormation only knows at deploy time, valid where the real ones are.
-_DEPLOY_TIME_NAMES: Final = {
-    "STREAM_NAME": "stream-named-at-deploy",
-    "DEAD_LETTER_BUCKET": "bucket-named-at-deploy",
-}
+_DEPLOY_TIME_STREAM: Final = "stream-named-at-deploy"
+_DEPLOY_TIME_NAMES: Final = {"DEAD_LETTER_BUCKET": "bucket-named-at-deploy"}
 
 
 def _environment(
-    config: FunctionConfig, *, stream: kinesis.IStream, max_record_bytes: int, bucket: s3.IBucket
+    config: FunctionConfig, *, streams: StreamTargets, bucket: s3.IBucket
 ) -> dict[str, str]:
     """The function's settings (see msk_kinesis_sink.settings) and Powertools' own.
 
@@ -430,16 +419,17 @@ def _environment(
     its first invocation (a ConfigError naming the context key).
     """
     env = {
-        "STREAM_NAME": stream.stream_arn,
+        **streams.environment(),
         **config.sink_environment(),
-        "MAX_RECORD_BYTES": str(max_record_bytes),
+        "MAX_RECORD_BYTES": str(streams.max_record_bytes),
         "DEAD_LETTER_BUCKET": bucket.bucket_name,
         "DEAD_LETTER_PREFIX": FUNCTION_PREFIX,
         "POWERTOOLS_SERVICE_NAME": config.service_name,
         "POWERTOOLS_METRICS_NAMESPACE": config.metrics_namespace,
         "POWERTOOLS_LOG_LEVEL": config.log_level.value,
     }
+    checked = env | streams.environment(stand_in=_DEPLOY_TIME_STREAM)
     function_settings(
-        {k: _DEPLOY_TIME_NAMES[k] if Token.is_unresolved(v) else v for k, v in env.items()}
+        {k: _DEPLOY_TIME_NAMES[k] if Token.is_unresolved(v) else v for k, v in checked.items()}
     )
     return env

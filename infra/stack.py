@@ -1,4 +1,4 @@
-"""The stack: composes the stream, dead letters, sink function and monitoring constructs."""
+"""The stack: composes the streams, dead letters, sink function and monitoring constructs."""
 
 from __future__ import annotations
 
@@ -11,13 +11,11 @@ from infra.config import SinkConfig
 from infra.dead_letters import DeadLetterBucket
 from infra.monitoring import SinkMonitoring
 from infra.sink_function import SinkFunction
-from infra.stream import SinkStream
-
-KIB = 1024
+from infra.stream import build_streams
 
 
 class MskKinesisSinkStack(Stack):
-    """MSK topics -> sink function -> Kinesis stream, with dead letters and monitoring."""
+    """MSK topics -> sink function -> Kinesis stream(s), with dead letters and monitoring."""
 
     def __init__(
         self, scope: Construct, construct_id: str, *, config: SinkConfig, **kwargs: Any
@@ -29,7 +27,7 @@ class MskKinesisSinkStack(Stack):
             **kwargs,
         )
         self.config = config
-        self.stream = SinkStream(self, "Stream", config=config.stream)
+        self.streams = build_streams(self, config)
         self.dead_letters = DeadLetterBucket(
             self, "DeadLetters", retention_days=config.dead_letter_retention_days
         )
@@ -38,9 +36,7 @@ class MskKinesisSinkStack(Stack):
             "Sink",
             source=config.source,
             config=config.function,
-            stream=self.stream.stream,
-            stream_key_arn=self.stream.key_arn,
-            max_record_bytes=config.stream.max_record_size_kib * KIB,
+            streams=self.streams,
             dead_letter_bucket=self.dead_letters.bucket,
             dead_letter_key_arn=self.dead_letters.key.key_arn,
         )
@@ -51,11 +47,12 @@ class MskKinesisSinkStack(Stack):
             function_config=config.function,
             mappings=self.sink.mappings,
             cluster=config.source.cluster,
-            stream=self.stream.stream,
+            streams=self.streams.targets,
             alarms=config.alarms,
         )
 
-        CfnOutput(self, "StreamArn", value=self.stream.stream.stream_arn)
+        if self.streams.default is not None:
+            CfnOutput(self, "StreamArn", value=self.streams.default.stream.stream_arn)
         CfnOutput(self, "FunctionName", value=self.sink.function.function_name)
         CfnOutput(self, "DeadLetterBucketName", value=self.dead_letters.bucket.bucket_name)
         CfnOutput(
