@@ -30,6 +30,8 @@ from localloop.kafka_source import STARTING_POSITIONS
 from localloop.kinesis_local import DEFAULT_REGION
 from localloop.mapping import EventSourceMapping
 from localloop.proxy import FaultProxy
+from msk_kinesis_sink.errors import ConfigurationError
+from msk_kinesis_sink.settings import Settings
 
 
 def _env_pair(text: str) -> tuple[str, str]:
@@ -54,7 +56,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     kafka.add_argument("--cluster-arn", default=LOCAL_CLUSTER_ARN, help="eventSourceArn (MSK)")
     sink = parser.add_argument_group("function (the sink, in-process)")
-    sink.add_argument("--stream", required=True, help="STREAM_NAME (name or ARN)")
+    sink.add_argument(
+        "--stream",
+        default=None,
+        help="STREAM_NAME (name or ARN); optional with --env STREAM_ROUTES=pattern=stream,...",
+    )
     sink.add_argument("--endpoint", default=None, help="Kinesis endpoint (default: AWS)")
     sink.add_argument("--region", default=os.environ.get("AWS_REGION", DEFAULT_REGION))
     sink.add_argument(
@@ -115,6 +121,11 @@ def main(argv: list[str] | None = None) -> int:
         env = {**os.environ, **dict(args.env)}
         env.update(sink_env(stream=args.stream, endpoint=endpoint, region=args.region))
         env.update(dict(args.env))
+        try:  # the function's own check, once, before any poller starts
+            Settings.from_env(env)
+        except ConfigurationError as error:
+            print(f"function settings: {error}", file=sys.stderr)
+            return 2
         msk = args.event_source == "msk"
         config = EsmConfig(
             bootstrap_servers=args.bootstrap,

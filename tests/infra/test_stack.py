@@ -576,11 +576,16 @@ def test_stack_alarms_present_named_and_notify_the_topic(all_synths: dict[str, S
         topics = list(mappings_by_topic(synth))
         topic_id = logical_id(synth, "AWS::SNS::Topic")
         stack = synth.stack.stack_name
+        config = synth.stack.config
         # WHEN its alarms are read
         alarms = alarms_by_name(synth)
-        # THEN every alarm is there (six per mapping), each notifying the topic, each with an
-        # explicit name: the stack, then the name its runbook entry carries
+        # THEN every alarm is there (six per mapping, one more per routed stream), each
+        # notifying the topic, each with an explicit name: the stack, then the name its runbook
+        # entry carries
         expected = ALARMS | {f"{entry}-{t}" for entry in MAPPING_ALARMS for t in topics}
+        expected |= {f"StreamWriteThrottling-{stream_id}" for stream_id in config.streams}
+        if not config.default_stream:
+            expected.remove("StreamWriteThrottling")
         assert set(alarms) == expected, name
         for alarm, props in alarms.items():
             assert props["AlarmActions"] == [{"Ref": topic_id}]
