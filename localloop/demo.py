@@ -3,7 +3,8 @@
 A tansu broker and kinesalite start on free ports; a topic gets a realistic workload; the ESM
 emulator invokes the real sink, which writes through the fault proxy; then the stream is read back
 and audited against the topic. The last line printed is one `key=value` summary line. Exit status 1
-if anything was lost, out of order or corrupted.
+if anything was lost, out of order or corrupted. With `--routes`, two topics go to two streams by
+STREAM_ROUTES, and each stream is audited against its own topic.
 """
 
 from __future__ import annotations
@@ -16,7 +17,9 @@ import shutil
 import signal
 import sys
 import time
+from collections.abc import Iterable, Mapping
 from contextlib import ExitStack
+from dataclasses import fields
 from pathlib import Path
 from types import FrameType
 from typing import Final
@@ -32,12 +35,15 @@ from localloop.function import SinkFunction, sink_env
 from localloop.kinesis_local import Kinesalite, create_stream, kinesis_client
 from localloop.mapping import EventSourceMapping
 from localloop.proxy import FaultProxy, ProxyStats
-from localloop.workload import WorkloadSpec, produce
+from localloop.workload import SourceLog, WorkloadSpec, produce
 
 DEFAULT_WORKDIR: Final = Path(".demo")
 # A topic name with both '.' and '-': `records` keys must never be split to find the partition.
 TOPIC: Final = "orders.v1-events"
 STREAM: Final = "orders-mirror"
+# `--routes`: two topics, each routed to its own stream (docs/routing.md).
+ROUTED_LANES: Final = {TOPIC: STREAM, "payments.v1-events": "payments-mirror"}
+ROUTES: Final = "orders.*=orders-mirror,payments.*=payments-mirror"
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
@@ -63,6 +69,11 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         "--aggregation", choices=("on", "off"), default=os.environ.get("AGGREGATION", "on")
     )
     parser.add_argument("--workdir", type=Path, default=DEFAULT_WORKDIR)
+    parser.add_argument(
+        "--routes",
+        action="store_true",
+        help=f"two topics into two streams by STREAM_ROUTES={ROUTES} (records split between them)",
+    )
     return parser.parse_args(argv)
 
 
@@ -97,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     spec = FaultSpec.parse(args.faults)
     if spec.seed == 0:
         spec = dataclasses.replace(spec, seed=args.seed)
-    workload = WorkloadSpec(records=args.records, partitions=args.partitions, seed=args.seed)
+    lanes = ROUTED_LANES if args.routes else {TOPIC: STREAM}
     started = time.monotonic()
 
     with ExitStack() as stack:
@@ -108,13 +119,21 @@ def main(argv: list[str] | None = None) -> int:
             f"kinesis  kinesalite at {kinesalite.endpoint} ({kinesalite.startup_s:.1f} s)",
             file=sys.stderr,
         )
-        create_topic(broker.bootstrap, TOPIC, args.partitions)
-        create_stream(kinesis_client(kinesalite.endpoint), STREAM, args.shards)
+        for topic, stream in lanes.items():
+            create_topic(broker.bootstrap, topic, args.partitions)
+            create_stream(kinesis_client(kinesalite.endpoint), stream, args.shards)
 
         produce_started = time.monotonic()
+        sources: dict[str, SourceLog] = {}
         with tqdm(total=args.records, desc="produce ", unit="rec", file=sys.stderr) as bar:
-            source = produce(broker.bootstrap, TOPIC, workload, on_progress=bar.update)
+            for index, topic in enumerate(lanes):
+                records = args.records // len(lanes) + (index < args.records % len(lanes))
+                workload = WorkloadSpec(
+                    records=records, partitions=args.partitions, seed=args.seed + index
+                )
+                sources[topic] = produce(broker.bootstrap, topic, workload, on_progress=bar.update)
         produce_s = time.monotonic() - produce_started
+        end_offsets = {tp: end for s in sources.values() for tp, end in s.end_offsets().items()}
 
         proxy = stack.enter_context(FaultProxy(kinesalite.endpoint, spec))
         print(f"faults   {spec.describe()} (proxy at {proxy.endpoint})", file=sys.stderr)
@@ -125,9 +144,10 @@ def main(argv: list[str] | None = None) -> int:
             function_timeout_s=args.function_timeout,
         )
         env = sink_env(
-            stream=STREAM,
+            stream=None if args.routes else STREAM,
             endpoint=proxy.endpoint,
             extra={
+                **({"STREAM_ROUTES": ROUTES} if args.routes else {}),
                 "RECORD_FORMAT": "envelope",
                 "AGGREGATION": args.aggregation,
                 "POWERTOOLS_METRICS_NAMESPACE": "local",
@@ -136,33 +156,46 @@ def main(argv: list[str] | None = None) -> int:
         )
         destination = FolderDestination(workdir / "on-failure", mapping_uuid=config.uuid)
         esm_started = time.monotonic()
-        with tqdm(total=source.total, desc="deliver ", unit="rec", file=sys.stderr) as bar:
+        with tqdm(
+            total=sum(s.total for s in sources.values()),
+            desc="deliver ",
+            unit="rec",
+            file=sys.stderr,
+        ) as bar:
             mapping = EventSourceMapping(
                 config,
-                topics=[TOPIC],
+                topics=list(lanes),
                 function_factory=lambda: SinkFunction(env),
                 destination=destination,
                 concurrency=args.concurrency,
                 on_progress=bar.update,
             )
-            esm_stats = mapping.run(end_offsets=source.end_offsets())
+            esm_stats = mapping.run(end_offsets=end_offsets)
         esm_s = time.monotonic() - esm_started
         proxy_stats = proxy.stats
 
         audit_started = time.monotonic()
+        reports: dict[str, AuditReport] = {}
         with tqdm(desc="read    ", unit="rec", file=sys.stderr) as bar:
-            stream_records, shards = read_stream(
-                kinesis_client(kinesalite.endpoint), STREAM, on_progress=bar.update
-            )
-        report = audit(source, stream_records, shards)
+            for topic, stream in lanes.items():
+                stream_records, shards = read_stream(
+                    kinesis_client(kinesalite.endpoint), stream, on_progress=bar.update
+                )
+                # Each stream against its own topic: a record of the other one is `unexpected`.
+                reports[stream] = audit(sources[topic], stream_records, shards)
         audit_s = time.monotonic() - audit_started
 
     total_s = time.monotonic() - started
+    report = _total(reports.values())
+    # Routed, a record in the wrong stream is a failure too (it is `unexpected` there).
+    ok = report.ok and esm_stats.records_discarded == 0 and not (args.routes and report.unexpected)
     _print_report(
         report=report,
+        ok=ok,
+        streams=reports if args.routes else {},
         esm=esm_stats,
         proxy=proxy_stats,
-        value_mb=source.value_bytes / 1e6,
+        value_mb=sum(s.value_bytes for s in sources.values()) / 1e6,
         produce_s=produce_s,
         esm_s=esm_s,
         audit_s=audit_s,
@@ -170,12 +203,32 @@ def main(argv: list[str] | None = None) -> int:
         discarded_docs=sum(1 for _ in destination.documents()),
         workdir=workdir,
     )
-    return 0 if report.ok and esm_stats.records_discarded == 0 else 1
+    return 0 if ok else 1
+
+
+def _total(reports: Iterable[AuditReport]) -> AuditReport:
+    """Several streams' audits as one (counts added up)."""
+    listed = list(reports)
+    return AuditReport(
+        **{f.name: sum(getattr(r, f.name) for r in listed) for f in fields(AuditReport)}
+    )
+
+
+def _stream_line(prefix: str, report: AuditReport) -> str:
+    routed = f", {report.unexpected} from another topic" if prefix else ""
+    return (
+        f"stream     {prefix}{report.stream_records} records in {report.shards} shards: "
+        f"{report.delivered} delivered, {report.duplicates} duplicates (dropped by the consumer "
+        f"rule), {report.lost} lost, {report.out_of_order} out of order, "
+        f"{report.corrupted} corrupted{routed}"
+    )
 
 
 def _print_report(
     *,
     report: AuditReport,
+    ok: bool,
+    streams: Mapping[str, AuditReport],
     esm: EsmStats,
     proxy: ProxyStats,
     value_mb: float,
@@ -196,15 +249,16 @@ def _print_report(
         f"max batch {esm.max_batch_records} records / {esm.max_payload_bytes / 1e6:.2f} MB, "
         f"least time left {esm.least_time_left_ms} ms",
         f"faults     {proxy.summary()}",
-        f"stream     {report.stream_records} records in {report.shards} shards: "
-        f"{report.delivered} delivered, {report.duplicates} duplicates (dropped by the consumer "
-        f"rule), {report.lost} lost, {report.out_of_order} out of order, "
-        f"{report.corrupted} corrupted",
+        *(
+            [_stream_line("", report)]
+            if not streams
+            else [_stream_line(f"{name}: ", r) for name, r in streams.items()]
+        ),
         f"discarded  {esm.records_discarded} records ({discarded_docs} on-failure documents in "
         f"{workdir / 'on-failure'})",
         f"time       produce {produce_s:.1f} s, deliver {esm_s:.1f} s ({rate:.0f} records/s), "
         f"audit {audit_s:.1f} s, total {total_s:.1f} s; logs in {workdir / 'logs'}",
-        "verdict    " + ("OK" if report.ok and not esm.records_discarded else "FAILED"),
+        "verdict    " + ("OK" if ok else "FAILED"),
     ]
     print("\n".join(lines))
     summary = {
@@ -222,7 +276,7 @@ def _print_report(
         "records_per_s": f"{rate:.0f}",
         "mb_per_s": f"{value_mb / esm_s if esm_s else 0.0:.1f}",
         "seconds": f"{total_s:.1f}",
-        "ok": str(report.ok and not esm.records_discarded).lower(),
+        "ok": str(ok).lower(),
     }
     print(" ".join(f"{k}={v}" for k, v in summary.items()), flush=True)
 
