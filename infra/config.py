@@ -95,10 +95,10 @@ SINK_SETTINGS: Final[Mapping[str, tuple[str, str]]] = {
     "retryBaseMs": ("RETRY_BASE_MS", "retry_base_ms"),
     "retryMaxMs": ("RETRY_MAX_MS", "retry_max_ms"),
 }
-# Every variable of the function's environment that a context key sets.
 # Stand-in stream names for checking routes with the function's parser (any valid names).
 _ROUTE_CHECK: Final = "routed-stream"
 _DEFAULT_STAND_IN: Final = "default-stream"
+# Every variable of the function's environment that a context key sets.
 _KEY_OF_VARIABLE: Final = {
     "STREAM_NAME": "streamArn",
     "STREAM_ROUTES": "streams",

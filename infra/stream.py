@@ -3,7 +3,6 @@ ARN; the default stream and the `streams` entries, with the routes the function 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Final
 
@@ -128,22 +127,20 @@ def build_streams(scope: Construct, config: SinkConfig) -> StreamTargets:
     if config.default_stream:
         default = SinkStream(scope, "Stream", config=config.stream)
         targets.append(StreamTarget(None, default.stream, default.key_arn))
-    routed: Mapping[str, SinkStream] = {}
     if config.streams:
         group = Construct(scope, "Streams")
-        routed = {
-            i: SinkStream(
-                group, i, config=s, description=f"Encrypts the MSK -> Kinesis sink's stream {i}"
+        for stream_id, entry in config.streams.items():
+            built = SinkStream(
+                group,
+                stream_id,
+                config=entry,
+                description=f"Encrypts the MSK -> Kinesis sink's stream {stream_id}",
             )
-            for i, s in config.streams.items()
-        }
-    for stream_id, built in routed.items():
-        entry = config.streams[stream_id]
-        targets.append(StreamTarget(stream_id, built.stream, built.key_arn, entry.topics))
-        CfnOutput(
-            built,
-            "Arn",
-            value=built.stream.stream_arn,
-            description=f"ARN of streams.{stream_id} ({', '.join(entry.topics)})",
-        )
+            targets.append(StreamTarget(stream_id, built.stream, built.key_arn, entry.topics))
+            CfnOutput(
+                built,
+                "Arn",
+                value=built.stream.stream_arn,
+                description=f"ARN of streams.{stream_id} ({', '.join(entry.topics)})",
+            )
     return StreamTargets(tuple(targets), config.max_record_size_kib * KIB)
