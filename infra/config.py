@@ -584,10 +584,13 @@ class SinkConfig(ContextModel):
         if not self.default_stream:
             if not self.streams:
                 raise ConfigError("defaultStream=false needs streams: every topic routed there")
-            if self.stream.model_fields_set:
-                name = sorted(self.stream.model_fields_set)[0]
+            # The shipped cdk.json sets some of them to their defaults, which say nothing.
+            fields = StreamConfig.model_fields
+            changed = [n for n in fields if getattr(self.stream, n) != fields[n].default]
+            if changed:
+                name = changed[0]
                 raise ConfigError(
-                    f"{StreamConfig.model_fields[name].alias} describes the default stream,"
+                    f"{fields[name].alias} describes the default stream,"
                     " which defaultStream=false turns off: remove it (or set it in a streams entry)"
                 )
         for stream_id, entry in self.streams.items():

@@ -654,6 +654,23 @@ def test_config_streams_without_a_default_stream_use_only_their_own_sizes() -> N
     assert [stream_id for _, stream_id in config.routes] == ["a", "b"]
 
 
+def test_config_no_default_stream_with_the_shipped_cdk_json() -> None:
+    # GIVEN the shipped cdk.json (it sets some default-stream keys to their defaults), every
+    # topic routed, and defaultStream=false
+    context = {
+        **shipped_context(),
+        "defaultStream": False,
+        "streams": {"mirror": {"topics": ["example-*"]}},
+    }
+    # WHEN parsed
+    config = SinkConfig.from_context(context)
+    # THEN it is accepted (keys at their defaults say nothing), and a key that would shape the
+    # absent default stream is refused, named
+    assert config.default_stream is False
+    with pytest.raises(ConfigError, match=r"^streamRetentionHours describes the default stream"):
+        SinkConfig.from_context({**context, "streamRetentionHours": 48})
+
+
 def test_config_streams_order_survives_the_cdk_cli() -> None:
     # GIVEN a streams map as cdk.json holds it; the CDK CLI (JavaScript) parses cdk.json and
     # hands the app its context as JSON.stringify output
