@@ -6,6 +6,7 @@ import fnmatch
 import json
 import re
 import subprocess
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -729,3 +730,25 @@ def test_config_routing_accepted_exactly_when_every_topic_and_every_route_is_use
     assert accepted == (
         patterns_unique and every_topic_routed and every_route_used and no_default_without_streams
     )
+
+
+def test_config_routing_doc_examples_route_as_the_doc_says() -> None:
+    # GIVEN the two examples of docs/routing.md: the function's variables, the cdk.json map
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "routing.md").read_text()
+    variables = re.search(r"```sh\n(STREAM_ROUTES=.*?)```", doc, re.S)
+    context = re.search(r"```json\n(.*?)```", doc, re.S)
+    assert variables is not None and context is not None
+    env = dict(line.split("=", 1) for line in variables[1].strip().splitlines())
+    cluster = "arn:aws:kafka:eu-west-1:111122223333:cluster/c/0f1e2d3c-4b5a-1"
+    # WHEN the function and the stack read them
+    settings = Settings.from_env(env)
+    config = SinkConfig.from_context({**json.loads(context[1])["context"], "clusterArn": cluster})
+    # THEN each topic goes where the text after each example says
+    assert [settings.stream_for(t) for t in ("orders.eu", "orders.us", "payments", "audit")] == [
+        "arn:aws:kinesis:eu-west-1:111122223333:stream/orders-eu",
+        "orders",
+        "payments",
+        "everything-else",
+    ]
+    assert config.routes == (("orders.*", "orders"), ("payments", "payments"))
+    assert config.default_stream is True
