@@ -27,6 +27,7 @@ from pydantic.alias_generators import to_snake
 
 from infra.context import (
     GROUP_ID,
+    STREAM_ID,
     Account,
     BootstrapServers,
     ContextModel,
@@ -47,9 +48,11 @@ from infra.context import (
     StreamName,
     SubnetIds,
     TopicNames,
+    TopicPatterns,
     UnixSeconds,
     Url,
     given,
+    json_value,
     one_line,
     unknown_key,
 )
@@ -115,9 +118,13 @@ SINK_SETTINGS: Final[Mapping[str, tuple[str, str]]] = {
     "retryBaseMs": ("RETRY_BASE_MS", "retry_base_ms"),
     "retryMaxMs": ("RETRY_MAX_MS", "retry_max_ms"),
 }
+# Stand-in stream names for checking routes with the function's parser (any valid names).
+_ROUTE_CHECK: Final = "routed-stream"
+_DEFAULT_STAND_IN: Final = "default-stream"
 # Every variable of the function's environment that a context key sets.
 _KEY_OF_VARIABLE: Final = {
     "STREAM_NAME": "streamArn",
+    "STREAM_ROUTES": "streams",
     "MAX_RECORD_BYTES": "streamMaxRecordSizeKiB",
     "POWERTOOLS_LOG_LEVEL": "logLevel",
     **{variable: key for key, (variable, _) in SINK_SETTINGS.items()},
@@ -656,6 +663,41 @@ class StreamConfig(ContextModel):
         return self
 
 
+class RoutedStreamConfig(StreamConfig):
+    """An entry of `streams`: a stream (the default stream's keys) and the topics routed to it."""
+
+    topics: TopicPatterns
+    """the topic names or globs routed to this stream"""
+
+
+def _stream_map(value: object) -> dict[str, RoutedStreamConfig]:
+    """`streams`: a JSON object, stream id -> entry; kept in the order written."""
+    entries = json_value(value, "a JSON object: stream id -> topics and stream keys")
+    if not isinstance(entries, dict):
+        raise ValueError(' must be a JSON object: stream id -> {"topics": [...], stream keys}')
+    streams: dict[str, RoutedStreamConfig] = {}
+    for stream_id, entry in entries.items():
+        if not STREAM_ID.match(stream_id):
+            raise ConfigError(
+                f"streams: {stream_id!r} is not a stream id (a letter, then up to 63 of"
+                " a-z A-Z 0-9 -)"
+            )
+        if not isinstance(entry, dict):
+            raise ConfigError(f"streams.{stream_id} must be a JSON object (topics and stream keys)")
+        try:
+            streams[stream_id] = RoutedStreamConfig.model_validate(given(entry))
+        except ValidationError as error:
+            keys = RoutedStreamConfig.keys()
+            message = one_line(error, keys)
+            # "shardCount=0 is ..." reads as "streams.<id>.shardCount=0 is ..."
+            joint = "." if re.match(rf"({'|'.join(keys)})\b", message) else ": "
+            raise ConfigError(f"streams.{stream_id}{joint}{message}") from None
+    return streams
+
+
+StreamMap = Annotated[dict[str, RoutedStreamConfig], BeforeValidator(_stream_map)]
+
+
 class FunctionConfig(ContextModel):
     """The sink function, and the sink's own settings as its parser reads them."""
 
@@ -741,10 +783,31 @@ class SinkConfig(ContextModel):
     """AWS region to pin the stack to; must match the cluster's region when set"""
     # S3 lifecycle expiration: 1 day to 10 years.
     dead_letter_retention_days: Annotated[int, Interval(ge=1, le=3_650)] = 90
+    streams: StreamMap = Field(default_factory=dict)
+    """more streams, each with the topics routed to it (docs/routing.md)"""
+    default_stream: bool = True
+    """false: no default stream; every topic must be routed by streams"""
     source: SourceConfig
     stream: StreamConfig
+    """the default stream: for topics no `streams` entry routes (unless defaultStream=false)"""
     function: FunctionConfig
     alarms: AlarmConfig
+
+    @property
+    def routes(self) -> tuple[tuple[str, str], ...]:
+        """(pattern, stream id) in the order the function tries them, first match wins: the
+        entries of `streams` as written, each entry's topics as listed."""
+        return tuple(
+            (pattern, stream_id)
+            for stream_id, entry in self.streams.items()
+            for pattern in entry.topics
+        )
+
+    @property
+    def max_record_size_kib(self) -> int:
+        """The function's one record limit: the smallest of the streams it writes to."""
+        streams = [*self.streams.values(), *([self.stream] if self.default_stream else [])]
+        return min(stream.max_record_size_kib for stream in streams)
 
     @classmethod
     def from_context(cls, context: Mapping[str, object]) -> SinkConfig:
@@ -778,22 +841,103 @@ class SinkConfig(ContextModel):
                 " the function and its event source mappings must live in the cluster's region"
             )
         cluster_region = cluster_region or self.region
-        stream_region = (self.stream.existing_arn or "").split(":")[3:4]
-        if stream_region and cluster_region and stream_region[0] != cluster_region:
+        for key, arn in self._imported_arns():
+            stream_region = arn.split(":")[3]
+            if cluster_region and stream_region != cluster_region:
+                raise ConfigError(
+                    f"{key} is in {stream_region!r} but the cluster is in {cluster_region!r}:"
+                    " the function writes to a stream in its own region"
+                )
+        return self
+
+    def _imported_arns(self) -> list[tuple[str, str]]:
+        """(key, ARN) of every imported stream the function writes to."""
+        arns = [(f"streams.{i}.streamArn", s.existing_arn) for i, s in self.streams.items()]
+        if self.default_stream:
+            arns.insert(0, ("streamArn", self.stream.existing_arn))
+        return [(key, arn) for key, arn in arns if arn is not None]
+
+    @model_validator(mode="after")
+    def _distinct_streams(self) -> SinkConfig:
+        named = [(f"streams.{i}.streamName", s.name) for i, s in self.streams.items()]
+        if self.default_stream:
+            named.insert(0, ("streamName", self.stream.name))
+        first: dict[str, str] = {}
+        for key, value in [*self._imported_arns(), *named]:
+            if value is None:
+                continue
+            if value in first:
+                raise ConfigError(f"{key}={value!r} is also {first[value]}: name each stream once")
+            first[value] = key
+        return self
+
+    @model_validator(mode="after")
+    def _routing(self) -> SinkConfig:
+        """Every topic reaches a stream, and every route carries a topic, as the function's own
+        parser and matching decide (a route no topic reaches is a typo or shadowed)."""
+        if not self.default_stream:
+            if not self.streams:
+                raise ConfigError("defaultStream=false needs streams: every topic routed there")
+            # The shipped cdk.json sets some of them to their defaults, which say nothing.
+            fields = StreamConfig.model_fields
+            changed = [n for n in fields if getattr(self.stream, n) != fields[n].default]
+            if changed:
+                name = changed[0]
+                raise ConfigError(
+                    f"{fields[name].alias} describes the default stream,"
+                    " which defaultStream=false turns off: remove it (or set it in a streams entry)"
+                )
+        for stream_id, entry in self.streams.items():
+            function_settings(
+                {"STREAM_ROUTES": ",".join(f"{p}={_ROUTE_CHECK}" for p in entry.topics)},
+                keys={"STREAM_ROUTES": f"streams.{stream_id}.topics"},
+            )
+        if not self.streams:
+            return self
+        # Route i goes to a stand-in stream of its own, so the function's choice names the route.
+        routes = self.routes
+        stand_ins = {f"route-{index}": index for index in range(len(routes))}
+        env = {"STREAM_ROUTES": ",".join(f"{p}=route-{i}" for i, (p, _) in enumerate(routes))}
+        if self.default_stream:
+            env["STREAM_NAME"] = _DEFAULT_STAND_IN
+        settings = function_settings(env)
+        chosen: dict[str, int] = {}
+        for topic in self.source.topic_names:
+            stream = settings.stream_for(topic)
+            if stream is None:
+                raise ConfigError(
+                    f"topics: {topic!r} matches no pattern in streams and defaultStream=false:"
+                    " route it in streams, or keep the default stream"
+                )
+            if stream in stand_ins:
+                chosen[topic] = stand_ins[stream]
+        for index, (pattern, stream_id) in enumerate(routes):
+            if index in chosen.values():
+                continue
+            route = settings.stream_routes[index]
+            matching = [topic for topic in self.source.topic_names if route.matches(topic)]
+            where = f"streams.{stream_id}.topics: {pattern!r}"
+            if not matching:
+                raise ConfigError(
+                    f"{where} matches no topic in topics (a typo? every route must carry one)"
+                )
+            winner, winner_id = routes[chosen[matching[0]]]
             raise ConfigError(
-                f"streamArn is in {stream_region[0]!r} but the cluster is in {cluster_region!r}:"
-                " the function writes to a stream in its own region"
+                f"{where} is never used: {matching[0]!r} goes to streams.{winner_id} by the"
+                f" earlier {winner!r} (the first match wins: streams in the order written, then"
+                " each entry's topics in order)"
             )
         return self
 
 
-def function_settings(env: Mapping[str, str]) -> Settings:
-    """The function's own reading of `env`; what it refuses is a ConfigError naming the key."""
+def function_settings(env: Mapping[str, str], *, keys: Mapping[str, str] | None = None) -> Settings:
+    """The function's own reading of `env`; what it refuses is a ConfigError naming the key
+    (`keys` names the key of a variable where it is not the usual one)."""
     try:
         return Settings.from_env(env)
     except ConfigurationError as error:
-        variables = "|".join(_KEY_OF_VARIABLE)
-        message = re.sub(rf"\b({variables})\b", lambda m: _KEY_OF_VARIABLE[m[1]], str(error))
+        key_of = {**_KEY_OF_VARIABLE, **(keys or {})}
+        message = re.sub(rf"\b({'|'.join(key_of)})\b", lambda m: key_of[m[1]], str(error))
         raise ConfigError(message) from None
 
 

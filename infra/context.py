@@ -167,6 +167,9 @@ StreamArn = Annotated[
 StreamName = Annotated[
     str, _matching(r"[a-zA-Z0-9_.-]{1,128}", "a stream name (1-128 of a-zA-Z0-9_.-)")
 ]
+# A `streams` entry's id. A letter first: JSON parsers in JavaScript (the CDK CLI) move
+# integer-like keys ahead of the others, and the entries' order is the routes' order.
+STREAM_ID: Final = re.compile(r"^[A-Za-z][A-Za-z0-9-]{0,63}$")
 ServiceName = Annotated[str, _matching(r"[A-Za-z0-9_.-]{1,128}", "1-128 of A-Z a-z 0-9 _ . -")]
 Namespace = Annotated[str, _matching(r"[A-Za-z0-9_.#:/-]{1,255}", "a CloudWatch namespace")]
 Email = Annotated[str, _matching(r"[^@\s]+@[^@\s]+\.[^@\s]+", "an e-mail address")]
@@ -179,7 +182,7 @@ Url = Annotated[
 ]
 
 
-def _json(value: object, what: str) -> object:
+def json_value(value: object, what: str) -> object:
     """A value from cdk.json, or the same as a JSON string from `-c key=...`."""
     try:
         return json.loads(value) if isinstance(value, str) else value
@@ -234,7 +237,7 @@ def _subnet_ids(value: object) -> tuple[str, ...]:
 
 
 def _group_map(value: object) -> dict[str, str]:
-    groups = _json(value, "a JSON object of strings (topic -> group id)")
+    groups = json_value(value, "a JSON object of strings (topic -> group id)")
     if not isinstance(groups, dict) or not all(
         isinstance(k, str) and isinstance(v, str) for k, v in groups.items()
     ):
@@ -258,7 +261,7 @@ def _unix_seconds(value: object) -> int:
 
 
 def _filter_patterns(value: object) -> tuple[dict[str, Any], ...]:
-    patterns = _json(value, "a list of filter patterns")
+    patterns = json_value(value, "a list of filter patterns")
     patterns = [patterns] if isinstance(patterns, dict) else patterns
     if not isinstance(patterns, list) or not all(isinstance(p, dict) for p in patterns):
         raise ValueError(" must be a list of filter patterns (JSON objects)")
@@ -267,6 +270,24 @@ def _filter_patterns(value: object) -> tuple[dict[str, Any], ...]:
     if not all(patterns):
         raise ValueError(": an empty pattern would match every record; remove it")
     return tuple(patterns)
+
+
+def _topic_patterns(value: object) -> tuple[str, ...]:
+    """A `streams` entry's topics: names or globs, a list or comma-separated (the function's
+    parser judges each pattern; ',' and '=' are the syntax of its STREAM_ROUTES)."""
+    if isinstance(value, str):
+        value = [part for part in value.split(",") if part.strip()]
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        raise ValueError(f"={value!r} must be a list of topic names or globs")
+    patterns = tuple(item.strip() for item in value)
+    if not patterns:
+        raise ValueError(" is required: the topic names or globs routed to this stream")
+    for pattern in patterns:
+        if not pattern or "," in pattern or "=" in pattern:
+            raise ValueError(f": {pattern!r} is not a topic name or glob")
+    if len(set(patterns)) != len(patterns):
+        raise ValueError(f": {list(patterns)!r} lists a pattern twice")
+    return patterns
 
 
 TopicNames = Annotated[tuple[str, ...], BeforeValidator(_topic_names)]
@@ -284,6 +305,7 @@ DestinationTopic = Annotated[
 PollerGroupName = Annotated[
     str, _matching(r"[a-zA-Z0-9_-]{1,128}", "a poller group name (1-128 of a-z A-Z 0-9 - _)")
 ]
+TopicPatterns = Annotated[tuple[str, ...], BeforeValidator(_topic_patterns)]
 GroupMap = Annotated[dict[str, str], BeforeValidator(_group_map)]
 UnixSeconds = Annotated[int, BeforeValidator(_unix_seconds)]
 FilterPatterns = Annotated[tuple[dict[str, Any], ...], BeforeValidator(_filter_patterns)]

@@ -2,6 +2,8 @@
 
 Every alarm is named `<stack>-<entry>` and its description links to `<entry>` in the runbook
 (docs/runbook.md); per-mapping alarms are `<stack>-<Entry>-<topic>`, entry `<Entry>-<topic>`.
+A `streams` entry's alarms are `<stack>-<Entry>-<stream id>`, entry `<Entry>` (the default
+stream's keep `<stack>-<Entry>`).
 """
 
 from __future__ import annotations
@@ -15,7 +17,6 @@ from aws_cdk import Aws, Duration, Stack
 from aws_cdk import aws_cloudwatch as cw
 from aws_cdk import aws_cloudwatch_actions as cw_actions
 from aws_cdk import aws_iam as iam
-from aws_cdk import aws_kinesis as kinesis
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_sns as sns
@@ -25,6 +26,7 @@ from constructs import Construct
 from infra.config import AlarmConfig, DestinationKind, FunctionConfig, SourceConfig, SourceKind
 from infra.destinations import FailureDestination
 from infra.event_sources import TopicMapping
+from infra.stream import StreamTarget
 
 PERIOD: Final = Duration.minutes(5)
 WIDTH: Final = 24  # dashboard grid columns
@@ -70,14 +72,14 @@ class SinkMonitoring(Construct):
         mappings: Sequence[TopicMapping],
         source: SourceConfig,
         on_failure: FailureDestination,
-        stream: kinesis.IStream,
+        streams: Sequence[StreamTarget],
         alarms: AlarmConfig,
     ) -> None:
         super().__init__(scope, construct_id)
         self._function = function
         self._function_config = function_config
         self._on_failure = on_failure
-        self._stream = stream
+        self._streams = streams
         self._stack_name = Stack.of(self).stack_name
         self._runbook = alarms.runbook_url or RUNBOOK_PATH
         self.topic = self._alarm_topic(alarms.email)
@@ -88,7 +90,6 @@ class SinkMonitoring(Construct):
         throttles = self._lambda("Throttles", "Sum", "throttles")
         duration_max = self._lambda("Duration", "Maximum", "duration max")
         dead_lettered = self._sink("RecordsDeadLettered", "Sum")
-        write_throttled = self._kinesis("WriteProvisionedThroughputExceeded", "Sum")
         timeout_ms = function_config.timeout_seconds * 1000
         duration_threshold = timeout_ms * alarms.duration_percent / 100
 
@@ -124,14 +125,19 @@ class SinkMonitoring(Construct):
             breaching=1,
             what="records could not be published and were written to the dead-letter bucket",
         )
-        self._alarm(
-            "StreamWriteThrottling",
-            write_throttled,
-            threshold=1,
-            evaluate=3,
-            breaching=3,
-            what="Kinesis throttled writes for 15 minutes in a row",
-        )
+        for target in streams:
+            self._alarm(
+                "StreamWriteThrottling",
+                self._kinesis(target, "WriteProvisionedThroughputExceeded", "Sum"),
+                stream=target.stream_id,
+                threshold=1,
+                evaluate=3,
+                breaching=3,
+                what=(
+                    "Kinesis throttled writes for 15 minutes in a row"
+                    + (f" (stream {target.stream_id})" if target.stream_id else "")
+                ),
+            )
         self._alarm(
             "DurationNearTimeout",
             duration_max,
@@ -312,11 +318,14 @@ class SinkMonitoring(Construct):
             label=label or name,
         )
 
-    def _kinesis(self, name: str, statistic: str, label: str | None = None) -> cw.Metric:
+    @staticmethod
+    def _kinesis(
+        target: StreamTarget, name: str, statistic: str, label: str | None = None
+    ) -> cw.Metric:
         return cw.Metric(
             namespace="AWS/Kinesis",
             metric_name=name,
-            dimensions_map={"StreamName": self._stream.stream_name},
+            dimensions_map={"StreamName": target.stream.stream_name},
             statistic=statistic,
             period=PERIOD,
             label=label or name,
@@ -390,18 +399,21 @@ class SinkMonitoring(Construct):
         breaching: int,
         what: str,
         topic: str | None = None,
+        stream: str | None = None,
         comparison: cw.ComparisonOperator = (
             cw.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD
         ),
         # No data means no traffic (or no failures), which is not a problem in itself.
         missing: cw.TreatMissingData = cw.TreatMissingData.NOT_BREACHING,
     ) -> None:
-        name = entry if topic is None else f"{entry}-{topic}"
+        subject = topic or stream
+        name = entry if subject is None else f"{entry}-{subject}"
+        # A stream's alarms share their entry; a mapping's are `<Entry>-<topic>`.
         runbook_entry = entry if topic is None else f"{entry}-{_PER_MAPPING}"
         alarm = cw.Alarm(
             self,
             name,
-            alarm_name=alarm_name(self._stack_name, entry, topic),
+            alarm_name=alarm_name(self._stack_name, entry, subject),
             metric=metric,
             threshold=threshold,
             evaluation_periods=evaluate,
@@ -431,7 +443,7 @@ class SinkMonitoring(Construct):
             cw.TextWidget(
                 markdown=(
                     f"# Kafka → Kinesis sink\nTopics **{topics}** of {cluster} →"
-                    f" stream **{self._stream.stream_name}**. Every alarm has an entry in the"
+                    f" {self._destinations()}. Every alarm has an entry in the"
                     f" [runbook]({self._runbook}), named like the alarm without the"
                     " stack prefix. Healthy: lag flat or falling, no errors, nothing"
                     " dead-lettered, published ≈ received."
@@ -618,42 +630,70 @@ class SinkMonitoring(Construct):
                 width=8,
             ),
         )
+        for target in self._streams:
+            self._stream_row(target)
+
+    def _destinations(self) -> str:
+        """Where the records go, for the dashboard's header."""
+        if len(self._streams) == 1 and not self._streams[0].patterns:
+            return f"stream **{self._streams[0].stream.stream_name}**"
+        return "streams " + ", ".join(
+            f"**{target.stream.stream_name}** ("
+            + (", ".join(f"`{p}`" for p in target.patterns) or "every other topic")
+            + ")"
+            for target in self._streams
+        )
+
+    def _stream_row(self, target: StreamTarget) -> None:
+        """One row per stream. The sink's own totals count every stream, so they are drawn
+        beside the stream's only when there is one stream."""
+        only = len(self._streams) == 1
+        if only:
+            title = "Stream"
+        else:
+            title = f"Stream {target.stream_id}" if target.stream_id else "Default stream"
+        published = [self._sink("RecordsPublished", "Sum", "published by the sink")]
+        published_bytes = [self._sink("BytesPublished", "Sum", "published by the sink")]
         self.dashboard.add_widgets(
             cw.GraphWidget(
-                title="Stream: incoming records",
-                left=[self._kinesis("IncomingRecords", "Sum", "incoming records")],
-                right=[self._sink("RecordsPublished", "Sum", "published by the sink")],
+                title=f"{title}: incoming records",
+                left=[self._kinesis(target, "IncomingRecords", "Sum", "incoming records")],
+                right=published if only else None,
                 width=8,
             ),
             cw.GraphWidget(
-                title="Stream: incoming bytes",
-                left=[self._kinesis("IncomingBytes", "Sum", "incoming bytes")],
-                right=[self._sink("BytesPublished", "Sum", "published by the sink")],
+                title=f"{title}: incoming bytes",
+                left=[self._kinesis(target, "IncomingBytes", "Sum", "incoming bytes")],
+                right=published_bytes if only else None,
                 width=8,
             ),
             cw.GraphWidget(
-                title="Stream: write throttling",
+                title=f"{title}: write throttling",
                 left=[
-                    self._kinesis("WriteProvisionedThroughputExceeded", "Sum", "throttled writes"),
-                    self._kinesis("PutRecords.ThrottledRecords", "Sum", "throttled records"),
+                    self._kinesis(
+                        target, "WriteProvisionedThroughputExceeded", "Sum", "throttled writes"
+                    ),
+                    self._kinesis(
+                        target, "PutRecords.ThrottledRecords", "Sum", "throttled records"
+                    ),
                 ],
                 width=8,
             ),
         )
 
 
-def alarm_name(stack_name: str, entry: str, topic: str | None = None) -> str:
-    """`<stack>-<entry>[-<topic>]`, within CloudWatch's 255 characters.
+def alarm_name(stack_name: str, entry: str, subject: str | None = None) -> str:
+    """`<stack>-<entry>[-<subject>]` (a topic or a stream id), within CloudWatch's 255 characters.
 
-    A topic too long to fit is cut and given a hash of its full name, so names stay unique.
+    A subject too long to fit is cut and given a hash of its full name, so names stay unique.
     """
-    name = f"{stack_name}-{entry}" if topic is None else f"{stack_name}-{entry}-{topic}"
+    name = f"{stack_name}-{entry}" if subject is None else f"{stack_name}-{entry}-{subject}"
     if len(name) <= MAX_ALARM_NAME_CHARS:
         return name
-    assert topic is not None  # stack names and entries alone are far shorter
-    digest = hashlib.sha256(topic.encode()).hexdigest()[:8]
+    assert subject is not None  # stack names and entries alone are far shorter
+    digest = hashlib.sha256(subject.encode()).hexdigest()[:8]
     room = MAX_ALARM_NAME_CHARS - len(f"{stack_name}-{entry}--") - len(digest)
-    return f"{stack_name}-{entry}-{topic[:room]}-{digest}"
+    return f"{stack_name}-{entry}-{subject[:room]}-{digest}"
 
 
 def runbook_anchor(entry: str) -> str:

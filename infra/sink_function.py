@@ -19,7 +19,6 @@ from aws_cdk import (
     Validations,
 )
 from aws_cdk import aws_iam as iam
-from aws_cdk import aws_kinesis as kinesis
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
@@ -29,6 +28,7 @@ from infra.bundling import build_function_asset, check_wheelhouse
 from infra.config import Architecture, FunctionConfig, LogLevel, function_settings
 from infra.dead_letters import FUNCTION_PREFIX
 from infra.event_sources import MappingAccess
+from infra.stream import StreamTargets
 
 ASSET_DIR: Final = Path(__file__).resolve().parent.parent / "lambda"
 PACKAGE: Final = "msk_kinesis_sink"
@@ -65,9 +65,7 @@ class SinkFunction(Construct):
         mapping_access: MappingAccess,
         mappings_write_dead_letters: bool,
         config: FunctionConfig,
-        stream: kinesis.IStream,
-        stream_key_arn: str | None,
-        max_record_bytes: int,
+        streams: StreamTargets,
         dead_letter_bucket: s3.IBucket,
         dead_letter_key_arn: str,
     ) -> None:
@@ -88,8 +86,7 @@ class SinkFunction(Construct):
                 "sink": iam.PolicyDocument(
                     statements=_statements(
                         log_group=self.log_group,
-                        stream=stream,
-                        stream_key_arn=stream_key_arn,
+                        streams=streams,
                         bucket=dead_letter_bucket,
                         bucket_key_arn=dead_letter_key_arn,
                         mappings_write_dead_letters=mappings_write_dead_letters,
@@ -121,12 +118,7 @@ class SinkFunction(Construct):
             # INFO keeps the platform's REPORT lines (duration, memory used, init duration);
             # WARN would drop them (AWS: "Log-level filtering").
             system_log_level_v2=lambda_.SystemLogLevel.INFO,
-            environment=_environment(
-                config,
-                stream=stream,
-                max_record_bytes=max_record_bytes,
-                bucket=dead_letter_bucket,
-            ),
+            environment=_environment(config, streams=streams, bucket=dead_letter_bucket),
         )
 
     def _code(self, architecture: Architecture) -> lambda_.Code:
@@ -167,8 +159,7 @@ class SinkFunction(Construct):
 def _statements(
     *,
     log_group: logs.ILogGroup,
-    stream: kinesis.IStream,
-    stream_key_arn: str | None,
+    streams: StreamTargets,
     bucket: s3.IBucket,
     bucket_key_arn: str,
     mappings_write_dead_letters: bool,
@@ -188,16 +179,16 @@ def _statements(
                 "kinesis:DescribeStream",
                 "kinesis:DescribeStreamSummary",
             ],
-            resources=[stream.stream_arn],
+            resources=[target.stream.stream_arn for target in streams.targets],
         ),
         *_dead_letter_statements(bucket, bucket_key_arn, mappings_write_dead_letters),
     ]
-    if stream_key_arn is not None:
+    if streams.key_arns:
         statements.append(
             iam.PolicyStatement(
                 sid="EncryptStreamRecords",
                 actions=["kms:GenerateDataKey"],
-                resources=[stream_key_arn],
+                resources=streams.key_arns,
             )
         )
     return statements
@@ -289,14 +280,12 @@ def function_code(architecture: Architecture = Architecture.ARM64) -> lambda_.Co
 
 
 # Stand-ins for names CloudFormation only knows at deploy time, valid where the real ones are.
-_DEPLOY_TIME_NAMES: Final = {
-    "STREAM_NAME": "stream-named-at-deploy",
-    "DEAD_LETTER_BUCKET": "bucket-named-at-deploy",
-}
+_DEPLOY_TIME_STREAM: Final = "stream-named-at-deploy"
+_DEPLOY_TIME_NAMES: Final = {"DEAD_LETTER_BUCKET": "bucket-named-at-deploy"}
 
 
 def _environment(
-    config: FunctionConfig, *, stream: kinesis.IStream, max_record_bytes: int, bucket: s3.IBucket
+    config: FunctionConfig, *, streams: StreamTargets, bucket: s3.IBucket
 ) -> dict[str, str]:
     """The function's settings (see msk_kinesis_sink.settings) and Powertools' own.
 
@@ -304,16 +293,17 @@ def _environment(
     its first invocation (a ConfigError naming the context key).
     """
     env = {
-        "STREAM_NAME": stream.stream_arn,
+        **streams.environment(),
         **config.sink_environment(),
-        "MAX_RECORD_BYTES": str(max_record_bytes),
+        "MAX_RECORD_BYTES": str(streams.max_record_bytes),
         "DEAD_LETTER_BUCKET": bucket.bucket_name,
         "DEAD_LETTER_PREFIX": FUNCTION_PREFIX,
         "POWERTOOLS_SERVICE_NAME": config.service_name,
         "POWERTOOLS_METRICS_NAMESPACE": config.metrics_namespace,
         "POWERTOOLS_LOG_LEVEL": config.log_level.value,
     }
+    checked = env | streams.environment(stand_in=_DEPLOY_TIME_STREAM)
     function_settings(
-        {k: _DEPLOY_TIME_NAMES[k] if Token.is_unresolved(v) else v for k, v in env.items()}
+        {k: _DEPLOY_TIME_NAMES[k] if Token.is_unresolved(v) else v for k, v in checked.items()}
     )
     return env

@@ -1,4 +1,4 @@
-"""The stack: composes the stream, dead letters, sink function, its event sources and monitoring."""
+"""The stack: composes the streams, dead letters, sink function, event sources and monitoring."""
 
 from __future__ import annotations
 
@@ -13,13 +13,11 @@ from infra.destinations import FailureDestination
 from infra.event_sources import KafkaEventSources, mapping_access
 from infra.monitoring import SinkMonitoring
 from infra.sink_function import SinkFunction
-from infra.stream import SinkStream
-
-KIB = 1024
+from infra.stream import build_streams
 
 
 class MskKinesisSinkStack(Stack):
-    """Kafka topics -> sink function -> Kinesis stream, with dead letters and monitoring."""
+    """Kafka topics -> sink function -> Kinesis stream(s), with dead letters and monitoring."""
 
     def __init__(
         self, scope: Construct, construct_id: str, *, config: SinkConfig, **kwargs: Any
@@ -31,7 +29,7 @@ class MskKinesisSinkStack(Stack):
             **kwargs,
         )
         self.config = config
-        self.stream = SinkStream(self, "Stream", config=config.stream)
+        self.streams = build_streams(self, config)
         self.dead_letters = DeadLetterBucket(
             self, "DeadLetters", retention_days=config.dead_letter_retention_days
         )
@@ -44,9 +42,7 @@ class MskKinesisSinkStack(Stack):
             mapping_access=mapping_access(config.source, self.on_failure.statements),
             mappings_write_dead_letters=self.on_failure.kind is DestinationKind.S3,
             config=config.function,
-            stream=self.stream.stream,
-            stream_key_arn=self.stream.key_arn,
-            max_record_bytes=config.stream.max_record_size_kib * KIB,
+            streams=self.streams,
             dead_letter_bucket=self.dead_letters.bucket,
             dead_letter_key_arn=self.dead_letters.key.key_arn,
         )
@@ -65,11 +61,12 @@ class MskKinesisSinkStack(Stack):
             mappings=self.sources.mappings,
             source=config.source,
             on_failure=self.on_failure,
-            stream=self.stream.stream,
+            streams=self.streams.targets,
             alarms=config.alarms,
         )
 
-        CfnOutput(self, "StreamArn", value=self.stream.stream.stream_arn)
+        if self.streams.default is not None:
+            CfnOutput(self, "StreamArn", value=self.streams.default.stream.stream_arn)
         CfnOutput(self, "FunctionName", value=self.sink.function.function_name)
         CfnOutput(self, "DeadLetterBucketName", value=self.dead_letters.bucket.bucket_name)
         CfnOutput(

@@ -1,19 +1,32 @@
-"""The target Kinesis data stream: created (KMS-encrypted with its own key) or imported by ARN."""
+"""The target Kinesis data streams: each created (KMS-encrypted with its own key) or imported by
+ARN; the default stream and the `streams` entries, with the routes the function follows."""
 
 from __future__ import annotations
 
-from aws_cdk import Acknowledgment, Duration, RemovalPolicy, Validations
+from dataclasses import dataclass
+from typing import Final
+
+from aws_cdk import Acknowledgment, CfnOutput, Duration, RemovalPolicy, Token, Validations
 from aws_cdk import aws_kinesis as kinesis
 from aws_cdk import aws_kms as kms
 from constructs import Construct
 
-from infra.config import StreamConfig, StreamMode
+from infra.config import SinkConfig, StreamConfig, StreamMode
+
+KIB: Final = 1024
 
 
 class SinkStream(Construct):
     """Exposes `stream` and, when the stream is encrypted with a customer managed key, `key_arn`."""
 
-    def __init__(self, scope: Construct, construct_id: str, *, config: StreamConfig) -> None:
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        config: StreamConfig,
+        description: str = "Encrypts the MSK -> Kinesis sink's target stream",
+    ) -> None:
         super().__init__(scope, construct_id)
         self.stream: kinesis.IStream
         self.key_arn: str | None
@@ -25,7 +38,7 @@ class SinkStream(Construct):
         key = kms.Key(
             self,
             "Key",
-            description="Encrypts the MSK -> Kinesis sink's target stream",
+            description=description,
             enable_key_rotation=True,
             # Records in the stream stay readable only while this key exists.
             removal_policy=RemovalPolicy.RETAIN,
@@ -59,3 +72,75 @@ class SinkStream(Construct):
                 ),
             )
         )
+
+
+@dataclass(frozen=True, slots=True)
+class StreamTarget:
+    """A stream the function writes to: the default one (`stream_id` None) or a `streams` entry
+    with the topic patterns routed to it."""
+
+    stream_id: str | None
+    stream: kinesis.IStream
+    key_arn: str | None
+    patterns: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class StreamTargets:
+    """Every stream the function writes to, the default first, then `streams` as written."""
+
+    targets: tuple[StreamTarget, ...]
+    max_record_bytes: int
+
+    @property
+    def default(self) -> StreamTarget | None:
+        return next((t for t in self.targets if t.stream_id is None), None)
+
+    @property
+    def key_arns(self) -> list[str]:
+        return [t.key_arn for t in self.targets if t.key_arn is not None]
+
+    def environment(self, *, stand_in: str | None = None) -> dict[str, str]:
+        """STREAM_NAME (the default stream) and STREAM_ROUTES (first match wins) by ARN.
+
+        `stand_in` replaces ARNs CloudFormation only knows at deploy time, so the function's
+        parser can check the result at synth.
+        """
+
+        def arn(target: StreamTarget) -> str:
+            value = target.stream.stream_arn
+            return stand_in if stand_in is not None and Token.is_unresolved(value) else value
+
+        env = {}
+        if self.default is not None:
+            env["STREAM_NAME"] = arn(self.default)
+        routes = [f"{p}={arn(t)}" for t in self.targets for p in t.patterns]
+        if routes:
+            env["STREAM_ROUTES"] = ",".join(routes)
+        return env
+
+
+def build_streams(scope: Construct, config: SinkConfig) -> StreamTargets:
+    """The default stream (construct id "Stream", as with one stream) and, under "Streams",
+    one construct per `streams` entry, named by its id (renaming an entry replaces its stream)."""
+    targets: list[StreamTarget] = []
+    if config.default_stream:
+        default = SinkStream(scope, "Stream", config=config.stream)
+        targets.append(StreamTarget(None, default.stream, default.key_arn))
+    if config.streams:
+        group = Construct(scope, "Streams")
+        for stream_id, entry in config.streams.items():
+            built = SinkStream(
+                group,
+                stream_id,
+                config=entry,
+                description=f"Encrypts the MSK -> Kinesis sink's stream {stream_id}",
+            )
+            targets.append(StreamTarget(stream_id, built.stream, built.key_arn, entry.topics))
+            CfnOutput(
+                built,
+                "Arn",
+                value=built.stream.stream_arn,
+                description=f"ARN of streams.{stream_id} ({', '.join(entry.topics)})",
+            )
+    return StreamTargets(tuple(targets), config.max_record_size_kib * KIB)

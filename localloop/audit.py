@@ -1,5 +1,8 @@
 """Read a Kinesis stream back and check it against the Kafka source, under the consumer rule.
 
+The source is the topic (or the topics) routed to that stream; a record of any other topic found
+in the stream counts as `unexpected`, so auditing each stream of a routed run shows misrouting.
+
 The rule (shipped with the sink as `msk_kinesis_sink.consumer`): for each (topic, partition, key),
 a consumer that drops every record whose offset is at or below the highest offset it has already
 seen for that key must receive every source record exactly once and in Kafka order. The auditor
@@ -120,6 +123,16 @@ def read_stream(
     return records, len(ordered)
 
 
+def read_topics(bootstrap: str, topics: list[str]) -> SourceLog:
+    """The source of a stream that one or several topics are routed to."""
+    source = SourceLog()
+    for topic in topics:
+        log = read_topic(bootstrap, topic)
+        source.by_tp.update(log.by_tp)
+        source.value_bytes += log.value_bytes
+    return source
+
+
 def _b64(value: bytes | None) -> str | None:
     return None if value is None else base64.b64encode(value).decode()
 
@@ -197,10 +210,15 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--region", default=DEFAULT_REGION)
     parser.add_argument("--bootstrap", required=True, help="Kafka bootstrap servers (the source)")
-    parser.add_argument("--topic", required=True, help="source topic")
+    parser.add_argument(
+        "--topic",
+        action="append",
+        required=True,
+        help="source topic; repeat it for a stream that several topics are routed to",
+    )
     args = parser.parse_args(argv)
 
-    source = read_topic(args.bootstrap, args.topic)
+    source = read_topics(args.bootstrap, args.topic)
     records, shards = read_stream(kinesis_client(args.endpoint, args.region), args.stream)
     report = audit(source, records, shards)
     for name, value in report.pairs():

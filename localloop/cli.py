@@ -62,7 +62,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     kafka.add_argument("--cluster-arn", default=LOCAL_CLUSTER_ARN, help="eventSourceArn (MSK)")
     sink = parser.add_argument_group("function (the sink, in-process)")
-    sink.add_argument("--stream", required=True, help="STREAM_NAME (name or ARN)")
+    sink.add_argument(
+        "--stream",
+        default=None,
+        help="STREAM_NAME (name or ARN); optional with --env STREAM_ROUTES=pattern=stream,...",
+    )
     sink.add_argument("--endpoint", default=None, help="Kinesis endpoint (default: AWS)")
     sink.add_argument("--region", default=os.environ.get("AWS_REGION", DEFAULT_REGION))
     sink.add_argument(

@@ -4,7 +4,8 @@ A tansu broker and kinesalite start on free ports; a topic gets a realistic work
 emulator invokes the real sink, which writes through the fault proxy; then the stream is read back
 and audited against the topic. The last line printed is one `key=value` summary line. Exit status 1
 if anything was lost, out of order, corrupted or discarded; 2, with one line saying why, for an
-option, variable or function setting it can't use.
+option, variable or function setting it can't use. With `--routes`, two topics go to two streams
+by STREAM_ROUTES, and each stream is audited against its own topic.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import shutil
 import signal
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from contextlib import ExitStack
 from pathlib import Path
 from types import FrameType
@@ -35,13 +36,16 @@ from localloop.function import SinkFunction, check_function_env, sink_env
 from localloop.kinesis_local import Kinesalite, create_stream, kinesis_client
 from localloop.mapping import EventSourceMapping
 from localloop.proxy import FaultProxy, ProxyStats
-from localloop.workload import WorkloadSpec, produce
+from localloop.workload import SourceLog, WorkloadSpec, produce
 from msk_kinesis_sink.errors import ConfigurationError
 
 DEFAULT_WORKDIR: Final = Path(".demo")
 # A topic name with both '.' and '-': `records` keys must never be split to find the partition.
 TOPIC: Final = "orders.v1-events"
 STREAM: Final = "orders-mirror"
+# `--routes`: two topics, each routed to its own stream (docs/routing.md).
+ROUTED_LANES: Final = {TOPIC: STREAM, "payments.v1-events": "payments-mirror"}
+ROUTES: Final = "orders.*=orders-mirror,payments.*=payments-mirror"
 # Where the function's settings are checked before the fault proxy (and its port) exists.
 _NO_ENDPOINT_YET: Final = "http://127.0.0.1:9"
 
@@ -136,6 +140,11 @@ def _parse(argv: list[str] | None, environ: Mapping[str, str]) -> argparse.Names
         "--aggregation", help="the function's AGGREGATION (default: AGGREGATION or its default)"
     )
     parser.add_argument("--workdir", type=Path, default=DEFAULT_WORKDIR)
+    parser.add_argument(
+        "--routes",
+        action="store_true",
+        help=f"two topics into two streams by STREAM_ROUTES={ROUTES} (records split between them)",
+    )
     args = parser.parse_args(argv)
     for dest, (variable, default, convert) in _ENV_INPUTS.items():
         given = getattr(args, dest)
@@ -162,7 +171,9 @@ def function_env(
     }
     if args.aggregation is not None:
         extra["AGGREGATION"] = args.aggregation
-    return sink_env(stream=STREAM, endpoint=endpoint, extra=extra)
+    if args.routes:
+        extra["STREAM_ROUTES"] = ROUTES
+    return sink_env(stream=None if args.routes else STREAM, endpoint=endpoint, extra=extra)
 
 
 def progress(
@@ -213,7 +224,7 @@ def main(argv: list[str] | None = None, environ: Mapping[str, str] | None = None
     spec: FaultSpec = args.faults
     if spec.seed == 0:
         spec = dataclasses.replace(spec, seed=args.seed)
-    workload = WorkloadSpec(records=args.records, partitions=args.partitions, seed=args.seed)
+    lanes = ROUTED_LANES if args.routes else {TOPIC: STREAM}
     started = time.monotonic()
 
     with ExitStack() as stack:
@@ -224,13 +235,21 @@ def main(argv: list[str] | None = None, environ: Mapping[str, str] | None = None
             f"kinesis  kinesalite at {kinesalite.endpoint} ({kinesalite.startup_s:.1f} s)",
             file=sys.stderr,
         )
-        create_topic(broker.bootstrap, TOPIC, args.partitions)
-        create_stream(kinesis_client(kinesalite.endpoint), STREAM, args.shards)
+        for topic, stream in lanes.items():
+            create_topic(broker.bootstrap, topic, args.partitions)
+            create_stream(kinesis_client(kinesalite.endpoint), stream, args.shards)
 
         produce_started = time.monotonic()
+        sources: dict[str, SourceLog] = {}
         with progress("produce ", args.records) as bar:
-            source = produce(broker.bootstrap, TOPIC, workload, on_progress=bar.update)
+            for index, topic in enumerate(lanes):
+                records = args.records // len(lanes) + (index < args.records % len(lanes))
+                workload = WorkloadSpec(
+                    records=records, partitions=args.partitions, seed=args.seed + index
+                )
+                sources[topic] = produce(broker.bootstrap, topic, workload, on_progress=bar.update)
         produce_s = time.monotonic() - produce_started
+        end_offsets = {tp: end for s in sources.values() for tp, end in s.end_offsets().items()}
 
         proxy = stack.enter_context(FaultProxy(kinesalite.endpoint, spec))
         print(f"faults   {spec.describe()} (proxy at {proxy.endpoint})", file=sys.stderr)
@@ -243,34 +262,40 @@ def main(argv: list[str] | None = None, environ: Mapping[str, str] | None = None
         env = function_env(args, environ, proxy.endpoint)
         destination = FolderDestination(workdir / "on-failure", mapping_uuid=config.uuid)
         esm_started = time.monotonic()
-        with progress("deliver ", source.total) as bar:
+        with progress("deliver ", sum(s.total for s in sources.values())) as bar:
             mapping = EventSourceMapping(
                 config,
-                topics=[TOPIC],
+                topics=list(lanes),
                 function_factory=lambda: SinkFunction(env),
                 destination=destination,
                 concurrency=args.concurrency,
                 on_progress=bar.update,
             )
-            esm_stats = mapping.run(end_offsets=source.end_offsets())
+            esm_stats = mapping.run(end_offsets=end_offsets)
         esm_s = time.monotonic() - esm_started
         proxy_stats = proxy.stats
 
         audit_started = time.monotonic()
+        reports: dict[str, AuditReport] = {}
         with progress("read    ") as bar:
-            stream_records, shards = read_stream(
-                kinesis_client(kinesalite.endpoint), STREAM, on_progress=bar.update
-            )
-        report = audit(source, stream_records, shards)
+            for topic, stream in lanes.items():
+                stream_records, shards = read_stream(
+                    kinesis_client(kinesalite.endpoint), stream, on_progress=bar.update
+                )
+                # Each stream against its own topic: a record of the other one is `unexpected`.
+                reports[stream] = audit(sources[topic], stream_records, shards)
         audit_s = time.monotonic() - audit_started
 
     total_s = time.monotonic() - started
+    report = _total(reports.values())
+    streams = reports if args.routes else {}
     print(
         report_text(
             report=report,
+            streams=streams,
             esm=esm_stats,
             proxy=proxy_stats,
-            value_mb=source.value_bytes / 1e6,
+            value_mb=sum(s.value_bytes for s in sources.values()) / 1e6,
             produce_s=produce_s,
             esm_s=esm_s,
             audit_s=audit_s,
@@ -280,12 +305,36 @@ def main(argv: list[str] | None = None, environ: Mapping[str, str] | None = None
         ),
         flush=True,
     )
-    return 0 if report.ok and esm_stats.records_discarded == 0 else 1
+    return 0 if _ok(report, esm_stats, streams) else 1
+
+
+def _total(reports: Iterable[AuditReport]) -> AuditReport:
+    """Several streams' audits as one (counts added up)."""
+    listed = list(reports)
+    return AuditReport(
+        **{f.name: sum(getattr(r, f.name) for r in listed) for f in dataclasses.fields(AuditReport)}
+    )
+
+
+def _ok(report: AuditReport, esm: EsmStats, streams: Mapping[str, AuditReport]) -> bool:
+    # Routed, a record in the wrong stream is a failure too (it is `unexpected` there).
+    return report.ok and not esm.records_discarded and not (streams and report.unexpected)
+
+
+def _stream_line(prefix: str, report: AuditReport) -> str:
+    routed = f", {report.unexpected} from another topic" if prefix else ""
+    return (
+        f"stream     {prefix}{report.stream_records} records in {report.shards} shards: "
+        f"{report.delivered} delivered, {report.duplicates} duplicates (dropped by the consumer "
+        f"rule), {report.lost} lost, {report.out_of_order} out of order, "
+        f"{report.corrupted} corrupted{routed}"
+    )
 
 
 def report_text(
     *,
     report: AuditReport,
+    streams: Mapping[str, AuditReport] | None = None,
     esm: EsmStats,
     proxy: ProxyStats,
     value_mb: float,
@@ -298,7 +347,8 @@ def report_text(
 ) -> str:
     """The run's report, ending in one `key=value` summary line. Rates count delivered records
     only, and are left out when nothing was delivered."""
-    ok = report.ok and not esm.records_discarded
+    streams = streams or {}
+    ok = _ok(report, esm, streams)
     rate = report.delivered / esm_s if report.delivered and esm_s > 0 else None
     errors = f"{esm.function_errors} errors"
     if esm.init_errors:
@@ -313,10 +363,11 @@ def report_text(
         f"max batch {esm.max_batch_records} records / {esm.max_payload_bytes / 1e6:.2f} MB, "
         f"least time left {esm.least_time_left_ms} ms",
         f"faults     {proxy.summary()}",
-        f"stream     {report.stream_records} records in {report.shards} shards: "
-        f"{report.delivered} delivered, {report.duplicates} duplicates (dropped by the consumer "
-        f"rule), {report.lost} lost, {report.out_of_order} out of order, "
-        f"{report.corrupted} corrupted",
+        *(
+            [_stream_line(f"{name}: ", r) for name, r in streams.items()]
+            if streams
+            else [_stream_line("", report)]
+        ),
         f"discarded  {esm.records_discarded} records ({discarded_docs} on-failure documents in "
         f"{workdir / 'on-failure'})",
         f"time       produce {produce_s:.1f} s, {deliver}, "

@@ -12,13 +12,18 @@ from localloop.kinesis_local import DEFAULT_REGION, DUMMY_CREDENTIALS
 
 def sink_env(
     *,
-    stream: str,
+    stream: str | None,
     endpoint: str | None,
     region: str = DEFAULT_REGION,
     extra: Mapping[str, str] | None = None,
 ) -> dict[str, str]:
-    """Function environment for a local run: stream, endpoint, region, dummy credentials."""
-    env = {"STREAM_NAME": stream, "AWS_REGION": region, "AWS_DEFAULT_REGION": region}
+    """Function environment for a local run: stream, endpoint, region, dummy credentials.
+
+    `stream` is STREAM_NAME, the default stream; None leaves it to STREAM_ROUTES in `extra`.
+    """
+    env = {"AWS_REGION": region, "AWS_DEFAULT_REGION": region}
+    if stream is not None:
+        env["STREAM_NAME"] = stream
     if endpoint is not None:
         env["AWS_ENDPOINT_URL_KINESIS"] = endpoint
         env.update(DUMMY_CREDENTIALS)

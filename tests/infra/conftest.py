@@ -142,6 +142,36 @@ VARIANTS: Mapping[str, Mapping[str, object]] = {
         "maxPollers": 3,
         "pollerGroupName": "sink-pollers",
     },
+    # Routing (docs/routing.md): no default stream, two created streams, a glob after a name.
+    "two_created_streams": {
+        "clusterArn": CLUSTER_ARN,
+        "topics": "orders,orders.eu,payments",
+        "defaultStream": False,
+        "streams": {
+            "orders": {
+                "topics": ["orders.eu", "orders*"],
+                "streamMode": "provisioned",
+                "shardCount": 2,
+                "streamRetentionHours": 48,
+                "streamMaxRecordSizeKiB": 2048,
+            },
+            "payments": {"topics": "payments", "streamName": "payments-mirror"},
+        },
+    },
+    # The default stream created, one topic routed to an imported stream with its own key.
+    "created_and_imported_streams": {
+        "clusterArn": CLUSTER_ARN,
+        "topics": ["orders", "payments"],
+        "streamMaxRecordSizeKiB": 4096,
+        "streams": {
+            "payments": {
+                "topics": ["payments"],
+                "streamArn": STREAM_ARN,
+                "streamKmsKeyArn": STREAM_KEY_ARN,
+                "streamMaxRecordSizeKiB": 2048,
+            }
+        },
+    },
 }
 
 

@@ -63,8 +63,28 @@ CLUSTER = "arn:aws:kafka:eu-west-1:123456789012:cluster/c/0f1e2d3c-4b5a-1"
             "onFailureTopic='orders' is also in topics: Lambda refuses a destination topic that"
             " is a source topic",
         ),
+        (
+            # A topic routed nowhere would fail every invocation (RoutingError) until retired.
+            {
+                "topics": "orders,refunds",
+                "defaultStream": "false",
+                "streams": '{"o": {"topics": "o*"}}',
+            },
+            "topics: 'refunds' matches no pattern in streams and defaultStream=false",
+        ),
+        (
+            {"streams": '{"payments": {"topics": "paymnts"}}'},
+            "streams.payments.topics: 'paymnts' matches no topic in topics",
+        ),
     ],
-    ids=["out-of-range", "partial-secret-arn", "two-clusters", "failure-topic-is-a-source"],
+    ids=[
+        "out-of-range",
+        "partial-secret-arn",
+        "two-clusters",
+        "failure-topic-is-a-source",
+        "unrouted-topic",
+        "typo-route",
+    ],
 )
 def test_app_bad_context_exits_with_one_line_naming_the_key(
     tmp_path: Path, bad: dict[str, str], message: str

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import fnmatch
+import json
 import re
+import subprocess
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -24,6 +28,7 @@ from infra.config import (
     StreamMode,
     function_settings,
 )
+from infra.context import STREAM_ID
 from msk_kinesis_sink.errors import ConfigurationError
 from msk_kinesis_sink.settings import Settings
 from tests.infra.conftest import (
@@ -583,6 +588,83 @@ BAD_VALUES: list[tuple[dict[str, object], str, str]] = [
     ({"streamRetentionHours": 23}, "streamRetentionHours", "24-8760"),
     ({"streamMaxRecordSizeKiB": 1023}, "streamMaxRecordSizeKiB", f"1024-{MAX_RECORD_SIZE_KIB}"),
     ({"streamName": "bad name"}, "streamName", "stream name"),
+    ({"streams": "[1]"}, "streams", "JSON object"),
+    ({"streams": "{not json"}, "streams", "not valid JSON"),
+    ({"streams": {"1st": {"topics": "orders"}}}, "streams", "not a stream id"),
+    ({"streams": {"a": ["orders"]}}, "streams.a", "JSON object"),
+    ({"streams": {"a": {}}}, "streams.a.topics", "required"),
+    ({"streams": {"a": {"topics": []}}}, "streams.a.topics", "required"),
+    ({"streams": {"a": {"topics": "orders", "shardcount": 2}}}, "streams.a", "'shardCount'"),
+    (
+        {"streams": {"a": {"topics": "orders", "shardCount": 2}}},
+        "streams.a.shardCount",
+        "streamMode=provisioned",
+    ),
+    (
+        {"streams": {"a": {"topics": "orders", "streamRetentionHours": 9000}}},
+        "streams.a.streamRetentionHours",
+        "24-8760",
+    ),
+    (
+        {"streams": {"a": {"topics": "orders", "streamKmsKeyArn": SECRET_KEY_ARN}}},
+        "streams.a.streamKmsKeyArn",
+        "only applies with streamArn",
+    ),
+    ({"streams": {"a": {"topics": "or ders"}}}, "streams.a.topics", "not a topic name or glob"),
+    ({"streams": {"a": {"topics": "orders=x"}}}, "streams.a.topics", "not a topic name or glob"),
+    ({"streams": {"a": {"topics": "orders,orders"}}}, "streams.a.topics", "twice"),
+    (
+        {"streams": {"a": {"topics": "orders"}, "b": {"topics": "orders"}}},
+        "streams",
+        "appears twice",
+    ),
+    ({"streams": {"a": {"topics": "ordrs"}}}, "streams.a.topics", "'ordrs' matches no topic"),
+    (
+        {
+            "topics": "orders.eu",
+            "streams": {"all": {"topics": "orders.*"}, "eu": {"topics": "orders.eu"}},
+        },
+        "streams.eu.topics",
+        "'orders.eu' is never used: 'orders.eu' goes to streams.all by the earlier 'orders.*'",
+    ),
+    (
+        {"topics": "orders,payments", "defaultStream": False, "streams": {"a": {"topics": "o*"}}},
+        "topics",
+        "'payments' matches no pattern in streams and defaultStream=false",
+    ),
+    ({"defaultStream": "false"}, "defaultStream", "needs streams"),
+    ({"defaultStream": "maybe"}, "defaultStream", "true or false"),
+    (
+        {"defaultStream": False, "streams": {"a": {"topics": "o*"}}, "streamMode": "provisioned"},
+        "streamMode",
+        "defaultStream=false turns off",
+    ),
+    (
+        {
+            "streams": {
+                "a": {
+                    "topics": "orders",
+                    "streamArn": "arn:aws:kinesis:us-east-1:123456789012:stream/x",
+                }
+            }
+        },
+        "streams.a.streamArn",
+        "own region",
+    ),
+    (
+        {"streamArn": STREAM_ARN, "streams": {"a": {"topics": "orders", "streamArn": STREAM_ARN}}},
+        "streams.a.streamArn",
+        "is also streamArn",
+    ),
+    (
+        {
+            "topics": "orders,payments",
+            "streamName": "mirror",
+            "streams": {"a": {"topics": "payments", "streamName": "mirror"}},
+        },
+        "streams.a.streamName",
+        "is also streamName",
+    ),
     ({"functionMemoryMb": 64}, "functionMemoryMb", "128-10240"),
     ({"functionTimeoutSeconds": 901}, "functionTimeoutSeconds", "900"),
     ({"architecture": "arm"}, "architecture", "arm64, x86_64"),
@@ -752,8 +834,9 @@ def test_config_function_refusal_names_the_context_key() -> None:
 
 
 def test_config_environment_is_accepted_by_the_function_settings() -> None:
-    # GIVEN a config with every sink setting away from its default
+    # GIVEN a config with every sink setting away from its default, and a routed stream
     from infra.sink_function import _environment  # the env the function will receive
+    from infra.stream import StreamTarget, StreamTargets
     from msk_kinesis_sink.settings import Settings
 
     config = parse(
@@ -770,19 +853,30 @@ def test_config_environment_is_accepted_by_the_function_settings() -> None:
     class _Stream:
         stream_arn = STREAM_ARN
 
+    class _RoutedStream:
+        stream_arn = STREAM_ARN.replace("existing-stream", "payments")
+
     class _Bucket:
         bucket_name = "dead-letters-bucket"
 
+    streams = StreamTargets(
+        (
+            StreamTarget(None, _Stream(), None),  # type: ignore[arg-type]
+            StreamTarget("payments", _RoutedStream(), None, ("pay*",)),  # type: ignore[arg-type]
+        ),
+        max_record_bytes=config.max_record_size_kib * 1024,
+    )
     # WHEN the function parses the environment the stack would give it
     env = _environment(
         config.function,
-        stream=_Stream(),  # type: ignore[arg-type]
-        max_record_bytes=config.stream.max_record_size_kib * 1024,
+        streams=streams,
         bucket=_Bucket(),  # type: ignore[arg-type]
     )
     settings = Settings.from_env(env)
     # THEN every value arrives as configured
     assert settings.stream_name == "existing-stream"
+    assert settings.stream_for("payments.eu") == _RoutedStream.stream_arn
+    assert settings.stream_for("orders") == STREAM_ARN
     assert settings.record_format.value == "envelope"
     assert settings.partition_key.value == "partition"
     assert settings.aggregation.value == "on"
@@ -802,3 +896,143 @@ def test_config_partition_key_from_a_header_reaches_the_function_whole() -> None
     assert env["PARTITION_KEY"] == "header:tenant-id"
     with pytest.raises(ConfigError, match=r"^partitionKey='header' names no header"):
         parse(partitionKey="header")
+
+
+# --- streams (docs/routing.md) -----------------------------------------------------------------
+
+ROUTED: dict[str, Any] = {
+    "topics": "orders,orders.eu,payments,audit",
+    "streams": {
+        "orders": {"topics": ["orders.eu", "orders*"], "streamMaxRecordSizeKiB": 4096},
+        "payments": {"topics": "payments", "streamArn": STREAM_ARN, "streamMaxRecordSizeKiB": 2048},
+    },
+    "streamMaxRecordSizeKiB": 8192,
+}
+
+
+def test_config_streams_routes_in_the_order_written() -> None:
+    # GIVEN two streams beside the default one, as cdk.json holds them and as `-c` gives them
+    # WHEN parsed
+    from_json = parse(**ROUTED)
+    from_text = parse(**{**ROUTED, "streams": json.dumps(ROUTED["streams"])})
+    # THEN the routes are the entries as written, each entry's topics in order, and the
+    # function's one record limit is the smallest stream's
+    expected = (("orders.eu", "orders"), ("orders*", "orders"), ("payments", "payments"))
+    assert from_json.routes == from_text.routes == expected
+    assert from_json.max_record_size_kib == 2048
+    assert from_json.default_stream is True
+    assert from_json.streams["payments"].existing_arn == STREAM_ARN
+    assert from_json.streams["orders"].mode is StreamMode.ON_DEMAND
+
+
+def test_config_streams_without_a_default_stream_use_only_their_own_sizes() -> None:
+    # GIVEN every topic routed and no default stream
+    # WHEN parsed
+    config = parse(
+        topics="orders,payments",
+        defaultStream="false",
+        streams={"a": {"topics": "orders"}, "b": {"topics": "pay*"}},
+    )
+    # THEN there is no default stream, and its (default) record size does not count
+    assert config.default_stream is False
+    assert config.max_record_size_kib == 1024
+    assert [stream_id for _, stream_id in config.routes] == ["a", "b"]
+
+
+def test_config_no_default_stream_with_the_shipped_cdk_json() -> None:
+    # GIVEN the shipped cdk.json (it sets some default-stream keys to their defaults), every
+    # topic routed, and defaultStream=false
+    context = {
+        **shipped_context(),
+        "defaultStream": False,
+        "streams": {"mirror": {"topics": ["example-*"]}},
+    }
+    # WHEN parsed
+    config = SinkConfig.from_context(context)
+    # THEN it is accepted (keys at their defaults say nothing), and a key that would shape the
+    # absent default stream is refused, named
+    assert config.default_stream is False
+    with pytest.raises(ConfigError, match=r"^streamRetentionHours describes the default stream"):
+        SinkConfig.from_context({**context, "streamRetentionHours": 48})
+
+
+def test_config_streams_order_survives_the_cdk_cli() -> None:
+    # GIVEN a streams map as cdk.json holds it; the CDK CLI (JavaScript) parses cdk.json and
+    # hands the app its context as JSON.stringify output
+    text = json.dumps({"zeta": {"topics": "a"}, "alpha-1": {"topics": "b"}, "Mid": {}, "10": {}})
+    script = "process.stdout.write(JSON.stringify(JSON.parse(require('fs').readFileSync(0))))"
+    # WHEN it takes that trip through node
+    result = subprocess.run(
+        ["node", "-e", script], input=text, capture_output=True, text=True, check=True
+    )
+    # THEN keys that are stream ids keep the order written; an integer-like key would move
+    # to the front, which is why a stream id starts with a letter
+    assert list(json.loads(result.stdout)) == ["10", "zeta", "alpha-1", "Mid"]
+    assert [STREAM_ID.match(key) is not None for key in ("zeta", "alpha-1", "Mid", "10")] == [
+        True,
+        True,
+        True,
+        False,
+    ]
+
+
+_ROUTE_TOPICS = st.sampled_from(["orders", "orders.eu", "orders.us", "payments", "refunds"])
+_ROUTE_PATTERNS = st.sampled_from(
+    ["orders", "orders.eu", "orders.*", "orders*", "pay*", "payments", "r?funds", "*", "ordrs"]
+)
+
+
+@given(
+    st.lists(_ROUTE_TOPICS, min_size=1, max_size=5, unique=True),
+    st.lists(st.lists(_ROUTE_PATTERNS, min_size=1, max_size=3, unique=True), max_size=3),
+    st.booleans(),
+)
+def test_config_routing_accepted_exactly_when_every_topic_and_every_route_is_used(
+    topics: list[str], entries: list[list[str]], default_stream: bool
+) -> None:
+    # GIVEN any topics and routes, with or without a default stream
+    streams = {f"s{i}": {"topics": patterns} for i, patterns in enumerate(entries)}
+    routes = [(p, stream_id) for stream_id, entry in streams.items() for p in entry["topics"]]
+    # ...and a model of first-match routing: each topic takes the first route matching it
+    first = {
+        topic: next((i for i, (p, _) in enumerate(routes) if fnmatch.fnmatchcase(topic, p)), None)
+        for topic in topics
+    }
+    patterns_unique = len({p for p, _ in routes}) == len(routes)
+    every_topic_routed = default_stream or None not in first.values()
+    every_route_used = set(range(len(routes))) <= set(first.values())
+    no_default_without_streams = default_stream or bool(streams)
+    # WHEN the stack parses it
+    try:
+        config = parse(topics=topics, streams=streams, defaultStream=default_stream)
+    except ConfigError:
+        # THEN it refuses exactly the configurations the model finds a topic or route lost in
+        accepted = False
+    else:
+        accepted = True
+        assert config.routes == tuple(routes)
+    assert accepted == (
+        patterns_unique and every_topic_routed and every_route_used and no_default_without_streams
+    )
+
+
+def test_config_routing_doc_examples_route_as_the_doc_says() -> None:
+    # GIVEN the two examples of docs/routing.md: the function's variables, the cdk.json map
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "routing.md").read_text()
+    variables = re.search(r"```sh\n(STREAM_ROUTES=.*?)```", doc, re.S)
+    context = re.search(r"```json\n(.*?)```", doc, re.S)
+    assert variables is not None and context is not None
+    env = dict(line.split("=", 1) for line in variables[1].strip().splitlines())
+    cluster = "arn:aws:kafka:eu-west-1:111122223333:cluster/c/0f1e2d3c-4b5a-1"
+    # WHEN the function and the stack read them
+    settings = Settings.from_env(env)
+    config = SinkConfig.from_context({**json.loads(context[1])["context"], "clusterArn": cluster})
+    # THEN each topic goes where the text after each example says
+    assert [settings.stream_for(t) for t in ("orders.eu", "orders.us", "payments", "audit")] == [
+        "arn:aws:kinesis:eu-west-1:111122223333:stream/orders-eu",
+        "orders",
+        "payments",
+        "everything-else",
+    ]
+    assert config.routes == (("orders.*", "orders"), ("payments", "payments"))
+    assert config.default_stream is True

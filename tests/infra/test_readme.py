@@ -57,7 +57,9 @@ def runbook_entries() -> set[str]:
 
 
 def entry_of(alarm: str) -> str:
-    """The runbook entry of an alarm: per-mapping alarms share one, `<Entry>-<topic>`."""
+    """The runbook entry of an alarm: per-mapping alarms share one, `<Entry>-<topic>`; a
+    routed stream's alarms share the stream's entry."""
+    alarm = re.sub(r"^(Stream[A-Za-z]+)-.*$", r"\1", alarm)
     return re.sub(r"^(Mapping[A-Za-z]+)-.*$", r"\1-<topic>", alarm)
 
 

@@ -590,17 +590,21 @@ def test_stack_alarms_present_named_and_notify_the_topic(all_synths: dict[str, S
         topics = list(mappings_by_topic(synth))
         topic_id = synth.stack.get_logical_id(synth.stack.monitoring.topic.node.default_child)
         stack = synth.stack.stack_name
+        config = synth.stack.config
         # WHEN its alarms are read
         alarms = alarms_by_name(synth)
         # THEN every alarm is there (six per mapping, their discard alarms named after the
-        # destination kind), each notifying the topic, each with an explicit name: the stack,
-        # then the name its runbook entry carries
+        # destination kind; one more per routed stream), each notifying the topic, each with an
+        # explicit name: the stack, then the name its runbook entry carries
         extra, per_mapping = DESTINATION_ALARMS[synth.stack.config.source.on_failure.value]
         expected = (
             ALARMS
             | extra
             | {f"{entry}-{t}" for entry in MAPPING_ALARMS | per_mapping for t in topics}
         )
+        expected |= {f"StreamWriteThrottling-{stream_id}" for stream_id in config.streams}
+        if not config.default_stream:
+            expected.remove("StreamWriteThrottling")
         assert set(alarms) == expected, name
         for alarm, props in alarms.items():
             assert props["AlarmActions"] == [{"Ref": topic_id}]
