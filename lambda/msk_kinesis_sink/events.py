@@ -177,14 +177,15 @@ def _parse_group(raw_records: Sequence[Any], group_key: Any, fast_path: bool) ->
             # new schema metadata, the first record of the group): check it field by field,
             # with precise errors.
             record = _parse_record(raw, group_key, index)
-            expected = _Checked(
-                record.topic,
-                record.partition,
-                raw.get(KEY_SCHEMA_FIELD),
-                record.key_schema,
-                raw.get(VALUE_SCHEMA_FIELD),
-                record.value_schema,
-            )
+            if fast_path:
+                expected = (
+                    record.topic,
+                    record.partition,
+                    raw.get(KEY_SCHEMA_FIELD),
+                    record.key_schema,
+                    raw.get(VALUE_SCHEMA_FIELD),
+                    record.value_schema,
+                )
         records.append(record)
     return records
 
@@ -195,17 +196,12 @@ def _parse_group(raw_records: Sequence[Any], group_key: Any, fast_path: bool) ->
 _new_record = tuple.__new__
 
 
-class _Checked(NamedTuple):
-    """What the fast path compares a record with: the group's topic and partition, and the
-    schema metadata objects of the last record checked in full with what they parsed to (a
-    registry sends the same few objects on every record of a partition)."""
-
-    topic: str
-    partition: int
-    key_schema_raw: Any
-    key_schema: SchemaMetadata | None
-    value_schema_raw: Any
-    value_schema: SchemaMetadata | None
+# What the fast path compares a record with: the group's topic and partition, and the schema
+# metadata objects of the last record checked in full with what they parsed to (a registry sends
+# the same few objects on every record of a partition). A plain tuple, indexed: it is rebuilt
+# for every record that takes the checked path (each record with headers, say).
+_Checked = tuple[str, int, Any, SchemaMetadata | None, Any, SchemaMetadata | None]
+_TOPIC, _PARTITION, _KEY_RAW, _KEY_SCHEMA, _VALUE_RAW, _VALUE_SCHEMA = range(6)
 
 
 def _well_formed(raw: Any, expected: _Checked | None) -> KafkaRecord | None:
@@ -221,12 +217,10 @@ def _well_formed(raw: Any, expected: _Checked | None) -> KafkaRecord | None:
     timestamp = get("timestamp", NO_TIMESTAMP)
     timestamp_type = get("timestampType", NO_TIMESTAMP_TYPE)
     key, value, headers = get("key"), get("value"), get("headers")
-    key_meta, value_meta = get(KEY_SCHEMA_FIELD), get(VALUE_SCHEMA_FIELD)
     if (
-        # Indexing: cheaper than a NamedTuple's attributes on the path every record takes.
-        topic != expected[0]
+        topic != expected[_TOPIC]
         or type(partition) is not int
-        or partition != expected[1]
+        or partition != expected[_PARTITION]
         or type(offset) is not int
         or not 0 <= offset <= MAX_OFFSET
         or type(timestamp) is not int
@@ -237,9 +231,12 @@ def _well_formed(raw: Any, expected: _Checked | None) -> KafkaRecord | None:
         or (value is not None and type(value) is not str)
         # No headers only: null or an empty list; anything else takes the checked path.
         or (headers is not None and (type(headers) is not list or headers))
-        # Schema metadata: none, or equal to what the last fully checked record held.
-        or (key_meta is not None and key_meta != expected.key_schema_raw)
-        or (value_meta is not None and value_meta != expected.value_schema_raw)
+    ):
+        return None
+    # Schema metadata: none, or equal to what the last fully checked record held.
+    key_meta, value_meta = get(KEY_SCHEMA_FIELD), get(VALUE_SCHEMA_FIELD)
+    if (key_meta is not None and key_meta != expected[_KEY_RAW]) or (
+        value_meta is not None and value_meta != expected[_VALUE_RAW]
     ):
         return None
     return _new_record(
@@ -253,8 +250,8 @@ def _well_formed(raw: Any, expected: _Checked | None) -> KafkaRecord | None:
             key,
             value,
             (),
-            None if key_meta is None else expected.key_schema,
-            None if value_meta is None else expected.value_schema,
+            None if key_meta is None else expected[_KEY_SCHEMA],
+            None if value_meta is None else expected[_VALUE_SCHEMA],
         ),
     )
 
