@@ -60,8 +60,8 @@ ON_DEMAND_START_SHARDS: Final = 4
 # "Configure Lambda function memory": at 1,769 MB a function has the equivalent of one vCPU.
 MB_PER_VCPU: Final = 1_769
 MEMORY_CHOICES: Final = (512, 1_024, 1_769)
-# The function's cost per record at one vCPU: bench/results/latest.json measures 15-21 µs per
-# 1 KiB record (W1/W2 against a local stub and kinesalite); planned with the top of that range.
+# The function's cost per record at one vCPU: bench/results/latest.json measures 14-23 µs per
+# 1 KiB record (W1-W3 against a local stub and kinesalite); planned near the top of that range.
 CPU_US_PER_RECORD: Final = 20.0
 # Bytes a record adds to the invocation event beyond its base64 key and value (topic,
 # partition, offset, timestamps, field names), and an envelope beyond its base64 value.
