@@ -14,7 +14,7 @@ CDK_OUT ?= cdk.out
 # The function's wheels for Lambda, one folder per architecture (infra/bundling.py's WHEELHOUSE).
 WHEELHOUSE := .build/wheelhouse
 
-.PHONY: help install test unit lint format demo synth deploy diff bench audit replay clean
+.PHONY: help install test unit lint format demo synth deploy diff bench audit replay plan clean
 
 help: ## List targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -62,6 +62,9 @@ audit: install ## Verify a stream against a topic: AUDIT_ARGS="--bootstrap H:P -
 
 replay: install ## Replay dead letters and discarded batches, a dry run unless --apply (REPLAY_ARGS="--function NAME --apply")
 	PYTHONPATH=lambda $(PY) -m msk_kinesis_sink.replay $(REPLAY_ARGS)
+
+plan: $(VENV)/.editable ## Capacity plan for a target (PLAN_ARGS="--mb-per-s 20 --record-bytes 2000 --partitions 24 --key-skew 0.3"); docs/scaling.md
+	@$(PY) -m infra.plan $(PLAN_ARGS)
 
 synth: install ## cdk synth offline into cdk.out/ (or CDK_OUT=dir), then report what it built (CDK_ARGS="-c k=v")
 	$(CDK) synth $(CDK_FLAGS) --quiet --output $(CDK_OUT) $(CDK_ARGS)

@@ -36,9 +36,15 @@ def kafka_record(
     *,
     timestamp: int = DEFAULT_TIMESTAMP,
     timestamp_type: str = "CREATE_TIME",
+    key_schema: tuple[str, str] | None = None,
+    value_schema: tuple[str, str] | None = None,
 ) -> dict[str, Any]:
-    """One record as it appears in the event; None key/value become JSON null (tombstone)."""
-    return {
+    """One record as it appears in the event; None key/value become JSON null (tombstone).
+
+    `key_schema` / `value_schema`: (dataFormat, schemaId) as a schema registry on the mapping
+    adds them for the attributes it validated.
+    """
+    record: dict[str, Any] = {
         "topic": topic,
         "partition": partition,
         "offset": offset,
@@ -48,6 +54,16 @@ def kafka_record(
         "value": b64(value),
         "headers": [{name: list(data)} for name, data in headers],
     }
+    if key_schema is not None:
+        record["keySchemaMetadata"] = schema_metadata(*key_schema)
+    if value_schema is not None:
+        record["valueSchemaMetadata"] = schema_metadata(*value_schema)
+    return record
+
+
+def schema_metadata(data_format: str, schema_id: str) -> dict[str, str]:
+    """A record's schema metadata object as a schema registry on the mapping adds it."""
+    return {"dataFormat": data_format, "schemaId": schema_id}
 
 
 def group_records(records: Iterable[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:

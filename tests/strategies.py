@@ -3,7 +3,7 @@
 Each field is usually valid (including unusual valid values: decimal strings, non-ASCII text,
 range bounds, odd timestamp types) and sometimes replaced by what fuzzing found: lone
 surrogates, numbers out of range, integer strings of thousands of digits, other scripts'
-digits, wrongly shaped headers, or any JSON value at all.
+digits, wrongly shaped headers or schema registry metadata, or any JSON value at all.
 
 The properties over them run FUZZ_EXAMPLES examples each (300; FUZZ_EXAMPLES=10000 in the
 environment fuzzes as long as the search that found the parsing bugs).
@@ -125,11 +125,56 @@ _BAD_HEADERS = _uniform(
     json_values,
 )
 _TIMESTAMP_TYPES = _pick("CREATE_TIME", "LOG_APPEND_TIME", "NO_TIMESTAMP_TYPE")
+# A schema registry's metadata: usually one of a few objects (a registry repeats the same one on
+# every record of a partition: the parser's fast path reuses what it checked), sometimes a new
+# one, with odd text or a member the parser ignores.
+_NEW_SCHEMA_METADATA = _uniform(
+    _pick(
+        {"dataFormat": "AVRO", "schemaId": "1234"},
+        {"dataFormat": "PROTOBUF", "schemaId": "a1b2c3d4-5678-90ab-cdef-000000000001"},
+        {"dataFormat": "JSON", "schemaId": "7", "schemaVersion": 2},
+    ),
+    st.builds(
+        lambda data_format, schema_id: {"dataFormat": data_format, "schemaId": schema_id},
+        _uniform(_pick("AVRO", "PROTOBUF", "JSON"), _ODD_TEXT),
+        _uniform(_pick("1", "1234"), _ODD_TEXT),
+    ),
+)
+_BAD_SCHEMA_METADATA = _uniform(
+    _pick(
+        {},
+        {"dataFormat": "AVRO"},
+        {"schemaId": "1"},
+        {"dataFormat": 1, "schemaId": "1"},
+        {"dataFormat": "AVRO", "schemaId": 1234},
+        {"dataFormat": "AVRO", "schemaId": None},
+        "AVRO",
+        [],
+        0,
+        False,
+    ),
+    st.builds(lambda text: {"dataFormat": "AVRO", "schemaId": text}, _SURROGATE_TEXT),
+    st.builds(lambda text: {"dataFormat": text, "schemaId": "1"}, _SURROGATE_TEXT),
+    json_values,
+)
 
 
 # Stands for the group's own topic or partition in a drawn record (filled in after drawing, so
 # the record strategy is built once: building strategies per draw costs more than drawing).
 _GROUPS_OWN = object()
+# Stand for the group's schema metadata (a registry sends the same on every record of a
+# partition: drawn once per group, absent, null or an object, each record getting an equal
+# copy) and for an absent field.
+_GROUPS_SCHEMA = object()
+_ABSENT = object()
+_SCHEMA_METADATA = _uniform(
+    st.just(_GROUPS_SCHEMA),
+    st.just(_GROUPS_SCHEMA),
+    st.just(_GROUPS_SCHEMA),
+    _pick(None, _ABSENT),
+    _NEW_SCHEMA_METADATA,
+)
+_GROUP_SCHEMA_METADATA = _uniform(_pick(None, _ABSENT), _NEW_SCHEMA_METADATA)
 
 
 @functools.cache
@@ -144,6 +189,8 @@ def _record_dicts(damage_rate: int) -> st.SearchStrategy[Any]:
             "topic": field(st.just(_GROUPS_OWN), _uniform(_SURROGATE_TEXT, json_values)),
             "partition": field(st.just(_GROUPS_OWN), _bad_number(0, MAX_PARTITION)),
             "offset": field(_number(0, MAX_OFFSET, _WIDE), _bad_number(0, MAX_OFFSET)),
+            "keySchemaMetadata": field(_SCHEMA_METADATA, _BAD_SCHEMA_METADATA),
+            "valueSchemaMetadata": field(_SCHEMA_METADATA, _BAD_SCHEMA_METADATA),
         },
         optional={
             "timestamp": field(
@@ -176,6 +223,7 @@ def _event_parts(damage_rate: int) -> dict[str, st.SearchStrategy[Any]]:
         "source": mostly(_pick("aws:kafka", "SelfManagedKafka"), json_values),
         "records_damage": mostly(st.none(), json_values),
         "arn": mostly(_pick(None, "arn:aws:kafka:us-east-1:1:cluster/c/1"), json_values),
+        "schema": _GROUP_SCHEMA_METADATA,
         "no_source": mostly(st.just(False), st.just(True)),
     }
 
@@ -189,11 +237,22 @@ def kafka_events(draw: st.DrawFn, *, damage_rate: int = 8) -> Any:
         topic, partition = draw(parts["topic"]), draw(parts["partition"])
         group_key = draw(parts["group_key_damage"])
         group = draw(parts["records"])
+        schemas = {
+            "keySchemaMetadata": draw(parts["schema"]),
+            "valueSchemaMetadata": draw(parts["schema"]),
+        }
         for record in group if isinstance(group, list) else ():
-            if isinstance(record, dict) and record.get("topic") is _GROUPS_OWN:
+            if not isinstance(record, dict):
+                continue
+            if record.get("topic") is _GROUPS_OWN:
                 record["topic"] = topic
-            if isinstance(record, dict) and record.get("partition") is _GROUPS_OWN:
+            if record.get("partition") is _GROUPS_OWN:
                 record["partition"] = partition
+            for field, schema in schemas.items():
+                if record.get(field) is _GROUPS_SCHEMA:
+                    record[field] = dict(schema) if isinstance(schema, dict) else schema
+                if record.get(field) is _ABSENT:
+                    del record[field]
         records[f"{topic}-{partition}" if group_key is None else group_key] = group
     records_damage = draw(parts["records_damage"])
     event: dict[str, Any] = {
@@ -216,7 +275,8 @@ def _record(**fields: Any) -> dict[str, Any]:
     return {"topic": "t", "partition": 0, "offset": 1, **fields}
 
 
-# Inputs that earlier versions got wrong, tried by the properties on every run.
+# Inputs that earlier versions got wrong, and edges of the fast path, tried by the properties on
+# every run.
 FOUND_BY_FUZZING: tuple[Any, ...] = (
     _event("t\ud800-0", _record(topic="t\ud800")),  # topic UTF-8 can not encode
     _event("t-0", _record(), _record(offset=2, headers=[{"h\udc00": [1]}])),  # header name
@@ -227,4 +287,15 @@ FOUND_BY_FUZZING: tuple[Any, ...] = (
     _event("t-0", _record(offset=-1)),
     _event("t-0", _record(offset=2**63)),
     {"records": {"t-0": [_record()]}},  # no eventSource
+    # Schema metadata the fast path must not take for the one checked before it.
+    _event(
+        "t-0",
+        _record(valueSchemaMetadata={"dataFormat": "AVRO", "schemaId": "1"}),
+        _record(offset=2, valueSchemaMetadata={"dataFormat": "AVRO", "schemaId": "1\udc00"}),
+    ),
+    _event(
+        "t-0",
+        _record(keySchemaMetadata={"dataFormat": "AVRO", "schemaId": "1"}),
+        _record(offset=2, keySchemaMetadata={"dataFormat": "AVRO", "schemaId": 1}),
+    ),
 )

@@ -14,7 +14,11 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
+
+# The envelope's members for a schema registry's metadata (named as in the invocation event).
+KEY_SCHEMA: Final = "keySchemaMetadata"
+VALUE_SCHEMA: Final = "valueSchemaMetadata"
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,10 +33,15 @@ class Envelope:
     key: str | None
     value: str | None
     headers: tuple[tuple[str, str], ...]
+    # (dataFormat, schemaId) of the registry schema that validated the key / the value, when a
+    # schema registry on the mapping did (docs/schema-registry.md).
+    key_schema: tuple[str, str] | None = None
+    value_schema: tuple[str, str] | None = None
 
     @classmethod
     def from_bytes(cls, data: bytes) -> Envelope:
         document: Any = json.loads(data)
+        key_schema, value_schema = document.get(KEY_SCHEMA), document.get(VALUE_SCHEMA)
         return cls(
             topic=document["topic"],
             partition=int(document["partition"]),
@@ -42,11 +51,17 @@ class Envelope:
             key=document["key"],
             value=document["value"],
             headers=tuple((h["name"], h["value"]) for h in document["headers"]),
+            key_schema=_schema(key_schema),
+            value_schema=_schema(value_schema),
         )
 
     @property
     def ordering_key(self) -> tuple[str, int, str | None]:
         return (self.topic, self.partition, self.key)
+
+
+def _schema(metadata: Any) -> tuple[str, str] | None:
+    return None if metadata is None else (metadata["dataFormat"], metadata["schemaId"])
 
 
 class OffsetDeduplicator:

@@ -10,7 +10,12 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 from msk_kinesis_sink.errors import UnwritableRecordError
-from msk_kinesis_sink.events import KafkaRecord, PartitionBatch
+from msk_kinesis_sink.events import (
+    KEY_SCHEMA_FIELD,
+    VALUE_SCHEMA_FIELD,
+    KafkaRecord,
+    PartitionBatch,
+)
 from msk_kinesis_sink.limits import MAX_PARTITION_KEY_CHARS
 from msk_kinesis_sink.settings import PartitionKeyMode, RecordFormat
 
@@ -141,8 +146,12 @@ def envelope_bytes(record: KafkaRecord) -> bytes:
     """The `envelope` format: UTF-8 JSON with every field of the Kafka record, bytes as base64.
 
     Key and value were validated as base64 already, so the event's own strings are reused.
+    With a schema registry on the mapping, key and value are what it delivered (JSON text, or
+    the source bytes without the registry's framing) and `keySchemaMetadata` /
+    `valueSchemaMetadata` name the schema that validated them; without one, neither member
+    appears (docs/schema-registry.md).
     """
-    document = {
+    document: dict[str, object] = {
         "topic": record.topic,
         "partition": record.partition,
         "offset": record.offset,
@@ -155,6 +164,10 @@ def envelope_bytes(record: KafkaRecord) -> bytes:
             for name, value in record.headers
         ],
     }
+    if record.key_schema is not None:
+        document[KEY_SCHEMA_FIELD] = record.key_schema.document()
+    if record.value_schema is not None:
+        document[VALUE_SCHEMA_FIELD] = record.value_schema.document()
     return json.dumps(document, separators=(",", ":")).encode("utf-8")
 
 

@@ -1,4 +1,9 @@
-"""Parse MSK and self-managed Kafka invocation events into typed, offset-ordered partitions."""
+"""Parse MSK and self-managed Kafka invocation events into typed, offset-ordered partitions.
+
+With a schema registry on the mapping, a record also carries `keySchemaMetadata` and/or
+`valueSchemaMetadata` ({"dataFormat": ..., "schemaId": ...}) for the attributes it validated;
+key and value stay base64 text either way (docs/schema-registry.md).
+"""
 
 from __future__ import annotations
 
@@ -32,6 +37,24 @@ NO_TIMESTAMP_TYPE = "NO_TIMESTAMP_TYPE"
 # Timestamp types the fast path accepts as they are; any other string is checked in full.
 _TIMESTAMP_TYPES = frozenset({"CREATE_TIME", "LOG_APPEND_TIME", NO_TIMESTAMP_TYPE})
 
+# The fields a schema registry on the mapping adds to each record, one per validated attribute
+# ("Using schema registries with Kafka event sources in Lambda": Lambda adds metadata about the
+# schema to the payload).
+KEY_SCHEMA_FIELD = "keySchemaMetadata"
+VALUE_SCHEMA_FIELD = "valueSchemaMetadata"
+
+
+class SchemaMetadata(NamedTuple):
+    """Which registered schema validated a key or value: its format (AVRO, PROTOBUF, JSON) and
+    the registry's id for it (a Confluent number or a Glue schema version UUID, as text)."""
+
+    data_format: str
+    schema_id: str
+
+    def document(self) -> dict[str, str]:
+        """As the invocation event spells it (and the envelope and dead letters repeat it)."""
+        return {"dataFormat": self.data_format, "schemaId": self.schema_id}
+
 
 class KafkaRecord(NamedTuple):
     """One Kafka record as the event carries it; key and value stay base64 until encoding.
@@ -48,6 +71,9 @@ class KafkaRecord(NamedTuple):
     key_b64: str | None
     value_b64: str | None
     headers: tuple[tuple[str, bytes], ...] = ()
+    # Set only when a schema registry on the mapping validated the key / the value.
+    key_schema: SchemaMetadata | None = None
+    value_schema: SchemaMetadata | None = None
 
     @property
     def topic_partition(self) -> str:
@@ -143,19 +169,42 @@ def parse_event(event: Any, *, fast_path: bool = True) -> KafkaEvent:
 def _parse_group(raw_records: Sequence[Any], group_key: Any, fast_path: bool) -> list[KafkaRecord]:
     """Parse one partition's records: a fast path for the usual shape, full checks otherwise."""
     records: list[KafkaRecord] = []
-    expected: tuple[str, int] | None = None  # (topic, partition) once one record was checked
+    expected: _Checked | None = None  # what the last record checked in full held
     for index, raw in enumerate(raw_records):
         record = _well_formed(raw, expected) if fast_path else None
         if record is None:
             # Something is unusual (a string partition, a missing field, a wrong type, headers,
-            # the first record of the group): check it field by field, with precise errors.
+            # new schema metadata, the first record of the group): check it field by field,
+            # with precise errors.
             record = _parse_record(raw, group_key, index)
-            expected = (record.topic, record.partition)
+            if fast_path:
+                expected = (
+                    record.topic,
+                    record.partition,
+                    raw.get(KEY_SCHEMA_FIELD),
+                    record.key_schema,
+                    raw.get(VALUE_SCHEMA_FIELD),
+                    record.value_schema,
+                )
         records.append(record)
     return records
 
 
-def _well_formed(raw: Any, expected: tuple[str, int] | None) -> KafkaRecord | None:
+# Builds a KafkaRecord from a tuple of all its fields without the Python-level __new__ that
+# fills in defaults (what NamedTuple._make does, less its length check): about half the cost
+# of a call, on the path every record takes.
+_new_record = tuple.__new__
+
+
+# What the fast path compares a record with: the group's topic and partition, and the schema
+# metadata objects of the last record checked in full with what they parsed to (a registry sends
+# the same few objects on every record of a partition). A plain tuple, indexed: it is rebuilt
+# for every record that takes the checked path (each record with headers, say).
+_Checked = tuple[str, int, Any, SchemaMetadata | None, Any, SchemaMetadata | None]
+_TOPIC, _PARTITION, _KEY_RAW, _KEY_SCHEMA, _VALUE_RAW, _VALUE_SCHEMA = range(6)
+
+
+def _well_formed(raw: Any, expected: _Checked | None) -> KafkaRecord | None:
     """The record when it has exactly the usual types and belongs to `expected`, else None.
 
     Exactly as strict as `_parse_record`: whatever it accepts, `_parse_record` accepts and
@@ -169,9 +218,9 @@ def _well_formed(raw: Any, expected: tuple[str, int] | None) -> KafkaRecord | No
     timestamp_type = get("timestampType", NO_TIMESTAMP_TYPE)
     key, value, headers = get("key"), get("value"), get("headers")
     if (
-        topic != expected[0]
+        topic != expected[_TOPIC]
         or type(partition) is not int
-        or partition != expected[1]
+        or partition != expected[_PARTITION]
         or type(offset) is not int
         or not 0 <= offset <= MAX_OFFSET
         or type(timestamp) is not int
@@ -184,7 +233,27 @@ def _well_formed(raw: Any, expected: tuple[str, int] | None) -> KafkaRecord | No
         or (headers is not None and (type(headers) is not list or headers))
     ):
         return None
-    return KafkaRecord(topic, partition, offset, timestamp, timestamp_type, key, value, ())
+    # Schema metadata: none, or equal to what the last fully checked record held.
+    key_meta, value_meta = get(KEY_SCHEMA_FIELD), get(VALUE_SCHEMA_FIELD)
+    if (key_meta is not None and key_meta != expected[_KEY_RAW]) or (
+        value_meta is not None and value_meta != expected[_VALUE_RAW]
+    ):
+        return None
+    return _new_record(
+        KafkaRecord,
+        (
+            topic,
+            partition,
+            offset,
+            timestamp,
+            timestamp_type,
+            key,
+            value,
+            (),
+            None if key_meta is None else expected[_KEY_SCHEMA],
+            None if value_meta is None else expected[_VALUE_SCHEMA],
+        ),
+    )
 
 
 def _parse_record(raw: Any, group_key: Any, index: int) -> KafkaRecord:
@@ -210,6 +279,7 @@ def _parse_record(raw: Any, group_key: Any, index: int) -> KafkaRecord:
     timestamp_type = raw.get("timestampType", NO_TIMESTAMP_TYPE)
     if not isinstance(timestamp_type, str) or not _is_unicode(timestamp_type):
         raise MalformedEventError(f"{where} field 'timestampType' must be a string")
+    key_meta, value_meta = raw.get(KEY_SCHEMA_FIELD), raw.get(VALUE_SCHEMA_FIELD)
     return KafkaRecord(
         topic=topic,
         partition=partition,
@@ -219,6 +289,13 @@ def _parse_record(raw: Any, group_key: Any, index: int) -> KafkaRecord:
         key_b64=_optional_string(raw, "key", where),
         value_b64=_optional_string(raw, "value", where),
         headers=_parse_headers(raw.get("headers"), where),
+        # Null or absent: no registry on the mapping, or it does not validate that attribute.
+        key_schema=None
+        if key_meta is None
+        else _schema_metadata(key_meta, KEY_SCHEMA_FIELD, where),
+        value_schema=(
+            None if value_meta is None else _schema_metadata(value_meta, VALUE_SCHEMA_FIELD, where)
+        ),
     )
 
 
@@ -254,6 +331,21 @@ def _optional_string(raw: Mapping[str, Any], field: str, where: str) -> str | No
     if value is None or isinstance(value, str):
         return value
     raise MalformedEventError(f"{where} field '{field}' must be a base64 string or null")
+
+
+def _schema_metadata(metadata: Any, field: str, where: str) -> SchemaMetadata:
+    """A record's schema metadata object: `dataFormat` and `schemaId` strings (the registry
+    adds nothing else today; other members are ignored, as a newer mapping might add some)."""
+    if not isinstance(metadata, Mapping):
+        raise MalformedEventError(
+            f"{where} field '{field}' must be an object or null, got {type(metadata).__name__}"
+        )
+    data_format, schema_id = metadata.get("dataFormat"), metadata.get("schemaId")
+    if not (isinstance(data_format, str) and _is_unicode(data_format)):
+        raise MalformedEventError(f"{where} field '{field}' has no 'dataFormat' string")
+    if not (isinstance(schema_id, str) and _is_unicode(schema_id)):
+        raise MalformedEventError(f"{where} field '{field}' has no 'schemaId' string")
+    return SchemaMetadata(data_format, schema_id)
 
 
 def _parse_headers(raw: Any, where: str) -> tuple[tuple[str, bytes], ...]:

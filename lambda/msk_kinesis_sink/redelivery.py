@@ -31,7 +31,8 @@ _PartitionId = tuple[str, str, int]  # (event source, topic, partition)
 
 
 def record_digest(record: KafkaRecord) -> int:
-    """64 bits of BLAKE2b over what the record carries: key, value, headers, timestamp."""
+    """64 bits of BLAKE2b over what the record carries: key, value, headers, timestamp, and
+    schema metadata when a registry added some."""
     digest = hashlib.blake2b(digest_size=8)
     for text in (record.key_b64, record.value_b64):
         # A length prefix keeps (null, "") and ("ab", "c") / ("a", "bc") apart.
@@ -44,6 +45,10 @@ def record_digest(record: KafkaRecord) -> int:
         digest.update(raw_name)
         digest.update(value)
     digest.update(b"|%d|%s" % (record.timestamp, record.timestamp_type.encode("utf-8", "replace")))
+    # A registry's schema metadata is part of what an `envelope` record holds.
+    for label, schema in ((b"k", record.key_schema), (b"v", record.value_schema)):
+        if schema is not None:
+            digest.update(b"|%s%a" % (label, tuple(schema)))
     return int.from_bytes(digest.digest(), "big")
 
 

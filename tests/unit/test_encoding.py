@@ -684,3 +684,76 @@ def test_encode_record_never_raises_for_a_parsed_event(
             else:
                 assert isinstance(result, UnwritableRecord)
                 assert json.loads(dead_letter_document(result, parsed.event_source_arn))
+
+
+# -- schema registry records (docs/schema-registry.md) --------------------------------------
+
+
+def _registry_json_records() -> tuple[KafkaRecord, ...]:
+    """The sample event of a mapping that validates key and value and delivers JSON."""
+    [batch] = parse_event(load_event("msk_registry_json_event.json")).partitions
+    return batch.records
+
+
+def test_raw_registry_json_record_is_the_json_text():
+    # GIVEN a record whose Avro value the mapping's schema registry delivered as JSON
+    record = _registry_json_records()[0]
+
+    # WHEN it is encoded raw
+    encoded = _encoded(record)
+
+    # THEN the Kinesis record holds that JSON text, exactly as delivered, and no metadata
+    assert encoded.data == base64.b64decode(record.value_b64 or "")
+    assert json.loads(encoded.data) == {"orderId": "order-1", "amount": 12.5, "currency": "EUR"}
+
+
+def test_partition_key_of_registry_json_key_is_its_json_text():
+    # GIVEN a record whose Avro string key was delivered as JSON (a JSON string, with quotes)
+    first, second = _registry_json_records()
+
+    # WHEN both are encoded
+    keys = [_encoded(record).partition_key for record in (first, second)]
+
+    # THEN the partition key is the JSON text: stable per Kafka key, distinct across keys
+    assert keys == ['"order-1"', '"order-2"']
+
+
+def test_envelope_registry_record_names_its_schemas():
+    # GIVEN a record validated (key and value) by the mapping's schema registry
+    record = _registry_json_records()[0]
+
+    # WHEN it is encoded as an envelope
+    document = json.loads(_encoded(record, record_format=RecordFormat.ENVELOPE).data)
+
+    # THEN key and value are the delivered bytes in base64 (as for any record), and the
+    # schema metadata follows, spelled as in the event
+    assert set(document) == ENVELOPE_FIELDS | {"keySchemaMetadata", "valueSchemaMetadata"}
+    assert (document["key"], document["value"]) == (record.key_b64, record.value_b64)
+    assert document["keySchemaMetadata"] == {"dataFormat": "AVRO", "schemaId": "1"}
+    assert document["valueSchemaMetadata"] == {"dataFormat": "AVRO", "schemaId": "2"}
+
+
+def test_envelope_registry_source_record_value_schema_only():
+    # GIVEN a Protobuf record validated (value only) and delivered in its source format
+    [batch] = parse_event(load_event("msk_registry_source_event.json")).partitions
+
+    # WHEN it is encoded as an envelope and read back as a consumer would
+    envelope = Envelope.from_bytes(envelope_bytes(batch.records[0]))
+
+    # THEN the value is the source bytes and only the value's schema is named
+    assert base64.b64decode(envelope.value or "") == b"\x0a\x07order-1\x10\x07"
+    assert envelope.key_schema is None
+    assert envelope.value_schema == ("PROTOBUF", "b7b4a7f0-9c2e-4f4f-8f3a-2d1e5c6b7a80")
+
+
+def test_dead_letter_of_registry_record_keeps_its_schema_metadata():
+    # GIVEN a registry record too large for the stream
+    record = _registry_json_records()[1]
+
+    # WHEN it becomes a dead letter
+    unwritable = _unwritable(record, max_record_bytes=16)
+    document = json.loads(dead_letter_document(unwritable, None))
+
+    # THEN the document carries the schema metadata as the event did
+    assert document["keySchemaMetadata"] == {"dataFormat": "AVRO", "schemaId": "1"}
+    assert document["valueSchemaMetadata"] == {"dataFormat": "AVRO", "schemaId": "2"}

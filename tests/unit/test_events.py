@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import base64
 import copy
+import json
 from collections.abc import Callable
 from typing import Any
 
@@ -19,10 +21,11 @@ from msk_kinesis_sink.events import (
     NO_TIMESTAMP,
     NO_TIMESTAMP_TYPE,
     KafkaRecord,
+    SchemaMetadata,
     parse_event,
 )
 from msk_kinesis_sink.runtime import Sink
-from msk_kinesis_sink.settings import Settings
+from msk_kinesis_sink.settings import RecordFormat, Settings
 from tests.factories import (
     MSK_CLUSTER_ARN,
     b64,
@@ -115,6 +118,138 @@ def test_parse_event_odd_topic_names_sample_uses_record_fields_not_group_keys():
         "orders.v1-eu-0-12": ("orders.v1-eu-0", 12, [7]),
         "orders.v1-eu-0": ("orders.v1-eu", 0, [3]),
     }
+
+
+# -- schema registry records ---------------------------------------------------------------
+# "Using schema registries with Kafka event sources in Lambda" (AWS Lambda Developer Guide):
+# with a schema registry on the mapping, Lambda adds metadata about the schema to each record,
+# one object per validated attribute; with EventRecordFormat JSON the validated attributes are
+# deserialized to JSON, with SOURCE they keep their source format without the registry's schema
+# id ("KafkaSchemaRegistryConfig", Lambda API Reference). Key and value stay base64 text either
+# way; the members are keySchemaMetadata / valueSchemaMetadata = {dataFormat, schemaId}, as
+# Powertools for AWS Lambda's Kafka event models read them. The samples follow that shape.
+
+
+def test_parse_event_registry_json_sample_keeps_schema_metadata():
+    # GIVEN an MSK event from a mapping that validates key and value (Avro) and delivers JSON
+    event = load_event("msk_registry_json_event.json")
+
+    # WHEN it is parsed
+    [batch] = parse_event(event).partitions
+
+    # THEN each record names the schemas that validated it, key and value still base64 text
+    assert [(r.key_schema, r.value_schema) for r in batch.records] == [
+        (SchemaMetadata("AVRO", "1"), SchemaMetadata("AVRO", "2")),
+        (SchemaMetadata("AVRO", "1"), SchemaMetadata("AVRO", "2")),
+    ]
+    first = batch.records[0]
+    assert base64.b64decode(first.key_b64 or "") == b'"order-1"'
+    assert json.loads(base64.b64decode(first.value_b64 or "")) == {
+        "orderId": "order-1",
+        "amount": 12.5,
+        "currency": "EUR",
+    }
+
+
+def test_parse_event_registry_source_sample_value_only():
+    # GIVEN an MSK event from a mapping that validates only the value (Protobuf, Glue), SOURCE
+    event = load_event("msk_registry_source_event.json")
+
+    # WHEN it is parsed
+    [record] = parse_event(event).partitions[0].records
+
+    # THEN only the value has schema metadata; the bytes are the event's, headers kept
+    assert record.key_schema is None
+    assert record.value_schema == SchemaMetadata("PROTOBUF", "b7b4a7f0-9c2e-4f4f-8f3a-2d1e5c6b7a80")
+    assert base64.b64decode(record.value_b64 or "") == b"\x0a\x07order-1\x10\x07"
+    assert record.headers == (("tenant", b"acme"),)
+
+
+def test_parse_event_registry_self_managed_json_schema_sample():
+    # GIVEN a self-managed Kafka event (string partition, no key) validated against JSON Schema
+    event = load_event("self_managed_registry_json_schema_event.json")
+
+    # WHEN it is parsed
+    [record] = parse_event(event).partitions[0].records
+
+    # THEN the partition is an integer and the value's schema is named
+    assert (record.partition, record.key_b64) == (1, None)
+    assert record.value_schema == SchemaMetadata("JSON", "42")
+
+
+@pytest.mark.parametrize("fast_path", [True, False])
+def test_parse_event_schema_metadata_per_record_as_sent(fast_path: bool):
+    # GIVEN records of one partition: same metadata, then none, then a new schema id, then null
+    schema = ("AVRO", "1")
+    event = msk_event(
+        [
+            kafka_record("t", 0, 1, value_schema=schema),
+            kafka_record("t", 0, 2, value_schema=schema),
+            kafka_record("t", 0, 3),
+            kafka_record("t", 0, 4, value_schema=("AVRO", "2"), key_schema=schema),
+            kafka_record("t", 0, 5, key_schema=schema),
+        ]
+    )
+    event["records"]["t-0"][4]["valueSchemaMetadata"] = None
+
+    # WHEN it is parsed, by the fast path or field by field
+    [batch] = parse_event(event, fast_path=fast_path).partitions
+
+    # THEN every record has exactly its own metadata
+    assert [(r.key_schema, r.value_schema) for r in batch.records] == [
+        (None, SchemaMetadata("AVRO", "1")),
+        (None, SchemaMetadata("AVRO", "1")),
+        (None, None),
+        (SchemaMetadata("AVRO", "1"), SchemaMetadata("AVRO", "2")),
+        (SchemaMetadata("AVRO", "1"), None),
+    ]
+
+
+def test_parse_event_schema_metadata_extra_members_are_ignored():
+    # GIVEN metadata with a member the parser does not know (a newer mapping might add one)
+    event = msk_event([kafka_record("t", 0, 1)])
+    _first_raw(event)["valueSchemaMetadata"] = {
+        "dataFormat": "JSON",
+        "schemaId": "9",
+        "schemaVersion": 3,
+    }
+
+    # WHEN it is parsed
+    record = _only_record(event)
+
+    # THEN the known members are read and the record is accepted
+    assert record.value_schema == SchemaMetadata("JSON", "9")
+
+
+@pytest.mark.parametrize("position", [0, 1, 2])
+@pytest.mark.parametrize("field", ["keySchemaMetadata", "valueSchemaMetadata"])
+@pytest.mark.parametrize(
+    ("metadata", "problem"),
+    [
+        ("AVRO", "must be an object or null, got str"),
+        ([], "must be an object or null, got list"),
+        ({}, "has no 'dataFormat' string"),
+        ({"schemaId": "1"}, "has no 'dataFormat' string"),
+        ({"dataFormat": 1, "schemaId": "1"}, "has no 'dataFormat' string"),
+        ({"dataFormat": "AVRO"}, "has no 'schemaId' string"),
+        ({"dataFormat": "AVRO", "schemaId": 1}, "has no 'schemaId' string"),
+        ({"dataFormat": "AVRO", "schemaId": "1\udc00"}, "has no 'schemaId' string"),
+    ],
+)
+def test_parse_event_malformed_schema_metadata_is_named(
+    position: int, field: str, metadata: Any, problem: str
+):
+    # GIVEN three records with good metadata, one of them then damaged
+    event = msk_event(
+        kafka_record("t", 0, o, key_schema=("AVRO", "1"), value_schema=("AVRO", "1"))
+        for o in range(3)
+    )
+    event["records"]["t-0"][position][field] = metadata
+
+    # WHEN / THEN the event is refused, naming the record, the field and the problem
+    with pytest.raises(MalformedEventError) as raised:
+        parse_event(event)
+    assert str(raised.value) == f"records['t-0'][{position}] field '{field}' {problem}"
 
 
 # -- sources and shapes -------------------------------------------------------------------
@@ -779,7 +914,9 @@ def test_parse_event_any_input_parses_or_names_the_problem(event: Any):
 
 
 @settings(max_examples=FUZZ_EXAMPLES, deadline=None)
-@given(event=kafka_events())
+# Rarely damaged events too: runs of good records (the fast path's) with one bad record among
+# them, such as schema metadata that differs from the record before it.
+@given(event=kafka_events() | kafka_events(damage_rate=40))
 @_with_found_inputs
 def test_parse_event_fast_path_is_exactly_as_strict_as_field_checks(event: Any):
     # GIVEN any event, usually well formed, sometimes damaged in any field of any record
@@ -789,3 +926,32 @@ def test_parse_event_fast_path_is_exactly_as_strict_as_field_checks(event: Any):
 
     # THEN both accept it and read the same records, or both refuse it with the same message
     assert fast == checked
+
+
+@pytest.mark.parametrize("record_format", [RecordFormat.RAW, RecordFormat.ENVELOPE])
+def test_sink_registry_json_sample_writes_what_the_registry_delivered(
+    record_format: RecordFormat,
+):
+    # GIVEN the sink, and an event whose Avro key and value the registry delivered as JSON
+    kinesis = FakeKinesis()
+    sink = Sink(
+        Settings(stream_name="s", stream_arn=None, record_format=record_format), writer=kinesis
+    )
+
+    # WHEN it handles the event
+    response = sink.handle(load_event("msk_registry_json_event.json"), FakeContext())
+    sink.close()
+
+    # THEN both records are written in order under their JSON-text keys: raw, the JSON values;
+    # as envelopes, the values in base64 with the schemas named
+    assert response == {"batchItemFailures": []}
+    assert [r.partition_key for r in kinesis.records] == ['"order-1"', '"order-2"']
+    if record_format is RecordFormat.RAW:
+        assert [json.loads(r.data)["orderId"] for r in kinesis.records] == ["order-1", "order-2"]
+    else:
+        documents = [json.loads(r.data) for r in kinesis.records]
+        assert [json.loads(base64.b64decode(d["value"]))["amount"] for d in documents] == [
+            12.5,
+            3.0,
+        ]
+        assert {d["valueSchemaMetadata"]["schemaId"] for d in documents} == {"2"}

@@ -122,3 +122,23 @@ def test_record_digest_equal_exactly_when_content_is_equal(
 
     # THEN their digests are equal exactly when their contents are
     assert (record_digest(record(first)) == record_digest(record(second))) == (first == second)
+
+
+def test_record_digest_schema_metadata_is_part_of_the_content() -> None:
+    # GIVEN one record as sent without a registry, and validated by one (key or value)
+    def digest(**schemas: tuple[str, str]) -> int:
+        event = msk_event([kafka_record(TOPIC, 0, 1, b"k", b"v", **schemas)])
+        (batch,) = parse_event(event).partitions
+        return record_digest(batch.records[0])
+
+    # WHEN their digests are taken
+    digests = [
+        digest(),
+        digest(value_schema=("AVRO", "1")),
+        digest(key_schema=("AVRO", "1")),
+        digest(value_schema=("AVRO", "2")),
+    ]
+
+    # THEN each differs (an envelope would hold different bytes), and the same stays the same
+    assert len(set(digests)) == 4
+    assert digest(value_schema=("AVRO", "1")) == digests[1]

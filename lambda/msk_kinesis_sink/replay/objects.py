@@ -11,7 +11,12 @@ from enum import StrEnum
 from typing import Any, Final, Protocol
 
 from msk_kinesis_sink.errors import MalformedEventError, UnreadableObjectError
-from msk_kinesis_sink.events import KafkaRecord, parse_event
+from msk_kinesis_sink.events import (
+    KEY_SCHEMA_FIELD,
+    VALUE_SCHEMA_FIELD,
+    KafkaRecord,
+    parse_event,
+)
 from msk_kinesis_sink.limits import MIB
 
 # A replayed object is moved here (its key kept below it): listing the function's and the
@@ -106,7 +111,17 @@ def _dead_letter(key: str, document: Mapping[str, Any]) -> FailedObject:
     # The document (dead_letters.dead_letter_document) holds the event's own record fields.
     record = {
         name: document[name]
-        for name in ("topic", "partition", "offset", "timestamp", "timestampType", "key", "value")
+        for name in (
+            "topic",
+            "partition",
+            "offset",
+            "timestamp",
+            "timestampType",
+            "key",
+            "value",
+            KEY_SCHEMA_FIELD,
+            VALUE_SCHEMA_FIELD,
+        )
         if document.get(name) is not None
     }
     record["headers"] = document.get("headers") or []
@@ -143,7 +158,7 @@ def _validated(key: str, kind: ObjectKind, event: Any) -> FailedObject:
 
 def event_record(record: KafkaRecord) -> dict[str, Any]:
     """The record as an invocation event holds it (parse_event reads it back unchanged)."""
-    return {
+    fields: dict[str, Any] = {
         "topic": record.topic,
         "partition": record.partition,
         "offset": record.offset,
@@ -153,6 +168,11 @@ def event_record(record: KafkaRecord) -> dict[str, Any]:
         "value": record.value_b64,
         "headers": [{name: list(value)} for name, value in record.headers],
     }
+    if record.key_schema is not None:
+        fields[KEY_SCHEMA_FIELD] = record.key_schema.document()
+    if record.value_schema is not None:
+        fields[VALUE_SCHEMA_FIELD] = record.value_schema.document()
+    return fields
 
 
 def invocation_event(source: str, records: Iterable[KafkaRecord]) -> dict[str, Any]:
