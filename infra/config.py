@@ -57,6 +57,13 @@ from infra.context import (
     unknown_key,
 )
 from infra.context import ConfigError as ConfigError  # what SinkConfig.from_context raises
+from infra.schema_registry import (
+    EventRecordFormat,
+    RegistryAuth,
+    SchemaRegistry,
+    check_mapping,
+    parse_validate,
+)
 from msk_kinesis_sink.errors import ConfigurationError
 from msk_kinesis_sink.limits import DEFAULT_MAX_RECORD_BYTES, MAX_RECORD_BYTES_CEILING
 from msk_kinesis_sink.settings import Aggregation, PartitionKeyMode, RecordFormat, Settings
@@ -340,6 +347,49 @@ class SourceConfig(ContextModel):
     """where the mappings send batches they give up on: s3, kafka, sqs or sns"""
     on_failure_topic: DestinationTopic | None = None
     """with onFailureDestination=kafka: the topic (same cluster) that receives the records"""
+    schema_registry_uri: str | None = None
+    """Glue registry ARN or Confluent registry URL: the mappings validate records against it"""
+    schema_registry_record_format: EventRecordFormat = EventRecordFormat.JSON
+    """with a registry: JSON (decoded by Lambda) or SOURCE (the producer's bytes)"""
+    schema_registry_validate: str = "VALUE"
+    """with a registry: what it validates, VALUE, KEY or KEY,VALUE"""
+    schema_registry_auth: RegistryAuth | None = None
+    """Confluent registry: BASIC_AUTH, CLIENT_CERTIFICATE_TLS_AUTH or OAUTHBEARER_AUTH"""
+    schema_registry_auth_secret_arn: SecretArn | None = None
+    """Confluent registry: the secret for schemaRegistryAuth"""
+    schema_registry_root_ca_secret_arn: SecretArn | None = None
+    """Confluent registry with a private CA: the secret holding its root CA certificate"""
+
+    @property
+    def schema_registry(self) -> SchemaRegistry | None:
+        """The mappings' schema registry (checked as AWS documents it), if one is set."""
+        if self.schema_registry_uri is None:
+            return None
+        registry = SchemaRegistry(
+            uri=self.schema_registry_uri,
+            event_record_format=self.schema_registry_record_format,
+            validate=parse_validate(self.schema_registry_validate),
+            auth=self.schema_registry_auth,
+            auth_secret_arn=self.schema_registry_auth_secret_arn,
+            root_ca_secret_arn=self.schema_registry_root_ca_secret_arn,
+        )
+        # This stack always runs provisioned pollers and sets an on-failure destination.
+        check_mapping(registry, provisioned=True, on_failure_destination=True)
+        return registry
+
+    @model_validator(mode="after")
+    def _schema_registry(self) -> SourceConfig:
+        registry_keys = {
+            "schemaRegistryAuth": self.schema_registry_auth,
+            "schemaRegistryAuthSecretArn": self.schema_registry_auth_secret_arn,
+            "schemaRegistryRootCaSecretArn": self.schema_registry_root_ca_secret_arn,
+        }
+        if self.schema_registry_uri is None:
+            if given := [key for key, value in registry_keys.items() if value is not None]:
+                raise ConfigError(f"{given[0]} needs schemaRegistryUri")
+            return self
+        _ = self.schema_registry  # every rule of the registry, with its one-line refusal
+        return self
 
     @property
     def kind(self) -> SourceKind:
@@ -765,11 +815,34 @@ class AlarmConfig(ContextModel):
     """URL of docs/runbook.md as your team reads it; alarm descriptions link into it"""
 
 
+class CapacityConfig(ContextModel):
+    """What the deployment is meant to carry, when known: only for synth's warnings about
+    settings that can't help (infra.plan; docs/scaling.md)."""
+
+    topic_partitions: Annotated[int | None, Interval(ge=1, le=100_000)] = None
+    """partitions of each topic (maxPollers above it can't help)"""
+    target_mb_per_second: Annotated[float | None, Interval(gt=0, le=100_000)] = None
+    """Kafka bytes per second the sink should carry, in MB; with averageRecordBytes"""
+    average_record_bytes: Annotated[int | None, Interval(ge=1, le=10 * 1024 * 1024)] = None
+    """average key + value bytes of a record"""
+    hot_key_share: Annotated[float, Interval(ge=0, le=1)] = 0.0
+    """share of the traffic on the hottest key"""
+
+    @model_validator(mode="after")
+    def _target(self) -> CapacityConfig:
+        if (self.target_mb_per_second is None) != (self.average_record_bytes is None):
+            raise ConfigError("targetMbPerSecond and averageRecordBytes go together")
+        if self.target_mb_per_second is not None and self.topic_partitions is None:
+            raise ConfigError("targetMbPerSecond needs topicPartitions")
+        return self
+
+
 _SECTIONS: Final[Mapping[str, type[ContextModel]]] = {
     "source": SourceConfig,
     "stream": StreamConfig,
     "function": FunctionConfig,
     "alarms": AlarmConfig,
+    "capacity": CapacityConfig,
 }
 
 
@@ -792,6 +865,7 @@ class SinkConfig(ContextModel):
     """the default stream: for topics no `streams` entry routes (unless defaultStream=false)"""
     function: FunctionConfig
     alarms: AlarmConfig
+    capacity: CapacityConfig
 
     @property
     def routes(self) -> tuple[tuple[str, str], ...]:

@@ -31,6 +31,8 @@ from pydantic.fields import FieldInfo
 # Context CDK itself (or its CLI) keeps beside ours, and "//" comments; any other key is a typo.
 _FOREIGN_PREFIXES: Final = ("@", "aws:", "aws-cdk:", "cdk", "acknowledged-issue-numbers", "//")
 _INTEGER: Final = re.compile(r"-?\d+")
+# A decimal number in ASCII digits (never nan, inf or other scripts' digits).
+_DECIMAL: Final = re.compile(r"[-+]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)", re.ASCII)
 _REGION: Final = r"[a-z]{2}(-[a-z]+)+-\d"
 # Kafka allows 1-249 of [a-zA-Z0-9._-]; an ESM's Topics also wants 2+ characters, no leading dot.
 _TOPIC: Final = re.compile(r"^[a-zA-Z0-9_-][a-zA-Z0-9._-]{1,248}$")
@@ -83,6 +85,8 @@ class ContextModel(BaseModel):
             return value
         if _value_type(annotation) is int and _INTEGER.fullmatch(value):
             return int(value)
+        if _value_type(annotation) is float and _DECIMAL.fullmatch(value):
+            return float(value)
         if _value_type(annotation) is bool and value.lower() in ("true", "false"):
             return value.lower() == "true"
         return next((m for m in _choices(annotation) if m.value.lower() == value.lower()), value)

@@ -16,6 +16,7 @@ from aws_cdk import aws_lambda as lambda_
 from constructs import Construct
 
 from infra.config import AuthMode, SourceConfig, SourceKind, StartingPosition, TopicSource
+from infra.schema_registry import role_statements, schema_registry_property
 
 _STARTING_POSITIONS: Final = {
     StartingPosition.TRIM_HORIZON: lambda_.StartingPosition.TRIM_HORIZON,
@@ -87,16 +88,42 @@ class KafkaEventSources(Construct):
         self._source = source
         self._on_failure = on_failure
         prefix = f"KafkaEventSource:{Names.node_unique_id(function.node)}"
-        self.mappings = tuple(
-            TopicMapping(
-                topic=topic.topic,
-                consumer_group_id=topic.consumer_group_id,
-                mapping_id=function.add_event_source_mapping(
-                    f"{prefix}{topic.topic}", **self._options(topic)
-                ).event_source_mapping_id,
+        mappings = []
+        for topic in source.topics:
+            mapping = function.add_event_source_mapping(
+                f"{prefix}{topic.topic}", **self._options(topic)
             )
-            for topic in source.topics
-        )
+            self._add_schema_registry(mapping, topic)
+            mappings.append(
+                TopicMapping(
+                    topic=topic.topic,
+                    consumer_group_id=topic.consumer_group_id,
+                    mapping_id=mapping.event_source_mapping_id,
+                )
+            )
+        self.mappings = tuple(mappings)
+
+    def _add_schema_registry(self, mapping: lambda_.EventSourceMapping, topic: TopicSource) -> None:
+        """SchemaRegistryConfig sits beside the group id in the Kafka source's own config."""
+        registry = self._source.schema_registry
+        if registry is None:
+            return
+        cfn = mapping.node.default_child
+        assert isinstance(cfn, lambda_.CfnEventSourceMapping)
+        if self._source.cluster is not None:
+            cfn.amazon_managed_kafka_event_source_config = (
+                lambda_.CfnEventSourceMapping.AmazonManagedKafkaEventSourceConfigProperty(
+                    consumer_group_id=topic.consumer_group_id,
+                    schema_registry_config=schema_registry_property(registry),
+                )
+            )
+        else:
+            cfn.self_managed_kafka_event_source_config = (
+                lambda_.CfnEventSourceMapping.SelfManagedKafkaEventSourceConfigProperty(
+                    consumer_group_id=topic.consumer_group_id,
+                    schema_registry_config=schema_registry_property(registry),
+                )
+            )
 
     def _options(self, topic: TopicSource) -> dict[str, Any]:
         """The mapping's properties (lambda_.EventSourceMappingOptions), one per setting."""
@@ -175,6 +202,25 @@ def mapping_access(
     """The role's statements for reading the cluster (and reaching the on-failure destination)."""
     statements = _cluster_statements(source) + _secret_statements(source) + list(destination)
     acknowledgements = []
+    registry = source.schema_registry
+    if registry is not None:
+        registry_statements = role_statements(registry)
+        for index, statement in enumerate(registry_statements):
+            statement.sid = f"ReadSchemaRegistry{index}"
+        statements += registry_statements
+        acknowledgements += [
+            Acknowledgment(
+                id=f"AwsSolutions-IAM5[Resource::{resource}]",
+                reason=(
+                    "glue:GetSchemaVersion on the registry's own schemas: the mappings look a"
+                    " schema version up by the id each record carries, unknown until it arrives"
+                    " (the grant aws-cdk-lib's GlueSchemaRegistry makes)."
+                ),
+            )
+            for resource in sorted(
+                {r for s in registry_statements for r in s.resources if "*" in r}
+            )
+        ]
     if source.in_vpc:
         statements.append(
             iam.PolicyStatement(

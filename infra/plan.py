@@ -563,3 +563,44 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+def deployment_warnings(
+    *,
+    max_pollers: int,
+    min_pollers: int,
+    batch_size: int,
+    stream_mode: str,
+    shard_count: int | None,
+    partitions: int | None,
+    target_mb_per_s: float | None,
+    record_bytes: int | None,
+    key_skew: float,
+    record_format: str,
+    aggregation: bool,
+    max_concurrency: int,
+    timeout_s: int,
+) -> list[str]:
+    """`config_warnings` from a deployment's settings (cdk.json): the target is known only
+    when the capacity keys name it."""
+    target = None
+    if target_mb_per_s is not None and record_bytes is not None and partitions is not None:
+        target = Workload(
+            mb_per_s=target_mb_per_s,
+            record_bytes=record_bytes,
+            partitions=partitions,
+            key_skew=key_skew,
+            record_format=RecordFormat(record_format),
+            aggregation=aggregation,
+            max_concurrency=max_concurrency,
+            timeout_s=timeout_s,
+        )
+    return config_warnings(
+        max_pollers=max_pollers,
+        min_pollers=min_pollers,
+        partitions=partitions,
+        stream_mode=stream_mode,
+        shard_count=shard_count,
+        batch_size=batch_size,
+        target=target,
+    )

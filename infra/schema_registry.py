@@ -97,24 +97,25 @@ class SchemaRegistry:
         _check_uri(self.uri)
         if not 1 <= len(self.validate) <= 2 or len(set(self.validate)) != len(self.validate):
             raise ConfigError(
-                "schema registry: validate one or both of KEY, VALUE, each once"
+                "schemaRegistryValidate: validate one or both of KEY, VALUE, each once"
                 f" (got {[attribute.value for attribute in self.validate]})"
             )
         if (self.auth is None) != (self.auth_secret_arn is None):
             raise ConfigError(
-                "schema registry: an authentication type and its secret go together"
+                "schemaRegistryAuth: an authentication type and its secret go together"
                 f" (got auth={self.auth}, secret={'set' if self.auth_secret_arn else 'unset'})"
             )
-        for secret in (self.auth_secret_arn, self.root_ca_secret_arn):
+        for key, secret in (
+            ("schemaRegistryAuthSecretArn", self.auth_secret_arn),
+            ("schemaRegistryRootCaSecretArn", self.root_ca_secret_arn),
+        ):
             if secret is not None and not _SECRET_ARN.fullmatch(secret):
-                raise ConfigError(
-                    f"schema registry: {secret!r} is not a Secrets Manager secret ARN"
-                )
+                raise ConfigError(f"{key}: {secret!r} is not a Secrets Manager secret ARN")
         if self.kind is RegistryKind.GLUE and (self.auth or self.root_ca_secret_arn):
             # "KafkaSchemaRegistryAccessConfig": for a Glue registry, don't provide
             # authentication details; the execution role's permissions are used.
             raise ConfigError(
-                "schema registry: a Glue registry takes no authentication secret"
+                "schemaRegistryAuth: a Glue registry takes no authentication secret"
                 " (Lambda uses the function role's permissions)"
             )
 
@@ -126,18 +127,18 @@ class SchemaRegistry:
 def _check_uri(uri: str) -> None:
     if not 1 <= len(uri) <= MAX_URI_CHARS or not _URI_CHARACTERS.fullmatch(uri):
         raise ConfigError(
-            f"schema registry: URI {uri[:80]!r} must be 1-{MAX_URI_CHARS:,} characters of"
+            f"schemaRegistryUri: URI {uri[:80]!r} must be 1-{MAX_URI_CHARS:,} characters of"
             " a-z A-Z 0-9 - / * : _ + = . @"
         )
     if uri.startswith("arn:"):
         if not _GLUE_REGISTRY_ARN.fullmatch(uri):
             raise ConfigError(
-                f"schema registry: {uri!r} is not a Glue registry ARN"
+                f"schemaRegistryUri: {uri!r} is not a Glue registry ARN"
                 " (arn:aws:glue:<region>:<account>:registry/<name>)"
             )
     elif not _CONFLUENT_URL.fullmatch(uri):
         raise ConfigError(
-            f"schema registry: {uri!r} is neither a Glue registry ARN nor a registry URL"
+            f"schemaRegistryUri: {uri!r} is neither a Glue registry ARN nor a registry URL"
         )
 
 
@@ -223,5 +224,5 @@ def parse_validate(text: str | Sequence[str]) -> tuple[ValidatedAttribute, ...]:
         return tuple(ValidatedAttribute(name.strip().upper()) for name in names if name.strip())
     except ValueError:
         raise ConfigError(
-            f"schema registry: validate {text!r} must name KEY, VALUE or both"
+            f"schemaRegistryValidate: validate {text!r} must name KEY, VALUE or both"
         ) from None

@@ -49,15 +49,35 @@ def _acknowledged(out_dir: Path, artifact: dict[str, Any]) -> int:
     )
 
 
-def _findings(out_dir: Path) -> int:
+def _violations(out_dir: Path) -> list[dict[str, Any]]:
     path = out_dir / "validation-report.json"
     if not path.is_file():
-        return 0
-    return sum(
-        max(1, len(violation.get("violatingResources", [])))
+        return []
+    return [
+        violation
         for plugin in _read(path).get("pluginReports", [])
         for violation in plugin.get("violations", [])
+    ]
+
+
+def _is_warning(violation: dict[str, Any]) -> bool:
+    """A construct's own warning annotation (e.g. capacity), not a rule finding."""
+    return violation.get("severity") == "warning" and bool(
+        violation.get("ruleMetadata", {}).get("cdk:annotation")
     )
+
+
+def _findings(out_dir: Path) -> int:
+    return sum(
+        max(1, len(violation.get("violatingResources", [])))
+        for violation in _violations(out_dir)
+        if not _is_warning(violation)
+    )
+
+
+def _warnings(out_dir: Path) -> list[str]:
+    """The stack's own warnings, e.g. capacity settings that can't help (infra.plan)."""
+    return [str(v.get("description", "")) for v in _violations(out_dir) if _is_warning(v)]
 
 
 def _placeholders(template: dict[str, Any], environment: str) -> list[str]:
@@ -115,6 +135,7 @@ def report(out_dir: Path) -> tuple[list[str], bool]:
             f"warning   placeholders from the shipped cdk.json ({', '.join(placeholders)}):"
             ' set clusterArn and topics (cdk.json, or CDK_ARGS="-c key=value") before deploying'
         )
+    lines += [f"warning   {warning}" for warning in _warnings(out_dir)]
     if unlinked:
         lines.append(
             "note      alarm descriptions name docs/runbook.md; set runbookUrl to where your"

@@ -31,6 +31,8 @@ VPC_CONNECTION_ARN = (
 BROKERS = ["b-1.kafka.example.com:9096", "b-2.kafka.example.com:9096", "b-3.kafka.example.com:9096"]
 KAFKA_SECRET_ARN = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:kafka/sink-login-AbCdEf"
 ROOT_CA_SECRET_ARN = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:kafka/root-ca-GhIjKl"
+GLUE_REGISTRY_ARN = "arn:aws:glue:eu-west-1:123456789012:registry/orders-schemas"
+REGISTRY_SECRET_ARN = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:registry/login-MnOpQr"
 SUBNETS = ["subnet-0123456789abcdef0", "subnet-0fedcba9876543210"]
 SECURITY_GROUP = "sg-0123456789abcdef0"
 SELF_MANAGED_VPC: Mapping[str, object] = {
@@ -157,6 +159,24 @@ VARIANTS: Mapping[str, Mapping[str, object]] = {
             },
             "payments": {"topics": "payments", "streamName": "payments-mirror"},
         },
+    },
+    # A Glue registry validating keys and values; a Confluent one with a login, on Kafka.
+    "msk_glue_schema_registry": {
+        "clusterArn": CLUSTER_ARN,
+        "topics": ["orders"],
+        "schemaRegistryUri": GLUE_REGISTRY_ARN,
+        "schemaRegistryValidate": "KEY,VALUE",
+    },
+    "self_managed_confluent_schema_registry": {
+        **SELF_MANAGED_VPC,
+        "topics": ["orders"],
+        "authentication": "sasl_scram_256",
+        "authSecretArn": KAFKA_SECRET_ARN,
+        "schemaRegistryUri": "https://registry.example.com",
+        "schemaRegistryRecordFormat": "SOURCE",
+        "schemaRegistryAuth": "BASIC_AUTH",
+        "schemaRegistryAuthSecretArn": REGISTRY_SECRET_ARN,
+        "schemaRegistryRootCaSecretArn": ROOT_CA_SECRET_ARN,
     },
     # The default stream created, one topic routed to an imported stream with its own key.
     "created_and_imported_streams": {

@@ -688,6 +688,46 @@ BAD_VALUES: list[tuple[dict[str, object], str, str]] = [
     ({"account": "12345"}, "account", "12-digit"),
     ({"stackName": "1stack"}, "stackName", "stack name"),
     ({"batchsize": 100}, "batchsize", "did you mean 'batchSize'"),
+    ({"schemaRegistryUri": "ftp://registry"}, "schemaRegistryUri", "neither a Glue registry ARN"),
+    ({"schemaRegistryUri": "arn:aws:glue:eu-west-1:1:registry/x"}, "schemaRegistryUri", "Glue"),
+    (
+        {"schemaRegistryUri": "https://r.example.com", "schemaRegistryValidate": "BOTH"},
+        "schemaRegistryValidate",
+        "KEY, VALUE or both",
+    ),
+    (
+        {"schemaRegistryUri": "https://r.example.com", "schemaRegistryRecordFormat": "AVRO"},
+        "schemaRegistryRecordFormat",
+        "JSON, SOURCE",
+    ),
+    ({"schemaRegistryAuth": "BASIC_AUTH"}, "schemaRegistryAuth", "needs schemaRegistryUri"),
+    (
+        {"schemaRegistryUri": "https://r.example.com", "schemaRegistryAuth": "BASIC_AUTH"},
+        "schemaRegistryAuth",
+        "its secret go together",
+    ),
+    (
+        {"schemaRegistryAuthSecretArn": "secret"},
+        "schemaRegistryAuthSecretArn",
+        "secret",
+    ),
+    (
+        {
+            "schemaRegistryUri": "arn:aws:glue:eu-west-1:123456789012:registry/r",
+            "schemaRegistryRootCaSecretArn": SCRAM_SECRET_ARN,
+        },
+        "schemaRegistryAuth",
+        "a Glue registry takes no authentication secret",
+    ),
+    ({"topicPartitions": 0}, "topicPartitions", "1-100000"),
+    ({"targetMbPerSecond": 5}, "targetMbPerSecond", "averageRecordBytes go together"),
+    (
+        {"targetMbPerSecond": 5, "averageRecordBytes": 100},
+        "targetMbPerSecond",
+        "needs topicPartitions",
+    ),
+    ({"averageRecordBytes": 0}, "averageRecordBytes", "1-10485760"),
+    ({"hotKeyShare": 1.5}, "hotKeyShare", "0-1"),
 ]
 
 

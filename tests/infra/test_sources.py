@@ -10,8 +10,10 @@ import pytest
 
 from tests.infra.conftest import (
     BROKERS,
+    GLUE_REGISTRY_ARN,
     KAFKA_SECRET_ARN,
     MTLS_SECRET_ARN,
+    REGISTRY_SECRET_ARN,
     ROOT_CA_SECRET_ARN,
     SECRET_KEY_ARN,
     SECURITY_GROUP,
@@ -361,3 +363,51 @@ def test_sources_dashboard_shows_msk_lag_only_where_msk_publishes_it(
         assert "OffsetLag" in body and "MaxOffsetLag" in body, variant
     # ...and a self-managed dashboard names its brokers
     assert BROKERS[0] in dashboard_body(all_synths["self_managed_mtls"])
+
+
+# -- schema registry -----------------------------------------------------------------------
+
+
+def test_sources_glue_schema_registry_on_every_msk_mapping(
+    variant_synths: dict[str, Synth],
+) -> None:
+    # GIVEN a Glue registry validating keys and values
+    synth = variant_synths["msk_glue_schema_registry"]
+    mapping = only(synth.resources("AWS::Lambda::EventSourceMapping"))["Properties"]
+    # THEN it sits beside the group id in the mapping's MSK config, and the role may read it
+    config = mapping["AmazonManagedKafkaEventSourceConfig"]
+    assert config["ConsumerGroupId"] == "msk-kinesis-sink-orders"
+    assert config["SchemaRegistryConfig"] == {
+        "SchemaRegistryURI": GLUE_REGISTRY_ARN,
+        "EventRecordFormat": "JSON",
+        "SchemaValidationConfigs": [{"Attribute": "KEY"}, {"Attribute": "VALUE"}],
+    }
+    actions = {a for s in statements(synth) for a in as_list(s["Action"])}
+    assert {"glue:GetRegistry", "glue:GetSchemaVersion"} <= actions
+
+
+def test_sources_confluent_schema_registry_with_its_secrets(
+    variant_synths: dict[str, Synth],
+) -> None:
+    # GIVEN a Confluent registry with a login and a private CA, on self-managed Kafka
+    synth = variant_synths["self_managed_confluent_schema_registry"]
+    mapping = only(synth.resources("AWS::Lambda::EventSourceMapping"))["Properties"]
+    # THEN the mapping names both secrets, and the role may read them
+    registry = mapping["SelfManagedKafkaEventSourceConfig"]["SchemaRegistryConfig"]
+    assert registry["EventRecordFormat"] == "SOURCE"
+    assert registry["AccessConfigs"] == [
+        {"Type": "BASIC_AUTH", "URI": REGISTRY_SECRET_ARN},
+        {"Type": "SERVER_ROOT_CA_CERTIFICATE", "URI": ROOT_CA_SECRET_ARN},
+    ]
+    readable = {
+        r
+        for s in statements(synth)
+        if "secretsmanager:GetSecretValue" in as_list(s["Action"])
+        for r in as_list(s["Resource"])
+    }
+    assert REGISTRY_SECRET_ARN in readable
+
+
+def test_sources_no_schema_registry_leaves_the_mapping_as_before(default_synth: Synth) -> None:
+    mapping = only(default_synth.resources("AWS::Lambda::EventSourceMapping"))["Properties"]
+    assert "SchemaRegistryConfig" not in mapping["AmazonManagedKafkaEventSourceConfig"]

@@ -94,3 +94,33 @@ def test_synth_report_counts_unacknowledged_findings(tmp_path: Path) -> None:
     # THEN it is not clean, and the line says how many and where to look
     assert not clean
     assert "1 unacknowledged finding(s); see " in lines[1]
+
+
+def test_synth_report_capacity_warnings_are_shown_not_counted_as_findings(
+    tmp_path: Path,
+) -> None:
+    # GIVEN an assembly whose settings can't carry the stated target: 10 pollers on 4
+    # partitions, 2 provisioned shards for 20 MB/s
+    out = assemble(
+        tmp_path / "out",
+        {
+            **feature_flags(),
+            "clusterArn": OWN_CLUSTER,
+            "topics": "orders",
+            "runbookUrl": RUNBOOK_URL,
+            "maxPollers": 10,
+            "streamMode": "provisioned",
+            "shardCount": 2,
+            "topicPartitions": 4,
+            "targetMbPerSecond": 20,
+            "averageRecordBytes": 2000,
+        },
+    )
+    # WHEN reported
+    lines, clean = report(out)
+    # THEN synth is still clean (warnings never refuse), and each warning has its line
+    assert clean
+    assert lines[1].startswith("cdk-nag   AwsSolutions: no unacknowledged findings (")
+    warnings = [line for line in lines if line.startswith("warning ")]
+    assert any("maxPollers=10 is above the topic's 4 partitions" in w for w in warnings)
+    assert any("a provisioned stream of 2 shards" in w and "needs" in w for w in warnings)
