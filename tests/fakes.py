@@ -103,6 +103,7 @@ class FakeKinesis:
         self.cut_requests = 0
         self.records: list[StoredRecord] = []
         self.written_at: list[float] = []  # per stored record: the clock when it was written
+        self.request_bytes: list[int] = []  # per call: the bytes Kinesis would count
         self.calls = 0
         self.violations: list[str] = []
         self._fail_entry = fail_entry
@@ -116,6 +117,7 @@ class FakeKinesis:
         with self._lock:
             call = self.calls
             self.calls += 1
+            self.request_bytes.append(sum(entry.size for entry in entries))
             if len(set(keys)) != len(keys):
                 self.violations.append(f"call {call}: a partition key twice in one request")
             return self._put_locked(call, entries, deadline)

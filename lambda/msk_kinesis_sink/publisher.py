@@ -36,6 +36,10 @@ from msk_kinesis_sink.writers import DeadLetterWriter, RecordResult, RecordWrite
 
 logger = logging.getLogger(__name__)
 
+# A request is not made smaller than this (nor than one record's limit) to spread the work over
+# idle workers: below it, the per-request cost (signing, a round trip) outweighs the gain.
+MIN_SPREAD_REQUEST_BYTES: Final = 256 * 1024
+
 # Weight of the newest round trip in the running estimate the run uses to decide whether a
 # request still has time to complete.
 _ROUND_TRIP_SMOOTHING: Final = 0.2
@@ -186,6 +190,9 @@ class _Run:
         self.dead_letter_backlog: deque[tuple[_Partition, UnwritableRecord]] = deque()
         self.stopping = False
         self.abandoned = False
+        # Bytes of records neither acknowledged nor in flight (an estimate for spreading the
+        # work over the workers: aggregates add a little framing).
+        self.unsent_bytes = 0
 
     def execute(self, partitions: Iterable[tuple[str, EncodedPartition]]) -> PublishOutcome:
         try:
@@ -215,6 +222,7 @@ class _Run:
             self.stats.partitions += 1
             backlog_records += queue.pending_count()
             backlog_bytes += encoded.encoded_bytes
+            self.unsent_bytes += encoded.encoded_bytes
             full_requests = max(
                 backlog_records // limits.max_records,
                 backlog_bytes // limits.max_request_bytes,
@@ -283,9 +291,10 @@ class _Run:
         started: list[tuple[_Partition, Entry]] = []
         requests = 0
         while len(self.in_flight) < capacity and (max_requests is None or requests < max_requests):
-            items = self._plan_request()
+            items = self._plan_request(self._request_bytes(capacity - len(self.in_flight)))
             if not items:
                 break
+            self.unsent_bytes -= sum(entry.size for _, entry in items)
             now = self.clock()
             deadline = self.budget.request_deadline(now, self.settings.request_timeout_seconds)
             writer = self.publisher.writer_for(items[0][0].stream)
@@ -298,7 +307,17 @@ class _Run:
             requests += 1
         return started
 
-    def _plan_request(self) -> list[tuple[_Partition, Entry]]:
+    def _request_bytes(self, free_workers: int) -> int:
+        """How big the next request may be: the limit, or the unsent work shared over the free
+        workers when that is smaller. A lone 5 MiB request takes longer than several smaller
+        ones side by side, and a failed small one resends less."""
+        limits = self.publisher.limits
+        share = -(-max(self.unsent_bytes, 0) // max(free_workers, 1))
+        # Never below one record's limit: the largest record (or aggregate) must still fit.
+        floor = max(MIN_SPREAD_REQUEST_BYTES, limits.max_record_bytes)
+        return min(limits.max_request_bytes, max(floor, share))
+
+    def _plan_request(self, request_bytes: int) -> list[tuple[_Partition, Entry]]:
         """Fill one request from every partition that may send, starting where the last stopped.
 
         Mixing partitions is safe (the ordering rule is per partition and key) and lets many
@@ -306,7 +325,7 @@ class _Run:
         one stream: the first partition that may send chooses it.
         """
         limits, partitions, publisher = self.publisher.limits, self.partitions, self.publisher
-        records_left, bytes_left = limits.max_records, limits.max_request_bytes
+        records_left, bytes_left = limits.max_records, request_bytes
         items: list[tuple[_Partition, Entry]] = []
         stream: str | None = None
         now = self.clock()
@@ -450,6 +469,7 @@ class _Run:
 
     def _retry_later(self, partition: _Partition, entry: Entry) -> None:
         """Back the entry's key off (and only that key: others of the partition go on)."""
+        self.unsent_bytes += entry.size
         queue, key = partition.queue, entry.partition_key
         delay_s = full_jitter_seconds(
             queue.failed_attempts(key) + 1,

@@ -146,6 +146,32 @@ def test_publisher_distinct_keys_share_requests_of_at_most_500() -> None:
     assert len(fake.records) == 1200
 
 
+def test_publisher_spreads_a_backlog_over_idle_workers() -> None:
+    # GIVEN 4 MB of records (40 of 100 KB, distinct keys) and 8 workers
+    sources: list[Source] = [(0, o, f"k{o}".encode(), b"x" * 100_000) for o in range(40)]
+    fake = FakeKinesis()
+    # WHEN published
+    with _sink(fake, settings=_settings(MAX_CONCURRENCY="8", RECORD_FORMAT="raw")) as sink:
+        response = sink.handle(_event(sources), FakeContext())
+    # THEN it goes as several requests side by side, none above one record's limit (1 MiB),
+    # rather than one 4 MB request
+    assert response == {"batchItemFailures": []}
+    assert fake.calls >= 4
+    assert max(fake.request_bytes) <= 1024 * 1024
+    assert sorted(r.data for r in fake.records) == sorted(value for _, _, _, value in sources)
+
+
+def test_publisher_with_one_worker_fills_each_request() -> None:
+    # GIVEN the same 4 MB and a single worker
+    sources: list[Source] = [(0, o, f"k{o}".encode(), b"x" * 100_000) for o in range(40)]
+    fake = FakeKinesis()
+    # WHEN published
+    with _sink(fake, settings=_settings(MAX_CONCURRENCY="1", RECORD_FORMAT="raw")) as sink:
+        sink.handle(_event(sources), FakeContext())
+    # THEN nothing is gained by splitting: one request carries it all (5 MiB limit)
+    assert fake.calls == 1
+
+
 def test_publisher_small_partitions_share_one_request() -> None:
     # GIVEN twelve partitions holding two records each, same key everywhere
     sources: list[Source] = [(p, o, b"k", b"v") for p in range(12) for o in (2 * p, 2 * p + 1)]
