@@ -29,10 +29,11 @@ import math
 import sys
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from enum import StrEnum
 from typing import Final
 
+from infra.config import StreamMode
 from msk_kinesis_sink.limits import MAX_RECORDS_PER_REQUEST, MAX_REQUEST_BYTES, MIB
+from msk_kinesis_sink.settings import RecordFormat
 
 MB: Final = 1_000_000  # AWS states poller, invocation and on-demand figures in MB
 # "Low latency processing for Kafka event sources" (Lambda): an event poller "allocates up to
@@ -74,16 +75,6 @@ FILL_WITHOUT_WINDOW_S: Final = 1.0
 
 class PlanError(ValueError):
     """A planner input outside what the model (or AWS) allows; the message is one line."""
-
-
-class RecordFormat(StrEnum):
-    RAW = "raw"
-    ENVELOPE = "envelope"
-
-
-class StreamMode(StrEnum):
-    ON_DEMAND = "on_demand"
-    PROVISIONED = "provisioned"
 
 
 @dataclass(frozen=True, slots=True)

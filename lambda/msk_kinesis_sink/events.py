@@ -401,3 +401,22 @@ def _shown(value: Any) -> str:
     if isinstance(value, float):
         return repr(value)
     return f"a {type(value).__name__}"
+
+
+def event_record(record: KafkaRecord) -> dict[str, Any]:
+    """The record as an invocation event holds it (parse_event reads it back unchanged)."""
+    fields: dict[str, Any] = {
+        "topic": record.topic,
+        "partition": record.partition,
+        "offset": record.offset,
+        "timestamp": record.timestamp,
+        "timestampType": record.timestamp_type,
+        "key": record.key_b64,
+        "value": record.value_b64,
+        "headers": [{name: list(value)} for name, value in record.headers],
+    }
+    if record.key_schema is not None:
+        fields[KEY_SCHEMA_FIELD] = record.key_schema.document()
+    if record.value_schema is not None:
+        fields[VALUE_SCHEMA_FIELD] = record.value_schema.document()
+    return fields

@@ -15,6 +15,7 @@ from msk_kinesis_sink.events import (
     KEY_SCHEMA_FIELD,
     VALUE_SCHEMA_FIELD,
     KafkaRecord,
+    event_record,
     parse_event,
 )
 from msk_kinesis_sink.limits import MIB
@@ -154,25 +155,6 @@ def _validated(key: str, kind: ObjectKind, event: Any) -> FailedObject:
     if not records:
         raise UnreadableObjectError("it holds no records")
     return FailedObject(key, kind, parsed.event_source_arn or SELF_MANAGED_SOURCE, records)
-
-
-def event_record(record: KafkaRecord) -> dict[str, Any]:
-    """The record as an invocation event holds it (parse_event reads it back unchanged)."""
-    fields: dict[str, Any] = {
-        "topic": record.topic,
-        "partition": record.partition,
-        "offset": record.offset,
-        "timestamp": record.timestamp,
-        "timestampType": record.timestamp_type,
-        "key": record.key_b64,
-        "value": record.value_b64,
-        "headers": [{name: list(value)} for name, value in record.headers],
-    }
-    if record.key_schema is not None:
-        fields[KEY_SCHEMA_FIELD] = record.key_schema.document()
-    if record.value_schema is not None:
-        fields[VALUE_SCHEMA_FIELD] = record.value_schema.document()
-    return fields
 
 
 def invocation_event(source: str, records: Iterable[KafkaRecord]) -> dict[str, Any]:
