@@ -6,6 +6,7 @@ function never calls it, and the replay reaches AWS only through it.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import re
@@ -252,9 +253,16 @@ def _bound_every_request(client: Any, env: Mapping[str, str], settings: Settings
     fallback = getattr(endpoint, "http_session", None)
     if fallback is None or not hasattr(fallback, "send") or _proxied(client.meta.endpoint_url):
         return False
-    transport = Transport(ca_bundle=env.get("AWS_CA_BUNDLE") or get_cert_path(True))
+    transport = _transport(env.get("AWS_CA_BUNDLE") or get_cert_path(True))
     endpoint.http_session = _BoundedSession(transport, fallback, settings.request_timeout_seconds)
     return True
+
+
+@functools.cache
+def _transport(ca_bundle: str) -> Transport:
+    """One transport for the container's clients: one TLS context (loading the CA bundle costs
+    milliseconds), one watchdog thread, and each worker's connections in one pool."""
+    return Transport(ca_bundle=ca_bundle)
 
 
 def session(env: Mapping[str, str]) -> boto3.session.Session:

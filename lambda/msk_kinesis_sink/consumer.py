@@ -14,11 +14,11 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any
 
-# The envelope's members for a schema registry's metadata (named as in the invocation event).
-KEY_SCHEMA: Final = "keySchemaMetadata"
-VALUE_SCHEMA: Final = "valueSchemaMetadata"
+# The envelope names a schema registry's metadata as the invocation event does.
+from msk_kinesis_sink.events import KEY_SCHEMA_FIELD as KEY_SCHEMA
+from msk_kinesis_sink.events import VALUE_SCHEMA_FIELD as VALUE_SCHEMA
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,10 +11,9 @@ from typing import NamedTuple
 
 from msk_kinesis_sink.errors import UnwritableRecordError
 from msk_kinesis_sink.events import (
-    KEY_SCHEMA_FIELD,
-    VALUE_SCHEMA_FIELD,
     KafkaRecord,
     PartitionBatch,
+    schema_members,
 )
 from msk_kinesis_sink.limits import MAX_PARTITION_KEY_CHARS
 from msk_kinesis_sink.settings import PartitionKeyMode, RecordFormat
@@ -163,11 +162,8 @@ def envelope_bytes(record: KafkaRecord) -> bytes:
             {"name": name, "value": base64.b64encode(value).decode("ascii")}
             for name, value in record.headers
         ],
+        **schema_members(record),
     }
-    if record.key_schema is not None:
-        document[KEY_SCHEMA_FIELD] = record.key_schema.document()
-    if record.value_schema is not None:
-        document[VALUE_SCHEMA_FIELD] = record.value_schema.document()
     return json.dumps(document, separators=(",", ":")).encode("utf-8")
 
 

@@ -11,7 +11,7 @@ import itertools
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any, Final, NamedTuple
 
 from msk_kinesis_sink.errors import MalformedEventError
 
@@ -403,6 +403,21 @@ def _shown(value: Any) -> str:
     return f"a {type(value).__name__}"
 
 
+_NO_MEMBERS: Final[Mapping[str, Any]] = {}
+
+
+def schema_members(record: KafkaRecord) -> Mapping[str, Any]:
+    """The schema registry's metadata members, as the event named them (none without one)."""
+    if record.key_schema is None and record.value_schema is None:
+        return _NO_MEMBERS  # the usual record: nothing to build, per record, on the hot path
+    members: dict[str, Any] = {}
+    if record.key_schema is not None:
+        members[KEY_SCHEMA_FIELD] = record.key_schema.document()
+    if record.value_schema is not None:
+        members[VALUE_SCHEMA_FIELD] = record.value_schema.document()
+    return members
+
+
 def event_record(record: KafkaRecord) -> dict[str, Any]:
     """The record as an invocation event holds it (parse_event reads it back unchanged)."""
     fields: dict[str, Any] = {
@@ -414,9 +429,6 @@ def event_record(record: KafkaRecord) -> dict[str, Any]:
         "key": record.key_b64,
         "value": record.value_b64,
         "headers": [{name: list(value)} for name, value in record.headers],
+        **schema_members(record),
     }
-    if record.key_schema is not None:
-        fields[KEY_SCHEMA_FIELD] = record.key_schema.document()
-    if record.value_schema is not None:
-        fields[VALUE_SCHEMA_FIELD] = record.value_schema.document()
     return fields

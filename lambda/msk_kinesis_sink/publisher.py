@@ -211,7 +211,7 @@ class _Run:
     def _prepare_all(self, partitions: Iterable[tuple[str, EncodedPartition]]) -> None:
         """Take partitions as they are encoded, starting every full request as soon as it
         exists, so encoding the rest of the batch overlaps with the first round trips."""
-        backlog_records = backlog_bytes = 0
+        backlog_records = 0
         limits = self.publisher.limits
         for stream, encoded in partitions:
             queue = PartitionQueue(
@@ -221,16 +221,14 @@ class _Run:
             self.partitions.append(_Partition(encoded.batch.topic_partition, queue, stream))
             self.stats.partitions += 1
             backlog_records += queue.pending_count()
-            backlog_bytes += encoded.encoded_bytes
             self.unsent_bytes += encoded.encoded_bytes
             full_requests = max(
                 backlog_records // limits.max_records,
-                backlog_bytes // limits.max_request_bytes,
+                self.unsent_bytes // limits.max_request_bytes,
             )
             if full_requests and self._may_start():
                 started = self._fill(max_requests=full_requests)
                 backlog_records -= sum(len(entry.records) for _, entry in started)
-                backlog_bytes -= sum(entry.size for _, entry in started)
                 for future in [future for future in self.in_flight if future.done()]:
                     self._settle(self.in_flight.pop(future), future)
 
