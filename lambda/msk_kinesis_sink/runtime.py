@@ -124,19 +124,22 @@ class Sink:
         """Build from environment variables (parsed into `settings` unless given); raises
         ConfigurationError naming a bad variable."""
         settings = settings or Settings.from_env(env)
-        from msk_kinesis_sink import aws  # boto3 is imported only once settings are valid
+        # boto3 is imported only once settings are valid.
+        from msk_kinesis_sink.aws.clients import kinesis_client, s3_client, session
+        from msk_kinesis_sink.aws.kinesis import KinesisWriters
+        from msk_kinesis_sink.aws.s3 import S3DeadLetterWriter
 
-        shared_session = aws.session(env)
+        shared_session = session(env)
         dead_letters = None
         if settings.dead_letter_bucket:
-            dead_letters = aws.S3DeadLetterWriter(
-                aws.s3_client(settings, env, shared_session),
+            dead_letters = S3DeadLetterWriter(
+                s3_client(settings, env, shared_session),
                 settings.dead_letter_bucket,
                 settings.dead_letter_prefix,
             )
         return cls(
             settings,
-            writers=aws.KinesisWriters(aws.kinesis_client(settings, env, shared_session)),
+            writers=KinesisWriters(kinesis_client(settings, env, shared_session)),
             dead_letters=dead_letters,
             on_report=on_report,
         )
