@@ -31,6 +31,7 @@ from msk_kinesis_sink.planning import (
     RequestLimits,
     SingleRecordPacker,
 )
+from msk_kinesis_sink.report import InvocationStats
 from msk_kinesis_sink.settings import Settings
 from msk_kinesis_sink.writers import DeadLetterWriter, RecordResult, RecordWriter
 
@@ -45,35 +46,13 @@ MIN_SPREAD_REQUEST_BYTES: Final = 256 * 1024
 _ROUND_TRIP_SMOOTHING: Final = 0.2
 
 
-@dataclass(slots=True)
-class PublishStats:
-    """What one invocation did; the handler turns it into a log line and metrics."""
-
-    records_received: int = 0
-    records_published: int = 0
-    kinesis_records_published: int = 0
-    records_already_delivered: int = 0
-    records_dead_lettered: int = 0
-    records_throttled: int = 0
-    records_internal_failure: int = 0
-    request_failures: int = 0
-    requests_abandoned: int = 0
-    retry_attempts: int = 0
-    put_records_calls: int = 0
-    dead_letter_writes: int = 0
-    bytes_published: int = 0
-    put_latencies_ms: list[float] = field(default_factory=list)
-    partitions: int = 0
-    stopped_by_deadline: bool = False
-
-
 @dataclass(frozen=True, slots=True)
 class PublishOutcome:
     """Per topic-partition, the first offset the ESM must redeliver (absent: all delivered), and
     the records at or after it that were settled anyway (the redelivery memory keeps them)."""
 
     resume_offsets: dict[str, int]
-    stats: PublishStats
+    stats: InvocationStats
     settled_after_resume: dict[str, list[KafkaRecord]] = field(default_factory=dict)
 
 
@@ -149,7 +128,7 @@ class Publisher:
         event_source_arn: str | None,
         budget: TimeBudget,
     ) -> PublishOutcome:
-        stats = PublishStats(records_received=record_count)
+        stats = InvocationStats(records_received=record_count)
         run = _Run(self, budget, event_source_arn, stats)
         outcome = run.execute(partitions)
         if run.abandoned:
@@ -177,7 +156,7 @@ class _Run:
         publisher: Publisher,
         budget: TimeBudget,
         event_source_arn: str | None,
-        stats: PublishStats,
+        stats: InvocationStats,
     ) -> None:
         self.publisher = publisher
         self.settings = publisher.settings

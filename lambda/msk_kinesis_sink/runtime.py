@@ -8,7 +8,6 @@ import random
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
 from typing import Any, Final, Protocol
 
 from msk_kinesis_sink.budget import TimeBudget
@@ -16,8 +15,9 @@ from msk_kinesis_sink.encoding import EncodedPartition, encode_partition
 from msk_kinesis_sink.errors import RoutingError
 from msk_kinesis_sink.events import KafkaEvent, parse_event
 from msk_kinesis_sink.planning import Packer
-from msk_kinesis_sink.publisher import Publisher, PublishOutcome, PublishStats
+from msk_kinesis_sink.publisher import Publisher, PublishOutcome
 from msk_kinesis_sink.redelivery import RedeliveryMemory
+from msk_kinesis_sink.report import InvocationReport, InvocationStats
 from msk_kinesis_sink.response import PartialBatchResponse, partial_batch_response
 from msk_kinesis_sink.settings import Aggregation, Settings
 from msk_kinesis_sink.writers import DeadLetterWriter, RecordWriter
@@ -32,42 +32,6 @@ class LambdaContextLike(Protocol):
     """The part of the Lambda context the sink uses."""
 
     def get_remaining_time_in_millis(self) -> int: ...
-
-
-@dataclass(frozen=True, slots=True)
-class InvocationReport:
-    """One invocation in numbers: what the summary log line and the metrics are made of."""
-
-    stats: PublishStats
-    records_failed: int
-    partitions_failed: int
-    duration_ms: float
-
-    def log_fields(self) -> dict[str, object]:
-        stats = self.stats
-        latencies = sorted(stats.put_latencies_ms)
-        return {
-            "records_received": stats.records_received,
-            "records_published": stats.records_published,
-            "records_already_delivered": stats.records_already_delivered,
-            "kinesis_records_published": stats.kinesis_records_published,
-            "records_failed": self.records_failed,
-            "records_dead_lettered": stats.records_dead_lettered,
-            "records_throttled": stats.records_throttled,
-            "records_internal_failure": stats.records_internal_failure,
-            "request_failures": stats.request_failures,
-            "requests_abandoned": stats.requests_abandoned,
-            "retry_attempts": stats.retry_attempts,
-            "put_records_calls": stats.put_records_calls,
-            "dead_letter_writes": stats.dead_letter_writes,
-            "bytes_published": stats.bytes_published,
-            "partitions": stats.partitions,
-            "partitions_failed": self.partitions_failed,
-            "stopped_by_deadline": stats.stopped_by_deadline,
-            "put_latency_p50_ms": round(latencies[len(latencies) // 2], 1) if latencies else None,
-            "put_latency_max_ms": round(latencies[-1], 1) if latencies else None,
-            "duration_ms": round(self.duration_ms, 1),
-        }
 
 
 class ReportSink(Protocol):
@@ -166,16 +130,14 @@ class Sink:
                 )
                 self._remember(parsed, outcome)
             else:  # nothing to publish, no AWS call; still one summary line and zero metrics
-                outcome = PublishOutcome(resume_offsets={}, stats=PublishStats())
+                outcome = PublishOutcome(resume_offsets={}, stats=InvocationStats())
         response = partial_batch_response(parsed, outcome.resume_offsets)
-        report = InvocationReport(
-            stats=outcome.stats,
-            records_failed=len(response["batchItemFailures"]),
-            partitions_failed=len(outcome.resume_offsets),
-            duration_ms=(self._clock() - started) * 1000,
-        )
-        self.last_report = report
-        if report.records_failed:
+        stats = outcome.stats
+        stats.records_failed = len(response["batchItemFailures"])
+        stats.partitions_failed = len(outcome.resume_offsets)
+        stats.duration_ms = (self._clock() - started) * 1000
+        report = self.last_report = InvocationReport(stats)
+        if stats.records_failed:
             logger.warning(
                 "partitions reported for redelivery",
                 extra={"resume_offsets": outcome.resume_offsets},
