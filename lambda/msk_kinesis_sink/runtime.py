@@ -15,10 +15,11 @@ from msk_kinesis_sink.encoding import EncodedPartition, encode_partition
 from msk_kinesis_sink.errors import RoutingError
 from msk_kinesis_sink.events import KafkaEvent, parse_event
 from msk_kinesis_sink.planning import Packer
-from msk_kinesis_sink.publisher import Publisher, PublishOutcome
+from msk_kinesis_sink.publisher import Publisher
 from msk_kinesis_sink.redelivery import RedeliveryMemory
 from msk_kinesis_sink.report import InvocationReport, InvocationStats
 from msk_kinesis_sink.response import PartialBatchResponse, partial_batch_response
+from msk_kinesis_sink.run import PublishOutcome
 from msk_kinesis_sink.settings import Aggregation, Settings
 from msk_kinesis_sink.writers import DeadLetterWriter, RecordWriter
 
