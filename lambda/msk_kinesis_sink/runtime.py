@@ -8,7 +8,7 @@ import random
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from typing import Any, Final, Protocol
+from typing import Any, Final, Protocol, assert_never
 
 from msk_kinesis_sink.budget import TimeBudget
 from msk_kinesis_sink.encoding import EncodedPartition, encode_partition
@@ -220,8 +220,13 @@ def _same_writer(writer: RecordWriter) -> Callable[[str], RecordWriter]:
 
 
 def _packer_for(settings: Settings) -> Packer | None:
-    if settings.aggregation is Aggregation.ON:
-        from msk_kinesis_sink.aggregation import AggregatingPacker
+    aggregation = settings.aggregation
+    match aggregation:
+        case Aggregation.ON:
+            from msk_kinesis_sink.aggregation import AggregatingPacker
 
-        return AggregatingPacker()
-    return None
+            return AggregatingPacker()
+        case Aggregation.OFF:
+            return None  # the publisher's default: one Kinesis record per Kafka record
+        case _:
+            assert_never(aggregation)
