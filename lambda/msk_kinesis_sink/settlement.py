@@ -11,6 +11,7 @@ import logging
 import random
 from collections.abc import Callable
 from concurrent.futures import Future
+from dataclasses import dataclass
 from typing import Any, assert_never
 
 from msk_kinesis_sink.backoff import full_jitter_seconds
@@ -27,25 +28,16 @@ from msk_kinesis_sink.writers import RecordResult
 logger = logging.getLogger(__name__)
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Settlement:
     """Settles one run's jobs: written, throttled, failed, or unknown (the request failed)."""
 
-    def __init__(
-        self,
-        *,
-        settings: Settings,
-        stats: InvocationStats,
-        round_trips: RoundTripEstimate,
-        has_dead_letter_bucket: bool,
-        clock: Callable[[], float],
-        rng: random.Random,
-    ) -> None:
-        self._settings = settings
-        self._stats = stats
-        self._round_trips = round_trips
-        self._has_dead_letter_bucket = has_dead_letter_bucket
-        self._clock = clock
-        self._rng = rng
+    settings: Settings
+    stats: InvocationStats  # this invocation's
+    round_trips: RoundTripEstimate  # the container's: each answered request refines it
+    has_dead_letter_bucket: bool
+    clock: Callable[[], float]
+    rng: random.Random
 
     def settle(self, job: Job, future: Future[Any]) -> int:
         """Apply a finished job's result; returns the bytes that go back to be sent again."""
@@ -61,7 +53,7 @@ class Settlement:
     def dead_letter_or_block(self, partition: Partition, record: UnwritableRecord) -> bool:
         """An unwritable record's turn has come: True when it goes to the dead-letter bucket;
         otherwise its key is blocked, and its partition is reported from it."""
-        if self._has_dead_letter_bucket:
+        if self.has_dead_letter_bucket:
             return True
         logger.error(
             "record can not be written and no dead-letter bucket is configured; its"
@@ -74,14 +66,14 @@ class Settlement:
         return False
 
     def _put_settled(self, job: PutJob, future: Future[Any]) -> int:
-        stats = self._stats
-        elapsed = self._clock() - job.started
+        stats = self.stats
+        elapsed = self.clock() - job.started
         stats.put_latencies_ms.append(elapsed * 1000)
         try:
             results = future.result()
         except KinesisPublishError as error:
             return self._put_failed(job, error)
-        self._round_trips.observe(elapsed)
+        self.round_trips.observe(elapsed)
         requeued = 0
         for (partition, entry), result in zip(job.items, results, strict=True):
             match result:
@@ -104,7 +96,7 @@ class Settlement:
     def _put_failed(self, job: PutJob, error: KinesisPublishError) -> int:
         """The request failed as a whole: its records' fate is unknown (retryable) or known
         to be refused (not retryable: their partitions stop)."""
-        stats = self._stats
+        stats = self.stats
         stats.request_failures += 1
         requeued = 0
         for partition, entry in job.items:
@@ -138,11 +130,11 @@ class Settlement:
         queue, key = partition.queue, entry.partition_key
         delay_s = full_jitter_seconds(
             queue.failed_attempts(key) + 1,
-            base_ms=self._settings.retry_base_ms,
-            max_ms=self._settings.retry_max_ms,
-            rng=self._rng,
+            base_ms=self.settings.retry_base_ms,
+            max_ms=self.settings.retry_max_ms,
+            rng=self.rng,
         )
-        queue.release(key, self._clock() + delay_s)
+        queue.release(key, self.clock() + delay_s)
         return entry.size
 
     def _dead_letter_settled(self, job: DeadLetterJob, future: Future[Any]) -> None:
@@ -157,7 +149,7 @@ class Settlement:
             )
             queue.block(record.partition_key, f"dead-letter write failed: {error}")
             return
-        self._stats.records_dead_lettered += 1
+        self.stats.records_dead_lettered += 1
         logger.warning(
             "record dead-lettered", extra=record_fields(record.source, reason=record.reason)
         )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Literal
 
 import boto3
 from botocore.config import Config
@@ -63,20 +63,27 @@ def endpoint_url(env: Mapping[str, str], service: str) -> str | None:
 def kinesis_client(
     settings: Settings, env: Mapping[str, str], aws_session: boto3.session.Session | None = None
 ) -> KinesisClient:
-    client = (aws_session or session(env)).client(
-        "kinesis", endpoint_url=endpoint_url(env, "KINESIS"), config=_client_config(settings)
-    )
-    bound_every_request(client, env, settings.request_timeout_seconds)
+    client: KinesisClient = _function_client("kinesis", settings, env, aws_session)
     return client
 
 
 def s3_client(
     settings: Settings, env: Mapping[str, str], aws_session: boto3.session.Session | None = None
 ) -> S3Client:
-    # Same single-attempt, bounded-time policy as Kinesis: a dead-letter write must fit in the
-    # deadline margin; if it fails, the record is reported and the ESM retries it.
+    client: S3Client = _function_client("s3", settings, env, aws_session)
+    return client
+
+
+def _function_client(
+    service: Literal["kinesis", "s3"],
+    settings: Settings,
+    env: Mapping[str, str],
+    aws_session: boto3.session.Session | None,
+) -> Any:
+    """A client with the function's policy: one attempt, bounded time. A dead-letter write, too,
+    must fit in the deadline margin; if it fails, the record is reported and the ESM retries it."""
     client = (aws_session or session(env)).client(
-        "s3", endpoint_url=endpoint_url(env, "S3"), config=_client_config(settings)
+        service, endpoint_url=endpoint_url(env, service.upper()), config=_client_config(settings)
     )
     bound_every_request(client, env, settings.request_timeout_seconds)
     return client
