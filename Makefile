@@ -61,7 +61,7 @@ audit: install ## Verify a stream against a topic: AUDIT_ARGS="--bootstrap H:P -
 	$(PY) -m localloop.audit $(AUDIT_ARGS)
 
 replay: install ## Replay dead letters and discarded batches, a dry run unless --apply (REPLAY_ARGS="--function NAME --apply")
-	PYTHONPATH=lambda $(PY) -m msk_kinesis_sink.replay $(REPLAY_ARGS)
+	$(PY) -m msk_kinesis_sink.replay $(REPLAY_ARGS)
 
 plan: $(VENV)/.editable ## Capacity plan for a target (PLAN_ARGS="--mb-per-s 20 --record-bytes 2000 --partitions 24 --key-skew 0.3"); docs/scaling.md
 	@$(PY) -m infra.plan $(PLAN_ARGS)

@@ -241,11 +241,11 @@ def _quix(workload: Workload, env: Mapping[str, str]) -> Prepared:
 
 
 def _bound(workload: Workload, env: Mapping[str, str]) -> Prepared:
-    from msk_kinesis_sink import aws
+    from msk_kinesis_sink.aws.clients import kinesis_client
     from msk_kinesis_sink.settings import Settings
 
     settings = Settings.from_env(sink_env(workload, env, aggregation=False))
-    client = aws.kinesis_client(settings, env)
+    client = kinesis_client(settings, env)
     pool = ThreadPoolExecutor(max_workers=settings.max_concurrency)
     requests = pre_encoded_requests(workload.records, workload.partition_keys())
     stream = settings.stream_name

@@ -27,6 +27,7 @@ from infra.config import AlarmConfig, DestinationKind, FunctionConfig, SourceCon
 from infra.destinations import FailureDestination
 from infra.event_sources import TopicMapping
 from infra.stream import StreamTarget
+from msk_kinesis_sink.report import METRICS
 
 PERIOD: Final = Duration.minutes(5)
 WIDTH: Final = 24  # dashboard grid columns
@@ -46,17 +47,7 @@ _DISCARD_ENTRIES: Final = {
 # A discard notice in the queue this long has not been acted on; Kafka may drop its records.
 NOTICE_WAITING_SECONDS: Final = 86_400
 # The function's own metrics (Powertools EMF, dimension `service`); see docs/guarantee.md.
-SINK_METRICS: Final = (
-    "RecordsReceived",
-    "RecordsPublished",
-    "RecordsFailed",
-    "RecordsDeadLettered",
-    "RecordsThrottled",
-    "RetryAttempts",
-    "PutRecordsCalls",
-    "BytesPublished",
-    "PublishLatency",
-)
+SINK_METRICS: Final = tuple(metric.name for metric in METRICS)
 
 
 class SinkMonitoring(Construct):

@@ -1,7 +1,8 @@
 """How an invocation spends its time: when to stop starting work, and each request's deadline.
 
 Everything is derived from the time the invocation has left, so that any budget of about a
-second or more makes progress, and the answer is always returned before Lambda's deadline.
+second or more makes progress, and the answer is always returned before Lambda's deadline; and
+from how long a round trip typically takes, which the container learns across invocations.
 """
 
 from __future__ import annotations
@@ -26,6 +27,10 @@ ROUND_TRIPS_PER_WINDOW: Final = 1.5
 # After the stop, how long to wait for requests that are past their deadline (only those sent
 # without the deadline-bounded transport can be) before answering without them.
 ABANDON_GRACE_S: Final = 0.05
+
+# Weight of the newest round trip in the running estimate a run uses to decide whether a
+# request still has time to complete.
+ROUND_TRIP_SMOOTHING: Final = 0.2
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,3 +68,17 @@ class TimeBudget:
     def give_up_at(self) -> float:
         """When the run answers even if a request (outside the bounded transport) still runs."""
         return min(self.stop_at + ABANDON_GRACE_S, self.deadline)
+
+
+class RoundTripEstimate:
+    """How long a request typically takes to answer: an exponentially weighted average of the
+    container's answered requests (0 until the first)."""
+
+    def __init__(self) -> None:
+        self.typical_s = 0.0
+
+    def observe(self, seconds: float) -> None:
+        previous = self.typical_s
+        self.typical_s = (
+            seconds if previous == 0.0 else previous + ROUND_TRIP_SMOOTHING * (seconds - previous)
+        )

@@ -7,7 +7,7 @@ import binascii
 import hashlib
 import json
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import NamedTuple, assert_never
 
 from msk_kinesis_sink.errors import UnwritableRecordError
 from msk_kinesis_sink.events import (
@@ -68,13 +68,19 @@ def partition_key_for(
     without it (or with an empty one) falls back to its key. Null and empty keys fall back to
     the topic-partition.
     """
-    if mode is PartitionKeyMode.HEADER:
-        value = next((data for name, data in record.headers if name == header), None)
-        if value:
-            return _text_or_digest(value)
-        mode = PartitionKeyMode.KEY
-    if mode is PartitionKeyMode.KEY and key:
-        return _text_or_digest(key)
+    source: bytes | None
+    match mode:
+        case PartitionKeyMode.HEADER:
+            value = next((data for name, data in record.headers if name == header), None)
+            source = value or key
+        case PartitionKeyMode.KEY:
+            source = key
+        case PartitionKeyMode.PARTITION:
+            source = None
+        case _:
+            assert_never(mode)
+    if source:
+        return _text_or_digest(source)
     fallback = record.topic_partition
     # Kafka allows 249-character topic names, so "<topic>-<partition>" can outgrow the limit.
     if not _fits_partition_key(fallback):
@@ -124,11 +130,14 @@ def encode_record(
     except UnwritableRecordError as error:
         return UnwritableRecord(record, partition_key, str(error))
 
-    if record_format is RecordFormat.RAW:
-        # A tombstone (null value) is written as an empty record: it keeps its key and its place.
-        data = value if value is not None else EMPTY
-    else:
-        data = envelope_bytes(record)
+    match record_format:
+        case RecordFormat.RAW:
+            # A tombstone (null value) is an empty record: it keeps its key and its place.
+            data = value if value is not None else EMPTY
+        case RecordFormat.ENVELOPE:
+            data = envelope_bytes(record)
+        case _:
+            assert_never(record_format)
 
     size = len(data) + len(partition_key.encode("utf-8"))
     if size > max_record_bytes:

@@ -11,8 +11,9 @@ from aws_lambda_powertools.logging.utils import copy_config_to_registered_logger
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from msk_kinesis_sink.report import InvocationReport
 from msk_kinesis_sink.response import PartialBatchResponse
-from msk_kinesis_sink.runtime import InvocationReport, Sink
+from msk_kinesis_sink.runtime import Sink
 from msk_kinesis_sink.settings import Settings
 
 DEFAULT_NAMESPACE = "MskKinesisSink"
@@ -40,20 +41,8 @@ copy_config_to_registered_loggers(
 
 
 def publish_metrics(report: InvocationReport) -> None:
-    stats = report.stats
-    count = MetricUnit.Count
-    metrics.add_metric("RecordsReceived", count, stats.records_received)
-    metrics.add_metric("RecordsPublished", count, stats.records_published)
-    metrics.add_metric("RecordsAlreadyDelivered", count, stats.records_already_delivered)
-    metrics.add_metric("RecordsFailed", count, report.records_failed)
-    metrics.add_metric("RecordsDeadLettered", count, stats.records_dead_lettered)
-    metrics.add_metric("RecordsThrottled", count, stats.records_throttled)
-    metrics.add_metric("RetryAttempts", count, stats.retry_attempts)
-    metrics.add_metric("PutRecordsCalls", count, stats.put_records_calls)
-    metrics.add_metric("BytesPublished", MetricUnit.Bytes, stats.bytes_published)
-    # EMF holds at most 100 values per metric per document; a sample keeps the distribution.
-    for latency in stats.put_latencies_ms[:100]:
-        metrics.add_metric("PublishLatency", MetricUnit.Milliseconds, latency)
+    for name, unit, value in report.metric_values():
+        metrics.add_metric(name, MetricUnit(unit.value), value)
 
 
 # Built at cold start: a bad setting fails the init phase with a message naming the variable.

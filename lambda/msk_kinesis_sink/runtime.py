@@ -8,17 +8,18 @@ import random
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
-from typing import Any, Final, Protocol
+from typing import Any, Final, Protocol, assert_never
 
 from msk_kinesis_sink.budget import TimeBudget
 from msk_kinesis_sink.encoding import EncodedPartition, encode_partition
 from msk_kinesis_sink.errors import RoutingError
 from msk_kinesis_sink.events import KafkaEvent, parse_event
 from msk_kinesis_sink.planning import Packer
-from msk_kinesis_sink.publisher import Publisher, PublishOutcome, PublishStats
+from msk_kinesis_sink.publisher import Publisher
 from msk_kinesis_sink.redelivery import RedeliveryMemory
+from msk_kinesis_sink.report import InvocationReport, InvocationStats
 from msk_kinesis_sink.response import PartialBatchResponse, partial_batch_response
+from msk_kinesis_sink.run import PublishOutcome
 from msk_kinesis_sink.settings import Aggregation, Settings
 from msk_kinesis_sink.writers import DeadLetterWriter, RecordWriter
 
@@ -32,42 +33,6 @@ class LambdaContextLike(Protocol):
     """The part of the Lambda context the sink uses."""
 
     def get_remaining_time_in_millis(self) -> int: ...
-
-
-@dataclass(frozen=True, slots=True)
-class InvocationReport:
-    """One invocation in numbers: what the summary log line and the metrics are made of."""
-
-    stats: PublishStats
-    records_failed: int
-    partitions_failed: int
-    duration_ms: float
-
-    def log_fields(self) -> dict[str, object]:
-        stats = self.stats
-        latencies = sorted(stats.put_latencies_ms)
-        return {
-            "records_received": stats.records_received,
-            "records_published": stats.records_published,
-            "records_already_delivered": stats.records_already_delivered,
-            "kinesis_records_published": stats.kinesis_records_published,
-            "records_failed": self.records_failed,
-            "records_dead_lettered": stats.records_dead_lettered,
-            "records_throttled": stats.records_throttled,
-            "records_internal_failure": stats.records_internal_failure,
-            "request_failures": stats.request_failures,
-            "requests_abandoned": stats.requests_abandoned,
-            "retry_attempts": stats.retry_attempts,
-            "put_records_calls": stats.put_records_calls,
-            "dead_letter_writes": stats.dead_letter_writes,
-            "bytes_published": stats.bytes_published,
-            "partitions": stats.partitions,
-            "partitions_failed": self.partitions_failed,
-            "stopped_by_deadline": stats.stopped_by_deadline,
-            "put_latency_p50_ms": round(latencies[len(latencies) // 2], 1) if latencies else None,
-            "put_latency_max_ms": round(latencies[-1], 1) if latencies else None,
-            "duration_ms": round(self.duration_ms, 1),
-        }
 
 
 class ReportSink(Protocol):
@@ -124,19 +89,22 @@ class Sink:
         """Build from environment variables (parsed into `settings` unless given); raises
         ConfigurationError naming a bad variable."""
         settings = settings or Settings.from_env(env)
-        from msk_kinesis_sink import aws  # boto3 is imported only once settings are valid
+        # boto3 is imported only once settings are valid.
+        from msk_kinesis_sink.aws.clients import kinesis_client, s3_client, session
+        from msk_kinesis_sink.aws.kinesis import KinesisWriters
+        from msk_kinesis_sink.aws.s3 import S3DeadLetterWriter
 
-        shared_session = aws.session(env)
+        shared_session = session(env)
         dead_letters = None
         if settings.dead_letter_bucket:
-            dead_letters = aws.S3DeadLetterWriter(
-                aws.s3_client(settings, env, shared_session),
+            dead_letters = S3DeadLetterWriter(
+                s3_client(settings, env, shared_session),
                 settings.dead_letter_bucket,
                 settings.dead_letter_prefix,
             )
         return cls(
             settings,
-            writers=aws.KinesisWriters(aws.kinesis_client(settings, env, shared_session)),
+            writers=KinesisWriters(kinesis_client(settings, env, shared_session)),
             dead_letters=dead_letters,
             on_report=on_report,
         )
@@ -163,16 +131,14 @@ class Sink:
                 )
                 self._remember(parsed, outcome)
             else:  # nothing to publish, no AWS call; still one summary line and zero metrics
-                outcome = PublishOutcome(resume_offsets={}, stats=PublishStats())
+                outcome = PublishOutcome(resume_offsets={}, stats=InvocationStats())
         response = partial_batch_response(parsed, outcome.resume_offsets)
-        report = InvocationReport(
-            stats=outcome.stats,
-            records_failed=len(response["batchItemFailures"]),
-            partitions_failed=len(outcome.resume_offsets),
-            duration_ms=(self._clock() - started) * 1000,
-        )
-        self.last_report = report
-        if report.records_failed:
+        stats = outcome.stats
+        stats.records_failed = len(response["batchItemFailures"])
+        stats.partitions_failed = len(outcome.resume_offsets)
+        stats.duration_ms = (self._clock() - started) * 1000
+        report = self.last_report = InvocationReport(stats)
+        if stats.records_failed:
             logger.warning(
                 "partitions reported for redelivery",
                 extra={"resume_offsets": outcome.resume_offsets},
@@ -254,8 +220,13 @@ def _same_writer(writer: RecordWriter) -> Callable[[str], RecordWriter]:
 
 
 def _packer_for(settings: Settings) -> Packer | None:
-    if settings.aggregation is Aggregation.ON:
-        from msk_kinesis_sink.aggregation import AggregatingPacker
+    aggregation = settings.aggregation
+    match aggregation:
+        case Aggregation.ON:
+            from msk_kinesis_sink.aggregation import AggregatingPacker
 
-        return AggregatingPacker()
-    return None
+            return AggregatingPacker()
+        case Aggregation.OFF:
+            return None  # the publisher's default: one Kinesis record per Kafka record
+        case _:
+            assert_never(aggregation)

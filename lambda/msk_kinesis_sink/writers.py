@@ -1,7 +1,8 @@
 """What the publisher needs from AWS: a record writer, a dead-letter writer, classified results.
 
-`aws.py` implements these over boto3 and classifies every AWS answer into the values below, so no
-AWS error string reaches the publisher; tests replace them with fakes (`tests/fakes.py`).
+The `msk_kinesis_sink.aws` package implements these over boto3 and classifies every AWS answer
+into the values below, so no AWS error string reaches the publisher; tests replace them with
+fakes (`tests/fakes.py`).
 """
 
 from __future__ import annotations

@@ -170,3 +170,73 @@ def test_handler_log_level_quiets_the_function_but_never_its_metrics(
     assert any(line.get("message") == "invocation summary" for line in lines) is summary_logged
     metric_lines = [line for line in lines if "_aws" in line]
     assert [line["RecordsPublished"] for line in metric_lines] == [[1.0]]
+
+
+# What dashboards, alarms, log queries and the runbook read: names, order and units are a contract.
+SUMMARY_FIELDS = [
+    "records_received",
+    "records_published",
+    "records_already_delivered",
+    "kinesis_records_published",
+    "records_failed",
+    "records_dead_lettered",
+    "records_throttled",
+    "records_internal_failure",
+    "request_failures",
+    "requests_abandoned",
+    "retry_attempts",
+    "put_records_calls",
+    "dead_letter_writes",
+    "bytes_published",
+    "partitions",
+    "partitions_failed",
+    "stopped_by_deadline",
+    "put_latency_p50_ms",
+    "put_latency_max_ms",
+    "duration_ms",
+]
+METRICS = [
+    {"Name": "RecordsReceived", "Unit": "Count"},
+    {"Name": "RecordsPublished", "Unit": "Count"},
+    {"Name": "RecordsAlreadyDelivered", "Unit": "Count"},
+    {"Name": "RecordsFailed", "Unit": "Count"},
+    {"Name": "RecordsDeadLettered", "Unit": "Count"},
+    {"Name": "RecordsThrottled", "Unit": "Count"},
+    {"Name": "RetryAttempts", "Unit": "Count"},
+    {"Name": "PutRecordsCalls", "Unit": "Count"},
+    {"Name": "BytesPublished", "Unit": "Bytes"},
+    {"Name": "PublishLatency", "Unit": "Milliseconds"},
+]
+
+
+def test_handler_summary_line_and_metrics_keep_their_names_order_and_units(
+    aws: None, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # GIVEN the handler and an event of two records, one of which is too large for the stream
+    module = load_handler(monkeypatch, STREAM_NAME=STREAM, MAX_RECORD_BYTES="1024")
+    event = {
+        "eventSource": "aws:kafka",
+        "eventSourceArn": "arn:aws:kafka:us-east-1:123456789012:cluster/c/abc",
+        "records": {
+            "orders-0": [
+                _record("orders", 0, 1, b"k", b"v"),
+                _record("orders", 0, 2, b"k", b"x" * 2000),
+            ]
+        },
+    }
+    # WHEN it is invoked
+    module.handler(event, FakeContext())
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line]
+    [summary] = [line for line in lines if line.get("message") == "invocation summary"]
+    [emf] = [line for line in lines if "_aws" in line]
+    # THEN the summary line ends with the sink's fields, in their documented order
+    keys = list(summary)
+    assert keys[keys.index("records_received") :] == SUMMARY_FIELDS
+    assert summary["records_received"] == 2 and summary["records_published"] == 1
+    assert summary["records_failed"] == 1 and summary["partitions_failed"] == 1
+    assert summary["put_latency_p50_ms"] == round(summary["put_latency_p50_ms"], 1)
+    # AND the metrics carry their names and units, with this invocation's values
+    assert emf["_aws"]["CloudWatchMetrics"][0]["Metrics"] == METRICS
+    assert emf["RecordsReceived"] == [2.0] and emf["RecordsPublished"] == [1.0]
+    assert emf["RecordsFailed"] == [1.0] and emf["BytesPublished"] == [2.0]
+    assert len(emf["PublishLatency"]) == emf["PutRecordsCalls"][0] == 1

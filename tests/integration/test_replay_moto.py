@@ -12,7 +12,8 @@ from typing import Any
 import boto3
 import pytest
 
-from msk_kinesis_sink import aws
+from msk_kinesis_sink.aws.clients import s3_client
+from msk_kinesis_sink.aws.s3 import S3DeadLetterWriter
 from msk_kinesis_sink.consumer import Envelope
 from msk_kinesis_sink.encoding import UnwritableRecord, encode_record
 from msk_kinesis_sink.events import parse_event
@@ -50,7 +51,7 @@ def _dead_letter(offset: int, key: bytes, value_bytes: int) -> None:
     )
     assert isinstance(unit, UnwritableRecord)
     settings = Settings.from_env(_env())
-    writer = aws.S3DeadLetterWriter(aws.s3_client(settings, os.environ), BUCKET, "records/")
+    writer = S3DeadLetterWriter(s3_client(settings, os.environ), BUCKET, "records/")
     writer.write(unit, MSK_CLUSTER_ARN, time.monotonic() + 5)
 
 

@@ -17,17 +17,18 @@ from typing import Any
 import pytest
 import trustme
 
-from msk_kinesis_sink import aws
-from msk_kinesis_sink.errors import KinesisPublishError
-from msk_kinesis_sink.planning import Entry
-from msk_kinesis_sink.settings import Settings
-from msk_kinesis_sink.transport import (
+from msk_kinesis_sink.aws.clients import kinesis_client
+from msk_kinesis_sink.aws.kinesis import KinesisRecordWriter
+from msk_kinesis_sink.aws.transport import (
     MAX_IDLE_S,
     ConnectFailed,
     ConnectionLost,
     DeadlineExceeded,
     Transport,
 )
+from msk_kinesis_sink.errors import KinesisPublishError
+from msk_kinesis_sink.planning import Entry
+from msk_kinesis_sink.settings import Settings
 
 ANSWER = b'{"Records":[{"SequenceNumber":"1","ShardId":"shardId-000000000000"}]}'
 # A trickling server would go on for this long; every cut must come long before.
@@ -330,8 +331,8 @@ def _env(url: str) -> dict[str, str]:
 def test_kinesis_writer_sends_through_the_bounded_transport() -> None:
     # GIVEN the function's Kinesis client, pointed at a local server
     with _server(_serve_keep_alive) as server:
-        client = aws.kinesis_client(_settings(), _env(server.url))
-        writer = aws.KinesisRecordWriter(client, "orders")
+        client = kinesis_client(_settings(), _env(server.url))
+        writer = KinesisRecordWriter(client, "orders")
         # WHEN a record is written
         results = writer.put_records([Entry.of("k", b"v", ())], time.monotonic() + 5)
     # THEN the answer is read (botocore parsed what the transport received)
@@ -344,9 +345,7 @@ def test_kinesis_writer_sends_through_the_bounded_transport() -> None:
 def test_kinesis_writer_trickling_answer_is_a_retryable_deadline_error() -> None:
     # GIVEN a Kinesis endpoint that trickles its answer, and a 5 s KINESIS_TIMEOUT_SECONDS
     with _server(TRICKLING_BODY) as server:
-        writer = aws.KinesisRecordWriter(
-            aws.kinesis_client(_settings(), _env(server.url)), "orders"
-        )
+        writer = KinesisRecordWriter(kinesis_client(_settings(), _env(server.url)), "orders")
         started = time.monotonic()
         # WHEN a request is given a one-second deadline
         with pytest.raises(KinesisPublishError) as raised:

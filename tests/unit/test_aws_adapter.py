@@ -22,15 +22,15 @@ from botocore.stub import ANY, Stubber
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from msk_kinesis_sink.aws import (
+from msk_kinesis_sink.aws.classify import (
     MAX_ERROR_MESSAGE_CHARS,
-    SDK_LOGGERS,
-    KinesisRecordWriter,
-    S3DeadLetterWriter,
     classify_client_error,
     describe_error,
     record_result,
 )
+from msk_kinesis_sink.aws.clients import SDK_LOGGERS
+from msk_kinesis_sink.aws.kinesis import KinesisRecordWriter
+from msk_kinesis_sink.aws.s3 import S3DeadLetterWriter
 from msk_kinesis_sink.dead_letters import dead_letter_document
 from msk_kinesis_sink.encoding import UnwritableRecord, encode_record
 from msk_kinesis_sink.errors import DeadLetterError, KinesisPublishError

@@ -20,12 +20,12 @@ from hypothesis import strategies as st
 
 from localloop.esm import EsmConfig, on_failure_document
 from localloop.events import KafkaRecord as SourceRecord
-from msk_kinesis_sink import aws
 from msk_kinesis_sink.consumer import Envelope, OffsetDeduplicator
 from msk_kinesis_sink.dead_letters import dead_letter_document, dead_letter_key
 from msk_kinesis_sink.encoding import UnwritableRecord, encode_record
 from msk_kinesis_sink.errors import MalformedEventError, ReplayError, UnreadableObjectError
 from msk_kinesis_sink.events import KafkaRecord, parse_event
+from msk_kinesis_sink.replay import aws_access
 from msk_kinesis_sink.replay.cli import Progress, main, parse_when, replay
 from msk_kinesis_sink.replay.objects import (
     ON_FAILURE_PREFIX,
@@ -834,7 +834,7 @@ def test_s3_object_store_errors_name_the_object_the_code_and_the_fix(
     )
     with Stubber(client) as stubber:
         stubber.add_client_error(operation, code, message, http_status_code=403)
-        store = aws.S3ObjectStore(client, BUCKET)
+        store = aws_access.S3ObjectStore(client, BUCKET)
         # WHEN the replay makes it
         with pytest.raises(ReplayError) as raised:
             act(store)
@@ -842,4 +842,4 @@ def test_s3_object_store_errors_name_the_object_the_code_and_the_fix(
     text = str(raised.value)
     assert text.startswith(expected)
     assert code in text and "\n" not in text
-    assert f"({aws.REPLAY_HINTS[code]})" in text
+    assert f"({aws_access.REPLAY_HINTS[code]})" in text

@@ -222,9 +222,9 @@ def _replay_settings(args: argparse.Namespace, env: Mapping[str, str]) -> _Sourc
     """The settings the function uses (its own, or the environment's), made into a replay's:
     no dead-letter bucket, and every record to --stream when it is given."""
     if args.function:
-        from msk_kinesis_sink import aws
+        from msk_kinesis_sink.replay.aws_access import function_environment
 
-        variables = aws.function_environment(args.function, env)
+        variables = function_environment(args.function, env)
         described = f"function {args.function}"
     else:
         variables = dict(env)
@@ -364,9 +364,10 @@ def _run(
         since=args.since,
         until=args.until,
     )
-    from msk_kinesis_sink import aws  # boto3 only once the arguments are valid
+    # boto3 only once the arguments are valid.
+    from msk_kinesis_sink.replay.aws_access import S3ObjectStore, operator_s3_client
 
-    store = aws.S3ObjectStore(aws.operator_s3_client(env), bucket)
+    store = S3ObjectStore(operator_s3_client(env), bucket)
     return replay(
         store,
         settings,
@@ -382,13 +383,13 @@ def _run(
 
 def _sink_factory(env: Mapping[str, str], settings: Settings) -> Callable[[], Sink]:
     """The function's Sink, made as the function makes it (its clients from `env`)."""
-    from msk_kinesis_sink import aws
+    from msk_kinesis_sink.aws.classify import SDK_ERRORS, describe_error
 
     def make() -> Sink:
         try:
             return Sink.from_env(env, settings=settings)
-        except aws.SDK_ERRORS as error:  # no region, say: raised while the client is made
-            code, message = aws.describe_error(error)
+        except SDK_ERRORS as error:  # no region, say: raised while the client is made
+            code, message = describe_error(error)
             raise ReplayError(f"could not make the Kinesis client: {code}: {message}") from None
 
     return make

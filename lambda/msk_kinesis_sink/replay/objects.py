@@ -52,7 +52,7 @@ class StoredObject(Protocol):
 
 
 class ObjectStore(Protocol):
-    """The bucket the replay reads (aws.S3ObjectStore; an in-memory one in tests)."""
+    """The bucket the replay reads (aws_access.S3ObjectStore; an in-memory one in tests)."""
 
     @property
     def bucket(self) -> str: ...

@@ -5,7 +5,7 @@ every few seconds keeps a request (and the invocation waiting for it) alive far 
 Here a watchdog thread shuts the socket of every exchange still running at its deadline, so the
 blocked read returns at once, and the exchange ends with `DeadlineExceeded`.
 
-Standard library only; `aws.py` plugs it under botocore, which still signs, resolves endpoints and
+Standard library only; `aws.http` plugs it under botocore, which still signs, resolves endpoints and
 parses answers.
 """
 
@@ -169,38 +169,12 @@ class _Connection:
         token: int | None = None
         sent = False
         try:
-            if conn.sock is None:
-                conn.timeout = left
-                try:
-                    # TCP only: TLS follows under the watchdog.
-                    http.client.HTTPConnection.connect(conn)
-                except OSError as error:
-                    conn.close()
-                    raise ConnectFailed(f"could not connect: {error}", sent=False) from None
-                sock = conn.sock
-                assert sock is not None  # connect() either set it or raised
-                if isinstance(conn, http.client.HTTPSConnection):
-                    assert self._tls is not None
-                    # Wrapping detaches the plain socket, so the watchdog must hold the TLS
-                    # one; arm it before the handshake, which can trickle too.
-                    sock = conn.sock = self._tls.wrap_socket(
-                        sock, server_hostname=conn.host, do_handshake_on_connect=False
-                    )
-                    token = watchdog.arm(sock, deadline)
-                    sock.do_handshake()
-                else:
-                    token = watchdog.arm(sock, deadline)
-            else:
-                sock = conn.sock
-                token = watchdog.arm(sock, deadline)
+            sock, unshaken = self._socket(left)
+            token = watchdog.arm(sock, deadline)
+            if unshaken is not None:
+                unshaken.do_handshake()
             sock.settimeout(max(deadline - clock(), 0.001))
-            names = {name.lower() for name in headers}
-            conn.putrequest(method, target, skip_host="host" in names, skip_accept_encoding=True)
-            for name, value in headers.items():
-                if name.lower() not in _DROPPED_HEADERS:
-                    conn.putheader(name, value)
-            if "content-length" not in names:
-                conn.putheader("Content-Length", str(len(body)))
+            self._put_request(method, target, headers, body)
             sent = True  # from here on, the server may have the request
             conn.endheaders(body)
             response = conn.getresponse()
@@ -221,6 +195,44 @@ class _Connection:
                 conn.close()  # the whole answer arrived just as the deadline cut the socket
             self.last_used = clock()
         return answer
+
+    def _socket(self, left: float) -> tuple[socket.socket, ssl.SSLSocket | None]:
+        """The connection's socket, connected now (within `left` seconds) when it has none;
+        and, for a new TLS connection, the same socket as one whose handshake is still to do."""
+        conn = self._http
+        if conn.sock is not None:
+            return conn.sock, None
+        conn.timeout = left
+        try:
+            # TCP only: TLS follows under the watchdog.
+            http.client.HTTPConnection.connect(conn)
+        except OSError as error:
+            conn.close()
+            raise ConnectFailed(f"could not connect: {error}", sent=False) from None
+        sock = conn.sock
+        assert sock is not None  # connect() either set it or raised
+        if not isinstance(conn, http.client.HTTPSConnection):
+            return sock, None
+        assert self._tls is not None
+        # Wrapping detaches the plain socket, so the watchdog must hold the TLS one; the caller
+        # arms it before the handshake, which can trickle too.
+        tls_sock = conn.sock = self._tls.wrap_socket(
+            sock, server_hostname=conn.host, do_handshake_on_connect=False
+        )
+        return tls_sock, tls_sock
+
+    def _put_request(
+        self, method: str, target: str, headers: Mapping[str, str], body: bytes
+    ) -> None:
+        """The request line and headers, buffered: nothing is sent until `endheaders`."""
+        conn = self._http
+        names = {name.lower() for name in headers}
+        conn.putrequest(method, target, skip_host="host" in names, skip_accept_encoding=True)
+        for name, value in headers.items():
+            if name.lower() not in _DROPPED_HEADERS:
+                conn.putheader(name, value)
+        if "content-length" not in names:
+            conn.putheader("Content-Length", str(len(body)))
 
 
 class Transport:
