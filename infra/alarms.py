@@ -17,16 +17,33 @@ if TYPE_CHECKING:
     from infra.stream import StreamTarget
 
 
-def sink_alarms(
+def alarm_specs(
     metrics: SinkMetrics,
     config: AlarmConfig,
     *,
     timeout_seconds: int,
     streams: Sequence[StreamTarget],
+    mappings: Sequence[TopicMapping],
     destination: FailureDestination,
 ) -> tuple[AlarmSpec, ...]:
-    """The function's alarms, and the streams'."""
-    # A table, one spec per alarm, read whole: it grows by a spec with each new alarm.
+    """Every alarm of the sink: the function's and the streams', the destination's, then each
+    mapping's."""
+    return (
+        *_function_alarms(metrics, config, timeout_seconds, streams, destination),
+        *destination.alarms(metrics),
+        *(spec for mapping in mappings for spec in _mapping_alarms(metrics, mapping, destination)),
+    )
+
+
+def _function_alarms(
+    metrics: SinkMetrics,
+    config: AlarmConfig,
+    timeout_seconds: int,
+    streams: Sequence[StreamTarget],
+    destination: FailureDestination,
+) -> tuple[AlarmSpec, ...]:
+    # A table, one spec per alarm: it grows with each alarm and is meant to be read whole, so
+    # it may run past 60 lines rather than be cut into pieces that mean nothing alone.
     function = metrics.of_function
     return (
         AlarmSpec(
@@ -61,7 +78,7 @@ def sink_alarms(
             breaching=1,
             what="records could not be published and were written to the dead-letter bucket",
         ),
-        *stream_alarms(metrics, streams),
+        *_stream_alarms(metrics, streams),
         AlarmSpec(
             "DurationNearTimeout",
             function("Duration", "Maximum", "duration max"),
@@ -73,7 +90,7 @@ def sink_alarms(
     )
 
 
-def stream_alarms(metrics: SinkMetrics, streams: Sequence[StreamTarget]) -> tuple[AlarmSpec, ...]:
+def _stream_alarms(metrics: SinkMetrics, streams: Sequence[StreamTarget]) -> tuple[AlarmSpec, ...]:
     """One alarm per target stream (the default stream's without a stream id)."""
     return tuple(
         AlarmSpec(
@@ -90,12 +107,12 @@ def stream_alarms(metrics: SinkMetrics, streams: Sequence[StreamTarget]) -> tupl
     )
 
 
-def mapping_alarms(
+def _mapping_alarms(
     metrics: SinkMetrics, mapping: TopicMapping, destination: FailureDestination
 ) -> tuple[AlarmSpec, ...]:
     """One mapping's alarms, in the order of its metric groups: what it gave up on (the
     destination's), whether it polls, then its errors (the destination's delivery errors last)."""
-    # A table, one spec per alarm, read whole: it grows by a spec with each new alarm.
+    # A table, one spec per alarm (as above).
     topic, of = mapping.topic, metrics.of_mapping
     return (
         *destination.discard_alarms(metrics, mapping),

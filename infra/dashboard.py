@@ -3,21 +3,60 @@ headline numbers, lag and the mappings, the function, the sink's records, then e
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Final
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING, Final
 
 from aws_cdk import aws_cloudwatch as cw
 
 from infra.cloudwatch import PERIOD, WIDTH, SinkMetrics
-from infra.config import SourceConfig, SourceKind
+from infra.config import FunctionConfig, SourceConfig, SourceKind
 from infra.event_sources import TopicMapping
 from infra.stream import StreamTarget
+
+if TYPE_CHECKING:
+    from infra.destinations import FailureDestination
 
 Row = list[cw.IWidget]
 HALF: Final = WIDTH // 2
 THIRD: Final = WIDTH // 3
 # A latency's statistics, each with its label.
 _PERCENTILES: Final = (("p50", "p50"), ("p99", "p99"), ("Maximum", "max"))
+# The sink's record counts, and what publishing them cost (its own metrics, summed).
+_RECORD_COUNTS: Final = (
+    "RecordsReceived",
+    "RecordsPublished",
+    "RecordsFailed",
+    "RecordsDeadLettered",
+)
+_PUBLISH_COSTS: Final = ("RecordsThrottled", "RetryAttempts", "PutRecordsCalls")
+
+
+def dashboard_rows(
+    metrics: SinkMetrics,
+    function: FunctionConfig,
+    *,
+    mappings: Sequence[TopicMapping],
+    source: SourceConfig,
+    streams: Sequence[StreamTarget],
+    destination: FailureDestination,
+    runbook: str,
+    alarms: Sequence[cw.IAlarm],
+) -> Iterator[Row]:
+    """The rows, top to bottom."""
+    yield header_row(
+        mappings=mappings, source=source, streams=streams, runbook=runbook, alarms=alarms
+    )
+    yield now_row(metrics)
+    yield lag_row(metrics, mappings, source, destination.short)
+    yield mapping_row(metrics, mappings, destination.short)
+    yield function_row(
+        metrics, timeout_ms=function.timeout_seconds * 1000, reserved=function.reserved_concurrency
+    )
+    yield records_row(metrics)
+    for target in streams:
+        yield stream_row(metrics, target, only=len(streams) == 1)
+    if widgets := destination.widgets():
+        yield widgets
 
 
 def header_row(
@@ -83,23 +122,51 @@ def now_row(metrics: SinkMetrics) -> Row:
 
 
 def lag_row(
-    metrics: SinkMetrics,
-    mappings: Sequence[TopicMapping],
-    source: SourceConfig,
-    destination: str,
+    metrics: SinkMetrics, mappings: Sequence[TopicMapping], source: SourceConfig, destination: str
 ) -> Row:
     """Offset lag, and what the mappings did with the events (`destination` names where the
     batches they give up on go)."""
-    # MSK's own consumer-lag metrics (AWS: "Monitor consumer lags") exist only for a cluster in
-    # this account: a self-managed cluster has none, and a cluster reached through a multi-VPC
-    # connection publishes them in its owner's account.
-    cluster = source.cluster if source.kind is SourceKind.MSK else None
-    msk_lag = [
+    return [
+        cw.GraphWidget(
+            title="Offset lag (records behind, max over partitions)",
+            left=[metrics.of_function("OffsetLag", "Maximum", "function offset lag")],
+            right=_msk_lag(mappings, source) or None,
+            width=HALF,
+        ),
+        _events(metrics, mappings, destination),
+    ]
+
+
+def _events(metrics: SinkMetrics, mappings: Sequence[TopicMapping], destination: str) -> cw.IWidget:
+    events = _per_mapping(
+        metrics,
+        mappings,
+        ("PolledEventCount", "polled"),
+        ("InvokedEventCount", "invoked"),
+        ("FailedInvokeEventCount", "failed invoke"),
+        ("DroppedEventCount", "dropped"),
+        ("OnFailureDestinationDeliveredEventCount", f"sent to {destination}"),
+    )
+    failures = metrics.of_function(
+        "DestinationDeliveryFailures", "Sum", f"{destination} delivery failures"
+    )
+    return cw.GraphWidget(
+        title="Event source mappings: events", left=[*events, failures], width=HALF
+    )
+
+
+def _msk_lag(mappings: Sequence[TopicMapping], source: SourceConfig) -> list[cw.IMetric]:
+    """MSK's own consumer-lag metrics (AWS: "Monitor consumer lags"): only for a cluster in this
+    account. A self-managed cluster has none, and a cluster reached through a multi-VPC
+    connection publishes them in its owner's account."""
+    if source.cluster is None or source.kind is not SourceKind.MSK:
+        return []
+    return [
         cw.Metric(
             namespace="AWS/Kafka",
             metric_name="SumOffsetLag",
             dimensions_map={
-                "Cluster Name": cluster.name,
+                "Cluster Name": source.cluster.name,
                 "Consumer Group": mapping.consumer_group_id,
                 "Topic": mapping.topic,
             },
@@ -108,40 +175,18 @@ def lag_row(
             label=f"{mapping.topic} (MSK, sum over partitions)",
         )
         for mapping in mappings
-        if cluster is not None
     ]
+
+
+def _per_mapping(
+    metrics: SinkMetrics, mappings: Sequence[TopicMapping], *names: tuple[str, str]
+) -> list[cw.IMetric]:
+    """Each mapping's metrics of `names` (metric, label), the label after the topic."""
     return [
-        cw.GraphWidget(
-            title="Offset lag (records behind, max over partitions)",
-            left=[metrics.of_function("OffsetLag", "Maximum", "function offset lag")],
-            right=msk_lag or None,
-            width=HALF,
-        ),
-        _events(metrics, mappings, destination),
+        metrics.of_mapping(mapping, name, f"{mapping.topic} {label}")
+        for mapping in mappings
+        for name, label in names
     ]
-
-
-def _events(metrics: SinkMetrics, mappings: Sequence[TopicMapping], destination: str) -> cw.IWidget:
-    return cw.GraphWidget(
-        title="Event source mappings: events",
-        left=[
-            metrics.of_mapping(mapping, name, f"{mapping.topic} {label}")
-            for mapping in mappings
-            for name, label in (
-                ("PolledEventCount", "polled"),
-                ("InvokedEventCount", "invoked"),
-                ("FailedInvokeEventCount", "failed invoke"),
-                ("DroppedEventCount", "dropped"),
-                ("OnFailureDestinationDeliveredEventCount", f"sent to {destination}"),
-            )
-        ]
-        + [
-            metrics.of_function(
-                "DestinationDeliveryFailures", "Sum", f"{destination} delivery failures"
-            )
-        ],
-        width=HALF,
-    )
 
 
 def mapping_row(metrics: SinkMetrics, mappings: Sequence[TopicMapping], destination: str) -> Row:
@@ -150,31 +195,26 @@ def mapping_row(metrics: SinkMetrics, mappings: Sequence[TopicMapping], destinat
     return [
         cw.GraphWidget(
             title="Event source mappings: errors (each exists only when it happens)",
-            left=[
-                of(mapping, name, f"{mapping.topic} {label}")
-                for mapping in mappings
-                for name, label in (
-                    ("PollingErrorCount", "polling errors"),
-                    ("InvokeErrorCount", "invoke errors"),
-                    ("CommitErrorCount", "commit errors"),
-                    ("OnFailureDestinationDeliveryErrorCount", f"{destination} delivery errors"),
-                )
-            ],
+            left=_per_mapping(
+                metrics,
+                mappings,
+                ("PollingErrorCount", "polling errors"),
+                ("InvokeErrorCount", "invoke errors"),
+                ("CommitErrorCount", "commit errors"),
+                ("OnFailureDestinationDeliveryErrorCount", f"{destination} delivery errors"),
+            ),
             width=HALF,
         ),
         cw.GraphWidget(
             title="Event source mappings: polls, committed records, max offset lag",
             left=[
-                of(mapping, "PolledEventCount", f"{mapping.topic} polls", statistic="SampleCount")
-                for mapping in mappings
+                of(m, "PolledEventCount", f"{m.topic} polls", statistic="SampleCount")
+                for m in mappings
             ]
-            + [
-                of(mapping, "CommittedEventCount", f"{mapping.topic} committed")
-                for mapping in mappings
-            ],
+            + [of(m, "CommittedEventCount", f"{m.topic} committed") for m in mappings],
             right=[
-                of(mapping, "MaxOffsetLag", f"{mapping.topic} max offset lag", statistic="Maximum")
-                for mapping in mappings
+                of(m, "MaxOffsetLag", f"{m.topic} max offset lag", statistic="Maximum")
+                for m in mappings
             ],
             width=HALF,
         ),
@@ -204,9 +244,9 @@ def function_row(metrics: SinkMetrics, *, timeout_ms: int, reserved: int | None)
             title="Concurrency",
             left=[function("ConcurrentExecutions", "Maximum", "concurrent executions")],
             left_annotations=(
-                [cw.HorizontalAnnotation(value=reserved, label="reserved")]
-                if reserved is not None
-                else None
+                None
+                if reserved is None
+                else [cw.HorizontalAnnotation(value=reserved, label="reserved")]
             ),
             width=THIRD,
         ),
@@ -219,23 +259,12 @@ def records_row(metrics: SinkMetrics) -> Row:
     return [
         cw.GraphWidget(
             title="Records: received, published, reported failed, dead-lettered",
-            left=[
-                sink(name, "Sum")
-                for name in (
-                    "RecordsReceived",
-                    "RecordsPublished",
-                    "RecordsFailed",
-                    "RecordsDeadLettered",
-                )
-            ],
+            left=[sink(name, "Sum") for name in _RECORD_COUNTS],
             width=THIRD,
         ),
         cw.GraphWidget(
             title="Throttled records, retries, PutRecords calls",
-            left=[
-                sink(name, "Sum")
-                for name in ("RecordsThrottled", "RetryAttempts", "PutRecordsCalls")
-            ],
+            left=[sink(name, "Sum") for name in _PUBLISH_COSTS],
             width=THIRD,
         ),
         cw.GraphWidget(
@@ -249,25 +278,22 @@ def records_row(metrics: SinkMetrics) -> Row:
 def stream_row(metrics: SinkMetrics, target: StreamTarget, *, only: bool) -> Row:
     """One stream's row. The sink's own totals count every stream, so they are drawn beside the
     stream's only when it is the `only` one."""
-    title = (
-        "Stream" if only else f"Stream {target.stream_id}" if target.stream_id else "Default stream"
-    )
+    name = f"Stream {target.stream_id}" if target.stream_id else "Default stream"
+    title = "Stream" if only else name
     stream = metrics.of_stream
+    sink_total = metrics.of_sink("RecordsPublished", "Sum", "published by the sink")
+    sink_bytes = metrics.of_sink("BytesPublished", "Sum", "published by the sink")
     return [
         cw.GraphWidget(
             title=f"{title}: incoming records",
             left=[stream(target, "IncomingRecords", "Sum", "incoming records")],
-            right=[metrics.of_sink("RecordsPublished", "Sum", "published by the sink")]
-            if only
-            else None,
+            right=[sink_total] if only else None,
             width=THIRD,
         ),
         cw.GraphWidget(
             title=f"{title}: incoming bytes",
             left=[stream(target, "IncomingBytes", "Sum", "incoming bytes")],
-            right=[metrics.of_sink("BytesPublished", "Sum", "published by the sink")]
-            if only
-            else None,
+            right=[sink_bytes] if only else None,
             width=THIRD,
         ),
         cw.GraphWidget(

@@ -24,10 +24,10 @@ from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sns_subscriptions as subscriptions
 from constructs import Construct
 
-from infra import dashboard
-from infra.alarms import mapping_alarms, sink_alarms
+from infra.alarms import alarm_specs
 from infra.cloudwatch import AlarmSpec, SinkMetrics
 from infra.config import AlarmConfig, FunctionConfig, SourceConfig
+from infra.dashboard import dashboard_rows
 from infra.destinations import FailureDestination
 from infra.event_sources import TopicMapping
 from infra.stream import StreamTarget
@@ -70,29 +70,21 @@ class SinkMonitoring(Construct):
         self._stack_name = Stack.of(self).stack_name
         self._runbook = alarms.runbook_url or RUNBOOK_PATH
         self.topic = self._alarm_topic(alarms.email)
-        self.alarms: dict[str, cw.Alarm] = {}
         metrics = SinkMetrics(
             function=function,
             namespace=function_config.metrics_namespace,
             service=function_config.service_name,
         )
-        specs = (
-            *sink_alarms(
-                metrics,
-                alarms,
-                timeout_seconds=function_config.timeout_seconds,
-                streams=streams,
-                destination=on_failure,
-            ),
-            *on_failure.alarms(metrics),
-            *(
-                spec
-                for mapping in mappings
-                for spec in mapping_alarms(metrics, mapping, on_failure)
-            ),
-        )
-        for spec in specs:
-            self._add_alarm(spec)
+        self.alarms: dict[str, cw.Alarm] = {}
+        for spec in alarm_specs(
+            metrics,
+            alarms,
+            timeout_seconds=function_config.timeout_seconds,
+            streams=streams,
+            mappings=mappings,
+            destination=on_failure,
+        ):
+            self.alarms[spec.name] = self._alarm(spec)
 
         self.dashboard = cw.Dashboard(
             self,
@@ -100,29 +92,17 @@ class SinkMonitoring(Construct):
             dashboard_name=f"{self._stack_name}-sink",
             default_interval=Duration.hours(3),
         )
-        rows = (
-            dashboard.header_row(
-                mappings=mappings,
-                source=source,
-                streams=streams,
-                runbook=self._runbook,
-                alarms=list(self.alarms.values()),
-            ),
-            dashboard.now_row(metrics),
-            dashboard.lag_row(metrics, mappings, source, on_failure.short),
-            dashboard.mapping_row(metrics, mappings, on_failure.short),
-            dashboard.function_row(
-                metrics,
-                timeout_ms=function_config.timeout_seconds * 1000,
-                reserved=function_config.reserved_concurrency,
-            ),
-            dashboard.records_row(metrics),
-            *(dashboard.stream_row(metrics, target, only=len(streams) == 1) for target in streams),
-            on_failure.widgets(),
-        )
-        for row in rows:
-            if row:
-                self.dashboard.add_widgets(*row)
+        for row in dashboard_rows(
+            metrics,
+            function_config,
+            mappings=mappings,
+            source=source,
+            streams=streams,
+            destination=on_failure,
+            runbook=self._runbook,
+            alarms=list(self.alarms.values()),
+        ):
+            self.dashboard.add_widgets(*row)
 
     def _alarm_topic(self, email: str | None) -> sns.Topic:
         key = kms.Key(
@@ -167,7 +147,7 @@ class SinkMonitoring(Construct):
             topic.add_subscription(subscriptions.EmailSubscription(email))
         return topic
 
-    def _add_alarm(self, spec: AlarmSpec) -> None:
+    def _alarm(self, spec: AlarmSpec) -> cw.Alarm:
         alarm = cw.Alarm(
             self,
             spec.name,
@@ -185,7 +165,7 @@ class SinkMonitoring(Construct):
         action = cw_actions.SnsAction(self.topic)
         alarm.add_alarm_action(action)
         alarm.add_ok_action(action)
-        self.alarms[spec.name] = alarm
+        return alarm
 
 
 def alarm_name(stack_name: str, entry: str, subject: str | None = None) -> str:

@@ -69,7 +69,10 @@ class MskKinesisSinkStack(Stack):
             streams=self.streams.targets,
             alarms=config.alarms,
         )
+        self._add_outputs()
 
+    def _add_outputs(self) -> None:
+        """Where things are (the on-failure destination outputs its own)."""
         if self.streams.default is not None:
             CfnOutput(self, "StreamArn", value=self.streams.default.stream.stream_arn)
         CfnOutput(self, "FunctionName", value=self.sink.function.function_name)

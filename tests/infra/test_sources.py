@@ -349,6 +349,36 @@ def test_sources_discard_alarms_say_where_the_batches_went(
         assert label in alarm["AlarmDescription"], alarm["AlarmName"]
 
 
+@pytest.mark.parametrize(
+    ("variant", "short", "fate"),
+    [
+        ("default", "S3", "then sent to S3"),
+        (
+            "msk_kafka_dlq_low_latency_poller_group",
+            "Kafka",
+            "then sent to Kafka topic sink-failures",
+        ),
+        (
+            "self_managed_scram512_internet_sqs_low_latency",
+            "SQS",
+            "then given up with a notice to SQS",
+        ),
+        ("self_managed_plain_sns", "SNS", "then given up with a notice to SNS"),
+    ],
+)
+def test_sources_function_errors_alarm_names_the_configured_destination(
+    variant: str, short: str, fate: str, all_synths: dict[str, Synth]
+) -> None:
+    # GIVEN each destination kind
+    alarm = alarms_by_name(all_synths[variant])["FunctionErrors"]
+    # WHEN the description of the alarm on failed invocations is read
+    description = alarm["AlarmDescription"]
+    # THEN it says where a batch goes once its retries are spent, and names no other destination
+    assert f"(the batch is retried, {fate})" in description
+    for other in {"S3", "Kafka", "SQS", "SNS"} - {short}:
+        assert other not in description, other
+
+
 def test_sources_dashboard_shows_msk_lag_only_where_msk_publishes_it(
     all_synths: dict[str, Synth],
 ) -> None:
