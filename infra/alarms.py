@@ -4,47 +4,41 @@ in docs/runbook.md. The on-failure destination's alarms are its own (infra.desti
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from aws_cdk import aws_cloudwatch as cw
 
 from infra.cloudwatch import AlarmSpec, SinkMetrics
 
 if TYPE_CHECKING:
-    from infra.config import AlarmConfig
-    from infra.destinations import FailureDestination
     from infra.event_sources import TopicMapping
+    from infra.monitoring import MonitoredSink
     from infra.stream import StreamTarget
 
+# A mapping's ErrorCount group: each metric exists only when an error happened, and these fire
+# when so many of 3 periods have one. (entry, metric, periods breaching, what the mapping did)
+_ERROR_COUNTS: Final = (
+    ("MappingPollingErrors", "PollingErrorCount", 3, "could not poll the cluster for 15 minutes"),
+    ("MappingInvokeErrors", "InvokeErrorCount", 2, "could not invoke the function"),
+    ("MappingCommitErrors", "CommitErrorCount", 2, "could not commit offsets to the cluster"),
+)
 
-def alarm_specs(
-    metrics: SinkMetrics,
-    config: AlarmConfig,
-    *,
-    timeout_seconds: int,
-    streams: Sequence[StreamTarget],
-    mappings: Sequence[TopicMapping],
-    destination: FailureDestination,
-) -> tuple[AlarmSpec, ...]:
+
+def alarm_specs(sink: MonitoredSink) -> tuple[AlarmSpec, ...]:
     """Every alarm of the sink: the function's and the streams', the destination's, then each
     mapping's."""
     return (
-        *_function_alarms(metrics, config, timeout_seconds, streams, destination),
-        *destination.alarms(metrics),
-        *(spec for mapping in mappings for spec in _mapping_alarms(metrics, mapping, destination)),
+        *_function_alarms(sink),
+        *sink.destination.alarms(sink.metrics),
+        *(spec for mapping in sink.mappings for spec in _mapping_alarms(sink, mapping)),
     )
 
 
-def _function_alarms(
-    metrics: SinkMetrics,
-    config: AlarmConfig,
-    timeout_seconds: int,
-    streams: Sequence[StreamTarget],
-    destination: FailureDestination,
-) -> tuple[AlarmSpec, ...]:
+def _function_alarms(sink: MonitoredSink) -> tuple[AlarmSpec, ...]:
     # A table, one spec per alarm: it grows with each alarm and is meant to be read whole, so
     # it may run past 60 lines rather than be cut into pieces that mean nothing alone.
-    function = metrics.of_function
+    metrics, config, function = sink.metrics, sink.alarms, sink.metrics.of_function
+    timeout_ms = sink.function.timeout_seconds * 1000
     return (
         AlarmSpec(
             "OffsetLag",
@@ -57,15 +51,13 @@ def _function_alarms(
         AlarmSpec(
             "FunctionErrors",
             function("Errors", "Sum", "errors"),
-            threshold=1,
             periods=3,
             breaching=2,
-            what=f"invocations failed as a whole ({destination.fate})",
+            what=f"invocations failed as a whole ({sink.destination.fate})",
         ),
         AlarmSpec(
             "FunctionThrottles",
             function("Throttles", "Sum", "throttles"),
-            threshold=1,
             periods=3,
             breaching=3,
             what="invocations were throttled for 15 minutes (concurrency limit)",
@@ -73,16 +65,13 @@ def _function_alarms(
         AlarmSpec(
             "RecordsDeadLettered",
             metrics.of_sink("RecordsDeadLettered", "Sum"),
-            threshold=1,
-            periods=1,
-            breaching=1,
             what="records could not be published and were written to the dead-letter bucket",
         ),
-        *_stream_alarms(metrics, streams),
+        *_stream_alarms(metrics, sink.streams),
         AlarmSpec(
             "DurationNearTimeout",
             function("Duration", "Maximum", "duration max"),
-            threshold=timeout_seconds * 1000 * config.duration_percent / 100,
+            threshold=timeout_ms * config.duration_percent / 100,
             periods=3,
             breaching=2,
             what=f"invocations ran past {config.duration_percent}% of the function timeout",
@@ -96,7 +85,6 @@ def _stream_alarms(metrics: SinkMetrics, streams: Sequence[StreamTarget]) -> tup
         AlarmSpec(
             "StreamWriteThrottling",
             metrics.of_stream(target, "WriteProvisionedThroughputExceeded", "Sum"),
-            threshold=1,
             periods=3,
             breaching=3,
             what="Kinesis throttled writes for 15 minutes in a row"
@@ -107,13 +95,12 @@ def _stream_alarms(metrics: SinkMetrics, streams: Sequence[StreamTarget]) -> tup
     )
 
 
-def _mapping_alarms(
-    metrics: SinkMetrics, mapping: TopicMapping, destination: FailureDestination
-) -> tuple[AlarmSpec, ...]:
+def _mapping_alarms(sink: MonitoredSink, mapping: TopicMapping) -> tuple[AlarmSpec, ...]:
     """One mapping's alarms, in the order of its metric groups: what it gave up on (the
     destination's), whether it polls, then its errors (the destination's delivery errors last)."""
     # A table, one spec per alarm (as above).
-    topic, of = mapping.topic, metrics.of_mapping
+    metrics, destination, topic = sink.metrics, sink.destination, mapping.topic
+    of = metrics.of_mapping
     return (
         *destination.discard_alarms(metrics, mapping),
         # Lambda emits PolledEventCount on every poll, 0 for an empty one: no datapoint at all
@@ -121,7 +108,6 @@ def _mapping_alarms(
         AlarmSpec(
             "MappingNotPolling",
             of(mapping, "PolledEventCount", statistic="SampleCount"),
-            threshold=1,
             periods=3,
             breaching=3,
             what=f"the event source mapping for {topic} has not polled the topic for 15 minutes",
@@ -129,33 +115,16 @@ def _mapping_alarms(
             comparison=cw.ComparisonOperator.LESS_THAN_THRESHOLD,
             missing=cw.TreatMissingData.BREACHING,
         ),
-        # The ErrorCount group: each metric exists only when an error happened.
-        AlarmSpec(
-            "MappingPollingErrors",
-            of(mapping, "PollingErrorCount"),
-            threshold=1,
-            periods=3,
-            breaching=3,
-            what=f"the event source mapping for {topic} could not poll the cluster for 15 minutes",
-            topic=topic,
-        ),
-        AlarmSpec(
-            "MappingInvokeErrors",
-            of(mapping, "InvokeErrorCount"),
-            threshold=1,
-            periods=3,
-            breaching=2,
-            what=f"the event source mapping for {topic} could not invoke the function",
-            topic=topic,
-        ),
-        AlarmSpec(
-            "MappingCommitErrors",
-            of(mapping, "CommitErrorCount"),
-            threshold=1,
-            periods=3,
-            breaching=2,
-            what=f"the event source mapping for {topic} could not commit offsets to the cluster",
-            topic=topic,
+        *(
+            AlarmSpec(
+                entry,
+                of(mapping, metric),
+                periods=3,
+                breaching=breaching,
+                what=f"the event source mapping for {topic} {what}",
+                topic=topic,
+            )
+            for entry, metric, breaching, what in _ERROR_COUNTS
         ),
         *destination.delivery_alarms(metrics, mapping),
     )

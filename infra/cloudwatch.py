@@ -33,11 +33,12 @@ class AlarmSpec:
     """
 
     entry: str
-    metric: cw.IMetric
-    threshold: float
-    periods: int  # evaluated
-    breaching: int  # of those, breaching to fire
+    metric: cw.Metric | cw.MathExpression
     what: str  # the description, before the runbook link
+    # By default it fires on one occurrence, in the first period that has one.
+    threshold: float = 1
+    periods: int = 1  # evaluated
+    breaching: int = 1  # of those, breaching to fire
     topic: str | None = None
     stream: str | None = None
     comparison: cw.ComparisonOperator = cw.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD

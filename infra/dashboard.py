@@ -9,12 +9,12 @@ from typing import TYPE_CHECKING, Final
 from aws_cdk import aws_cloudwatch as cw
 
 from infra.cloudwatch import PERIOD, WIDTH, SinkMetrics
-from infra.config import FunctionConfig, SourceConfig, SourceKind
+from infra.config import SourceConfig, SourceKind
 from infra.event_sources import TopicMapping
 from infra.stream import StreamTarget
 
 if TYPE_CHECKING:
-    from infra.destinations import FailureDestination
+    from infra.monitoring import MonitoredSink
 
 Row = list[cw.IWidget]
 HALF: Final = WIDTH // 2
@@ -32,30 +32,26 @@ _PUBLISH_COSTS: Final = ("RecordsThrottled", "RetryAttempts", "PutRecordsCalls")
 
 
 def dashboard_rows(
-    metrics: SinkMetrics,
-    function: FunctionConfig,
-    *,
-    mappings: Sequence[TopicMapping],
-    source: SourceConfig,
-    streams: Sequence[StreamTarget],
-    destination: FailureDestination,
-    runbook: str,
-    alarms: Sequence[cw.IAlarm],
+    sink: MonitoredSink, *, runbook: str, alarms: Sequence[cw.IAlarm]
 ) -> Iterator[Row]:
     """The rows, top to bottom."""
+    metrics, mappings, source, streams = sink.metrics, sink.mappings, sink.source, sink.streams
+    destination = sink.destination.short
     yield header_row(
         mappings=mappings, source=source, streams=streams, runbook=runbook, alarms=alarms
     )
     yield now_row(metrics)
-    yield lag_row(metrics, mappings, source, destination.short)
-    yield mapping_row(metrics, mappings, destination.short)
+    yield lag_row(metrics, mappings, source, destination)
+    yield mapping_row(metrics, mappings, destination)
     yield function_row(
-        metrics, timeout_ms=function.timeout_seconds * 1000, reserved=function.reserved_concurrency
+        metrics,
+        timeout_ms=sink.function.timeout_seconds * 1000,
+        reserved=sink.function.reserved_concurrency,
     )
     yield records_row(metrics)
     for target in streams:
         yield stream_row(metrics, target, only=len(streams) == 1)
-    if widgets := destination.widgets():
+    if widgets := sink.destination.widgets():
         yield widgets
 
 

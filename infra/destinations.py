@@ -72,8 +72,7 @@ def failure_destination(
 
 
 class FailureDestination(Construct):
-    """The mappings' on-failure destination, built from the source's settings and the
-    dead-letter bucket (each kind takes what it needs of them).
+    """The mappings' on-failure destination.
 
     Exposes `target` (for the mappings), `statements` (what the function's role needs for the
     mappings to deliver with it) and `label` (how alarm descriptions name it).
@@ -86,14 +85,18 @@ class FailureDestination(Construct):
     # The mappings write into the dead-letter bucket (the role's grants there widen for them).
     writes_dead_letters: ClassVar[bool] = False
     label: str
-    # Each kind sets its own (None: the mappings get none); one left unset fails the synth.
-    target: lambda_.IEventSourceDlq | None
 
     def __init__(
         self, scope: Construct, construct_id: str, *, source: SourceConfig, bucket: s3.IBucket
     ) -> None:
         super().__init__(scope, construct_id)
         self.statements: list[iam.PolicyStatement] = []
+        self.target = self._bind(source, bucket)
+
+    def _bind(self, source: SourceConfig, bucket: s3.IBucket) -> lambda_.IEventSourceDlq | None:
+        """Builds what this kind needs of the source's settings and the dead-letter bucket, sets
+        the role's `statements`, and returns the mappings' target (None: they get none)."""
+        raise NotImplementedError
 
     @staticmethod
     def check(source: SourceConfig) -> None:
@@ -117,9 +120,6 @@ class FailureDestination(Construct):
                 metrics.of_function(
                     "DestinationDeliveryFailures", "Sum", "on-failure delivery failures"
                 ),
-                threshold=1,
-                periods=1,
-                breaching=1,
                 what=(
                     f"a discarded batch could not be delivered to {self.label}: those records"
                     " exist only in Kafka now"
@@ -151,14 +151,11 @@ class FailureDestination(Construct):
 
     @staticmethod
     def _mapping_alarm(
-        entry: str, mapping: TopicMapping, metric: cw.IMetric, what: str
+        entry: str, mapping: TopicMapping, metric: cw.Metric | cw.MathExpression, what: str
     ) -> AlarmSpec:
         return AlarmSpec(
             entry,
             metric,
-            threshold=1,
-            periods=1,
-            breaching=1,
             what=f"the event source mapping for {mapping.topic} {what}",
             topic=mapping.topic,
         )
@@ -178,11 +175,8 @@ class S3Destination(FailureDestination):
     # The bucket's statements are the function's own (it writes there too), widened.
     writes_dead_letters = True
 
-    def __init__(
-        self, scope: Construct, construct_id: str, *, source: SourceConfig, bucket: s3.IBucket
-    ) -> None:
-        super().__init__(scope, construct_id, source=source, bucket=bucket)
-        self.target = sources.S3OnFailureDestination(bucket)
+    def _bind(self, source: SourceConfig, bucket: s3.IBucket) -> lambda_.IEventSourceDlq:
+        return sources.S3OnFailureDestination(bucket)
 
 
 class KafkaDestination(FailureDestination):
@@ -192,14 +186,12 @@ class KafkaDestination(FailureDestination):
     discard_entry = "MappingDiscardedToKafka"
     delivery_entry = "MappingKafkaDeliveryErrors"
 
-    def __init__(
-        self, scope: Construct, construct_id: str, *, source: SourceConfig, bucket: s3.IBucket
-    ) -> None:
-        super().__init__(scope, construct_id, source=source, bucket=bucket)
-        assert source.on_failure_topic is not None  # check() requires it
-        self.label = f"topic {source.on_failure_topic}"
-        self.target = sources.KafkaDlq(source.on_failure_topic)
-        self.statements = _kafka_statements(source, source.on_failure_topic)
+    def _bind(self, source: SourceConfig, bucket: s3.IBucket) -> lambda_.IEventSourceDlq:
+        topic = source.on_failure_topic
+        assert topic is not None  # check() requires it
+        self.label = f"topic {topic}"
+        self.statements = _kafka_statements(source, topic)
+        return sources.KafkaDlq(topic)
 
     @property
     def fate(self) -> str:
@@ -242,36 +234,45 @@ def _kafka_statements(source: SourceConfig, topic: str) -> list[iam.PolicyStatem
 
 class _NoticeDestination(FailureDestination):
     """SQS or SNS: a notice of each batch given up on, in a queue or topic this stack creates,
-    encrypted with its own key."""
+    encrypted with its own key, and an output that says where."""
 
     discard_entry = "MappingDiscardedToNotice"
     delivery_entry = "MappingNoticeDeliveryErrors"
+    holder: ClassVar[str]  # what holds the notices
+    output: ClassVar[tuple[str, str]]  # the output's id and description
+    grant: ClassVar[tuple[str, str]]  # the role's statement id and action to send a notice
 
     @property
     def fate(self) -> str:
         return f"the batch is retried, then given up with a notice to {self.short}"
 
-    def _key(self, what: str) -> kms.Key:
-        return kms.Key(
+    def _bind(self, source: SourceConfig, bucket: s3.IBucket) -> lambda_.IEventSourceDlq:
+        self.key = kms.Key(
             self,
             "Key",
-            description=f"Encrypts the MSK -> Kinesis sink's discard-notice {what}",
+            description=f"Encrypts the MSK -> Kinesis sink's discard-notice {self.holder}",
             enable_key_rotation=True,
             removal_policy=RemovalPolicy.RETAIN,
         )
-
-    @staticmethod
-    def _statements(sid: str, action: str, arn: str, key: kms.IKey) -> list[iam.PolicyStatement]:
+        target, arn, where = self._build_holder(self.key)
+        output_id, description = self.output
+        CfnOutput(Stack.of(self), output_id, value=where, description=description)
+        sid, action = self.grant
         # The mappings deliver with the function's role; an encrypted queue or topic also needs
         # kms:Decrypt and kms:GenerateDataKey on its key (AWS, page in the module docstring).
-        return [
+        self.statements = [
             iam.PolicyStatement(sid=sid, actions=[action], resources=[arn]),
             iam.PolicyStatement(
                 sid="EncryptDiscardNotices",
                 actions=["kms:Decrypt", "kms:GenerateDataKey"],
-                resources=[key.key_arn],
+                resources=[self.key.key_arn],
             ),
         ]
+        return target
+
+    def _build_holder(self, key: kms.IKey) -> tuple[lambda_.IEventSourceDlq, str, str]:
+        """Builds the queue or topic; returns the mappings' target, its ARN and the output."""
+        raise NotImplementedError
 
 
 class SqsDestination(_NoticeDestination):
@@ -279,25 +280,23 @@ class SqsDestination(_NoticeDestination):
 
     short = "SQS"
     label = "the discard-notice queue"
+    holder = "queue"
+    output = (
+        "DiscardNoticeQueueUrl",
+        "A notice per batch the mappings gave up on (records stay in Kafka)",
+    )
+    grant = ("SendDiscardNotices", "sqs:SendMessage")
 
-    def __init__(
-        self, scope: Construct, construct_id: str, *, source: SourceConfig, bucket: s3.IBucket
-    ) -> None:
-        super().__init__(scope, construct_id, source=source, bucket=bucket)
-        self.key = self._key("queue")
+    def _build_holder(self, key: kms.IKey) -> tuple[lambda_.IEventSourceDlq, str, str]:
         self.queue = sqs.Queue(
             self,
             "Queue",
             encryption=sqs.QueueEncryption.KMS,
-            encryption_master_key=self.key,
+            encryption_master_key=key,
             enforce_ssl=True,
             retention_period=NOTICE_RETENTION,
             # A notice is the only record of which offsets were given up.
             removal_policy=RemovalPolicy.RETAIN,
-        )
-        self.target = sources.SqsDlq(self.queue)
-        self.statements = self._statements(
-            "SendDiscardNotices", "sqs:SendMessage", self.queue.queue_arn, self.key
         )
         Validations.of(self.queue).acknowledge(
             Acknowledgment(
@@ -310,12 +309,7 @@ class SqsDestination(_NoticeDestination):
                 ),
             )
         )
-        CfnOutput(
-            Stack.of(self),
-            "DiscardNoticeQueueUrl",
-            value=self.queue.queue_url,
-            description="A notice per batch the mappings gave up on (records stay in Kafka)",
-        )
+        return sources.SqsDlq(self.queue), self.queue.queue_arn, self.queue.queue_url
 
     def alarms(self, metrics: SinkMetrics) -> tuple[AlarmSpec, ...]:
         oldest = self.queue.metric_approximate_age_of_oldest_message(
@@ -325,8 +319,6 @@ class SqsDestination(_NoticeDestination):
             "DiscardNoticesWaiting",
             oldest,
             threshold=NOTICE_WAITING_SECONDS,
-            periods=1,
-            breaching=1,
             what=(
                 "a discard notice has waited in the queue for a day: its records are"
                 " only in Kafka, until the topic's retention removes them"
@@ -357,37 +349,24 @@ class SnsDestination(_NoticeDestination):
 
     short = "SNS"
     label = "the discard-notice topic"
+    holder = "topic"
+    output = ("DiscardNoticeTopicArn", "Subscribe to hear of each batch the mappings gave up on")
+    grant = ("PublishDiscardNotices", "sns:Publish")
 
-    def __init__(
-        self, scope: Construct, construct_id: str, *, source: SourceConfig, bucket: s3.IBucket
-    ) -> None:
-        super().__init__(scope, construct_id, source=source, bucket=bucket)
-        self.key = self._key("topic")
+    def _build_holder(self, key: kms.IKey) -> tuple[lambda_.IEventSourceDlq, str, str]:
         self.topic = sns.Topic(
             self,
             "Topic",
             display_name="MSK -> Kinesis sink: discarded batches",
-            master_key=self.key,
+            master_key=key,
             enforce_ssl=True,
         )
-        self.target = sources.SnsDlq(self.topic)
-        self.statements = self._statements(
-            "PublishDiscardNotices", "sns:Publish", self.topic.topic_arn, self.key
-        )
-        CfnOutput(
-            Stack.of(self),
-            "DiscardNoticeTopicArn",
-            value=self.topic.topic_arn,
-            description="Subscribe to hear of each batch the mappings gave up on",
-        )
+        return sources.SnsDlq(self.topic), self.topic.topic_arn, self.topic.topic_arn
 
     def alarms(self, metrics: SinkMetrics) -> tuple[AlarmSpec, ...]:
         failed = AlarmSpec(
             "DiscardNoticesFailed",
             self.topic.metric_number_of_notifications_failed(statistic="Sum", period=PERIOD),
-            threshold=1,
-            periods=1,
-            breaching=1,
             what="SNS could not deliver a discard notice to a subscriber",
         )
         return (*super().alarms(metrics), failed)

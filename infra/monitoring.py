@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Final
 
 from aws_cdk import Aws, Duration, Stack
@@ -50,6 +51,19 @@ SINK_METRICS: Final = (
 )
 
 
+@dataclass(frozen=True, slots=True)
+class MonitoredSink:
+    """What the alarms (infra.alarms) and the dashboard (infra.dashboard) are about."""
+
+    metrics: SinkMetrics
+    function: FunctionConfig
+    source: SourceConfig
+    alarms: AlarmConfig
+    mappings: tuple[TopicMapping, ...]
+    streams: tuple[StreamTarget, ...]
+    destination: FailureDestination
+
+
 class SinkMonitoring(Construct):
     """Exposes `topic` (alarm notifications), `dashboard` and `alarms` (by name)."""
 
@@ -70,38 +84,29 @@ class SinkMonitoring(Construct):
         self._stack_name = Stack.of(self).stack_name
         self._runbook = alarms.runbook_url or RUNBOOK_PATH
         self.topic = self._alarm_topic(alarms.email)
-        metrics = SinkMetrics(
-            function=function,
-            namespace=function_config.metrics_namespace,
-            service=function_config.service_name,
+        sink = MonitoredSink(
+            metrics=SinkMetrics(
+                function=function,
+                namespace=function_config.metrics_namespace,
+                service=function_config.service_name,
+            ),
+            function=function_config,
+            source=source,
+            alarms=alarms,
+            mappings=tuple(mappings),
+            streams=tuple(streams),
+            destination=on_failure,
         )
         self.alarms: dict[str, cw.Alarm] = {}
-        for spec in alarm_specs(
-            metrics,
-            alarms,
-            timeout_seconds=function_config.timeout_seconds,
-            streams=streams,
-            mappings=mappings,
-            destination=on_failure,
-        ):
+        for spec in alarm_specs(sink):
             self.alarms[spec.name] = self._alarm(spec)
-
         self.dashboard = cw.Dashboard(
             self,
             "Dashboard",
             dashboard_name=f"{self._stack_name}-sink",
             default_interval=Duration.hours(3),
         )
-        for row in dashboard_rows(
-            metrics,
-            function_config,
-            mappings=mappings,
-            source=source,
-            streams=streams,
-            destination=on_failure,
-            runbook=self._runbook,
-            alarms=list(self.alarms.values()),
-        ):
+        for row in dashboard_rows(sink, runbook=self._runbook, alarms=list(self.alarms.values())):
             self.dashboard.add_widgets(*row)
 
     def _alarm_topic(self, email: str | None) -> sns.Topic:
@@ -148,19 +153,17 @@ class SinkMonitoring(Construct):
         return topic
 
     def _alarm(self, spec: AlarmSpec) -> cw.Alarm:
-        alarm = cw.Alarm(
+        runbook = f"{self._runbook}#{runbook_anchor(spec.runbook_entry)}"
+        alarm = spec.metric.create_alarm(
             self,
             spec.name,
             alarm_name=alarm_name(self._stack_name, spec.entry, spec.subject),
-            metric=spec.metric,
+            alarm_description=f"{spec.what}. Runbook: {runbook}",
             threshold=spec.threshold,
             evaluation_periods=spec.periods,
             datapoints_to_alarm=spec.breaching,
             comparison_operator=spec.comparison,
             treat_missing_data=spec.missing,
-            alarm_description=(
-                f"{spec.what}. Runbook: {self._runbook}#{runbook_anchor(spec.runbook_entry)}"
-            ),
         )
         action = cw_actions.SnsAction(self.topic)
         alarm.add_alarm_action(action)
