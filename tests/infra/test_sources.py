@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from infra.destinations import DestinationKind, destination_type
 from tests.infra.conftest import (
     BROKERS,
     GLUE_REGISTRY_ARN,
@@ -202,6 +203,14 @@ def test_sources_low_latency_invokes_without_waiting_on_fixed_pollers(
 
 
 # --- on-failure destinations ------------------------------------------------------------------
+
+
+def test_sources_every_destination_kind_has_a_class_of_its_own() -> None:
+    # GIVEN every value onFailureDestination accepts
+    # WHEN each is dispatched to its class
+    classes = {kind: destination_type(kind) for kind in DestinationKind}
+    # THEN no kind is left out or shares another's class
+    assert len(set(classes.values())) == len(DestinationKind)
 
 
 def test_sources_kafka_destination_carries_the_records_to_the_topic(
