@@ -35,6 +35,7 @@ def alarm_specs(sink: MonitoredSink) -> tuple[AlarmSpec, ...]:
 
 
 def _function_alarms(sink: MonitoredSink) -> tuple[AlarmSpec, ...]:
+    """The function's alarms, the streams' in their place."""
     # A table, one spec per alarm: it grows with each alarm and is meant to be read whole, so
     # it may run past 60 lines rather than be cut into pieces that mean nothing alone.
     metrics, config, function = sink.metrics, sink.alarms, sink.metrics.of_function
