@@ -57,6 +57,8 @@ from infra.context import (
     unknown_key,
 )
 from infra.context import ConfigError as ConfigError  # what SinkConfig.from_context raises
+from infra.destinations import DestinationKind as DestinationKind  # onFailureDestination's kinds
+from infra.destinations import destination_type
 from infra.schema_registry import (
     EventRecordFormat,
     RegistryAuth,
@@ -155,15 +157,6 @@ class AuthMode(StrEnum):
     SASL_PLAIN = "sasl_plain"  # self-managed only, over TLS
     MTLS = "mtls"
     NONE = "none"  # self-managed only, inside a VPC
-
-
-class DestinationKind(StrEnum):
-    """Where the event source mappings send what they give up on."""
-
-    S3 = "s3"  # whole invocation payloads, in the dead-letter bucket
-    KAFKA = "kafka"  # the records themselves, to a topic of the same cluster
-    SQS = "sqs"  # metadata only (topic, partitions, offsets), to a queue this stack creates
-    SNS = "sns"  # metadata only, to a topic this stack creates
 
 
 class SourceKind(StrEnum):
@@ -400,6 +393,11 @@ class SourceConfig(ContextModel):
         return SourceKind.MSK
 
     @property
+    def iam_cluster(self) -> MskCluster | None:
+        """The MSK cluster when its IAM access control authorizes the function's role."""
+        return self.cluster if self.auth is AuthMode.IAM else None
+
+    @property
     def in_vpc(self) -> bool:
         """Whether the pollers run in a VPC's subnets (always for MSK: the cluster's own)."""
         return self.cluster is not None or bool(self.subnet_ids)
@@ -620,24 +618,7 @@ class SourceConfig(ContextModel):
 
     @model_validator(mode="after")
     def _destination(self) -> SourceConfig:
-        kafka = self.on_failure is DestinationKind.KAFKA
-        if kafka and self.on_failure_topic is None:
-            raise ConfigError(
-                "onFailureTopic is required when onFailureDestination=kafka: the topic, on the"
-                " same cluster, that receives the failed records"
-            )
-        if not kafka and self.on_failure_topic is not None:
-            raise ConfigError(
-                f"onFailureTopic only applies with onFailureDestination=kafka"
-                f" (onFailureDestination={self.on_failure.value})"
-            )
-        # AWS: "Using a Kafka topic as an on-failure destination": Lambda blocks a destination
-        # topic that is also a source topic (it would loop).
-        if self.on_failure_topic in self.topic_names:
-            raise ConfigError(
-                f"onFailureTopic={self.on_failure_topic!r} is also in topics: Lambda refuses a"
-                " destination topic that is a source topic"
-            )
+        destination_type(self.on_failure).check(self)
         return self
 
     @model_validator(mode="after")

@@ -4,13 +4,20 @@ AWS: "Capturing discarded batches for Amazon MSK and self-managed Apache Kafka e
 S3 gets whole invocation payloads (the default: the dead-letter bucket), a Kafka topic on the same
 cluster gets the records themselves; SQS and SNS get metadata only (topic, partitions, offsets),
 so the records must be read again from Kafka before its retention removes them.
+
+Each kind is a class that holds all there is to it: its settings' rules, what it builds, what the
+function's role needs for the mappings to reach it, its alarms (each with a runbook entry), its
+dashboard widgets and outputs. Nothing else in the stack looks at the kind. infra.config imports
+this module for the kinds and their rules, so nothing here imports infra.config at run time.
 """
 
 from __future__ import annotations
 
-from typing import Final
+from enum import StrEnum
+from typing import TYPE_CHECKING, ClassVar, Final, assert_never
 
-from aws_cdk import Acknowledgment, Duration, RemovalPolicy, Validations
+from aws_cdk import Acknowledgment, CfnOutput, Duration, RemovalPolicy, Stack, Validations
+from aws_cdk import aws_cloudwatch as cw
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
@@ -20,99 +27,240 @@ from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
-from infra.config import AuthMode, DestinationKind, SourceConfig
+from infra.cloudwatch import PERIOD, WIDTH, AlarmSpec, SinkMetrics
+from infra.context import ConfigError
+
+if TYPE_CHECKING:
+    from infra.config import SourceConfig
+    from infra.event_sources import TopicMapping
 
 # SQS keeps a message at most 14 days: the longest a notice can wait to be acted on.
 NOTICE_RETENTION: Final = Duration.days(14)
+# A discard notice in the queue this long has not been acted on; Kafka may drop its records.
+NOTICE_WAITING_SECONDS: Final = 86_400
 
-# How alarm descriptions name the destination (a Kafka destination is named by its topic).
-LABELS: Final = {
-    DestinationKind.S3: "the dead-letter bucket",
-    DestinationKind.SQS: "the discard-notice queue",
-    DestinationKind.SNS: "the discard-notice topic",
-}
+
+class DestinationKind(StrEnum):
+    """Where the event source mappings send what they give up on."""
+
+    S3 = "s3"  # whole invocation payloads, in the dead-letter bucket
+    KAFKA = "kafka"  # the records themselves, to a topic of the same cluster
+    SQS = "sqs"  # metadata only (topic, partitions, offsets), to a queue this stack creates
+    SNS = "sns"  # metadata only, to a topic this stack creates
+
+
+def destination_type(kind: DestinationKind) -> type[FailureDestination]:
+    """The class of each kind."""
+    match kind:
+        case DestinationKind.S3:
+            return S3Destination
+        case DestinationKind.KAFKA:
+            return KafkaDestination
+        case DestinationKind.SQS:
+            return SqsDestination
+        case DestinationKind.SNS:
+            return SnsDestination
+        case _:
+            assert_never(kind)
+
+
+def failure_destination(
+    scope: Construct, construct_id: str, *, source: SourceConfig, bucket: s3.IBucket
+) -> FailureDestination:
+    """The destination `onFailureDestination` names."""
+    return destination_type(source.on_failure)(scope, construct_id, source=source, bucket=bucket)
 
 
 class FailureDestination(Construct):
-    """The mappings' on-failure destination, and what the function's role needs to reach it.
+    """The mappings' on-failure destination.
 
-    Exposes `kind`, `target` (for the mappings), `statements` (for the role), `label`, and for
-    SQS or SNS the `queue` or `topic` this stack creates with its `key`.
+    Exposes `target` (for the mappings), `statements` (what the function's role needs for the
+    mappings to deliver with it) and `label` (how alarm descriptions name it).
     """
+
+    short: ClassVar[str]  # how the dashboard names it
+    # The runbook entries of its per-mapping alarms: batches given up on, and failed deliveries.
+    discard_entry: ClassVar[str]
+    delivery_entry: ClassVar[str]
+    # The mappings write into the dead-letter bucket (the role's grants there widen for them).
+    writes_dead_letters: ClassVar[bool] = False
+    label: str
 
     def __init__(
         self, scope: Construct, construct_id: str, *, source: SourceConfig, bucket: s3.IBucket
     ) -> None:
         super().__init__(scope, construct_id)
-        self.kind = source.on_failure
-        self.label = LABELS.get(self.kind, f"topic {source.on_failure_topic}")
-        self.queue: sqs.Queue | None = None
-        self.topic: sns.Topic | None = None
-        self.key: kms.Key | None = None
         self.statements: list[iam.PolicyStatement] = []
-        self.target: lambda_.IEventSourceDlq
-        if self.kind is DestinationKind.S3:
-            # The dead-letter bucket's statements are the function's own (it writes there too).
-            self.target = sources.S3OnFailureDestination(bucket)
-        elif self.kind is DestinationKind.KAFKA:
-            assert source.on_failure_topic is not None
-            self.target = sources.KafkaDlq(source.on_failure_topic)
-            self.statements = _kafka_statements(source)
-        elif self.kind is DestinationKind.SQS:
-            self.key = self._key("queue")
-            self.queue = sqs.Queue(
-                self,
-                "Queue",
-                encryption=sqs.QueueEncryption.KMS,
-                encryption_master_key=self.key,
-                enforce_ssl=True,
-                retention_period=NOTICE_RETENTION,
-                # A notice is the only record of which offsets were given up.
-                removal_policy=RemovalPolicy.RETAIN,
-            )
-            self.target = sources.SqsDlq(self.queue)
-            self.statements = self._notice_statements(
-                "SendDiscardNotices", "sqs:SendMessage", self.queue.queue_arn
-            )
-            Validations.of(self.queue).acknowledge(
-                Acknowledgment(
-                    id="AwsSolutions-SQS3",
-                    reason=(
-                        "This queue is itself the mappings' on-failure destination: a dead-letter"
-                        " queue of its own would only move unread notices elsewhere. Notices are"
-                        " kept 14 days and the DiscardNoticesWaiting alarm fires while one is"
-                        " older than a day."
-                    ),
-                )
-            )
-        else:
-            self.key = self._key("topic")
-            self.topic = sns.Topic(
-                self,
-                "Topic",
-                display_name="MSK -> Kinesis sink: discarded batches",
-                master_key=self.key,
-                enforce_ssl=True,
-            )
-            self.target = sources.SnsDlq(self.topic)
-            self.statements = self._notice_statements(
-                "PublishDiscardNotices", "sns:Publish", self.topic.topic_arn
+        self.target = self._bind(source, bucket)
+
+    def _bind(self, source: SourceConfig, bucket: s3.IBucket) -> lambda_.IEventSourceDlq | None:
+        """Builds what this kind needs of the source's settings and the dead-letter bucket, sets
+        the role's `statements`, and returns the mappings' target (None: they get none)."""
+        raise NotImplementedError
+
+    @staticmethod
+    def check(source: SourceConfig) -> None:
+        """Refuses, when the settings are read, what this kind can't take."""
+        if source.on_failure_topic is not None:
+            raise ConfigError(
+                f"onFailureTopic only applies with onFailureDestination=kafka"
+                f" (onFailureDestination={source.on_failure.value})"
             )
 
-    def _key(self, what: str) -> kms.Key:
-        return kms.Key(
+    @property
+    def fate(self) -> str:
+        """What becomes of a batch whose invocations keep failing."""
+        return f"the batch is retried, then sent to {self.short}"
+
+    def alarms(self, metrics: SinkMetrics) -> tuple[AlarmSpec, ...]:
+        """Its alarms beside the function's."""
+        return (
+            AlarmSpec(
+                "DestinationDeliveryFailures",
+                metrics.of_function(
+                    "DestinationDeliveryFailures", "Sum", "on-failure delivery failures"
+                ),
+                what=(
+                    f"a discarded batch could not be delivered to {self.label}: those records"
+                    " exist only in Kafka now"
+                ),
+            ),
+        )
+
+    def discard_alarms(self, metrics: SinkMetrics, mapping: TopicMapping) -> tuple[AlarmSpec, ...]:
+        """A mapping's alarm on the batches it gives up on."""
+        # The two exist only when something happened; FILL makes the sum defined when one is
+        # missing (a plain a + b has no value then, and the alarm would never see the other).
+        discarded = cw.MathExpression(
+            expression="FILL(dropped, 0) + FILL(delivered, 0)",
+            using_metrics={
+                "dropped": metrics.of_mapping(mapping, "DroppedEventCount"),
+                "delivered": metrics.of_mapping(mapping, "OnFailureDestinationDeliveredEventCount"),
+            },
+            label=f"{mapping.topic}: discarded by the event source mapping",
+            period=PERIOD,
+        )
+        what = f"gave up on records (their batch went to {self.label}, or was dropped)"
+        return (self._mapping_alarm(self.discard_entry, mapping, discarded, what),)
+
+    def delivery_alarms(self, metrics: SinkMetrics, mapping: TopicMapping) -> tuple[AlarmSpec, ...]:
+        """A mapping's alarm on batches it could not deliver here."""
+        errors = metrics.of_mapping(mapping, "OnFailureDestinationDeliveryErrorCount")
+        what = f"could not deliver a discarded batch to {self.label}"
+        return (self._mapping_alarm(self.delivery_entry, mapping, errors, what),)
+
+    @staticmethod
+    def _mapping_alarm(
+        entry: str, mapping: TopicMapping, metric: cw.Metric | cw.MathExpression, what: str
+    ) -> AlarmSpec:
+        return AlarmSpec(
+            entry,
+            metric,
+            what=f"the event source mapping for {mapping.topic} {what}",
+            topic=mapping.topic,
+        )
+
+    def widgets(self) -> list[cw.IWidget]:
+        """Its own dashboard row (none unless it builds something to watch)."""
+        return []
+
+
+class S3Destination(FailureDestination):
+    """The dead-letter bucket (the default): whole invocation payloads."""
+
+    short = "S3"
+    label = "the dead-letter bucket"
+    discard_entry = "MappingDiscarded"
+    delivery_entry = "MappingDeliveryErrors"
+    # The bucket's statements are the function's own (it writes there too), widened.
+    writes_dead_letters = True
+
+    def _bind(self, source: SourceConfig, bucket: s3.IBucket) -> lambda_.IEventSourceDlq:
+        return sources.S3OnFailureDestination(bucket)
+
+
+class KafkaDestination(FailureDestination):
+    """A topic on the same cluster (`onFailureTopic`): the records themselves."""
+
+    short = "Kafka"
+    discard_entry = "MappingDiscardedToKafka"
+    delivery_entry = "MappingKafkaDeliveryErrors"
+
+    def _bind(self, source: SourceConfig, bucket: s3.IBucket) -> lambda_.IEventSourceDlq:
+        topic = source.on_failure_topic
+        assert topic is not None  # check() requires it
+        self.label = f"topic {topic}"
+        self.statements = _kafka_statements(source, topic)
+        return sources.KafkaDlq(topic)
+
+    @property
+    def fate(self) -> str:
+        return f"the batch is retried, then sent to Kafka {self.label}"
+
+    @staticmethod
+    def check(source: SourceConfig) -> None:
+        topic = source.on_failure_topic
+        if topic is None:
+            raise ConfigError(
+                "onFailureTopic is required when onFailureDestination=kafka: the topic, on the"
+                " same cluster, that receives the failed records"
+            )
+        # AWS: "Using a Kafka topic as an on-failure destination": Lambda blocks a destination
+        # topic that is also a source topic (it would loop).
+        if topic in source.topic_names:
+            raise ConfigError(
+                f"onFailureTopic={topic!r} is also in topics: Lambda refuses a"
+                " destination topic that is a source topic"
+            )
+
+
+def _kafka_statements(source: SourceConfig, topic: str) -> list[iam.PolicyStatement]:
+    """With MSK's IAM access control, the mappings produce to the topic with the function's role.
+
+    AWS: "Using a Kafka topic as an on-failure destination" (topic permissions). With SASL or
+    mTLS, the cluster's ACLs grant the credentials' principal WRITE on the topic instead.
+    """
+    cluster = source.iam_cluster
+    if cluster is None:
+        return []
+    return [
+        iam.PolicyStatement(
+            sid="WriteFailureTopic",
+            actions=["kafka-cluster:DescribeTopic", "kafka-cluster:WriteData"],
+            resources=[cluster.topic_arn(topic)],
+        )
+    ]
+
+
+class _NoticeDestination(FailureDestination):
+    """SQS or SNS: a notice of each batch given up on, in a queue or topic this stack creates,
+    encrypted with its own key, and an output that says where."""
+
+    discard_entry = "MappingDiscardedToNotice"
+    delivery_entry = "MappingNoticeDeliveryErrors"
+    holder: ClassVar[str]  # what holds the notices
+    output: ClassVar[tuple[str, str]]  # the output's id and description
+    grant: ClassVar[tuple[str, str]]  # the role's statement id and action to send a notice
+
+    @property
+    def fate(self) -> str:
+        return f"the batch is retried, then given up with a notice to {self.short}"
+
+    def _bind(self, source: SourceConfig, bucket: s3.IBucket) -> lambda_.IEventSourceDlq:
+        self.key = kms.Key(
             self,
             "Key",
-            description=f"Encrypts the MSK -> Kinesis sink's discard-notice {what}",
+            description=f"Encrypts the MSK -> Kinesis sink's discard-notice {self.holder}",
             enable_key_rotation=True,
             removal_policy=RemovalPolicy.RETAIN,
         )
-
-    def _notice_statements(self, sid: str, action: str, arn: str) -> list[iam.PolicyStatement]:
-        assert self.key is not None
+        target, arn, where = self._build_holder(self.key)
+        output_id, description = self.output
+        CfnOutput(Stack.of(self), output_id, value=where, description=description)
+        sid, action = self.grant
         # The mappings deliver with the function's role; an encrypted queue or topic also needs
         # kms:Decrypt and kms:GenerateDataKey on its key (AWS, page in the module docstring).
-        return [
+        self.statements = [
             iam.PolicyStatement(sid=sid, actions=[action], resources=[arn]),
             iam.PolicyStatement(
                 sid="EncryptDiscardNotices",
@@ -120,21 +268,118 @@ class FailureDestination(Construct):
                 resources=[self.key.key_arn],
             ),
         ]
+        return target
+
+    def _build_holder(self, key: kms.IKey) -> tuple[lambda_.IEventSourceDlq, str, str]:
+        """Builds the queue or topic; returns the mappings' target, its ARN and the output."""
+        raise NotImplementedError
 
 
-def _kafka_statements(source: SourceConfig) -> list[iam.PolicyStatement]:
-    """With MSK's IAM access control, the mappings produce to the topic with the function's role.
+class SqsDestination(_NoticeDestination):
+    """Exposes the `queue` of notices and its `key`."""
 
-    AWS: "Using a Kafka topic as an on-failure destination" (topic permissions). With SASL or
-    mTLS, the cluster's ACLs grant the credentials' principal WRITE on the topic instead.
-    """
-    if source.cluster is None or source.auth is not AuthMode.IAM:
-        return []
-    assert source.on_failure_topic is not None
-    return [
-        iam.PolicyStatement(
-            sid="WriteFailureTopic",
-            actions=["kafka-cluster:DescribeTopic", "kafka-cluster:WriteData"],
-            resources=[source.cluster.topic_arn(source.on_failure_topic)],
+    short = "SQS"
+    label = "the discard-notice queue"
+    holder = "queue"
+    output = (
+        "DiscardNoticeQueueUrl",
+        "A notice per batch the mappings gave up on (records stay in Kafka)",
+    )
+    grant = ("SendDiscardNotices", "sqs:SendMessage")
+
+    def _build_holder(self, key: kms.IKey) -> tuple[lambda_.IEventSourceDlq, str, str]:
+        self.queue = sqs.Queue(
+            self,
+            "Queue",
+            encryption=sqs.QueueEncryption.KMS,
+            encryption_master_key=key,
+            enforce_ssl=True,
+            retention_period=NOTICE_RETENTION,
+            # A notice is the only record of which offsets were given up.
+            removal_policy=RemovalPolicy.RETAIN,
         )
-    ]
+        Validations.of(self.queue).acknowledge(
+            Acknowledgment(
+                id="AwsSolutions-SQS3",
+                reason=(
+                    "This queue is itself the mappings' on-failure destination: a dead-letter"
+                    " queue of its own would only move unread notices elsewhere. Notices are"
+                    " kept 14 days and the DiscardNoticesWaiting alarm fires while one is"
+                    " older than a day."
+                ),
+            )
+        )
+        return sources.SqsDlq(self.queue), self.queue.queue_arn, self.queue.queue_url
+
+    def alarms(self, metrics: SinkMetrics) -> tuple[AlarmSpec, ...]:
+        oldest = self.queue.metric_approximate_age_of_oldest_message(
+            statistic="Maximum", period=PERIOD
+        )
+        waiting = AlarmSpec(
+            "DiscardNoticesWaiting",
+            oldest,
+            threshold=NOTICE_WAITING_SECONDS,
+            what=(
+                "a discard notice has waited in the queue for a day: its records are"
+                " only in Kafka, until the topic's retention removes them"
+            ),
+        )
+        return (*super().alarms(metrics), waiting)
+
+    def widgets(self) -> list[cw.IWidget]:
+        return [
+            cw.GraphWidget(
+                title="Discard notices (SQS): waiting, and age of the oldest (s)",
+                left=[self.queue.metric_approximate_number_of_messages_visible(period=PERIOD)],
+                right=[
+                    self.queue.metric_approximate_age_of_oldest_message(
+                        statistic="Maximum", period=PERIOD
+                    )
+                ],
+                right_annotations=[
+                    cw.HorizontalAnnotation(value=NOTICE_WAITING_SECONDS, label="alarm")
+                ],
+                width=WIDTH,
+            )
+        ]
+
+
+class SnsDestination(_NoticeDestination):
+    """Exposes the `topic` of notices and its `key`."""
+
+    short = "SNS"
+    label = "the discard-notice topic"
+    holder = "topic"
+    output = ("DiscardNoticeTopicArn", "Subscribe to hear of each batch the mappings gave up on")
+    grant = ("PublishDiscardNotices", "sns:Publish")
+
+    def _build_holder(self, key: kms.IKey) -> tuple[lambda_.IEventSourceDlq, str, str]:
+        self.topic = sns.Topic(
+            self,
+            "Topic",
+            display_name="MSK -> Kinesis sink: discarded batches",
+            master_key=key,
+            enforce_ssl=True,
+        )
+        return sources.SnsDlq(self.topic), self.topic.topic_arn, self.topic.topic_arn
+
+    def alarms(self, metrics: SinkMetrics) -> tuple[AlarmSpec, ...]:
+        failed = AlarmSpec(
+            "DiscardNoticesFailed",
+            self.topic.metric_number_of_notifications_failed(statistic="Sum", period=PERIOD),
+            what="SNS could not deliver a discard notice to a subscriber",
+        )
+        return (*super().alarms(metrics), failed)
+
+    def widgets(self) -> list[cw.IWidget]:
+        return [
+            cw.GraphWidget(
+                title="Discard notices (SNS): published, delivered, failed",
+                left=[
+                    self.topic.metric_number_of_messages_published(period=PERIOD),
+                    self.topic.metric_number_of_notifications_delivered(period=PERIOD),
+                    self.topic.metric_number_of_notifications_failed(period=PERIOD),
+                ],
+                width=WIDTH,
+            )
+        ]

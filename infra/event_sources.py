@@ -82,7 +82,7 @@ class KafkaEventSources(Construct):
         *,
         function: lambda_.Function,
         source: SourceConfig,
-        on_failure: lambda_.IEventSourceDlq,
+        on_failure: lambda_.IEventSourceDlq | None,
     ) -> None:
         super().__init__(scope, construct_id)
         self._source = source

@@ -77,25 +77,16 @@ class SinkFunction(Construct):
             # Kept after the stack is gone: the last words of a sink are often the useful ones.
             removal_policy=RemovalPolicy.RETAIN,
         )
-        self.role = iam.Role(
-            self,
-            "Role",
-            assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
-            description="MSK -> Kinesis sink: read the topics, write the stream and dead letters",
-            inline_policies={
-                "sink": iam.PolicyDocument(
-                    statements=_statements(
-                        log_group=self.log_group,
-                        streams=streams,
-                        bucket=dead_letter_bucket,
-                        bucket_key_arn=dead_letter_key_arn,
-                        mappings_write_dead_letters=mappings_write_dead_letters,
-                    )
-                    + list(mapping_access.statements)
-                )
-            },
+        self.role = self._role(
+            mapping_access,
+            own=_statements(
+                log_group=self.log_group,
+                streams=streams,
+                bucket=dead_letter_bucket,
+                bucket_key_arn=dead_letter_key_arn,
+                mappings_write_dead_letters=mappings_write_dead_letters,
+            ),
         )
-        Validations.of(self.role).acknowledge(*mapping_access.acknowledgements)
         self._acknowledge_dead_letters(dead_letter_bucket, mappings_write_dead_letters)
 
         self.function = lambda_.Function(
@@ -120,6 +111,20 @@ class SinkFunction(Construct):
             system_log_level_v2=lambda_.SystemLogLevel.INFO,
             environment=_environment(config, streams=streams, bucket=dead_letter_bucket),
         )
+
+    def _role(self, mapping_access: MappingAccess, *, own: list[iam.PolicyStatement]) -> iam.Role:
+        """The function's `own` statements, then what the mappings do with the role."""
+        role = iam.Role(
+            self,
+            "Role",
+            assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
+            description="MSK -> Kinesis sink: read the topics, write the stream and dead letters",
+            inline_policies={
+                "sink": iam.PolicyDocument(statements=own + list(mapping_access.statements))
+            },
+        )
+        Validations.of(role).acknowledge(*mapping_access.acknowledgements)
+        return role
 
     def _code(self, architecture: Architecture) -> lambda_.Code:
         # Checked here, in Python, so a missing wheel is one line rather than a jsii traceback.

@@ -7,9 +7,9 @@ from typing import Any
 from aws_cdk import Annotations, Aws, CfnOutput, Stack
 from constructs import Construct
 
-from infra.config import DestinationKind, SinkConfig
+from infra.config import SinkConfig
 from infra.dead_letters import DeadLetterBucket
-from infra.destinations import FailureDestination
+from infra.destinations import failure_destination
 from infra.event_sources import KafkaEventSources, mapping_access
 from infra.monitoring import SinkMonitoring
 from infra.plan import deployment_warnings
@@ -38,14 +38,14 @@ class MskKinesisSinkStack(Stack):
         self.dead_letters = DeadLetterBucket(
             self, "DeadLetters", retention_days=config.dead_letter_retention_days
         )
-        self.on_failure = FailureDestination(
+        self.on_failure = failure_destination(
             self, "OnFailure", source=config.source, bucket=self.dead_letters.bucket
         )
         self.sink = SinkFunction(
             self,
             "Sink",
             mapping_access=mapping_access(config.source, self.on_failure.statements),
-            mappings_write_dead_letters=self.on_failure.kind is DestinationKind.S3,
+            mappings_write_dead_letters=self.on_failure.writes_dead_letters,
             config=config.function,
             streams=self.streams,
             dead_letter_bucket=self.dead_letters.bucket,
@@ -69,7 +69,10 @@ class MskKinesisSinkStack(Stack):
             streams=self.streams.targets,
             alarms=config.alarms,
         )
+        self._add_outputs()
 
+    def _add_outputs(self) -> None:
+        """Where things are (the on-failure destination outputs its own)."""
         if self.streams.default is not None:
             CfnOutput(self, "StreamArn", value=self.streams.default.stream.stream_arn)
         CfnOutput(self, "FunctionName", value=self.sink.function.function_name)
@@ -80,20 +83,6 @@ class MskKinesisSinkStack(Stack):
             value=self.dead_letters.key.key_arn,
             description="Readers of dead letters need kms:Decrypt on this key (and s3:GetObject)",
         )
-        if self.on_failure.queue is not None:
-            CfnOutput(
-                self,
-                "DiscardNoticeQueueUrl",
-                value=self.on_failure.queue.queue_url,
-                description="A notice per batch the mappings gave up on (records stay in Kafka)",
-            )
-        if self.on_failure.topic is not None:
-            CfnOutput(
-                self,
-                "DiscardNoticeTopicArn",
-                value=self.on_failure.topic.topic_arn,
-                description="Subscribe to hear of each batch the mappings gave up on",
-            )
         CfnOutput(self, "AlarmTopicArn", value=self.monitoring.topic.topic_arn)
         CfnOutput(
             self,

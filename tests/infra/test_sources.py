@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from infra.destinations import DestinationKind, destination_type
 from tests.infra.conftest import (
     BROKERS,
     GLUE_REGISTRY_ARN,
@@ -204,6 +205,14 @@ def test_sources_low_latency_invokes_without_waiting_on_fixed_pollers(
 # --- on-failure destinations ------------------------------------------------------------------
 
 
+def test_sources_every_destination_kind_has_a_class_of_its_own() -> None:
+    # GIVEN every value onFailureDestination accepts
+    # WHEN each is dispatched to its class
+    classes = {kind: destination_type(kind) for kind in DestinationKind}
+    # THEN no kind is left out or shares another's class
+    assert len(set(classes.values())) == len(DestinationKind)
+
+
 def test_sources_kafka_destination_carries_the_records_to_the_topic(
     variant_synths: dict[str, Synth],
 ) -> None:
@@ -347,6 +356,36 @@ def test_sources_discard_alarms_say_where_the_batches_went(
     assert discarded and delivery
     for alarm in discarded + delivery + [alarms["DestinationDeliveryFailures"]]:
         assert label in alarm["AlarmDescription"], alarm["AlarmName"]
+
+
+@pytest.mark.parametrize(
+    ("variant", "short", "fate"),
+    [
+        ("default", "S3", "then sent to S3"),
+        (
+            "msk_kafka_dlq_low_latency_poller_group",
+            "Kafka",
+            "then sent to Kafka topic sink-failures",
+        ),
+        (
+            "self_managed_scram512_internet_sqs_low_latency",
+            "SQS",
+            "then given up with a notice to SQS",
+        ),
+        ("self_managed_plain_sns", "SNS", "then given up with a notice to SNS"),
+    ],
+)
+def test_sources_function_errors_alarm_names_the_configured_destination(
+    variant: str, short: str, fate: str, all_synths: dict[str, Synth]
+) -> None:
+    # GIVEN each destination kind
+    alarm = alarms_by_name(all_synths[variant])["FunctionErrors"]
+    # WHEN the description of the alarm on failed invocations is read
+    description = alarm["AlarmDescription"]
+    # THEN it says where a batch goes once its retries are spent, and names no other destination
+    assert f"(the batch is retried, {fate})" in description
+    for other in {"S3", "Kafka", "SQS", "SNS"} - {short}:
+        assert other not in description, other
 
 
 def test_sources_dashboard_shows_msk_lag_only_where_msk_publishes_it(

@@ -1,0 +1,131 @@
+"""The sink's alarms as data: one spec per alarm (infra.cloudwatch.AlarmSpec), each with an entry
+in docs/runbook.md. The on-failure destination's alarms are its own (infra.destinations)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Final
+
+from aws_cdk import aws_cloudwatch as cw
+
+from infra.cloudwatch import AlarmSpec, SinkMetrics
+
+if TYPE_CHECKING:
+    from infra.event_sources import TopicMapping
+    from infra.monitoring import MonitoredSink
+    from infra.stream import StreamTarget
+
+# A mapping's ErrorCount group: each metric exists only when an error happened, and these fire
+# when so many of 3 periods have one. (entry, metric, periods breaching, what the mapping did)
+_ERROR_COUNTS: Final = (
+    ("MappingPollingErrors", "PollingErrorCount", 3, "could not poll the cluster for 15 minutes"),
+    ("MappingInvokeErrors", "InvokeErrorCount", 2, "could not invoke the function"),
+    ("MappingCommitErrors", "CommitErrorCount", 2, "could not commit offsets to the cluster"),
+)
+
+
+def alarm_specs(sink: MonitoredSink) -> tuple[AlarmSpec, ...]:
+    """Every alarm of the sink: the function's and the streams', the destination's, then each
+    mapping's."""
+    return (
+        *_function_alarms(sink),
+        *sink.destination.alarms(sink.metrics),
+        *(spec for mapping in sink.mappings for spec in _mapping_alarms(sink, mapping)),
+    )
+
+
+def _function_alarms(sink: MonitoredSink) -> tuple[AlarmSpec, ...]:
+    """The function's alarms, the streams' in their place."""
+    # A table, one spec per alarm: it grows with each alarm and is meant to be read whole, so
+    # it may run past 60 lines rather than be cut into pieces that mean nothing alone.
+    metrics, config, function = sink.metrics, sink.alarms, sink.metrics.of_function
+    timeout_ms = sink.function.timeout_seconds * 1000
+    return (
+        AlarmSpec(
+            "OffsetLag",
+            function("OffsetLag", "Maximum", "offset lag (max)"),
+            threshold=config.offset_lag_threshold,
+            periods=3,
+            breaching=3,
+            what="offset lag stayed above the threshold for 15 minutes: the sink is falling behind",
+        ),
+        AlarmSpec(
+            "FunctionErrors",
+            function("Errors", "Sum", "errors"),
+            periods=3,
+            breaching=2,
+            what=f"invocations failed as a whole ({sink.destination.fate})",
+        ),
+        AlarmSpec(
+            "FunctionThrottles",
+            function("Throttles", "Sum", "throttles"),
+            periods=3,
+            breaching=3,
+            what="invocations were throttled for 15 minutes (concurrency limit)",
+        ),
+        AlarmSpec(
+            "RecordsDeadLettered",
+            metrics.of_sink("RecordsDeadLettered", "Sum"),
+            what="records could not be published and were written to the dead-letter bucket",
+        ),
+        *_stream_alarms(metrics, sink.streams),
+        AlarmSpec(
+            "DurationNearTimeout",
+            function("Duration", "Maximum", "duration max"),
+            threshold=timeout_ms * config.duration_percent / 100,
+            periods=3,
+            breaching=2,
+            what=f"invocations ran past {config.duration_percent}% of the function timeout",
+        ),
+    )
+
+
+def _stream_alarms(metrics: SinkMetrics, streams: Sequence[StreamTarget]) -> tuple[AlarmSpec, ...]:
+    """One alarm per target stream (the default stream's without a stream id)."""
+    return tuple(
+        AlarmSpec(
+            "StreamWriteThrottling",
+            metrics.of_stream(target, "WriteProvisionedThroughputExceeded", "Sum"),
+            periods=3,
+            breaching=3,
+            what="Kinesis throttled writes for 15 minutes in a row"
+            + (f" (stream {target.stream_id})" if target.stream_id else ""),
+            stream=target.stream_id,
+        )
+        for target in streams
+    )
+
+
+def _mapping_alarms(sink: MonitoredSink, mapping: TopicMapping) -> tuple[AlarmSpec, ...]:
+    """One mapping's alarms, in the order of its metric groups: what it gave up on (the
+    destination's), whether it polls, then its errors (the destination's delivery errors last)."""
+    # A table, one spec per alarm (as above).
+    metrics, destination, topic = sink.metrics, sink.destination, mapping.topic
+    of = metrics.of_mapping
+    return (
+        *destination.discard_alarms(metrics, mapping),
+        # Lambda emits PolledEventCount on every poll, 0 for an empty one: no datapoint at all
+        # means the mapping is not polling (network, authentication, permissions, disabled).
+        AlarmSpec(
+            "MappingNotPolling",
+            of(mapping, "PolledEventCount", statistic="SampleCount"),
+            periods=3,
+            breaching=3,
+            what=f"the event source mapping for {topic} has not polled the topic for 15 minutes",
+            topic=topic,
+            comparison=cw.ComparisonOperator.LESS_THAN_THRESHOLD,
+            missing=cw.TreatMissingData.BREACHING,
+        ),
+        *(
+            AlarmSpec(
+                entry,
+                of(mapping, metric),
+                periods=3,
+                breaching=breaching,
+                what=f"the event source mapping for {topic} {what}",
+                topic=topic,
+            )
+            for entry, metric, breaching, what in _ERROR_COUNTS
+        ),
+        *destination.delivery_alarms(metrics, mapping),
+    )
