@@ -508,97 +508,11 @@ class SourceConfig(ContextModel):
 
     @model_validator(mode="after")
     def _authentication(self) -> SourceConfig:
-        auth, secret, secret_key = self.auth, self.auth_secret_arn, self.auth_secret_kms_key_arn
-        offered = _SELF_MANAGED_AUTH if self.cluster is None else _MSK_AUTH
-        allowed = ", ".join(a.value for a in offered)
-        if self.cluster is None and "auth" not in self.model_fields_set:
-            raise ConfigError(f"authentication is required with bootstrapServers ({allowed})")
-        if auth not in offered:
-            where = "self-managed Kafka" if self.cluster is None else "Amazon MSK"
-            raise ConfigError(
-                f"authentication={auth.value} is not available with {where} (allowed: {allowed})"
-            )
-        if auth not in _SECRET_AUTH and (secret or secret_key):
-            raise ConfigError(
-                "authSecretArn/authSecretKmsKeyArn are only used with authentication="
-                f"{', '.join(a.value for a in offered if a in _SECRET_AUTH)}"
-                f" (authentication={auth.value})"
-            )
-        if auth in _SECRET_AUTH and secret is None:
-            raise ConfigError(f"authSecretArn is required when authentication={auth.value}")
-        # AWS: "Creating a Lambda event source mapping for a self-managed Apache Kafka event
-        # source": brokers outside a VPC need credentials; and the root CA applies to TLS with
-        # SASL/SCRAM, SASL/PLAIN or mTLS.
-        if auth is AuthMode.NONE and not self.subnet_ids:
-            raise ConfigError(
-                "authentication=none needs subnetIds and securityGroupId: Lambda reaches brokers"
-                " without credentials only inside a VPC"
-            )
-        if auth is AuthMode.NONE and self.root_ca_secret_arn is not None:
-            raise ConfigError(
-                "rootCaSecretArn applies to TLS with sasl_scram_256, sasl_scram, sasl_plain or"
-                " mtls, not to authentication=none"
-            )
-        if self.root_ca_secret_kms_key_arn is not None and self.root_ca_secret_arn is None:
-            raise ConfigError("rootCaSecretKmsKeyArn only applies with rootCaSecretArn")
-        for key, arn in (("authSecretArn", secret), ("rootCaSecretArn", self.root_ca_secret_arn)):
-            if arn is not None and not _COMPLETE_SECRET_SUFFIX.search(arn):
-                raise ConfigError(
-                    f"{key}={arn!r} is a partial ARN: give the complete one, ending in the"
-                    " 6 characters Secrets Manager appends to the name (...:secret:<name>-AbCdEf)"
-                )
-        # AWS: "Configuring cluster authentication methods in Lambda": secrets must be in the
-        # function's region; the mappings live in the cluster's region.
-        arns = {
-            _key(name): getattr(self, name)
-            for name in (
-                "auth_secret_arn",
-                "auth_secret_kms_key_arn",
-                "root_ca_secret_arn",
-                "root_ca_secret_kms_key_arn",
-            )
-        }
-        regions = {key: _arn_region(arn) for key, arn in arns.items() if arn is not None}
-        if self.cluster is not None:
-            regions = {"clusterArn": self.cluster.region, **regions}
-        first, region = next(iter(regions.items()), ("", ""))
-        for key, other in regions.items():
-            if other != region:
-                raise ConfigError(
-                    f"{key} is in {other!r} but {first} is in {region!r}: Lambda reads secrets"
-                    " only in the function's region, which is the cluster's"
-                )
-        if auth is AuthMode.SASL_SCRAM and self._msk_associated(secret):
-            self._check_msk_scram_secret(str(secret), secret_key)
+        _check_auth_mode(self)
+        _check_secret_arns(self)
+        if self.auth is AuthMode.SASL_SCRAM and _msk_associated(self, self.auth_secret_arn):
+            _check_msk_scram_secret(str(self.auth_secret_arn), self.auth_secret_kms_key_arn)
         return self
-
-    def _msk_associated(self, secret: str | None) -> bool:
-        """Whether `secret` must be one MSK associates with the cluster.
-
-        Through a multi-VPC connection the function's account may keep its own copy (AWS:
-        "Creating cross-account event source mappings in Lambda"); the cluster's account holds
-        the associated one.
-        """
-        if self.cluster is None or secret is None:
-            return False
-        return not self.cluster.through_connection or secret.split(":")[4] == self.cluster.account
-
-    @staticmethod
-    def _check_msk_scram_secret(secret: str, secret_key: str | None) -> None:
-        # AWS: "Set up SASL/SCRAM authentication for an Amazon MSK cluster": a secret encrypted
-        # with the default Secrets Manager key cannot be used with MSK: the mapping needs the key.
-        if secret_key is None:
-            raise ConfigError(
-                "authSecretKmsKeyArn is required when authentication=sasl_scram: MSK only uses"
-                " SCRAM secrets encrypted with a customer managed KMS key, and the role needs"
-                " kms:Decrypt on it"
-            )
-        name = secret.split(":secret:")[-1]
-        if not name.startswith(SCRAM_SECRET_PREFIX):
-            raise ConfigError(
-                f"authSecretArn: secret {name!r} must be named {SCRAM_SECRET_PREFIX}... for"
-                " sasl_scram (MSK associates no other SCRAM secrets)"
-            )
 
     @model_validator(mode="after")
     def _destination(self) -> SourceConfig:
@@ -646,6 +560,106 @@ class SourceConfig(ContextModel):
             )
         return self.model_copy(
             update={"batching_window_seconds": 0, "min_pollers": self.max_pollers}
+        )
+
+
+def _check_auth_mode(source: SourceConfig) -> None:
+    """An authentication the kind of cluster offers, with the secrets it takes."""
+    auth, secret, secret_key = source.auth, source.auth_secret_arn, source.auth_secret_kms_key_arn
+    offered = _SELF_MANAGED_AUTH if source.cluster is None else _MSK_AUTH
+    allowed = ", ".join(a.value for a in offered)
+    if source.cluster is None and "auth" not in source.model_fields_set:
+        raise ConfigError(f"authentication is required with bootstrapServers ({allowed})")
+    if auth not in offered:
+        where = "self-managed Kafka" if source.cluster is None else "Amazon MSK"
+        raise ConfigError(
+            f"authentication={auth.value} is not available with {where} (allowed: {allowed})"
+        )
+    if auth not in _SECRET_AUTH and (secret or secret_key):
+        raise ConfigError(
+            "authSecretArn/authSecretKmsKeyArn are only used with authentication="
+            f"{', '.join(a.value for a in offered if a in _SECRET_AUTH)}"
+            f" (authentication={auth.value})"
+        )
+    if auth in _SECRET_AUTH and secret is None:
+        raise ConfigError(f"authSecretArn is required when authentication={auth.value}")
+    # AWS: "Creating a Lambda event source mapping for a self-managed Apache Kafka event
+    # source": brokers outside a VPC need credentials; and the root CA applies to TLS with
+    # SASL/SCRAM, SASL/PLAIN or mTLS.
+    if auth is AuthMode.NONE and not source.subnet_ids:
+        raise ConfigError(
+            "authentication=none needs subnetIds and securityGroupId: Lambda reaches brokers"
+            " without credentials only inside a VPC"
+        )
+    if auth is AuthMode.NONE and source.root_ca_secret_arn is not None:
+        raise ConfigError(
+            "rootCaSecretArn applies to TLS with sasl_scram_256, sasl_scram, sasl_plain or"
+            " mtls, not to authentication=none"
+        )
+    if source.root_ca_secret_kms_key_arn is not None and source.root_ca_secret_arn is None:
+        raise ConfigError("rootCaSecretKmsKeyArn only applies with rootCaSecretArn")
+
+
+def _check_secret_arns(source: SourceConfig) -> None:
+    """Complete secret ARNs, every secret and key in the cluster's region."""
+    for key, arn in (
+        ("authSecretArn", source.auth_secret_arn),
+        ("rootCaSecretArn", source.root_ca_secret_arn),
+    ):
+        if arn is not None and not _COMPLETE_SECRET_SUFFIX.search(arn):
+            raise ConfigError(
+                f"{key}={arn!r} is a partial ARN: give the complete one, ending in the"
+                " 6 characters Secrets Manager appends to the name (...:secret:<name>-AbCdEf)"
+            )
+    # AWS: "Configuring cluster authentication methods in Lambda": secrets must be in the
+    # function's region; the mappings live in the cluster's region.
+    arns = {
+        _key(name): getattr(source, name)
+        for name in (
+            "auth_secret_arn",
+            "auth_secret_kms_key_arn",
+            "root_ca_secret_arn",
+            "root_ca_secret_kms_key_arn",
+        )
+    }
+    regions = {key: _arn_region(arn) for key, arn in arns.items() if arn is not None}
+    if source.cluster is not None:
+        regions = {"clusterArn": source.cluster.region, **regions}
+    first, region = next(iter(regions.items()), ("", ""))
+    for key, other in regions.items():
+        if other != region:
+            raise ConfigError(
+                f"{key} is in {other!r} but {first} is in {region!r}: Lambda reads secrets"
+                " only in the function's region, which is the cluster's"
+            )
+
+
+def _msk_associated(source: SourceConfig, secret: str | None) -> bool:
+    """Whether `secret` must be one MSK associates with the cluster.
+
+    Through a multi-VPC connection the function's account may keep its own copy (AWS:
+    "Creating cross-account event source mappings in Lambda"); the cluster's account holds
+    the associated one.
+    """
+    if source.cluster is None or secret is None:
+        return False
+    return not source.cluster.through_connection or secret.split(":")[4] == source.cluster.account
+
+
+def _check_msk_scram_secret(secret: str, secret_key: str | None) -> None:
+    # AWS: "Set up SASL/SCRAM authentication for an Amazon MSK cluster": a secret encrypted
+    # with the default Secrets Manager key cannot be used with MSK: the mapping needs the key.
+    if secret_key is None:
+        raise ConfigError(
+            "authSecretKmsKeyArn is required when authentication=sasl_scram: MSK only uses"
+            " SCRAM secrets encrypted with a customer managed KMS key, and the role needs"
+            " kms:Decrypt on it"
+        )
+    name = secret.split(":secret:")[-1]
+    if not name.startswith(SCRAM_SECRET_PREFIX):
+        raise ConfigError(
+            f"authSecretArn: secret {name!r} must be named {SCRAM_SECRET_PREFIX}... for"
+            " sasl_scram (MSK associates no other SCRAM secrets)"
         )
 
 
