@@ -2,8 +2,8 @@
 
 `make plan PLAN_ARGS="--mb-per-s 20 --record-bytes 2000 --partitions 24 --key-skew 0.3"`, or
 `python -m infra.plan --help`. Pure (no AWS call): `plan(Workload)` returns a `Plan`, and
-`deployment_warnings(SinkConfig)` says which deployed settings can't help. docs/scaling.md explains every
-limit, with its number and the AWS page it comes from; the model is:
+`deployment_warnings(SinkConfig)` says which deployed settings can't help. docs/scaling.md
+explains every limit, with its number and the AWS page it comes from; the model is:
 
 - N = target bytes/s / record bytes; each record is E bytes in the invocation event (base64 and
   JSON) and K bytes in Kinesis (data + partition key; an envelope is base64 and JSON too).
