@@ -2,8 +2,8 @@
 
 A field per key (its alias is the cdk.json key; the configuration table in docs/deploy.md
 describes it). A wrong value raises `ConfigError`, one line naming the key and what is allowed,
-before any construct is built. The keys that are the function's own settings are read by its own
-parser.
+before any construct is built. The keys that are the function's own settings are declared by its
+`Settings` fields (SETTING_KEYS) and read by its own parser (FunctionConfig.settings).
 """
 
 from __future__ import annotations
