@@ -1,21 +1,20 @@
 """The sink's configuration: environment variables parsed once into a validated, frozen value,
 and written back by the stack that deploys it.
 
-Each field that a variable sets declares it once (`_reads`): the variable, how its text reads and
-writes, and the cdk.json context key that sets it. `from_env`, `to_env` and `from_keys` all work
-from that declaration.
+Each field that a variable sets declares it once (`reads`): the variable, how its text reads and
+writes (msk_kinesis_sink.variables), and the cdk.json context key that sets it. `from_env`,
+`to_env` and `from_keys` all work from that declaration.
 """
 
 from __future__ import annotations
 
-import contextlib
 import fnmatch
 import ipaddress
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, fields
 from enum import StrEnum
-from typing import Any, Final, Protocol
+from typing import Any, Final
 from urllib.parse import urlsplit
 
 from msk_kinesis_sink.errors import ConfigurationError
@@ -23,6 +22,17 @@ from msk_kinesis_sink.limits import (
     DEFAULT_MAX_RECORD_BYTES,
     MAX_RECORD_BYTES_CEILING,
     MIN_RECORD_BYTES,
+)
+from msk_kinesis_sink.variables import (
+    VARIABLE,
+    BucketName,
+    Choice,
+    Integer,
+    LogLevelName,
+    Number,
+    Prefix,
+    Variable,
+    reads,
 )
 
 # Every pattern is ASCII-only and matched in full: `\d` and `$` would also take other
@@ -32,17 +42,6 @@ STREAM_ARN_PATTERN: Final = re.compile(
     r"arn:aws[a-z-]*:kinesis:[a-z0-9-]+:[0-9]{12}:stream/(?P<name>[a-zA-Z0-9_.-]{1,128})",
     re.ASCII,
 )
-# S3 "General purpose bucket naming rules": 3-63 characters of lowercase letters, digits, '.'
-# and '-', beginning and ending with a letter or digit; no two adjacent periods; not formatted
-# as an IP address; no reserved prefix or suffix.
-_BUCKET_NAME = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]", re.ASCII)
-_IP_ADDRESS = re.compile(r"[0-9]{1,3}(?:\.[0-9]{1,3}){3}", re.ASCII)
-_BUCKET_RESERVED_PREFIXES = ("xn--", "sthree-", "amzn-s3-demo-")
-_BUCKET_RESERVED_SUFFIXES = ("-s3alias", "--ol-s3", ".mrap", "--x-s3", "--table-s3")
-_INTEGER = re.compile(r"[-+]?[0-9]+", re.ASCII)
-_DECIMAL = re.compile(r"[-+]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][-+]?[0-9]+)?", re.ASCII)
-# Level names Powertools passes to logging.Logger.setLevel (it upper-cases them first).
-LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "WARN", "ERROR", "CRITICAL", "FATAL")
 # Endpoint overrides the SDK reads for the two clients the function makes.
 ENDPOINT_VARIABLES = ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_KINESIS", "AWS_ENDPOINT_URL_S3")
 # One DNS label: 1-63 letters, digits and '-', not starting or ending with '-' (as botocore).
@@ -89,142 +88,7 @@ class Aggregation(StrEnum):
     ON = "on"
 
 
-# --- How a variable's text reads and writes ---------------------------------------------------
-
-
-class Kind(Protocol):
-    """How a variable's text becomes a field's value and back.
-
-    `read` gets the text as set (perhaps blank) and the field's default, and raises
-    ConfigurationError naming `name`: the variable, or the context key that sets it. `write`
-    returns None to leave the variable unset.
-    """
-
-    def read(self, raw: str, name: str, default: Any) -> Any: ...
-
-    def write(self, value: Any) -> str | None: ...
-
-
-@dataclass(frozen=True, slots=True)
-class Variable:
-    """The environment variable a field is read from and written to.
-
-    `key` is the cdk.json context key that sets it (None: the stack derives the value from other
-    keys or from what it builds); `legacy`, an older variable read while this one is unset or
-    blank; `also`, the further fields one variable sets (STREAM_NAME's ARN).
-    """
-
-    name: str
-    kind: Kind
-    key: str | None = None
-    legacy: str | None = None
-    also: tuple[str, ...] = ()
-
-
-_VARIABLE: Final = "variable"
-
-
-def _reads(
-    name: str,
-    kind: Kind,
-    *,
-    key: str | None = None,
-    legacy: str | None = None,
-    also: tuple[str, ...] = (),
-) -> dict[str, Variable]:
-    """A field's metadata: the variable it is read from (see Variable)."""
-    return {_VARIABLE: Variable(name, kind, key, legacy, also)}
-
-
-@dataclass(frozen=True, slots=True)
-class Choice:
-    """One value of a StrEnum, in any case; blank is the default."""
-
-    enum: type[StrEnum]
-
-    def read(self, raw: str, name: str, default: Any) -> Any:
-        value = raw.strip().lower()
-        if not value:
-            return default
-        try:
-            return self.enum(value)
-        except ValueError:
-            allowed = ", ".join(member.value for member in self.enum)
-            raise ConfigurationError(f"{name}={raw!r} is not one of: {allowed}") from None
-
-    def write(self, value: StrEnum) -> str:
-        return value.value
-
-
-@dataclass(frozen=True, slots=True)
-class Integer:
-    """A whole number in ASCII digits, within `low`-`high`; blank is the default."""
-
-    low: int
-    high: int
-
-    def read(self, raw: str, name: str, default: int) -> int:
-        return int(_number(raw, name, default, self.low, self.high, int, "an integer"))
-
-    def write(self, value: int) -> str:
-        return str(value)
-
-
-@dataclass(frozen=True, slots=True)
-class Number:
-    """A decimal number in ASCII digits, within `low`-`high`; blank is the default."""
-
-    low: float
-    high: float
-
-    def read(self, raw: str, name: str, default: float) -> float:
-        return _number(raw, name, default, self.low, self.high, float, "a number")
-
-    def write(self, value: float) -> str:
-        # The shortest text that reads back as the same number: "5" for 5.0, "2.5" for 2.5.
-        return str(int(value)) if float(value).is_integer() else repr(float(value))
-
-
-class BucketName:
-    """An S3 general purpose bucket name; blank is the default (no bucket)."""
-
-    def read(self, raw: str, name: str, default: str | None) -> str | None:
-        bucket = raw.strip()
-        if not bucket:
-            return default
-        problem = bucket_name_problem(bucket)
-        if problem:
-            raise ConfigurationError(f"{name}={bucket!r} is not a valid S3 bucket name: {problem}")
-        return bucket
-
-    def write(self, value: str | None) -> str | None:
-        return value
-
-
-class Prefix:
-    """An S3 key prefix used as a folder: a '/' is appended, unless it is set to nothing."""
-
-    def read(self, raw: str, name: str, default: str) -> str:
-        prefix = raw.strip()
-        return prefix if not prefix or prefix.endswith("/") else prefix + "/"
-
-    def write(self, value: str) -> str:
-        return value
-
-
-class LogLevelName:
-    """A level name Powertools takes, in any case and as given (Powertools does not strip it)."""
-
-    def read(self, raw: str, name: str, default: str) -> str:
-        if raw and raw.upper() not in LOG_LEVELS:
-            raise ConfigurationError(
-                f"{name}={raw!r} is not a log level"
-                " (allowed: DEBUG, INFO, WARNING, ERROR, CRITICAL)"
-            )
-        return raw.upper() or default
-
-    def write(self, value: str) -> str:
-        return value
+# --- The variables of the sink's own kinds ----------------------------------------------------
 
 
 class StreamReference:
@@ -306,55 +170,55 @@ class Settings:
 
     # The default stream (STREAM_NAME): for topics no route matches; None with routes only.
     stream_name: str | None = field(
-        default=None, metadata=_reads("STREAM_NAME", StreamReference(), also=("stream_arn",))
+        default=None, metadata=reads("STREAM_NAME", StreamReference(), also=("stream_arn",))
     )
     stream_arn: str | None = None
     record_format: RecordFormat = field(
         default=RecordFormat.RAW,
-        metadata=_reads("RECORD_FORMAT", Choice(RecordFormat), key="recordFormat"),
+        metadata=reads("RECORD_FORMAT", Choice(RecordFormat), key="recordFormat"),
     )
     partition_key: PartitionKeyMode = field(
         default=PartitionKeyMode.KEY,
-        metadata=_reads(
+        metadata=reads(
             "PARTITION_KEY", PartitionKey(), key="partitionKey", also=("partition_key_header",)
         ),
     )
     aggregation: Aggregation = field(
         default=Aggregation.ON,
-        metadata=_reads("AGGREGATION", Choice(Aggregation), key="aggregation"),
+        metadata=reads("AGGREGATION", Choice(Aggregation), key="aggregation"),
     )
     max_record_bytes: int = field(
         default=DEFAULT_MAX_RECORD_BYTES,
-        metadata=_reads("MAX_RECORD_BYTES", Integer(MIN_RECORD_BYTES, MAX_RECORD_BYTES_CEILING)),
+        metadata=reads("MAX_RECORD_BYTES", Integer(MIN_RECORD_BYTES, MAX_RECORD_BYTES_CEILING)),
     )
     dead_letter_bucket: str | None = field(
-        default=None, metadata=_reads("DEAD_LETTER_BUCKET", BucketName())
+        default=None, metadata=reads("DEAD_LETTER_BUCKET", BucketName())
     )
     dead_letter_prefix: str = field(
-        default="records/", metadata=_reads("DEAD_LETTER_PREFIX", Prefix())
+        default="records/", metadata=reads("DEAD_LETTER_PREFIX", Prefix())
     )
     max_concurrency: int = field(
-        default=8, metadata=_reads("MAX_CONCURRENCY", Integer(1, 64), key="maxConcurrency")
+        default=8, metadata=reads("MAX_CONCURRENCY", Integer(1, 64), key="maxConcurrency")
     )
     request_timeout_seconds: float = field(
         default=5.0,
-        metadata=_reads("KINESIS_TIMEOUT_SECONDS", Number(0.1, 60.0), key="kinesisTimeoutSeconds"),
+        metadata=reads("KINESIS_TIMEOUT_SECONDS", Number(0.1, 60.0), key="kinesisTimeoutSeconds"),
     )
     # The function's own verbosity (logLevel in cdk.json); Lambda's application log level stays
     # at INFO so that metric lines, which carry no level, pass its filter.
     log_level: str = field(
         default="INFO",
-        metadata=_reads("POWERTOOLS_LOG_LEVEL", LogLevelName(), legacy="LOG_LEVEL"),
+        metadata=reads("POWERTOOLS_LOG_LEVEL", LogLevelName(), legacy="LOG_LEVEL"),
     )
     retry_base_ms: int = field(
-        default=10, metadata=_reads("RETRY_BASE_MS", Integer(1, 10_000), key="retryBaseMs")
+        default=10, metadata=reads("RETRY_BASE_MS", Integer(1, 10_000), key="retryBaseMs")
     )
     retry_max_ms: int = field(
-        default=2_000, metadata=_reads("RETRY_MAX_MS", Integer(1, 60_000), key="retryMaxMs")
+        default=2_000, metadata=reads("RETRY_MAX_MS", Integer(1, 60_000), key="retryMaxMs")
     )
     # STREAM_ROUTES, in order: the first pattern that matches a topic picks its stream.
     stream_routes: tuple[StreamRoute, ...] = field(
-        default=(), metadata=_reads("STREAM_ROUTES", Routes())
+        default=(), metadata=reads("STREAM_ROUTES", Routes())
     )
     # PARTITION_KEY=header:<name>: the header whose first value becomes the partition key.
     partition_key_header: str | None = None
@@ -415,9 +279,9 @@ class Settings:
 def _declared() -> tuple[tuple[Variable, tuple[str, ...]], ...]:
     """Each variable, with the fields it sets, in the order the fields are declared."""
     return tuple(
-        (f.metadata[_VARIABLE], (f.name, *f.metadata[_VARIABLE].also))
+        (f.metadata[VARIABLE], (f.name, *f.metadata[VARIABLE].also))
         for f in fields(Settings)
-        if _VARIABLE in f.metadata
+        if VARIABLE in f.metadata
     )
 
 
@@ -502,50 +366,6 @@ def _stream_name(raw: str, variable: str) -> str:
         f"{variable}={raw!r} is neither a stream name (1-128 of a-z A-Z 0-9 _ . -)"
         " nor a stream ARN (arn:aws:kinesis:<region>:<account>:stream/<name>)"
     )
-
-
-def _number(
-    raw: str,
-    name: str,
-    default: float,
-    low: float,
-    high: float,
-    parse: Callable[[str], float],
-    kind: str,
-) -> float:
-    text = raw.strip()
-    if not text:
-        return default
-    # int() and float() also take other scripts' digits, '_' separators, 'nan' and 'inf'.
-    value: float | None = None
-    if (_INTEGER if parse is int else _DECIMAL).fullmatch(text):
-        with contextlib.suppress(ValueError):  # int() refuses more than 4,300 digits
-            value = parse(text)
-    if value is None:
-        raise ConfigurationError(f"{name}={text!r} is not {kind} (allowed: {low}-{high})")
-    if not low <= value <= high:
-        raise ConfigurationError(f"{name}={text} is out of range (allowed: {low}-{high})")
-    return value
-
-
-def bucket_name_problem(name: str) -> str | None:
-    """Which general purpose bucket naming rule `name` breaks, or None."""
-    if not _BUCKET_NAME.fullmatch(name):
-        return (
-            "3-63 characters of lowercase letters, digits, '.' and '-', beginning and ending"
-            " with a letter or digit"
-        )
-    if ".." in name:
-        return "two adjacent periods"
-    if _IP_ADDRESS.fullmatch(name):
-        return "formatted as an IP address"
-    for prefix in _BUCKET_RESERVED_PREFIXES:
-        if name.startswith(prefix):
-            return f"the prefix {prefix!r} is reserved"
-    for suffix in _BUCKET_RESERVED_SUFFIXES:
-        if name.endswith(suffix):
-            return f"the suffix {suffix!r} is reserved"
-    return None
 
 
 def _check_endpoints(env: Mapping[str, str]) -> None:

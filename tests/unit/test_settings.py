@@ -13,15 +13,14 @@ from msk_kinesis_sink.errors import ConfigurationError
 from msk_kinesis_sink.limits import DEFAULT_MAX_RECORD_BYTES, MAX_RECORD_BYTES_CEILING, MIB
 from msk_kinesis_sink.settings import (
     ENDPOINT_VARIABLES,
-    LOG_LEVELS,
     SETTING_KEYS,
     Aggregation,
     PartitionKeyMode,
     RecordFormat,
     Settings,
     StreamRoute,
-    bucket_name_problem,
 )
+from msk_kinesis_sink.variables import LOG_LEVELS, bucket_name_problem
 
 STREAM_ARN = "arn:aws:kinesis:us-east-1:123456789012:stream/orders-stream"
 
