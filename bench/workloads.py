@@ -16,7 +16,7 @@ from typing import Any, Final
 
 from msk_kinesis_sink.encoding import partition_key_for
 from msk_kinesis_sink.events import KafkaRecord
-from msk_kinesis_sink.limits import PUT_PAYLOAD_UNIT_BYTES
+from msk_kinesis_sink.limits import MAX_INVOCATION_BYTES, PUT_PAYLOAD_UNIT_BYTES
 from msk_kinesis_sink.settings import PartitionKeyMode, RecordFormat
 
 TOPIC: Final = "bench.orders-v1"
@@ -24,8 +24,6 @@ TOPIC: Final = "bench.orders-v1"
 WARM_UP_TOPIC: Final = "bench.warm-up"
 PARTITIONS: Final = 10
 KIB: Final = 1024
-# Lambda's synchronous invocation payload limit (6 MB); the ESM never sends a bigger batch.
-MAX_INVOCATION_BYTES: Final = 6 * 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,7 +162,7 @@ def w6() -> Workload:
         key = f"user-{i:06d}".encode()
         value = rng.randbytes(KIB)
         record_json = json.dumps(_record_json(SourceRecord(0, 10**9, key, value)))
-        if size + len(record_json) + 2 > MAX_INVOCATION_BYTES:
+        if size + len(record_json) + 2 > MAX_INVOCATION_BYTES:  # the ESM sends no bigger batch
             break
         size += len(record_json) + 2
         keyed.append((kafka_partition(key), key, value))

@@ -2,14 +2,15 @@
 
 A field per key (its alias is the cdk.json key; the configuration table in docs/deploy.md
 describes it). A wrong value raises `ConfigError`, one line naming the key and what is allowed,
-before any construct is built. The keys that are the function's own settings are read by its own
-parser.
+before any construct is built. The keys that are the function's own settings are declared by its
+`Settings` fields (SETTING_KEYS) and read by its own parser (FunctionConfig.settings).
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Annotated, Final
@@ -19,11 +20,12 @@ from pydantic import (
     AfterValidator,
     BeforeValidator,
     Field,
+    InstanceOf,
     PlainValidator,
     ValidationError,
     model_validator,
 )
-from pydantic.alias_generators import to_snake
+from pydantic.fields import FieldInfo
 
 from infra.context import (
     GROUP_ID,
@@ -67,24 +69,35 @@ from infra.schema_registry import (
     parse_validate,
 )
 from msk_kinesis_sink.errors import ConfigurationError
-from msk_kinesis_sink.limits import DEFAULT_MAX_RECORD_BYTES, MAX_RECORD_BYTES_CEILING
-from msk_kinesis_sink.settings import Aggregation, PartitionKeyMode, RecordFormat, Settings
+from msk_kinesis_sink.limits import (
+    DEFAULT_MAX_RECORD_BYTES,
+    INFINITE_RETRIES_CAP,
+    MAX_ACCESS_CONFIGURATIONS,
+    MAX_BATCH_SIZE,
+    MAX_BATCHING_WINDOW_SECONDS,
+    MAX_CONSUMER_GROUP_ID_CHARS,
+    MAX_FUNCTION_TIMEOUT_SECONDS,
+    MAX_MAPPINGS_PER_POLLER_GROUP,
+    MAX_MAX_POLLERS,
+    MAX_MIN_POLLERS,
+    MAX_POLLERS_PER_POLLER_GROUP,
+    MAX_RECORD_AGE_SECONDS,
+    MAX_RECORD_BYTES_CEILING,
+    MAX_RETRY_ATTEMPTS,
+    MIN_RECORD_AGE_SECONDS,
+)
+from msk_kinesis_sink.settings import (
+    SETTING_KEYS,
+    Settings,
+    StreamRoute,
+    check_patterns_distinct,
+    check_route_pattern,
+    first_route,
+)
 
-# AWS limits used beyond their field (each field states the limit it encodes).
-MAX_BATCH_SIZE: Final = 10_000  # ESM BatchSize for Amazon MSK: 1-10,000 records
 # Kinesis MaxRecordSizeInKiB: 1 MiB by default, raisable to 10 MiB (as the function reads it).
 MIN_RECORD_SIZE_KIB: Final = DEFAULT_MAX_RECORD_BYTES // 1024
 MAX_RECORD_SIZE_KIB: Final = MAX_RECORD_BYTES_CEILING // 1024
-# MaximumRetryAttempts: -1 (infinite) or 0-10,000. With an on-failure destination (this stack
-# always has one) Lambda turns -1 into 10 (AWS: "Configuring error handling controls for Kafka
-# event sources"), so -1 is refused rather than documented as "until the records expire".
-MAX_RETRY_ATTEMPTS: Final = 10_000
-INFINITE_RETRIES_CAP: Final = 10
-# MaximumRecordAgeInSeconds: -1 (infinite) or 60-604,800 s (7 days).
-MIN_RECORD_AGE_SECONDS: Final = 60
-MAX_RECORD_AGE_SECONDS: Final = 604_800
-# KafkaConsumerGroupId: 1-200 characters of [a-zA-Z0-9-/*:_+=.@-].
-MAX_CONSUMER_GROUP_ID_CHARS: Final = 200
 # CloudWatch Logs accepts only these retention periods (days).
 LOG_RETENTION_DAYS: Final = (
     1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731,
@@ -92,14 +105,6 @@ LOG_RETENTION_DAYS: Final = (
 )  # fmt: skip
 # MSK only associates SASL/SCRAM secrets whose names start with this prefix.
 SCRAM_SECRET_PREFIX: Final = "AmazonMSK_"
-# ProvisionedPollerConfig.PollerGroupName (AWS: "Apache Kafka event poller scaling modes in
-# Lambda", ESM grouping): at most 100 mappings per group, at most 2,000 maximum pollers summed.
-MAX_MAPPINGS_PER_POLLER_GROUP: Final = 100
-MAX_POLLERS_PER_POLLER_GROUP: Final = 2_000
-# ProvisionedPollerConfig.MinimumPollers: 1-200 (MaximumPollers goes to 2,000).
-MAX_MIN_POLLERS: Final = 200
-# SourceAccessConfigurations: at most 29 entries per mapping (subnets, security group, secrets).
-MAX_ACCESS_CONFIGURATIONS: Final = 29
 
 _CLUSTER_ARN = re.compile(
     r"^arn:(?P<partition>aws[a-z-]*):kafka:(?P<region>[a-z]{2}(-[a-z]+)+-\d):(?P<account>\d{12}):"
@@ -116,28 +121,6 @@ _VPC_CONNECTION_ARN = re.compile(
 )
 # A complete secret ARN ends in the 6 random characters Secrets Manager appends to the name.
 _COMPLETE_SECRET_SUFFIX = re.compile(r"-[A-Za-z0-9]{6}$")
-
-# Keys that are the function's own settings: key -> (its variable, the Settings attribute).
-SINK_SETTINGS: Final[Mapping[str, tuple[str, str]]] = {
-    "recordFormat": ("RECORD_FORMAT", "record_format"),
-    "partitionKey": ("PARTITION_KEY", "partition_key"),
-    "aggregation": ("AGGREGATION", "aggregation"),
-    "maxConcurrency": ("MAX_CONCURRENCY", "max_concurrency"),
-    "kinesisTimeoutSeconds": ("KINESIS_TIMEOUT_SECONDS", "request_timeout_seconds"),
-    "retryBaseMs": ("RETRY_BASE_MS", "retry_base_ms"),
-    "retryMaxMs": ("RETRY_MAX_MS", "retry_max_ms"),
-}
-# Stand-in stream names for checking routes with the function's parser (any valid names).
-_ROUTE_CHECK: Final = "routed-stream"
-_DEFAULT_STAND_IN: Final = "default-stream"
-# Every variable of the function's environment that a context key sets.
-_KEY_OF_VARIABLE: Final = {
-    "STREAM_NAME": "streamArn",
-    "STREAM_ROUTES": "streams",
-    "MAX_RECORD_BYTES": "streamMaxRecordSizeKiB",
-    "POWERTOOLS_LOG_LEVEL": "logLevel",
-    **{variable: key for key, (variable, _) in SINK_SETTINGS.items()},
-}
 
 
 class StartingPosition(StrEnum):
@@ -318,10 +301,9 @@ class SourceConfig(ContextModel):
     root_ca_secret_kms_key_arn: KmsKeyArn | None = None
     """customer managed KMS key ARN that encrypts rootCaSecretArn"""
     batch_size: Annotated[int, Interval(ge=1, le=MAX_BATCH_SIZE)] = 500
-    batching_window_seconds: Annotated[int, Interval(ge=0, le=300)] = 1  # AWS: 0-300 s
-    # ProvisionedPollerConfig: MinimumPollers 1-200, MaximumPollers 1-2,000.
+    batching_window_seconds: Annotated[int, Interval(ge=0, le=MAX_BATCHING_WINDOW_SECONDS)] = 1
     min_pollers: Annotated[int, Interval(ge=1, le=MAX_MIN_POLLERS)] = 1
-    max_pollers: Annotated[int, Interval(ge=1, le=2_000)] = 10
+    max_pollers: Annotated[int, Interval(ge=1, le=MAX_MAX_POLLERS)] = 10
     poller_group_name: PollerGroupName | None = None
     """provisioned poller group every mapping of this stack joins (shared capacity)"""
     low_latency: bool = False
@@ -524,97 +506,11 @@ class SourceConfig(ContextModel):
 
     @model_validator(mode="after")
     def _authentication(self) -> SourceConfig:
-        auth, secret, secret_key = self.auth, self.auth_secret_arn, self.auth_secret_kms_key_arn
-        offered = _SELF_MANAGED_AUTH if self.cluster is None else _MSK_AUTH
-        allowed = ", ".join(a.value for a in offered)
-        if self.cluster is None and "auth" not in self.model_fields_set:
-            raise ConfigError(f"authentication is required with bootstrapServers ({allowed})")
-        if auth not in offered:
-            where = "self-managed Kafka" if self.cluster is None else "Amazon MSK"
-            raise ConfigError(
-                f"authentication={auth.value} is not available with {where} (allowed: {allowed})"
-            )
-        if auth not in _SECRET_AUTH and (secret or secret_key):
-            raise ConfigError(
-                "authSecretArn/authSecretKmsKeyArn are only used with authentication="
-                f"{', '.join(a.value for a in offered if a in _SECRET_AUTH)}"
-                f" (authentication={auth.value})"
-            )
-        if auth in _SECRET_AUTH and secret is None:
-            raise ConfigError(f"authSecretArn is required when authentication={auth.value}")
-        # AWS: "Creating a Lambda event source mapping for a self-managed Apache Kafka event
-        # source": brokers outside a VPC need credentials; and the root CA applies to TLS with
-        # SASL/SCRAM, SASL/PLAIN or mTLS.
-        if auth is AuthMode.NONE and not self.subnet_ids:
-            raise ConfigError(
-                "authentication=none needs subnetIds and securityGroupId: Lambda reaches brokers"
-                " without credentials only inside a VPC"
-            )
-        if auth is AuthMode.NONE and self.root_ca_secret_arn is not None:
-            raise ConfigError(
-                "rootCaSecretArn applies to TLS with sasl_scram_256, sasl_scram, sasl_plain or"
-                " mtls, not to authentication=none"
-            )
-        if self.root_ca_secret_kms_key_arn is not None and self.root_ca_secret_arn is None:
-            raise ConfigError("rootCaSecretKmsKeyArn only applies with rootCaSecretArn")
-        for key, arn in (("authSecretArn", secret), ("rootCaSecretArn", self.root_ca_secret_arn)):
-            if arn is not None and not _COMPLETE_SECRET_SUFFIX.search(arn):
-                raise ConfigError(
-                    f"{key}={arn!r} is a partial ARN: give the complete one, ending in the"
-                    " 6 characters Secrets Manager appends to the name (...:secret:<name>-AbCdEf)"
-                )
-        # AWS: "Configuring cluster authentication methods in Lambda": secrets must be in the
-        # function's region; the mappings live in the cluster's region.
-        arns = {
-            _key(name): getattr(self, name)
-            for name in (
-                "auth_secret_arn",
-                "auth_secret_kms_key_arn",
-                "root_ca_secret_arn",
-                "root_ca_secret_kms_key_arn",
-            )
-        }
-        regions = {key: _arn_region(arn) for key, arn in arns.items() if arn is not None}
-        if self.cluster is not None:
-            regions = {"clusterArn": self.cluster.region, **regions}
-        first, region = next(iter(regions.items()), ("", ""))
-        for key, other in regions.items():
-            if other != region:
-                raise ConfigError(
-                    f"{key} is in {other!r} but {first} is in {region!r}: Lambda reads secrets"
-                    " only in the function's region, which is the cluster's"
-                )
-        if auth is AuthMode.SASL_SCRAM and self._msk_associated(secret):
-            self._check_msk_scram_secret(str(secret), secret_key)
+        _check_auth_mode(self)
+        _check_secret_arns(self)
+        if self.auth is AuthMode.SASL_SCRAM and _msk_associated(self, self.auth_secret_arn):
+            _check_msk_scram_secret(str(self.auth_secret_arn), self.auth_secret_kms_key_arn)
         return self
-
-    def _msk_associated(self, secret: str | None) -> bool:
-        """Whether `secret` must be one MSK associates with the cluster.
-
-        Through a multi-VPC connection the function's account may keep its own copy (AWS:
-        "Creating cross-account event source mappings in Lambda"); the cluster's account holds
-        the associated one.
-        """
-        if self.cluster is None or secret is None:
-            return False
-        return not self.cluster.through_connection or secret.split(":")[4] == self.cluster.account
-
-    @staticmethod
-    def _check_msk_scram_secret(secret: str, secret_key: str | None) -> None:
-        # AWS: "Set up SASL/SCRAM authentication for an Amazon MSK cluster": a secret encrypted
-        # with the default Secrets Manager key cannot be used with MSK: the mapping needs the key.
-        if secret_key is None:
-            raise ConfigError(
-                "authSecretKmsKeyArn is required when authentication=sasl_scram: MSK only uses"
-                " SCRAM secrets encrypted with a customer managed KMS key, and the role needs"
-                " kms:Decrypt on it"
-            )
-        name = secret.split(":secret:")[-1]
-        if not name.startswith(SCRAM_SECRET_PREFIX):
-            raise ConfigError(
-                f"authSecretArn: secret {name!r} must be named {SCRAM_SECRET_PREFIX}... for"
-                " sasl_scram (MSK associates no other SCRAM secrets)"
-            )
 
     @model_validator(mode="after")
     def _destination(self) -> SourceConfig:
@@ -645,6 +541,106 @@ class SourceConfig(ContextModel):
             )
         return self.model_copy(
             update={"batching_window_seconds": 0, "min_pollers": self.max_pollers}
+        )
+
+
+def _check_auth_mode(source: SourceConfig) -> None:
+    """An authentication the kind of cluster offers, with the secrets it takes."""
+    auth, secret, secret_key = source.auth, source.auth_secret_arn, source.auth_secret_kms_key_arn
+    offered = _SELF_MANAGED_AUTH if source.cluster is None else _MSK_AUTH
+    allowed = ", ".join(a.value for a in offered)
+    if source.cluster is None and "auth" not in source.model_fields_set:
+        raise ConfigError(f"authentication is required with bootstrapServers ({allowed})")
+    if auth not in offered:
+        where = "self-managed Kafka" if source.cluster is None else "Amazon MSK"
+        raise ConfigError(
+            f"authentication={auth.value} is not available with {where} (allowed: {allowed})"
+        )
+    if auth not in _SECRET_AUTH and (secret or secret_key):
+        raise ConfigError(
+            "authSecretArn/authSecretKmsKeyArn are only used with authentication="
+            f"{', '.join(a.value for a in offered if a in _SECRET_AUTH)}"
+            f" (authentication={auth.value})"
+        )
+    if auth in _SECRET_AUTH and secret is None:
+        raise ConfigError(f"authSecretArn is required when authentication={auth.value}")
+    # AWS: "Creating a Lambda event source mapping for a self-managed Apache Kafka event
+    # source": brokers outside a VPC need credentials; and the root CA applies to TLS with
+    # SASL/SCRAM, SASL/PLAIN or mTLS.
+    if auth is AuthMode.NONE and not source.subnet_ids:
+        raise ConfigError(
+            "authentication=none needs subnetIds and securityGroupId: Lambda reaches brokers"
+            " without credentials only inside a VPC"
+        )
+    if auth is AuthMode.NONE and source.root_ca_secret_arn is not None:
+        raise ConfigError(
+            "rootCaSecretArn applies to TLS with sasl_scram_256, sasl_scram, sasl_plain or"
+            " mtls, not to authentication=none"
+        )
+    if source.root_ca_secret_kms_key_arn is not None and source.root_ca_secret_arn is None:
+        raise ConfigError("rootCaSecretKmsKeyArn only applies with rootCaSecretArn")
+
+
+def _check_secret_arns(source: SourceConfig) -> None:
+    """Complete secret ARNs, every secret and key in the cluster's region."""
+    for key, arn in (
+        ("authSecretArn", source.auth_secret_arn),
+        ("rootCaSecretArn", source.root_ca_secret_arn),
+    ):
+        if arn is not None and not _COMPLETE_SECRET_SUFFIX.search(arn):
+            raise ConfigError(
+                f"{key}={arn!r} is a partial ARN: give the complete one, ending in the"
+                " 6 characters Secrets Manager appends to the name (...:secret:<name>-AbCdEf)"
+            )
+    # AWS: "Configuring cluster authentication methods in Lambda": secrets must be in the
+    # function's region; the mappings live in the cluster's region.
+    arns = {
+        _key(name): getattr(source, name)
+        for name in (
+            "auth_secret_arn",
+            "auth_secret_kms_key_arn",
+            "root_ca_secret_arn",
+            "root_ca_secret_kms_key_arn",
+        )
+    }
+    regions = {key: _arn_region(arn) for key, arn in arns.items() if arn is not None}
+    if source.cluster is not None:
+        regions = {"clusterArn": source.cluster.region, **regions}
+    first, region = next(iter(regions.items()), ("", ""))
+    for key, other in regions.items():
+        if other != region:
+            raise ConfigError(
+                f"{key} is in {other!r} but {first} is in {region!r}: Lambda reads secrets"
+                " only in the function's region, which is the cluster's"
+            )
+
+
+def _msk_associated(source: SourceConfig, secret: str | None) -> bool:
+    """Whether `secret` must be one MSK associates with the cluster.
+
+    Through a multi-VPC connection the function's account may keep its own copy (AWS:
+    "Creating cross-account event source mappings in Lambda"); the cluster's account holds
+    the associated one.
+    """
+    if source.cluster is None or secret is None:
+        return False
+    return not source.cluster.through_connection or secret.split(":")[4] == source.cluster.account
+
+
+def _check_msk_scram_secret(secret: str, secret_key: str | None) -> None:
+    # AWS: "Set up SASL/SCRAM authentication for an Amazon MSK cluster": a secret encrypted
+    # with the default Secrets Manager key cannot be used with MSK: the mapping needs the key.
+    if secret_key is None:
+        raise ConfigError(
+            "authSecretKmsKeyArn is required when authentication=sasl_scram: MSK only uses"
+            " SCRAM secrets encrypted with a customer managed KMS key, and the role needs"
+            " kms:Decrypt on it"
+        )
+    name = secret.split(":secret:")[-1]
+    if not name.startswith(SCRAM_SECRET_PREFIX):
+        raise ConfigError(
+            f"authSecretArn: secret {name!r} must be named {SCRAM_SECRET_PREFIX}... for"
+            " sasl_scram (MSK associates no other SCRAM secrets)"
         )
 
 
@@ -730,12 +726,12 @@ StreamMap = Annotated[dict[str, RoutedStreamConfig], BeforeValidator(_stream_map
 
 
 class FunctionConfig(ContextModel):
-    """The sink function, and the sink's own settings as its parser reads them."""
+    """The sink function, and the settings of its own that context keys set."""
 
-    # Lambda memory: 128-10,240 MB; timeout: 1-900 s. Any timeout works with any
-    # kinesisTimeoutSeconds: the function bounds each request by the time the invocation has left.
+    # Lambda memory: 128-10,240 MB. Any timeout works with any kinesisTimeoutSeconds: the
+    # function bounds each request by the time the invocation has left.
     memory_mb: Annotated[int, Interval(ge=128, le=10_240)] = Field(1024, alias="functionMemoryMb")
-    timeout_seconds: Annotated[int, Interval(ge=1, le=900)] = Field(
+    timeout_seconds: Annotated[int, Interval(ge=1, le=MAX_FUNCTION_TIMEOUT_SECONDS)] = Field(
         120, alias="functionTimeoutSeconds"
     )
     architecture: Architecture = Architecture.ARM64
@@ -749,35 +745,26 @@ class FunctionConfig(ContextModel):
     service_name: ServiceName = "msk-kinesis-sink"
     """Powertools service name (the `service` metric dimension)"""
     metrics_namespace: Namespace = "MskKinesisSink"
-    # The function's own settings (SINK_SETTINGS): its parser gives their values and defaults.
-    record_format: RecordFormat
-    partition_key: PartitionKeyMode
-    aggregation: Aggregation
-    max_concurrency: int
-    kinesis_timeout_seconds: float
-    retry_base_ms: int
-    retry_max_ms: int
-    # partitionKey=header:<name>: the header's name (derived from partitionKey, not a key).
-    partition_key_header: str | None = Field(None, exclude=True)
+    # What the keys Settings declares (SETTING_KEYS) set, read by the function's own parser; the
+    # stack adds the streams, the record limit, the bucket and the log level. Never a key itself.
+    settings: InstanceOf[Settings] = Field(exclude=True)
+
+    @classmethod
+    def keys(cls) -> dict[str, FieldInfo]:
+        """Its fields' keys, and the keys of the function's own settings."""
+        return super().keys() | {
+            key: FieldInfo(description=f"the function's {variable.name}")
+            for key, variable in SETTING_KEYS.items()
+        }
 
     @model_validator(mode="before")
     @classmethod
-    def _sink_settings(cls, data: dict[str, object]) -> dict[str, object]:
-        env = {var: str(data[key]) for key, (var, _) in SINK_SETTINGS.items() if key in data}
-        settings = function_settings({"STREAM_NAME": "checked-at-synth", **env})
-        return data | {
-            **{key: getattr(settings, attr) for key, (_, attr) in SINK_SETTINGS.items()},
-            "partitionKeyHeader": settings.partition_key_header,
-        }
-
-    def sink_environment(self) -> dict[str, str]:
-        """The sink's own settings as the function's environment variables."""
-        env = {
-            var: _as_text(getattr(self, to_snake(key))) for key, (var, _) in SINK_SETTINGS.items()
-        }
-        if self.partition_key_header is not None:
-            env["PARTITION_KEY"] = f"{self.partition_key.value}:{self.partition_key_header}"
-        return env
+    def _function_settings(cls, data: dict[str, object]) -> dict[str, object]:
+        # cdk.json may hold a number or true/false: the function reads the text of it.
+        keyed = {key: str(value) for key, value in data.items() if key in SETTING_KEYS}
+        with _function_refusal():
+            settings = Settings.from_keys(keyed)
+        return {k: v for k, v in data.items() if k not in SETTING_KEYS} | {"settings": settings}
 
 
 class AlarmConfig(ContextModel):
@@ -804,7 +791,7 @@ class CapacityConfig(ContextModel):
     """partitions of each topic (maxPollers above it can't help)"""
     target_mb_per_second: Annotated[float | None, Interval(gt=0, le=100_000)] = None
     """Kafka bytes per second the sink should carry, in MB; with averageRecordBytes"""
-    average_record_bytes: Annotated[int | None, Interval(ge=1, le=10 * 1024 * 1024)] = None
+    average_record_bytes: Annotated[int | None, Interval(ge=1, le=MAX_RECORD_BYTES_CEILING)] = None
     """average key + value bytes of a record"""
     hot_key_share: Annotated[float, Interval(ge=0, le=1)] = 0.0
     """share of the traffic on the hottest key"""
@@ -928,8 +915,9 @@ class SinkConfig(ContextModel):
 
     @model_validator(mode="after")
     def _routing(self) -> SinkConfig:
-        """Every topic reaches a stream, and every route carries a topic, as the function's own
-        parser and matching decide (a route no topic reaches is a typo or shadowed)."""
+        """Every topic reaches a stream, and every route carries a topic, by the function's own
+        rules for patterns and its first-match routing (a route no topic reaches is a typo or
+        shadowed)."""
         if not self.default_stream:
             if not self.streams:
                 raise ConfigError("defaultStream=false needs streams: every topic routed there")
@@ -942,64 +930,50 @@ class SinkConfig(ContextModel):
                     f"{fields[name].alias} describes the default stream,"
                     " which defaultStream=false turns off: remove it (or set it in a streams entry)"
                 )
-        for stream_id, entry in self.streams.items():
-            function_settings(
-                {"STREAM_ROUTES": ",".join(f"{p}={_ROUTE_CHECK}" for p in entry.topics)},
-                keys={"STREAM_ROUTES": f"streams.{stream_id}.topics"},
-            )
-        if not self.streams:
+        with _function_refusal():
+            for stream_id, entry in self.streams.items():
+                for pattern in entry.topics:
+                    check_route_pattern(pattern, f"streams.{stream_id}.topics")
+            routes = tuple(StreamRoute(pattern, stream_id) for pattern, stream_id in self.routes)
+            check_patterns_distinct(routes, "streams")
+        if not routes:
             return self
-        # Route i goes to a stand-in stream of its own, so the function's choice names the route.
-        routes = self.routes
-        stand_ins = {f"route-{index}": index for index in range(len(routes))}
-        env = {"STREAM_ROUTES": ",".join(f"{p}=route-{i}" for i, (p, _) in enumerate(routes))}
-        if self.default_stream:
-            env["STREAM_NAME"] = _DEFAULT_STAND_IN
-        settings = function_settings(env)
+        # The route each topic takes, by the function's own first-match routing.
         chosen: dict[str, int] = {}
         for topic in self.source.topic_names:
-            stream = settings.stream_for(topic)
-            if stream is None:
+            route = first_route(routes, topic)
+            if route is None and not self.default_stream:
                 raise ConfigError(
                     f"topics: {topic!r} matches no pattern in streams and defaultStream=false:"
                     " route it in streams, or keep the default stream"
                 )
-            if stream in stand_ins:
-                chosen[topic] = stand_ins[stream]
-        for index, (pattern, stream_id) in enumerate(routes):
+            if route is not None:
+                chosen[topic] = routes.index(route)
+        for index, route in enumerate(routes):
             if index in chosen.values():
                 continue
-            route = settings.stream_routes[index]
             matching = [topic for topic in self.source.topic_names if route.matches(topic)]
-            where = f"streams.{stream_id}.topics: {pattern!r}"
+            where = f"streams.{route.stream}.topics: {route.pattern!r}"
             if not matching:
                 raise ConfigError(
                     f"{where} matches no topic in topics (a typo? every route must carry one)"
                 )
-            winner, winner_id = routes[chosen[matching[0]]]
+            winner = routes[chosen[matching[0]]]
             raise ConfigError(
-                f"{where} is never used: {matching[0]!r} goes to streams.{winner_id} by the"
-                f" earlier {winner!r} (the first match wins: streams in the order written, then"
-                " each entry's topics in order)"
+                f"{where} is never used: {matching[0]!r} goes to streams.{winner.stream} by the"
+                f" earlier {winner.pattern!r} (the first match wins: streams in the order written,"
+                " then each entry's topics in order)"
             )
         return self
 
 
-def function_settings(env: Mapping[str, str], *, keys: Mapping[str, str] | None = None) -> Settings:
-    """The function's own reading of `env`; what it refuses is a ConfigError naming the key
-    (`keys` names the key of a variable where it is not the usual one)."""
+@contextmanager
+def _function_refusal() -> Iterator[None]:
+    """What the function's own parser refuses, in its words (which name the key): a ConfigError."""
     try:
-        return Settings.from_env(env)
+        yield
     except ConfigurationError as error:
-        key_of = {**_KEY_OF_VARIABLE, **(keys or {})}
-        message = re.sub(rf"\b({'|'.join(key_of)})\b", lambda m: key_of[m[1]], str(error))
-        raise ConfigError(message) from None
-
-
-def _as_text(value: object) -> str:
-    if isinstance(value, StrEnum):
-        return value.value
-    return f"{value:g}" if isinstance(value, float) else str(value)
+        raise ConfigError(str(error)) from None
 
 
 _MODELS: Final[tuple[type[ContextModel], ...]] = (SinkConfig, *_SECTIONS.values())

@@ -28,6 +28,9 @@ from pydantic import (
 from pydantic.alias_generators import to_camel
 from pydantic.fields import FieldInfo
 
+from msk_kinesis_sink.limits import MAX_BOOTSTRAP_SERVERS, MAX_FILTERS
+from msk_kinesis_sink.settings import STREAM_ARN_PATTERN, STREAM_NAME_PATTERN
+
 # Context CDK itself (or its CLI) keeps beside ours, and "//" comments; any other key is a typo.
 _FOREIGN_PREFIXES: Final = ("@", "aws:", "aws-cdk:", "cdk", "acknowledged-issue-numbers", "//")
 _INTEGER: Final = re.compile(r"-?\d+")
@@ -37,10 +40,7 @@ _REGION: Final = r"[a-z]{2}(-[a-z]+)+-\d"
 # Kafka allows 1-249 of [a-zA-Z0-9._-]; an ESM's Topics also wants 2+ characters, no leading dot.
 _TOPIC: Final = re.compile(r"^[a-zA-Z0-9_-][a-zA-Z0-9._-]{1,248}$")
 GROUP_ID: Final = re.compile(r"^[a-zA-Z0-9\-/*:_+=.@]+$")
-# Event filtering: at most 5 filter patterns per event source mapping (default quota).
-MAX_FILTERS: Final = 5
-# SelfManagedEventSource KafkaBootstrapServers: 1-10 unique host:port of <= 300 characters.
-MAX_BOOTSTRAP_SERVERS: Final = 10
+# SelfManagedEventSource KafkaBootstrapServers: host:port of <= 300 characters each.
 _LABEL: Final = r"([a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])"
 _HOST: Final = rf"({_LABEL}\.)*{_LABEL}"
 _BOOTSTRAP_SERVER: Final = re.compile(rf"^(?=.{{1,300}}$){_HOST}:(?P<port>\d{{1,5}})$")
@@ -165,11 +165,10 @@ SecretArn = Annotated[
     _matching(_arn("secretsmanager", "secret:[A-Za-z0-9/_+=.@-]+"), "a Secrets Manager secret ARN"),
 ]
 KmsKeyArn = Annotated[str, _matching(_arn("kms", "key/[a-f0-9-]{36}"), "a KMS key ARN")]
-StreamArn = Annotated[
-    str, _matching(_arn("kinesis", "stream/[a-zA-Z0-9_.-]{1,128}"), "a Kinesis stream ARN")
-]
+# The function's own patterns: it reads the stream's name or ARN from STREAM_NAME.
+StreamArn = Annotated[str, _matching(STREAM_ARN_PATTERN.pattern, "a Kinesis stream ARN")]
 StreamName = Annotated[
-    str, _matching(r"[a-zA-Z0-9_.-]{1,128}", "a stream name (1-128 of a-zA-Z0-9_.-)")
+    str, _matching(STREAM_NAME_PATTERN.pattern, "a stream name (1-128 of a-zA-Z0-9_.-)")
 ]
 # A `streams` entry's id. A letter first: JSON parsers in JavaScript (the CDK CLI) move
 # integer-like keys ahead of the others, and the entries' order is the routes' order.

@@ -2,8 +2,8 @@
 
 `make plan PLAN_ARGS="--mb-per-s 20 --record-bytes 2000 --partitions 24 --key-skew 0.3"`, or
 `python -m infra.plan --help`. Pure (no AWS call): `plan(Workload)` returns a `Plan`, and
-`config_warnings(...)` says which deployed settings can't help. docs/scaling.md explains every
-limit, with its number and the AWS page it comes from; the model is:
+`deployment_warnings(SinkConfig)` says which deployed settings can't help. docs/scaling.md
+explains every limit, with its number and the AWS page it comes from; the model is:
 
 - N = target bytes/s / record bytes; each record is E bytes in the invocation event (base64 and
   JSON) and K bytes in Kinesis (data + partition key; an envelope is base64 and JSON too).
@@ -31,33 +31,32 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Final
 
-from infra.config import StreamMode
-from msk_kinesis_sink.limits import MAX_RECORDS_PER_REQUEST, MAX_REQUEST_BYTES, MIB
-from msk_kinesis_sink.settings import RecordFormat
+from infra.config import SinkConfig, StreamMode
+from msk_kinesis_sink.limits import (
+    DEFAULT_MAX_RECORD_BYTES,
+    MAX_BATCH_SIZE,
+    MAX_FUNCTION_TIMEOUT_SECONDS,
+    MAX_MAX_POLLERS,
+    MAX_MIN_POLLERS,
+    MAX_RECORD_BYTES_CEILING,
+    MAX_RECORDS_PER_REQUEST,
+    MAX_REQUEST_BYTES,
+    MIB,
+    ON_DEMAND_START_BYTES_PER_S,
+    ON_DEMAND_START_SHARDS,
+    POLLER_BYTES_PER_S,
+    POLLER_INVOCATIONS,
+    SHARD_WRITE_BYTES_PER_S,
+    SHARD_WRITE_RECORDS_PER_S,
+)
+from msk_kinesis_sink.settings import Aggregation, RecordFormat
 
 MB: Final = 1_000_000  # AWS states poller, invocation and on-demand figures in MB
-# "Low latency processing for Kafka event sources" (Lambda): an event poller "allocates up to
-# 5 MB/s throughput" and "supports up to 5 concurrent Lambda invocations"; "Event poller scaling
-# modes in Lambda": MinimumPollers 1-200, MaximumPollers 1-2,000, and Lambda limits
-# MaximumPollers to the topic's partition count to keep each partition in order.
-POLLER_BYTES_PER_S: Final = 5 * MB
-POLLER_INVOCATIONS: Final = 5
-MAX_MIN_POLLERS: Final = 200
-MAX_MAX_POLLERS: Final = 2_000
-# "Invoke" (Lambda API Reference): a synchronous invocation's payload is at most 6 MB; the
-# mapping's BatchSize for Kafka is at most 10,000 records.
-MAX_INVOCATION_BYTES: Final = 6 * MB
-MAX_BATCH_SIZE: Final = 10_000
-# "PutRecords" (Kinesis API Reference) / "Quotas and limits" (Kinesis Data Streams): a shard
-# takes 1 MiB/s and 1,000 records/s of writes; a record is at most 1 MiB by default.
-SHARD_BYTES_PER_S: Final = 1 * MIB
-SHARD_RECORDS_PER_S: Final = 1_000
-MAX_AGGREGATE_BYTES: Final = 1 * MIB
-# "Quotas and limits" (Kinesis Data Streams): a new on-demand stream has 4 MB/s of write
-# throughput and scales from there (warm throughput raises it ahead of a load). AWS states it in
-# MB/s only; the planner also holds it to four shards' records (4,000/s).
-ON_DEMAND_START_BYTES_PER_S: Final = 4 * MB
-ON_DEMAND_START_SHARDS: Final = 4
+# Lambda's quota page states the invocation payload limit as "6 MB": the planner fills an
+# invocation to 6,000,000 bytes, a margin below the 6 MiB Invoke enforces (MAX_INVOCATION_BYTES).
+PLANNED_INVOCATION_BYTES: Final = 6 * MB
+# An aggregated record is one Kinesis record: at most 1 MiB on a stream of the default size.
+MAX_AGGREGATE_BYTES: Final = DEFAULT_MAX_RECORD_BYTES
 # "Configure Lambda function memory": at 1,769 MB a function has the equivalent of one vCPU.
 MB_PER_VCPU: Final = 1_769
 MEMORY_CHOICES: Final = (512, 1_024, 1_769)
@@ -97,7 +96,10 @@ class Workload:
     def __post_init__(self) -> None:
         checks = (
             (0 < self.mb_per_s <= 100_000, "--mb-per-s must be above 0 and at most 100,000"),
-            (1 <= self.record_bytes <= 10 * MIB, "--record-bytes must be 1-10,485,760"),
+            (
+                1 <= self.record_bytes <= MAX_RECORD_BYTES_CEILING,
+                f"--record-bytes must be 1-{MAX_RECORD_BYTES_CEILING:,}",
+            ),
             (1 <= self.partitions <= 100_000, "--partitions must be 1-100,000"),
             (0 <= self.key_skew <= 1, "--key-skew is a share of the traffic: 0-1"),
             (0 < self.rtt_ms <= 10_000, "--rtt-ms must be above 0 and at most 10,000"),
@@ -105,13 +107,16 @@ class Workload:
             (1 <= self.partition_key_bytes <= 256, "--partition-key-bytes must be 1-256"),
             (0.1 <= self.utilization <= 1, "--utilization must be 0.1-1"),
             (0 < self.cpu_us_per_record <= 100_000, "--cpu-us-per-record must be above 0"),
-            (1 <= self.timeout_s <= 900, "--timeout-s must be 1-900 (Lambda's timeout range)"),
+            (
+                1 <= self.timeout_s <= MAX_FUNCTION_TIMEOUT_SECONDS,
+                f"--timeout-s must be 1-{MAX_FUNCTION_TIMEOUT_SECONDS} (Lambda's timeout range)",
+            ),
         )
         for ok, message in checks:
             # `not ok` is also true for NaN, which compares false with everything.
             if not ok:
                 raise PlanError(message)
-        if self.event_bytes_per_record > MAX_INVOCATION_BYTES:
+        if self.event_bytes_per_record > PLANNED_INVOCATION_BYTES:
             raise PlanError(
                 f"--record-bytes {self.record_bytes:,} does not fit a 6 MB invocation once"
                 " base64-encoded"
@@ -184,7 +189,7 @@ def _base64_bytes(size: int) -> int:
 
 def records_per_invocation(workload: Workload) -> int:
     """As many records as one invocation holds: 6 MB of event, at most 10,000 records."""
-    return max(1, min(MAX_BATCH_SIZE, MAX_INVOCATION_BYTES // workload.event_bytes_per_record))
+    return max(1, min(MAX_BATCH_SIZE, PLANNED_INVOCATION_BYTES // workload.event_bytes_per_record))
 
 
 def batch_size_for(workload: Workload, memory_mb: int) -> int:
@@ -268,8 +273,8 @@ def shards_for(workload: Workload) -> int:
     """Provisioned shards for the target at `utilization` of 1 MiB/s and 1,000 records/s."""
     usable = workload.utilization
     kinesis_bytes = workload.records_per_s * workload.kinesis_bytes_per_record
-    by_bytes = math.ceil(kinesis_bytes / (SHARD_BYTES_PER_S * usable))
-    by_records = math.ceil(kinesis_records_per_s(workload) / (SHARD_RECORDS_PER_S * usable))
+    by_bytes = math.ceil(kinesis_bytes / (SHARD_WRITE_BYTES_PER_S * usable))
+    by_records = math.ceil(kinesis_records_per_s(workload) / (SHARD_WRITE_RECORDS_PER_S * usable))
     return max(1, by_bytes, by_records)
 
 
@@ -330,7 +335,7 @@ def _limits(workload: Workload, batch: int, duration: float) -> tuple[StageLimit
         limits.append(
             StageLimit(
                 "hottest key's shard, bytes",
-                SHARD_BYTES_PER_S * to_mb / skew,
+                SHARD_WRITE_BYTES_PER_S * to_mb / skew,
                 f"one key lives on one shard: 1 MiB/s for {skew:.0%} of the traffic",
                 "Kinesis: Quotas and limits; PutRecords",
             )
@@ -348,7 +353,7 @@ def _limits(workload: Workload, batch: int, duration: float) -> tuple[StageLimit
             limits.append(
                 StageLimit(
                     "hottest key's shard, records",
-                    SHARD_RECORDS_PER_S * workload.record_bytes / MB / skew,
+                    SHARD_WRITE_RECORDS_PER_S * workload.record_bytes / MB / skew,
                     "1,000 records/s per shard without aggregation",
                     "Kinesis: Quotas and limits; PutRecords",
                 )
@@ -410,29 +415,46 @@ def config_warnings(
     `partitions`: the topic's partition count when known; `target`: the workload the
     deployment is meant for, when known (its own `partitions` is used if none is given).
     """
-    warnings = []
     if partitions is None and target is not None:
         partitions = target.partitions
-    if partitions:
-        if max_pollers > partitions:
-            warnings.append(
-                f"maxPollers={max_pollers} is above the topic's {partitions} partitions: Lambda"
-                " caps pollers at the partition count, so the extra can't help"
-            )
-        if min_pollers > partitions:
-            warnings.append(
-                f"minPollers={min_pollers} is above the topic's {partitions} partitions: the"
-                " pollers beyond one per partition have nothing to read"
-            )
-    if target is None:
-        return warnings
+    warnings = _poller_warnings(max_pollers, min_pollers, partitions)
+    if target is not None:
+        warnings += _target_warnings(
+            target, max_pollers, partitions, StreamMode(stream_mode), shard_count, batch_size
+        )
+    return warnings
+
+
+def _poller_warnings(max_pollers: int, min_pollers: int, partitions: int | None) -> list[str]:
+    warnings = []
+    if partitions and max_pollers > partitions:
+        warnings.append(
+            f"maxPollers={max_pollers} is above the topic's {partitions} partitions: Lambda"
+            " caps pollers at the partition count, so the extra can't help"
+        )
+    if partitions and min_pollers > partitions:
+        warnings.append(
+            f"minPollers={min_pollers} is above the topic's {partitions} partitions: the"
+            " pollers beyond one per partition have nothing to read"
+        )
+    return warnings
+
+
+def _target_warnings(
+    target: Workload,
+    max_pollers: int,
+    partitions: int | None,
+    mode: StreamMode,
+    shard_count: int | None,
+    batch_size: int | None,
+) -> list[str]:
+    warnings = []
     planned = plan(target)
     need = f"{target.mb_per_s:g} MB/s of {target.record_bytes:,}-byte records"
-    mode = StreamMode(stream_mode)
     if mode is StreamMode.PROVISIONED and shard_count is not None and shard_count < planned.shards:
         warnings.append(
             f"a provisioned stream of {shard_count} shard{'s' if shard_count != 1 else ''}"
-            f" ({shard_count} MiB/s, {shard_count * SHARD_RECORDS_PER_S:,} records/s) is too"
+            f" ({shard_count} MiB/s, {shard_count * SHARD_WRITE_RECORDS_PER_S:,} records/s) is too"
             f" small for {need}: it needs {planned.shards}"
         )
     if mode is StreamMode.ON_DEMAND and not fits_on_demand_start(target):
@@ -457,6 +479,35 @@ def config_warnings(
             f"{need} is out of reach: {bound.stage} carries at most {bound.max_mb_per_s:.1f} MB/s"
         )
     return warnings
+
+
+def deployment_warnings(config: SinkConfig) -> list[str]:
+    """`config_warnings` for a deployment: the target is known only when the capacity keys
+    name it (docs/scaling.md)."""
+    source, function, capacity = config.source, config.function, config.capacity
+    mb_per_s, record_bytes = capacity.target_mb_per_second, capacity.average_record_bytes
+    partitions = capacity.topic_partitions
+    target = None
+    if mb_per_s is not None and record_bytes is not None and partitions is not None:
+        target = Workload(
+            mb_per_s=mb_per_s,
+            record_bytes=record_bytes,
+            partitions=partitions,
+            key_skew=capacity.hot_key_share,
+            record_format=function.settings.record_format,
+            aggregation=function.settings.aggregation is Aggregation.ON,
+            max_concurrency=function.settings.max_concurrency,
+            timeout_s=function.timeout_seconds,
+        )
+    return config_warnings(
+        max_pollers=source.max_pollers,
+        min_pollers=source.min_pollers,
+        partitions=partitions,
+        stream_mode=config.stream.mode,
+        shard_count=config.stream.shard_count,
+        batch_size=source.batch_size,
+        target=target,
+    )
 
 
 def render(result: Plan) -> str:
@@ -554,44 +605,3 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
-
-
-def deployment_warnings(
-    *,
-    max_pollers: int,
-    min_pollers: int,
-    batch_size: int,
-    stream_mode: str,
-    shard_count: int | None,
-    partitions: int | None,
-    target_mb_per_s: float | None,
-    record_bytes: int | None,
-    key_skew: float,
-    record_format: str,
-    aggregation: bool,
-    max_concurrency: int,
-    timeout_s: int,
-) -> list[str]:
-    """`config_warnings` from a deployment's settings (cdk.json): the target is known only
-    when the capacity keys name it."""
-    target = None
-    if target_mb_per_s is not None and record_bytes is not None and partitions is not None:
-        target = Workload(
-            mb_per_s=target_mb_per_s,
-            record_bytes=record_bytes,
-            partitions=partitions,
-            key_skew=key_skew,
-            record_format=RecordFormat(record_format),
-            aggregation=aggregation,
-            max_concurrency=max_concurrency,
-            timeout_s=timeout_s,
-        )
-    return config_warnings(
-        max_pollers=max_pollers,
-        min_pollers=min_pollers,
-        partitions=partitions,
-        stream_mode=stream_mode,
-        shard_count=shard_count,
-        batch_size=batch_size,
-        target=target,
-    )

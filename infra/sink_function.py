@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Final
 
@@ -15,7 +16,6 @@ from aws_cdk import (
     ILocalBundling,
     RemovalPolicy,
     Stack,
-    Token,
     Validations,
 )
 from aws_cdk import aws_iam as iam
@@ -25,7 +25,7 @@ from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
 from infra.bundling import build_function_asset, check_wheelhouse
-from infra.config import Architecture, FunctionConfig, LogLevel, function_settings
+from infra.config import Architecture, FunctionConfig, LogLevel
 from infra.dead_letters import FUNCTION_PREFIX
 from infra.event_sources import MappingAccess
 from infra.stream import StreamTargets
@@ -284,31 +284,28 @@ def function_code(architecture: Architecture = Architecture.ARM64) -> lambda_.Co
     )
 
 
-# Stand-ins for names CloudFormation only knows at deploy time, valid where the real ones are.
-_DEPLOY_TIME_STREAM: Final = "stream-named-at-deploy"
-_DEPLOY_TIME_NAMES: Final = {"DEAD_LETTER_BUCKET": "bucket-named-at-deploy"}
-
-
 def _environment(
     config: FunctionConfig, *, streams: StreamTargets, bucket: s3.IBucket
 ) -> dict[str, str]:
-    """The function's settings (see msk_kinesis_sink.settings) and Powertools' own.
+    """The function's settings (msk_kinesis_sink.settings) as its environment, and Powertools' own.
 
-    Checked by the function's own parser, so synth refuses what the function would refuse at
-    its first invocation (a ConfigError naming the context key).
+    The keys of the function's own settings were read by its parser (config.settings); what the
+    stack adds is known to be valid (the streams' names and ARNs, which may be deploy-time tokens,
+    are written as they are).
     """
-    env = {
-        **streams.environment(),
-        **config.sink_environment(),
-        "MAX_RECORD_BYTES": str(streams.max_record_bytes),
-        "DEAD_LETTER_BUCKET": bucket.bucket_name,
-        "DEAD_LETTER_PREFIX": FUNCTION_PREFIX,
+    default = streams.default
+    settings = replace(
+        config.settings,
+        stream_name=default.stream.stream_name if default is not None else None,
+        stream_arn=default.stream.stream_arn if default is not None else None,
+        stream_routes=streams.routes,
+        max_record_bytes=streams.max_record_bytes,
+        dead_letter_bucket=bucket.bucket_name,
+        dead_letter_prefix=FUNCTION_PREFIX,
+        log_level=config.log_level.value,
+    )
+    return {
+        **settings.to_env(),
         "POWERTOOLS_SERVICE_NAME": config.service_name,
         "POWERTOOLS_METRICS_NAMESPACE": config.metrics_namespace,
-        "POWERTOOLS_LOG_LEVEL": config.log_level.value,
     }
-    checked = env | streams.environment(stand_in=_DEPLOY_TIME_STREAM)
-    function_settings(
-        {k: _DEPLOY_TIME_NAMES[k] if Token.is_unresolved(v) else v for k, v in checked.items()}
-    )
-    return env

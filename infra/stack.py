@@ -15,7 +15,6 @@ from infra.monitoring import SinkMonitoring
 from infra.plan import deployment_warnings
 from infra.sink_function import SinkFunction
 from infra.stream import build_streams
-from msk_kinesis_sink.settings import Aggregation
 
 
 class MskKinesisSinkStack(Stack):
@@ -32,7 +31,7 @@ class MskKinesisSinkStack(Stack):
         )
         self.config = config
         # Settings that can't help (docs/scaling.md): shown by synth and deploy, never refused.
-        for warning in capacity_warnings(config):
+        for warning in deployment_warnings(config):
             Annotations.of(self).add_warning_v2("msk-kinesis-sink:capacity", warning)
         self.streams = build_streams(self, config)
         self.dead_letters = DeadLetterBucket(
@@ -92,23 +91,3 @@ class MskKinesisSinkStack(Stack):
                 f"#dashboards:name={self.monitoring.dashboard.dashboard_name}"
             ),
         )
-
-
-def capacity_warnings(config: SinkConfig) -> list[str]:
-    """What infra.plan finds the settings can't carry, from the capacity keys (when set)."""
-    source, function, capacity = config.source, config.function, config.capacity
-    return deployment_warnings(
-        max_pollers=source.max_pollers,
-        min_pollers=source.min_pollers,
-        batch_size=source.batch_size,
-        stream_mode=config.stream.mode.value,
-        shard_count=config.stream.shard_count,
-        partitions=capacity.topic_partitions,
-        target_mb_per_s=capacity.target_mb_per_second,
-        record_bytes=capacity.average_record_bytes,
-        key_skew=capacity.hot_key_share,
-        record_format=function.record_format.value,
-        aggregation=function.aggregation is Aggregation.ON,
-        max_concurrency=function.max_concurrency,
-        timeout_s=function.timeout_seconds,
-    )

@@ -6,12 +6,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Final
 
-from aws_cdk import Acknowledgment, CfnOutput, Duration, RemovalPolicy, Token, Validations
+from aws_cdk import Acknowledgment, CfnOutput, Duration, RemovalPolicy, Validations
 from aws_cdk import aws_kinesis as kinesis
 from aws_cdk import aws_kms as kms
 from constructs import Construct
 
 from infra.config import SinkConfig, StreamConfig, StreamMode
+from msk_kinesis_sink.settings import StreamRoute
 
 KIB: Final = 1024
 
@@ -100,24 +101,14 @@ class StreamTargets:
     def key_arns(self) -> list[str]:
         return [t.key_arn for t in self.targets if t.key_arn is not None]
 
-    def environment(self, *, stand_in: str | None = None) -> dict[str, str]:
-        """STREAM_NAME (the default stream) and STREAM_ROUTES (first match wins) by ARN.
-
-        `stand_in` replaces ARNs CloudFormation only knows at deploy time, so the function's
-        parser can check the result at synth.
-        """
-
-        def arn(target: StreamTarget) -> str:
-            value = target.stream.stream_arn
-            return stand_in if stand_in is not None and Token.is_unresolved(value) else value
-
-        env = {}
-        if self.default is not None:
-            env["STREAM_NAME"] = arn(self.default)
-        routes = [f"{p}={arn(t)}" for t in self.targets for p in t.patterns]
-        if routes:
-            env["STREAM_ROUTES"] = ",".join(routes)
-        return env
+    @property
+    def routes(self) -> tuple[StreamRoute, ...]:
+        """The function's routes (STREAM_ROUTES), to each stream by ARN: first match wins."""
+        return tuple(
+            StreamRoute(pattern, target.stream.stream_arn)
+            for target in self.targets
+            for pattern in target.patterns
+        )
 
 
 def build_streams(scope: Construct, config: SinkConfig) -> StreamTargets:

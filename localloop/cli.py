@@ -20,7 +20,6 @@ from localloop.esm import (
     DEFAULT_BATCH_SIZE,
     DEFAULT_BATCHING_WINDOW_S,
     LOCAL_CLUSTER_ARN,
-    MAX_BATCH_SIZE,
     EsmConfig,
 )
 from localloop.events import EVENT_SOURCE_MSK, EVENT_SOURCE_SELF_MANAGED
@@ -31,6 +30,7 @@ from localloop.kinesis_local import DEFAULT_REGION
 from localloop.mapping import EventSourceMapping
 from localloop.proxy import FaultProxy
 from msk_kinesis_sink.errors import ConfigurationError
+from msk_kinesis_sink.limits import MAX_BATCH_SIZE
 
 
 def _env_pair(text: str) -> tuple[str, str]:

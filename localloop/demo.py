@@ -30,7 +30,7 @@ from tqdm import tqdm
 from localloop.audit import AuditReport, audit, read_stream
 from localloop.broker import TansuBroker, create_topic
 from localloop.destination import FolderDestination
-from localloop.esm import MAX_BATCH_SIZE, EsmConfig, EsmStats
+from localloop.esm import EsmConfig, EsmStats
 from localloop.faults import DEFAULT_DEMO_FAULTS, FaultSpec, FaultSpecError
 from localloop.function import SinkFunction, check_function_env, sink_env
 from localloop.kinesis_local import Kinesalite, create_stream, kinesis_client
@@ -38,6 +38,7 @@ from localloop.mapping import EventSourceMapping
 from localloop.proxy import FaultProxy, ProxyStats
 from localloop.workload import SourceLog, WorkloadSpec, produce
 from msk_kinesis_sink.errors import ConfigurationError
+from msk_kinesis_sink.limits import MAX_BATCH_SIZE
 
 DEFAULT_WORKDIR: Final = Path(".demo")
 # A topic name with both '.' and '-': `records` keys must never be split to find the partition.

@@ -36,21 +36,20 @@ from localloop.events import (
     json_size,
     partition_id,
 )
+from msk_kinesis_sink.limits import (
+    INFINITE_RETRIES_CAP,
+    MAX_BATCH_SIZE,
+    MAX_BATCHING_WINDOW_SECONDS,
+    MAX_INVOCATION_BYTES,
+    MAX_RETRY_ATTEMPTS,
+)
 
 log = logging.getLogger("localloop.esm")
 
-# Lambda's synchronous invocation payload limit, which caps an ESM batch.
-MAX_PAYLOAD_BYTES: Final = 6 * 1024 * 1024
-# Kafka ESM BatchSize: default 100, at most 10,000.
+# Kafka ESM BatchSize default: 100 (at most MAX_BATCH_SIZE).
 DEFAULT_BATCH_SIZE: Final = 100
-MAX_BATCH_SIZE: Final = 10_000
 # MaximumBatchingWindowInSeconds default for Kafka sources: 500 ms (at most 300 s).
 DEFAULT_BATCHING_WINDOW_S: Final = 0.5
-MAX_BATCHING_WINDOW_S: Final = 300.0
-# MaximumRetryAttempts: -1 (infinite) or 0..10,000.
-MAX_RETRY_ATTEMPTS: Final = 10_000
-# With infinite retries *and* an on-failure destination, Lambda applies at most 10 retries.
-RETRIES_WITH_DESTINATION: Final = 10
 _POLL_SLICE_S: Final = 0.1
 # The eventSourceArn the local "MSK cluster" reports.
 LOCAL_CLUSTER_ARN: Final = (
@@ -121,7 +120,7 @@ class EsmConfig:
     bootstrap_servers: str
     batch_size: int = DEFAULT_BATCH_SIZE
     batching_window_s: float = DEFAULT_BATCHING_WINDOW_S
-    max_payload_bytes: int = MAX_PAYLOAD_BYTES
+    max_payload_bytes: int = MAX_INVOCATION_BYTES
     maximum_retry_attempts: int = -1  # -1 = infinite (Kafka default)
     maximum_record_age_s: float = -1  # -1 = infinite; AWS requires >= 60 otherwise
     bisect_batch_on_function_error: bool = False
@@ -143,8 +142,8 @@ class EsmConfig:
             raise ValueError(
                 f"maximum_retry_attempts must be -1 (infinite) or 0..{MAX_RETRY_ATTEMPTS}"
             )
-        if not 0 <= self.batching_window_s <= MAX_BATCHING_WINDOW_S:
-            raise ValueError(f"batching_window_s must be 0..{MAX_BATCHING_WINDOW_S}")
+        if not 0 <= self.batching_window_s <= MAX_BATCHING_WINDOW_SECONDS:
+            raise ValueError(f"batching_window_s must be 0..{MAX_BATCHING_WINDOW_SECONDS}")
         if self.maximum_record_age_s < 0 and self.maximum_record_age_s != -1:
             raise ValueError("maximum_record_age_s must be -1 (off) or >= 0")
         if self.function_timeout_s <= 0:
@@ -154,7 +153,7 @@ class EsmConfig:
         """Retries before a batch is discarded; None = forever."""
         if self.maximum_retry_attempts >= 0:
             return self.maximum_retry_attempts
-        return RETRIES_WITH_DESTINATION if has_destination else None
+        return INFINITE_RETRIES_CAP if has_destination else None
 
 
 @dataclass(frozen=True, slots=True)

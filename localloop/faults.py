@@ -12,9 +12,7 @@ from dataclasses import dataclass, field, fields
 from enum import StrEnum
 from typing import Final, TypeVar
 
-# Kinesis's documented write limits for one shard of a provisioned stream.
-SHARD_WRITE_BYTES_PER_S: Final = 1024 * 1024
-SHARD_WRITE_RECORDS_PER_S: Final = 1000
+from msk_kinesis_sink.limits import SHARD_WRITE_BYTES_PER_S, SHARD_WRITE_RECORDS_PER_S
 
 # `make demo`'s default: every kind of fault on, at rates that keep the run short.
 DEFAULT_DEMO_FAULTS: Final = (

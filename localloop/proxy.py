@@ -36,10 +36,8 @@ from localloop.faults import (
 )
 from localloop.kinesis_local import LOCAL_SIGNATURE_HEADERS
 from localloop.procs import LOOPBACK
+from msk_kinesis_sink.limits import MAX_RECORDS_PER_REQUEST, MAX_REQUEST_BYTES
 
-# PutRecords limits the proxy enforces, since kinesalite does not check the request size.
-MAX_RECORDS_PER_REQUEST: Final = 500
-MAX_REQUEST_BYTES: Final = 5 * 1024 * 1024
 _JSON_CONTENT_TYPE: Final = "application/x-amz-json-1.1"
 _PUT_RECORDS_TARGET: Final = "Kinesis_20131202.PutRecords"
 _LIST_SHARDS_TARGET: Final = "Kinesis_20131202.ListShards"
@@ -181,6 +179,7 @@ class FaultProxy:
         datas = [base64.b64decode(r.get("Data", "")) for r in records]
         keys = [str(r.get("PartitionKey", "")) for r in records]
         request_bytes = sum(len(d) + len(k.encode()) for d, k in zip(datas, keys, strict=True))
+        # kinesalite does not check the request size: the proxy enforces PutRecords' limits.
         if len(records) > MAX_RECORDS_PER_REQUEST or request_bytes > MAX_REQUEST_BYTES:
             self._counters.add("limit_violations")
             return _error(

@@ -1,15 +1,20 @@
-"""The sink's configuration: environment variables parsed once into a validated, frozen value."""
+"""The sink's configuration: environment variables parsed once into a validated, frozen value,
+and written back by the stack that deploys it.
+
+Each field that a variable sets declares it once (`reads`): the variable, how its text reads and
+writes (msk_kinesis_sink.variables), and the cdk.json context key that sets it. `from_env`,
+`to_env` and `from_keys` all work from that declaration.
+"""
 
 from __future__ import annotations
 
-import contextlib
 import fnmatch
 import ipaddress
 import re
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field, fields
 from enum import StrEnum
-from typing import TypeVar
+from typing import Any, Final
 from urllib.parse import urlsplit
 
 from msk_kinesis_sink.errors import ConfigurationError
@@ -18,25 +23,25 @@ from msk_kinesis_sink.limits import (
     MAX_RECORD_BYTES_CEILING,
     MIN_RECORD_BYTES,
 )
+from msk_kinesis_sink.variables import (
+    VARIABLE,
+    BucketName,
+    Choice,
+    Integer,
+    LogLevelName,
+    Number,
+    Prefix,
+    Variable,
+    reads,
+)
 
 # Every pattern is ASCII-only and matched in full: `\d` and `$` would also take other
 # scripts' digits and a trailing newline.
-_STREAM_NAME = re.compile(r"[a-zA-Z0-9_.-]{1,128}", re.ASCII)
-_STREAM_ARN = re.compile(
+STREAM_NAME_PATTERN: Final = re.compile(r"[a-zA-Z0-9_.-]{1,128}", re.ASCII)
+STREAM_ARN_PATTERN: Final = re.compile(
     r"arn:aws[a-z-]*:kinesis:[a-z0-9-]+:[0-9]{12}:stream/(?P<name>[a-zA-Z0-9_.-]{1,128})",
     re.ASCII,
 )
-# S3 "General purpose bucket naming rules": 3-63 characters of lowercase letters, digits, '.'
-# and '-', beginning and ending with a letter or digit; no two adjacent periods; not formatted
-# as an IP address; no reserved prefix or suffix.
-_BUCKET_NAME = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]", re.ASCII)
-_IP_ADDRESS = re.compile(r"[0-9]{1,3}(?:\.[0-9]{1,3}){3}", re.ASCII)
-_BUCKET_RESERVED_PREFIXES = ("xn--", "sthree-", "amzn-s3-demo-")
-_BUCKET_RESERVED_SUFFIXES = ("-s3alias", "--ol-s3", ".mrap", "--x-s3", "--table-s3")
-_INTEGER = re.compile(r"[-+]?[0-9]+", re.ASCII)
-_DECIMAL = re.compile(r"[-+]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][-+]?[0-9]+)?", re.ASCII)
-# Level names Powertools passes to logging.Logger.setLevel (it upper-cases them first).
-LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "WARN", "ERROR", "CRITICAL", "FATAL")
 # Endpoint overrides the SDK reads for the two clients the function makes.
 ENDPOINT_VARIABLES = ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_KINESIS", "AWS_ENDPOINT_URL_S3")
 # One DNS label: 1-63 letters, digits and '-', not starting or ending with '-' (as botocore).
@@ -83,28 +88,138 @@ class Aggregation(StrEnum):
     ON = "on"
 
 
+# --- The variables of the sink's own kinds ----------------------------------------------------
+
+
+class StreamReference:
+    """A stream by name or ARN, read into (name, ARN or None); blank is none."""
+
+    def read(
+        self, raw: str, name: str, default: tuple[str | None, str | None]
+    ) -> tuple[str | None, str | None]:
+        reference = raw.strip()
+        if not reference:
+            return default
+        stream_name = _stream_name(reference, name)
+        return stream_name, (reference if stream_name != reference else None)
+
+    def write(self, value: tuple[str | None, str | None]) -> str | None:
+        stream_name, stream_arn = value
+        return stream_arn or stream_name
+
+
+class PartitionKey:
+    """`key`, `partition` or `header:<name>`, read into (mode, header name or None)."""
+
+    def read(
+        self, raw: str, name: str, default: tuple[PartitionKeyMode, str | None]
+    ) -> tuple[PartitionKeyMode, str | None]:
+        prefix, colon, header = raw.strip().partition(":")
+        if colon and prefix.lower() == PartitionKeyMode.HEADER.value:
+            if not _HEADER_NAME.fullmatch(header):
+                raise ConfigurationError(
+                    f"{name}={raw!r} needs a header name after 'header:' (1-249 printable"
+                    " characters, no ',')"
+                )
+            return PartitionKeyMode.HEADER, header
+        mode = Choice(PartitionKeyMode).read(raw, name, default[0])
+        if mode is PartitionKeyMode.HEADER:
+            raise ConfigurationError(
+                f"{name}={raw!r} names no header: use header:<name>, e.g. header:tenant-id"
+            )
+        return mode, None
+
+    def write(self, value: tuple[PartitionKeyMode, str | None]) -> str:
+        mode, header = value
+        return mode.value if header is None else f"{mode.value}:{header}"
+
+
+class Routes:
+    """Comma-separated `pattern=stream` pairs, first match wins; blank is none."""
+
+    def read(
+        self, raw: str, name: str, default: tuple[StreamRoute, ...]
+    ) -> tuple[StreamRoute, ...]:
+        text = raw.strip()
+        if not text:
+            return default
+        routes: list[StreamRoute] = []
+        for item in text.split(","):
+            pattern, equals, stream = (part.strip() for part in item.partition("="))
+            if not equals or not pattern or not stream:
+                raise ConfigurationError(
+                    f"{name} item {item.strip()!r} is not pattern=stream"
+                    " (e.g. orders.*=orders-stream,payments=arn:aws:kinesis:...:stream/payments)"
+                )
+            check_route_pattern(pattern, name)
+            _check_new_pattern(routes, pattern, name)
+            _stream_name(stream, f"{name} stream for {pattern}")
+            routes.append(StreamRoute(pattern, stream))
+        return tuple(routes)
+
+    def write(self, value: tuple[StreamRoute, ...]) -> str | None:
+        return ",".join(f"{route.pattern}={route.stream}" for route in value) or None
+
+
+# --- The settings ---------------------------------------------------------------------------
+
+
 @dataclass(frozen=True, slots=True)
 class Settings:
     """Validated configuration of one function container."""
 
     # The default stream (STREAM_NAME): for topics no route matches; None with routes only.
-    stream_name: str | None
-    stream_arn: str | None
-    record_format: RecordFormat = RecordFormat.RAW
-    partition_key: PartitionKeyMode = PartitionKeyMode.KEY
-    aggregation: Aggregation = Aggregation.ON
-    max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES
-    dead_letter_bucket: str | None = None
-    dead_letter_prefix: str = "records/"
-    max_concurrency: int = 8
-    request_timeout_seconds: float = 5.0
+    stream_name: str | None = field(
+        default=None, metadata=reads("STREAM_NAME", StreamReference(), also=("stream_arn",))
+    )
+    stream_arn: str | None = None
+    record_format: RecordFormat = field(
+        default=RecordFormat.RAW,
+        metadata=reads("RECORD_FORMAT", Choice(RecordFormat), key="recordFormat"),
+    )
+    partition_key: PartitionKeyMode = field(
+        default=PartitionKeyMode.KEY,
+        metadata=reads(
+            "PARTITION_KEY", PartitionKey(), key="partitionKey", also=("partition_key_header",)
+        ),
+    )
+    aggregation: Aggregation = field(
+        default=Aggregation.ON,
+        metadata=reads("AGGREGATION", Choice(Aggregation), key="aggregation"),
+    )
+    max_record_bytes: int = field(
+        default=DEFAULT_MAX_RECORD_BYTES,
+        metadata=reads("MAX_RECORD_BYTES", Integer(MIN_RECORD_BYTES, MAX_RECORD_BYTES_CEILING)),
+    )
+    dead_letter_bucket: str | None = field(
+        default=None, metadata=reads("DEAD_LETTER_BUCKET", BucketName())
+    )
+    dead_letter_prefix: str = field(
+        default="records/", metadata=reads("DEAD_LETTER_PREFIX", Prefix())
+    )
+    max_concurrency: int = field(
+        default=8, metadata=reads("MAX_CONCURRENCY", Integer(1, 64), key="maxConcurrency")
+    )
+    request_timeout_seconds: float = field(
+        default=5.0,
+        metadata=reads("KINESIS_TIMEOUT_SECONDS", Number(0.1, 60.0), key="kinesisTimeoutSeconds"),
+    )
     # The function's own verbosity (logLevel in cdk.json); Lambda's application log level stays
     # at INFO so that metric lines, which carry no level, pass its filter.
-    log_level: str = "INFO"
-    retry_base_ms: int = 10
-    retry_max_ms: int = 2_000
+    log_level: str = field(
+        default="INFO",
+        metadata=reads("POWERTOOLS_LOG_LEVEL", LogLevelName(), legacy="LOG_LEVEL"),
+    )
+    retry_base_ms: int = field(
+        default=10, metadata=reads("RETRY_BASE_MS", Integer(1, 10_000), key="retryBaseMs")
+    )
+    retry_max_ms: int = field(
+        default=2_000, metadata=reads("RETRY_MAX_MS", Integer(1, 60_000), key="retryMaxMs")
+    )
     # STREAM_ROUTES, in order: the first pattern that matches a topic picks its stream.
-    stream_routes: tuple[StreamRoute, ...] = ()
+    stream_routes: tuple[StreamRoute, ...] = field(
+        default=(), metadata=reads("STREAM_ROUTES", Routes())
+    )
     # PARTITION_KEY=header:<name>: the header whose first value becomes the partition key.
     partition_key_header: str | None = None
 
@@ -115,210 +230,142 @@ class Settings:
 
     def stream_for(self, topic: str) -> str | None:
         """Where the topic's records go: the first matching route, else the default stream."""
-        for route in self.stream_routes:
-            if route.matches(topic):
-                return route.stream
-        return self.default_stream
+        route = first_route(self.stream_routes, topic)
+        return route.stream if route is not None else self.default_stream
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
         """Parse and validate; raises ConfigurationError naming the variable and what is allowed."""
-        routes = _stream_routes(env)
-        raw_stream = env.get("STREAM_NAME", "").strip()
-        stream_name: str | None = None
-        stream_arn: str | None = None
-        if raw_stream:
-            stream_name = _stream_name(raw_stream, "STREAM_NAME")
-            stream_arn = raw_stream if stream_name != raw_stream else None
-        elif not routes:
+        settings = cls(**_read(lambda variable: _env_value(env, variable)))
+        if settings.default_stream is None and not settings.stream_routes:
             raise ConfigurationError(
                 "STREAM_NAME is required (unless STREAM_ROUTES routes every topic): set it to a"
                 " Kinesis stream name or stream ARN"
             )
-        key_mode, key_header = _partition_key(env)
-
-        bucket = env.get("DEAD_LETTER_BUCKET", "").strip() or None
-        if bucket is not None:
-            problem = bucket_name_problem(bucket)
-            if problem:
-                raise ConfigurationError(
-                    f"DEAD_LETTER_BUCKET={bucket!r} is not a valid S3 bucket name: {problem}"
-                )
-        prefix = env.get("DEAD_LETTER_PREFIX", "records/").strip()
-        if prefix and not prefix.endswith("/"):
-            prefix += "/"
-
-        log_level = _log_level(env)
+        settings._check_backoff(lambda variable: variable.name)
         _check_endpoints(env)
+        return settings
 
-        retry_base_ms = _int(env, "RETRY_BASE_MS", 10, 1, 10_000)
-        retry_max_ms = _int(env, "RETRY_MAX_MS", 2_000, 1, 60_000)
-        if retry_max_ms < retry_base_ms:
+    @classmethod
+    def from_keys(cls, context: Mapping[str, str]) -> Settings:
+        """The settings a deployment's context keys set (cdk.json), read as the function reads
+        its variables; a refusal names the key.
+
+        Fields no key sets keep their defaults, the stream and routes none: the stack adds them.
+        """
+        settings = cls(**_read(lambda variable: _context_value(context, variable)))
+        settings._check_backoff(lambda variable: str(variable.key))
+        return settings
+
+    def to_env(self) -> dict[str, str]:
+        """The environment `from_env` reads back as these settings; a value that is unset (no
+        bucket, no routes) leaves its variable out. Deploy-time tokens pass through as text."""
+        env = {}
+        for variable, names in _VARIABLES:
+            values = tuple(getattr(self, name) for name in names)
+            text = variable.kind.write(values[0] if len(values) == 1 else values)
+            if text is not None:
+                env[variable.name] = text
+        return env
+
+    def _check_backoff(self, name: Callable[[Variable], str]) -> None:
+        base, cap = _VARIABLE_OF["retry_base_ms"], _VARIABLE_OF["retry_max_ms"]
+        if self.retry_max_ms < self.retry_base_ms:
             raise ConfigurationError(
-                f"RETRY_MAX_MS={retry_max_ms} must be >= RETRY_BASE_MS={retry_base_ms}"
+                f"{name(cap)}={self.retry_max_ms} must be >= {name(base)}={self.retry_base_ms}"
             )
 
-        return cls(
-            stream_name=stream_name,
-            stream_arn=stream_arn,
-            record_format=_choice(env, "RECORD_FORMAT", RecordFormat, RecordFormat.RAW),
-            partition_key=key_mode,
-            partition_key_header=key_header,
-            stream_routes=routes,
-            aggregation=_choice(env, "AGGREGATION", Aggregation, Aggregation.ON),
-            max_record_bytes=_int(
-                env,
-                "MAX_RECORD_BYTES",
-                DEFAULT_MAX_RECORD_BYTES,
-                MIN_RECORD_BYTES,
-                MAX_RECORD_BYTES_CEILING,
-            ),
-            dead_letter_bucket=bucket,
-            dead_letter_prefix=prefix,
-            max_concurrency=_int(env, "MAX_CONCURRENCY", 8, 1, 64),
-            request_timeout_seconds=_float(env, "KINESIS_TIMEOUT_SECONDS", 5.0, 0.1, 60.0),
-            retry_base_ms=retry_base_ms,
-            retry_max_ms=retry_max_ms,
-            log_level=log_level,
+
+def _declared() -> tuple[tuple[Variable, tuple[str, ...]], ...]:
+    """Each variable, with the fields it sets, in the order the fields are declared."""
+    return tuple(
+        (f.metadata[VARIABLE], (f.name, *f.metadata[VARIABLE].also))
+        for f in fields(Settings)
+        if VARIABLE in f.metadata
+    )
+
+
+_VARIABLES: Final = _declared()
+_DEFAULTS: Final = {f.name: f.default for f in fields(Settings)}
+_VARIABLE_OF: Final = {name: variable for variable, names in _VARIABLES for name in names}
+# The variables a deployment sets by a context key of its own, by key.
+SETTING_KEYS: Final[Mapping[str, Variable]] = {
+    variable.key: variable for variable, _ in _VARIABLES if variable.key is not None
+}
+
+
+def _read(given: Callable[[Variable], tuple[str, str] | None]) -> dict[str, Any]:
+    """Field values from what `given` holds for each variable: (the name it goes by, its text).
+    The fields of a variable it does not hold keep their defaults."""
+    values: dict[str, Any] = {}
+    for variable, names in _VARIABLES:
+        found = given(variable)
+        if found is None:
+            continue
+        name, raw = found
+        if len(names) == 1:
+            values[names[0]] = variable.kind.read(raw, name, _DEFAULTS[names[0]])
+        else:  # a variable that sets several fields reads into a tuple of them
+            value = variable.kind.read(raw, name, tuple(_DEFAULTS[n] for n in names))
+            values.update(zip(names, value, strict=True))
+    return values
+
+
+def _env_value(env: Mapping[str, str], variable: Variable) -> tuple[str, str] | None:
+    """The variable's text, or its legacy variable's while it is unset or blank (as Powertools
+    reads POWERTOOLS_LOG_LEVEL, else LOG_LEVEL)."""
+    raw = env.get(variable.name)
+    if not raw and variable.legacy is not None and env.get(variable.legacy):
+        return variable.legacy, env[variable.legacy]
+    return None if raw is None else (variable.name, raw)
+
+
+def _context_value(context: Mapping[str, str], variable: Variable) -> tuple[str, str] | None:
+    key = variable.key
+    return None if key is None or key not in context else (key, context[key])
+
+
+def first_route(routes: Iterable[StreamRoute], topic: str) -> StreamRoute | None:
+    """The route `topic` takes: the first whose pattern matches it."""
+    return next((route for route in routes if route.matches(topic)), None)
+
+
+def check_route_pattern(pattern: str, name: str) -> None:
+    """A route's pattern is a topic name or a glob; raises ConfigurationError naming `name`."""
+    if not _ROUTE_PATTERN.fullmatch(pattern):
+        raise ConfigurationError(
+            f"{name} pattern {pattern!r} is not a topic name or glob"
+            " (1-249 of a-z A-Z 0-9 . _ - and the glob characters * ? [ ] !)"
+        )
+
+
+def check_patterns_distinct(routes: Iterable[StreamRoute], name: str) -> None:
+    """No pattern appears twice; raises ConfigurationError naming `name`."""
+    seen: list[StreamRoute] = []
+    for route in routes:
+        _check_new_pattern(seen, route.pattern, name)
+        seen.append(route)
+
+
+def _check_new_pattern(routes: Iterable[StreamRoute], pattern: str, name: str) -> None:
+    if any(route.pattern == pattern for route in routes):
+        raise ConfigurationError(
+            f"{name} pattern {pattern!r} appears twice (the first match wins, so the"
+            " second could never apply)"
         )
 
 
 def _stream_name(raw: str, variable: str) -> str:
     """The stream's name, from a name or an ARN; raises ConfigurationError naming `variable`."""
-    arn_match = _STREAM_ARN.fullmatch(raw)
+    arn_match = STREAM_ARN_PATTERN.fullmatch(raw)
     if arn_match:
         return arn_match.group("name")
-    if _STREAM_NAME.fullmatch(raw):
+    if STREAM_NAME_PATTERN.fullmatch(raw):
         return raw
     raise ConfigurationError(
         f"{variable}={raw!r} is neither a stream name (1-128 of a-z A-Z 0-9 _ . -)"
         " nor a stream ARN (arn:aws:kinesis:<region>:<account>:stream/<name>)"
     )
-
-
-def _stream_routes(env: Mapping[str, str]) -> tuple[StreamRoute, ...]:
-    """STREAM_ROUTES: comma-separated `pattern=stream` pairs, first match wins."""
-    raw = env.get("STREAM_ROUTES", "").strip()
-    if not raw:
-        return ()
-    routes: list[StreamRoute] = []
-    for item in raw.split(","):
-        pattern, equals, stream = (part.strip() for part in item.partition("="))
-        if not equals or not pattern or not stream:
-            raise ConfigurationError(
-                f"STREAM_ROUTES item {item.strip()!r} is not pattern=stream"
-                " (e.g. orders.*=orders-stream,payments=arn:aws:kinesis:...:stream/payments)"
-            )
-        if not _ROUTE_PATTERN.fullmatch(pattern):
-            raise ConfigurationError(
-                f"STREAM_ROUTES pattern {pattern!r} is not a topic name or glob"
-                " (1-249 of a-z A-Z 0-9 . _ - and the glob characters * ? [ ] !)"
-            )
-        if any(route.pattern == pattern for route in routes):
-            raise ConfigurationError(
-                f"STREAM_ROUTES pattern {pattern!r} appears twice (the first match wins, so the"
-                " second could never apply)"
-            )
-        _stream_name(stream, f"STREAM_ROUTES stream for {pattern}")
-        routes.append(StreamRoute(pattern, stream))
-    return tuple(routes)
-
-
-def _partition_key(env: Mapping[str, str]) -> tuple[PartitionKeyMode, str | None]:
-    """PARTITION_KEY: key, partition, or header:<name>."""
-    raw = env.get("PARTITION_KEY", "")
-    prefix, colon, name = raw.strip().partition(":")
-    if colon and prefix.lower() == PartitionKeyMode.HEADER.value:
-        if not _HEADER_NAME.fullmatch(name):
-            raise ConfigurationError(
-                f"PARTITION_KEY={raw!r} needs a header name after 'header:' (1-249 printable"
-                " characters, no ',')"
-            )
-        return PartitionKeyMode.HEADER, name
-    mode = _choice(env, "PARTITION_KEY", PartitionKeyMode, PartitionKeyMode.KEY)
-    if mode is PartitionKeyMode.HEADER:
-        raise ConfigurationError(
-            f"PARTITION_KEY={raw!r} names no header: use header:<name>, e.g. header:tenant-id"
-        )
-    return mode, None
-
-
-_E = TypeVar("_E", bound=StrEnum)
-
-
-def _choice(env: Mapping[str, str], name: str, enum: type[_E], default: _E) -> _E:
-    raw = env.get(name, "")
-    value = raw.strip().lower()
-    if not value:
-        return default
-    try:
-        return enum(value)
-    except ValueError:
-        allowed = ", ".join(member.value for member in enum)
-        raise ConfigurationError(f"{name}={raw!r} is not one of: {allowed}") from None
-
-
-def _number(
-    env: Mapping[str, str],
-    name: str,
-    default: float,
-    low: float,
-    high: float,
-    parse: Callable[[str], float],
-    kind: str,
-) -> float:
-    raw = env.get(name, "").strip()
-    if not raw:
-        return default
-    # int() and float() also take other scripts' digits, '_' separators, 'nan' and 'inf'.
-    value: float | None = None
-    if (_INTEGER if parse is int else _DECIMAL).fullmatch(raw):
-        with contextlib.suppress(ValueError):  # int() refuses more than 4,300 digits
-            value = parse(raw)
-    if value is None:
-        raise ConfigurationError(f"{name}={raw!r} is not {kind} (allowed: {low}-{high})")
-    if not low <= value <= high:
-        raise ConfigurationError(f"{name}={raw} is out of range (allowed: {low}-{high})")
-    return value
-
-
-def _int(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
-    return int(_number(env, name, default, low, high, int, "an integer"))
-
-
-def _float(env: Mapping[str, str], name: str, default: float, low: float, high: float) -> float:
-    return _number(env, name, default, low, high, float, "a number")
-
-
-def bucket_name_problem(name: str) -> str | None:
-    """Which general purpose bucket naming rule `name` breaks, or None."""
-    if not _BUCKET_NAME.fullmatch(name):
-        return (
-            "3-63 characters of lowercase letters, digits, '.' and '-', beginning and ending"
-            " with a letter or digit"
-        )
-    if ".." in name:
-        return "two adjacent periods"
-    if _IP_ADDRESS.fullmatch(name):
-        return "formatted as an IP address"
-    for prefix in _BUCKET_RESERVED_PREFIXES:
-        if name.startswith(prefix):
-            return f"the prefix {prefix!r} is reserved"
-    for suffix in _BUCKET_RESERVED_SUFFIXES:
-        if name.endswith(suffix):
-            return f"the suffix {suffix!r} is reserved"
-    return None
-
-
-def _log_level(env: Mapping[str, str]) -> str:
-    # Powertools reads POWERTOOLS_LOG_LEVEL, else the legacy LOG_LEVEL, as given (no strip).
-    name = "POWERTOOLS_LOG_LEVEL" if env.get("POWERTOOLS_LOG_LEVEL") else "LOG_LEVEL"
-    raw = env.get(name, "")
-    if raw and raw.upper() not in LOG_LEVELS:
-        raise ConfigurationError(
-            f"{name}={raw!r} is not a log level (allowed: DEBUG, INFO, WARNING, ERROR, CRITICAL)"
-        )
-    return raw.upper() or "INFO"
 
 
 def _check_endpoints(env: Mapping[str, str]) -> None:

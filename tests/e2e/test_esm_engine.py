@@ -13,9 +13,10 @@ from hypothesis import strategies as st
 
 from localloop.context import LambdaContext
 from localloop.destination import FolderDestination
-from localloop.esm import MAX_PAYLOAD_BYTES, EsmConfig, ExecutionEnvironment, Function, Poller
+from localloop.esm import EsmConfig, ExecutionEnvironment, Function, Poller
 from localloop.events import KafkaRecord, TopicPartition, json_size
 from msk_kinesis_sink.errors import ConfigurationError
+from msk_kinesis_sink.limits import MAX_INVOCATION_BYTES
 
 # A hang (a broken loop never reaching its end offsets) fails the test instead of the run.
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
@@ -211,7 +212,7 @@ def test_esm_engine_keeps_each_event_within_six_mb() -> None:
         poller.run_once()
 
     # THEN no event went over Lambda's 6 MB payload limit, and all 40 records were committed
-    assert max(sizes) <= MAX_PAYLOAD_BYTES
+    assert max(sizes) <= MAX_INVOCATION_BYTES
     assert len(sizes) >= 4
     assert poller.stats.records_committed == 40
 

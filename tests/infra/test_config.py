@@ -6,6 +6,7 @@ import fnmatch
 import json
 import re
 import subprocess
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,6 @@ from infra.config import (
     CONTEXT_KEYS,
     MAX_BATCH_SIZE,
     MAX_RECORD_SIZE_KIB,
-    SINK_SETTINGS,
     AuthMode,
     ConfigError,
     DestinationKind,
@@ -26,11 +26,10 @@ from infra.config import (
     SourceKind,
     StartingPosition,
     StreamMode,
-    function_settings,
 )
 from infra.context import STREAM_ID
 from msk_kinesis_sink.errors import ConfigurationError
-from msk_kinesis_sink.settings import Settings
+from msk_kinesis_sink.settings import SETTING_KEYS, Settings
 from tests.infra.conftest import (
     BROKERS,
     CLUSTER_ARN,
@@ -95,8 +94,8 @@ def test_config_defaults_are_production_defaults() -> None:
     assert config.stream.mode is StreamMode.ON_DEMAND
     assert config.stream.shard_count is None
     assert config.function.architecture.value == "arm64"
-    assert config.function.record_format == "raw"
-    assert config.function.aggregation == "on"
+    assert config.function.settings.record_format == "raw"
+    assert config.function.settings.aggregation == "on"
     assert config.alarms.runbook_url is None
 
 
@@ -180,7 +179,7 @@ def test_config_strings_from_command_line_are_parsed() -> None:
     # THEN they become typed values
     assert config.source.batch_size == 1000
     assert config.source.bisect_on_error is False
-    assert config.function.kinesis_timeout_seconds == 2.5
+    assert config.function.settings.request_timeout_seconds == 2.5
     assert config.source.starting_position is StartingPosition.AT_TIMESTAMP
     assert config.source.starting_position_timestamp == 1_767_225_600
     assert config.source.filters == ({"value": {"kind": ["a"]}},)
@@ -191,7 +190,10 @@ def test_config_short_function_timeout_is_allowed_with_any_request_timeout() -> 
     # WHEN parsed
     config = parse(functionTimeoutSeconds=3, kinesisTimeoutSeconds=5)
     # THEN it is accepted: the function bounds each request by the time the invocation has left
-    assert (config.function.timeout_seconds, config.function.kinesis_timeout_seconds) == (3, 5.0)
+    assert (config.function.timeout_seconds, config.function.settings.request_timeout_seconds) == (
+        3,
+        5.0,
+    )
 
 
 def test_config_iso_timestamp_is_converted_to_unix_seconds() -> None:
@@ -796,37 +798,19 @@ def test_config_pollers_accepted_iff_min_not_above_max(low: int, high: int) -> N
 def test_config_sink_settings_are_the_function_settings() -> None:
     # GIVEN the function's own settings parser, and its defaults
     from infra import config
-    from msk_kinesis_sink import limits, settings
+    from msk_kinesis_sink import limits
 
-    defaults = settings.Settings.from_env({"STREAM_NAME": "s"})
+    defaults = Settings.from_env({"STREAM_NAME": "s"})
     # WHEN the stack reads a context that sets none of the sink's keys
     function = parse().function
-    # THEN its values are the function's: its enums and its defaults (no copies to keep in step)
-    assert isinstance(function.record_format, settings.RecordFormat)
-    assert isinstance(function.partition_key, settings.PartitionKeyMode)
-    assert isinstance(function.aggregation, settings.Aggregation)
-    assert (
-        function.record_format,
-        function.partition_key,
-        function.aggregation,
-        function.max_concurrency,
-        function.kinesis_timeout_seconds,
-        function.retry_base_ms,
-        function.retry_max_ms,
-    ) == (
-        defaults.record_format,
-        defaults.partition_key,
-        defaults.aggregation,
-        defaults.max_concurrency,
-        defaults.request_timeout_seconds,
-        defaults.retry_base_ms,
-        defaults.retry_max_ms,
-    )
+    # THEN its settings are the function's: its enums and its defaults (no copies to keep in
+    # step), with no stream yet (the stack adds the streams it builds)
+    assert function.settings == replace(defaults, stream_name=None)
     assert config.MAX_RECORD_SIZE_KIB * 1024 == limits.MAX_RECORD_BYTES_CEILING
     assert config.MIN_RECORD_SIZE_KIB * 1024 == limits.DEFAULT_MAX_RECORD_BYTES
 
 
-_SINK_KEYS = st.sampled_from(sorted(SINK_SETTINGS))
+_SINK_KEYS = st.sampled_from(sorted(SETTING_KEYS))
 _SINK_VALUES = st.one_of(
     st.integers(min_value=-100, max_value=100_000),
     st.floats(min_value=-1, max_value=100, allow_nan=False),
@@ -840,7 +824,7 @@ def test_config_sink_key_accepted_exactly_when_the_function_accepts_it(
     key: str, value: object
 ) -> None:
     # GIVEN any value for one of the keys the function reads as its own setting
-    variable, attribute = SINK_SETTINGS[key]
+    variable = SETTING_KEYS[key].name
     text = value.strip() if isinstance(value, str) else str(value)  # cdk.json text is stripped
     try:
         expected: object = Settings.from_env({"STREAM_NAME": "s", variable: text})
@@ -853,24 +837,22 @@ def test_config_sink_key_accepted_exactly_when_the_function_accepts_it(
         # THEN it refuses exactly what the function refuses, in the function's words, by key
         assert isinstance(expected, ConfigurationError)
         words = str(expected)
-        for other_key, (other_variable, _) in SINK_SETTINGS.items():
-            words = words.replace(other_variable, other_key)
+        for other_key, other in SETTING_KEYS.items():
+            words = words.replace(other.name, other_key)
         assert str(error) == words
     else:
         # ...and keeps what it accepts, as the function reads it
-        assert not isinstance(expected, ConfigurationError)
-        field = key if key == "aggregation" else re.sub(r"(?<!^)([A-Z])", r"_\1", key).lower()
-        assert getattr(config.function, field) == getattr(expected, attribute)
+        assert isinstance(expected, Settings)
+        assert config.function.settings == replace(expected, stream_name=None)
 
 
 def test_config_function_refusal_names_the_context_key() -> None:
-    # GIVEN an environment the function refuses (as the stack checks the one it builds)
-    env = {"STREAM_NAME": "s", "POWERTOOLS_LOG_LEVEL": "TRACE", "RETRY_MAX_MS": "1"}
-    # WHEN the function's parser reads it at synth
+    # GIVEN a backoff cap below its base: a rule of the function's across two of its settings
+    # WHEN the stack reads the keys that set them
     with pytest.raises(ConfigError) as raised:
-        function_settings(env)
-    # THEN the one-line error names the cdk.json key, not the variable
-    assert str(raised.value).startswith("logLevel='TRACE' is not a log level")
+        parse(retryBaseMs=500, retryMaxMs=100)
+    # THEN the function's one-line refusal names the cdk.json keys, not its variables
+    assert str(raised.value) == "retryMaxMs=100 must be >= retryBaseMs=500"
 
 
 def test_config_environment_is_accepted_by_the_function_settings() -> None:
@@ -891,9 +873,11 @@ def test_config_environment_is_accepted_by_the_function_settings() -> None:
     )
 
     class _Stream:
+        stream_name = "existing-stream"
         stream_arn = STREAM_ARN
 
     class _RoutedStream:
+        stream_name = "payments"
         stream_arn = STREAM_ARN.replace("existing-stream", "payments")
 
     class _Bucket:
@@ -931,7 +915,7 @@ def test_config_environment_is_accepted_by_the_function_settings() -> None:
 def test_config_partition_key_from_a_header_reaches_the_function_whole() -> None:
     # GIVEN partitionKey=header:<name>
     # WHEN the function's environment is built
-    env = parse(partitionKey="header:tenant-id").function.sink_environment()
+    env = parse(partitionKey="header:tenant-id").function.settings.to_env()
     # THEN the function gets the header's name too, and a bare "header" is refused, named
     assert env["PARTITION_KEY"] == "header:tenant-id"
     with pytest.raises(ConfigError, match=r"^partitionKey='header' names no header"):

@@ -12,7 +12,7 @@ import pytest
 
 from infra.config import CONTEXT_KEYS, SinkConfig
 from infra.monitoring import RUNBOOK_PATH, runbook_anchor
-from msk_kinesis_sink.settings import Settings
+from msk_kinesis_sink.settings import SETTING_KEYS, Settings
 from tests.infra.conftest import REPO, Synth, shipped_context
 
 README = REPO / "README.md"
@@ -98,10 +98,26 @@ def test_readme_first_commands_are_make_demo_and_make_test() -> None:
 def test_docs_deploy_documents_every_context_key() -> None:
     # GIVEN the configuration table of docs/deploy.md
     table = section(DEPLOY, "Configuration (CDK context keys)")
-    # WHEN each context key the stack accepts is looked up
-    missing = [key for key in CONTEXT_KEYS if f"`{key}`" not in table]
+    # WHEN each context key the stack accepts is looked up (but the function's own settings,
+    # which the function's configuration table names beside their variables)
+    missing = [key for key in CONTEXT_KEYS if key not in SETTING_KEYS and f"`{key}`" not in table]
     # THEN none is missing
     assert missing == []
+
+
+def test_docs_guarantee_names_the_context_key_of_each_function_setting() -> None:
+    # GIVEN the function configuration table, a row per variable
+    table = section(GUARANTEE, "Function configuration")
+    rows = {row.split("`")[1]: row for row in table.splitlines() if row.startswith("| `")}
+    # WHEN each context key of the function's settings is looked up in its variable's row
+    misplaced = [
+        key for key, variable in SETTING_KEYS.items() if f"(`{key}`)" not in rows[variable.name]
+    ]
+    # THEN each is named there, and the deploy page points to that table
+    assert misplaced == []
+    assert "guarantee.md#function-configuration" in section(
+        DEPLOY, "Configuration (CDK context keys)"
+    )
 
 
 def test_docs_guarantee_documents_every_function_setting() -> None:

@@ -12,9 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from infra.plan import (
-    MAX_INVOCATION_BYTES,
-    SHARD_BYTES_PER_S,
-    SHARD_RECORDS_PER_S,
+    PLANNED_INVOCATION_BYTES,
     PlanError,
     RecordFormat,
     StreamMode,
@@ -26,6 +24,7 @@ from infra.plan import (
     plan,
     records_per_invocation,
 )
+from msk_kinesis_sink.limits import SHARD_WRITE_BYTES_PER_S, SHARD_WRITE_RECORDS_PER_S
 
 workloads = st.builds(
     Workload,
@@ -79,7 +78,7 @@ def test_plan_batch_fits_an_invocation_and_the_timeout(workload: Workload) -> No
     # THEN a batch fits the 6 MB payload and BatchSize 10,000, and is written within the
     # planned share of the timeout (unless even one record can't be)
     assert 1 <= result.batch_size <= 10_000
-    assert result.batch_size * workload.event_bytes_per_record <= MAX_INVOCATION_BYTES
+    assert result.batch_size * workload.event_bytes_per_record <= PLANNED_INVOCATION_BYTES
     assert result.batch_size == 1 or result.batch_seconds <= (
         workload.timeout_s * workload.utilization
     )
@@ -95,8 +94,8 @@ def test_plan_shards_carry_the_target_within_utilization(workload: Workload) -> 
     # THEN the shards take its bytes and records at no more than the planned utilization
     kinesis_bytes = workload.records_per_s * workload.kinesis_bytes_per_record
     usable = result.shards * workload.utilization
-    assert kinesis_bytes <= usable * SHARD_BYTES_PER_S * (1 + 1e-9)
-    assert kinesis_records_per_s(workload) <= usable * SHARD_RECORDS_PER_S * (1 + 1e-9)
+    assert kinesis_bytes <= usable * SHARD_WRITE_BYTES_PER_S * (1 + 1e-9)
+    assert kinesis_records_per_s(workload) <= usable * SHARD_WRITE_RECORDS_PER_S * (1 + 1e-9)
     assert (result.stream_mode is StreamMode.ON_DEMAND) == (
         kinesis_bytes <= 4_000_000 * workload.utilization and result.shards <= 4
     )
@@ -140,7 +139,7 @@ def test_plan_spread_keys_reach_twenty_mb_per_s() -> None:
     assert result.reachable
     assert (result.min_pollers, result.max_pollers) == (5, 10)
     assert result.stream_mode is StreamMode.PROVISIONED
-    assert result.shards == math.ceil(20e6 / 2_000 * 2_016 / (SHARD_BYTES_PER_S * 0.8))
+    assert result.shards == math.ceil(20e6 / 2_000 * 2_016 / (SHARD_WRITE_BYTES_PER_S * 0.8))
     assert result.batch_size == records_per_invocation(workload) == 6_000_000 // 2_868
 
 

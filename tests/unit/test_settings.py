@@ -1,20 +1,26 @@
-"""Unit tests for Settings.from_env: every variable, its default, and each invalid value."""
+"""Unit tests for Settings: from_env (every variable, its default, each invalid value), to_env
+(read back as the same settings) and from_keys (the context keys, named in refusals)."""
 
 from __future__ import annotations
 
 import dataclasses
 
 import pytest
+from hypothesis import given, reject
+from hypothesis import strategies as st
 
 from msk_kinesis_sink.errors import ConfigurationError
 from msk_kinesis_sink.limits import DEFAULT_MAX_RECORD_BYTES, MAX_RECORD_BYTES_CEILING, MIB
 from msk_kinesis_sink.settings import (
     ENDPOINT_VARIABLES,
+    SETTING_KEYS,
     Aggregation,
     PartitionKeyMode,
     RecordFormat,
     Settings,
+    StreamRoute,
 )
+from msk_kinesis_sink.variables import LOG_LEVELS, bucket_name_problem
 
 STREAM_ARN = "arn:aws:kinesis:us-east-1:123456789012:stream/orders-stream"
 
@@ -571,3 +577,202 @@ def test_settings_partition_key_header_invalid(raw: str, message: str):
     with pytest.raises(ConfigurationError, match=message) as raised:
         _settings(PARTITION_KEY=raw)
     assert str(raised.value).startswith("PARTITION_KEY=")
+
+
+# -- to_env: the environment the stack writes ----------------------------------------------
+
+_NAMES = st.from_regex(r"[a-zA-Z0-9_.-]{1,30}", fullmatch=True)
+_ARNS = st.builds(
+    "arn:{}:kinesis:{}:{}:stream/{}".format,
+    st.sampled_from(["aws", "aws-cn", "aws-us-gov"]),
+    st.from_regex(r"[a-z0-9-]{1,16}", fullmatch=True),
+    st.from_regex(r"[0-9]{12}", fullmatch=True),
+    _NAMES,
+)
+_ROUTES = st.lists(
+    st.builds(
+        StreamRoute,
+        st.from_regex(r"[a-zA-Z0-9._*?\[\]!-]{1,20}", fullmatch=True),
+        st.one_of(_NAMES, _ARNS),
+    ),
+    max_size=4,
+    unique_by=lambda route: route.pattern,
+).map(tuple)
+# A header name as PARTITION_KEY=header:<name> leaves it: no control character or ',', and no
+# trailing space (the variable's text is stripped).
+_HEADERS = st.text(
+    st.characters(blacklist_categories=("Cs", "Cc"), blacklist_characters=","),
+    min_size=1,
+    max_size=12,
+).filter(lambda name: not name[-1].isspace())
+_BUCKETS = st.from_regex(r"[a-z0-9][a-z0-9.-]{1,20}[a-z0-9]", fullmatch=True).filter(
+    lambda name: bucket_name_problem(name) is None
+)
+_PREFIXES = st.from_regex(r"[a-zA-Z0-9!_.*'()/-]{0,12}", fullmatch=True).map(
+    lambda prefix: prefix if not prefix or prefix.endswith("/") else prefix + "/"
+)
+
+
+@st.composite
+def valid_settings(draw: st.DrawFn) -> Settings:
+    """Any Settings that from_env can produce."""
+    routes = draw(_ROUTES)
+    stream = draw(st.one_of(_NAMES, _ARNS) if not routes else st.none() | _NAMES | _ARNS)
+    header = draw(st.none() | _HEADERS)
+    mode = (
+        PartitionKeyMode.HEADER
+        if header is not None
+        else draw(st.sampled_from(["key", "partition"]))
+    )
+    retry_base = draw(st.integers(1, 10_000))
+    return Settings(
+        stream_name=stream.rsplit("/", 1)[-1] if stream is not None else None,
+        stream_arn=stream if stream is not None and stream.startswith("arn:") else None,
+        record_format=draw(st.sampled_from(RecordFormat)),
+        partition_key=PartitionKeyMode(mode),
+        partition_key_header=header,
+        aggregation=draw(st.sampled_from(Aggregation)),
+        max_record_bytes=draw(st.integers(1024, MAX_RECORD_BYTES_CEILING)),
+        dead_letter_bucket=draw(st.none() | _BUCKETS),
+        dead_letter_prefix=draw(_PREFIXES),
+        max_concurrency=draw(st.integers(1, 64)),
+        request_timeout_seconds=draw(st.floats(0.1, 60.0)),
+        log_level=draw(st.sampled_from(LOG_LEVELS)),
+        retry_base_ms=retry_base,
+        retry_max_ms=draw(st.integers(retry_base, 60_000)),
+        stream_routes=routes,
+    )
+
+
+@given(valid_settings())
+def test_settings_from_env_reads_to_env_back(settings: Settings):
+    # GIVEN any valid settings
+    # WHEN they are written as an environment and read again
+    env = settings.to_env()
+    # THEN the same settings come back, from text alone
+    assert Settings.from_env(env) == settings
+    assert all(isinstance(value, str) for value in env.values())
+
+
+_ENVIRONMENTS = st.fixed_dictionaries(
+    {},
+    optional={
+        "STREAM_NAME": st.sampled_from(["orders", " orders ", STREAM_ARN, f"{STREAM_ARN} ", ""]),
+        "STREAM_ROUTES": st.sampled_from(["", " a=s1 , b*=s2", f"pay*={STREAM_ARN}"]),
+        "RECORD_FORMAT": st.sampled_from(["raw", " Envelope ", "RAW", ""]),
+        "PARTITION_KEY": st.sampled_from(["key", "Partition ", " header:tenant", "HEADER:x id"]),
+        "AGGREGATION": st.sampled_from(["on", " OFF", ""]),
+        "MAX_RECORD_BYTES": st.sampled_from(["1024", " 2097152", "+1048576", "010485760", ""]),
+        "DEAD_LETTER_BUCKET": st.sampled_from(["my-dlq", " my-dlq ", ""]),
+        "DEAD_LETTER_PREFIX": st.sampled_from(["dlq", " a/b/ ", "", "records/"]),
+        "MAX_CONCURRENCY": st.sampled_from(["8", "+16", " 064", ""]),
+        "KINESIS_TIMEOUT_SECONDS": st.sampled_from(["2.50", "5", "0.1", "6e1", " 1.0 ", ""]),
+        "RETRY_BASE_MS": st.sampled_from(["1", "10", " 0100 "]),
+        "RETRY_MAX_MS": st.sampled_from(["100", "2000", "+60000"]),
+        "POWERTOOLS_LOG_LEVEL": st.sampled_from(["debug", "Warn", "", "INFO"]),
+        "LOG_LEVEL": st.sampled_from(["error", ""]),
+        "AWS_ENDPOINT_URL_KINESIS": st.just("http://localhost:4566"),
+    },
+)
+
+
+@given(_ENVIRONMENTS)
+def test_settings_to_env_is_the_normal_form_of_an_environment(env: dict[str, str]):
+    # GIVEN an environment the function accepts, written any way it accepts
+    try:
+        settings = Settings.from_env(env)
+    except ConfigurationError:
+        reject()
+    # WHEN the settings it gives are written back
+    normal = settings.to_env()
+    # THEN that environment means the same, is its own normal form, and holds only the
+    # function's settings, unpadded (the SDK's and the legacy variables are not written)
+    assert Settings.from_env(normal) == settings
+    assert Settings.from_env(normal).to_env() == normal
+    assert all(value == value.strip() for value in normal.values())
+    assert not {"LOG_LEVEL", *ENDPOINT_VARIABLES} & set(normal)
+
+
+def test_settings_to_env_writes_every_setting_and_leaves_out_what_is_unset():
+    # GIVEN the defaults, with a stream name
+    # WHEN written
+    env = Settings.from_env({"STREAM_NAME": "orders-stream"}).to_env()
+    # THEN every setting is written, a float as its shortest text, and no bucket or routes
+    assert env == {
+        "STREAM_NAME": "orders-stream",
+        "RECORD_FORMAT": "raw",
+        "PARTITION_KEY": "key",
+        "AGGREGATION": "on",
+        "MAX_RECORD_BYTES": "1048576",
+        "DEAD_LETTER_PREFIX": "records/",
+        "MAX_CONCURRENCY": "8",
+        "KINESIS_TIMEOUT_SECONDS": "5",
+        "POWERTOOLS_LOG_LEVEL": "INFO",
+        "RETRY_BASE_MS": "10",
+        "RETRY_MAX_MS": "2000",
+    }
+
+
+def test_settings_to_env_writes_deploy_time_tokens_as_they_are():
+    # GIVEN settings whose stream and bucket are known only at deploy time (CDK tokens)
+    settings = Settings(
+        stream_name="${Token[TOKEN.1]}",
+        stream_arn="${Token[TOKEN.2]}",
+        dead_letter_bucket="${Token[TOKEN.3]}",
+        stream_routes=(StreamRoute("pay*", "${Token[TOKEN.4]}"),),
+    )
+    # WHEN written
+    env = settings.to_env()
+    # THEN each token is the variable's text, for CloudFormation to fill in (by ARN)
+    assert env["STREAM_NAME"] == "${Token[TOKEN.2]}"
+    assert env["DEAD_LETTER_BUCKET"] == "${Token[TOKEN.3]}"
+    assert env["STREAM_ROUTES"] == "pay*=${Token[TOKEN.4]}"
+
+
+# -- from_keys: the settings a deployment's context keys set --------------------------------
+
+
+def test_settings_from_keys_reads_each_key_as_its_variable():
+    # GIVEN context keys for the function's settings, as text
+    context = {
+        "recordFormat": "Envelope",
+        "partitionKey": "header:tenant",
+        "maxConcurrency": "16",
+        "kinesisTimeoutSeconds": "2.5",
+        "MAX_RECORD_BYTES": "2048",  # a variable's name is not a key
+    }
+    # WHEN read
+    settings = Settings.from_keys(context)
+    # THEN each key sets its field as the variable would; every other field keeps its default
+    assert settings == Settings(
+        record_format=RecordFormat.ENVELOPE,
+        partition_key=PartitionKeyMode.HEADER,
+        partition_key_header="tenant",
+        max_concurrency=16,
+        request_timeout_seconds=2.5,
+    )
+
+
+@pytest.mark.parametrize(
+    ("context", "message"),
+    [
+        ({"maxConcurrency": "65"}, "maxConcurrency=65 is out of range (allowed: 1-64)"),
+        ({"aggregation": "yes"}, "aggregation='yes' is not one of: off, on"),
+        ({"retryBaseMs": "500", "retryMaxMs": "100"}, "retryMaxMs=100 must be >= retryBaseMs=500"),
+        ({"retryBaseMs": "5000"}, "retryMaxMs=2000 must be >= retryBaseMs=5000"),
+    ],
+)
+def test_settings_from_keys_refusal_names_the_key(context: dict[str, str], message: str):
+    # GIVEN / WHEN / THEN a refusal is the function's, naming the context key
+    with pytest.raises(ConfigurationError) as raised:
+        Settings.from_keys(context)
+    assert str(raised.value) == message
+
+
+def test_settings_every_context_key_names_a_variable_of_its_own():
+    # GIVEN the keys the settings declare / WHEN compared / THEN one key per variable
+    variables = [variable.name for variable in SETTING_KEYS.values()]
+    assert len(set(variables)) == len(variables) == len(SETTING_KEYS)
+    assert {key: variable.key for key, variable in SETTING_KEYS.items()} == {
+        key: key for key in SETTING_KEYS
+    }

@@ -34,7 +34,8 @@ from msk_kinesis_sink.replay.plan import (
 )
 from msk_kinesis_sink.replay.publish import INVOCATION_SECONDS, Replayer
 from msk_kinesis_sink.runtime import Sink
-from msk_kinesis_sink.settings import Settings, bucket_name_problem
+from msk_kinesis_sink.settings import Settings
+from msk_kinesis_sink.variables import bucket_name_problem
 
 _AGE = re.compile(r"([0-9]{1,9})([smhd])", re.ASCII)
 _AGE_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}

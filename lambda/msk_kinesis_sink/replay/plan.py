@@ -8,12 +8,12 @@ from typing import Final
 from msk_kinesis_sink.encoding import UnwritableRecord, encode_record
 from msk_kinesis_sink.errors import UnreadableObjectError
 from msk_kinesis_sink.events import KafkaRecord
+from msk_kinesis_sink.limits import MAX_BATCH_SIZE
 from msk_kinesis_sink.replay.objects import FailedObject, PartitionId, RecordId
 from msk_kinesis_sink.settings import Settings
 
-# The Kafka ESM's largest BatchSize: the Sink is never handed more records at once than Lambda
-# would hand the function.
-MAX_RECORDS_PER_INVOCATION: Final = 10_000
+# The Sink is never handed more records at once than Lambda would hand the function.
+MAX_RECORDS_PER_INVOCATION: Final = MAX_BATCH_SIZE
 
 
 @dataclass(frozen=True, slots=True)
