@@ -51,10 +51,29 @@ def test_plan_more_throughput_never_plans_fewer_shards_or_pollers(
     # WHEN both are planned
     low, high = plan(workload), plan(more)
 
-    # THEN the larger one never gets fewer shards or pollers
+    # THEN the larger one never gets fewer shards or less memory, and never fewer pollers for
+    # the same memory (more memory makes each batch faster, so it may need fewer invocations
+    # in flight: 3 -> 6 MB/s of 6-byte records plans 512 MB and 8 pollers, then 1,769 MB and 5)
     assert high.shards >= low.shards
-    assert high.min_pollers >= low.min_pollers
-    assert high.max_pollers >= low.max_pollers
+    assert high.memory_mb >= low.memory_mb
+    if high.memory_mb == low.memory_mb:
+        assert high.min_pollers >= low.min_pollers
+        assert high.max_pollers >= low.max_pollers
+
+
+def test_plan_more_memory_may_plan_fewer_pollers_for_more_throughput() -> None:
+    # GIVEN a workload whose double needs more memory (found by the property above)
+    workload = Workload(
+        mb_per_s=3.0, record_bytes=6, partitions=36, rtt_ms=1.0, max_concurrency=1, timeout_s=1
+    )
+
+    # WHEN both are planned
+    low, high = plan(workload), plan(replace(workload, mb_per_s=6.0))
+
+    # THEN the faster function carries twice the load with fewer invocations in flight
+    assert (low.memory_mb, high.memory_mb) == (512, 1_769)
+    assert high.concurrency < low.concurrency
+    assert high.min_pollers <= low.min_pollers
 
 
 @settings(max_examples=150, deadline=None)
