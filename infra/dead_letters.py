@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from typing import Final
 
-from aws_cdk import Acknowledgment, Duration, RemovalPolicy, Validations
+from aws_cdk import Duration, RemovalPolicy
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
+
+from infra.nag import acknowledge
 
 # The function writes one object per record under this prefix (its DEAD_LETTER_PREFIX). The
 # mappings write their discarded batches elsewhere: AWS documents aws/lambda/<mapping-uuid>/...
@@ -55,13 +57,12 @@ class DeadLetterBucket(Construct):
             # Dead letters are the only copy of records that did not reach the stream.
             removal_policy=RemovalPolicy.RETAIN,
         )
-        Validations.of(self.bucket).acknowledge(
-            Acknowledgment(
-                id="AwsSolutions-S1",
-                reason=(
-                    "Only this stack's function role and its event source mappings write here;"
-                    " object access is audited with CloudTrail data events where required. An"
-                    " access-log bucket would add a second bucket with the same finding."
-                ),
-            )
+        acknowledge(
+            self.bucket,
+            "AwsSolutions-S1",
+            (
+                "Only this stack's function role and its event source mappings write here;"
+                " object access is audited with CloudTrail data events where required. An"
+                " access-log bucket would add a second bucket with the same finding."
+            ),
         )

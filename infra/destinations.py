@@ -16,7 +16,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import TYPE_CHECKING, ClassVar, Final, assert_never
 
-from aws_cdk import Acknowledgment, CfnOutput, Duration, RemovalPolicy, Stack, Validations
+from aws_cdk import CfnOutput, Duration, RemovalPolicy, Stack
 from aws_cdk import aws_cloudwatch as cw
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
@@ -29,6 +29,7 @@ from constructs import Construct
 
 from infra.cloudwatch import PERIOD, WIDTH, AlarmSpec, SinkMetrics
 from infra.context import ConfigError
+from infra.nag import acknowledge
 
 if TYPE_CHECKING:
     from infra.config import SourceConfig
@@ -298,16 +299,15 @@ class SqsDestination(_NoticeDestination):
             # A notice is the only record of which offsets were given up.
             removal_policy=RemovalPolicy.RETAIN,
         )
-        Validations.of(self.queue).acknowledge(
-            Acknowledgment(
-                id="AwsSolutions-SQS3",
-                reason=(
-                    "This queue is itself the mappings' on-failure destination: a dead-letter"
-                    " queue of its own would only move unread notices elsewhere. Notices are"
-                    " kept 14 days and the DiscardNoticesWaiting alarm fires while one is"
-                    " older than a day."
-                ),
-            )
+        acknowledge(
+            self.queue,
+            "AwsSolutions-SQS3",
+            (
+                "This queue is itself the mappings' on-failure destination: a dead-letter"
+                " queue of its own would only move unread notices elsewhere. Notices are"
+                " kept 14 days and the DiscardNoticesWaiting alarm fires while one is"
+                " older than a day."
+            ),
         )
         return sources.SqsDlq(self.queue), self.queue.queue_arn, self.queue.queue_url
 

@@ -6,12 +6,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Final
 
-from aws_cdk import Acknowledgment, CfnOutput, Duration, RemovalPolicy, Validations
+from aws_cdk import CfnOutput, Duration, RemovalPolicy
 from aws_cdk import aws_kinesis as kinesis
 from aws_cdk import aws_kms as kms
 from constructs import Construct
 
 from infra.config import SinkConfig, StreamConfig, StreamMode
+from infra.nag import acknowledge
 from msk_kinesis_sink.settings import StreamRoute
 
 KIB: Final = 1024
@@ -63,15 +64,14 @@ class SinkStream(Construct):
         assert isinstance(cfn_stream, kinesis.CfnStream)
         cfn_stream.max_record_size_in_kib = config.max_record_size_kib
         self.key_arn = key.key_arn
-        Validations.of(self.stream).acknowledge(
-            Acknowledgment(
-                id="AwsSolutions-KDS3",
-                reason=(
-                    "A customer managed key instead of aws/kinesis: its key policy decides who may"
-                    " read the records (consumers need kms:Decrypt on it), it rotates yearly, and"
-                    " every use is in CloudTrail. The finding only asks for aws/kinesis."
-                ),
-            )
+        acknowledge(
+            self.stream,
+            "AwsSolutions-KDS3",
+            (
+                "A customer managed key instead of aws/kinesis: its key policy decides who may"
+                " read the records (consumers need kms:Decrypt on it), it rotates yearly, and"
+                " every use is in CloudTrail. The finding only asks for aws/kinesis."
+            ),
         )
 
 

@@ -36,6 +36,7 @@ from localloop.faults import (
 )
 from localloop.kinesis_local import LOCAL_SIGNATURE_HEADERS
 from localloop.procs import LOOPBACK
+from msk_kinesis_sink.aws.transport import Answer  # an HTTP answer, as the function reads one
 from msk_kinesis_sink.limits import MAX_RECORDS_PER_REQUEST, MAX_REQUEST_BYTES
 
 _JSON_CONTENT_TYPE: Final = "application/x-amz-json-1.1"
@@ -70,13 +71,6 @@ class ProxyStats:
             f" req_5xx={self.requests_5xx} lost_responses={self.responses_lost}"
             f" limit_violations={self.limit_violations}"
         )
-
-
-@dataclass(frozen=True, slots=True)
-class _Reply:
-    status: int
-    headers: list[tuple[str, str]]
-    body: bytes
 
 
 class _Counters:
@@ -170,7 +164,7 @@ class FaultProxy:
         head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
         request.wfile.write(head + reply.body)
 
-    def _put_records(self, headers: list[tuple[str, str]], body: bytes) -> _Reply | None:
+    def _put_records(self, headers: list[tuple[str, str]], body: bytes) -> Answer | None:
         self._counters.add("put_records_requests")
         payload: dict[str, Any] = json.loads(body)
         records: list[dict[str, Any]] = payload.get("Records") or []
@@ -238,7 +232,7 @@ class FaultProxy:
         response: dict[str, Any] = {"FailedRecordCount": failed, "Records": results}
         if encryption is not None:
             response["EncryptionType"] = encryption
-        return _Reply(200, _json_headers(), json.dumps(response).encode())
+        return Answer(200, _json_headers(), json.dumps(response).encode())
 
     def _apply_shard_limits(
         self,
@@ -290,7 +284,7 @@ class FaultProxy:
 
     def _forward(
         self, method: str, path: str, headers: list[tuple[str, str]], body: bytes
-    ) -> _Reply:
+    ) -> Answer:
         for attempt in range(2):
             conn = self._connection(fresh=attempt > 0)
             try:
@@ -307,7 +301,7 @@ class FaultProxy:
                     raise
                 continue
             out_headers = [(k, v) for k, v in response.getheaders() if k.lower() not in _HOP_BY_HOP]
-            return _Reply(response.status, out_headers, data)
+            return Answer(response.status, out_headers, data)
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _connection(self, *, fresh: bool) -> http.client.HTTPConnection:
@@ -324,9 +318,9 @@ def _json_headers() -> list[tuple[str, str]]:
     return [("Content-Type", _JSON_CONTENT_TYPE), ("x-amzn-RequestId", str(uuid.uuid4()))]
 
 
-def _error(status: int, code: str, message: str) -> _Reply:
+def _error(status: int, code: str, message: str) -> Answer:
     headers = [*_json_headers(), ("x-amzn-ErrorType", f"{code}:")]
-    return _Reply(status, headers, json.dumps({"__type": code, "message": message}).encode())
+    return Answer(status, headers, json.dumps({"__type": code, "message": message}).encode())
 
 
 def _rate_message(stream: str) -> str:
