@@ -17,8 +17,8 @@ from aws_kinesis_agg.deaggregator import iter_deaggregate_records
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from msk_kinesis_sink.aggregation import KPL_MAGIC
 from msk_kinesis_sink.consumer import Envelope, OffsetDeduplicator
+from msk_kinesis_sink.kpl import KPL_MAGIC
 from msk_kinesis_sink.planning import Entry
 from msk_kinesis_sink.runtime import Sink
 from msk_kinesis_sink.settings import Settings

@@ -15,18 +15,17 @@ from aws_kinesis_agg.deaggregator import iter_deaggregate_records, messages_pb2
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from msk_kinesis_sink.aggregation import (
+from msk_kinesis_sink.aggregation import AggregatingPacker, deaggregate
+from msk_kinesis_sink.encoding import EncodedRecord
+from msk_kinesis_sink.events import KafkaRecord
+from msk_kinesis_sink.kpl import (
     KPL_DIGEST_BYTES,
     KPL_MAGIC,
-    AggregatingPacker,
-    deaggregate,
     encode_aggregate,
     record_frame_size,
     varint,
     varint_size,
 )
-from msk_kinesis_sink.encoding import EncodedRecord
-from msk_kinesis_sink.events import KafkaRecord
 from msk_kinesis_sink.limits import DEFAULT_MAX_RECORD_BYTES, MAX_RECORD_BYTES_CEILING
 from msk_kinesis_sink.planning import Entry
 

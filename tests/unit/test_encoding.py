@@ -13,7 +13,6 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from msk_kinesis_sink.aggregation import encode_aggregate
 from msk_kinesis_sink.consumer import Envelope
 from msk_kinesis_sink.dead_letters import dead_letter_document
 from msk_kinesis_sink.encoding import (
@@ -26,6 +25,7 @@ from msk_kinesis_sink.encoding import (
 )
 from msk_kinesis_sink.errors import MalformedEventError, UnwritableRecordError
 from msk_kinesis_sink.events import KafkaRecord, parse_event
+from msk_kinesis_sink.kpl import encode_aggregate
 from msk_kinesis_sink.limits import (
     DEFAULT_MAX_RECORD_BYTES,
     MAX_PARTITION_KEY_CHARS,
