@@ -26,6 +26,7 @@ from aws_kinesis_agg.deaggregator import iter_deaggregate_records, messages_pb2
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
+from bench.deaggregate import SHAPES
 from msk_kinesis_sink import kpl
 from msk_kinesis_sink.errors import MalformedAggregateError
 from msk_kinesis_sink.kpl import KPL_MAGIC, deaggregate, encode_aggregate
@@ -392,3 +393,13 @@ def test_deaggregate_of_a_real_aggregate_returns_every_record() -> None:
     # WHEN read / THEN every record comes back in order, as the library reads it
     data = encode_aggregate("key", payloads)
     assert deaggregate(data) == payloads == _library_reading(data)
+
+
+@pytest.mark.parametrize("shape", list(SHAPES))
+def test_deaggregate_bench_shapes_are_their_size_and_read_as_the_library_reads_them(shape: str):
+    # GIVEN a shape `make bench`'s deaggregate entry times, at 4,000 bytes
+    data = SHAPES[shape](4_000)
+
+    # WHEN read / THEN it is the size asked (within one record) and read as the library reads it
+    assert 4_000 - 110 < len(data) <= 4_000
+    assert deaggregate(data) == _library_reading(data)
