@@ -218,17 +218,11 @@ def _fields(
     unknown field, or a known number with another wire type, as upb treats it).
 
     `depth`: how many more groups may nest inside this message. Raises _NotProtobuf where upb
-    fails the parse. One-byte tags and varints, the usual case, are read inline.
+    fails the parse. One-byte varints, the usual case, are read inline.
     """
     position = start
     while position < end:
-        tag = buffer[position]
-        if tag < 0x80:
-            position += 1
-        else:
-            tag, position = _read_varint(buffer, position, end, _TAG_BYTES)
-            if tag > _MAX_TAG:
-                raise _NotProtobuf
+        tag, position = _read_tag(buffer, position, end)
         wire_type = tag & 7
         if tag >> 3 == 0 or wire_type == _GROUP_END:
             raise _NotProtobuf  # field number 0, or a group's end outside a group
@@ -283,13 +277,7 @@ def _skip_group(buffer: bytes, position: int, end: int, number: int, depth: int)
     if depth < 0:
         raise _NotProtobuf
     while position < end:
-        tag = buffer[position]
-        if tag < 0x80:
-            position += 1
-        else:
-            tag, position = _read_varint(buffer, position, end, _TAG_BYTES)
-            if tag > _MAX_TAG:
-                raise _NotProtobuf
+        tag, position = _read_tag(buffer, position, end)
         wire_type = tag & 7
         if wire_type == _GROUP_END:
             if tag >> 3 != number:
@@ -300,6 +288,16 @@ def _skip_group(buffer: bytes, position: int, end: int, number: int, depth: int)
         else:
             position = _skip(buffer, position, end, tag, depth)
     raise _NotProtobuf  # the group never ends
+
+
+def _read_tag(buffer: bytes, position: int, end: int) -> tuple[int, int]:
+    tag = buffer[position]  # the caller's loop checked position < end
+    if tag < 0x80:
+        return tag, position + 1
+    tag, position = _read_varint(buffer, position, end, _TAG_BYTES)
+    if tag > _MAX_TAG:
+        raise _NotProtobuf
+    return tag, position
 
 
 def _read_length(buffer: bytes, position: int, end: int) -> tuple[int, int]:
