@@ -138,10 +138,10 @@ def has_kpl_framing(data: bytes) -> bool:
 def deaggregate(data: bytes) -> list[bytes]:
     """The user records of a Kinesis record: the aggregate's records in order, or `[data]`.
 
-    As aws-kinesis-agg (and KCL) read it: data without the magic, without a body, with a wrong
+    As aws-kinesis-agg reads it: data without the magic, without a body, with a wrong
     MD5 or whose body is no protobuf `AggregatedRecord` is one plain record. Raises
     MalformedAggregateError for an aggregate whose records point past its key tables (the
-    library prints an error and drops the rest of the aggregate; KCL throws).
+    library and KCL log an error and drop the rest of the aggregate).
     """
     if not has_kpl_framing(data):
         return [data]
