@@ -25,6 +25,7 @@ from localloop.kinesis_local import DEFAULT_REGION, kinesis_client
 from localloop.workload import SourceLog, content_digest, read_topic
 from msk_kinesis_sink.aggregation import deaggregate
 from msk_kinesis_sink.consumer import Envelope, OffsetDeduplicator
+from msk_kinesis_sink.errors import MalformedAggregateError, MalformedEnvelopeError
 
 if TYPE_CHECKING:
     from mypy_boto3_kinesis import KinesisClient
@@ -40,6 +41,9 @@ class StreamRecord:
     shard_id: str
     sequence_number: str
     data: bytes
+    # The Kinesis record's partition key: the consumer rule's key, whatever PARTITION_KEY was
+    # (None: group by the envelope's Kafka key, which a header-keyed envelope refuses).
+    partition_key: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,14 +117,25 @@ def read_stream(
         while iterator and time.monotonic() < deadline:
             page = client.get_records(ShardIterator=iterator, Limit=_GET_RECORDS_LIMIT)
             for record in page["Records"]:
-                for data in deaggregate(record["Data"]):
-                    records.append(StreamRecord(shard_id, record["SequenceNumber"], data))
+                for data in _user_records(record["Data"]):
+                    records.append(
+                        StreamRecord(
+                            shard_id, record["SequenceNumber"], data, record["PartitionKey"]
+                        )
+                    )
             if on_progress is not None and page["Records"]:
                 on_progress(len(page["Records"]))
             if not page["Records"] and page.get("MillisBehindLatest", 0) == 0:
                 break  # caught up with an open shard
             iterator = page.get("NextShardIterator")
     return records, len(ordered)
+
+
+def _user_records(data: bytes) -> list[bytes]:
+    try:
+        return deaggregate(data)
+    except MalformedAggregateError:
+        return [data]  # no envelope: the audit counts it as undecodable
 
 
 def read_topics(bootstrap: str, topics: list[str]) -> SourceLog:
@@ -159,7 +174,7 @@ def audit(source: SourceLog, stream_records: list[StreamRecord], shards: int = 0
     for stream_record in stream_records:
         try:
             envelope = Envelope.from_bytes(stream_record.data)
-        except (ValueError, KeyError, TypeError):
+        except MalformedEnvelopeError:
             undecodable += 1
             continue
         record_id = (envelope.topic, envelope.partition, envelope.offset)
@@ -173,7 +188,7 @@ def audit(source: SourceLog, stream_records: list[StreamRecord], shards: int = 0
             _unb64(envelope.value), headers
         ):
             corrupted.add(record_id)
-        if dedup.accept(envelope):
+        if dedup.accept(envelope, partition_key=stream_record.partition_key):
             accepted.setdefault(envelope.ordering_key, []).append(envelope.offset)
 
     lost = sum(1 for record_id in index if seen[record_id] == 0)

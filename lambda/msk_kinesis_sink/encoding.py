@@ -15,10 +15,14 @@ from msk_kinesis_sink.events import (
     PartitionBatch,
     schema_members,
 )
+from msk_kinesis_sink.kpl import has_kpl_framing, looks_aggregated, wrapped_size
 from msk_kinesis_sink.limits import MAX_PARTITION_KEY_CHARS
-from msk_kinesis_sink.settings import PartitionKeyMode, RecordFormat
+from msk_kinesis_sink.settings import Aggregation, PartitionKeyMode, RecordFormat
 
 EMPTY = b""
+# The envelope member naming how the partition key was derived, written only when it is not
+# the Kafka key's rule (envelopes without it read as before it existed).
+PARTITION_KEY_FROM_FIELD = "partitionKeyFrom"
 
 
 class EncodedRecord(NamedTuple):
@@ -115,6 +119,7 @@ def encode_record(
     partition_key_mode: PartitionKeyMode,
     max_record_bytes: int,
     partition_key_header: str | None = None,
+    aggregation: Aggregation = Aggregation.OFF,
 ) -> EncodedRecord | UnwritableRecord:
     """Encode one record, or say why it can never be written (never raises for bad data)."""
     try:
@@ -135,7 +140,7 @@ def encode_record(
             # A tombstone (null value) is an empty record: it keeps its key and its place.
             data = value if value is not None else EMPTY
         case RecordFormat.ENVELOPE:
-            data = envelope_bytes(record)
+            data = envelope_bytes(record, partition_key_mode)
         case _:
             assert_never(record_format)
 
@@ -147,17 +152,39 @@ def encode_record(
             f"encoded record is {size} bytes (data + partition key), over MAX_RECORD_BYTES="
             f"{max_record_bytes}",
         )
+    if aggregation is Aggregation.ON and looks_aggregated(data):
+        reason = _unwrappable(data, size - len(data), max_record_bytes)
+        if reason is not None:
+            return UnwritableRecord(record, partition_key, reason)
     return EncodedRecord(record, data, partition_key, size)
 
 
-def envelope_bytes(record: KafkaRecord) -> bytes:
+def _unwrappable(data: bytes, key_bytes: int, max_record_bytes: int) -> str | None:
+    """Why a raw value that deaggregators read as a KPL aggregate can not be written with
+    AGGREGATION=on, or None. Such a value is only sent wrapped in an aggregate of one (sent as
+    it is, consumers would get its contents instead of it); None too when it is no aggregate
+    to them (wrong MD5: they pass it through as it is)."""
+    wrapped = wrapped_size(key_bytes, len(data))
+    if wrapped <= max_record_bytes or not has_kpl_framing(data):
+        return None
+    return (
+        f"value is a KPL aggregated record (magic and MD5 match) that deaggregating consumers"
+        f" would unpack; wrapped to keep it whole it is {wrapped} bytes, over MAX_RECORD_BYTES="
+        f"{max_record_bytes}"
+    )
+
+
+def envelope_bytes(
+    record: KafkaRecord, partition_key_mode: PartitionKeyMode = PartitionKeyMode.KEY
+) -> bytes:
     """The `envelope` format: UTF-8 JSON with every field of the Kafka record, bytes as base64.
 
     Key and value were validated as base64 already, so the event's own strings are reused.
     With a schema registry on the mapping, key and value are what it delivered (JSON text, or
     the source bytes without the registry's framing) and `keySchemaMetadata` /
     `valueSchemaMetadata` name the schema that validated them; without one, neither member
-    appears (docs/schema-registry.md).
+    appears (docs/schema-registry.md). With PARTITION_KEY=header:<name>, `partitionKeyFrom`
+    says so: the Kafka key alone no longer orders the record (consumer.OffsetDeduplicator).
     """
     document: dict[str, object] = {
         "topic": record.topic,
@@ -173,6 +200,8 @@ def envelope_bytes(record: KafkaRecord) -> bytes:
         ],
         **schema_members(record),
     }
+    if partition_key_mode is PartitionKeyMode.HEADER:
+        document[PARTITION_KEY_FROM_FIELD] = partition_key_mode.value
     return json.dumps(document, separators=(",", ":")).encode("utf-8")
 
 
@@ -195,6 +224,7 @@ def encode_partition(
     max_record_bytes: int,
     partition_key_header: str | None = None,
     delivered_before: frozenset[int] = frozenset(),
+    aggregation: Aggregation = Aggregation.OFF,
 ) -> EncodedPartition:
     units = [
         encode_record(
@@ -203,6 +233,7 @@ def encode_partition(
             partition_key_mode=partition_key_mode,
             max_record_bytes=max_record_bytes,
             partition_key_header=partition_key_header,
+            aggregation=aggregation,
         )
         for record in batch.records
     ]

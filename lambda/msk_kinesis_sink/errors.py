@@ -46,3 +46,15 @@ class ReplayError(SinkError):
 
 class UnreadableObjectError(SinkError):
     """An object the replay selected is not a dead letter or on-failure document it can read."""
+
+
+class MalformedAggregateError(SinkError, ValueError):
+    """A KPL aggregated record (magic and MD5 match) whose records point past its key tables."""
+
+
+class MalformedEnvelopeError(SinkError, ValueError):
+    """Bytes given to Envelope.from_bytes are not an `envelope` record as the sink writes it."""
+
+
+class PartitionKeyRequiredError(SinkError, ValueError):
+    """OffsetDeduplicator.accept got a header-keyed envelope without its Kinesis partition key."""

@@ -139,7 +139,7 @@ def parse_event(event: Any, *, fast_path: bool = True) -> KafkaEvent:
     if not isinstance(groups, Mapping):
         raise MalformedEventError("event has no 'records' object (expected an MSK/Kafka event)")
     arn = event.get("eventSourceArn")
-    if arn is not None and not (isinstance(arn, str) and _is_unicode(arn)):
+    if arn is not None and not (isinstance(arn, str) and is_unicode(arn)):
         raise MalformedEventError("eventSourceArn must be a string of valid Unicode, or absent")
     servers = event.get("bootstrapServers")
 
@@ -162,7 +162,7 @@ def parse_event(event: Any, *, fast_path: bool = True) -> KafkaEvent:
         event_source=source,
         event_source_arn=arn,
         partitions=tuple(partitions),
-        bootstrap_servers=servers if isinstance(servers, str) and _is_unicode(servers) else None,
+        bootstrap_servers=servers if isinstance(servers, str) and is_unicode(servers) else None,
     )
 
 
@@ -263,7 +263,7 @@ def _parse_record(raw: Any, group_key: Any, index: int) -> KafkaRecord:
     topic = raw.get("topic")
     if not isinstance(topic, str) or not topic:
         raise MalformedEventError(f"{where} has no 'topic' string")
-    if not _is_unicode(topic):
+    if not is_unicode(topic):
         raise MalformedEventError(f"{where} field 'topic' is not valid Unicode: {_shown(topic)}")
     partition = _integer(raw, "partition", where, 0, MAX_PARTITION)
     offset = _integer(raw, "offset", where, 0, MAX_OFFSET)
@@ -277,7 +277,7 @@ def _parse_record(raw: Any, group_key: Any, index: int) -> KafkaRecord:
         )
     timestamp = _integer(raw, "timestamp", where, MIN_TIMESTAMP, MAX_TIMESTAMP, required=False)
     timestamp_type = raw.get("timestampType", NO_TIMESTAMP_TYPE)
-    if not isinstance(timestamp_type, str) or not _is_unicode(timestamp_type):
+    if not isinstance(timestamp_type, str) or not is_unicode(timestamp_type):
         raise MalformedEventError(f"{where} field 'timestampType' must be a string")
     key_meta, value_meta = raw.get(KEY_SCHEMA_FIELD), raw.get(VALUE_SCHEMA_FIELD)
     return KafkaRecord(
@@ -290,11 +290,9 @@ def _parse_record(raw: Any, group_key: Any, index: int) -> KafkaRecord:
         value_b64=_optional_string(raw, "value", where),
         headers=_parse_headers(raw.get("headers"), where),
         # Null or absent: no registry on the mapping, or it does not validate that attribute.
-        key_schema=None
-        if key_meta is None
-        else _schema_metadata(key_meta, KEY_SCHEMA_FIELD, where),
+        key_schema=None if key_meta is None else schema_metadata(key_meta, KEY_SCHEMA_FIELD, where),
         value_schema=(
-            None if value_meta is None else _schema_metadata(value_meta, VALUE_SCHEMA_FIELD, where)
+            None if value_meta is None else schema_metadata(value_meta, VALUE_SCHEMA_FIELD, where)
         ),
     )
 
@@ -333,7 +331,7 @@ def _optional_string(raw: Mapping[str, Any], field: str, where: str) -> str | No
     raise MalformedEventError(f"{where} field '{field}' must be a base64 string or null")
 
 
-def _schema_metadata(metadata: Any, field: str, where: str) -> SchemaMetadata:
+def schema_metadata(metadata: Any, field: str, where: str) -> SchemaMetadata:
     """A record's schema metadata object: `dataFormat` and `schemaId` strings (the registry
     adds nothing else today; other members are ignored, as a newer mapping might add some)."""
     if not isinstance(metadata, Mapping):
@@ -341,9 +339,9 @@ def _schema_metadata(metadata: Any, field: str, where: str) -> SchemaMetadata:
             f"{where} field '{field}' must be an object or null, got {type(metadata).__name__}"
         )
     data_format, schema_id = metadata.get("dataFormat"), metadata.get("schemaId")
-    if not (isinstance(data_format, str) and _is_unicode(data_format)):
+    if not (isinstance(data_format, str) and is_unicode(data_format)):
         raise MalformedEventError(f"{where} field '{field}' has no 'dataFormat' string")
-    if not (isinstance(schema_id, str) and _is_unicode(schema_id)):
+    if not (isinstance(schema_id, str) and is_unicode(schema_id)):
         raise MalformedEventError(f"{where} field '{field}' has no 'schemaId' string")
     return SchemaMetadata(data_format, schema_id)
 
@@ -360,7 +358,7 @@ def _parse_headers(raw: Any, where: str) -> tuple[tuple[str, bytes], ...]:
             raise MalformedEventError(f"{where} header {position} must be an object")
         # Each entry is a one-key object {name: [byte values]}; several keys are accepted in order.
         for name, values in entry.items():
-            if not isinstance(name, str) or not _is_unicode(name):
+            if not isinstance(name, str) or not is_unicode(name):
                 raise MalformedEventError(
                     f"{where} header {position} has a name that is not a string of valid Unicode"
                 )
@@ -378,7 +376,7 @@ def _parse_headers(raw: Any, where: str) -> tuple[tuple[str, bytes], ...]:
     return tuple(headers)
 
 
-def _is_unicode(text: str) -> bool:
+def is_unicode(text: str) -> bool:
     """True when `text` can be written as UTF-8: a Python string may hold a lone surrogate."""
     if text.isascii():
         return True

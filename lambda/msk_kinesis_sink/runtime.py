@@ -179,6 +179,7 @@ class Sink:
                     partition_key_header=settings.partition_key_header,
                     max_record_bytes=settings.max_record_bytes,
                     delivered_before=self.memory.recall(source, batch),
+                    aggregation=settings.aggregation,
                 ),
             )
 

@@ -13,9 +13,18 @@ import pytest
 
 from tests.integration.conftest import REGION
 
+# moto's Kinesis is not safe for concurrent writes (its Shard.put_record says so): two requests
+# at once can store records under one sequence number, and one of them is lost while both
+# were acknowledged. Every handler here writes to moto, so with one worker; concurrent writes
+# are tested against kinesalite (tests/e2e) and FakeKinesis.
+MOTO_SAFE_CONCURRENCY = "1"
+
 
 def load_handler(monkeypatch: pytest.MonkeyPatch, **env: str) -> ModuleType:
-    """Import the handler module afresh with `env` set (a cold start)."""
+    """Import the handler module afresh with `env` set (a cold start), one worker by default."""
+    env.setdefault("MAX_CONCURRENCY", MOTO_SAFE_CONCURRENCY)
+    if env["MAX_CONCURRENCY"] != MOTO_SAFE_CONCURRENCY:
+        raise ValueError("moto's Kinesis loses concurrent writes: use kinesalite for that")
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     sys.modules.pop("msk_kinesis_sink.handler", None)

@@ -17,8 +17,9 @@ from aws_kinesis_agg.deaggregator import iter_deaggregate_records
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from msk_kinesis_sink.aggregation import KPL_MAGIC
+from msk_kinesis_sink.aggregation import deaggregate
 from msk_kinesis_sink.consumer import Envelope, OffsetDeduplicator
+from msk_kinesis_sink.kpl import KPL_MAGIC, encode_aggregate, record_frame_size
 from msk_kinesis_sink.planning import Entry
 from msk_kinesis_sink.runtime import Sink
 from msk_kinesis_sink.settings import Settings
@@ -201,6 +202,56 @@ def test_aggregation_reports_from_an_unwritable_record_without_a_bucket() -> Non
         range(5, 12)
     )
     assert _consumed(fake) == {(0, b64(b"k")): [0, 1, 2, 3, 4]}
+
+
+def _reads_as_aggregate(total: int) -> bytes:
+    """A producer's value of `total` bytes that is itself a KPL aggregate (of one b"inner")."""
+    base = len(encode_aggregate("k", [b"inner"]))
+    filler = total - base
+    while base + record_frame_size(filler) > total:
+        filler -= 1
+    value = encode_aggregate("k", [b"inner", b"f" * filler])
+    assert len(value) == total
+    return value
+
+
+def test_aggregation_keeps_raw_values_that_read_as_aggregates_whole() -> None:
+    # GIVEN one key's values: an aggregate a producer wrote (small), one too large to wrap in a
+    # record (1,048,566 bytes: it fits plain), and a plain value
+    small, large = _reads_as_aggregate(1000), _reads_as_aggregate(1_048_566)
+    sources: list[Source] = [(0, 0, b"k", small), (0, 1, b"k", large), (0, 2, b"k", b"plain")]
+    fake, bucket = FakeKinesis(), FakeDeadLetters()
+
+    # WHEN published raw with aggregation on
+    with _sink(fake, bucket, RECORD_FORMAT="raw", DEAD_LETTER_BUCKET="sink-dlq") as sink:
+        response = sink.handle(_event(sources), FakeContext())
+
+    # THEN a consumer that deaggregates gets the small one back whole (it went wrapped), the
+    # large one is a dead letter saying why, and nothing is reported
+    assert response == {"batchItemFailures": []}
+    assert [data for stored in fake.records for data in deaggregate(stored.data)] == [
+        small,
+        b"plain",
+    ]
+    [dead] = bucket.written
+    assert (dead.offset, "KPL aggregated record" in dead.reason) == (1, True)
+
+
+def test_aggregation_off_writes_raw_values_that_read_as_aggregates_unchanged() -> None:
+    # GIVEN the same values
+    small, large = _reads_as_aggregate(1000), _reads_as_aggregate(1_048_566)
+    sources: list[Source] = [(0, 0, b"k", small), (0, 1, b"k", large)]
+    fake = FakeKinesis()
+
+    # WHEN published raw with aggregation off: one Kinesis record per Kafka value
+    with _sink(fake, RECORD_FORMAT="raw", AGGREGATION="off") as sink:
+        response = sink.handle(_event(sources), FakeContext())
+
+    # THEN the stream holds them byte for byte (a deaggregating consumer unpacks them, as it
+    # would any KPL producer's aggregate: docs/aggregation.md)
+    assert response == {"batchItemFailures": []}
+    assert [stored.data for stored in fake.records] == [small, large]
+    assert [len(data) for data in deaggregate(large)] == [len(b"inner"), 1_048_522]
 
 
 @settings(

@@ -10,8 +10,8 @@ import boto3
 import pytest
 from aws_kinesis_agg.deaggregator import iter_deaggregate_records
 
-from msk_kinesis_sink.aggregation import KPL_MAGIC
 from msk_kinesis_sink.consumer import Envelope
+from msk_kinesis_sink.kpl import KPL_MAGIC
 from tests.factories import kafka_record, msk_event
 from tests.fakes import FakeContext
 from tests.integration.conftest import REGION

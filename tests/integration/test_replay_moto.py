@@ -20,6 +20,7 @@ from msk_kinesis_sink.events import parse_event
 from msk_kinesis_sink.replay.objects import REPLAYED_PREFIX
 from msk_kinesis_sink.settings import PartitionKeyMode, RecordFormat, Settings
 from tests.factories import MSK_CLUSTER_ARN, kafka_record, msk_event
+from tests.integration.lambda_container import MOTO_SAFE_CONCURRENCY
 from tests.replay_runs import run_replay
 
 TOPIC = "orders.v1-eu"
@@ -31,6 +32,8 @@ def _env(**overrides: str) -> dict[str, str]:
     return {
         **os.environ,
         "STREAM_NAME": STREAM,
+        # One worker: moto's Kinesis is not safe for concurrent writes (lambda_container.py).
+        "MAX_CONCURRENCY": MOTO_SAFE_CONCURRENCY,
         "RECORD_FORMAT": "envelope",
         "DEAD_LETTER_BUCKET": BUCKET,
         "RETRY_BASE_MS": "1",
@@ -144,6 +147,7 @@ def test_replay_command_takes_the_deployed_functions_settings(bucket_and_stream:
             "MAX_RECORD_BYTES": "1048576",
             "DEAD_LETTER_BUCKET": BUCKET,
             "DEAD_LETTER_PREFIX": "records/",
+            "MAX_CONCURRENCY": MOTO_SAFE_CONCURRENCY,
         },
     )
     _dead_letter(4, b"a", 2000)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
-import hashlib
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
@@ -15,18 +14,17 @@ from aws_kinesis_agg.deaggregator import iter_deaggregate_records, messages_pb2
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from msk_kinesis_sink.aggregation import (
+from msk_kinesis_sink.aggregation import AggregatingPacker
+from msk_kinesis_sink.encoding import EncodedRecord
+from msk_kinesis_sink.events import KafkaRecord
+from msk_kinesis_sink.kpl import (
     KPL_DIGEST_BYTES,
     KPL_MAGIC,
-    AggregatingPacker,
-    deaggregate,
     encode_aggregate,
     record_frame_size,
     varint,
     varint_size,
 )
-from msk_kinesis_sink.encoding import EncodedRecord
-from msk_kinesis_sink.events import KafkaRecord
 from msk_kinesis_sink.limits import DEFAULT_MAX_RECORD_BYTES, MAX_RECORD_BYTES_CEILING
 from msk_kinesis_sink.planning import Entry
 
@@ -148,6 +146,35 @@ def test_aggregating_packer_wraps_a_lone_record_that_starts_with_the_magic() -> 
     assert entry is not None
     assert entry.data != tricky
     assert _deaggregate(entry) == [(KEY, tricky)]
+
+
+def test_aggregating_packer_never_sends_a_value_that_reads_as_an_aggregate_plain() -> None:
+    # GIVEN a lone value that deaggregators read as an aggregate (magic and MD5 match)
+    value = encode_aggregate("other", [b"x" * 100, b"y"])
+    [record] = _run([value])
+    wrapped = AggregatingPacker().pack([record], DEFAULT_MAX_RECORD_BYTES)
+    assert wrapped is not None
+
+    # WHEN what is left of a request holds it plain but not wrapped
+    entry = AggregatingPacker().pack([record], wrapped.size - 1)
+
+    # THEN it waits for a request with room (plain, a consumer would get b"x..." and b"y")
+    assert record.size <= wrapped.size - 1
+    assert entry is None
+    assert _deaggregate(wrapped) == [(KEY, value)]
+
+
+def test_aggregating_packer_sends_a_magic_value_with_a_wrong_digest_plain_when_short_of_room():
+    # GIVEN a lone value with the magic but not its MD5: deaggregators pass it through as it is
+    value = KPL_MAGIC + b"z" * 100
+    [record] = _run([value])
+
+    # WHEN the budget holds it plain but not wrapped
+    entry = AggregatingPacker().pack([record], record.size)
+
+    # THEN it goes plain, and reads back unchanged
+    assert entry == Entry.of(KEY, value, (record,))
+    assert _deaggregate(entry) == [(KEY, value)]
 
 
 def test_aggregating_packer_returns_none_when_the_first_record_alone_is_over_budget() -> None:
@@ -302,56 +329,3 @@ def test_deaggregator_passes_plain_records_through_beside_aggregates() -> None:
         for u in users
     ]
     assert datas == [b"1", b"2", b"3"]
-
-
-# -- deaggregate (the consumer side) -----------------------------------------------------
-
-
-def _kpl_framed(message: Any) -> bytes:
-    body = message.SerializeToString()
-    return KPL_MAGIC + body + hashlib.md5(body).digest()
-
-
-def test_deaggregate_reads_a_reference_aggregate_with_several_keys_and_tags() -> None:
-    # GIVEN an aggregate built with the reference protobuf schema: two keys, a hash key, tags
-    message = messages_pb2.AggregatedRecord()
-    message.partition_key_table.extend(["a", "b"])
-    message.explicit_hash_key_table.append("12345")
-    for index, data in enumerate([b"one", b"", b"three" * 100]):
-        record = message.records.add()
-        record.partition_key_index = index % 2
-        record.explicit_hash_key_index = 0
-        record.data = data
-        tag = record.tags.add()
-        tag.key, tag.value = "t", "v"
-    # WHEN deaggregated
-    users = deaggregate(_kpl_framed(message))
-    # THEN every user record comes back, in order
-    assert users == [b"one", b"", b"three" * 100]
-
-
-@settings(max_examples=100, deadline=None)
-@given(st.lists(st.binary(max_size=300), min_size=1, max_size=20))
-def test_deaggregate_inverts_encode_aggregate(payloads: list[bytes]) -> None:
-    assert deaggregate(encode_aggregate("key", payloads)) == payloads
-
-
-@pytest.mark.parametrize(
-    "data",
-    [
-        b"plain bytes",
-        b"",
-        KPL_MAGIC + b"too short",
-        KPL_MAGIC + b"\x1a\x05abc" + hashlib.md5(b"\x1a\x05abc").digest(),  # field runs past end
-    ],
-)
-def test_deaggregate_passes_non_aggregates_through(data: bytes) -> None:
-    assert deaggregate(data) == [data]
-
-
-def test_deaggregate_treats_a_digest_mismatch_as_a_plain_record() -> None:
-    # GIVEN an aggregate whose last byte was changed
-    aggregate = bytearray(encode_aggregate("key", [b"a", b"b"]))
-    aggregate[-1] ^= 0xFF
-    # WHEN deaggregated: THEN it is one plain record, as KCL would read it
-    assert deaggregate(bytes(aggregate)) == [bytes(aggregate)]

@@ -13,7 +13,6 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from msk_kinesis_sink.aggregation import encode_aggregate
 from msk_kinesis_sink.consumer import Envelope
 from msk_kinesis_sink.dead_letters import dead_letter_document
 from msk_kinesis_sink.encoding import (
@@ -26,12 +25,21 @@ from msk_kinesis_sink.encoding import (
 )
 from msk_kinesis_sink.errors import MalformedEventError, UnwritableRecordError
 from msk_kinesis_sink.events import KafkaRecord, parse_event
+from msk_kinesis_sink.kpl import (
+    KPL_DIGEST_BYTES,
+    KPL_MAGIC,
+    deaggregate,
+    encode_aggregate,
+    varint,
+    varint_size,
+    wrapped_size,
+)
 from msk_kinesis_sink.limits import (
     DEFAULT_MAX_RECORD_BYTES,
     MAX_PARTITION_KEY_CHARS,
     MIN_RECORD_BYTES,
 )
-from msk_kinesis_sink.settings import PartitionKeyMode, RecordFormat
+from msk_kinesis_sink.settings import Aggregation, PartitionKeyMode, RecordFormat
 from tests.factories import b64, kafka_record, load_event, msk_event
 from tests.strategies import FOUND_BY_FUZZING, FUZZ_EXAMPLES, kafka_events
 
@@ -71,12 +79,14 @@ def _encode(
     record_format: RecordFormat = RecordFormat.RAW,
     mode: PartitionKeyMode = KEY,
     max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES,
+    aggregation: Aggregation = Aggregation.OFF,
 ) -> EncodedRecord | UnwritableRecord:
     return encode_record(
         record,
         record_format=record_format,
         partition_key_mode=mode,
         max_record_bytes=max_record_bytes,
+        aggregation=aggregation,
     )
 
 
@@ -142,6 +152,80 @@ def test_encode_record_documented_sample_raw():
     assert encoded.partition_key == hashlib.sha256(key_bytes).hexdigest()
 
 
+# -- raw values that read as KPL aggregates ----------------------------------------------
+
+
+def _framed_value(total: int) -> bytes:
+    """A value of `total` bytes that deaggregators read as a KPL aggregate (magic and MD5): one
+    user record b"a" under key "k", and an unknown field as filler."""
+    head = b"\x0a\x01k\x1a\x05\x08\x00\x1a\x01a\x2a"
+    filler = total - len(KPL_MAGIC) - KPL_DIGEST_BYTES - len(head)
+    filler -= varint_size(filler)
+    body = head + varint(filler) + bytes(filler)
+    assert len(body) + len(KPL_MAGIC) + KPL_DIGEST_BYTES == total
+    return KPL_MAGIC + body + hashlib.md5(body).digest()
+
+
+def _largest_wrappable(key: bytes = b"k", limit: int = DEFAULT_MAX_RECORD_BYTES) -> int:
+    """Length of the largest value that, wrapped in an aggregate of one, still fits `limit`."""
+    size = limit
+    while wrapped_size(len(key), size) > limit:
+        size -= 1
+    return size
+
+
+@pytest.mark.parametrize("aggregation", list(Aggregation))
+def test_encode_record_raw_aggregate_value_that_fits_wrapped_is_encoded(
+    aggregation: Aggregation,
+):
+    # GIVEN a value that reads as an aggregate, as large as can be wrapped in one record
+    value = _framed_value(_largest_wrappable())
+    assert deaggregate(value) == [b"a"]
+
+    # WHEN it is encoded raw, aggregation on or off
+    encoded = _encoded(_record(value=value), aggregation=aggregation)
+
+    # THEN it is written (unchanged here: with aggregation on, the packer wraps it)
+    assert encoded.data == value
+
+
+def test_encode_record_raw_aggregate_value_too_large_to_wrap_is_unwritable_with_aggregation():
+    # GIVEN a value that reads as an aggregate, too large to be wrapped in one record but not
+    # to go plain: 1,048,543 - 1,048,575 bytes under a one-byte key
+    value = _framed_value(_largest_wrappable() + 1)
+    assert len(value) == 1_048_543
+
+    # WHEN it is encoded raw with aggregation on
+    unwritable = _unwritable(_record(value=value), aggregation=Aggregation.ON)
+
+    # THEN it is a dead letter naming why: plain, consumers would unpack it instead
+    assert "KPL aggregated record" in unwritable.reason
+    assert "MAX_RECORD_BYTES=1048576" in unwritable.reason
+    assert unwritable.partition_key == "k"
+
+
+def test_encode_record_raw_aggregate_value_is_written_unchanged_without_aggregation():
+    # GIVEN the same too-large-to-wrap value
+    value = _framed_value(_largest_wrappable() + 1)
+
+    # WHEN it is encoded with aggregation off (one Kinesis record per Kafka value, unchanged)
+    encoded = _encoded(_record(value=value), aggregation=Aggregation.OFF)
+
+    # THEN it is written as it is
+    assert encoded.data == value
+
+
+def test_encode_record_raw_magic_value_with_a_wrong_digest_is_written_plain():
+    # GIVEN a value with the magic but not its MD5: every deaggregator passes it through
+    framed = bytearray(_framed_value(_largest_wrappable() + 1))
+    framed[-1] ^= 0xFF
+    value = bytes(framed)
+    assert deaggregate(value) == [value]
+
+    # WHEN it is encoded with aggregation on / THEN it is written, too large to wrap or not
+    assert _encoded(_record(value=value), aggregation=Aggregation.ON).data == value
+
+
 # -- envelope format ----------------------------------------------------------------------
 
 
@@ -169,6 +253,28 @@ def test_envelope_exact_fields_and_types():
     assert type(document["partition"]) is int
     assert type(document["offset"]) is int
     assert type(document["timestamp"]) is int
+
+
+@pytest.mark.parametrize("mode", list(PartitionKeyMode))
+def test_envelope_says_when_its_partition_key_came_from_a_header(mode: PartitionKeyMode):
+    # GIVEN a record with a key and the header a header-keyed stream reads
+    record = _record(key=b"k1", headers=[("tenant", b"acme")])
+
+    # WHEN it is encoded as an envelope in each partition-key mode
+    document = json.loads(
+        encode_record(
+            record,
+            record_format=RecordFormat.ENVELOPE,
+            partition_key_mode=mode,
+            partition_key_header="tenant" if mode is PartitionKeyMode.HEADER else None,
+            max_record_bytes=DEFAULT_MAX_RECORD_BYTES,
+        ).data  # type: ignore[union-attr]
+    )
+
+    # THEN a header-keyed envelope says so; the others are exactly as before the member existed
+    if mode is PartitionKeyMode.HEADER:
+        assert document.pop("partitionKeyFrom") == "header"
+    assert set(document) == ENVELOPE_FIELDS
 
 
 def test_envelope_is_utf8_json():
@@ -616,6 +722,7 @@ def test_encode_record_partition_key_alone_can_push_over_limit():
     key=st.none() | st.binary(max_size=64),
     value=st.none() | st.binary(max_size=256),
     headers=st.lists(st.tuples(st.text(max_size=12), st.binary(max_size=16)), max_size=5),
+    mode=st.sampled_from(PartitionKeyMode),
 )
 def test_envelope_round_trips_through_consumer_envelope(
     topic: str,
@@ -626,14 +733,17 @@ def test_envelope_round_trips_through_consumer_envelope(
     key: bytes | None,
     value: bytes | None,
     headers: list[tuple[str, bytes]],
+    mode: PartitionKeyMode,
 ):
     # GIVEN any Kafka record
     record = KafkaRecord(
         topic, partition, offset, timestamp, timestamp_type, b64(key), b64(value), tuple(headers)
     )
 
-    # WHEN it is encoded as an envelope and read back by the consumer helper
-    encoded = _encoded(record, record_format=RecordFormat.ENVELOPE, max_record_bytes=10**7)
+    # WHEN it is encoded as an envelope, in any partition-key mode, and read back
+    encoded = _encoded(
+        record, record_format=RecordFormat.ENVELOPE, max_record_bytes=10**7, mode=mode
+    )
     envelope = Envelope.from_bytes(encoded.data)
 
     # THEN every field comes back, and key, value and header bytes decode to the originals
@@ -642,6 +752,9 @@ def test_envelope_round_trips_through_consumer_envelope(
     assert envelope.key == b64(key)
     assert envelope.value == b64(value)
     assert [(name, base64.b64decode(data)) for name, data in envelope.headers] == headers
+    # AND it says whether its order is kept per Kafka key or per header-derived partition key
+    header_keyed = mode is PartitionKeyMode.HEADER
+    assert envelope.partition_key_from is (PartitionKeyMode.HEADER if header_keyed else None)
 
 
 @settings(max_examples=FUZZ_EXAMPLES, deadline=None)
@@ -650,15 +763,21 @@ def test_envelope_round_trips_through_consumer_envelope(
     record_format=st.sampled_from(RecordFormat),
     mode=st.sampled_from(PartitionKeyMode),
     max_record_bytes=st.sampled_from([MIN_RECORD_BYTES, DEFAULT_MAX_RECORD_BYTES]),
+    aggregation=st.sampled_from(Aggregation),
 )
 @example(
     event=FOUND_BY_FUZZING[0],
     record_format=RecordFormat.RAW,
     mode=PartitionKeyMode.PARTITION,
     max_record_bytes=DEFAULT_MAX_RECORD_BYTES,
+    aggregation=Aggregation.ON,
 )
 def test_encode_record_never_raises_for_a_parsed_event(
-    event: Any, record_format: RecordFormat, mode: PartitionKeyMode, max_record_bytes: int
+    event: Any,
+    record_format: RecordFormat,
+    mode: PartitionKeyMode,
+    max_record_bytes: int,
+    aggregation: Aggregation,
 ):
     # GIVEN any event that parsing accepts (damaged ones are refused before this point)
     try:
@@ -674,6 +793,7 @@ def test_encode_record_never_raises_for_a_parsed_event(
                 record_format=record_format,
                 partition_key_mode=mode,
                 max_record_bytes=max_record_bytes,
+                aggregation=aggregation,
             )
 
             # THEN it becomes a Kinesis record (also as an aggregate) or a dead letter, never

@@ -107,6 +107,7 @@ def plan_partitions(replay_set: ReplaySet, settings: Settings) -> list[Partition
                 partition_key_mode=settings.partition_key,
                 max_record_bytes=settings.max_record_bytes,
                 partition_key_header=settings.partition_key_header,
+                aggregation=settings.aggregation,
             )
             if isinstance(unit, UnwritableRecord):
                 unwritable += 1
