@@ -60,7 +60,8 @@ from infra.context import (
 )
 from infra.context import ConfigError as ConfigError  # what SinkConfig.from_context raises
 from infra.destinations import DestinationKind as DestinationKind  # onFailureDestination's kinds
-from infra.destinations import destination_type
+from infra.destinations import FailureMode as FailureMode  # failureMode's values
+from infra.destinations import destination_for
 from infra.schema_registry import (
     EventRecordFormat,
     RegistryAuth,
@@ -71,7 +72,6 @@ from infra.schema_registry import (
 from msk_kinesis_sink.errors import ConfigurationError
 from msk_kinesis_sink.limits import (
     DEFAULT_MAX_RECORD_BYTES,
-    INFINITE_RETRIES_CAP,
     MAX_ACCESS_CONFIGURATIONS,
     MAX_BATCH_SIZE,
     MAX_BATCHING_WINDOW_SECONDS,
@@ -245,12 +245,11 @@ class TopicSource:
     consumer_group_id: str
 
 
-def _finite_retries(value: object) -> object:
-    if value == -1:
+def _retry_attempts(value: object) -> object:
+    # -1 (infinite) is failureMode=block's own; the destination's rules decide where it applies.
+    if type(value) is int and value < -1:
         raise ValueError(
-            f"=-1 (infinite) cannot apply here: with the on-failure destination this stack"
-            f" always sets, Lambda caps retries at {INFINITE_RETRIES_CAP}"
-            f" (allowed: 0-{MAX_RETRY_ATTEMPTS})"
+            f"={value} is out of range (allowed: 0-{MAX_RETRY_ATTEMPTS}; -1 with failureMode=block)"
         )
     return value
 
@@ -308,8 +307,11 @@ class SourceConfig(ContextModel):
     """provisioned poller group every mapping of this stack joins (shared capacity)"""
     low_latency: bool = False
     """low-latency profile: batchingWindowSeconds=0 and minPollers=maxPollers"""
+    failure_mode: FailureMode = FailureMode.DIVERT
+    """divert: retry a failing batch, then send it to the on-failure destination; block: retry
+    until the fault clears (no destination, no retry or age limit), the partition waits"""
     retry_attempts: Annotated[
-        int, BeforeValidator(_finite_retries), Interval(ge=0, le=MAX_RETRY_ATTEMPTS)
+        int, BeforeValidator(_retry_attempts), Interval(ge=-1, le=MAX_RETRY_ATTEMPTS)
     ] = 10
     """retries of a failing batch before it goes to the on-failure destination"""
     max_record_age_seconds: Annotated[
@@ -348,8 +350,10 @@ class SourceConfig(ContextModel):
             auth_secret_arn=self.schema_registry_auth_secret_arn,
             root_ca_secret_arn=self.schema_registry_root_ca_secret_arn,
         )
-        # This stack always runs provisioned pollers and sets an on-failure destination.
-        check_mapping(registry, provisioned=True, on_failure_destination=True)
+        # This stack always runs provisioned pollers; failureMode=block has no destination.
+        check_mapping(
+            registry, provisioned=True, on_failure_destination=destination_for(self).has_target
+        )
         return registry
 
     @model_validator(mode="after")
@@ -514,7 +518,7 @@ class SourceConfig(ContextModel):
 
     @model_validator(mode="after")
     def _destination(self) -> SourceConfig:
-        destination_type(self.on_failure).check(self)
+        destination_for(self).check(self)
         return self
 
     @model_validator(mode="after")

@@ -7,8 +7,9 @@ import binascii
 import hashlib
 import json
 from dataclasses import dataclass
-from typing import NamedTuple, assert_never
+from typing import NamedTuple, assert_never, overload
 
+from msk_kinesis_sink.claim_checks import ClaimCheck, ClaimCheckTarget, pointer_bytes
 from msk_kinesis_sink.errors import UnwritableRecordError
 from msk_kinesis_sink.events import (
     KafkaRecord,
@@ -46,6 +47,22 @@ class UnwritableRecord:
     source: KafkaRecord
     partition_key: str
     reason: str
+
+    @property
+    def offset(self) -> int:
+        return self.source.offset
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimCheckRecord:
+    """A record too large for the stream (OVERSIZE_RECORDS=claim_check): `document`, the envelope
+    it would have been, goes to S3 first; then `pointer` takes its place in the stream."""
+
+    source: KafkaRecord
+    partition_key: str
+    document: bytes
+    claim_check: ClaimCheck
+    pointer: EncodedRecord
 
     @property
     def offset(self) -> int:
@@ -112,6 +129,8 @@ def _digest(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+# Without claim checks, a record is encoded or unwritable, never claim-checked.
+@overload
 def encode_record(
     record: KafkaRecord,
     *,
@@ -120,8 +139,37 @@ def encode_record(
     max_record_bytes: int,
     partition_key_header: str | None = None,
     aggregation: Aggregation = Aggregation.OFF,
-) -> EncodedRecord | UnwritableRecord:
-    """Encode one record, or say why it can never be written (never raises for bad data)."""
+    claim_checks: None = None,
+) -> EncodedRecord | UnwritableRecord: ...
+
+
+@overload
+def encode_record(
+    record: KafkaRecord,
+    *,
+    record_format: RecordFormat,
+    partition_key_mode: PartitionKeyMode,
+    max_record_bytes: int,
+    partition_key_header: str | None = None,
+    aggregation: Aggregation = Aggregation.OFF,
+    claim_checks: ClaimCheckTarget | None,
+) -> EncodedRecord | UnwritableRecord | ClaimCheckRecord: ...
+
+
+def encode_record(
+    record: KafkaRecord,
+    *,
+    record_format: RecordFormat,
+    partition_key_mode: PartitionKeyMode,
+    max_record_bytes: int,
+    partition_key_header: str | None = None,
+    aggregation: Aggregation = Aggregation.OFF,
+    claim_checks: ClaimCheckTarget | None = None,
+) -> EncodedRecord | UnwritableRecord | ClaimCheckRecord:
+    """Encode one record, or say why it can never be written (never raises for bad data).
+
+    With `claim_checks`, an envelope too large for the stream is claim-checked instead.
+    """
     try:
         key = decode_base64(record.key_b64, field="key")
     except UnwritableRecordError as error:
@@ -145,6 +193,22 @@ def encode_record(
             assert_never(record_format)
 
     size = len(data) + len(partition_key.encode("utf-8"))
+    # A claim check's object is the envelope itself, read back as one (settings refuse the
+    # raw format with claim checks).
+    if size > max_record_bytes and claim_checks and record_format is RecordFormat.ENVELOPE:
+        claim_check = claim_checks.claim_check(record, data)
+        more = _partition_key_from(partition_key_mode)
+        pointer = pointer_bytes(record, claim_check, more)
+        pointer_size = len(pointer) + size - len(data)
+        if pointer_size <= max_record_bytes:
+            encoded = EncodedRecord(record, pointer, partition_key, pointer_size)
+            return ClaimCheckRecord(record, partition_key, data, claim_check, encoded)
+        return UnwritableRecord(
+            record,
+            partition_key,
+            f"claim-check pointer is {pointer_size} bytes (data + partition key), over"
+            f" MAX_RECORD_BYTES={max_record_bytes}",
+        )
     if size > max_record_bytes:
         return UnwritableRecord(
             record,
@@ -205,11 +269,18 @@ def envelope_bytes(
     return json.dumps(document, separators=(",", ":")).encode("utf-8")
 
 
+def _partition_key_from(partition_key_mode: PartitionKeyMode) -> dict[str, str]:
+    """The envelope's partitionKeyFrom member, when it has one (a pointer carries it too)."""
+    if partition_key_mode is PartitionKeyMode.HEADER:
+        return {PARTITION_KEY_FROM_FIELD: partition_key_mode.value}
+    return {}
+
+
 class EncodedPartition(NamedTuple):
     """One partition's records, encoded in offset order, ready for the publisher."""
 
     batch: PartitionBatch
-    units: list[EncodedRecord | UnwritableRecord]
+    units: list[EncodedRecord | UnwritableRecord | ClaimCheckRecord]
     # Bytes of the writable records (data + partition keys): how much this partition will send.
     encoded_bytes: int
     # Offsets an earlier invocation wrote already (redelivery memory): not sent again.
@@ -225,6 +296,7 @@ def encode_partition(
     partition_key_header: str | None = None,
     delivered_before: frozenset[int] = frozenset(),
     aggregation: Aggregation = Aggregation.OFF,
+    claim_checks: ClaimCheckTarget | None = None,
 ) -> EncodedPartition:
     units = [
         encode_record(
@@ -234,6 +306,7 @@ def encode_partition(
             max_record_bytes=max_record_bytes,
             partition_key_header=partition_key_header,
             aggregation=aggregation,
+            claim_checks=claim_checks,
         )
         for record in batch.records
     ]

@@ -17,9 +17,9 @@ from typing import Any, assert_never
 from msk_kinesis_sink.backoff import full_jitter_seconds
 from msk_kinesis_sink.budget import RoundTripEstimate
 from msk_kinesis_sink.encoding import UnwritableRecord
-from msk_kinesis_sink.errors import DeadLetterError, KinesisPublishError
+from msk_kinesis_sink.errors import ClaimCheckWriteError, DeadLetterError, KinesisPublishError
 from msk_kinesis_sink.events import KafkaRecord
-from msk_kinesis_sink.jobs import DeadLetterJob, Job, Partition, PutJob
+from msk_kinesis_sink.jobs import ClaimCheckJob, DeadLetterJob, Job, Partition, PutJob
 from msk_kinesis_sink.planning import Entry
 from msk_kinesis_sink.report import InvocationStats
 from msk_kinesis_sink.settings import Settings
@@ -47,6 +47,8 @@ class Settlement:
             case DeadLetterJob():
                 self._dead_letter_settled(job, future)
                 return 0
+            case ClaimCheckJob():
+                return self._claim_check_settled(job, future)
             case _:
                 assert_never(job)
 
@@ -154,6 +156,27 @@ class Settlement:
             "record dead-lettered", extra=record_fields(record.source, reason=record.reason)
         )
         queue.acknowledge_dead_letter(record)
+
+    def _claim_check_settled(self, job: ClaimCheckJob, future: Future[Any]) -> int:
+        """The object is written: the pointer goes next for its key (returns its bytes, now to be
+        sent). Not written: the key waits, and the partition is reported from the record, as for
+        a dead letter that could not be written."""
+        record, queue = job.record, job.partition.queue
+        try:
+            future.result()
+        except ClaimCheckWriteError as error:
+            logger.error(
+                "could not write a claim-checked record to S3; its partition is reported from"
+                " this offset",
+                extra=record_fields(
+                    record.source, bytes=record.claim_check.bytes, error=str(error)
+                ),
+            )
+            queue.block(record.partition_key, f"claim-check write failed: {error}")
+            return 0
+        self.stats.records_claim_checked += 1
+        queue.claim_check_stored(record)
+        return record.pointer.size
 
 
 def record_fields(record: KafkaRecord, **more: object) -> dict[str, object]:
