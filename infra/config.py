@@ -88,6 +88,7 @@ from msk_kinesis_sink.limits import (
 )
 from msk_kinesis_sink.settings import (
     SETTING_KEYS,
+    OversizeRecords,
     Settings,
     StreamRoute,
     check_patterns_distinct,
@@ -749,6 +750,8 @@ class FunctionConfig(ContextModel):
     service_name: ServiceName = "msk-kinesis-sink"
     """Powertools service name (the `service` metric dimension)"""
     metrics_namespace: Namespace = "MskKinesisSink"
+    claim_check_kms_key_arn: KmsKeyArn | None = None
+    """with claimCheckBucket: the customer managed KMS key that encrypts it (SSE-KMS)"""
     # What the keys Settings declares (SETTING_KEYS) set, read by the function's own parser; the
     # stack adds the streams, the record limit, the bucket and the log level. Never a key itself.
     settings: InstanceOf[Settings] = Field(exclude=True)
@@ -769,6 +772,15 @@ class FunctionConfig(ContextModel):
         with _function_refusal():
             settings = Settings.from_keys(keyed)
         return {k: v for k, v in data.items() if k not in SETTING_KEYS} | {"settings": settings}
+
+    @model_validator(mode="after")
+    def _claim_check_key(self) -> FunctionConfig:
+        if self.claim_check_kms_key_arn is not None and self.settings.claim_check_bucket is None:
+            raise ConfigError(
+                "claimCheckKmsKeyArn only applies with claimCheckBucket (claim checks in the"
+                " dead-letter bucket use its key)"
+            )
+        return self
 
 
 class AlarmConfig(ContextModel):
@@ -902,6 +914,29 @@ class SinkConfig(ContextModel):
         if self.default_stream:
             arns.insert(0, ("streamArn", self.stream.existing_arn))
         return [(key, arn) for key, arn in arns if arn is not None]
+
+    @model_validator(mode="after")
+    def _claim_checks_outlive_pointers(self) -> SinkConfig:
+        """Claim checks in the dead-letter bucket expire with it: a created stream must not keep
+        a pointer longer than its object (an imported stream's retention is not known here)."""
+        settings = self.function.settings
+        if settings.oversize_records is not OversizeRecords.CLAIM_CHECK:
+            return self
+        if settings.claim_check_bucket is not None:
+            return self
+        kept_hours = self.dead_letter_retention_days * 24
+        named = [(f"streams.{i}.streamRetentionHours", s) for i, s in self.streams.items()]
+        if self.default_stream:
+            named.insert(0, ("streamRetentionHours", self.stream))
+        for key, stream in named:
+            if stream.existing_arn is None and stream.retention_hours > kept_hours:
+                raise ConfigError(
+                    f"{key}={stream.retention_hours} outlives the claim checks:"
+                    f" deadLetterRetentionDays={self.dead_letter_retention_days} keeps them"
+                    f" {kept_hours} hours, so a consumer could read a pointer whose object is"
+                    " gone; raise deadLetterRetentionDays (or set claimCheckBucket)"
+                )
+        return self
 
     @model_validator(mode="after")
     def _distinct_streams(self) -> SinkConfig:

@@ -515,6 +515,19 @@ BAD_VALUES: list[tuple[dict[str, object], str, str]] = [
     ({"retryAttempts": -1}, "retryAttempts", "caps retries at 10"),
     ({"retryAttempts": "-1"}, "retryAttempts", "on-failure destination"),
     ({"failureMode": "wait"}, "failureMode", "divert, block"),
+    ({"oversizeRecords": "split"}, "oversizeRecords", "dead_letter, claim_check"),
+    (
+        {"oversizeRecords": "claim_check"},
+        "oversizeRecords",
+        "needs recordFormat=envelope (recordFormat=raw)",
+    ),
+    ({"claimCheckBucket": "claims"}, "claimCheckBucket", "only applies with oversizeRecords"),
+    (
+        {"recordFormat": "envelope", "oversizeRecords": "claim_check", "claimCheckBucket": "A"},
+        "claimCheckBucket",
+        "not a valid S3 bucket name",
+    ),
+    ({"claimCheckKmsKeyArn": SECRET_KEY_ARN}, "claimCheckKmsKeyArn", "only applies with"),
     ({"failureMode": "block", "retryAttempts": 3}, "retryAttempts", "remove it or set -1"),
     (
         {"failureMode": "block", "maxRecordAgeSeconds": 3600},
