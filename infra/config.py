@@ -60,8 +60,9 @@ from infra.context import (
 )
 from infra.context import ConfigError as ConfigError  # what SinkConfig.from_context raises
 from infra.destinations import DestinationKind as DestinationKind  # onFailureDestination's kinds
-from infra.destinations import FailureMode as FailureMode  # failureMode's values
 from infra.destinations import destination_for
+from infra.failure_modes import FailureMode as FailureMode  # failureMode's values
+from infra.failure_modes import mapping_retries
 from infra.schema_registry import (
     EventRecordFormat,
     RegistryAuth,
@@ -352,9 +353,8 @@ class SourceConfig(ContextModel):
             root_ca_secret_arn=self.schema_registry_root_ca_secret_arn,
         )
         # This stack always runs provisioned pollers; failureMode=block has no destination.
-        check_mapping(
-            registry, provisioned=True, on_failure_destination=destination_for(self).has_target
-        )
+        retries = mapping_retries(self.failure_mode, self.retry_attempts, None)
+        check_mapping(registry, provisioned=True, on_failure_destination=retries.has_destination)
         return registry
 
     @model_validator(mode="after")
@@ -925,7 +925,9 @@ class SinkConfig(ContextModel):
         if settings.claim_check_bucket is not None:
             return self
         kept_hours = self.dead_letter_retention_days * 24
-        named = [(f"streams.{i}.streamRetentionHours", s) for i, s in self.streams.items()]
+        named: list[tuple[str, StreamConfig]] = [
+            (f"streams.{i}.streamRetentionHours", s) for i, s in self.streams.items()
+        ]
         if self.default_stream:
             named.insert(0, ("streamRetentionHours", self.stream))
         for key, stream in named:

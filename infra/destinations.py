@@ -30,6 +30,7 @@ from constructs import Construct
 
 from infra.cloudwatch import PERIOD, WIDTH, AlarmSpec, SinkMetrics
 from infra.context import ConfigError
+from infra.failure_modes import UNLIMITED, FailureMode, mapping_retries
 from infra.nag import acknowledge
 from msk_kinesis_sink.limits import INFINITE_RETRIES_CAP, MAX_RETRY_ATTEMPTS
 
@@ -41,17 +42,6 @@ if TYPE_CHECKING:
 NOTICE_RETENTION: Final = Duration.days(14)
 # A discard notice in the queue this long has not been acted on; Kafka may drop its records.
 NOTICE_WAITING_SECONDS: Final = 86_400
-
-
-# MaximumRetryAttempts and MaximumRecordAgeInSeconds: -1 = no limit.
-UNLIMITED: Final = -1
-
-
-class FailureMode(StrEnum):
-    """What the mappings do with a batch whose invocations keep failing."""
-
-    DIVERT = "divert"  # retry (at most 10 times), then send it to the on-failure destination
-    BLOCK = "block"  # retry until the fault clears: the partition waits, nothing is skipped
 
 
 class DestinationKind(StrEnum):
@@ -103,7 +93,7 @@ class FailureDestination(Construct):
 
     Exposes `target` (for the mappings), `statements` (what the function's role needs for the
     mappings to deliver with it), `label` (how alarm descriptions name it), and the mappings'
-    `retry_attempts` and `max_record_age_seconds` (None: Lambda's default; UNLIMITED: -1).
+    `retry_attempts` and `max_record_age_seconds` (infra.failure_modes.mapping_retries).
     """
 
     short: ClassVar[str]  # how the dashboard names it
@@ -112,8 +102,6 @@ class FailureDestination(Construct):
     delivery_entry: ClassVar[str]
     # The mappings write into the dead-letter bucket (the role's grants there widen for them).
     writes_dead_letters: ClassVar[bool] = False
-    # The mappings have somewhere to send what they give up on.
-    has_target: ClassVar[bool] = True
     label: str
 
     def __init__(
@@ -122,18 +110,16 @@ class FailureDestination(Construct):
         super().__init__(scope, construct_id)
         self.statements: list[iam.PolicyStatement] = []
         self.target = self._bind(source, bucket)
-        self.retry_attempts, self.max_record_age_seconds = self._retries(source)
+        retries = mapping_retries(
+            source.failure_mode, source.retry_attempts, source.max_record_age_seconds
+        )
+        self.retry_attempts = retries.retry_attempts
+        self.max_record_age_seconds = retries.max_record_age_seconds
 
     def _bind(self, source: SourceConfig, bucket: s3.IBucket) -> lambda_.IEventSourceDlq | None:
         """Builds what this kind needs of the source's settings and the dead-letter bucket, sets
         the role's `statements`, and returns the mappings' target (None: they get none)."""
         raise NotImplementedError
-
-    @staticmethod
-    def _retries(source: SourceConfig) -> tuple[int, int | None]:
-        """The mappings' MaximumRetryAttempts and MaximumRecordAgeInSeconds (None: Lambda's
-        default): as the settings give them."""
-        return source.retry_attempts, source.max_record_age_seconds
 
     @classmethod
     def check(cls, source: SourceConfig) -> None:
@@ -240,14 +226,9 @@ class NoDestination(FailureDestination):
     label = "no on-failure destination (failureMode=block)"
     discard_entry = "MappingDropped"
     delivery_entry = "MappingDropped"  # nothing is delivered anywhere: no delivery alarm
-    has_target = False
 
     def _bind(self, source: SourceConfig, bucket: s3.IBucket) -> None:
         return None
-
-    @staticmethod
-    def _retries(source: SourceConfig) -> tuple[int, int | None]:
-        return UNLIMITED, UNLIMITED
 
     @classmethod
     def check(cls, source: SourceConfig) -> None:

@@ -16,7 +16,8 @@ from aws_cdk import aws_lambda as lambda_
 from constructs import Construct
 
 from infra.config import AuthMode, SourceConfig, SourceKind, StartingPosition, TopicSource
-from infra.destinations import UNLIMITED, FailureDestination
+from infra.destinations import FailureDestination
+from infra.failure_modes import UNLIMITED
 from infra.schema_registry import role_statements, schema_registry_property
 
 _STARTING_POSITIONS: Final = {

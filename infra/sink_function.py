@@ -164,7 +164,6 @@ class SinkFunction(Construct):
             )
         Validations.of(self.role).acknowledge(acknowledgement)
 
-
     def _acknowledge_claim_checks(self, config: FunctionConfig, bucket: s3.IBucket) -> None:
         settings = config.settings
         if settings.oversize_records is not OversizeRecords.CLAIM_CHECK:

@@ -11,12 +11,15 @@ from hypothesis import strategies as st
 
 from infra.config import ConfigError, FailureMode, SinkConfig
 from infra.destinations import NoDestination, S3Destination, destination_for
+from localloop.esm import EsmConfig
+from localloop.failure_mode import with_failure_mode
 from msk_kinesis_sink.settings import OversizeRecords
 from tests.infra.conftest import (
     CLAIM_CHECK_BUCKET,
     CLUSTER_ARN,
     SECRET_KEY_ARN,
     STREAM_ARN,
+    VARIANTS,
     Synth,
     shipped_context,
 )
@@ -142,6 +145,24 @@ def test_failure_mode_block_alarms_on_any_dropped_record(
     assert "DestinationDeliveryFailures" not in alarms
     assert "partition waits" in alarms["FunctionErrors"]["AlarmDescription"]
     assert {"OffsetLag", "MappingNotPolling-orders"} <= set(alarms)
+
+
+def test_failure_mode_local_emulator_runs_the_mapping_synth_builds(
+    variant_synths: dict[str, Synth], default_synth: Synth
+) -> None:
+    for context, synth in (
+        (shipped_context(), default_synth),
+        (VARIANTS["block_claim_checks"], variant_synths["block_claim_checks"]),
+    ):
+        # GIVEN a context, and the mapping synth built from it
+        props = mapping(synth)
+        # WHEN the local loop derives its emulated mapping from the same context
+        config, diverts = with_failure_mode(EsmConfig(bootstrap_servers="local:9092"), context)
+        # THEN retries, record age, bisect and the destination are the same
+        assert config.maximum_retry_attempts == props["MaximumRetryAttempts"]
+        assert config.maximum_record_age_s == props.get("MaximumRecordAgeInSeconds", -1)
+        assert config.bisect_batch_on_function_error is props["BisectBatchOnFunctionError"]
+        assert diverts is ("DestinationConfig" in props)
 
 
 # --- OVERSIZE_RECORDS=claim_check -------------------------------------------------------------
