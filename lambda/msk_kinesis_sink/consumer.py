@@ -88,39 +88,24 @@ class Envelope:
         """
         document = _document(data)
         key_meta, value_meta = document.get(KEY_SCHEMA), document.get(VALUE_SCHEMA)
-        if CLAIM_CHECK_FIELD in document:
-            return cls._pointer(document)
+        # A claim-check pointer holds its record's place, and where the record is.
+        claim_check = _claim_check(document) if CLAIM_CHECK_FIELD in document else None
+        pointer = claim_check is not None
         return cls(
             topic=_text(document, "topic"),
             partition=_integer(document, "partition", 0, MAX_PARTITION),
             offset=_integer(document, "offset", 0, MAX_OFFSET),
             timestamp=_integer(document, "timestamp", MIN_TIMESTAMP, MAX_TIMESTAMP),
             timestamp_type=_text(document, "timestampType", empty=True),
-            key=_base64(_required(document, "key"), "key", nullable=True),
-            value=_base64(_required(document, "value"), "value", nullable=True),
-            headers=_headers(_required(document, "headers")),
+            key=None if pointer else _base64(_required(document, "key"), "key", nullable=True),
+            value=None
+            if pointer
+            else _base64(_required(document, "value"), "value", nullable=True),
+            headers=() if pointer else _headers(_required(document, "headers")),
             key_schema=None if key_meta is None else _schema(key_meta, KEY_SCHEMA),
             value_schema=None if value_meta is None else _schema(value_meta, VALUE_SCHEMA),
             partition_key_from=_partition_key_from(document.get(PARTITION_KEY_FROM_FIELD)),
-        )
-
-    @classmethod
-    def _pointer(cls, document: dict[str, Any]) -> Envelope:
-        """A claim-check pointer: the record's place, and where the record is."""
-        for member in ("key", "value", "headers"):
-            if member in document:
-                _refuse(f"{_WHERE} is a claim-check pointer but has a '{member}' member")
-        return cls(
-            topic=_text(document, "topic"),
-            partition=_integer(document, "partition", 0, MAX_PARTITION),
-            offset=_integer(document, "offset", 0, MAX_OFFSET),
-            timestamp=_integer(document, "timestamp", MIN_TIMESTAMP, MAX_TIMESTAMP),
-            timestamp_type=_text(document, "timestampType", empty=True),
-            key=None,
-            value=None,
-            headers=(),
-            partition_key_from=_partition_key_from(document.get(PARTITION_KEY_FROM_FIELD)),
-            claim_check=_claim_check(document[CLAIM_CHECK_FIELD]),
+            claim_check=claim_check,
         )
 
     @property
@@ -236,7 +221,12 @@ def _partition_key_from(value: Any) -> PartitionKeyMode | None:
     _refuse(f"{_WHERE} member '{PARTITION_KEY_FROM_FIELD}' must be one of {allowed}")
 
 
-def _claim_check(value: Any) -> ClaimCheck:
+def _claim_check(document: dict[str, Any]) -> ClaimCheck:
+    """A pointer's claim check; a pointer carries no key, value or headers."""
+    for member in ("key", "value", "headers"):
+        if member in document:
+            _refuse(f"{_WHERE} is a claim-check pointer but has a '{member}' member")
+    value = document[CLAIM_CHECK_FIELD]
     where = f"{_WHERE} member '{CLAIM_CHECK_FIELD}'"
     if not isinstance(value, dict):
         _refuse(f"{where} must be an object, got {_json_type(value)}")

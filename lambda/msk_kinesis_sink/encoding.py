@@ -7,7 +7,7 @@ import binascii
 import hashlib
 import json
 from dataclasses import dataclass
-from typing import NamedTuple, assert_never, overload
+from typing import NamedTuple, assert_never
 
 from msk_kinesis_sink.claim_checks import ClaimCheck, ClaimCheckTarget, pointer_bytes
 from msk_kinesis_sink.errors import UnwritableRecordError
@@ -56,17 +56,18 @@ class UnwritableRecord:
 @dataclass(frozen=True, slots=True)
 class ClaimCheckRecord:
     """A record too large for the stream (OVERSIZE_RECORDS=claim_check): `document`, the envelope
-    it would have been, goes to S3 first; then `pointer` takes its place in the stream."""
-
-    source: KafkaRecord
-    partition_key: str
-    document: bytes
-    claim_check: ClaimCheck
-    pointer: EncodedRecord
+    it would have been, goes to S3 first, where `claim_check` says; then `pointer` takes its place
+    in the stream, in the order of `source`'s partition key."""
 
     @property
     def offset(self) -> int:
         return self.source.offset
+
+    document: bytes
+    claim_check: ClaimCheck
+    pointer: EncodedRecord
+    source: KafkaRecord
+    partition_key: str
 
 
 def decode_base64(text: str | None, *, field: str) -> bytes | None:
@@ -129,8 +130,6 @@ def _digest(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-# Without claim checks, a record is encoded or unwritable, never claim-checked.
-@overload
 def encode_record(
     record: KafkaRecord,
     *,
@@ -139,37 +138,8 @@ def encode_record(
     max_record_bytes: int,
     partition_key_header: str | None = None,
     aggregation: Aggregation = Aggregation.OFF,
-    claim_checks: None = None,
-) -> EncodedRecord | UnwritableRecord: ...
-
-
-@overload
-def encode_record(
-    record: KafkaRecord,
-    *,
-    record_format: RecordFormat,
-    partition_key_mode: PartitionKeyMode,
-    max_record_bytes: int,
-    partition_key_header: str | None = None,
-    aggregation: Aggregation = Aggregation.OFF,
-    claim_checks: ClaimCheckTarget | None,
-) -> EncodedRecord | UnwritableRecord | ClaimCheckRecord: ...
-
-
-def encode_record(
-    record: KafkaRecord,
-    *,
-    record_format: RecordFormat,
-    partition_key_mode: PartitionKeyMode,
-    max_record_bytes: int,
-    partition_key_header: str | None = None,
-    aggregation: Aggregation = Aggregation.OFF,
-    claim_checks: ClaimCheckTarget | None = None,
-) -> EncodedRecord | UnwritableRecord | ClaimCheckRecord:
-    """Encode one record, or say why it can never be written (never raises for bad data).
-
-    With `claim_checks`, an envelope too large for the stream is claim-checked instead.
-    """
+) -> EncodedRecord | UnwritableRecord:
+    """Encode one record, or say why it can never be written (never raises for bad data)."""
     try:
         key = decode_base64(record.key_b64, field="key")
     except UnwritableRecordError as error:
@@ -193,22 +163,6 @@ def encode_record(
             assert_never(record_format)
 
     size = len(data) + len(partition_key.encode("utf-8"))
-    # A claim check's object is the envelope itself, read back as one (settings refuse the
-    # raw format with claim checks).
-    if size > max_record_bytes and claim_checks and record_format is RecordFormat.ENVELOPE:
-        claim_check = claim_checks.claim_check(record, data)
-        more = _partition_key_from(partition_key_mode)
-        pointer = pointer_bytes(record, claim_check, more)
-        pointer_size = len(pointer) + size - len(data)
-        if pointer_size <= max_record_bytes:
-            encoded = EncodedRecord(record, pointer, partition_key, pointer_size)
-            return ClaimCheckRecord(record, partition_key, data, claim_check, encoded)
-        return UnwritableRecord(
-            record,
-            partition_key,
-            f"claim-check pointer is {pointer_size} bytes (data + partition key), over"
-            f" MAX_RECORD_BYTES={max_record_bytes}",
-        )
     if size > max_record_bytes:
         return UnwritableRecord(
             record,
@@ -269,11 +223,45 @@ def envelope_bytes(
     return json.dumps(document, separators=(",", ":")).encode("utf-8")
 
 
-def _partition_key_from(partition_key_mode: PartitionKeyMode) -> dict[str, str]:
-    """The envelope's partitionKeyFrom member, when it has one (a pointer carries it too)."""
-    if partition_key_mode is PartitionKeyMode.HEADER:
-        return {PARTITION_KEY_FROM_FIELD: partition_key_mode.value}
-    return {}
+def claim_check_oversize(
+    unit: EncodedRecord | UnwritableRecord | ClaimCheckRecord,
+    target: ClaimCheckTarget,
+    *,
+    partition_key_mode: PartitionKeyMode,
+    max_record_bytes: int,
+) -> EncodedRecord | UnwritableRecord | ClaimCheckRecord:
+    """An `envelope` record too large for the stream, claim-checked (OVERSIZE_RECORDS=
+    claim_check); any other unit as it is. The object is the envelope itself; a record that is
+    unwritable for another reason (undecodable base64) stays a dead letter, and so does one
+    whose pointer would not fit either."""
+    if not isinstance(unit, UnwritableRecord):
+        return unit
+    record, partition_key = unit.source, unit.partition_key
+    try:
+        decode_base64(record.key_b64, field="key")
+        decode_base64(record.value_b64, field="value")
+    except UnwritableRecordError:
+        return unit
+    data = envelope_bytes(record, partition_key_mode)
+    key_bytes = len(partition_key.encode("utf-8"))
+    if len(data) + key_bytes <= max_record_bytes:
+        return unit  # unwritable, but not for its size
+    claim_check = target.claim_check(record, data)
+    more = (
+        {PARTITION_KEY_FROM_FIELD: partition_key_mode.value}
+        if partition_key_mode is PartitionKeyMode.HEADER
+        else {}
+    )
+    pointer = pointer_bytes(record, claim_check, more)
+    if len(pointer) + key_bytes > max_record_bytes:
+        return UnwritableRecord(
+            record,
+            partition_key,
+            f"claim-check pointer is {len(pointer) + key_bytes} bytes (data + partition key),"
+            f" over MAX_RECORD_BYTES={max_record_bytes}",
+        )
+    encoded = EncodedRecord(record, pointer, partition_key, len(pointer) + key_bytes)
+    return ClaimCheckRecord(data, claim_check, encoded, record, partition_key)
 
 
 class EncodedPartition(NamedTuple):
@@ -298,7 +286,8 @@ def encode_partition(
     aggregation: Aggregation = Aggregation.OFF,
     claim_checks: ClaimCheckTarget | None = None,
 ) -> EncodedPartition:
-    units = [
+    """With `claim_checks` (and the envelope format), oversize records are claim-checked."""
+    units: list[EncodedRecord | UnwritableRecord | ClaimCheckRecord] = [
         encode_record(
             record,
             record_format=record_format,
@@ -306,9 +295,18 @@ def encode_partition(
             max_record_bytes=max_record_bytes,
             partition_key_header=partition_key_header,
             aggregation=aggregation,
-            claim_checks=claim_checks,
         )
         for record in batch.records
     ]
+    if claim_checks is not None and record_format is RecordFormat.ENVELOPE:
+        units = [
+            claim_check_oversize(
+                unit,
+                claim_checks,
+                partition_key_mode=partition_key_mode,
+                max_record_bytes=max_record_bytes,
+            )
+            for unit in units
+        ]
     encoded_bytes = sum(unit.size for unit in units if isinstance(unit, EncodedRecord))
     return EncodedPartition(batch, units, encoded_bytes, delivered_before)

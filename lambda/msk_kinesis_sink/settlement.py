@@ -141,15 +141,13 @@ class Settlement:
 
     def _dead_letter_settled(self, job: DeadLetterJob, future: Future[Any]) -> None:
         record, queue = job.record, job.partition.queue
-        try:
-            future.result()
-        except DeadLetterError as error:
-            logger.error(
-                "could not write an unwritable record to the dead-letter bucket; its partition is"
-                " reported from this offset",
-                extra=record_fields(record.source, reason=record.reason, error=str(error)),
-            )
-            queue.block(record.partition_key, f"dead-letter write failed: {error}")
+        if _s3_write_failed(
+            job,
+            future,
+            "could not write an unwritable record to the dead-letter bucket",
+            "dead-letter write failed",
+            reason=record.reason,
+        ):
             return
         self.stats.records_dead_lettered += 1
         logger.warning(
@@ -161,22 +159,37 @@ class Settlement:
         """The object is written: the pointer goes next for its key (returns its bytes, now to be
         sent). Not written: the key waits, and the partition is reported from the record, as for
         a dead letter that could not be written."""
-        record, queue = job.record, job.partition.queue
-        try:
-            future.result()
-        except ClaimCheckWriteError as error:
-            logger.error(
-                "could not write a claim-checked record to S3; its partition is reported from"
-                " this offset",
-                extra=record_fields(
-                    record.source, bytes=record.claim_check.bytes, error=str(error)
-                ),
-            )
-            queue.block(record.partition_key, f"claim-check write failed: {error}")
+        record = job.record
+        if _s3_write_failed(
+            job,
+            future,
+            "could not write a claim-checked record to S3",
+            "claim-check write failed",
+            bytes=record.claim_check.bytes,
+        ):
             return 0
         self.stats.records_claim_checked += 1
-        queue.claim_check_stored(record)
+        job.partition.queue.claim_check_stored(record)
         return record.pointer.size
+
+
+def _s3_write_failed(
+    job: DeadLetterJob | ClaimCheckJob, future: Future[Any], failed: str, why: str, **more: object
+) -> bool:
+    """Whether the job's write to S3 failed. Then its key waits, and its partition is reported
+    from the record (logged by place, never by content), as for a record Kinesis refused."""
+    record = job.record
+    try:
+        future.result()
+    except (DeadLetterError, ClaimCheckWriteError) as error:
+        logger.error(
+            "%s; its partition is reported from this offset",
+            failed,
+            extra=record_fields(record.source, **more, error=str(error)),
+        )
+        job.partition.queue.block(record.partition_key, f"{why}: {error}")
+        return True
+    return False
 
 
 def record_fields(record: KafkaRecord, **more: object) -> dict[str, object]:

@@ -7,7 +7,7 @@ import json
 import logging
 import random
 from collections import defaultdict
-from collections.abc import Callable
+from typing import Any, cast
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -21,7 +21,14 @@ from msk_kinesis_sink.settings import Settings
 from msk_kinesis_sink.writers import RecordResult
 from tests.factories import b64
 from tests.fakes import FakeClaimChecks, FakeClock, FakeContext, FakeKinesis, Faults
-from tests.unit.test_publisher import TOPIC, Source, _event, _failed_offsets
+from tests.unit.test_publisher import (
+    TOPIC,
+    Source,
+    _deliver_like_the_esm,
+    _event,
+    _failed_offsets,
+    _faults,
+)
 
 BUCKET = "orders-claims"
 BIG = b"x" * 3000  # over the 2 KiB limit once in an envelope
@@ -87,20 +94,15 @@ def _pointer_positions(fake: FakeKinesis) -> dict[tuple[str, str], int]:
     return first
 
 
-def _deliver(sinks: list[Sink], sources: list[Source], pick: Callable[[], int]) -> int:
-    """Invoke like the ESM until everything is delivered, each time on a container `pick` names,
-    resuming each partition from the offset its response reports."""
-    pending = list(sources)
-    for invocation in range(1, 400):
-        response = sinks[pick()].handle(_event(pending), FakeContext())
-        failed = _failed_offsets(response)
-        resume = {name: min(offsets) for name, offsets in failed.items()}
-        pending = [
-            s for s in pending if f"{TOPIC}-{s[0]}" in resume and s[1] >= resume[f"{TOPIC}-{s[0]}"]
-        ]
-        if not pending:
-            return invocation
-    raise AssertionError(f"{len(pending)} records undelivered")
+class _Containers:
+    """Several containers of the sink, as the ESM sees them: each invocation lands on any one."""
+
+    def __init__(self, sinks: list[Sink], rng: random.Random) -> None:
+        self._sinks = sinks
+        self._rng = rng
+
+    def handle(self, event: dict[str, Any], context: FakeContext) -> Any:
+        return self._rng.choice(self._sinks).handle(event, context)
 
 
 def test_claim_check_pointer_goes_in_its_keys_turn_after_its_object() -> None:
@@ -190,13 +192,7 @@ _sources = st.lists(
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     sources=_sources,
-    faults=st.builds(
-        Faults,
-        record_throttle=st.sampled_from([0.0, 0.2]),
-        record_internal=st.sampled_from([0.0, 0.1]),
-        request_throttle=st.sampled_from([0.0, 0.1]),
-        response_lost=st.sampled_from([0.0, 0.2]),
-    ),
+    faults=_faults,
     s3_failure=st.sampled_from([0.0, 0.3, 0.6]),
     seed=st.integers(0, 2**32),
     containers=st.integers(1, 3),
@@ -219,7 +215,7 @@ def test_claim_checks_keep_every_keys_order_under_s3_and_kinesis_faults(
     sinks = [Sink(settings_, writer=fake, claim_checks=store) for _ in range(containers)]
     try:
         # WHEN the ESM invokes until everything is delivered
-        _deliver(sinks, sources, lambda: rng.randrange(containers))
+        _deliver_like_the_esm(cast(Sink, _Containers(sinks, rng)), sources)
     finally:
         for sink in sinks:
             sink.close()

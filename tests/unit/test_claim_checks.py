@@ -17,6 +17,8 @@ from msk_kinesis_sink.encoding import (
     ClaimCheckRecord,
     EncodedRecord,
     UnwritableRecord,
+    claim_check_oversize,
+    encode_partition,
     encode_record,
     envelope_bytes,
 )
@@ -60,14 +62,16 @@ def _encode(
     target: ClaimCheckTarget | None = TARGET,
     record_format: RecordFormat = RecordFormat.ENVELOPE,
 ) -> EncodedRecord | UnwritableRecord | ClaimCheckRecord:
-    return encode_record(
+    unit = encode_record(
         record,
         record_format=record_format,
         partition_key_mode=mode,
         max_record_bytes=limit,
         partition_key_header=header,
-        claim_checks=target,
     )
+    if target is None:
+        return unit
+    return claim_check_oversize(unit, target, partition_key_mode=mode, max_record_bytes=limit)
 
 
 def _claim_checked(record: KafkaRecord, **options: Any) -> ClaimCheckRecord:
@@ -154,9 +158,26 @@ def test_claim_check_pointer_too_large_itself_is_dead_lettered_with_the_reason()
 
 def test_claim_check_never_applies_to_raw_records() -> None:
     # GIVEN the raw format (settings refuse claim checks with it; the encoder does not rely on it)
-    unit = _encode(_record(), record_format=RecordFormat.RAW)
+    event = msk_event([kafka_record("orders.v1", 3, 7, b"k", b"x" * 4000)])
+    [batch] = parse_event(event).partitions
+    # WHEN a partition is encoded with a claim-check target
+    [unit] = encode_partition(
+        batch,
+        record_format=RecordFormat.RAW,
+        partition_key_mode=PartitionKeyMode.KEY,
+        max_record_bytes=LIMIT,
+        claim_checks=TARGET,
+    ).units
     # THEN an oversize raw value is dead-lettered as before
     assert isinstance(unit, UnwritableRecord) and "over MAX_RECORD_BYTES" in unit.reason
+
+
+def test_claim_check_leaves_an_undecodable_record_a_dead_letter() -> None:
+    # GIVEN an oversize record whose key is not base64 (the event's text, kept as given)
+    record = _record()._replace(key_b64="not base64!")
+    # WHEN encoded with claim checks / THEN it stays unwritable, for its key
+    unit = _encode(record)
+    assert isinstance(unit, UnwritableRecord) and "key is not valid base64" in unit.reason
 
 
 # -- reading a pointer -------------------------------------------------------------------------
