@@ -246,7 +246,9 @@ class Settings:
 
     @property
     def claim_check_bucket_name(self) -> str | None:
-        """Where claim-checked records go; None unless OVERSIZE_RECORDS=claim_check."""
+        """Where claim-checked records go; None unless OVERSIZE_RECORDS=claim_check. Without a
+        bucket at all (a replay, which never writes to S3), an oversize record is reported, as a
+        dead letter is without DEAD_LETTER_BUCKET."""
         if self.oversize_records is not OversizeRecords.CLAIM_CHECK:
             return None
         return self.claim_check_bucket or self.dead_letter_bucket
@@ -272,13 +274,6 @@ class Settings:
             )
         settings._check_backoff(lambda variable: variable.name)
         settings._check_oversize(lambda variable: variable.name)
-        if settings.oversize_records is OversizeRecords.CLAIM_CHECK and not (
-            settings.claim_check_bucket_name
-        ):
-            raise ConfigurationError(
-                "OVERSIZE_RECORDS=claim_check needs CLAIM_CHECK_BUCKET or DEAD_LETTER_BUCKET:"
-                " the bucket that keeps the records a pointer stands for"
-            )
         _check_endpoints(env)
         return settings
 

@@ -258,6 +258,22 @@ def test_claim_check_redelivered_after_its_pointer_is_not_written_again() -> Non
     assert _consumed(fake, store) == _expected(sources)
 
 
+def test_claim_check_without_any_bucket_reports_the_oversize_record() -> None:
+    # GIVEN claim checks but no bucket at all (as a replay runs the function's settings)
+    settings = _settings(CLAIM_CHECK_BUCKET="")
+    sources: list[Source] = [(0, 0, b"k", b"v"), (0, 1, b"k", BIG), (0, 2, b"k", b"v")]
+    fake = FakeKinesis()
+    # WHEN published (no claim-check writer is needed)
+    sink = Sink(settings, writer=fake)
+    try:
+        response = sink.handle(_event(sources), FakeContext())
+    finally:
+        sink.close()
+    # THEN the oversize record holds its key and is reported, nothing after it is written
+    assert _failed_offsets(response) == {f"{TOPIC}-0": [1, 2]}
+    assert [Envelope.from_bytes(r.data).offset for r in fake.records] == [0]
+
+
 def test_claim_check_sink_without_a_writer_is_refused() -> None:
     # GIVEN claim-check settings / WHEN a Sink is made without a claim-check writer
     # THEN it is refused at once, not when the first oversize record arrives
