@@ -275,8 +275,9 @@ class OffsetDeduplicator:
         `partition_key`: the Kinesis record's partition key. Required for an envelope whose
         partition key came from a header (PARTITION_KEY=header:<name>): its order is kept per
         partition key, and records of one Kafka key with different header values are separate
-        chains. Raises PartitionKeyRequiredError without it rather than drop such records.
-        Correct for every envelope when given (the sink orders each partition key).
+        chains; and for a claim-check pointer, which carries no Kafka key. Raises
+        PartitionKeyRequiredError without it rather than drop such records. Correct for every
+        envelope when given (the sink orders each partition key).
         """
         chain: tuple[str, int, bool, str | None]
         if partition_key is not None:
@@ -303,8 +304,8 @@ class OffsetDeduplicator:
         return True
 
     def filter(self, envelopes: Iterable[Envelope]) -> Iterator[Envelope]:
-        """The new records of `envelopes` by their Kafka keys (header-keyed envelopes raise:
-        call `accept` with each record's partition key instead)."""
+        """The new records of `envelopes` by their Kafka keys (header-keyed envelopes and
+        claim-check pointers raise: call `accept` with each record's partition key instead)."""
         return (envelope for envelope in envelopes if self.accept(envelope))
 
 
