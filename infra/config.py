@@ -60,7 +60,9 @@ from infra.context import (
 )
 from infra.context import ConfigError as ConfigError  # what SinkConfig.from_context raises
 from infra.destinations import DestinationKind as DestinationKind  # onFailureDestination's kinds
-from infra.destinations import destination_type
+from infra.destinations import destination_for
+from infra.failure_modes import FailureMode as FailureMode  # failureMode's values
+from infra.failure_modes import mapping_retries
 from infra.schema_registry import (
     EventRecordFormat,
     RegistryAuth,
@@ -71,7 +73,6 @@ from infra.schema_registry import (
 from msk_kinesis_sink.errors import ConfigurationError
 from msk_kinesis_sink.limits import (
     DEFAULT_MAX_RECORD_BYTES,
-    INFINITE_RETRIES_CAP,
     MAX_ACCESS_CONFIGURATIONS,
     MAX_BATCH_SIZE,
     MAX_BATCHING_WINDOW_SECONDS,
@@ -88,6 +89,7 @@ from msk_kinesis_sink.limits import (
 )
 from msk_kinesis_sink.settings import (
     SETTING_KEYS,
+    OversizeRecords,
     Settings,
     StreamRoute,
     check_patterns_distinct,
@@ -245,12 +247,11 @@ class TopicSource:
     consumer_group_id: str
 
 
-def _finite_retries(value: object) -> object:
-    if value == -1:
+def _retry_attempts(value: object) -> object:
+    # -1 (infinite) is failureMode=block's own; the destination's rules decide where it applies.
+    if type(value) is int and value < -1:
         raise ValueError(
-            f"=-1 (infinite) cannot apply here: with the on-failure destination this stack"
-            f" always sets, Lambda caps retries at {INFINITE_RETRIES_CAP}"
-            f" (allowed: 0-{MAX_RETRY_ATTEMPTS})"
+            f"={value} is out of range (allowed: 0-{MAX_RETRY_ATTEMPTS}; -1 with failureMode=block)"
         )
     return value
 
@@ -308,8 +309,11 @@ class SourceConfig(ContextModel):
     """provisioned poller group every mapping of this stack joins (shared capacity)"""
     low_latency: bool = False
     """low-latency profile: batchingWindowSeconds=0 and minPollers=maxPollers"""
+    failure_mode: FailureMode = FailureMode.DIVERT
+    """divert: retry a failing batch, then send it to the on-failure destination; block: retry
+    until the fault clears (no destination, no retry or age limit), the partition waits"""
     retry_attempts: Annotated[
-        int, BeforeValidator(_finite_retries), Interval(ge=0, le=MAX_RETRY_ATTEMPTS)
+        int, BeforeValidator(_retry_attempts), Interval(ge=-1, le=MAX_RETRY_ATTEMPTS)
     ] = 10
     """retries of a failing batch before it goes to the on-failure destination"""
     max_record_age_seconds: Annotated[
@@ -348,8 +352,9 @@ class SourceConfig(ContextModel):
             auth_secret_arn=self.schema_registry_auth_secret_arn,
             root_ca_secret_arn=self.schema_registry_root_ca_secret_arn,
         )
-        # This stack always runs provisioned pollers and sets an on-failure destination.
-        check_mapping(registry, provisioned=True, on_failure_destination=True)
+        # This stack always runs provisioned pollers; failureMode=block has no destination.
+        retries = mapping_retries(self.failure_mode, self.retry_attempts, None)
+        check_mapping(registry, provisioned=True, on_failure_destination=retries.has_destination)
         return registry
 
     @model_validator(mode="after")
@@ -514,7 +519,7 @@ class SourceConfig(ContextModel):
 
     @model_validator(mode="after")
     def _destination(self) -> SourceConfig:
-        destination_type(self.on_failure).check(self)
+        destination_for(self).check(self)
         return self
 
     @model_validator(mode="after")
@@ -745,6 +750,8 @@ class FunctionConfig(ContextModel):
     service_name: ServiceName = "msk-kinesis-sink"
     """Powertools service name (the `service` metric dimension)"""
     metrics_namespace: Namespace = "MskKinesisSink"
+    claim_check_kms_key_arn: KmsKeyArn | None = None
+    """with claimCheckBucket: the customer managed KMS key that encrypts it (SSE-KMS)"""
     # What the keys Settings declares (SETTING_KEYS) set, read by the function's own parser; the
     # stack adds the streams, the record limit, the bucket and the log level. Never a key itself.
     settings: InstanceOf[Settings] = Field(exclude=True)
@@ -765,6 +772,15 @@ class FunctionConfig(ContextModel):
         with _function_refusal():
             settings = Settings.from_keys(keyed)
         return {k: v for k, v in data.items() if k not in SETTING_KEYS} | {"settings": settings}
+
+    @model_validator(mode="after")
+    def _claim_check_key(self) -> FunctionConfig:
+        if self.claim_check_kms_key_arn is not None and self.settings.claim_check_bucket is None:
+            raise ConfigError(
+                "claimCheckKmsKeyArn only applies with claimCheckBucket (claim checks in the"
+                " dead-letter bucket use its key)"
+            )
+        return self
 
 
 class AlarmConfig(ContextModel):
@@ -898,6 +914,31 @@ class SinkConfig(ContextModel):
         if self.default_stream:
             arns.insert(0, ("streamArn", self.stream.existing_arn))
         return [(key, arn) for key, arn in arns if arn is not None]
+
+    @model_validator(mode="after")
+    def _claim_checks_outlive_pointers(self) -> SinkConfig:
+        """Claim checks in the dead-letter bucket expire with it: a created stream must not keep
+        a pointer longer than its object (an imported stream's retention is not known here)."""
+        settings = self.function.settings
+        if settings.oversize_records is not OversizeRecords.CLAIM_CHECK:
+            return self
+        if settings.claim_check_bucket is not None:
+            return self
+        kept_hours = self.dead_letter_retention_days * 24
+        named: list[tuple[str, StreamConfig]] = [
+            (f"streams.{i}.streamRetentionHours", s) for i, s in self.streams.items()
+        ]
+        if self.default_stream:
+            named.insert(0, ("streamRetentionHours", self.stream))
+        for key, stream in named:
+            if stream.existing_arn is None and stream.retention_hours > kept_hours:
+                raise ConfigError(
+                    f"{key}={stream.retention_hours} outlives the claim checks:"
+                    f" deadLetterRetentionDays={self.dead_letter_retention_days} keeps them"
+                    f" {kept_hours} hours, so a consumer could read a pointer whose object is"
+                    " gone; raise deadLetterRetentionDays (or set claimCheckBucket)"
+                )
+        return self
 
     @model_validator(mode="after")
     def _distinct_streams(self) -> SinkConfig:

@@ -1,4 +1,5 @@
-"""Where the event source mappings send the batches they give up on: S3, Kafka, SQS or SNS.
+"""Where the event source mappings send the batches they give up on: S3, Kafka, SQS or SNS; or,
+with failureMode=block, nowhere: they never give up, and a failing partition waits.
 
 AWS: "Capturing discarded batches for Amazon MSK and self-managed Apache Kafka event sources".
 S3 gets whole invocation payloads (the default: the dead-letter bucket), a Kafka topic on the same
@@ -29,7 +30,9 @@ from constructs import Construct
 
 from infra.cloudwatch import PERIOD, WIDTH, AlarmSpec, SinkMetrics
 from infra.context import ConfigError
+from infra.failure_modes import UNLIMITED, FailureMode, mapping_retries
 from infra.nag import acknowledge
+from msk_kinesis_sink.limits import INFINITE_RETRIES_CAP, MAX_RETRY_ATTEMPTS
 
 if TYPE_CHECKING:
     from infra.config import SourceConfig
@@ -65,18 +68,32 @@ def destination_type(kind: DestinationKind) -> type[FailureDestination]:
             assert_never(kind)
 
 
+def destination_for(source: SourceConfig) -> type[FailureDestination]:
+    """The class of the source's destination: the kind `onFailureDestination` names, or none
+    with failureMode=block."""
+    mode = source.failure_mode
+    match mode:
+        case FailureMode.DIVERT:
+            return destination_type(source.on_failure)
+        case FailureMode.BLOCK:
+            return NoDestination
+        case _:
+            assert_never(mode)
+
+
 def failure_destination(
     scope: Construct, construct_id: str, *, source: SourceConfig, bucket: s3.IBucket
 ) -> FailureDestination:
-    """The destination `onFailureDestination` names."""
-    return destination_type(source.on_failure)(scope, construct_id, source=source, bucket=bucket)
+    """The destination the source's settings name."""
+    return destination_for(source)(scope, construct_id, source=source, bucket=bucket)
 
 
 class FailureDestination(Construct):
     """The mappings' on-failure destination.
 
     Exposes `target` (for the mappings), `statements` (what the function's role needs for the
-    mappings to deliver with it) and `label` (how alarm descriptions name it).
+    mappings to deliver with it), `label` (how alarm descriptions name it), and the mappings'
+    `retry_attempts` and `max_record_age_seconds` (infra.failure_modes.mapping_retries).
     """
 
     short: ClassVar[str]  # how the dashboard names it
@@ -93,15 +110,32 @@ class FailureDestination(Construct):
         super().__init__(scope, construct_id)
         self.statements: list[iam.PolicyStatement] = []
         self.target = self._bind(source, bucket)
+        retries = mapping_retries(
+            source.failure_mode, source.retry_attempts, source.max_record_age_seconds
+        )
+        self.retry_attempts = retries.retry_attempts
+        self.max_record_age_seconds = retries.max_record_age_seconds
 
     def _bind(self, source: SourceConfig, bucket: s3.IBucket) -> lambda_.IEventSourceDlq | None:
         """Builds what this kind needs of the source's settings and the dead-letter bucket, sets
         the role's `statements`, and returns the mappings' target (None: they get none)."""
         raise NotImplementedError
 
-    @staticmethod
-    def check(source: SourceConfig) -> None:
+    @classmethod
+    def check(cls, source: SourceConfig) -> None:
         """Refuses, when the settings are read, what this kind can't take."""
+        if source.retry_attempts == UNLIMITED:
+            raise ConfigError(
+                f"retryAttempts=-1 (infinite) cannot apply with failureMode=divert: with an"
+                f" on-failure destination Lambda caps retries at {INFINITE_RETRIES_CAP}"
+                f" (allowed: 0-{MAX_RETRY_ATTEMPTS}); failureMode=block retries until the fault"
+                " clears"
+            )
+        cls.check_topic(source)
+
+    @staticmethod
+    def check_topic(source: SourceConfig) -> None:
+        """Refuses an onFailureTopic this kind does not take."""
         if source.on_failure_topic is not None:
             raise ConfigError(
                 f"onFailureTopic only applies with onFailureDestination=kafka"
@@ -180,6 +214,69 @@ class S3Destination(FailureDestination):
         return sources.S3OnFailureDestination(bucket)
 
 
+class NoDestination(FailureDestination):
+    """failureMode=block: no destination. The mappings retry a failing batch until it succeeds
+    and never skip a record for its age (MaximumRetryAttempts and MaximumRecordAgeInSeconds -1),
+    so a failing partition waits, in order, until the fault clears (or until Kafka's retention
+    removes what it waits with). Records Kinesis can never accept still go to the function's
+    dead-letter bucket; the offset lag, function error and not-polling alarms are what page.
+    """
+
+    short = "no destination"
+    label = "no on-failure destination (failureMode=block)"
+    discard_entry = "MappingDropped"
+    delivery_entry = "MappingDropped"  # nothing is delivered anywhere: no delivery alarm
+
+    def _bind(self, source: SourceConfig, bucket: s3.IBucket) -> None:
+        return None
+
+    @classmethod
+    def check(cls, source: SourceConfig) -> None:
+        """Refuses what contradicts waiting, one key at a time. retryAttempts and
+        onFailureDestination at their defaults (the shipped cdk.json spells them out) say
+        nothing; bisectOnError keeps its meaning (a failed batch is retried in halves, which
+        narrows the wait to the records that fail; nothing is skipped)."""
+        fields = type(source).model_fields
+        if source.retry_attempts not in (UNLIMITED, fields["retry_attempts"].default):
+            raise ConfigError(
+                f"retryAttempts={source.retry_attempts} contradicts failureMode=block, which"
+                " retries a failing batch until the fault clears: remove it or set -1"
+            )
+        if source.max_record_age_seconds is not None:
+            raise ConfigError(
+                f"maxRecordAgeSeconds={source.max_record_age_seconds} contradicts"
+                " failureMode=block: with no on-failure destination Lambda would drop records"
+                " older than that; remove it or set -1"
+            )
+        if source.on_failure is not fields["on_failure"].default:
+            raise ConfigError(
+                f"onFailureDestination={source.on_failure.value} contradicts failureMode=block,"
+                " which has no on-failure destination: remove it, or use failureMode=divert"
+            )
+        if source.on_failure_topic is not None:
+            raise ConfigError(
+                "onFailureTopic only applies with failureMode=divert and"
+                " onFailureDestination=kafka (failureMode=block)"
+            )
+
+    @property
+    def fate(self) -> str:
+        return "the batch is retried until the fault clears: its partition waits"
+
+    def alarms(self, metrics: SinkMetrics) -> tuple[AlarmSpec, ...]:
+        return ()  # nothing is delivered anywhere
+
+    def discard_alarms(self, metrics: SinkMetrics, mapping: TopicMapping) -> tuple[AlarmSpec, ...]:
+        """Nothing should be dropped: if the mapping drops records anyway, they are only in
+        Kafka now."""
+        dropped = metrics.of_mapping(mapping, "DroppedEventCount")
+        what = "dropped records although failureMode=block never gives a batch up"
+        return (self._mapping_alarm(self.discard_entry, mapping, dropped, what),)
+
+    def delivery_alarms(self, metrics: SinkMetrics, mapping: TopicMapping) -> tuple[AlarmSpec, ...]:
+        return ()
+
+
 class KafkaDestination(FailureDestination):
     """A topic on the same cluster (`onFailureTopic`): the records themselves."""
 
@@ -199,7 +296,7 @@ class KafkaDestination(FailureDestination):
         return f"the batch is retried, then sent to Kafka {self.label}"
 
     @staticmethod
-    def check(source: SourceConfig) -> None:
+    def check_topic(source: SourceConfig) -> None:
         topic = source.on_failure_topic
         if topic is None:
             raise ConfigError(

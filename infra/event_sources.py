@@ -16,6 +16,8 @@ from aws_cdk import aws_lambda as lambda_
 from constructs import Construct
 
 from infra.config import AuthMode, SourceConfig, SourceKind, StartingPosition, TopicSource
+from infra.destinations import FailureDestination
+from infra.failure_modes import UNLIMITED
 from infra.schema_registry import role_statements, schema_registry_property
 
 _STARTING_POSITIONS: Final = {
@@ -82,7 +84,7 @@ class KafkaEventSources(Construct):
         *,
         function: lambda_.Function,
         source: SourceConfig,
-        on_failure: lambda_.IEventSourceDlq | None,
+        on_failure: FailureDestination,
     ) -> None:
         super().__init__(scope, construct_id)
         self._source = source
@@ -94,6 +96,7 @@ class KafkaEventSources(Construct):
                 f"{prefix}{topic.topic}", **self._options(topic)
             )
             self._add_schema_registry(mapping, topic)
+            self._add_unlimited_record_age(mapping)
             mappings.append(
                 TopicMapping(
                     topic=topic.topic,
@@ -125,9 +128,18 @@ class KafkaEventSources(Construct):
                 )
             )
 
+    def _add_unlimited_record_age(self, mapping: lambda_.EventSourceMapping) -> None:
+        """MaximumRecordAgeInSeconds -1 (never too old), written out rather than left to Lambda's
+        default: failureMode=block depends on it. The L2 takes ages of 60 s or more only."""
+        if self._on_failure.max_record_age_seconds != UNLIMITED:
+            return
+        cfn = mapping.node.default_child
+        assert isinstance(cfn, lambda_.CfnEventSourceMapping)
+        cfn.maximum_record_age_in_seconds = UNLIMITED
+
     def _options(self, topic: TopicSource) -> dict[str, Any]:
         """The mapping's properties (lambda_.EventSourceMappingOptions), one per setting."""
-        source = self._source
+        source, on_failure = self._source, self._on_failure
         return {
             **self._cluster(),
             "kafka_topic": topic.topic,
@@ -142,14 +154,14 @@ class KafkaEventSources(Construct):
                 poller_group_name=source.poller_group_name,
             ),
             "report_batch_item_failures": True,
-            "retry_attempts": source.retry_attempts,
+            "retry_attempts": on_failure.retry_attempts,
             "max_record_age": (
-                Duration.seconds(source.max_record_age_seconds)
-                if source.max_record_age_seconds is not None
+                Duration.seconds(on_failure.max_record_age_seconds)
+                if on_failure.max_record_age_seconds not in (None, UNLIMITED)
                 else None
             ),
             "bisect_batch_on_error": source.bisect_on_error,
-            "on_failure": self._on_failure,
+            "on_failure": on_failure.target,
             "support_s3_on_failure_destination": True,
             "metrics_config": lambda_.MetricsConfig(metrics=list(_ESM_METRICS)),
             "filters": [lambda_.FilterCriteria.filter(dict(p)) for p in source.filters] or None,

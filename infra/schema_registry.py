@@ -156,8 +156,8 @@ def check_mapping(
         # whose schema is not found) goes to the on-failure destination; without one, Lambda
         # discards it.
         raise ConfigError(
-            "a schema registry needs an on-failure destination: without one Lambda discards"
-            f" records that fail validation or deserialization ({_PAGE})"
+            "a schema registry needs an on-failure destination (failureMode=divert): without"
+            f" one Lambda discards records that fail validation or deserialization ({_PAGE})"
         )
 
 

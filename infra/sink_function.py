@@ -29,6 +29,8 @@ from infra.config import Architecture, FunctionConfig, LogLevel
 from infra.dead_letters import FUNCTION_PREFIX
 from infra.event_sources import MappingAccess
 from infra.stream import StreamTargets
+from msk_kinesis_sink.claim_checks import CLAIM_CHECK_PREFIX
+from msk_kinesis_sink.settings import OversizeRecords
 
 ASSET_DIR: Final = Path(__file__).resolve().parent.parent / "lambda"
 PACKAGE: Final = "msk_kinesis_sink"
@@ -85,9 +87,11 @@ class SinkFunction(Construct):
                 bucket=dead_letter_bucket,
                 bucket_key_arn=dead_letter_key_arn,
                 mappings_write_dead_letters=mappings_write_dead_letters,
-            ),
+            )
+            + _claim_check_statements(config, dead_letter_bucket),
         )
         self._acknowledge_dead_letters(dead_letter_bucket, mappings_write_dead_letters)
+        self._acknowledge_claim_checks(config, dead_letter_bucket)
 
         self.function = lambda_.Function(
             self,
@@ -159,6 +163,64 @@ class SinkFunction(Construct):
                 ),
             )
         Validations.of(self.role).acknowledge(acknowledgement)
+
+    def _acknowledge_claim_checks(self, config: FunctionConfig, bucket: s3.IBucket) -> None:
+        settings = config.settings
+        if settings.oversize_records is not OversizeRecords.CLAIM_CHECK:
+            return
+        # As cdk-nag writes the resource: the dead-letter bucket by logical id, or its name.
+        if settings.claim_check_bucket is None:
+            bucket_resource = bucket.node.default_child
+            assert isinstance(bucket_resource, s3.CfnBucket)
+            objects = f"<{Stack.of(self).get_logical_id(bucket_resource)}.Arn>"
+        else:
+            objects = f"arn:<AWS::Partition>:s3:::{settings.claim_check_bucket}"
+        Validations.of(self.role).acknowledge(
+            Acknowledgment(
+                id=f"AwsSolutions-IAM5[Resource::{objects}/{CLAIM_CHECK_PREFIX}*]",
+                reason=(
+                    "s3:PutObject only, under the claim-check prefix of its bucket (and only"
+                    " while the bucket is in this account): each key"
+                    " (claim-checks/<topic>/<partition>/<offset>-<sha256>.json) is known only"
+                    " when an oversize record arrives."
+                ),
+            )
+        )
+
+
+def _claim_check_objects(config: FunctionConfig, dead_letter_bucket: s3.IBucket) -> str:
+    """The objects claim checks go to: under their prefix, in claimCheckBucket or the
+    dead-letter bucket."""
+    bucket = config.settings.claim_check_bucket
+    if bucket is None:
+        return dead_letter_bucket.arn_for_objects(f"{CLAIM_CHECK_PREFIX}*")
+    return f"arn:{Aws.PARTITION}:s3:::{bucket}/{CLAIM_CHECK_PREFIX}*"
+
+
+def _claim_check_statements(
+    config: FunctionConfig, dead_letter_bucket: s3.IBucket
+) -> list[iam.PolicyStatement]:
+    """With OVERSIZE_RECORDS=claim_check: write the objects (S3 encrypts them with the bucket's
+    key: the dead-letter key, granted with the dead letters, or claimCheckKmsKeyArn)."""
+    if config.settings.oversize_records is not OversizeRecords.CLAIM_CHECK:
+        return []
+    statements = [
+        iam.PolicyStatement(
+            sid="WriteClaimChecks",
+            actions=["s3:PutObject"],
+            resources=[_claim_check_objects(config, dead_letter_bucket)],
+            conditions={"StringEquals": {"s3:ResourceAccount": Aws.ACCOUNT_ID}},
+        )
+    ]
+    if config.claim_check_kms_key_arn is not None:
+        statements.append(
+            iam.PolicyStatement(
+                sid="EncryptClaimChecks",
+                actions=["kms:GenerateDataKey"],
+                resources=[config.claim_check_kms_key_arn],
+            )
+        )
+    return statements
 
 
 def _statements(

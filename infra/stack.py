@@ -55,7 +55,7 @@ class MskKinesisSinkStack(Stack):
             "Sources",
             function=self.sink.function,
             source=config.source,
-            on_failure=self.on_failure.target,
+            on_failure=self.on_failure,
         )
         self.monitoring = SinkMonitoring(
             self,

@@ -31,6 +31,7 @@ from localloop.audit import AuditReport, audit, read_stream
 from localloop.broker import TansuBroker, create_topic
 from localloop.destination import FolderDestination
 from localloop.esm import EsmConfig, EsmStats
+from localloop.failure_mode import cdk_context, read_failure_mode, with_failure_mode
 from localloop.faults import DEFAULT_DEMO_FAULTS, FaultSpec, FaultSpecError
 from localloop.function import SinkFunction, check_function_env, sink_env
 from localloop.kinesis_local import Kinesalite, create_stream, kinesis_client
@@ -88,6 +89,14 @@ def _seconds(text: str, *, positive: bool) -> float:
     return value
 
 
+def _failure_mode(text: str) -> str:
+    """divert or block; blank: cdk.json's failureMode (the stack's)."""
+    try:
+        return read_failure_mode(text or cdk_context().get("failureMode", "divert")).value
+    except ValueError:
+        raise ValueError("is not a failure mode (divert, block)") from None
+
+
 def _fault_spec(text: str) -> FaultSpec:
     try:
         return FaultSpec.parse(text)
@@ -114,6 +123,7 @@ _ENV_INPUTS: Final[dict[str, tuple[str, str, Callable[[str], object]]]] = {
     "records": ("RECORDS", "20000", lambda text: _whole_number(text, minimum=1)),
     "seed": ("SEED", "1", lambda text: _whole_number(text, minimum=0)),
     "faults": ("FAULTS", DEFAULT_DEMO_FAULTS, _fault_spec),
+    "failure_mode": ("FAILURE_MODE", "", _failure_mode),
 }
 
 
@@ -138,6 +148,10 @@ def _parse(argv: list[str] | None, environ: Mapping[str, str]) -> argparse.Names
     )
     parser.add_argument("--seed", help="workload and fault seed (default: SEED or 1)")
     parser.add_argument(
+        "--failure-mode",
+        help="the mapping's failureMode, divert or block (default: FAILURE_MODE or cdk.json's)",
+    )
+    parser.add_argument(
         "--aggregation", help="the function's AGGREGATION (default: AGGREGATION or its default)"
     )
     parser.add_argument("--workdir", type=Path, default=DEFAULT_WORKDIR)
@@ -149,7 +163,8 @@ def _parse(argv: list[str] | None, environ: Mapping[str, str]) -> argparse.Names
     args = parser.parse_args(argv)
     for dest, (variable, default, convert) in _ENV_INPUTS.items():
         given = getattr(args, dest)
-        name, raw = (f"--{dest}", given) if given is not None else (variable, None)
+        option = f"--{dest.replace('_', '-')}"
+        name, raw = (option, given) if given is not None else (variable, None)
         if raw is None:
             raw = environ.get(variable, default)
         try:
@@ -254,11 +269,15 @@ def main(argv: list[str] | None = None, environ: Mapping[str, str] | None = None
 
         proxy = stack.enter_context(FaultProxy(kinesalite.endpoint, spec))
         print(f"faults   {spec.describe()} (proxy at {proxy.endpoint})", file=sys.stderr)
-        config = EsmConfig(
-            bootstrap_servers=broker.bootstrap,
-            batch_size=args.batch_size,
-            batching_window_s=args.batching_window,
-            function_timeout_s=args.function_timeout,
+        # The mapping's retries, record age and destination, as the stack deploys cdk.json's.
+        config, diverts = with_failure_mode(
+            EsmConfig(
+                bootstrap_servers=broker.bootstrap,
+                batch_size=args.batch_size,
+                batching_window_s=args.batching_window,
+                function_timeout_s=args.function_timeout,
+            ),
+            {**cdk_context(), "failureMode": args.failure_mode},
         )
         env = function_env(args, environ, proxy.endpoint)
         destination = FolderDestination(workdir / "on-failure", mapping_uuid=config.uuid)
@@ -268,7 +287,7 @@ def main(argv: list[str] | None = None, environ: Mapping[str, str] | None = None
                 config,
                 topics=list(lanes),
                 function_factory=lambda: SinkFunction(env),
-                destination=destination,
+                destination=destination if diverts else None,
                 concurrency=args.concurrency,
                 on_progress=bar.update,
             )

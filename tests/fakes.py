@@ -5,13 +5,15 @@ moto never returns per-record failures, so fault paths are exercised against the
 
 from __future__ import annotations
 
+import io
 import random
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
-from msk_kinesis_sink.encoding import UnwritableRecord
-from msk_kinesis_sink.errors import DeadLetterError, KinesisPublishError
+from msk_kinesis_sink.encoding import ClaimCheckRecord, UnwritableRecord
+from msk_kinesis_sink.errors import ClaimCheckWriteError, DeadLetterError, KinesisPublishError
 from msk_kinesis_sink.planning import Entry
 from msk_kinesis_sink.writers import RecordResult
 
@@ -194,6 +196,52 @@ class FakeDeadLetters:
         if self.broken:
             raise DeadLetterError("injected: bucket unavailable")
         self.written.append(record)
+
+
+class FakeS3Error(Exception):
+    """An S3 client error as botocore shapes one: the code under response["Error"]."""
+
+    def __init__(self, code: str) -> None:
+        super().__init__(code)
+        self.response = {"Error": {"Code": code, "Message": "injected"}}
+
+
+class FakeClaimChecks:
+    """A ClaimCheckWriter over an in-memory bucket, and an S3 reader of it (get_object), so a
+    consumer can resolve the pointers the sink wrote. `fail_write(record)` True: that write
+    fails (nothing is stored). `stream` (a FakeKinesis): each write notes how many records the
+    stream held when the object was stored."""
+
+    def __init__(
+        self,
+        *,
+        fail_write: Callable[[ClaimCheckRecord], bool] | None = None,
+        stream: FakeKinesis | None = None,
+    ) -> None:
+        self.objects: dict[tuple[str, str], bytes] = {}
+        self.writes = 0
+        self.failures = 0
+        self.stored_after: dict[tuple[str, str], int] = {}
+        self._fail_write = fail_write
+        self._stream = stream
+        self._lock = threading.Lock()
+
+    def write(self, record: ClaimCheckRecord, deadline: float = 0.0) -> None:
+        with self._lock:
+            self.writes += 1
+            if self._fail_write is not None and self._fail_write(record):
+                self.failures += 1
+                raise ClaimCheckWriteError("injected: bucket unavailable")
+            where = (record.claim_check.bucket, record.claim_check.key)
+            self.objects[where] = record.document
+            if self._stream is not None:
+                self.stored_after.setdefault(where, len(self._stream.records))
+
+    def get_object(self, *, Bucket: str, Key: str) -> dict[str, Any]:
+        data = self.objects.get((Bucket, Key))
+        if data is None:
+            raise FakeS3Error("NoSuchKey")
+        return {"Body": io.BytesIO(data), "ContentLength": len(data)}
 
 
 class FakeContext:

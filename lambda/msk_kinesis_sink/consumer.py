@@ -8,18 +8,27 @@ PARTITION_KEY=header:<name> (the envelope says so), pass the Kinesis record's pa
 `accept`, which refuses such an envelope without one.
 Keep `OffsetDeduplicator` state per consumer (e.g. per shard processor); persist it alongside
 your checkpoints if duplicates across restarts matter.
+
+With OVERSIZE_RECORDS=claim_check a record too large for the stream arrives as a pointer: an
+envelope with `claimCheck` in place of key, value and headers (`Envelope.claim_check`). Pass
+every record's partition key to `accept` (a pointer has no Kafka key; the rule is unchanged),
+then `resolve_claim_check` reads the original envelope from S3 and checks it.
 """
 
 from __future__ import annotations
 
 import binascii
+import hashlib
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any, NoReturn
+from typing import Any, NoReturn, Protocol
 
+from msk_kinesis_sink.claim_checks import CLAIM_CHECK_FIELD, SHA256_HEX, ClaimCheck
 from msk_kinesis_sink.encoding import PARTITION_KEY_FROM_FIELD
 from msk_kinesis_sink.errors import (
+    ClaimCheckError,
+    ClaimCheckMismatchError,
     MalformedEnvelopeError,
     MalformedEventError,
     PartitionKeyRequiredError,
@@ -37,8 +46,11 @@ from msk_kinesis_sink.events import (
 )
 from msk_kinesis_sink.events import VALUE_SCHEMA_FIELD as VALUE_SCHEMA
 from msk_kinesis_sink.settings import PartitionKeyMode
+from msk_kinesis_sink.variables import bucket_name_problem
 
 _WHERE = "envelope"
+# S3 object keys are at most 1,024 bytes of UTF-8.
+_MAX_OBJECT_KEY_BYTES = 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +73,9 @@ class Envelope:
     # (PARTITION_KEY=header:<name>): the record's order is kept per Kinesis partition key, not
     # per Kafka key. None: the Kafka key's rule, as for envelopes written before the member.
     partition_key_from: PartitionKeyMode | None = None
+    # A pointer (OVERSIZE_RECORDS=claim_check): where the whole record is; key and value are
+    # None and headers empty here, and resolve_claim_check reads them back.
+    claim_check: ClaimCheck | None = None
 
     @classmethod
     def from_bytes(cls, data: bytes) -> Envelope:
@@ -73,18 +88,24 @@ class Envelope:
         """
         document = _document(data)
         key_meta, value_meta = document.get(KEY_SCHEMA), document.get(VALUE_SCHEMA)
+        # A claim-check pointer holds its record's place, and where the record is.
+        claim_check = _claim_check(document) if CLAIM_CHECK_FIELD in document else None
+        pointer = claim_check is not None
         return cls(
             topic=_text(document, "topic"),
             partition=_integer(document, "partition", 0, MAX_PARTITION),
             offset=_integer(document, "offset", 0, MAX_OFFSET),
             timestamp=_integer(document, "timestamp", MIN_TIMESTAMP, MAX_TIMESTAMP),
             timestamp_type=_text(document, "timestampType", empty=True),
-            key=_base64(_required(document, "key"), "key", nullable=True),
-            value=_base64(_required(document, "value"), "value", nullable=True),
-            headers=_headers(_required(document, "headers")),
+            key=None if pointer else _base64(_required(document, "key"), "key", nullable=True),
+            value=None
+            if pointer
+            else _base64(_required(document, "value"), "value", nullable=True),
+            headers=() if pointer else _headers(_required(document, "headers")),
             key_schema=None if key_meta is None else _schema(key_meta, KEY_SCHEMA),
             value_schema=None if value_meta is None else _schema(value_meta, VALUE_SCHEMA),
             partition_key_from=_partition_key_from(document.get(PARTITION_KEY_FROM_FIELD)),
+            claim_check=claim_check,
         )
 
     @property
@@ -200,6 +221,30 @@ def _partition_key_from(value: Any) -> PartitionKeyMode | None:
     _refuse(f"{_WHERE} member '{PARTITION_KEY_FROM_FIELD}' must be one of {allowed}")
 
 
+def _claim_check(document: dict[str, Any]) -> ClaimCheck:
+    """A pointer's claim check; a pointer carries no key, value or headers."""
+    for member in ("key", "value", "headers"):
+        if member in document:
+            _refuse(f"{_WHERE} is a claim-check pointer but has a '{member}' member")
+    value = document[CLAIM_CHECK_FIELD]
+    where = f"{_WHERE} member '{CLAIM_CHECK_FIELD}'"
+    if not isinstance(value, dict):
+        _refuse(f"{where} must be an object, got {_json_type(value)}")
+    bucket, key = value.get("bucket"), value.get("key")
+    size, digest = value.get("bytes"), value.get("sha256")
+    if not isinstance(bucket, str) or bucket_name_problem(bucket):
+        _refuse(f"{where} has no 'bucket' that is an S3 bucket name")
+    if not (isinstance(key, str) and key and is_unicode(key)):
+        _refuse(f"{where} has no 'key' that is a non-empty string")
+    if len(key.encode("utf-8")) > _MAX_OBJECT_KEY_BYTES:
+        _refuse(f"{where} 'key' is longer than {_MAX_OBJECT_KEY_BYTES} bytes")
+    if type(size) is not int or size < 0:
+        _refuse(f"{where} has no 'bytes' that is an integer of 0 or more")
+    if not isinstance(digest, str) or not SHA256_HEX.fullmatch(digest):
+        _refuse(f"{where} has no 'sha256' of 64 lowercase hexadecimal digits")
+    return ClaimCheck(bucket=bucket, key=key, bytes=size, sha256=digest)
+
+
 def _json_type(value: Any) -> str:
     """The JSON kind of a parsed value, as an error message names it (never the value)."""
     if value is None:
@@ -230,12 +275,19 @@ class OffsetDeduplicator:
         `partition_key`: the Kinesis record's partition key. Required for an envelope whose
         partition key came from a header (PARTITION_KEY=header:<name>): its order is kept per
         partition key, and records of one Kafka key with different header values are separate
-        chains. Raises PartitionKeyRequiredError without it rather than drop such records.
-        Correct for every envelope when given (the sink orders each partition key).
+        chains; and for a claim-check pointer, which carries no Kafka key. Raises
+        PartitionKeyRequiredError without it rather than drop such records. Correct for every
+        envelope when given (the sink orders each partition key).
         """
         chain: tuple[str, int, bool, str | None]
         if partition_key is not None:
             chain = (envelope.topic, envelope.partition, True, partition_key)
+        elif envelope.claim_check is not None:
+            raise PartitionKeyRequiredError(
+                f"envelope of {envelope.topic}-{envelope.partition} offset {envelope.offset} is a"
+                " claim-check pointer, which carries no Kafka key: pass the Kinesis record's"
+                " partition key, accept(envelope, partition_key=...), for every record"
+            )
         elif envelope.partition_key_from is PartitionKeyMode.HEADER:
             raise PartitionKeyRequiredError(
                 f"envelope of {envelope.topic}-{envelope.partition} offset {envelope.offset} has"
@@ -252,6 +304,68 @@ class OffsetDeduplicator:
         return True
 
     def filter(self, envelopes: Iterable[Envelope]) -> Iterator[Envelope]:
-        """The new records of `envelopes` by their Kafka keys (header-keyed envelopes raise:
-        call `accept` with each record's partition key instead)."""
+        """The new records of `envelopes` by their Kafka keys (header-keyed envelopes and
+        claim-check pointers raise: call `accept` with each record's partition key instead)."""
         return (envelope for envelope in envelopes if self.accept(envelope))
+
+
+class ObjectReader(Protocol):
+    """The part of an S3 client resolve_claim_check uses (boto3's S3 client is one)."""
+
+    def get_object(self, *, Bucket: str, Key: str) -> Mapping[str, Any]: ...
+
+
+def resolve_claim_check(envelope: Envelope, s3_client: ObjectReader) -> dict[str, Any]:
+    """The original envelope a claim-check pointer stands for, as a JSON object (what
+    `json.loads` gives for an ordinary envelope record; `Envelope.from_bytes` reads its bytes).
+
+    Reads at most the claim check's `bytes` (and one more), then checks the size, the SHA-256,
+    and that the object is the envelope of this record (same topic, partition and offset).
+    Raises ClaimCheckError when `envelope` is no pointer or the object can not be read (missing,
+    expired, no permission: the message gives the client's error code), and
+    ClaimCheckMismatchError, a ClaimCheckError, when the object is not the record. Messages
+    name the record and the object, never its contents. Needs s3:GetObject on the object and,
+    for the stack's buckets, kms:Decrypt on the key that encrypts it.
+    """
+    claim = envelope.claim_check
+    record = f"{envelope.topic}-{envelope.partition} offset {envelope.offset}"
+    if claim is None:
+        raise ClaimCheckError(
+            f"envelope of {record} is no claim-check pointer: it holds its record"
+        )
+    where = f"claim check of {record} (s3://{claim.bucket}/{claim.key})"
+    try:
+        body = s3_client.get_object(Bucket=claim.bucket, Key=claim.key)["Body"]
+        try:
+            data = bytes(body.read(claim.bytes + 1))
+        finally:
+            body.close()
+    # The client's own errors (botocore's, or another client's): the object can not be read.
+    except Exception as error:
+        raise ClaimCheckError(f"{where} could not be read: {_error_code(error)}") from error
+    if len(data) != claim.bytes:
+        held = f"more than {claim.bytes}" if len(data) > claim.bytes else str(len(data))
+        raise ClaimCheckMismatchError(f"{where}: the object holds {held} bytes, not {claim.bytes}")
+    if hashlib.sha256(data).hexdigest() != claim.sha256:
+        raise ClaimCheckMismatchError(f"{where}: the object's SHA-256 is not the claim check's")
+    try:
+        original = Envelope.from_bytes(data)
+    except MalformedEnvelopeError as error:
+        raise ClaimCheckMismatchError(f"{where}: the object is no envelope ({error})") from None
+    place = (original.topic, original.partition, original.offset)
+    if original.claim_check is not None or place != (
+        envelope.topic,
+        envelope.partition,
+        envelope.offset,
+    ):
+        raise ClaimCheckMismatchError(f"{where}: the object is not this record's envelope")
+    document: dict[str, Any] = json.loads(data)
+    return document
+
+
+def _error_code(error: Exception) -> str:
+    """An S3 client error's code (botocore's ClientError carries one), else its type's name."""
+    response = getattr(error, "response", None)
+    details = response.get("Error") if isinstance(response, dict) else None
+    code = details.get("Code") if isinstance(details, dict) else None
+    return str(code) if code else type(error).__name__

@@ -9,6 +9,7 @@ import json
 from dataclasses import dataclass
 from typing import NamedTuple, assert_never
 
+from msk_kinesis_sink.claim_checks import ClaimCheck, ClaimCheckTarget, pointer_bytes
 from msk_kinesis_sink.errors import UnwritableRecordError
 from msk_kinesis_sink.events import (
     KafkaRecord,
@@ -50,6 +51,23 @@ class UnwritableRecord:
     @property
     def offset(self) -> int:
         return self.source.offset
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimCheckRecord:
+    """A record too large for the stream (OVERSIZE_RECORDS=claim_check): `document`, the envelope
+    it would have been, goes to S3 first, where `claim_check` says; then `pointer` takes its place
+    in the stream, in the order of `source`'s partition key."""
+
+    @property
+    def offset(self) -> int:
+        return self.source.offset
+
+    document: bytes
+    claim_check: ClaimCheck
+    pointer: EncodedRecord
+    source: KafkaRecord
+    partition_key: str
 
 
 def decode_base64(text: str | None, *, field: str) -> bytes | None:
@@ -205,11 +223,52 @@ def envelope_bytes(
     return json.dumps(document, separators=(",", ":")).encode("utf-8")
 
 
+def claim_check_oversize(
+    unit: EncodedRecord | UnwritableRecord | ClaimCheckRecord,
+    target: ClaimCheckTarget,
+    *,
+    partition_key_mode: PartitionKeyMode,
+    max_record_bytes: int,
+) -> EncodedRecord | UnwritableRecord | ClaimCheckRecord:
+    """An `envelope` record too large for the stream, claim-checked (OVERSIZE_RECORDS=
+    claim_check); any other unit as it is. The object is the envelope itself; a record that is
+    unwritable for another reason (undecodable base64) stays a dead letter, and so does one
+    whose pointer would not fit either."""
+    if not isinstance(unit, UnwritableRecord):
+        return unit
+    record, partition_key = unit.source, unit.partition_key
+    try:
+        decode_base64(record.key_b64, field="key")
+        decode_base64(record.value_b64, field="value")
+    except UnwritableRecordError:
+        return unit
+    data = envelope_bytes(record, partition_key_mode)
+    key_bytes = len(partition_key.encode("utf-8"))
+    if len(data) + key_bytes <= max_record_bytes:
+        return unit  # unwritable, but not for its size
+    claim_check = target.claim_check(record, data)
+    more = (
+        {PARTITION_KEY_FROM_FIELD: partition_key_mode.value}
+        if partition_key_mode is PartitionKeyMode.HEADER
+        else {}
+    )
+    pointer = pointer_bytes(record, claim_check, more)
+    if len(pointer) + key_bytes > max_record_bytes:
+        return UnwritableRecord(
+            record,
+            partition_key,
+            f"claim-check pointer is {len(pointer) + key_bytes} bytes (data + partition key),"
+            f" over MAX_RECORD_BYTES={max_record_bytes}",
+        )
+    encoded = EncodedRecord(record, pointer, partition_key, len(pointer) + key_bytes)
+    return ClaimCheckRecord(data, claim_check, encoded, record, partition_key)
+
+
 class EncodedPartition(NamedTuple):
     """One partition's records, encoded in offset order, ready for the publisher."""
 
     batch: PartitionBatch
-    units: list[EncodedRecord | UnwritableRecord]
+    units: list[EncodedRecord | UnwritableRecord | ClaimCheckRecord]
     # Bytes of the writable records (data + partition keys): how much this partition will send.
     encoded_bytes: int
     # Offsets an earlier invocation wrote already (redelivery memory): not sent again.
@@ -225,8 +284,10 @@ def encode_partition(
     partition_key_header: str | None = None,
     delivered_before: frozenset[int] = frozenset(),
     aggregation: Aggregation = Aggregation.OFF,
+    claim_checks: ClaimCheckTarget | None = None,
 ) -> EncodedPartition:
-    units = [
+    """With `claim_checks` (and the envelope format), oversize records are claim-checked."""
+    units: list[EncodedRecord | UnwritableRecord | ClaimCheckRecord] = [
         encode_record(
             record,
             record_format=record_format,
@@ -237,5 +298,15 @@ def encode_partition(
         )
         for record in batch.records
     ]
+    if claim_checks is not None and record_format is RecordFormat.ENVELOPE:
+        units = [
+            claim_check_oversize(
+                unit,
+                claim_checks,
+                partition_key_mode=partition_key_mode,
+                max_record_bytes=max_record_bytes,
+            )
+            for unit in units
+        ]
     encoded_bytes = sum(unit.size for unit in units if isinstance(unit, EncodedRecord))
     return EncodedPartition(batch, units, encoded_bytes, delivered_before)

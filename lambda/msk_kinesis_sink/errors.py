@@ -40,6 +40,18 @@ class DeadLetterError(SinkError):
     """Writing an unwritable record to the dead-letter bucket failed."""
 
 
+class ClaimCheckWriteError(SinkError):
+    """Writing a claim-checked record's object to S3 failed (its pointer waits)."""
+
+
+class ClaimCheckError(SinkError):
+    """resolve_claim_check got no claim check, or could not read the object it names."""
+
+
+class ClaimCheckMismatchError(ClaimCheckError):
+    """The object a claim check names is not the record it stands for (size, digest or place)."""
+
+
 class ReplayError(SinkError):
     """The replay could not list, read or mark its objects, or read the function's settings."""
 

@@ -1,11 +1,11 @@
-"""What a run has in flight: PutRecords requests and dead-letter writes, and the partitions they
-serve."""
+"""What a run has in flight: PutRecords requests, dead-letter and claim-check writes, and the
+partitions they serve."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from msk_kinesis_sink.encoding import UnwritableRecord
+from msk_kinesis_sink.encoding import ClaimCheckRecord, UnwritableRecord
 from msk_kinesis_sink.planning import Entry, PartitionQueue
 
 
@@ -38,4 +38,12 @@ class DeadLetterJob:
     record: UnwritableRecord
 
 
-Job = PutJob | DeadLetterJob
+@dataclass(frozen=True, slots=True)
+class ClaimCheckJob:
+    """One claim-checked record's object on its way to S3; its pointer goes once it is written."""
+
+    partition: Partition
+    record: ClaimCheckRecord
+
+
+Job = PutJob | DeadLetterJob | ClaimCheckJob

@@ -13,10 +13,10 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple, Protocol
 
-from msk_kinesis_sink.encoding import EncodedRecord, UnwritableRecord
+from msk_kinesis_sink.encoding import ClaimCheckRecord, EncodedRecord, UnwritableRecord
 from msk_kinesis_sink.events import KafkaRecord
 
-Unit = EncodedRecord | UnwritableRecord
+Unit = EncodedRecord | UnwritableRecord | ClaimCheckRecord
 
 
 class Entry(NamedTuple):
@@ -104,6 +104,8 @@ class PartitionQueue:
         # leaves the shortest possible tail to report. Filled in ascending order: already a heap.
         self._ready: list[int] = []
         self._dead_letter_ready: list[int] = []
+        # Claim checks whose turn has come: their objects are written before their pointers.
+        self._claim_check_ready: list[int] = []
         # Keys backing off after a failed attempt: (not before, position of the key's head).
         # Backoff is per key, not per partition: a throttled key (one shard's limit) must not
         # hold up the partition's other keys.
@@ -131,10 +133,13 @@ class PartitionQueue:
                 position = links[position]
             if position < 0:
                 return
-        if isinstance(units[position], UnwritableRecord):
+        unit = units[position]
+        if isinstance(unit, EncodedRecord):
+            heapq.heappush(self._ready, position)
+        elif isinstance(unit, UnwritableRecord):
             self._dead_letter_ready.append(position)
         else:
-            heapq.heappush(self._ready, position)
+            self._claim_check_ready.append(position)
 
     def _advance(self, key: str, position: int) -> None:
         """Make the key's record at `position` (or nothing, at -1) the next to go."""
@@ -183,18 +188,27 @@ class PartitionQueue:
 
     def take_dead_letters(self) -> list[UnwritableRecord]:
         """Unwritable records whose turn has come; their keys stay busy until settled."""
-        taken: list[UnwritableRecord] = []
+        taken, self._dead_letter_ready = self._take_turns(self._dead_letter_ready)
+        return [unit for unit in taken if isinstance(unit, UnwritableRecord)]
+
+    def take_claim_checks(self) -> list[ClaimCheckRecord]:
+        """Claim checks whose turn has come; their keys stay busy until their objects are
+        written (claim_check_stored) and their pointers acknowledged."""
+        taken, self._claim_check_ready = self._take_turns(self._claim_check_ready)
+        return [unit for unit in taken if isinstance(unit, ClaimCheckRecord)]
+
+    def _take_turns(self, ready: list[int]) -> tuple[list[Unit], list[int]]:
+        """The units at `ready` that may go now (their keys become busy), and those that wait."""
+        taken: list[Unit] = []
         later: list[int] = []
-        for position in self._dead_letter_ready:
+        for position in ready:
             if position > self._first_blocked:
                 later.append(position)  # past a blocked key: it would only come back
                 continue
-            record = self._units[position]
-            assert isinstance(record, UnwritableRecord)
-            self._in_flight[record.partition_key] = position
-            taken.append(record)
-        self._dead_letter_ready = later
-        return taken
+            unit = self._units[position]
+            self._in_flight[unit.partition_key] = position
+            taken.append(unit)
+        return taken, later
 
     def next_request(self, limits: RequestLimits, packer: Packer) -> list[Entry]:
         """Entries for one PutRecords request: at most one per key, lowest offsets first."""
@@ -223,11 +237,12 @@ class PartitionQueue:
         return entries
 
     def _run_from(self, position: int) -> Iterator[EncodedRecord]:
-        """The key's writable records from `position` on (stops at an unwritable one)."""
+        """The key's writable records from `position` on (stops at an unwritable one, or a claim
+        check whose object is not written yet)."""
         units, links = self._units, self._next_same_key
         while position >= 0:
             unit = units[position]
-            if isinstance(unit, UnwritableRecord):
+            if not isinstance(unit, EncodedRecord):
                 return
             yield unit
             position = links[position]
@@ -249,6 +264,13 @@ class PartitionQueue:
 
     def acknowledge_dead_letter(self, record: UnwritableRecord) -> None:
         self._settle(record.partition_key, 1)
+
+    def claim_check_stored(self, record: ClaimCheckRecord) -> None:
+        """The record's object is written: its pointer takes its place and goes next for its
+        key (the key is not free until the pointer is acknowledged)."""
+        position = self._in_flight.pop(record.partition_key)
+        self._units[position] = record.pointer
+        self._advance(record.partition_key, position)
 
     def release(self, partition_key: str, not_before: float | None = None) -> None:
         """The key's head was not accepted: it goes again, at once or from `not_before` on."""
@@ -275,10 +297,12 @@ class PartitionQueue:
             return
         self._stopped = reason
         delayed = [position for _, position in self._delayed]
-        for position in [*self._ready, *self._dead_letter_ready, *delayed]:
+        waiting = [*self._ready, *self._dead_letter_ready, *self._claim_check_ready, *delayed]
+        for position in waiting:
             self._blocked[self._units[position].partition_key] = reason
         self._ready.clear()
         self._dead_letter_ready.clear()
+        self._claim_check_ready.clear()
         self._delayed.clear()
 
     def first_unacknowledged_offset(self) -> int | None:

@@ -19,7 +19,7 @@ from msk_kinesis_sink.planning import Packer, RequestLimits, SingleRecordPacker
 from msk_kinesis_sink.report import InvocationStats
 from msk_kinesis_sink.run import PublishOutcome, Resources, Run
 from msk_kinesis_sink.settings import Settings
-from msk_kinesis_sink.writers import DeadLetterWriter, RecordWriter
+from msk_kinesis_sink.writers import ClaimCheckWriter, DeadLetterWriter, RecordWriter
 
 
 class Publisher:
@@ -32,6 +32,7 @@ class Publisher:
         writer_for: Callable[[str], RecordWriter],
         dead_letters: DeadLetterWriter | None,
         packer: Packer | None = None,
+        claim_checks: ClaimCheckWriter | None = None,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
         rng: random.Random | None = None,
@@ -52,6 +53,7 @@ class Publisher:
             clock=clock,
             sleep=sleep,
             rng=rng or random.Random(),
+            claim_checks=claim_checks,
         )
 
     def publish(

@@ -65,6 +65,9 @@ class InvocationStats:
     # Records and partitions reported back to the ESM (set by the runtime from the answer).
     records_failed: int = field(default=0, metadata=metric("RecordsFailed"))
     records_dead_lettered: int = field(default=0, metadata=metric("RecordsDeadLettered"))
+    # Oversize records whose objects went to S3 (OVERSIZE_RECORDS=claim_check); their pointers
+    # count as published once written.
+    records_claim_checked: int = field(default=0, metadata=metric("RecordsClaimChecked"))
     records_throttled: int = field(default=0, metadata=metric("RecordsThrottled"))
     records_internal_failure: int = 0
     request_failures: int = 0
@@ -72,6 +75,7 @@ class InvocationStats:
     retry_attempts: int = field(default=0, metadata=metric("RetryAttempts"))
     put_records_calls: int = field(default=0, metadata=metric("PutRecordsCalls"))
     dead_letter_writes: int = 0
+    claim_check_writes: int = 0
     bytes_published: int = field(default=0, metadata=metric("BytesPublished", Unit.BYTES))
     partitions: int = 0
     partitions_failed: int = 0

@@ -17,14 +17,14 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from msk_kinesis_sink.budget import RoundTripEstimate, TimeBudget
-from msk_kinesis_sink.encoding import EncodedPartition, UnwritableRecord
+from msk_kinesis_sink.encoding import ClaimCheckRecord, EncodedPartition, UnwritableRecord
 from msk_kinesis_sink.events import KafkaRecord
-from msk_kinesis_sink.jobs import DeadLetterJob, Job, Partition, PutJob
+from msk_kinesis_sink.jobs import ClaimCheckJob, DeadLetterJob, Job, Partition, PutJob
 from msk_kinesis_sink.planning import Entry, Packer, PartitionQueue, RequestLimits
 from msk_kinesis_sink.report import InvocationStats
 from msk_kinesis_sink.settings import Settings
 from msk_kinesis_sink.settlement import Settlement
-from msk_kinesis_sink.writers import DeadLetterWriter, RecordWriter
+from msk_kinesis_sink.writers import ClaimCheckWriter, DeadLetterWriter, RecordWriter
 
 logger = logging.getLogger(__name__)
 
@@ -48,6 +48,8 @@ class Resources:
     clock: Callable[[], float]
     sleep: Callable[[float], None]
     rng: random.Random
+    # With OVERSIZE_RECORDS=claim_check (the sink makes sure it has one then).
+    claim_checks: ClaimCheckWriter | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,7 +88,10 @@ class Run:
         )
         self._partitions: list[Partition] = []
         self._in_flight: dict[Future[Any], Job] = {}
-        self._dead_letter_backlog: deque[tuple[Partition, UnwritableRecord]] = deque()
+        # Writes to S3 waiting for a worker: dead letters and claim-checked records.
+        self._dead_letter_backlog: deque[tuple[Partition, UnwritableRecord | ClaimCheckRecord]] = (
+            deque()
+        )
         self._stopping = False
         # Bytes of records neither acknowledged nor in flight (an estimate for spreading the
         # work over the workers: aggregates add a little framing).
@@ -189,10 +194,18 @@ class Run:
             for record in partition.queue.take_dead_letters():
                 if self._settlement.dead_letter_or_block(partition, record):
                     self._dead_letter_backlog.append((partition, record))
+            self._dead_letter_backlog.extend(
+                (partition, claim) for claim in partition.queue.take_claim_checks()
+            )
         capacity = self._settings.max_concurrency
-        # Dead letters first: each holds its key (and the partition's resume point) until written.
+        # Dead letters (and claim checks) first: each holds its key (and the partition's resume
+        # point) until written.
         while self._dead_letter_backlog and len(self._in_flight) < capacity:
-            self._start_dead_letter(*self._dead_letter_backlog.popleft())
+            partition, unit = self._dead_letter_backlog.popleft()
+            if isinstance(unit, ClaimCheckRecord):
+                self._start_claim_check(partition, unit)
+            else:
+                self._start_dead_letter(partition, unit)
         started: list[tuple[Partition, Entry]] = []
         requests = 0
         while len(self._in_flight) < capacity and (max_requests is None or requests < max_requests):
@@ -270,6 +283,16 @@ class Run:
         future = self._resources.pool.submit(writer.write, record, self._event_source_arn, deadline)
         self._in_flight[future] = DeadLetterJob(partition, record)
         self._stats.dead_letter_writes += 1
+
+    def _start_claim_check(self, partition: Partition, record: ClaimCheckRecord) -> None:
+        writer = self._resources.claim_checks
+        assert writer is not None  # a sink with claim checks has a writer for them
+        deadline = self._budget.request_deadline(
+            self._clock(), self._settings.request_timeout_seconds
+        )
+        future = self._resources.pool.submit(writer.write, record, deadline)
+        self._in_flight[future] = ClaimCheckJob(partition, record)
+        self._stats.claim_check_writes += 1
 
     def _next_wake(self) -> float | None:
         """When the earliest key backing off may go again (None: none is)."""

@@ -11,6 +11,7 @@ from contextlib import contextmanager
 from typing import Any, Final, Protocol, assert_never
 
 from msk_kinesis_sink.budget import TimeBudget
+from msk_kinesis_sink.claim_checks import ClaimCheckTarget
 from msk_kinesis_sink.encoding import EncodedPartition, encode_partition
 from msk_kinesis_sink.errors import RoutingError
 from msk_kinesis_sink.events import KafkaEvent, parse_event
@@ -21,7 +22,7 @@ from msk_kinesis_sink.report import InvocationReport, InvocationStats
 from msk_kinesis_sink.response import PartialBatchResponse, partial_batch_response
 from msk_kinesis_sink.run import PublishOutcome
 from msk_kinesis_sink.settings import Aggregation, Settings
-from msk_kinesis_sink.writers import DeadLetterWriter, RecordWriter
+from msk_kinesis_sink.writers import ClaimCheckWriter, DeadLetterWriter, RecordWriter
 
 logger = logging.getLogger(__name__)
 
@@ -51,6 +52,7 @@ class Sink:
         writer: RecordWriter | None = None,
         writers: Callable[[str], RecordWriter] | None = None,
         dead_letters: DeadLetterWriter | None = None,
+        claim_checks: ClaimCheckWriter | None = None,
         packer: Packer | None = None,
         on_report: ReportSink | None = None,
         memory: RedeliveryMemory | None = None,
@@ -58,8 +60,12 @@ class Sink:
         sleep: Callable[[float], None] = time.sleep,
         rng: random.Random | None = None,
     ) -> None:
-        """`writer` serves every stream; or `writers` gives each stream (name or ARN) its own."""
+        """`writer` serves every stream; or `writers` gives each stream (name or ARN) its own.
+        With OVERSIZE_RECORDS=claim_check, `claim_checks` keeps the records it claim-checks."""
         self.settings = settings
+        self._claim_check_target = ClaimCheckTarget.of(settings)
+        if self._claim_check_target is not None and claim_checks is None:
+            raise TypeError("Sink with OVERSIZE_RECORDS=claim_check needs claim_checks (a writer)")
         if writers is None:
             if writer is None:
                 raise TypeError("Sink needs a writer (every stream) or writers (per stream)")
@@ -69,6 +75,7 @@ class Sink:
             writer_for=writers,
             dead_letters=dead_letters,
             packer=packer or _packer_for(settings),
+            claim_checks=claim_checks,
             clock=clock,
             sleep=sleep,
             rng=rng,
@@ -90,22 +97,26 @@ class Sink:
         ConfigurationError naming a bad variable."""
         settings = settings or Settings.from_env(env)
         # boto3 is imported only once settings are valid.
+        from msk_kinesis_sink.aws.claim_checks import S3ClaimCheckWriter
         from msk_kinesis_sink.aws.clients import kinesis_client, s3_client, session
         from msk_kinesis_sink.aws.kinesis import KinesisWriters
         from msk_kinesis_sink.aws.s3 import S3DeadLetterWriter
 
         shared_session = session(env)
+        # One S3 client for dead letters and claim checks alike.
+        s3 = None
+        if settings.dead_letter_bucket or settings.claim_check_bucket_name:
+            s3 = s3_client(settings, env, shared_session)
         dead_letters = None
-        if settings.dead_letter_bucket:
+        if s3 is not None and settings.dead_letter_bucket:
             dead_letters = S3DeadLetterWriter(
-                s3_client(settings, env, shared_session),
-                settings.dead_letter_bucket,
-                settings.dead_letter_prefix,
+                s3, settings.dead_letter_bucket, settings.dead_letter_prefix
             )
         return cls(
             settings,
             writers=KinesisWriters(kinesis_client(settings, env, shared_session)),
             dead_letters=dead_letters,
+            claim_checks=None if s3 is None else S3ClaimCheckWriter(s3),
             on_report=on_report,
         )
 
@@ -180,6 +191,7 @@ class Sink:
                     max_record_bytes=settings.max_record_bytes,
                     delivered_before=self.memory.recall(source, batch),
                     aggregation=settings.aggregation,
+                    claim_checks=self._claim_check_target,
                 ),
             )
 

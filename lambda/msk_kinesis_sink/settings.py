@@ -88,6 +88,13 @@ class Aggregation(StrEnum):
     ON = "on"
 
 
+class OversizeRecords(StrEnum):
+    """What becomes of a record too large for the stream."""
+
+    DEAD_LETTER = "dead_letter"  # kept in the dead-letter bucket; its key goes on without it
+    CLAIM_CHECK = "claim_check"  # kept in S3; a pointer envelope takes its place in the stream
+
+
 # --- The variables of the sink's own kinds ----------------------------------------------------
 
 
@@ -222,6 +229,29 @@ class Settings:
     )
     # PARTITION_KEY=header:<name>: the header whose first value becomes the partition key.
     partition_key_header: str | None = None
+    # dead_letter, what the function always did, is left out of the environment: a deployment
+    # that takes no claim checks keeps the function configuration it had.
+    oversize_records: OversizeRecords = field(
+        default=OversizeRecords.DEAD_LETTER,
+        metadata=reads(
+            "OVERSIZE_RECORDS",
+            Choice(OversizeRecords, unwritten=OversizeRecords.DEAD_LETTER),
+            key="oversizeRecords",
+        ),
+    )
+    # With claim_check: the bucket that keeps claim-checked records (None: the dead-letter one).
+    claim_check_bucket: str | None = field(
+        default=None, metadata=reads("CLAIM_CHECK_BUCKET", BucketName(), key="claimCheckBucket")
+    )
+
+    @property
+    def claim_check_bucket_name(self) -> str | None:
+        """Where claim-checked records go; None unless OVERSIZE_RECORDS=claim_check. Without a
+        bucket at all (a replay, which never writes to S3), an oversize record is reported, as a
+        dead letter is without DEAD_LETTER_BUCKET."""
+        if self.oversize_records is not OversizeRecords.CLAIM_CHECK:
+            return None
+        return self.claim_check_bucket or self.dead_letter_bucket
 
     @property
     def default_stream(self) -> str | None:
@@ -243,6 +273,7 @@ class Settings:
                 " Kinesis stream name or stream ARN"
             )
         settings._check_backoff(lambda variable: variable.name)
+        settings._check_oversize(lambda variable: variable.name)
         _check_endpoints(env)
         return settings
 
@@ -255,6 +286,7 @@ class Settings:
         """
         settings = cls(**_read(lambda variable: _context_value(context, variable)))
         settings._check_backoff(lambda variable: str(variable.key))
+        settings._check_oversize(lambda variable: str(variable.key))
         return settings
 
     def to_env(self) -> dict[str, str]:
@@ -273,6 +305,22 @@ class Settings:
         if self.retry_max_ms < self.retry_base_ms:
             raise ConfigurationError(
                 f"{name(cap)}={self.retry_max_ms} must be >= {name(base)}={self.retry_base_ms}"
+            )
+
+    def _check_oversize(self, name: Callable[[Variable], str]) -> None:
+        mode, bucket = _VARIABLE_OF["oversize_records"], _VARIABLE_OF["claim_check_bucket"]
+        claim_check = self.oversize_records is OversizeRecords.CLAIM_CHECK
+        if claim_check and self.record_format is not RecordFormat.ENVELOPE:
+            record_format = _VARIABLE_OF["record_format"]
+            raise ConfigurationError(
+                f"{name(mode)}=claim_check needs {name(record_format)}=envelope"
+                f" ({name(record_format)}={self.record_format.value}): the pointer that takes a"
+                " record's place is an envelope"
+            )
+        if self.claim_check_bucket is not None and not claim_check:
+            raise ConfigurationError(
+                f"{name(bucket)} only applies with {name(mode)}=claim_check"
+                f" ({name(mode)}={self.oversize_records.value})"
             )
 
 

@@ -17,9 +17,9 @@ from typing import Any, assert_never
 from msk_kinesis_sink.backoff import full_jitter_seconds
 from msk_kinesis_sink.budget import RoundTripEstimate
 from msk_kinesis_sink.encoding import UnwritableRecord
-from msk_kinesis_sink.errors import DeadLetterError, KinesisPublishError
+from msk_kinesis_sink.errors import ClaimCheckWriteError, DeadLetterError, KinesisPublishError
 from msk_kinesis_sink.events import KafkaRecord
-from msk_kinesis_sink.jobs import DeadLetterJob, Job, Partition, PutJob
+from msk_kinesis_sink.jobs import ClaimCheckJob, DeadLetterJob, Job, Partition, PutJob
 from msk_kinesis_sink.planning import Entry
 from msk_kinesis_sink.report import InvocationStats
 from msk_kinesis_sink.settings import Settings
@@ -47,6 +47,8 @@ class Settlement:
             case DeadLetterJob():
                 self._dead_letter_settled(job, future)
                 return 0
+            case ClaimCheckJob():
+                return self._claim_check_settled(job, future)
             case _:
                 assert_never(job)
 
@@ -139,21 +141,55 @@ class Settlement:
 
     def _dead_letter_settled(self, job: DeadLetterJob, future: Future[Any]) -> None:
         record, queue = job.record, job.partition.queue
-        try:
-            future.result()
-        except DeadLetterError as error:
-            logger.error(
-                "could not write an unwritable record to the dead-letter bucket; its partition is"
-                " reported from this offset",
-                extra=record_fields(record.source, reason=record.reason, error=str(error)),
-            )
-            queue.block(record.partition_key, f"dead-letter write failed: {error}")
+        if _s3_write_failed(
+            job,
+            future,
+            "could not write an unwritable record to the dead-letter bucket",
+            "dead-letter write failed",
+            reason=record.reason,
+        ):
             return
         self.stats.records_dead_lettered += 1
         logger.warning(
             "record dead-lettered", extra=record_fields(record.source, reason=record.reason)
         )
         queue.acknowledge_dead_letter(record)
+
+    def _claim_check_settled(self, job: ClaimCheckJob, future: Future[Any]) -> int:
+        """The object is written: the pointer goes next for its key (returns its bytes, now to be
+        sent). Not written: the key waits, and the partition is reported from the record, as for
+        a dead letter that could not be written."""
+        record = job.record
+        if _s3_write_failed(
+            job,
+            future,
+            "could not write a claim-checked record to S3",
+            "claim-check write failed",
+            bytes=record.claim_check.bytes,
+        ):
+            return 0
+        self.stats.records_claim_checked += 1
+        job.partition.queue.claim_check_stored(record)
+        return record.pointer.size
+
+
+def _s3_write_failed(
+    job: DeadLetterJob | ClaimCheckJob, future: Future[Any], failed: str, why: str, **more: object
+) -> bool:
+    """Whether the job's write to S3 failed. Then its key waits, and its partition is reported
+    from the record (logged by place, never by content), as for a record Kinesis refused."""
+    record = job.record
+    try:
+        future.result()
+    except (DeadLetterError, ClaimCheckWriteError) as error:
+        logger.error(
+            "%s; its partition is reported from this offset",
+            failed,
+            extra=record_fields(record.source, **more, error=str(error)),
+        )
+        job.partition.queue.block(record.partition_key, f"{why}: {error}")
+        return True
+    return False
 
 
 def record_fields(record: KafkaRecord, **more: object) -> dict[str, object]:

@@ -76,9 +76,11 @@ def reads(
 
 @dataclass(frozen=True, slots=True)
 class Choice:
-    """One value of a StrEnum, in any case; blank is the default."""
+    """One value of a StrEnum, in any case; blank is the default. With `unwritten`, that value
+    is left out of the environment (it reads back as the default)."""
 
     enum: type[StrEnum]
+    unwritten: StrEnum | None = None
 
     def read(self, raw: str, name: str, default: Any) -> Any:
         value = raw.strip().lower()
@@ -90,8 +92,8 @@ class Choice:
             allowed = ", ".join(member.value for member in self.enum)
             raise ConfigurationError(f"{name}={raw!r} is not one of: {allowed}") from None
 
-    def write(self, value: StrEnum) -> str:
-        return value.value
+    def write(self, value: StrEnum) -> str | None:
+        return None if value is self.unwritten else value.value
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,4 +1,5 @@
-"""What the publisher needs from AWS: a record writer, a dead-letter writer, classified results.
+"""What the publisher needs from AWS: a record writer, dead-letter and claim-check writers,
+classified results.
 
 The `msk_kinesis_sink.aws` package implements these over boto3 and classifies every AWS answer
 into the values below, so no AWS error string reaches the publisher; tests replace them with
@@ -11,7 +12,7 @@ from collections.abc import Sequence
 from enum import Enum
 from typing import Protocol
 
-from msk_kinesis_sink.encoding import UnwritableRecord
+from msk_kinesis_sink.encoding import ClaimCheckRecord, UnwritableRecord
 from msk_kinesis_sink.planning import Entry
 
 
@@ -40,3 +41,10 @@ class DeadLetterWriter(Protocol):
     def write(
         self, record: UnwritableRecord, event_source_arn: str | None, deadline: float
     ) -> None: ...
+
+
+class ClaimCheckWriter(Protocol):
+    """Keeps a claim-checked record's object (the same key for the same record, so a retry
+    overwrites it); raises ClaimCheckWriteError when it can not, by `deadline`."""
+
+    def write(self, record: ClaimCheckRecord, deadline: float) -> None: ...

@@ -34,6 +34,7 @@ ROOT_CA_SECRET_ARN = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:kafka
 GLUE_REGISTRY_ARN = "arn:aws:glue:eu-west-1:123456789012:registry/orders-schemas"
 REGISTRY_SECRET_ARN = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:registry/login-MnOpQr"
 SUBNETS = ["subnet-0123456789abcdef0", "subnet-0fedcba9876543210"]
+CLAIM_CHECK_BUCKET = "orders-claim-checks"
 SECURITY_GROUP = "sg-0123456789abcdef0"
 SELF_MANAGED_VPC: Mapping[str, object] = {
     "bootstrapServers": BROKERS,
@@ -177,6 +178,23 @@ VARIANTS: Mapping[str, Mapping[str, object]] = {
         "schemaRegistryAuth": "BASIC_AUTH",
         "schemaRegistryAuthSecretArn": REGISTRY_SECRET_ARN,
         "schemaRegistryRootCaSecretArn": ROOT_CA_SECRET_ARN,
+    },
+    # failureMode=block (no destination, unlimited retries and age) with claim checks in the
+    # dead-letter bucket; claim checks in a bucket of their own, with its key.
+    "block_claim_checks": {
+        "clusterArn": CLUSTER_ARN,
+        "topics": ["orders"],
+        "failureMode": "block",
+        "recordFormat": "envelope",
+        "oversizeRecords": "claim_check",
+    },
+    "claim_checks_own_bucket": {
+        "clusterArn": CLUSTER_ARN,
+        "topics": ["orders"],
+        "recordFormat": "envelope",
+        "oversizeRecords": "claim_check",
+        "claimCheckBucket": CLAIM_CHECK_BUCKET,
+        "claimCheckKmsKeyArn": SECRET_KEY_ARN,
     },
     # The default stream created, one topic routed to an imported stream with its own key.
     "created_and_imported_streams": {

@@ -64,6 +64,8 @@ DESTINATION_ALARMS = {
     "sqs": ({"DiscardNoticesWaiting"}, {"MappingDiscardedToNotice", "MappingNoticeDeliveryErrors"}),
     "sns": ({"DiscardNoticesFailed"}, {"MappingDiscardedToNotice", "MappingNoticeDeliveryErrors"}),
 }
+# failureMode=block: no destination, so no delivery alarms; an alarm if a mapping drops anyway.
+BLOCK_ALARMS = (set(), {"MappingDropped"})
 
 
 def as_list(value: Any) -> list[Any]:
@@ -596,9 +598,11 @@ def test_stack_alarms_present_named_and_notify_the_topic(all_synths: dict[str, S
         # THEN every alarm is there (six per mapping, their discard alarms named after the
         # destination kind; one more per routed stream), each notifying the topic, each with an
         # explicit name: the stack, then the name its runbook entry carries
-        extra, per_mapping = DESTINATION_ALARMS[synth.stack.config.source.on_failure.value]
+        source = config.source
+        block = source.failure_mode.value == "block"
+        extra, per_mapping = BLOCK_ALARMS if block else DESTINATION_ALARMS[source.on_failure.value]
         expected = (
-            ALARMS
+            (ALARMS - {"DestinationDeliveryFailures"} if block else ALARMS)
             | extra
             | {f"{entry}-{t}" for entry in MAPPING_ALARMS | per_mapping for t in topics}
         )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import logging
 import time
@@ -22,6 +24,7 @@ from botocore.stub import ANY, Stubber
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from msk_kinesis_sink.aws.claim_checks import S3ClaimCheckWriter
 from msk_kinesis_sink.aws.classify import (
     MAX_ERROR_MESSAGE_CHARS,
     classify_client_error,
@@ -31,14 +34,20 @@ from msk_kinesis_sink.aws.classify import (
 from msk_kinesis_sink.aws.clients import SDK_LOGGERS
 from msk_kinesis_sink.aws.kinesis import KinesisRecordWriter
 from msk_kinesis_sink.aws.s3 import S3DeadLetterWriter
+from msk_kinesis_sink.claim_checks import ClaimCheckTarget
 from msk_kinesis_sink.dead_letters import dead_letter_document
-from msk_kinesis_sink.encoding import UnwritableRecord, encode_record
-from msk_kinesis_sink.errors import DeadLetterError, KinesisPublishError
+from msk_kinesis_sink.encoding import (
+    ClaimCheckRecord,
+    UnwritableRecord,
+    claim_check_oversize,
+    encode_record,
+)
+from msk_kinesis_sink.errors import ClaimCheckWriteError, DeadLetterError, KinesisPublishError
 from msk_kinesis_sink.events import parse_event
 from msk_kinesis_sink.planning import Entry
 from msk_kinesis_sink.settings import PartitionKeyMode, RecordFormat
 from msk_kinesis_sink.writers import RecordResult
-from tests.factories import MSK_CLUSTER_ARN, kafka_record, msk_event
+from tests.factories import MSK_CLUSTER_ARN, b64, kafka_record, msk_event
 
 STREAM_ARN = "arn:aws:kinesis:us-east-1:123456789012:stream/orders"
 WRITTEN, THROTTLED, FAILED = RecordResult.WRITTEN, RecordResult.THROTTLED, RecordResult.FAILED
@@ -714,3 +723,57 @@ def test_dead_letter_writer_failure_does_not_carry_what_s3_quotes(s3: tuple[Any,
     # THEN the code is named and the quoted content is not
     assert "InvalidArgument: Bad header <...>" in str(raised.value)
     assert SECRET not in str(raised.value)
+
+
+# -- S3ClaimCheckWriter -----------------------------------------------------------------------
+
+
+def _claim_checked_record() -> ClaimCheckRecord:
+    record = _unwritable_record().source._replace(value_b64=b64(b"x" * 3000))
+    unit = claim_check_oversize(
+        UnwritableRecord(record, "k", "too large"),
+        ClaimCheckTarget("claims"),
+        partition_key_mode=PartitionKeyMode.KEY,
+        max_record_bytes=2048,
+    )
+    assert isinstance(unit, ClaimCheckRecord)
+    return unit
+
+
+def test_claim_check_writer_puts_the_envelope_where_the_pointer_says_with_its_digest(
+    s3: tuple[Any, Stubber],
+):
+    # GIVEN a claim-checked record and a stub that answers only the expected write
+    client, stubber = s3
+    record = _claim_checked_record()
+    digest = hashlib.sha256(record.document).digest()
+    stubber.add_response(
+        "put_object",
+        {"ETag": '"etag"'},
+        {
+            "Bucket": "claims",
+            "Key": record.claim_check.key,
+            "Body": record.document,
+            "ContentType": "application/json",
+            # S3 refuses the object unless its bytes have this SHA-256 (BadDigest)
+            "ChecksumSHA256": base64.b64encode(digest).decode("ascii"),
+        },
+    )
+    # WHEN written / THEN the stub matched bucket, key, body and checksum
+    S3ClaimCheckWriter(client).write(record, _soon())
+    assert record.claim_check.sha256 == digest.hex()
+
+
+def test_claim_check_writer_failure_names_the_record_and_not_what_s3_quotes(
+    s3: tuple[Any, Stubber],
+):
+    # GIVEN S3 refuses the write, quoting request content
+    client, stubber = s3
+    stubber.add_client_error("put_object", "AccessDenied", f"Denied '{SECRET}'", 403)
+    # WHEN written
+    with pytest.raises(ClaimCheckWriteError) as raised:
+        S3ClaimCheckWriter(client).write(_claim_checked_record(), _soon())
+    # THEN the error names the partition, offset, size, bucket and code, never the quote
+    message = str(raised.value)
+    assert "orders.v1-2 offset 31" in message and "bucket claims" in message
+    assert "AccessDenied" in message and SECRET not in message

@@ -15,6 +15,7 @@ from msk_kinesis_sink.settings import (
     ENDPOINT_VARIABLES,
     SETTING_KEYS,
     Aggregation,
+    OversizeRecords,
     PartitionKeyMode,
     RecordFormat,
     Settings,
@@ -625,15 +626,22 @@ def valid_settings(draw: st.DrawFn) -> Settings:
         else draw(st.sampled_from(["key", "partition"]))
     )
     retry_base = draw(st.integers(1, 10_000))
+    record_format = draw(st.sampled_from(RecordFormat))
+    dead_letter_bucket = draw(st.none() | _BUCKETS)
+    # Claim checks: envelopes only, and a bucket of their own or the dead-letter one.
+    claim_check = record_format is RecordFormat.ENVELOPE and draw(st.booleans())
+    claim_check_bucket = draw(st.none() | _BUCKETS) if claim_check else None
+    if claim_check and claim_check_bucket is None and dead_letter_bucket is None:
+        claim_check_bucket = draw(_BUCKETS)
     return Settings(
         stream_name=stream.rsplit("/", 1)[-1] if stream is not None else None,
         stream_arn=stream if stream is not None and stream.startswith("arn:") else None,
-        record_format=draw(st.sampled_from(RecordFormat)),
+        record_format=record_format,
         partition_key=PartitionKeyMode(mode),
         partition_key_header=header,
         aggregation=draw(st.sampled_from(Aggregation)),
         max_record_bytes=draw(st.integers(1024, MAX_RECORD_BYTES_CEILING)),
-        dead_letter_bucket=draw(st.none() | _BUCKETS),
+        dead_letter_bucket=dead_letter_bucket,
         dead_letter_prefix=draw(_PREFIXES),
         max_concurrency=draw(st.integers(1, 64)),
         request_timeout_seconds=draw(st.floats(0.1, 60.0)),
@@ -641,6 +649,10 @@ def valid_settings(draw: st.DrawFn) -> Settings:
         retry_base_ms=retry_base,
         retry_max_ms=draw(st.integers(retry_base, 60_000)),
         stream_routes=routes,
+        oversize_records=OversizeRecords.CLAIM_CHECK
+        if claim_check
+        else OversizeRecords.DEAD_LETTER,
+        claim_check_bucket=claim_check_bucket,
     )
 
 
@@ -672,6 +684,8 @@ _ENVIRONMENTS = st.fixed_dictionaries(
         "POWERTOOLS_LOG_LEVEL": st.sampled_from(["debug", "Warn", "", "INFO"]),
         "LOG_LEVEL": st.sampled_from(["error", ""]),
         "AWS_ENDPOINT_URL_KINESIS": st.just("http://localhost:4566"),
+        "OVERSIZE_RECORDS": st.sampled_from(["dead_letter", " Claim_Check", ""]),
+        "CLAIM_CHECK_BUCKET": st.sampled_from(["claims", " claims ", ""]),
     },
 )
 
