@@ -559,12 +559,22 @@ class Poller:
             )
         if self._on_progress is not None:
             self._on_progress(len(records))  # done with, though not delivered
-        log.warning(
-            "discarding %d records (%s)%s",
-            len(records),
-            condition,
-            "" if self._destination else ": no on-failure destination configured",
-        )
+        by_partition: dict[TopicPartition, list[KafkaRecord]] = {}
+        for record in records:
+            by_partition.setdefault(record.tp, []).append(record)
+        for (topic, partition), discarded in by_partition.items():
+            log.warning(
+                "discarding records%s",
+                "" if self._destination else ": no on-failure destination configured",
+                extra={
+                    "topic": topic,
+                    "partition": partition,
+                    "offsets": f"{discarded[0].offset}..{discarded[-1].offset}",
+                    "records": len(discarded),
+                    "size": sum(len(r.key or b"") + len(r.value or b"") for r in discarded),
+                    "reason": condition,
+                },
+            )
         if self._destination is None:
             return
         document = on_failure_document(
