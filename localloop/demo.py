@@ -46,7 +46,7 @@ from localloop.faults import DEFAULT_DEMO_FAULTS, FaultSpec, FaultSpecError
 from localloop.function import check_function_env, sink_env
 from localloop.function_process import CrashFault, FunctionProcess
 from localloop.kinesis_local import DUMMY_CREDENTIALS, Kinesalite, create_stream, kinesis_client
-from localloop.local_s3 import MotoS3, s3_client
+from localloop.local_s3 import MotoServer, s3_client
 from localloop.logs import LOG_FORMAT, ExtrasFormatter
 from localloop.mapping import EventSourceMapping
 from localloop.proxy import FaultProxy, ProxyStats
@@ -234,7 +234,7 @@ class _Servers:
 
     broker: TansuBroker
     kinesalite: Kinesalite
-    s3: MotoS3 | None
+    s3: MotoServer | None
     bucket: str | None  # the dead-letter bucket, also the on-failure destination's
 
 
@@ -364,7 +364,7 @@ def _start_servers(stack: ExitStack, scenario: Scenario, logs: Path) -> _Servers
     ]
     s3, bucket = None, None
     if scenario.local_s3:
-        s3 = stack.enter_context(MotoS3(log_path=logs / "moto.log"))
+        s3 = stack.enter_context(MotoServer(log_path=logs / "moto.log"))
         # A name of its own per run: nothing of an earlier run is counted or replayed.
         bucket = f"dead-letters-{uuid.uuid4().hex[:12]}"
         s3_client(s3.endpoint).create_bucket(Bucket=bucket)

@@ -10,9 +10,7 @@ import http.client
 import sys
 from typing import TYPE_CHECKING
 
-import boto3
-
-from localloop.kinesis_local import DEFAULT_REGION, DUMMY_CREDENTIALS
+from localloop.kinesis_local import DEFAULT_REGION, local_session
 from localloop.procs import LOOPBACK, LocalServer, ManagedProcess
 
 if TYPE_CHECKING:
@@ -21,13 +19,7 @@ if TYPE_CHECKING:
 
 def s3_client(endpoint: str, region: str = DEFAULT_REGION) -> S3Client:
     """An S3 client for a local endpoint (dummy credentials: moto checks none)."""
-    return boto3.client(
-        "s3",
-        endpoint_url=endpoint,
-        region_name=region,
-        aws_access_key_id=DUMMY_CREDENTIALS["AWS_ACCESS_KEY_ID"],
-        aws_secret_access_key=DUMMY_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
-    )
+    return local_session(region).client("s3", endpoint_url=endpoint)
 
 
 def moto_ready(port: int) -> bool:
@@ -43,8 +35,9 @@ def moto_ready(port: int) -> bool:
         conn.close()
 
 
-class MotoS3(LocalServer):
-    """moto's server (every service; S3 is the one used) on a free loopback port."""
+class MotoServer(LocalServer):
+    """moto's server (every service over HTTP; the local loop uses its S3) on a free loopback
+    port, in a process of its own."""
 
     what = "moto server"
 

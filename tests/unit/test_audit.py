@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import base64
 
+from hypothesis import given
+from hypothesis import strategies as st
+
 from localloop.audit import ORDERING_CAVEAT, Replayed, StreamRecord, audit, caveat_note
 from localloop.workload import SourceLog, SourceRecord, content_digest
 from msk_kinesis_sink.encoding import envelope_bytes, partition_key_for
@@ -141,3 +144,40 @@ def test_audit_without_replay_knowledge_counts_the_caveat_as_out_of_order() -> N
     # WHEN audited / THEN the late record is out of order: nothing is explained by default
     report = audit(_source([first, dead, last]), stream)
     assert (report.out_of_order, report.out_of_order_replayed, report.replayed) == (1, 0, 0)
+
+
+# (offset, written after the replay began) per copy in the stream, in read order.
+_copies = st.lists(st.tuples(st.integers(0, 5), st.booleans()), max_size=25)
+
+
+@given(copies=_copies, replayed_offsets=st.frozensets(st.integers(0, 5)))
+def test_audit_replay_knowledge_only_moves_records_from_out_of_order_to_the_caveat(
+    copies: list[tuple[int, bool]], replayed_offsets: frozenset[int]
+) -> None:
+    # GIVEN any stream of copies of records 0-5 (each offset has one key: offset parity), some
+    # written before the replay began and some after, and any set of replayed records
+    def record(offset: int) -> KafkaRecord:
+        return _keyed(offset, b"kj"[offset % 2 : offset % 2 + 1])
+
+    source = _source([record(offset) for offset in range(6)])
+    stream = _stream(
+        *((record(offset), _REPLAY_WROTE if late else _SINK_WROTE) for offset, late in copies)
+    )
+    replayed = Replayed(frozenset(("t", 0, o) for o in replayed_offsets), REPLAY_STARTS_MS)
+
+    # WHEN audited without and with knowing of the replay
+    plain = audit(source, stream)
+    told = audit(source, stream, replayed=replayed)
+
+    # THEN knowing only moves records from out_of_order to out_of_order_replayed, never more
+    # than were replayed, and nothing else changes
+    assert told.out_of_order + told.out_of_order_replayed == plain.out_of_order
+    assert told.out_of_order_replayed <= told.replayed <= len(replayed_offsets)
+    assert (told.lost, told.delivered, told.duplicates) == (
+        plain.lost,
+        plain.delivered,
+        plain.duplicates,
+    )
+    # AND a replay that wrote nothing explains nothing
+    if not any(late for _, late in copies):
+        assert told.out_of_order_replayed == 0
