@@ -514,11 +514,16 @@ def _stream_line(prefix: str, report: AuditReport) -> str:
     )
 
 
-def _replay_lines(replay: ReplayReport, dead_lettered: int, records: int) -> list[str]:
+def _dead_letter_line(replay: ReplayReport, dead_lettered: int) -> str:
+    return (
+        f"dead       {dead_lettered} records dead-lettered to {replay.dead_letter_where} (a log"
+        " line each: topic, partition, offset, size, reason)"
+    )
+
+
+def _replay_lines(replay: ReplayReport, records: int) -> list[str]:
     dry, applied = replay.result.dry_run, replay.result.applied
     return [
-        f"dead       {dead_lettered} records dead-lettered to {replay.dead_letter_where} (a log"
-        " line each: topic, partition, offset, size, reason)",
         f"before     {replay.missing_before} of {records} records not in the stream before the"
         " replay",
         f"replay     dry run: objects={dry.get('objects')} records={dry.get('records')}"
@@ -563,9 +568,10 @@ def report_text(
         f"{esm.crashes} crashes), max batch {esm.max_batch_records} records / "
         f"{esm.max_payload_bytes / 1e6:.2f} MB, least time left {esm.least_time_left_ms} ms",
         f"faults     {proxy.summary()}",
+        *([] if replay is None else [_dead_letter_line(replay, dead_lettered)]),
         f"discarded  {esm.records_discarded} records ({discarded_docs} on-failure documents in "
         f"{discarded_where or workdir / 'on-failure'})",
-        *([] if replay is None else _replay_lines(replay, dead_lettered, report.records)),
+        *([] if replay is None else _replay_lines(replay, report.records)),
         *(
             [_stream_line(f"{name}: ", r) for name, r in streams.items()]
             if streams

@@ -131,10 +131,8 @@ def run_replay(
 def _replay(argv: list[str], env: Mapping[str, str], log: TextIO) -> tuple[int, dict[str, str]]:
     out, err = io.StringIO(), io.StringIO()
     status = replay_main(argv, env, stdout=out, stderr=err)
-    log.write(
-        f"$ python -m msk_kinesis_sink.replay {' '.join(argv)}\n{out.getvalue()}{err.getvalue()}"
-    )
-    log.write(f"(exit status {status})\n\n")
+    command = " ".join(["python -m msk_kinesis_sink.replay", *argv])
+    log.write(f"$ {command}\n{out.getvalue()}{err.getvalue()}(exit status {status})\n\n")
     lines = out.getvalue().strip().splitlines()
     summary = dict(item.split("=", 1) for item in lines[-1].split() if "=" in item) if lines else {}
     return status, summary
