@@ -262,15 +262,7 @@ def main(argv: list[str] | None = None, environ: Mapping[str, str] | None = None
         return 2
     signal.signal(signal.SIGTERM, _raise_interrupt)
     workdir: Path = args.workdir
-    logs = workdir / "logs"
-    # Each run starts clean: the report counts this run's on-failure documents only.
-    shutil.rmtree(workdir / "on-failure", ignore_errors=True)
-    logs.mkdir(parents=True, exist_ok=True)
-    # The emulator's and the functions' processes log into one file, all appending to it.
-    (logs / "function.log").write_text("")
-    handler = logging.FileHandler(logs / "function.log", mode="a")
-    handler.setFormatter(ExtrasFormatter(LOG_FORMAT))
-    logging.basicConfig(level=logging.INFO, handlers=[handler], force=True)
+    logs = _start_logs(workdir)
     spec: FaultSpec = args.faults
     if spec.seed == 0:
         spec = dataclasses.replace(spec, seed=args.seed)
@@ -297,19 +289,9 @@ def main(argv: list[str] | None = None, environ: Mapping[str, str] | None = None
                 spec, poison=(*spec.poison, poison_key(_workloads(args, lanes)[TOPIC]))
             )
         delivery = _deliver(stack, args, environ, servers, spec, sources, workdir)
-        replay: ReplayResult | None = None
-        missing_before = 0
-        if scenario.replay_env is not None:
-            assert servers.s3 is not None and servers.bucket is not None
-            missing_before = _audit(servers, lanes, sources)[STREAM].lost
-            replay = run_replay(
-                {**delivery.env, **scenario.replay_env, **_direct(servers.kinesalite)},
-                s3=s3_client(servers.s3.endpoint),
-                bucket=servers.bucket,
-                log_path=logs / "replay.log",
-            )
+        story = _replay(scenario, servers, delivery, sources, logs)
         audit_started = time.monotonic()
-        reports = _audit(servers, lanes, sources, None if replay is None else replay.replayed)
+        reports = _audit(servers, lanes, sources, None if story is None else story.replayed)
         audit_s = time.monotonic() - audit_started
         dead_lettered = _dead_letters(servers, delivery.env)
         discarded_docs = sum(1 for _ in delivery.destination.documents())
@@ -317,10 +299,6 @@ def main(argv: list[str] | None = None, environ: Mapping[str, str] | None = None
     total_s = time.monotonic() - started
     report = _total(reports.values())
     streams = reports if args.routes else {}
-    story = None
-    if replay is not None:
-        where = f"s3://{servers.bucket}/{_dead_letter_prefix(delivery.env)}"
-        story = ReplayReport(missing_before, replay, where)
     print(
         report_text(
             report=report,
@@ -341,6 +319,42 @@ def main(argv: list[str] | None = None, environ: Mapping[str, str] | None = None
         flush=True,
     )
     return 0 if _ok(report, delivery.esm, streams, story) else 1
+
+
+def _start_logs(workdir: Path) -> Path:
+    """The run's log folder, with the function log emptied and the root logger writing to it."""
+    logs = workdir / "logs"
+    # Each run starts clean: the report counts this run's on-failure documents only.
+    shutil.rmtree(workdir / "on-failure", ignore_errors=True)
+    logs.mkdir(parents=True, exist_ok=True)
+    # The emulator's and the functions' processes log into one file, all appending to it.
+    (logs / "function.log").write_text("")
+    handler = logging.FileHandler(logs / "function.log", mode="a")
+    handler.setFormatter(ExtrasFormatter(LOG_FORMAT))
+    logging.basicConfig(level=logging.INFO, handlers=[handler], force=True)
+    return logs
+
+
+def _replay(
+    scenario: Scenario,
+    servers: _Servers,
+    delivery: _Delivery,
+    sources: Mapping[str, SourceLog],
+    logs: Path,
+) -> ReplayReport | None:
+    """The replay step of a story that has one: what is missing, then the replay command with
+    the story's settings, straight to kinesalite (around the fault proxy)."""
+    if scenario.replay_env is None or servers.s3 is None or servers.bucket is None:
+        return None
+    missing_before = _audit(servers, {TOPIC: STREAM}, sources)[STREAM].lost
+    result = run_replay(
+        {**delivery.env, **scenario.replay_env, **_direct(servers.kinesalite)},
+        s3=s3_client(servers.s3.endpoint),
+        bucket=servers.bucket,
+        log_path=logs / "replay.log",
+    )
+    where = f"s3://{servers.bucket}/{_dead_letter_prefix(delivery.env)}"
+    return ReplayReport(missing_before, result, where)
 
 
 def _workloads(args: argparse.Namespace, lanes: Mapping[str, str]) -> dict[str, WorkloadSpec]:
@@ -479,6 +493,10 @@ class ReplayReport:
     missing_before: int  # source records not in the stream before the replay
     result: ReplayResult
     dead_letter_where: str  # s3://bucket/prefix
+
+    @property
+    def replayed(self) -> Replayed:
+        return self.result.replayed
 
 
 def _ok(

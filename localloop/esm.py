@@ -67,6 +67,10 @@ class FunctionInitError(Exception):
     """The function could not be initialised: Lambda reports an init error for the invocation."""
 
 
+class FunctionRaisedError(Exception):
+    """The function raised in a process of its own (its traceback is in that process's log)."""
+
+
 class FunctionKilledError(Exception):
     """The function's process was killed before it answered: a crash, or its timeout."""
 
@@ -179,7 +183,7 @@ class EsmStats:
     records_invoked: int = 0  # records sent to the function, counting retries
     records_committed: int = 0
     records_discarded: int = 0
-    function_errors: int = 0  # the function raised or failed to initialise
+    function_errors: int = 0  # the function raised, failed to initialise or crashed
     init_errors: int = 0  # of which: the function failed to initialise
     timeouts: int = 0  # the function returned after its deadline, or was killed at it
     crashes: int = 0  # the function's process was killed mid-invocation (FAULTS crash=p)
@@ -405,6 +409,9 @@ class Poller:
         except FunctionKilledError as exc:
             log.warning("%s: the whole batch will be retried", exc)
             error = exc.kind
+        except FunctionRaisedError as exc:
+            log.warning("function raised (%s): the whole batch will be retried", exc)
+            error = "Unhandled"
         except Exception:
             log.exception("function raised: the whole batch will be retried")
             error = "Unhandled"

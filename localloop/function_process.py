@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import IO, Any, BinaryIO, Final
 
 from localloop.context import LambdaContext
-from localloop.esm import FunctionInitError, FunctionKilledError
+from localloop.esm import FunctionInitError, FunctionKilledError, FunctionRaisedError
 from localloop.logs import LOG_FORMAT, ExtrasFormatter
 
 # Lambda gives an environment's init phase 10 s; then the invocation fails with an init error.
@@ -49,10 +49,6 @@ _FRAME_HEADER: Final = struct.Struct(">I")
 _PR_SET_PDEATHSIG: Final = 1
 
 log = logging.getLogger("localloop.function")
-
-
-class FunctionRaisedError(Exception):
-    """The function raised during an invocation (its traceback is in the function's log)."""
 
 
 class CrashFault:

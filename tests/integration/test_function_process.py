@@ -12,8 +12,13 @@ import time
 import pytest
 
 from localloop.context import LambdaContext
-from localloop.esm import ExecutionEnvironment, FunctionInitError, FunctionKilledError
-from localloop.function_process import CrashFault, FunctionProcess, FunctionRaisedError
+from localloop.esm import (
+    ExecutionEnvironment,
+    FunctionInitError,
+    FunctionKilledError,
+    FunctionRaisedError,
+)
+from localloop.function_process import CrashFault, FunctionProcess
 from localloop.procs import wait_until
 from tests.process_functions import SLEEPER, function_processes_of
 
