@@ -33,6 +33,7 @@ from typing import IO, Any, BinaryIO, Final
 
 from localloop.context import LambdaContext
 from localloop.esm import FunctionInitError, FunctionKilledError, FunctionRaisedError
+from localloop.kinesis_local import REPO_ROOT
 from localloop.logs import LOG_FORMAT, ExtrasFormatter
 
 # Lambda gives an environment's init phase 10 s; then the invocation fails with an init error.
@@ -204,9 +205,10 @@ class FunctionProcess:
 
 
 def _child_environment() -> dict[str, str]:
-    """The emulator's environment, with its import path, so the child imports the same code."""
-    paths = [os.path.abspath(p or os.curdir) for p in sys.path if os.path.isdir(p or os.curdir)]
-    return {**os.environ, "PYTHONPATH": os.pathsep.join(dict.fromkeys(paths))}
+    """The emulator's environment, with the repository on the import path: the child imports
+    `localloop` wherever the emulator was started from."""
+    paths = [str(REPO_ROOT), *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(paths)}
 
 
 def _read_exactly(fd: int, size: int, deadline: float) -> bytes | None:

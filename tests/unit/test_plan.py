@@ -354,7 +354,7 @@ def test_main_bad_input_is_one_line_and_exit_2(
     assert captured.err.count("\n") == 1
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=80, deadline=None)
 @given(workloads)
 def test_plan_pollers_ceiling_is_the_planned_max_pollers(workload: Workload) -> None:
     # GIVEN any workload / WHEN it is planned
