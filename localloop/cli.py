@@ -90,7 +90,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--faults",
         type=_fault_spec,
         default=None,
-        help="put the fault proxy in front of --endpoint (a spec)",
+        help="put the fault proxy in front of --endpoint (a spec, docs/local-loop.md); crash=p"
+        " also kills the function's process in that share of invocations",
     )
     esm = parser.add_argument_group("event source mapping")
     esm.add_argument(
