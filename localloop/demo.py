@@ -405,8 +405,9 @@ def _deliver(
         batch_size=args.batch_size,
         batching_window_s=args.batching_window,
         function_timeout_s=args.function_timeout,
-        maximum_retry_attempts=scenario.maximum_retry_attempts,
     )
+    if scenario.maximum_retry_attempts is not None:
+        config = dataclasses.replace(config, maximum_retry_attempts=scenario.maximum_retry_attempts)
     local_s3 = None
     destination: FolderDestination | S3Destination
     if servers.s3 is not None and servers.bucket is not None:

@@ -38,8 +38,8 @@ class Scenario:
     # The function's settings for the run, over the demo's (a `make` variable of the same name,
     # such as MAX_RECORD_BYTES, wins over these).
     function_env: Mapping[str, str] = field(default_factory=dict)
-    # The mapping's MaximumRetryAttempts (-1: Lambda's default, 10 with a destination).
-    maximum_retry_attempts: int = -1
+    # The mapping's MaximumRetryAttempts for the story; None leaves the mapping's own.
+    maximum_retry_attempts: int | None = None
     # A local S3 (moto) holds the dead-letter bucket and the mapping's on-failure destination;
     # without it, the destination is a folder and the function has no dead-letter bucket.
     local_s3: bool = False
