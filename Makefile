@@ -16,6 +16,15 @@ WHEELHOUSE := .build/wheelhouse
 
 .PHONY: help install test unit lint format demo synth deploy diff bench audit replay plan clean
 
+# make exits 2 whenever a recipe fails, whatever the command's own status (0: all good,
+# 1: a failed check, 2: bad input). These targets say the status and what it means; scripts and CI
+# that must tell "lost data" from "bad input" run the command itself (README, "Exit status").
+exit_status = { status=$$?; echo "make $@: exited $$status ($(EXIT_$@))" >&2; exit $$status; }
+EXIT_demo := 1: records lost, out of order, corrupted or discarded; 2: an option or setting it can't use
+EXIT_audit := 1: records lost, out of order or corrupted; 2: an option, broker, topic or stream it can't use
+EXIT_replay := 1: records not delivered, objects unreadable or not moved; 2: bad arguments or settings, or an AWS error before sending
+EXIT_plan := 1: the target is out of reach; 2: a bad option
+
 help: ## List targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
 
@@ -54,17 +63,17 @@ format: install ## Apply ruff fixes and formatting
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-demo: install ## Run the local loop: broker + kinesalite + ESM emulator + faults, then verify (FAULTS=, RECORDS=)
-	$(PY) -m localloop.demo $(DEMO_ARGS)
+demo: install ## Run the local loop: broker + kinesalite + ESM (event source mapping) emulator + faults, then verify (FAULTS=, RECORDS=, DEMO_ARGS=--replay)
+	@$(PY) -m localloop.demo $(DEMO_ARGS) || $(exit_status)
 
 audit: install ## Verify a stream against a topic: AUDIT_ARGS="--bootstrap H:P --topic T --stream S [--endpoint URL]"
-	$(PY) -m localloop.audit $(AUDIT_ARGS)
+	@$(PY) -m localloop.audit $(AUDIT_ARGS) || $(exit_status)
 
 replay: install ## Replay dead letters and discarded batches, a dry run unless --apply (REPLAY_ARGS="--function NAME --apply")
-	$(PY) -m msk_kinesis_sink.replay $(REPLAY_ARGS)
+	@$(PY) -m msk_kinesis_sink.replay $(REPLAY_ARGS) || $(exit_status)
 
-plan: $(VENV)/.editable ## Capacity plan for a target (PLAN_ARGS="--mb-per-s 20 --record-bytes 2000 --partitions 24 --key-skew 0.3"); docs/scaling.md
-	@$(PY) -m infra.plan $(PLAN_ARGS)
+plan: $(VENV)/.editable ## Capacity plan for a target (PLAN_ARGS="--mb-per-s 20 --record-bytes 2000 --partitions 24 --key-skew 0.02"); docs/scaling.md
+	@$(PY) -m infra.plan $(PLAN_ARGS) || $(exit_status)
 
 synth: install ## cdk synth offline into cdk.out/ (or CDK_OUT=dir), then report what it built (CDK_ARGS="-c k=v")
 	$(CDK) synth $(CDK_FLAGS) --quiet --output $(CDK_OUT) $(CDK_ARGS)

@@ -1,7 +1,10 @@
 """`make bench`: every system on the same records and endpoints, one table, one JSON file.
 
 python -m bench.run [--workloads W1,W2] [--endpoints stub,stub15] [--systems handler,bound]
-                    [--repeat 3] [--out bench/results/latest.json]   (and its chart, latest.png)
+                    [--repeat 3] [--out FILE.json]   (and its chart, FILE.png)
+
+A full run (every workload, endpoint and system, at least 3 repetitions) writes the committed
+bench/results/latest.json; a run of a subset writes bench/results/partial/latest.json.
 
 W1-W6 run on kinesalite, stub and stub15; W7 (the harness shape) runs on kinesalite20 and
 kinesalite20-faults, where each run gets a fresh fault proxy and its stream is audited afterwards.
@@ -37,6 +40,9 @@ from msk_kinesis_sink.settings import RecordFormat
 
 ROOT: Final = ep.ROOT
 DEFAULT_OUT: Final = ROOT / "bench" / "results" / "latest.json"
+# Where a run of a subset goes (ignored by git): the committed results are a full run's only.
+PARTIAL_OUT: Final = ROOT / "bench" / "results" / "partial" / "latest.json"
+DEFAULT_REPEAT: Final = 3
 ENDPOINTS: Final = ("kinesalite", "stub", "stub15", *ep.PROXIED)
 IMPORT_SAMPLES: Final = 7
 _RUN_TIMEOUT_S: Final = 300
@@ -73,6 +79,22 @@ def plan(
                 and (system != "handler-routes" or workload in ROUTING_WORKLOADS)
             )
     return runs
+
+
+def results_path(out: Path | None, runs: list[tuple[str, str, str]], repeat: int) -> Path:
+    """Where a run's results go: the committed results only from a full run (every workload,
+    endpoint and system, at the default repetitions or more); a partial run writes PARTIAL_OUT,
+    or any --out but the committed file."""
+    everything = plan(list(WORKLOADS), list(ENDPOINTS), list(SYSTEMS))
+    full = set(runs) == set(everything) and repeat >= DEFAULT_REPEAT
+    if out is None:
+        return DEFAULT_OUT if full else PARTIAL_OUT
+    if not full and out.resolve() == DEFAULT_OUT.resolve():
+        raise SystemExit(
+            f"a partial run does not replace {DEFAULT_OUT.relative_to(ROOT)} (the committed"
+            " results of a full run): leave out --out, or name another file"
+        )
+    return out
 
 
 def _worker_env(endpoint: ep.Endpoint) -> dict[str, str]:
@@ -236,16 +258,23 @@ def main(argv: list[str]) -> int:
     parser.add_argument(
         "--repeat",
         type=int,
-        default=3,
+        default=DEFAULT_REPEAT,
         help="repetitions per run (median kept); for W7, rounds of all its runs",
     )
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="results file (default: bench/results/latest.json for a full run,"
+        " bench/results/partial/latest.json for a subset)",
+    )
     args = parser.parse_args(argv)
     workloads = _csv(args.workloads, list(WORKLOADS))
     endpoint_names = _csv(args.endpoints, ENDPOINTS)
     systems = _csv(args.systems, SYSTEMS)
 
     todo = plan(workloads, endpoint_names, systems)
+    out = results_path(args.out, todo, args.repeat)
     if not todo:
         raise SystemExit(
             "nothing to run: W7 runs only on kinesalite20 / kinesalite20-faults, W1-W6 only on"
@@ -295,11 +324,11 @@ def main(argv: list[str]) -> int:
         "machine": {**machine(), "load_1m": [round(load_before, 2), round(os.getloadavg()[0], 2)]},
         "elapsed_s": round(time.monotonic() - started, 1),
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = args.out.with_suffix(".json.tmp")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(document, indent=1) + "\n")
-    tmp.replace(args.out)
-    chart = draw(document, args.out.with_suffix(".png"))
+    tmp.replace(out)
+    chart = draw(document, out.with_suffix(".png"))
 
     print()
     print(table(runs))
@@ -316,7 +345,7 @@ def main(argv: list[str]) -> int:
         f"\nmachine: {mach['cpu']}, {mach['cores']} cores, Python {mach['python']};"
         f" load average (1 min) {mach['load_1m'][0]} at start, {mach['load_1m'][1]} at end"
     )
-    print(f"wrote {args.out} in {document['elapsed_s']} s, and its chart {chart}")
+    print(f"wrote {out} in {document['elapsed_s']} s, and its chart {chart}")
     return 0
 
 

@@ -1,6 +1,6 @@
 """Capacity planner: from a target throughput to pollers, batches, shards and function size.
 
-`make plan PLAN_ARGS="--mb-per-s 20 --record-bytes 2000 --partitions 24 --key-skew 0.3"`, or
+`make plan PLAN_ARGS="--mb-per-s 20 --record-bytes 2000 --partitions 24 --key-skew 0.02"`, or
 `python -m infra.plan --help`. Pure (no AWS call): `plan(Workload)` returns a `Plan`, and
 `deployment_warnings(SinkConfig)` says which deployed settings can't help. docs/scaling.md
 explains every limit, with its number and the AWS page it comes from; the model is:
@@ -29,7 +29,7 @@ import math
 import sys
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Final
+from typing import Any, Final
 
 from infra.config import SinkConfig, StreamMode
 from msk_kinesis_sink.limits import (
@@ -70,6 +70,10 @@ ENVELOPE_OVERHEAD: Final = 150
 # Below this many seconds to fill a batch, waiting for one buys nothing: the next batch of a
 # partition gathers while the current one is written.
 FILL_WITHOUT_WINDOW_S: Final = 1.0
+
+
+# The example `make help`, the README and docs/scaling.md show (a reachable target).
+EXAMPLE_ARGS: Final = "--mb-per-s 20 --record-bytes 2000 --partitions 24 --key-skew 0.02"
 
 
 class PlanError(ValueError):
@@ -235,12 +239,14 @@ def plan(workload: Workload) -> Plan:
     memory = _memory_for(workload)
     batch = batch_size_for(workload, memory)
     duration = batch_seconds(workload, batch, memory)
-    limits = _limits(workload, batch, duration)
     concurrency = min(
         workload.partitions, max(1, math.ceil(workload.records_per_s * duration / batch))
     )
-    min_pollers = _min_pollers(workload, concurrency)
-    max_pollers = min(workload.partitions, MAX_MAX_POLLERS, max(min_pollers, 2 * min_pollers))
+    needed = _pollers_needed(workload, concurrency)
+    min_pollers = max(1, min(workload.partitions, MAX_MIN_POLLERS, needed))
+    max_pollers = min(workload.partitions, MAX_MAX_POLLERS, max(2 * min_pollers, needed))
+    # The ceilings are this plan's: its pollers, its batch.
+    limits = _limits(workload, batch, duration, max_pollers)
     shards = shards_for(workload)
     kinesis_bytes = workload.records_per_s * workload.kinesis_bytes_per_record
     mode = StreamMode.ON_DEMAND if fits_on_demand_start(workload) else StreamMode.PROVISIONED
@@ -263,10 +269,12 @@ def plan(workload: Workload) -> Plan:
     )
 
 
-def _min_pollers(workload: Workload, concurrency: int) -> int:
+def _pollers_needed(workload: Workload, concurrency: int) -> int:
+    """Pollers for the target's bytes (at `utilization` of 5 MB/s) and its invocations in
+    flight (5 each), before AWS's and the partitions' caps."""
     by_bytes = math.ceil(workload.bytes_per_s / (POLLER_BYTES_PER_S * workload.utilization))
     by_invocations = math.ceil(concurrency / POLLER_INVOCATIONS)
-    return max(1, min(workload.partitions, MAX_MIN_POLLERS, max(by_bytes, by_invocations)))
+    return max(by_bytes, by_invocations)
 
 
 def shards_for(workload: Workload) -> int:
@@ -303,24 +311,28 @@ def _memory_for(workload: Workload) -> int:
     for memory in MEMORY_CHOICES:
         batch = batch_size_for(workload, memory)
         duration = batch_seconds(workload, batch, memory)
-        if min(limit.max_mb_per_s for limit in _limits(workload, batch, duration)) >= (
+        # Pollers don't depend on memory: as many as may help (one per partition).
+        pollers = min(workload.partitions, MAX_MAX_POLLERS)
+        if min(limit.max_mb_per_s for limit in _limits(workload, batch, duration, pollers)) >= (
             workload.mb_per_s
         ):
             return memory
     return MEMORY_CHOICES[-1]
 
 
-def _limits(workload: Workload, batch: int, duration: float) -> tuple[StageLimit, ...]:
+def _limits(
+    workload: Workload, batch: int, duration: float, pollers: int
+) -> tuple[StageLimit, ...]:
+    """Each stage's ceiling with `pollers` pollers (maxPollers) and batches of `batch`."""
     to_mb = workload.record_bytes / workload.kinesis_bytes_per_record / MB  # Kinesis -> Kafka MB
     skew = workload.key_skew
     hot_share = workload.hot_partition_share
-    pollers = min(workload.partitions, MAX_MAX_POLLERS)
     limits = [
         StageLimit(
             "pollers",
             min(pollers * POLLER_BYTES_PER_S, POLLER_BYTES_PER_S / hot_share) / MB,
-            f"{pollers:,} pollers (at most one per partition) x 5 MB/s; the busiest partition"
-            f" ({hot_share:.0%} of the traffic) has one poller",
+            f"maxPollers={pollers:,} x 5 MB/s (at most one poller per partition); the busiest"
+            f" partition ({hot_share:.0%} of the traffic) has one poller",
             "Lambda: Low latency processing for Kafka event sources; Event poller scaling modes",
         ),
         StageLimit(
@@ -550,29 +562,74 @@ def render(result: Plan) -> str:
 
 
 class _Parser(argparse.ArgumentParser):
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(formatter_class=_DefaultsHelp, **kwargs)
+
     def error(self, message: str) -> None:  # type: ignore[override]
         # One line, no usage block: the message names the option.
         raise PlanError(message)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def _parser() -> _Parser:
     parser = _Parser(
         prog="make plan PLAN_ARGS=...",
-        description="Plan pollers, batches, shards and function size for a target throughput.",
+        description="Plan pollers, batches, shards and function size for a target throughput"
+        " (docs/scaling.md). Exit status 0: the target is reachable; 1: it is out of reach (the"
+        " plan says which stage bounds it); 2: a bad option.",
+        epilog=f'example: make plan PLAN_ARGS="{EXAMPLE_ARGS}"',
     )
-    parser.add_argument("--mb-per-s", type=float, required=True, help="target, MB/s of records")
-    parser.add_argument("--record-bytes", type=int, required=True, help="average key + value")
-    parser.add_argument("--partitions", type=int, required=True, help="the topic's partitions")
-    parser.add_argument("--key-skew", type=float, default=0.0, help="hottest key's share, 0-1")
-    parser.add_argument("--format", choices=[f.value for f in RecordFormat], default="raw")
-    parser.add_argument("--aggregation", choices=["on", "off"], default="on")
-    parser.add_argument("--rtt-ms", type=float, default=20.0, help="PutRecords round trip")
-    parser.add_argument("--max-concurrency", type=int, default=8, help="MAX_CONCURRENCY")
-    parser.add_argument("--partition-key-bytes", type=int, default=16)
-    parser.add_argument("--utilization", type=float, default=0.8, help="share of each limit")
-    parser.add_argument("--cpu-us-per-record", type=float, default=CPU_US_PER_RECORD)
-    parser.add_argument("--timeout-s", type=int, default=120, help="functionTimeoutSeconds")
-    parser.add_argument("--json", action="store_true", help="print the plan as JSON")
+    required = parser.add_argument_group("the target (required)")
+    required.add_argument(
+        "--mb-per-s", type=float, required=True, help="MB/s of Kafka records (key + value)"
+    )
+    required.add_argument(
+        "--record-bytes", type=int, required=True, help="average record size, key + value"
+    )
+    required.add_argument("--partitions", type=int, required=True, help="the topic's partitions")
+    option = parser.add_argument
+    option("--key-skew", type=float, default=0.0, help="hottest key's share of the traffic, 0-1")
+    option(
+        "--format",
+        choices=[f.value for f in RecordFormat],
+        default="raw",
+        help="the function's RECORD_FORMAT",
+    )
+    option("--aggregation", choices=["on", "off"], default="on", help="the function's AGGREGATION")
+    option("--rtt-ms", type=float, default=20.0, help="one PutRecords round trip, ms")
+    option("--max-concurrency", type=int, default=8, help="the function's MAX_CONCURRENCY")
+    option("--partition-key-bytes", type=int, default=16, help="average partition key length")
+    option("--utilization", type=float, default=0.8, help="share of each stage's limit to plan to")
+    option(
+        "--cpu-us-per-record",
+        type=float,
+        default=CPU_US_PER_RECORD,
+        help="the function's CPU per record at one vCPU (make bench measures it)",
+    )
+    option(
+        "--timeout-s", type=int, default=120, help="the function's timeout (functionTimeoutSeconds)"
+    )
+    option("--json", action="store_true", help="print the plan as JSON")
+    return parser
+
+
+class _DefaultsHelp(argparse.HelpFormatter):
+    """Every option's help ends with its default (required ones have none)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        default = action.default
+        if action.required or default in (None, argparse.SUPPRESS) or isinstance(default, bool):
+            return text
+        return f"{text} (default: %(default)s)"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """0: the plan reaches the target; 1: it is out of reach; 2: bad input (one line)."""
+    parser = _parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if not argv:  # `make plan` alone: what it takes, rather than a one-line complaint
+        parser.print_help(sys.stderr)
+        return 2
     try:
         args = parser.parse_args(argv)
         workload = Workload(
@@ -600,7 +657,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(json.dumps(document, indent=2))
     else:
         print(render(result))
-    return 0
+    return 0 if result.reachable else 1
 
 
 if __name__ == "__main__":

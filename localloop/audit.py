@@ -8,24 +8,41 @@ a consumer that drops every record whose offset is at or below the highest offse
 seen for that key must receive every source record exactly once and in Kafka order. The auditor
 applies that rule to each shard in sequence order (parents before children) and counts what is
 lost, what arrives out of order, what is duplicated, corrupted, or foreign to the source.
+
+After a replay (docs/replay.md), records the replay put back arrive after newer records of their
+keys, and the rule drops them: the documented ordering caveat. Told what was replayed and when the
+replay began, the auditor counts such a record as `out_of_order_replayed` instead of
+`out_of_order` only when (1) the rule drops every copy of it, (2) the replay delivered it, and
+(3) every copy of it in the stream arrived after the replay began, so the sink never wrote it out
+of order. Any other record the rule drops is `out_of_order`, and fails the audit.
 """
 
 from __future__ import annotations
 
 import argparse
 import base64
+import os
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, fields
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Final
 
+from localloop.broker import BrokerUnreachableError, quiet_client_logs
 from localloop.kinesis_local import DEFAULT_REGION, kinesis_client
+from localloop.procs import ProcessFailedError
 from localloop.workload import SourceLog, content_digest, read_topic
 from msk_kinesis_sink.aggregation import deaggregate
+from msk_kinesis_sink.aws.classify import SDK_ERRORS, describe_error
 from msk_kinesis_sink.consumer import Envelope, OffsetDeduplicator
-from msk_kinesis_sink.errors import MalformedAggregateError, MalformedEnvelopeError
+from msk_kinesis_sink.errors import (
+    MalformedAggregateError,
+    MalformedEnvelopeError,
+    ReplayError,
+    UnreadableObjectError,
+)
 
 if TYPE_CHECKING:
     from mypy_boto3_kinesis import KinesisClient
@@ -44,6 +61,17 @@ class StreamRecord:
     # The Kinesis record's partition key: the consumer rule's key, whatever PARTITION_KEY was
     # (None: group by the envelope's Kafka key, which a header-keyed envelope refuses).
     partition_key: str | None = None
+    # ApproximateArrivalTimestamp, epoch milliseconds (None: unknown, taken as before a replay).
+    arrival_ms: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Replayed:
+    """What a replay put back: its records, and when it began sending them."""
+
+    records: frozenset[tuple[str, int, int]]  # (topic, partition, offset)
+    # A stream record that arrived at or after this time (epoch ms) is counted as the replay's.
+    started_ms: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +90,10 @@ class AuditReport:
     keys: int
     partitions: int
     shards: int
+    replayed: int = 0  # source records the replay put back
+    # Dropped by the rule only because the replay put them back after newer records of their
+    # keys (the ordering caveat): not counted in `out_of_order`.
+    out_of_order_replayed: int = 0
 
     @property
     def ok(self) -> bool:
@@ -120,7 +152,11 @@ def read_stream(
                 for data in _user_records(record["Data"]):
                     records.append(
                         StreamRecord(
-                            shard_id, record["SequenceNumber"], data, record["PartitionKey"]
+                            shard_id,
+                            record["SequenceNumber"],
+                            data,
+                            record["PartitionKey"],
+                            record["ApproximateArrivalTimestamp"].timestamp() * 1000,
                         )
                     )
             if on_progress is not None and page["Records"]:
@@ -156,8 +192,13 @@ def _unb64(value: str | None) -> bytes | None:
     return None if value is None else base64.b64decode(value)
 
 
-def audit(source: SourceLog, stream_records: list[StreamRecord], shards: int = 0) -> AuditReport:
-    """Check the stream (in the order read) against the source."""
+def audit(
+    source: SourceLog,
+    stream_records: list[StreamRecord],
+    shards: int = 0,
+    replayed: Replayed | None = None,
+) -> AuditReport:
+    """Check the stream (in the order read) against the source (and what a replay put back)."""
     index = {
         (r.topic, r.partition, r.offset): r for records in source.by_tp.values() for r in records
     }
@@ -168,6 +209,8 @@ def audit(source: SourceLog, stream_records: list[StreamRecord], shards: int = 0
 
     seen: Counter[tuple[str, int, int]] = Counter()
     corrupted: set[tuple[str, int, int]] = set()
+    # Records with a copy the replay did not write (it arrived before the replay began).
+    written_before_replay: set[tuple[str, int, int]] = set()
     accepted: dict[tuple[str, int, str | None], list[int]] = {}
     dedup = OffsetDeduplicator()
     unexpected = undecodable = 0
@@ -183,6 +226,12 @@ def audit(source: SourceLog, stream_records: list[StreamRecord], shards: int = 0
             unexpected += 1
             continue
         seen[record_id] += 1
+        if (
+            replayed is None
+            or stream_record.arrival_ms is None
+            or stream_record.arrival_ms < replayed.started_ms
+        ):
+            written_before_replay.add(record_id)
         headers = [(name, _unb64(value)) for name, value in envelope.headers]
         if envelope.key != _b64(original.key) or original.digest != content_digest(
             _unb64(envelope.value), headers
@@ -192,11 +241,18 @@ def audit(source: SourceLog, stream_records: list[StreamRecord], shards: int = 0
             accepted.setdefault(envelope.ordering_key, []).append(envelope.offset)
 
     lost = sum(1 for record_id in index if seen[record_id] == 0)
-    out_of_order = 0
+    put_back = replayed.records & index.keys() if replayed is not None else frozenset()
+    out_of_order = out_of_order_replayed = 0
     for key, offsets in expected.items():
-        present = [o for o in offsets if seen[(key[0], key[1], o)]]
         got = set(accepted.get(key, ()))
-        out_of_order += sum(1 for o in present if o not in got)
+        for offset in offsets:
+            record_id = (key[0], key[1], offset)
+            if not seen[record_id] or offset in got:
+                continue
+            if record_id in put_back and record_id not in written_before_replay:
+                out_of_order_replayed += 1
+            else:
+                out_of_order += 1
     return AuditReport(
         records=len(index),
         stream_records=len(stream_records),
@@ -210,14 +266,55 @@ def audit(source: SourceLog, stream_records: list[StreamRecord], shards: int = 0
         keys=len(expected),
         partitions=len(source.by_tp),
         shards=shards,
+        replayed=len(put_back),
+        out_of_order_replayed=out_of_order_replayed,
     )
 
 
-def main(argv: list[str] | None = None) -> int:
+# Where docs/replay.md explains why replayed records arrive after newer records of their keys.
+ORDERING_CAVEAT: Final = "docs/replay.md#the-ordering-caveat"
+
+
+def replayed_records(bodies: Iterable[tuple[str, bytes]]) -> frozenset[tuple[str, int, int]]:
+    """(topic, partition, offset) of every record held by the objects a replay moved under
+    `replayed/` (dead letters and on-failure batches), given as (key, body)."""
+    from msk_kinesis_sink.replay.objects import parse_object
+
+    return frozenset(
+        (record.topic, record.partition, record.offset)
+        for key, body in bodies
+        for record in parse_object(key, body).records
+    )
+
+
+def caveat_note(report: AuditReport) -> str | None:
+    """One line on the replayed records the rule drops, or None when there are none."""
+    if not report.out_of_order_replayed:
+        return None
+    return (
+        f"note: {report.out_of_order_replayed} replayed record(s) arrived after newer records of"
+        f" their keys and the offset rule drops them: the ordering caveat, {ORDERING_CAVEAT}"
+    )
+
+
+def _replayed_in_bucket(bucket: str, started_ms: float) -> Replayed:
+    """The records of the objects under `replayed/` in `bucket` (the operator's credentials;
+    AWS_ENDPOINT_URL_S3 for a local S3)."""
+    from msk_kinesis_sink.replay.aws_access import S3ObjectStore, operator_s3_client
+    from msk_kinesis_sink.replay.objects import REPLAYED_PREFIX
+
+    store = S3ObjectStore(operator_s3_client(os.environ), bucket)
+    keys = [stored.key for stored in store.list(REPLAYED_PREFIX)]
+    return Replayed(replayed_records((key, store.read(key)) for key in keys), started_ms)
+
+
+def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m localloop.audit",
         description="Read a Kinesis stream (envelope records) and verify it against a Kafka topic:"
-        " lost, out of order (under the consumer rule), duplicated, corrupted.",
+        " lost, out of order (under the consumer rule), duplicated, corrupted. Exit status 0: all"
+        " in order; 1: something lost, out of order or corrupted; 2: an option, a broker, a topic"
+        " or a stream it can't use.",
     )
     parser.add_argument("--stream", required=True, help="Kinesis stream name")
     parser.add_argument(
@@ -231,13 +328,54 @@ def main(argv: list[str] | None = None) -> int:
         required=True,
         help="source topic; repeat it for a stream that several topics are routed to",
     )
+    replay = parser.add_argument_group(
+        "after a replay", f"tell replayed records (the ordering caveat, {ORDERING_CAVEAT}) apart"
+    )
+    replay.add_argument(
+        "--replayed",
+        metavar="BUCKET",
+        help="the dead-letter bucket: its objects under replayed/ are what the replay delivered",
+    )
+    replay.add_argument(
+        "--replay-started",
+        metavar="WHEN",
+        help="when the replay began: an ISO 8601 time (UTC unless it names an offset) or an age"
+        " (30m); copies that arrived before it were written by the sink",
+    )
     args = parser.parse_args(argv)
+    if (args.replayed is None) != (args.replay_started is None):
+        parser.error("--replayed and --replay-started go together")
+    return args
 
-    source = read_topics(args.bootstrap, args.topic)
-    records, shards = read_stream(kinesis_client(args.endpoint, args.region), args.stream)
-    report = audit(source, records, shards)
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parse_args(argv)
+    quiet_client_logs("WARNING")
+    try:
+        replayed = None
+        if args.replayed is not None:
+            from msk_kinesis_sink.replay.cli import parse_when
+
+            started = parse_when(args.replay_started, datetime.now(UTC))
+            replayed = _replayed_in_bucket(args.replayed, started.timestamp() * 1000)
+        source = read_topics(args.bootstrap, args.topic)
+        records, shards = read_stream(kinesis_client(args.endpoint, args.region), args.stream)
+    except (BrokerUnreachableError, ProcessFailedError) as error:
+        print(f"audit: kafka: {error}", file=sys.stderr)
+        return 2
+    except (argparse.ArgumentTypeError, ReplayError, UnreadableObjectError) as error:
+        print(f"audit: {error}", file=sys.stderr)
+        return 2
+    except SDK_ERRORS as error:
+        code, message = describe_error(error)
+        print(f"audit: stream {args.stream}: {code}: {message}", file=sys.stderr)
+        return 2
+    report = audit(source, records, shards, replayed)
     for name, value in report.pairs():
-        print(f"  {name:<14} {value}")
+        print(f"  {name:<21} {value}")
+    note = caveat_note(report)
+    if note:
+        print(note)
     print(" ".join(f"{name}={value}" for name, value in report.pairs()) + f" ok={report.ok}")
     return 0 if report.ok else 1
 

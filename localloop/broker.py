@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import importlib.resources
+import logging
 import os
 import stat
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
+from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
@@ -23,6 +25,25 @@ from localloop.procs import (
 # Lets users run the loop against another tansu build without editing code.
 TANSU_BIN_ENV: Final = "LOCALLOOP_TANSU_BIN"
 _ADMIN_TIMEOUT_S: Final = 10.0
+# librdkafka's own log lines (an unreachable broker: one per connection attempt, every second)
+# go to this logger, never straight to stderr; commands keep it quiet unless asked for DEBUG,
+# and say what failed once, in their own words.
+LIBRDKAFKA_LOG: Final = logging.getLogger("localloop.librdkafka")
+LIBRDKAFKA_LOG.addHandler(logging.NullHandler())
+
+
+class BrokerUnreachableError(RuntimeError):
+    """No Kafka broker answered at the bootstrap address (the message names it)."""
+
+
+def client_config(bootstrap: str, **settings: Any) -> dict[str, Any]:
+    """librdkafka settings for every client of the local loop: its logs go to LIBRDKAFKA_LOG."""
+    return {"bootstrap.servers": bootstrap, "log_level": 3, "logger": LIBRDKAFKA_LOG, **settings}
+
+
+def quiet_client_logs(level: str) -> None:
+    """A command's log level for librdkafka's lines: shown at DEBUG only."""
+    LIBRDKAFKA_LOG.setLevel(logging.DEBUG if level.upper() == "DEBUG" else logging.CRITICAL)
 
 
 def tansu_binary() -> Path:
@@ -45,7 +66,7 @@ def tansu_binary() -> Path:
 
 
 def admin(bootstrap: str) -> AdminClient:
-    return AdminClient({"bootstrap.servers": bootstrap, "log_level": 3})
+    return AdminClient(client_config(bootstrap))
 
 
 def broker_ready(bootstrap: str) -> bool:
@@ -79,8 +100,16 @@ def create_topic(bootstrap: str, topic: str, partitions: int) -> None:
 
 
 def topic_partitions(bootstrap: str, topic: str) -> list[int]:
-    """The topic's partition ids, sorted; raises if the topic does not exist."""
-    meta = admin(bootstrap).list_topics(topic, timeout=_ADMIN_TIMEOUT_S).topics.get(topic)
+    """The topic's partition ids, sorted; raises if the topic does not exist, and
+    BrokerUnreachableError if no broker answers."""
+    try:
+        meta = admin(bootstrap).list_topics(topic, timeout=_ADMIN_TIMEOUT_S).topics.get(topic)
+    except KafkaException as exc:
+        error = exc.args[0] if exc.args else exc
+        reason = error.str() if hasattr(error, "str") else str(error)
+        raise BrokerUnreachableError(
+            f"no Kafka broker answered at {bootstrap} within {_ADMIN_TIMEOUT_S:.0f} s ({reason})"
+        ) from None
     if meta is None or meta.error is not None or not meta.partitions:
         raise ProcessFailedError(f"topic {topic!r} not found on the broker")
     return sorted(meta.partitions)

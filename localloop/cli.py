@@ -1,7 +1,10 @@
 """`python -m localloop`: run the ESM emulator against your own broker, topic and stream.
 
-The real sink runs in-process with your function settings (from the environment, or `--env`),
-invoked exactly as an MSK event source mapping would; optionally through the fault proxy.
+The real sink runs in a process of its own per poller, with your function settings (from the
+environment, or `--env`), invoked exactly as an MSK event source mapping would; optionally
+through the fault proxy, and with crashes (`--faults crash=0.1`). Exit status 0 when the run
+ends (the summary line says what happened); 2, in one line, for an option, a function setting,
+a broker or a topic it can't use.
 """
 
 from __future__ import annotations
@@ -11,10 +14,12 @@ import logging
 import os
 import signal
 import sys
+import threading
 from contextlib import ExitStack
 from pathlib import Path
 from types import FrameType
 
+from localloop.broker import BrokerUnreachableError, quiet_client_logs
 from localloop.destination import FolderDestination
 from localloop.esm import (
     DEFAULT_BATCH_SIZE,
@@ -24,10 +29,12 @@ from localloop.esm import (
 )
 from localloop.events import EVENT_SOURCE_MSK, EVENT_SOURCE_SELF_MANAGED
 from localloop.faults import FaultSpec, FaultSpecError
-from localloop.function import SinkFunction, check_function_env, sink_env
+from localloop.function import check_function_env, sink_env
+from localloop.function_process import CrashFault, FunctionProcess
 from localloop.kafka_source import STARTING_POSITIONS
 from localloop.kinesis_local import DEFAULT_REGION
 from localloop.mapping import EventSourceMapping
+from localloop.procs import ProcessFailedError
 from localloop.proxy import FaultProxy
 from msk_kinesis_sink.errors import ConfigurationError
 from msk_kinesis_sink.limits import MAX_BATCH_SIZE
@@ -83,7 +90,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--faults",
         type=_fault_spec,
         default=None,
-        help="put the fault proxy in front of --endpoint (a spec)",
+        help="put the fault proxy in front of --endpoint (a spec, docs/local-loop.md); crash=p"
+        " also kills the function's process in that share of invocations",
     )
     esm = parser.add_argument_group("event source mapping")
     esm.add_argument(
@@ -125,6 +133,7 @@ def _function_env(args: argparse.Namespace, endpoint: str | None) -> dict[str, s
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s %(name)s %(message)s")
+    quiet_client_logs(args.log_level)
     signal.signal(signal.SIGTERM, _raise_interrupt)
     if args.faults is not None and args.endpoint is None:
         print("--faults needs --endpoint (the proxy's upstream)", file=sys.stderr)
@@ -136,6 +145,14 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigurationError as error:
         print(f"configuration error: {error}", file=sys.stderr)
         return 2
+    try:
+        return _run(args)
+    except (BrokerUnreachableError, ProcessFailedError) as error:
+        print(f"kafka: {error}", file=sys.stderr)
+        return 2
+
+
+def _run(args: argparse.Namespace) -> int:
     with ExitStack() as stack:
         endpoint = args.endpoint
         if args.faults is not None:
@@ -162,10 +179,22 @@ def main(argv: list[str] | None = None) -> int:
             if args.on_failure_dir
             else None
         )
+        spec: FaultSpec | None = args.faults
+        crash = CrashFault(spec.crash, seed=spec.seed) if spec is not None and spec.crash else None
+        dead_lettered = _Counter()
+
+        def function_factory() -> FunctionProcess:
+            return FunctionProcess(
+                env,
+                crash=crash,
+                log_level=args.log_level,
+                on_stats=lambda stats: dead_lettered.add(stats["records_dead_lettered"]),
+            )
+
         mapping = EventSourceMapping(
             config,
             topics=args.topic,
-            function_factory=lambda: SinkFunction(env),
+            function_factory=function_factory,
             destination=destination,
             concurrency=args.concurrency,
             group_id=args.group_id,
@@ -180,9 +209,22 @@ def main(argv: list[str] | None = None) -> int:
             f"invocations={stats.invocations} records_committed={stats.records_committed}"
             f" records_discarded={stats.records_discarded} retries={stats.retries}"
             f" function_errors={stats.function_errors} timeouts={stats.timeouts}"
-            f" partial_failures={stats.partial_failures}"
+            f" crashes={stats.crashes} partial_failures={stats.partial_failures}"
+            f" dead_lettered={dead_lettered.total}"
         )
     return 0
+
+
+class _Counter:
+    """A total the pollers' threads add to."""
+
+    def __init__(self) -> None:
+        self.total = 0
+        self._lock = threading.Lock()
+
+    def add(self, count: int) -> None:
+        with self._lock:
+            self.total += count
 
 
 if __name__ == "__main__":

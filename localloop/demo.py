@@ -5,7 +5,10 @@ emulator invokes the real sink, which writes through the fault proxy; then the s
 and audited against the topic. The last line printed is one `key=value` summary line. Exit status 1
 if anything was lost, out of order, corrupted or discarded; 2, with one line saying why, for an
 option, variable or function setting it can't use. With `--routes`, two topics go to two streams
-by STREAM_ROUTES, and each stream is audited against its own topic.
+by STREAM_ROUTES, and each stream is audited against its own topic. With `--replay`, a small
+record limit dead-letters some records into a local S3 and the mapping discards one batch there
+too; the replay (`python -m msk_kinesis_sink.replay`) puts them back with the limit raised, and
+the audit tells the replayed records' documented ordering caveat apart from real reordering.
 """
 
 from __future__ import annotations
@@ -19,27 +22,41 @@ import shutil
 import signal
 import sys
 import time
+import uuid
 from collections.abc import Callable, Iterable, Mapping
 from contextlib import ExitStack
+from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 from typing import Final, NoReturn, TextIO
 
 from tqdm import tqdm
 
-from localloop.audit import AuditReport, audit, read_stream
+from localloop.audit import (
+    ORDERING_CAVEAT,
+    AuditReport,
+    Replayed,
+    audit,
+    read_stream,
+)
 from localloop.broker import TansuBroker, create_topic
-from localloop.destination import FolderDestination
+from localloop.destination import FolderDestination, S3Destination
 from localloop.esm import EsmConfig, EsmStats
 from localloop.failure_mode import cdk_context, read_failure_mode, with_failure_mode
 from localloop.faults import DEFAULT_DEMO_FAULTS, FaultSpec, FaultSpecError
-from localloop.function import SinkFunction, check_function_env, sink_env
-from localloop.kinesis_local import Kinesalite, create_stream, kinesis_client
+from localloop.function import check_function_env, sink_env
+from localloop.function_process import CrashFault, FunctionProcess
+from localloop.kinesis_local import DUMMY_CREDENTIALS, Kinesalite, create_stream, kinesis_client
+from localloop.local_s3 import MotoServer, s3_client
+from localloop.logs import LOG_FORMAT, ExtrasFormatter
 from localloop.mapping import EventSourceMapping
 from localloop.proxy import FaultProxy, ProxyStats
+from localloop.scenarios import PLAIN, REPLAY, ReplayResult, Scenario, poison_key, run_replay
 from localloop.workload import SourceLog, WorkloadSpec, produce
 from msk_kinesis_sink.errors import ConfigurationError
 from msk_kinesis_sink.limits import MAX_BATCH_SIZE
+from msk_kinesis_sink.replay.objects import REPLAYED_PREFIX
+from msk_kinesis_sink.settings import Settings
 
 DEFAULT_WORKDIR: Final = Path(".demo")
 # A topic name with both '.' and '-': `records` keys must never be split to find the partition.
@@ -50,6 +67,8 @@ ROUTED_LANES: Final = {TOPIC: STREAM, "payments.v1-events": "payments-mirror"}
 ROUTES: Final = "orders.*=orders-mirror,payments.*=payments-mirror"
 # Where the function's settings are checked before the fault proxy (and its port) exists.
 _NO_ENDPOINT_YET: Final = "http://127.0.0.1:9"
+# The function's settings `make demo` passes on from variables of the same name.
+_FUNCTION_VARIABLES: Final = ("KINESIS_TIMEOUT_SECONDS", "MAX_RECORD_BYTES")
 
 
 class DemoInputError(ValueError):
@@ -160,7 +179,15 @@ def _parse(argv: list[str] | None, environ: Mapping[str, str]) -> argparse.Names
         action="store_true",
         help=f"two topics into two streams by STREAM_ROUTES={ROUTES} (records split between them)",
     )
+    parser.add_argument(
+        "--replay",
+        action="store_true",
+        help="dead-letter and discard some records into a local S3, raise the limit, replay"
+        " them, audit (docs/replay.md)",
+    )
     args = parser.parse_args(argv)
+    if args.replay and args.routes:
+        raise DemoInputError("--replay and --routes are separate stories: give one of them")
     for dest, (variable, default, convert) in _ENV_INPUTS.items():
         given = getattr(args, dest)
         option = f"--{dest.replace('_', '-')}"
@@ -173,22 +200,39 @@ def _parse(argv: list[str] | None, environ: Mapping[str, str]) -> argparse.Names
             raise DemoInputError(f"{name}={raw!r} {error}") from None
     if args.aggregation is None:
         args.aggregation = environ.get("AGGREGATION")
+    if args.replay and args.failure_mode == "block":
+        raise DemoInputError(
+            "--replay needs failureMode=divert: its story discards a batch to the on-failure"
+            " destination, and with block that batch would be retried forever"
+        )
     return args
 
 
+def scenario_of(args: argparse.Namespace) -> Scenario:
+    return REPLAY if args.replay else PLAIN
+
+
 def function_env(
-    args: argparse.Namespace, environ: Mapping[str, str], endpoint: str
+    args: argparse.Namespace,
+    environ: Mapping[str, str],
+    endpoint: str,
+    s3: tuple[str, str] | None = None,
 ) -> dict[str, str]:
-    """The function's environment for this run; settings not given keep the function's defaults."""
+    """The function's environment for this run; settings not given keep the function's defaults.
+    `s3`: (endpoint, bucket) of the local dead-letter bucket, when the scenario has one."""
     extra = {
         "RECORD_FORMAT": "envelope",
         "POWERTOOLS_METRICS_NAMESPACE": "local",
-        "KINESIS_TIMEOUT_SECONDS": environ.get("KINESIS_TIMEOUT_SECONDS", "1"),
+        "KINESIS_TIMEOUT_SECONDS": "1",
+        **scenario_of(args).function_env,
     }
+    extra.update({name: environ[name] for name in _FUNCTION_VARIABLES if name in environ})
     if args.aggregation is not None:
         extra["AGGREGATION"] = args.aggregation
     if args.routes:
         extra["STREAM_ROUTES"] = ROUTES
+    if s3 is not None:
+        extra.update({"AWS_ENDPOINT_URL_S3": s3[0], "DEAD_LETTER_BUCKET": s3[1]})
     return sink_env(stream=None if args.routes else STREAM, endpoint=endpoint, extra=extra)
 
 
@@ -200,20 +244,29 @@ def progress(
     return tqdm(total=total, desc=desc, unit="rec", file=stream, disable=not stream.isatty())
 
 
-_STANDARD_ATTRS: Final = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
-
-
-class _ExtrasFormatter(logging.Formatter):
-    """Plain lines plus the structured fields passed as `extra=` (counts, offsets, timings)."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        extras = {k: v for k, v in vars(record).items() if k not in _STANDARD_ATTRS}
-        line = super().format(record)
-        return f"{line} {extras}" if extras else line
-
-
 def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt  # so every `with` block stops the process it started
+
+
+@dataclass(frozen=True, slots=True)
+class _Servers:
+    """The run's local services."""
+
+    broker: TansuBroker
+    kinesalite: Kinesalite
+    s3: MotoServer | None
+    bucket: str | None  # the dead-letter bucket, also the on-failure destination's
+
+
+@dataclass(frozen=True, slots=True)
+class _Delivery:
+    """What the loop delivered, before any replay."""
+
+    esm: EsmStats
+    proxy: ProxyStats
+    destination: FolderDestination | S3Destination
+    env: dict[str, str]  # the function's
+    seconds: float
 
 
 def main(argv: list[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
@@ -229,82 +282,39 @@ def main(argv: list[str] | None = None, environ: Mapping[str, str] | None = None
         return 2
     signal.signal(signal.SIGTERM, _raise_interrupt)
     workdir: Path = args.workdir
-    logs = workdir / "logs"
-    # Each run starts clean: the report counts this run's on-failure documents only.
-    shutil.rmtree(workdir / "on-failure", ignore_errors=True)
-    logs.mkdir(parents=True, exist_ok=True)
-    # The function logs one JSON line per invocation; keep them in a file, off the terminal.
-    handler = logging.FileHandler(logs / "function.log", mode="w")
-    handler.setFormatter(_ExtrasFormatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
-    logging.basicConfig(level=logging.INFO, handlers=[handler], force=True)
+    logs = _start_logs(workdir)
     spec: FaultSpec = args.faults
     if spec.seed == 0:
         spec = dataclasses.replace(spec, seed=args.seed)
     lanes = ROUTED_LANES if args.routes else {TOPIC: STREAM}
+    scenario = scenario_of(args)
     started = time.monotonic()
 
     with ExitStack() as stack:
-        broker = stack.enter_context(TansuBroker(log_path=logs / "tansu.log"))
-        kinesalite = stack.enter_context(Kinesalite(log_path=logs / "kinesalite.log"))
-        print(
-            f"broker   tansu at {broker.bootstrap} ({broker.startup_s:.1f} s)\n"
-            f"kinesis  kinesalite at {kinesalite.endpoint} ({kinesalite.startup_s:.1f} s)",
-            file=sys.stderr,
-        )
+        servers = _start_servers(stack, scenario, logs)
         for topic, stream in lanes.items():
-            create_topic(broker.bootstrap, topic, args.partitions)
-            create_stream(kinesis_client(kinesalite.endpoint), stream, args.shards)
+            create_topic(servers.broker.bootstrap, topic, args.partitions)
+            create_stream(kinesis_client(servers.kinesalite.endpoint), stream, args.shards)
 
         produce_started = time.monotonic()
         sources: dict[str, SourceLog] = {}
         with progress("produce ", args.records) as bar:
-            for index, topic in enumerate(lanes):
-                records = args.records // len(lanes) + (index < args.records % len(lanes))
-                workload = WorkloadSpec(
-                    records=records, partitions=args.partitions, seed=args.seed + index
+            for topic, workload in _workloads(args, lanes).items():
+                sources[topic] = produce(
+                    servers.broker.bootstrap, topic, workload, on_progress=bar.update
                 )
-                sources[topic] = produce(broker.bootstrap, topic, workload, on_progress=bar.update)
         produce_s = time.monotonic() - produce_started
-        end_offsets = {tp: end for s in sources.values() for tp, end in s.end_offsets().items()}
-
-        proxy = stack.enter_context(FaultProxy(kinesalite.endpoint, spec))
-        print(f"faults   {spec.describe()} (proxy at {proxy.endpoint})", file=sys.stderr)
-        # The mapping's retries, record age and destination, as the stack deploys cdk.json's.
-        config, diverts = with_failure_mode(
-            EsmConfig(
-                bootstrap_servers=broker.bootstrap,
-                batch_size=args.batch_size,
-                batching_window_s=args.batching_window,
-                function_timeout_s=args.function_timeout,
-            ),
-            {**cdk_context(), "failureMode": args.failure_mode},
-        )
-        env = function_env(args, environ, proxy.endpoint)
-        destination = FolderDestination(workdir / "on-failure", mapping_uuid=config.uuid)
-        esm_started = time.monotonic()
-        with progress("deliver ", sum(s.total for s in sources.values())) as bar:
-            mapping = EventSourceMapping(
-                config,
-                topics=list(lanes),
-                function_factory=lambda: SinkFunction(env),
-                destination=destination if diverts else None,
-                concurrency=args.concurrency,
-                on_progress=bar.update,
+        if scenario.poison_one_record:
+            spec = dataclasses.replace(
+                spec, poison=(*spec.poison, poison_key(_workloads(args, lanes)[TOPIC]))
             )
-            esm_stats = mapping.run(end_offsets=end_offsets)
-        esm_s = time.monotonic() - esm_started
-        proxy_stats = proxy.stats
-
+        delivery = _deliver(stack, args, environ, servers, spec, sources, workdir)
+        story = _replay(scenario, servers, delivery, sources, logs)
         audit_started = time.monotonic()
-        reports: dict[str, AuditReport] = {}
-        with progress("read    ") as bar:
-            for topic, stream in lanes.items():
-                stream_records, shards = read_stream(
-                    kinesis_client(kinesalite.endpoint), stream, on_progress=bar.update
-                )
-                # Each stream against its own topic: a record of the other one is `unexpected`.
-                reports[stream] = audit(sources[topic], stream_records, shards)
+        reports = _audit(servers, lanes, sources, None if story is None else story.replayed)
         audit_s = time.monotonic() - audit_started
+        dead_lettered = _dead_letters(servers, delivery.env)
+        discarded_docs = sum(1 for _ in delivery.destination.documents())
 
     total_s = time.monotonic() - started
     report = _total(reports.values())
@@ -313,19 +323,184 @@ def main(argv: list[str] | None = None, environ: Mapping[str, str] | None = None
         report_text(
             report=report,
             streams=streams,
-            esm=esm_stats,
-            proxy=proxy_stats,
+            esm=delivery.esm,
+            proxy=delivery.proxy,
             value_mb=sum(s.value_bytes for s in sources.values()) / 1e6,
             produce_s=produce_s,
-            esm_s=esm_s,
+            esm_s=delivery.seconds,
             audit_s=audit_s,
             total_s=total_s,
-            discarded_docs=sum(1 for _ in destination.documents()),
+            discarded_docs=discarded_docs,
+            discarded_where=f"s3://{servers.bucket}/aws/lambda/" if servers.bucket else None,
             workdir=workdir,
+            dead_lettered=dead_lettered,
+            replay=story,
         ),
         flush=True,
     )
-    return 0 if _ok(report, esm_stats, streams) else 1
+    return 0 if _ok(report, delivery.esm, streams, story) else 1
+
+
+def _start_logs(workdir: Path) -> Path:
+    """The run's log folder, with the function log emptied and the root logger writing to it."""
+    logs = workdir / "logs"
+    # Each run starts clean: the report counts this run's on-failure documents only.
+    shutil.rmtree(workdir / "on-failure", ignore_errors=True)
+    logs.mkdir(parents=True, exist_ok=True)
+    # The emulator's and the functions' processes log into one file, all appending to it.
+    (logs / "function.log").write_text("")
+    handler = logging.FileHandler(logs / "function.log", mode="a")
+    handler.setFormatter(ExtrasFormatter(LOG_FORMAT))
+    logging.basicConfig(level=logging.INFO, handlers=[handler], force=True)
+    return logs
+
+
+def _replay(
+    scenario: Scenario,
+    servers: _Servers,
+    delivery: _Delivery,
+    sources: Mapping[str, SourceLog],
+    logs: Path,
+) -> ReplayReport | None:
+    """The replay step of a story that has one: what is missing, then the replay command with
+    the story's settings, straight to kinesalite (around the fault proxy)."""
+    if scenario.replay_env is None or servers.s3 is None or servers.bucket is None:
+        return None
+    missing_before = _audit(servers, {TOPIC: STREAM}, sources)[STREAM].lost
+    result = run_replay(
+        {**delivery.env, **scenario.replay_env, **_direct(servers.kinesalite)},
+        s3=s3_client(servers.s3.endpoint),
+        bucket=servers.bucket,
+        log_path=logs / "replay.log",
+    )
+    where = f"s3://{servers.bucket}/{_dead_letter_prefix(delivery.env)}"
+    return ReplayReport(missing_before, result, where)
+
+
+def _workloads(args: argparse.Namespace, lanes: Mapping[str, str]) -> dict[str, WorkloadSpec]:
+    """Each topic's workload: the records split between the topics, a seed each."""
+    return {
+        topic: WorkloadSpec(
+            records=args.records // len(lanes) + (index < args.records % len(lanes)),
+            partitions=args.partitions,
+            seed=args.seed + index,
+        )
+        for index, topic in enumerate(lanes)
+    }
+
+
+def _start_servers(stack: ExitStack, scenario: Scenario, logs: Path) -> _Servers:
+    broker = stack.enter_context(TansuBroker(log_path=logs / "tansu.log"))
+    kinesalite = stack.enter_context(Kinesalite(log_path=logs / "kinesalite.log"))
+    lines = [
+        f"broker   tansu at {broker.bootstrap} ({broker.startup_s:.1f} s)",
+        f"kinesis  kinesalite at {kinesalite.endpoint} ({kinesalite.startup_s:.1f} s)",
+    ]
+    s3, bucket = None, None
+    if scenario.local_s3:
+        s3 = stack.enter_context(MotoServer(log_path=logs / "moto.log"))
+        # A name of its own per run: nothing of an earlier run is counted or replayed.
+        bucket = f"dead-letters-{uuid.uuid4().hex[:12]}"
+        s3_client(s3.endpoint).create_bucket(Bucket=bucket)
+        lines.append(f"s3       moto at {s3.endpoint}, bucket {bucket} ({s3.startup_s:.1f} s)")
+    print("\n".join(lines), file=sys.stderr)
+    return _Servers(broker, kinesalite, s3, bucket)
+
+
+def _deliver(
+    stack: ExitStack,
+    args: argparse.Namespace,
+    environ: Mapping[str, str],
+    servers: _Servers,
+    spec: FaultSpec,
+    sources: Mapping[str, SourceLog],
+    workdir: Path,
+) -> _Delivery:
+    """Run the mapping over every topic until each produced record is committed or discarded."""
+    scenario = scenario_of(args)
+    proxy = stack.enter_context(FaultProxy(servers.kinesalite.endpoint, spec))
+    print(f"faults   {spec.describe()} (proxy at {proxy.endpoint})", file=sys.stderr)
+    # The mapping's retries, record age and destination, as the stack deploys cdk.json's.
+    config, diverts = with_failure_mode(
+        EsmConfig(
+            bootstrap_servers=servers.broker.bootstrap,
+            batch_size=args.batch_size,
+            batching_window_s=args.batching_window,
+            function_timeout_s=args.function_timeout,
+        ),
+        {**cdk_context(), "failureMode": args.failure_mode},
+    )
+    if scenario.maximum_retry_attempts is not None:
+        config = dataclasses.replace(config, maximum_retry_attempts=scenario.maximum_retry_attempts)
+    local_s3 = None
+    destination: FolderDestination | S3Destination
+    if servers.s3 is not None and servers.bucket is not None:
+        local_s3 = (servers.s3.endpoint, servers.bucket)
+        destination = S3Destination(
+            s3_client(servers.s3.endpoint), servers.bucket, mapping_uuid=config.uuid
+        )
+    else:
+        destination = FolderDestination(workdir / "on-failure", mapping_uuid=config.uuid)
+    env = function_env(args, environ, proxy.endpoint, local_s3)
+    crash = CrashFault(spec.crash, seed=spec.seed) if spec.crash else None
+    log_path = workdir / "logs" / "function.log"
+    started = time.monotonic()
+    with progress("deliver ", sum(s.total for s in sources.values())) as bar:
+        mapping = EventSourceMapping(
+            config,
+            topics=list(sources),
+            function_factory=lambda: FunctionProcess(env, crash=crash, log_path=log_path),
+            destination=destination if diverts else None,
+            concurrency=args.concurrency,
+            on_progress=bar.update,
+        )
+        end_offsets = {tp: end for s in sources.values() for tp, end in s.end_offsets().items()}
+        esm_stats = mapping.run(end_offsets=end_offsets)
+    return _Delivery(esm_stats, proxy.stats, destination, env, time.monotonic() - started)
+
+
+def _direct(kinesalite: Kinesalite) -> dict[str, str]:
+    """Settings that send to kinesalite itself: the replay goes around the fault proxy."""
+    return {"AWS_ENDPOINT_URL_KINESIS": kinesalite.endpoint, **DUMMY_CREDENTIALS}
+
+
+def _audit(
+    servers: _Servers,
+    lanes: Mapping[str, str],
+    sources: Mapping[str, SourceLog],
+    replayed: Replayed | None = None,
+) -> dict[str, AuditReport]:
+    """Each stream read back and checked against its own topic."""
+    reports: dict[str, AuditReport] = {}
+    with progress("read    ") as bar:
+        for topic, stream in lanes.items():
+            stream_records, shards = read_stream(
+                kinesis_client(servers.kinesalite.endpoint), stream, on_progress=bar.update
+            )
+            # Each stream against its own topic: a record of the other one is `unexpected`.
+            reports[stream] = audit(sources[topic], stream_records, shards, replayed)
+    return reports
+
+
+def _dead_letter_prefix(env: Mapping[str, str]) -> str:
+    return Settings.from_env(env).dead_letter_prefix
+
+
+def _dead_letters(servers: _Servers, env: Mapping[str, str]) -> int:
+    """Dead letters the function wrote: the objects under its prefix in the bucket, where they
+    are or where the replay moved them."""
+    if servers.s3 is None or servers.bucket is None:
+        return 0
+    prefix = _dead_letter_prefix(env)
+    client = s3_client(servers.s3.endpoint)
+    return sum(
+        1
+        for where in (prefix, f"{REPLAYED_PREFIX}{prefix}")
+        for page in client.get_paginator("list_objects_v2").paginate(
+            Bucket=servers.bucket, Prefix=where
+        )
+        for _ in page.get("Contents", [])
+    )
 
 
 def _total(reports: Iterable[AuditReport]) -> AuditReport:
@@ -336,19 +511,69 @@ def _total(reports: Iterable[AuditReport]) -> AuditReport:
     )
 
 
-def _ok(report: AuditReport, esm: EsmStats, streams: Mapping[str, AuditReport]) -> bool:
+@dataclass(frozen=True, slots=True)
+class ReplayReport:
+    """The replay story in numbers: what was missing before the replay, and the replay's runs."""
+
+    missing_before: int  # source records not in the stream before the replay
+    result: ReplayResult
+    dead_letter_where: str  # s3://bucket/prefix
+
+    @property
+    def replayed(self) -> Replayed:
+        return self.result.replayed
+
+
+def _ok(
+    report: AuditReport,
+    esm: EsmStats,
+    streams: Mapping[str, AuditReport],
+    replay: ReplayReport | None = None,
+) -> bool:
+    # Discarded records fail the run unless a replay put them back (then `lost` says so).
     # Routed, a record in the wrong stream is a failure too (it is `unexpected` there).
-    return report.ok and not esm.records_discarded and not (streams and report.unexpected)
+    put_back = replay is not None and replay.result.status == 0
+    return (
+        report.ok
+        and (not esm.records_discarded or put_back)
+        and (replay is None or replay.result.status == 0)
+        and not (streams and report.unexpected)
+    )
 
 
 def _stream_line(prefix: str, report: AuditReport) -> str:
     routed = f", {report.unexpected} from another topic" if prefix else ""
+    caveat = (
+        f", {report.out_of_order_replayed} replayed after newer records of their keys (the"
+        f" ordering caveat: {ORDERING_CAVEAT})"
+        if report.replayed
+        else ""
+    )
     return (
         f"stream     {prefix}{report.stream_records} records in {report.shards} shards: "
         f"{report.delivered} delivered, {report.duplicates} duplicates (dropped by the consumer "
-        f"rule), {report.lost} lost, {report.out_of_order} out of order, "
+        f"rule), {report.lost} lost, {report.out_of_order} out of order{caveat}, "
         f"{report.corrupted} corrupted{routed}"
     )
+
+
+def _dead_letter_line(replay: ReplayReport, dead_lettered: int) -> str:
+    return (
+        f"dead       {dead_lettered} records dead-lettered to {replay.dead_letter_where} (a log"
+        " line each: topic, partition, offset, size, reason)"
+    )
+
+
+def _replay_lines(replay: ReplayReport, records: int) -> list[str]:
+    dry, applied = replay.result.dry_run, replay.result.applied
+    return [
+        f"before     {replay.missing_before} of {records} records not in the stream before the"
+        " replay",
+        f"replay     dry run: objects={dry.get('objects')} records={dry.get('records')}"
+        f" failed={dry.get('failed')}; --apply: published={applied.get('published')}"
+        f" failed={applied.get('failed')} marked={applied.get('marked')}"
+        f" (exit status {replay.result.status})",
+    ]
 
 
 def report_text(
@@ -364,11 +589,14 @@ def report_text(
     total_s: float,
     discarded_docs: int,
     workdir: Path,
+    discarded_where: str | None = None,
+    dead_lettered: int = 0,
+    replay: ReplayReport | None = None,
 ) -> str:
     """The run's report, ending in one `key=value` summary line. Rates count delivered records
     only, and are left out when nothing was delivered."""
     streams = streams or {}
-    ok = _ok(report, esm, streams)
+    ok = _ok(report, esm, streams, replay)
     rate = report.delivered / esm_s if report.delivered and esm_s > 0 else None
     errors = f"{esm.function_errors} errors"
     if esm.init_errors:
@@ -379,17 +607,19 @@ def report_text(
         f"source     {report.records} records, {value_mb:.1f} MB of values, "
         f"{report.partitions} partitions, {report.keys} keys",
         f"esm        {esm.invocations} invocations ({esm.retries} retries, "
-        f"{esm.partial_failures} partial, {errors}, {esm.timeouts} timeouts), "
-        f"max batch {esm.max_batch_records} records / {esm.max_payload_bytes / 1e6:.2f} MB, "
-        f"least time left {esm.least_time_left_ms} ms",
+        f"{esm.partial_failures} partial, {errors}, {esm.timeouts} timeouts, "
+        f"{esm.crashes} crashes), max batch {esm.max_batch_records} records / "
+        f"{esm.max_payload_bytes / 1e6:.2f} MB, least time left {esm.least_time_left_ms} ms",
         f"faults     {proxy.summary()}",
+        *([] if replay is None else [_dead_letter_line(replay, dead_lettered)]),
+        f"discarded  {esm.records_discarded} records ({discarded_docs} on-failure documents in "
+        f"{discarded_where or workdir / 'on-failure'})",
+        *([] if replay is None else _replay_lines(replay, report.records)),
         *(
             [_stream_line(f"{name}: ", r) for name, r in streams.items()]
             if streams
             else [_stream_line("", report)]
         ),
-        f"discarded  {esm.records_discarded} records ({discarded_docs} on-failure documents in "
-        f"{workdir / 'on-failure'})",
         f"time       produce {produce_s:.1f} s, {deliver}, "
         f"audit {audit_s:.1f} s, total {total_s:.1f} s; logs in {workdir / 'logs'}",
         "verdict    " + ("OK" if ok else "FAILED"),
@@ -399,12 +629,22 @@ def report_text(
         "delivered": report.delivered,
         "lost": report.lost,
         "out_of_order": report.out_of_order,
+        **(
+            {}
+            if replay is None
+            else {
+                "replayed": report.replayed,
+                "out_of_order_replayed": report.out_of_order_replayed,
+            }
+        ),
         "duplicates": report.duplicates,
         "corrupted": report.corrupted,
         "discarded": esm.records_discarded,
+        "dead_lettered": dead_lettered,
         "invocations": esm.invocations,
         "retries": esm.retries,
         "function_errors": esm.function_errors,
+        "crashes": esm.crashes,
         "throttled": proxy.records_throttled + proxy.requests_throttled,
         "lost_responses": proxy.responses_lost,
     }

@@ -67,6 +67,18 @@ class FunctionInitError(Exception):
     """The function could not be initialised: Lambda reports an init error for the invocation."""
 
 
+class FunctionRaisedError(Exception):
+    """The function raised in a process of its own (its traceback is in that process's log)."""
+
+
+class FunctionKilledError(Exception):
+    """The function's process was killed before it answered: a crash, or its timeout."""
+
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.kind = kind  # "Crash" or "Timeout"
+
+
 class ExecutionEnvironment:
     """One Lambda execution environment: the function is built at its first invocation (the init
     phase). If that raises, the invocation fails with an init error, a function error like any
@@ -81,12 +93,19 @@ class ExecutionEnvironment:
         if self._function is None:
             try:
                 self._function = self._factory()
+            except FunctionInitError:
+                raise
             except Exception as exc:
                 raise FunctionInitError(f"{type(exc).__name__}: {exc}") from exc
         return self._function
 
     def __call__(self, event: dict[str, Any], context: LambdaContext) -> object:
-        return self.initialise()(event, context)
+        try:
+            return self.initialise()(event, context)
+        except FunctionKilledError:
+            # Lambda replaces a killed environment: nothing of this one (its memory) survives.
+            self.close()
+            raise
 
     def close(self) -> None:
         close: Any = getattr(self._function, "close", None)
@@ -164,9 +183,10 @@ class EsmStats:
     records_invoked: int = 0  # records sent to the function, counting retries
     records_committed: int = 0
     records_discarded: int = 0
-    function_errors: int = 0  # the function raised or failed to initialise
+    function_errors: int = 0  # the function raised, failed to initialise or crashed
     init_errors: int = 0  # of which: the function failed to initialise
-    timeouts: int = 0  # the function returned after its deadline
+    timeouts: int = 0  # the function returned after its deadline, or was killed at it
+    crashes: int = 0  # the function's process was killed mid-invocation (FAULTS crash=p)
     invalid_responses: int = 0  # malformed, or an identifier not in the batch
     partial_failures: int = 0  # invocations that reported some records as failed
     retries: int = 0  # invocations that re-sent records already sent before
@@ -186,6 +206,7 @@ class EsmStats:
             function_errors=self.function_errors + other.function_errors,
             init_errors=self.init_errors + other.init_errors,
             timeouts=self.timeouts + other.timeouts,
+            crashes=self.crashes + other.crashes,
             invalid_responses=self.invalid_responses + other.invalid_responses,
             partial_failures=self.partial_failures + other.partial_failures,
             retries=self.retries + other.retries,
@@ -203,7 +224,8 @@ class _Outcome:
 
     failed_from: dict[TopicPartition, int | None]
     whole_batch: bool
-    function_error: str | None  # "Unhandled" / "InitError" / "Timeout" / "InvalidResponse" / None
+    # "Unhandled" / "InitError" / "Timeout" / "Crash" / "InvalidResponse" / None
+    function_error: str | None
 
 
 class Poller:
@@ -384,6 +406,12 @@ class Poller:
         except FunctionInitError as exc:
             log.warning("function failed to initialise (%s): the whole batch will be retried", exc)
             error = "InitError"
+        except FunctionKilledError as exc:
+            log.warning("%s: the whole batch will be retried", exc)
+            error = exc.kind
+        except FunctionRaisedError as exc:
+            log.warning("function raised (%s): the whole batch will be retried", exc)
+            error = "Unhandled"
         except Exception:
             log.exception("function raised: the whole batch will be retried")
             error = "Unhandled"
@@ -492,9 +520,10 @@ class Poller:
                 records_invoked=s.records_invoked + len(batch),
                 records_committed=s.records_committed + committed_total,
                 function_errors=s.function_errors
-                + (outcome.function_error in ("Unhandled", "InitError")),
+                + (outcome.function_error in ("Unhandled", "InitError", "Crash")),
                 init_errors=s.init_errors + (outcome.function_error == "InitError"),
                 timeouts=s.timeouts + (outcome.function_error == "Timeout"),
+                crashes=s.crashes + (outcome.function_error == "Crash"),
                 invalid_responses=s.invalid_responses
                 + (outcome.function_error == "InvalidResponse"),
                 partial_failures=s.partial_failures + partial,
@@ -537,12 +566,22 @@ class Poller:
             )
         if self._on_progress is not None:
             self._on_progress(len(records))  # done with, though not delivered
-        log.warning(
-            "discarding %d records (%s)%s",
-            len(records),
-            condition,
-            "" if self._destination else ": no on-failure destination configured",
-        )
+        by_partition: dict[TopicPartition, list[KafkaRecord]] = {}
+        for record in records:
+            by_partition.setdefault(record.tp, []).append(record)
+        for (topic, partition), discarded in by_partition.items():
+            log.warning(
+                "discarding records%s",
+                "" if self._destination else ": no on-failure destination configured",
+                extra={
+                    "topic": topic,
+                    "partition": partition,
+                    "offsets": f"{discarded[0].offset}..{discarded[-1].offset}",
+                    "records": len(discarded),
+                    "size": sum(len(r.key or b"") + len(r.value or b"") for r in discarded),
+                    "reason": condition,
+                },
+            )
         if self._destination is None:
             return
         document = on_failure_document(
@@ -639,8 +678,9 @@ def on_failure_document(
     batch_info["recordsInfo"] = records_info
     function_arn = f"arn:aws:lambda:{config.region}:000000000000:function:{config.function_name}"
     response_context: dict[str, Any] = {"statusCode": 200, "executedVersion": "$LATEST"}
-    if function_error in ("Unhandled", "InitError", "Timeout"):
-        # Lambda reports exceptions, init errors and timeouts alike as an unhandled function error.
+    if function_error in ("Unhandled", "InitError", "Timeout", "Crash"):
+        # Lambda reports exceptions, init errors, timeouts and a runtime that exited alike as an
+        # unhandled function error.
         response_context["functionError"] = "Unhandled"
     return {
         "requestContext": {

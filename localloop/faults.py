@@ -19,7 +19,7 @@ DEFAULT_DEMO_FAULTS: Final = (
     "throttle=0.05,internal=0.01,request_throttle=0.02,request5xx=0.02,lost=0.01,latency_ms=2"
 )
 
-_PROBABILITIES: Final = ("throttle", "internal", "request_throttle", "request5xx", "lost")
+_PROBABILITIES: Final = ("throttle", "internal", "request_throttle", "request5xx", "lost", "crash")
 
 
 class FaultSpecError(ValueError):
@@ -56,6 +56,9 @@ class FaultSpec:
     seed: int = 0
     # Partition keys whose records always fail with InternalFailure (drives retry exhaustion).
     poison: tuple[str, ...] = field(default=())
+    # Per invocation: the emulator SIGKILLs the function's process at a random point (the proxy
+    # does not read it; localloop.function_process does).
+    crash: float = 0.0
 
     @classmethod
     def parse(cls, text: str) -> FaultSpec:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
@@ -50,6 +51,11 @@ class SinkFunction:
 
     def __call__(self, event: dict[str, Any], context: LambdaContext) -> object:
         return self._sink.handle(event, context)
+
+    def last_stats(self) -> dict[str, Any] | None:
+        """The last invocation's numbers (`InvocationStats` as plain data), None before one."""
+        report = self._sink.last_report
+        return None if report is None else dataclasses.asdict(report.stats)
 
     def close(self) -> None:
         self._sink.close()

@@ -15,6 +15,7 @@ from confluent_kafka import (
     TopicPartition,
 )
 
+from localloop.broker import client_config
 from localloop.events import KafkaRecord
 from localloop.events import TopicPartition as TP
 
@@ -44,15 +45,16 @@ class KafkaSource:
             raise ValueError(f"starting_position must be one of {STARTING_POSITIONS}")
         reset = "earliest" if starting_position == "TRIM_HORIZON" else "latest"
         self._consumer = Consumer(
-            {
-                "bootstrap.servers": bootstrap,
-                "group.id": group_id,
-                "enable.auto.commit": False,
-                "enable.auto.offset.store": False,
-                "enable.partition.eof": True,
-                "auto.offset.reset": reset,
-                "log_level": 3,
-            }
+            client_config(
+                bootstrap,
+                **{
+                    "group.id": group_id,
+                    "enable.auto.commit": False,
+                    "enable.auto.offset.store": False,
+                    "enable.partition.eof": True,
+                    "auto.offset.reset": reset,
+                },
+            )
         )
         default = OFFSET_BEGINNING if starting_position == "TRIM_HORIZON" else OFFSET_END
         wanted = [TopicPartition(topic, partition) for topic, partition in partitions]

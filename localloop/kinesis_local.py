@@ -48,13 +48,15 @@ def kinesis_client(endpoint: str | None, region: str = DEFAULT_REGION) -> Kinesi
     config = Config(retries={"max_attempts": 5, "mode": "standard"}, read_timeout=30)
     if endpoint is None:
         return boto3.client("kinesis", region_name=region, config=config)
-    return boto3.client(
-        "kinesis",
-        endpoint_url=endpoint,
-        region_name=region,
+    return local_session(region).client("kinesis", endpoint_url=endpoint, config=config)
+
+
+def local_session(region: str = DEFAULT_REGION) -> boto3.Session:
+    """A session with the dummy credentials local servers take."""
+    return boto3.Session(
         aws_access_key_id=DUMMY_CREDENTIALS["AWS_ACCESS_KEY_ID"],
         aws_secret_access_key=DUMMY_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
-        config=config,
+        region_name=region,
     )
 
 

@@ -25,7 +25,7 @@ from confluent_kafka import (
     TopicPartition,
 )
 
-from localloop.broker import create_topic, topic_partitions
+from localloop.broker import client_config, create_topic, topic_partitions
 from localloop.events import TopicPartition as TP
 from localloop.kafka_source import message_headers
 from localloop.procs import wait_until
@@ -190,13 +190,14 @@ def produce_records(
 ) -> SourceLog:
     """Produce records (idempotent producer: per-partition order holds) and log them."""
     producer = Producer(
-        {
-            "bootstrap.servers": bootstrap,
-            "enable.idempotence": True,
-            "linger.ms": 5,
-            "message.max.bytes": _MAX_MESSAGE_BYTES,
-            "log_level": 3,
-        }
+        client_config(
+            bootstrap,
+            **{
+                "enable.idempotence": True,
+                "linger.ms": 5,
+                "message.max.bytes": _MAX_MESSAGE_BYTES,
+            },
+        )
     )
     log = SourceLog()
     failures: list[str] = []
@@ -244,13 +245,10 @@ def read_topic(bootstrap: str, topic: str, *, group_id: str = "localloop-audit")
     """Read a whole topic (every partition, from the beginning to its current end)."""
     partitions = topic_partitions(bootstrap, topic)
     consumer = Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": group_id,
-            "enable.auto.commit": False,
-            "enable.partition.eof": True,
-            "log_level": 3,
-        }
+        client_config(
+            bootstrap,
+            **{"group.id": group_id, "enable.auto.commit": False, "enable.partition.eof": True},
+        )
     )
     consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
     log = SourceLog()

@@ -45,12 +45,16 @@ class Lane:
 
     def sink(self, endpoint: str, **env: str) -> Callable[[], Function]:
         """A factory of real sinks writing envelope records through `endpoint`."""
-        settings = sink_env(
+        settings = self.sink_env(endpoint, **env)
+        return lambda: SinkFunction(settings)
+
+    def sink_env(self, endpoint: str, **env: str) -> dict[str, str]:
+        """The sink's settings: envelope records to this lane's stream through `endpoint`."""
+        return sink_env(
             stream=self.stream,
             endpoint=endpoint,
             extra={"RECORD_FORMAT": "envelope", "RETRY_BASE_MS": "5", "RETRY_MAX_MS": "100", **env},
         )
-        return lambda: SinkFunction(settings)
 
     def config(self, **overrides: Any) -> EsmConfig:
         values: dict[str, Any] = {

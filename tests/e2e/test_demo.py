@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from localloop import demo
+from tests.process_functions import function_processes_of
 
 # A hang (a broken loop never reaching its end offsets) fails the test instead of the run.
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
@@ -49,3 +51,60 @@ def test_demo_delivers_and_audits_a_small_run(
     assert "rec/s" not in err
     # AND the function's log lines went to the run's log file, not the terminal
     assert "invocation summary" in (tmp_path / "logs" / "function.log").read_text()
+
+
+def _summary(out: str) -> dict[str, str]:
+    return dict(item.split("=", 1) for item in out.strip().splitlines()[-1].split())
+
+
+@pytest.mark.usefixtures("root_logging")
+def test_demo_replay_story_puts_back_what_was_dead_lettered_and_discarded(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # GIVEN the replay story on a small workload (its largest values are over the small limit)
+    argv = ["--replay", "--records", "1500", "--partitions", "2", "--workdir", str(tmp_path)]
+
+    # WHEN it runs
+    code = demo.main(argv, {})
+
+    # THEN records were dead-lettered and a batch discarded, the replay put them all back, and
+    # the audit explains every record the offset rule drops by the replay's ordering caveat
+    out, _ = capsys.readouterr()
+    summary = _summary(out)
+    assert code == 0, out
+    assert int(summary["dead_lettered"]) > 0
+    assert int(summary["discarded"]) > 0
+    assert int(summary["replayed"]) > 0
+    assert (summary["lost"], summary["out_of_order"], summary["corrupted"]) == ("0", "0", "0")
+    assert summary["ok"] == "true"
+    assert "docs/replay.md#the-ordering-caveat" in out
+    # AND each dead letter has its log line: topic, partition, offset, size and reason
+    dead = [
+        line
+        for line in (tmp_path / "logs" / "function.log").read_text().splitlines()
+        if "record dead-lettered" in line
+    ]
+    assert len(dead) >= int(summary["dead_lettered"])
+    for field in ("'topic':", "'partition':", "'offset':", "'size':", "MAX_RECORD_BYTES"):
+        assert all(field in line for line in dead), field
+    # AND the replay's own output is kept
+    assert "mode=apply" in (tmp_path / "logs" / "replay.log").read_text()
+
+
+@pytest.mark.usefixtures("root_logging")
+def test_demo_with_crashes_loses_nothing_and_leaves_no_process(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # GIVEN the default faults plus a crash in a quarter of the invocations
+    argv = ["--records", "800", "--partitions", "3", "--batch-size", "100"]
+
+    # WHEN the demo runs
+    code = demo.main([*argv, "--workdir", str(tmp_path)], {"FAULTS": "default,crash=0.25"})
+
+    # THEN processes were killed, and nothing was lost or reordered
+    summary = _summary(capsys.readouterr().out)
+    assert code == 0
+    assert int(summary["crashes"]) > 0
+    assert (summary["lost"], summary["out_of_order"], summary["ok"]) == ("0", "0", "true")
+    # AND no function process outlived the run
+    assert function_processes_of(os.getpid()) == []

@@ -12,9 +12,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
-import sys
 import traceback
-import urllib.request
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -27,7 +25,8 @@ import boto3
 import pytest
 
 from localloop.faults import FaultSpec
-from localloop.procs import LOOPBACK, LocalServer, ManagedProcess
+from localloop.local_s3 import MotoServer
+from localloop.procs import LOOPBACK
 from localloop.proxy import FaultProxy
 from tests.factories import kafka_record, msk_event
 from tests.fakes import FakeContext
@@ -161,27 +160,6 @@ def _assert_no_customer_data(text: str) -> None:
 
 
 # -- servers --------------------------------------------------------------------------------
-
-
-class MotoServer(LocalServer):
-    """moto's standalone server (Kinesis and S3 over HTTP) in its own process."""
-
-    what = "moto server"
-
-    @property
-    def endpoint(self) -> str:
-        return f"http://{LOOPBACK}:{self.port}"
-
-    def _launch(self, port: int) -> ManagedProcess:
-        argv = [sys.executable, "-m", "moto.server", "-H", LOOPBACK, "-p", str(port)]
-        return ManagedProcess("moto-server", argv)
-
-    def _ready(self, port: int) -> bool:
-        try:
-            with urllib.request.urlopen(f"http://{LOOPBACK}:{port}/moto-api/", timeout=2) as r:
-                return bool(r.status == 200)
-        except OSError:
-            return False
 
 
 @pytest.fixture(scope="module")

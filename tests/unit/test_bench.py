@@ -20,7 +20,16 @@ from bench.chart import draw as draw_chart
 from bench.chart import panels as chart_panels
 from bench.esm import NoProgressError, batch_counts, by_partition, deliver, reported_offsets
 from bench.report import audit_verdict, goals, median_of_rounds, table
-from bench.run import plan
+from bench.run import (
+    DEFAULT_OUT,
+    DEFAULT_REPEAT,
+    ENDPOINTS,
+    PARTIAL_OUT,
+    SYSTEMS,
+    WORKLOADS,
+    plan,
+    results_path,
+)
 from bench.stub import put_records_response
 from bench.systems import pre_encoded_requests
 from bench.verify import source_log, without_warm_up
@@ -509,3 +518,21 @@ def test_call_counter_counts_puts_whatever_session_sends_them(
     # THEN the call and its PUT payload units (2 + 1) are counted
     assert answer["FailedRecordCount"] == 0
     assert (counter.calls, counter.put_units) == (1, 3)
+
+
+def test_results_path_only_a_full_run_writes_the_committed_results() -> None:
+    # GIVEN every run there is, and a subset of them (the README's example)
+    everything = plan(list(WORKLOADS), list(ENDPOINTS), list(SYSTEMS))
+    subset = plan(["W1", "W3"], ["stub15"], ["handler", "handler-agg", "bound"])
+    committed = DEFAULT_OUT
+
+    # WHEN each picks where its results go / THEN a full run replaces the committed results...
+    assert results_path(None, everything, DEFAULT_REPEAT) == committed
+    assert results_path(None, list(reversed(everything)), DEFAULT_REPEAT + 2) == committed
+    # ...a subset, or fewer repetitions, writes elsewhere, by default or to a file it is given
+    assert results_path(None, subset, DEFAULT_REPEAT) == PARTIAL_OUT != committed
+    assert results_path(None, everything, 1) == PARTIAL_OUT
+    assert results_path(Path("/tmp/mine.json"), subset, 1) == Path("/tmp/mine.json")
+    # ...and never the committed file, even when asked
+    with pytest.raises(SystemExit, match=r"does not replace bench/results/latest\.json"):
+        results_path(committed, subset, DEFAULT_REPEAT)

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from localloop import demo
-from localloop.audit import AuditReport
+from localloop.audit import AuditReport, Replayed
 from localloop.esm import EsmStats
 from localloop.proxy import ProxyStats
+from localloop.scenarios import REPLAY, SMALL_MAX_RECORD_BYTES, ReplayResult, poison_key
+from localloop.workload import WorkloadSpec, generate
+from msk_kinesis_sink.limits import DEFAULT_MAX_RECORD_BYTES
 
 
 @pytest.mark.parametrize(
@@ -34,6 +39,27 @@ from localloop.proxy import ProxyStats
             "configuration error: KINESIS_TIMEOUT_SECONDS=0 is out of range",
         ),
         ({}, ["--records", "0"], "configuration error: --records='0' is out of range"),
+        (
+            {"FAULTS": "default,crash=2"},
+            [],
+            "configuration error: FAULTS='default,crash=2' is not a fault spec: crash=2 must be a"
+            " probability between 0 and 1",
+        ),
+        (
+            {"MAX_RECORD_BYTES": "12"},
+            ["--replay"],
+            "configuration error: MAX_RECORD_BYTES=12 is out of range",
+        ),
+        (
+            {},
+            ["--replay", "--routes"],
+            "configuration error: --replay and --routes are separate stories",
+        ),
+        (
+            {"FAILURE_MODE": "block"},
+            ["--replay"],
+            "configuration error: --replay needs failureMode=divert",
+        ),
     ],
 )
 def test_demo_input_mistake_is_one_line_and_starts_nothing(
@@ -83,8 +109,8 @@ def test_demo_takes_the_command_line_over_the_environment() -> None:
     assert "AGGREGATION" not in demo.function_env(args, environ, "http://127.0.0.1:1")
 
 
-def _report(*, delivered: int) -> str:
-    audit = AuditReport(
+def _audit_report(*, delivered: int) -> AuditReport:
+    return AuditReport(
         records=1000,
         stream_records=delivered,
         delivered=delivered,
@@ -98,17 +124,28 @@ def _report(*, delivered: int) -> str:
         partitions=2,
         shards=2,
     )
+
+
+def _text(report: AuditReport, esm: EsmStats, **more: Any) -> str:
+    """The demo's report of a run that delivered in 0.5 s, 2 MB of values."""
     return demo.report_text(
-        report=audit,
-        esm=EsmStats(invocations=4, function_errors=4, init_errors=4, records_discarded=1000),
+        report=report,
+        esm=esm,
         proxy=ProxyStats(),
         value_mb=2.0,
         produce_s=1.0,
         esm_s=0.5,
         audit_s=0.1,
         total_s=2.0,
-        discarded_docs=2,
         workdir=Path(".demo"),
+        **{"discarded_docs": 2, **more},
+    )
+
+
+def _report(*, delivered: int) -> str:
+    return _text(
+        _audit_report(delivered=delivered),
+        EsmStats(invocations=4, function_errors=4, init_errors=4, records_discarded=1000),
     )
 
 
@@ -156,3 +193,61 @@ def test_demo_progress_bars_only_on_a_terminal(tty: bool) -> None:
 
     # THEN it is drawn on a terminal only
     assert ("deliver" in stream.getvalue()) is tty
+
+
+def test_demo_passes_max_record_bytes_on_and_the_replay_story_starts_small() -> None:
+    # GIVEN the plain demo and the replay story, with and without MAX_RECORD_BYTES
+    def limit(argv: list[str], environ: dict[str, str]) -> str | None:
+        args = demo._parse(argv, environ)
+        return demo.function_env(args, environ, "http://127.0.0.1:1").get("MAX_RECORD_BYTES")
+
+    # WHEN their function settings are made / THEN the variable is passed on, and wins over
+    # the replay story's small default
+    assert limit([], {}) is None
+    assert limit([], {"MAX_RECORD_BYTES": "300000"}) == "300000"
+    assert limit(["--replay"], {}) == str(SMALL_MAX_RECORD_BYTES)
+    assert limit(["--replay"], {"MAX_RECORD_BYTES": "300000"}) == "300000"
+    # AND the replay raises it to the function's default
+    assert REPLAY.replay_env is not None
+    assert REPLAY.replay_env["MAX_RECORD_BYTES"] == str(DEFAULT_MAX_RECORD_BYTES)
+
+
+def test_poison_key_is_a_small_record_with_a_key_of_its_own() -> None:
+    # GIVEN the demo's workload
+    spec = WorkloadSpec(records=3000, partitions=6, seed=1)
+
+    # WHEN the replay story picks the record Kinesis refuses
+    key = poison_key(spec)
+
+    # THEN exactly one record has that key, and it is small (discarded, never dead-lettered)
+    (record,) = [r for r in generate(spec) if r.key == key.encode()]
+    assert len(record.value or b"") <= 1024
+
+
+def test_demo_report_of_the_replay_story_counts_replayed_and_caveat() -> None:
+    # GIVEN a replay story whose audit found 5 replayed records, 2 behind newer ones of their keys
+    audit = dataclasses.replace(_audit_report(delivered=1000), replayed=5, out_of_order_replayed=2)
+    result = ReplayResult(
+        dry_run={"objects": "3", "records": "5", "failed": "0"},
+        applied={"published": "5", "failed": "0", "marked": "3"},
+        status=0,
+        replayed=Replayed(frozenset(), 0.0),
+    )
+
+    # WHEN its report is written, the mapping having discarded 3 of them
+    text = _text(
+        audit,
+        EsmStats(invocations=4, records_discarded=3, crashes=1, function_errors=1),
+        discarded_docs=1,
+        dead_lettered=2,
+        replay=demo.ReplayReport(5, result, "s3://b/records/"),
+    )
+
+    # THEN the run passes (what was discarded was put back), and the summary says what happened
+    summary = dict(item.split("=", 1) for item in text.splitlines()[-1].split())
+    assert (summary["replayed"], summary["out_of_order_replayed"]) == ("5", "2")
+    assert (summary["dead_lettered"], summary["crashes"], summary["ok"]) == ("2", "1", "true")
+    assert "docs/replay.md#the-ordering-caveat" in text
+    # AND a failed replay fails the run
+    failed = dataclasses.replace(result, status=1)
+    assert not demo._ok(audit, EsmStats(records_discarded=3), {}, demo.ReplayReport(5, failed, ""))

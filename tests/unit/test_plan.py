@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -12,6 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from infra.plan import (
+    EXAMPLE_ARGS,
     PLANNED_INVOCATION_BYTES,
     PlanError,
     RecordFormat,
@@ -23,8 +26,12 @@ from infra.plan import (
     main,
     plan,
     records_per_invocation,
+    render,
 )
+from infra.plan import _parser as plan_parser
 from msk_kinesis_sink.limits import SHARD_WRITE_BYTES_PER_S, SHARD_WRITE_RECORDS_PER_S
+
+ROOT = Path(__file__).resolve().parents[2]
 
 workloads = st.builds(
     Workload,
@@ -345,3 +352,92 @@ def test_main_bad_input_is_one_line_and_exit_2(
     assert captured.err.startswith("plan: ")
     assert message in captured.err
     assert captured.err.count("\n") == 1
+
+
+@settings(max_examples=80, deadline=None)
+@given(workloads)
+def test_plan_pollers_ceiling_is_the_planned_max_pollers(workload: Workload) -> None:
+    # GIVEN any workload / WHEN it is planned
+    result = plan(workload)
+
+    # THEN the pollers' ceiling is what the planned maxPollers carry, as the plan prints it
+    (pollers,) = [limit for limit in result.limits if limit.stage == "pollers"]
+    assert f"maxPollers={result.max_pollers:,} " in pollers.why
+    assert pollers.max_mb_per_s <= result.max_pollers * 5 + 1e-9
+    assert f"maxPollers={result.max_pollers}" in render(result)
+    # AND a target the pollers can't carry is never for want of pollers the plan could add:
+    # they are at their cap, or the busiest partition alone is over its one poller's 5 MB/s
+    if pollers.max_mb_per_s < workload.mb_per_s:
+        assert (
+            result.max_pollers == min(workload.partitions, 2_000)
+            or 5 / workload.hot_partition_share < workload.mb_per_s
+        )
+
+
+def test_main_out_of_reach_exits_1(capsys: pytest.CaptureFixture[str]) -> None:
+    # GIVEN a target one hot key's shard can't carry (30 % of 20 MB/s on one key)
+    argv = ["--mb-per-s", "20", "--record-bytes", "2000", "--partitions", "24"]
+
+    # WHEN it is planned, as text and as JSON
+    code = main([*argv, "--key-skew", "0.3"])
+    json_code = main([*argv, "--key-skew", "0.3", "--json"])
+
+    # THEN both say so with exit status 1, and the plan is still printed
+    out = capsys.readouterr().out
+    assert (code, json_code) == (1, 1)
+    assert "OUT OF REACH" in out
+    assert '"reachable": false' in out
+
+
+def test_main_without_arguments_shows_the_help(capsys: pytest.CaptureFixture[str]) -> None:
+    # GIVEN `make plan` with no PLAN_ARGS / WHEN it runs
+    code = main([])
+    # THEN it shows what it takes (on stderr) and exits 2
+    captured = capsys.readouterr()
+    assert code == 2
+    assert captured.out == ""
+    assert "--mb-per-s" in captured.err and "example: make plan" in captured.err
+
+
+def test_main_help_describes_every_option_with_its_default(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # GIVEN / WHEN the help is shown
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+
+    # THEN every option has a description, and every optional value its default
+    parser = plan_parser()
+    for action in parser._actions:
+        if not action.option_strings or action.dest == "help":
+            continue
+        assert action.help, action.dest
+        if not action.required and not isinstance(action.default, bool):
+            assert f"{action.help} (default: {action.default})" in help_text, action.dest
+
+
+def _plan_examples() -> dict[str, str]:
+    """The PLAN_ARGS example as `make help`, the README and docs/scaling.md write it."""
+    makefile = (ROOT / "Makefile").read_text()
+    found = {}
+    for name, text in {
+        "Makefile": makefile,
+        "README.md": (ROOT / "README.md").read_text(),
+        "docs/scaling.md": (ROOT / "docs" / "scaling.md").read_text(),
+    }.items():
+        matches = set(re.findall(r'PLAN_ARGS="([^"]+)"', text))
+        assert len(matches) == 1, (name, matches)
+        found[name] = matches.pop()
+    return found
+
+
+def test_plan_example_is_the_same_everywhere_and_reachable(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # GIVEN the example each document shows / THEN it is one example, the planner's own
+    examples = _plan_examples()
+    assert set(examples.values()) == {EXAMPLE_ARGS}
+    # AND it is a target the plan reaches (an example that exits 1 would teach nothing)
+    assert main(EXAMPLE_ARGS.split()) == 0
+    assert "the target is reachable" in capsys.readouterr().out
