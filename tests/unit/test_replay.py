@@ -8,6 +8,7 @@ import json
 import subprocess
 import sys
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -39,6 +40,7 @@ from msk_kinesis_sink.replay.objects import (
     read_objects,
 )
 from msk_kinesis_sink.replay.plan import ReplaySet, plan_partitions
+from msk_kinesis_sink.replay.refusals import Refusal, Unreadable
 from msk_kinesis_sink.runtime import Sink
 from msk_kinesis_sink.settings import Settings
 from tests.factories import MSK_CLUSTER_ARN, b64, kafka_record, msk_event
@@ -88,10 +90,12 @@ class MemoryStore:
     def read(self, key: str) -> bytes:
         return self.objects[key][0]
 
-    def move(self, key: str, to_key: str) -> None:
+    def move(self, key: str, to_keys: Sequence[str]) -> str:
         if self.broken_move:
             raise ReplayError(f"could not move s3://{BUCKET}/{key}: AccessDenied: denied")
-        self.objects[to_key] = self.objects.pop(key)
+        target = next(k for k in to_keys if k not in self.objects)
+        self.objects[target] = self.objects.pop(key)
+        return target
 
     def keys(self, prefix: str = "") -> list[str]:
         return sorted(key for key in self.objects if key.startswith(prefix))
@@ -270,18 +274,21 @@ def test_parse_object_accepts_the_payload_as_json_text() -> None:
 @pytest.mark.parametrize(
     ("body", "expected"),
     [
-        (b"\xff\xfe not json", "not JSON"),
+        (b"\xff\xfe not json", "not UTF-8 (byte 0)"),
         (b"[1, 2]", "not a JSON object"),
         (b'{"hello": "world"}', "neither a dead letter"),
-        (b'{"payload": "{no"}', "its payload is not JSON"),
+        (b'{"payload": "{no"}', "its payload: not JSON"),
         (b'{"KafkaBatchInfo": {"batchSize": 3}}', "an on-failure record without its payload"),
         (b'{"payload": {"eventSource": "aws:kafka", "records": {}}}', "it holds no records"),
         (
             json.dumps(
                 {
+                    "eventSourceArn": None,
                     "topic": TOPIC,
                     "partition": 0,
                     "offset": 1,
+                    "timestamp": 1,
+                    "timestampType": "CREATE_TIME",
                     "key": b64(SECRET_KEY),
                     "value": b64(SECRET_VALUE),
                     "headers": [{SECRET_KEY.decode(): [999]}],
@@ -370,7 +377,11 @@ def test_read_objects_leaves_replayed_and_oversize_objects_alone() -> None:
     reading = _read(store, _selection(prefixes=("",)))
     # THEN the huge one is unreadable without being read, and the replayed one is skipped
     assert reading.unreadable == [
-        ("records/t/0/9.json", "1000000000 bytes, larger than any object the sink writes")
+        Refusal(
+            "records/t/0/9.json",
+            Unreadable.TOO_LARGE,
+            "1000000000 bytes, larger than any object the sink or Lambda writes (25165824)",
+        )
     ]
     assert reading.objects == []
     assert reading.skipped == 1
@@ -504,6 +515,8 @@ def test_replay_second_run_sends_nothing() -> None:
         "duplicates": "0",
         "unreadable": "0",
         "marked": "0",
+        "skipped_kinds": "-",
+        "unreadable_kinds": "-",
     }
 
 
@@ -807,9 +820,10 @@ KMS_DENIED = (
 
 
 @pytest.mark.parametrize(
-    ("operation", "code", "message", "act", "expected"),
+    ("before", "operation", "code", "message", "act", "expected"),
     [
         (
+            [],
             "get_object",
             "AccessDenied",
             KMS_DENIED,
@@ -817,22 +831,31 @@ KMS_DENIED = (
             "could not read s3://dead-letters/records/t/0/1.json: AccessDenied: User: ",
         ),
         (
+            # The move first lists where the replayed/ copy goes: nothing is there.
+            [("list_objects_v2", {"KeyCount": 0})],
             "copy_object",
             "KMS.DisabledException",
             "The key is disabled",
-            lambda store: store.move("records/t/0/1.json", "replayed/records/t/0/1.json"),
+            lambda store: store.move("records/t/0/1.json", ["replayed/records/t/0/1.json"]),
             "could not move s3://dead-letters/records/t/0/1.json to replayed/records/t/0/1.json:",
         ),
     ],
 )
 def test_s3_object_store_errors_name_the_object_the_code_and_the_fix(
-    operation: str, code: str, message: str, act: Any, expected: str
+    before: list[tuple[str, dict[str, Any]]],
+    operation: str,
+    code: str,
+    message: str,
+    act: Any,
+    expected: str,
 ) -> None:
     # GIVEN S3 refusing a call the replay makes
     client = boto3.client(
         "s3", region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x"
     )
     with Stubber(client) as stubber:
+        for answered, response in before:
+            stubber.add_response(answered, response)
         stubber.add_client_error(operation, code, message, http_status_code=403)
         store = aws_access.S3ObjectStore(client, BUCKET)
         # WHEN the replay makes it
