@@ -8,8 +8,6 @@ import json
 import subprocess
 import sys
 from collections import defaultdict
-from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -45,12 +43,10 @@ from msk_kinesis_sink.runtime import Sink
 from msk_kinesis_sink.settings import Settings
 from tests.factories import MSK_CLUSTER_ARN, b64, kafka_record, msk_event
 from tests.fakes import FakeKinesis, Faults
-from tests.replay_runs import ReplayRun, run_replay
+from tests.replay_runs import BUCKET, NOW, MemoryStore, ReplayRun, run_replay
 from tests.strategies import kafka_events
 
 TOPIC = "orders.v1-eu"
-BUCKET = "dead-letters"
-NOW = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 # Customer data the command must never print, in every form it could take.
 SECRET_KEY = b"customer-key-7f3a"
 SECRET_VALUE = b"customer-value-91c2"
@@ -58,47 +54,6 @@ SECRET_FORMS = (SECRET_KEY.decode(), SECRET_VALUE.decode(), b64(SECRET_KEY), b64
 
 
 # -- fixtures: a bucket in memory, the function's own documents ----------------------------------
-
-
-@dataclass(frozen=True)
-class Listed:
-    key: str
-    size: int
-    last_modified: datetime
-
-
-class MemoryStore:
-    """An ObjectStore over a dict; `broken_move` makes every move fail like a denied call."""
-
-    bucket = BUCKET
-
-    def __init__(self, *, broken_move: bool = False) -> None:
-        self.objects: dict[str, tuple[bytes, datetime]] = {}
-        self.sizes: dict[str, int] = {}  # listed sizes other than the body's
-        self.broken_move = broken_move
-
-    def put(self, key: str, body: bytes, modified: datetime = NOW) -> None:
-        self.objects[key] = (body, modified)
-
-    def list(self, prefix: str) -> list[Listed]:
-        return [
-            Listed(key, self.sizes.get(key, len(body)), modified)
-            for key, (body, modified) in sorted(self.objects.items())
-            if key.startswith(prefix)
-        ]
-
-    def read(self, key: str) -> bytes:
-        return self.objects[key][0]
-
-    def move(self, key: str, to_keys: Sequence[str]) -> str:
-        if self.broken_move:
-            raise ReplayError(f"could not move s3://{BUCKET}/{key}: AccessDenied: denied")
-        target = next(k for k in to_keys if k not in self.objects)
-        self.objects[target] = self.objects.pop(key)
-        return target
-
-    def keys(self, prefix: str = "") -> list[str]:
-        return sorted(key for key in self.objects if key.startswith(prefix))
 
 
 def _settings(**overrides: str) -> Settings:

@@ -87,20 +87,22 @@ def _distinct_members(
     members = dict(pairs)
     if len(members) == len(pairs):
         return members
-    seen: set[str] = set()
+    first: dict[str, Any] = {}
     for name, value in pairs:
-        if name in seen:
-            member = _member(name, value, schema_names)
+        if name in first:
+            member = _member(name, (first[name], value), schema_names)
             _refuse(Unreadable.DUPLICATE_MEMBER, f"{member} given twice")
-        seen.add(name)
+        first[name] = value
     raise AssertionError("a duplicate name was counted but not found")  # pragma: no cover
 
 
-def _member(name: str, value: Any, schema_names: Collection[str]) -> str:
+def _member(name: str, values: tuple[Any, Any], schema_names: Collection[str]) -> str:
     """A duplicated member as a refusal names it: a schema name or a records key (a
     topic-partition, whose value is a list of records) as it is, anything else unnamed."""
-    is_records_key = isinstance(value, list) and any(
-        isinstance(item, dict) and "topic" in item for item in value
+    is_records_key = any(
+        isinstance(value, list)
+        and any(isinstance(item, dict) and "topic" in item for item in value)
+        for value in values
     )
     if name in schema_names or is_records_key:
         return f"member {name!r}"
