@@ -22,27 +22,20 @@ from hypothesis import strategies as st
 
 from msk_kinesis_sink.consumer import Envelope
 from msk_kinesis_sink.dead_letters import dead_letter_document, dead_letter_key
-from msk_kinesis_sink.encoding import UnwritableRecord, encode_record
+from msk_kinesis_sink.encoding import UnwritableRecord
 from msk_kinesis_sink.errors import MalformedEventError
 from msk_kinesis_sink.events import KafkaRecord, parse_event
 from msk_kinesis_sink.replay.documents import MAX_NESTING
 from msk_kinesis_sink.replay.objects import replayed_keys
+from msk_kinesis_sink.replay.plan import encoded
 from msk_kinesis_sink.settings import Settings
 from tests.strategies import json_values, kafka_events
 
 ON_FAILURE_PREFIX = "aws/lambda/esm-uuid/"
-# The dead-letter members docs/replay.md lists as required (written out, not imported).
-REQUIRED_DEAD_LETTER_MEMBERS: Final = (
-    "eventSourceArn",
-    "topic",
-    "partition",
-    "offset",
-    "timestamp",
-    "timestampType",
-    "key",
-    "value",
-    "headers",
-)
+# The dead-letter members docs/replay.md lists as required (written out, not imported): which
+# record it is, and what it holds.
+_IDENTITY = ("eventSourceArn", "topic", "partition", "offset", "timestamp", "timestampType")
+REQUIRED_DEAD_LETTER_MEMBERS: Final = (*_IDENTITY, "key", "value", "headers")
 
 MUTATIONS: Final = (
     "duplicate-member",
@@ -317,22 +310,11 @@ def reference_reading(body: bytes) -> tuple[KafkaRecord, ...] | None:
 
 
 def _unwritable(record: KafkaRecord, settings: Settings) -> bool:
-    unit = encode_record(
-        record,
-        record_format=settings.record_format,
-        partition_key_mode=settings.partition_key,
-        max_record_bytes=settings.max_record_bytes,
-    )
-    return isinstance(unit, UnwritableRecord)
+    return isinstance(encoded(record, settings), UnwritableRecord)
 
 
 def _sent_form(record: KafkaRecord, settings: Settings) -> tuple[str, bytes]:
-    unit = encode_record(
-        record,
-        record_format=settings.record_format,
-        partition_key_mode=settings.partition_key,
-        max_record_bytes=settings.max_record_bytes,
-    )
+    unit = encoded(record, settings)
     assert not isinstance(unit, UnwritableRecord)
     return unit.partition_key, unit.data
 

@@ -106,7 +106,7 @@ def plan_partitions(replay_set: ReplaySet, settings: Settings) -> list[Partition
         encoded_bytes = unwritable = unwritable_bytes = blocked = 0
         reason: str | None = None
         for record in records:
-            unit = _encoded(record, settings, settings.max_record_bytes)
+            unit = encoded(record, settings)
             if isinstance(unit, UnwritableRecord):
                 unwritable += 1
                 unwritable_bytes += _unlimited_size(record, settings)
@@ -133,14 +133,17 @@ def plan_partitions(replay_set: ReplaySet, settings: Settings) -> list[Partition
     return plans
 
 
-def _encoded(
-    record: KafkaRecord, settings: Settings, max_record_bytes: int
+def encoded(
+    record: KafkaRecord, settings: Settings, max_record_bytes: int | None = None
 ) -> EncodedRecord | UnwritableRecord:
+    """`record` as the Sink encodes it with `settings` (with another record limit if given)."""
     return encode_record(
         record,
         record_format=settings.record_format,
         partition_key_mode=settings.partition_key,
-        max_record_bytes=max_record_bytes,
+        max_record_bytes=settings.max_record_bytes
+        if max_record_bytes is None
+        else max_record_bytes,
         partition_key_header=settings.partition_key_header,
         aggregation=settings.aggregation,
     )
@@ -149,5 +152,5 @@ def _encoded(
 def _unlimited_size(record: KafkaRecord, settings: Settings) -> int:
     """An unwritable record's size as encoded (data + partition key) under no record limit: what
     the stream's limit must reach. 0 when it can not be encoded at all (its base64 is bad)."""
-    unit = _encoded(record, settings, sys.maxsize)
+    unit = encoded(record, settings, sys.maxsize)
     return unit.size if isinstance(unit, EncodedRecord) else 0
