@@ -25,7 +25,7 @@ from msk_kinesis_sink.encoding import UnwritableRecord, encode_record
 from msk_kinesis_sink.errors import MalformedEventError, ReplayError, UnreadableObjectError
 from msk_kinesis_sink.events import KafkaRecord, parse_event
 from msk_kinesis_sink.replay import aws_access
-from msk_kinesis_sink.replay.cli import Progress, main, parse_when, replay
+from msk_kinesis_sink.replay.cli import Progress, parse_when, replay
 from msk_kinesis_sink.replay.objects import (
     ON_FAILURE_PREFIX,
     REPLAYED_PREFIX,
@@ -672,18 +672,35 @@ def test_main_bad_settings_end_in_one_line_naming_the_problem(
     [
         (["--bucket", "Bad_Bucket"], "argument --bucket: 'Bad_Bucket' is not a valid S3 bucket"),
         (["--bucket", "b-1", "--since", "yesterday"], "argument --since: 'yesterday' is neither"),
+        (
+            ["--bucket", "b-1", "--since", "999999999d"],
+            "argument --since: '999999999d' reaches back before the year 1",
+        ),
+        (["--bucket", "b-1", "--until", "99999999999d"], "argument --until: '99999999999d' is"),
+        (["--bucket", "b-1", "--since", "\x1b[2J1h"], "argument --since: '\\x1b[2J1h' is"),
+        (["--bucket", "b-1", "--nope"], "unrecognized arguments: --nope"),
     ],
 )
 def test_main_bad_arguments_end_in_one_line_naming_the_argument(
-    argv: list[str], expected: str, capsys: pytest.CaptureFixture[str]
+    argv: list[str], expected: str
 ) -> None:
-    # GIVEN a bad argument
+    # GIVEN a bad argument (an age past the calendar, terminal escapes, an unknown option)
     # WHEN the command parses it
-    with pytest.raises(SystemExit) as exited:
-        main(argv, {"STREAM_NAME": "s"})
-    # THEN argparse's usage is followed by one line naming the argument
-    assert exited.value.code == 2
-    assert expected in capsys.readouterr().err.strip().splitlines()[-1]
+    run = run_replay(argv, {"STREAM_NAME": "s"})
+    # THEN it exits 2 with one line naming the argument, escaped, and nothing on stdout
+    assert run.status == 2
+    assert run.out == ""
+    [line] = run.err.splitlines()
+    assert line.startswith("replay: error: ") and line.endswith("(--help lists the options)")
+    assert expected in line
+    assert "\x1b" not in run.err
+
+
+def test_main_help_exits_0() -> None:
+    # GIVEN --help
+    # WHEN the command parses it
+    # THEN it exits 0 (argparse prints the usage on stdout)
+    assert run_replay(["--help"], {}).status == 0
 
 
 def test_parse_when_takes_times_and_ages() -> None:

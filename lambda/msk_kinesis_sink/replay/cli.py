@@ -381,7 +381,10 @@ def main(
     could not be read or marked; 2: bad arguments, settings, or an AWS error before sending."""
     out, err = stdout or sys.stdout, stderr or sys.stderr
     env = os.environ if env is None else env
-    args = _parser(datetime.now(UTC), err).parse_args(argv)
+    try:
+        args = _parser(datetime.now(UTC), err).parse_args(argv)
+    except SystemExit as exited:  # --help (0), or a bad argument (2, in one line)
+        return exited.code if isinstance(exited.code, int) else 2
     try:
         return _run(args, env, out, err, clock)
     except (ConfigurationError, ReplayError) as error:
