@@ -3,7 +3,8 @@
 For any object the function or Lambda writes, the replay sends exactly the records it holds; for
 any mutation of one, it either reports the object unreadable and leaves it in place, or sends
 exactly what the object holds (tests/replay_objects.py reads that without the replay's code).
-The properties run FUZZ_EXAMPLES examples (300; FUZZ_EXAMPLES=20000 for a long search).
+The property over mutations runs FUZZ_EXAMPLES examples (300; FUZZ_EXAMPLES=20000 for a long
+search), the others a third of that.
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ TOPIC = "orders"
 FUZZ = settings(
     max_examples=FUZZ_EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow]
 )
+FUZZ_THIRD = settings(FUZZ, max_examples=max(FUZZ_EXAMPLES // 3, 1))
 
 
 def _settings() -> Settings:
@@ -97,7 +99,7 @@ def _objects_and_one_mutated() -> st.SearchStrategy[list[BucketObject]]:
 # -- reading one object ----------------------------------------------------------------------------
 
 
-@FUZZ
+@FUZZ_THIRD
 @given(valid_objects())
 def test_parse_object_reads_every_valid_object_as_exactly_the_records_it_holds(
     made: tuple[list[KafkaRecord], list[BucketObject]],
@@ -139,7 +141,7 @@ def test_parse_object_reads_a_mutated_object_as_what_it_holds_or_refuses_it(
 # -- the whole replay ------------------------------------------------------------------------------
 
 
-@FUZZ
+@FUZZ_THIRD
 @given(_objects_and_one_mutated())
 def test_replay_sends_exactly_what_the_objects_hold_or_leaves_them_in_place(
     objects: list[BucketObject],
