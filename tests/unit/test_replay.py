@@ -36,6 +36,7 @@ from msk_kinesis_sink.replay.objects import (
     list_objects,
     parse_object,
     read_objects,
+    replayed_keys,
 )
 from msk_kinesis_sink.replay.plan import ReplaySet, plan_partitions
 from msk_kinesis_sink.replay.refusals import Refusal, Unreadable
@@ -838,3 +839,98 @@ def test_s3_object_store_errors_name_the_object_the_code_and_the_fix(
     assert text.startswith(expected)
     assert code in text and "\n" not in text
     assert f"({aws_access.REPLAY_HINTS[code]})" in text
+
+
+def test_s3_object_store_move_takes_the_next_free_key_when_the_copy_is_refused() -> None:
+    # GIVEN S3 with no replayed/ copy at first, which refuses the conditional copy because
+    # another run wrote that copy meanwhile (412), and then lists it
+    client = boto3.client(
+        "s3", region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x"
+    )
+    key, copy = "records/t/0/1.json", "replayed/records/t/0/1.json"
+    with Stubber(client) as stubber:
+        stubber.add_response("list_objects_v2", {"KeyCount": 0})
+        stubber.add_client_error("copy_object", "PreconditionFailed", http_status_code=412)
+        stubber.add_response(
+            "list_objects_v2",
+            {"KeyCount": 1, "Contents": [{"Key": copy, "Size": 1, "LastModified": NOW}]},
+        )
+        stubber.add_response(
+            "copy_object",
+            {},
+            {
+                "Bucket": BUCKET,
+                "Key": f"{copy}~2",
+                "CopySource": {"Bucket": BUCKET, "Key": key},
+                "IfNoneMatch": "*",
+            },
+        )
+        stubber.add_response("delete_object", {}, {"Bucket": BUCKET, "Key": key})
+        store = aws_access.S3ObjectStore(client, BUCKET)
+        # WHEN the object is moved
+        where = store.move(key, replayed_keys(key))
+        # THEN it goes beside the copy, only if nothing is there (If-None-Match), and only then
+        # is the original deleted
+        stubber.assert_no_pending_responses()
+    assert where == f"{copy}~2"
+
+
+def test_read_objects_refuses_a_key_too_long_to_move_without_reading_it() -> None:
+    # GIVEN an object whose replayed/ copy's key would pass S3's 1,024 bytes
+    store = MemoryStore()
+    long_key = "records/" + "k" * 1010
+    store.put(long_key, b"never read")
+    # WHEN the bucket is read
+    reading = _read(store, _selection())
+    # THEN it is refused before it is read: delivered, it could never be marked
+    [refusal] = reading.unreadable
+    assert (refusal.key, refusal.kind) == (long_key, Unreadable.KEY_TOO_LONG)
+    assert "over S3's 1024" in refusal.why
+
+
+def test_replay_dry_run_shows_the_real_size_of_records_it_can_not_write() -> None:
+    # GIVEN a dead letter of a 334 KB value, and settings whose record limit is below it
+    store = MemoryStore()
+    record = _record(0, 4, b"k", b"x" * 334_000)
+    store.put(*_dead_letter(record))
+    settings = _settings(MAX_RECORD_BYTES="2048", RECORD_FORMAT="raw")
+    # WHEN the dry run runs
+    run = _replay(store, apply=False, settings=settings)
+    # THEN the plan shows the record's size as encoded (334,000 bytes of data and the key), not
+    # 0 B, both in the partition's row and where it says it can not be written
+    assert run.status == 1
+    [row] = [line for line in run.out.splitlines() if line.startswith(f"  {TOPIC}-0 ")]
+    assert row.split()[3:5] == ["326.2", "KiB"]
+    assert (
+        f"  can not be written: {TOPIC}-0: 1 record(s), 326.2 KiB encoded (encoded record is"
+        " 334001 bytes (data + partition key), over MAX_RECORD_BYTES=2048)" in run.out
+    )
+
+
+@pytest.mark.parametrize(
+    ("objects", "apply", "status"),
+    [
+        ("good", True, 0),  # everything delivered and marked
+        ("good", False, 0),  # a dry run that can deliver everything
+        ("good+folder", True, 0),  # a folder marker is skipped, not a failure
+        ("good+unreadable", True, 1),  # an object left in place as unreadable
+        ("unwritable", True, 1),  # a record that still can not be written
+        ("unwritable", False, 1),  # a dry run that foresees it
+    ],
+)
+def test_replay_exit_status_says_whether_anything_was_left(
+    objects: str, apply: bool, status: int
+) -> None:
+    # GIVEN a bucket of each kind
+    store = MemoryStore()
+    value = b"x" * 3000 if objects == "unwritable" else b"v"
+    store.put(*_dead_letter(_record(0, 1, b"k", value)))
+    if "folder" in objects:
+        store.put("records/", b"")
+    if "unreadable" in objects:
+        store.put("records/t/0/9.json", b'{"offset": 1, "offset": 2}')
+    # WHEN the replay runs
+    run = _replay(store, apply=apply, settings=_settings(MAX_RECORD_BYTES="2048"))
+    # THEN the exit status is the documented one (2 is for arguments, settings and AWS
+    # errors before sending: test_main_* and tests/integration/test_replay_moto.py)
+    assert run.status == status, run.err
