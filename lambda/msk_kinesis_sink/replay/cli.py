@@ -70,6 +70,18 @@ class Summary:
     def line(self) -> str:
         return " ".join(f"{f.name}={getattr(self, f.name)}" for f in dataclasses.fields(self))
 
+    def count(self, reading: Reading, replay_set: ReplaySet) -> None:
+        """What was read: the objects and records to replay, and what was left, by kind."""
+        self.objects = len(replay_set.objects)
+        self.records = len(replay_set.records)
+        self.skipped = reading.skipped
+        self.skipped_kinds = kinds_field(reading.skips, Skipped)
+        self.duplicates = replay_set.duplicates
+        self.unreadable = len(reading.unreadable)
+        self.unreadable_kinds = kinds_field(
+            Counter(refusal.kind for refusal in reading.unreadable), Unreadable
+        )
+
     @property
     def ok(self) -> bool:
         return self.failed == 0 and self.unreadable == 0
@@ -481,29 +493,10 @@ def replay(
     say(out, f"replay from s3://{store.bucket} under {prefixes}; settings from {described}")
     say(out, f"  {_describe_settings(settings)}")
 
-    reading = list_objects(store, selection)
-    bar = Progress(err, "reading", len(reading.listed))
-    try:
-        read_objects(store, selection, reading, bar.advance)
-    finally:
-        bar.close()
-    replay_set = ReplaySet()
-    for failed in reading.objects:
-        try:
-            replay_set.add(failed)
-        except UnreadableObjectError as error:
-            reading.refuse(failed.key, error)
+    reading, replay_set = _read(store, selection, err)
     _print_refusals(err, store.bucket, reading)
     plans = plan_partitions(replay_set, settings)
-    summary.objects = len(replay_set.objects)
-    summary.records = len(replay_set.records)
-    summary.skipped = reading.skipped
-    summary.skipped_kinds = kinds_field(reading.skips, Skipped)
-    summary.duplicates = replay_set.duplicates
-    summary.unreadable = len(reading.unreadable)
-    summary.unreadable_kinds = kinds_field(
-        Counter(refusal.kind for refusal in reading.unreadable), Unreadable
-    )
+    summary.count(reading, replay_set)
     _print_plan(out, reading, replay_set, plans)
     unrouted = sorted({plan.topic for plan in plans if plan.stream is None})
     if unrouted:
@@ -530,6 +523,23 @@ def replay(
     )
     say(out, summary.line())
     return status if status else (0 if summary.ok else 1)
+
+
+def _read(store: ObjectStore, selection: Selection, err: TextIO) -> tuple[Reading, ReplaySet]:
+    """List, read and merge what the selection wants; what can not be read stays in `reading`."""
+    reading = list_objects(store, selection)
+    bar = Progress(err, "reading", len(reading.listed))
+    try:
+        read_objects(store, selection, reading, bar.advance)
+    finally:
+        bar.close()
+    replay_set = ReplaySet()
+    for failed in reading.objects:
+        try:
+            replay_set.add(failed)
+        except UnreadableObjectError as error:
+            reading.refuse(failed.key, error)
+    return reading, replay_set
 
 
 def _print_refusals(err: TextIO, bucket: str, reading: Reading) -> None:
