@@ -286,7 +286,9 @@ def reference_reading(body: bytes) -> tuple[KafkaRecord, ...] | None:
     elif {"topic", "partition", "offset", "key", "value"} & document.keys():
         if not set(REQUIRED_DEAD_LETTER_MEMBERS) <= document.keys():
             return None
-        if type(document["partition"]) is not int or type(document["offset"]) is not int:
+        if any(type(document[name]) is not int for name in ("partition", "offset")):
+            return None
+        if document["timestamp"] is not None and type(document["timestamp"]) is not int:
             return None
         record = {name: value for name, value in document.items() if name != "eventSourceArn"}
         arn = document["eventSourceArn"]

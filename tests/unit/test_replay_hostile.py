@@ -231,6 +231,7 @@ def test_replay_on_failure_batch_naming_a_partition_twice_is_left_in_place() -> 
         ({"key": _ABSENT, "headers": _ABSENT}, "a dead letter without 'key', 'headers'"),
         ({"partition": "0"}, "a dead letter whose 'partition' is not a JSON integer"),
         ({"offset": 7.0}, "a dead letter whose 'offset' is not a JSON integer"),
+        ({"timestamp": "1"}, "a dead letter whose 'timestamp' is not a JSON integer"),
     ],
 )
 def test_replay_dead_letter_missing_a_member_is_unreadable_not_a_tombstone(

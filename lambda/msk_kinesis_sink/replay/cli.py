@@ -60,9 +60,9 @@ class Summary:
     records: int = 0  # distinct records in them
     published: int = 0  # records Kinesis acknowledged in this run
     failed: int = 0  # records not delivered (a dry run: records the settings can not write)
-    skipped: int = 0  # objects left out by --topic, --since, --until, or already replayed
+    skipped: int = 0  # objects left out: by the selection, already replayed, folder markers
     duplicates: int = 0  # records held by more than one object (sent once)
-    unreadable: int = 0  # objects that are no dead letter or on-failure batch (left in place)
+    unreadable: int = 0  # objects refused (refusals.Unreadable), named and left in place
     marked: int = 0  # objects moved under replayed/
     skipped_kinds: str = "-"  # `kind:count,...` of the skipped objects (refusals.Skipped)
     unreadable_kinds: str = "-"  # `kind:count,...` of the unreadable ones (refusals.Unreadable)
@@ -390,7 +390,8 @@ def main(
     clock: Callable[[], float] = time.monotonic,
 ) -> int:
     """0: everything selected was delivered (or, in a dry run, can be); 1: something failed or
-    could not be read or marked; 2: bad arguments, settings, or an AWS error before sending."""
+    could not be read or marked; 2: bad arguments, settings, or an AWS error before sending;
+    130: interrupted. Every refusal is one line on `stderr` (docs/replay.md)."""
     out, err = stdout or sys.stdout, stderr or sys.stderr
     env = os.environ if env is None else env
     try:

@@ -48,8 +48,9 @@ _GLOB_CHARACTERS = frozenset("*?[")
 # value read as null is a delete downstream.
 _ANY_RECORD = KafkaRecord("t", 0, 0, NO_TIMESTAMP, NO_TIMESTAMP_TYPE, None, None)
 DEAD_LETTER_MEMBERS: Final = ("eventSourceArn", *event_record(_ANY_RECORD))
-# The function writes these as JSON integers; a dead letter is read as strictly as it is written.
-_DEAD_LETTER_INTEGERS: Final = ("partition", "offset")
+# The function writes these as JSON integers (the timestamp may be null); a dead letter is read
+# as strictly as it is written, not as an event (which may carry numbers as decimal text).
+_DEAD_LETTER_INTEGERS: Final = ("partition", "offset", "timestamp")
 # A document naming any of these (and no payload) is taken for a dead letter.
 _DEAD_LETTER_MARKS: Final = frozenset({"topic", "partition", "offset", "key", "value"})
 # Member names a refusal may quote (any other may be customer data: a header's name).
@@ -162,7 +163,7 @@ def _dead_letter(key: str, document: Mapping[str, Any]) -> FailedObject:
             kind=Unreadable.MISSING_MEMBER,
         )
     for name in _DEAD_LETTER_INTEGERS:
-        if type(document[name]) is not int:
+        if type(document[name]) is not int and not (name == "timestamp" and document[name] is None):
             raise UnreadableObjectError(
                 f"a dead letter whose {name!r} is not a JSON integer",
                 kind=Unreadable.MALFORMED_RECORDS,
