@@ -193,10 +193,9 @@ def _is_base64(text: str) -> bool:
 
 
 @st.composite
-def mutated(draw: st.DrawFn, original: BucketObject) -> BucketObject:
-    """`original` changed by one drawn mutation (MUTATIONS), each about equally likely
-    (sampled_from, and the remainder of a drawn integer, favour the first)."""
-    kind = draw(st.randoms(use_true_random=False)).choice(MUTATIONS)
+def mutated(draw: st.DrawFn, original: BucketObject, kind: str | None = None) -> BucketObject:
+    """`original` changed by one mutation: `kind`, or one drawn from MUTATIONS."""
+    kind = kind or draw(st.sampled_from(MUTATIONS))
     body = _mutated_body(draw, kind, original.body)
     return BucketObject(original.key, body, kind)
 
