@@ -57,7 +57,12 @@ class ReplayError(SinkError):
 
 
 class UnreadableObjectError(SinkError):
-    """An object the replay selected is not a dead letter or on-failure document it can read."""
+    """An object the replay selected is not a dead letter or on-failure document it can read;
+    `kind` names the rule it breaks (replay.refusals.Unreadable), which the summary counts."""
+
+    def __init__(self, message: str, *, kind: str) -> None:
+        super().__init__(message)
+        self.kind = kind
 
 
 class MalformedAggregateError(SinkError, ValueError):

@@ -91,6 +91,11 @@ MAX_FILTERS: Final = 5
 # SelfManagedEventSource KafkaBootstrapServers: 1-10 unique host:port of <= 300 characters.
 MAX_BOOTSTRAP_SERVERS: Final = 10
 
+# --- Amazon S3 ------------------------------------------------------------------------------
+
+# "Naming Amazon S3 objects": an object key is at most 1,024 bytes of UTF-8.
+MAX_S3_KEY_BYTES: Final = 1024
+
 
 def max_request_bytes(max_record_bytes: int) -> int:
     """Request byte ceiling: 5 MiB, or one record's ceiling when the stream was raised above it."""

@@ -15,11 +15,12 @@ import pytest
 from msk_kinesis_sink.aws.clients import s3_client
 from msk_kinesis_sink.aws.s3 import S3DeadLetterWriter
 from msk_kinesis_sink.consumer import Envelope
+from msk_kinesis_sink.dead_letters import dead_letter_document
 from msk_kinesis_sink.encoding import UnwritableRecord, encode_record
-from msk_kinesis_sink.events import parse_event
+from msk_kinesis_sink.events import KafkaRecord, parse_event
 from msk_kinesis_sink.replay.objects import REPLAYED_PREFIX
 from msk_kinesis_sink.settings import PartitionKeyMode, RecordFormat, Settings
-from tests.factories import MSK_CLUSTER_ARN, kafka_record, msk_event
+from tests.factories import MSK_CLUSTER_ARN, b64, kafka_record, msk_event
 from tests.integration.lambda_container import MOTO_SAFE_CONCURRENCY
 from tests.replay_runs import run_replay
 
@@ -205,3 +206,133 @@ def test_replay_command_never_dead_letters_again(bucket_and_stream: Any) -> None
     assert [v["Key"] for v in versions.get("Versions", [])] == [f"records/{TOPIC}/0/4.json"]
     assert "DeleteMarkers" not in versions
     assert _stream_offsets() == []
+
+
+# -- hostile keys and names, refusals, kept copies ---------------------------------------------
+
+
+def _put(s3: Any, key: str, body: bytes) -> None:
+    s3.put_object(Bucket=BUCKET, Key=key, Body=body)
+
+
+def _dead_letter_body(offset: int, value: bytes, topic: str = TOPIC) -> bytes:
+    record = KafkaRecord(topic, 0, offset, 1, "CREATE_TIME", b64(b"k"), b64(value))
+    unwritable = UnwritableRecord(record, "k", "encoded record is too large")
+    return dead_letter_document(unwritable, MSK_CLUSTER_ARN)
+
+
+def test_replay_command_escapes_terminal_sequences_in_keys_and_topics(
+    bucket_and_stream: Any,
+) -> None:
+    # GIVEN objects whose keys hold terminal escapes (a colour, a window title, a screen clear,
+    # a bidi override), one of them a folder marker, and a dead letter of a topic named so
+    s3 = bucket_and_stream
+    hostile = [
+        "records/\x1b[31mred/0/1.json",
+        "records/\x1b]0;owned\x07/",
+        "records/\u202eevil/0/2.json",
+    ]
+    _put(s3, hostile[0], b"\x1b[2J not json")
+    _put(s3, hostile[1], b"")
+    _put(s3, hostile[2], b"{}")
+    _put(s3, f"records/{TOPIC}/0/3.json", _dead_letter_body(3, b"v", topic="t\x1b[5m"))
+    # WHEN the replay runs
+    run = run_replay([], _env())
+    # THEN nothing the terminal would act on is printed: each key is shown quoted and escaped
+    printed = run.out + run.err
+    assert not [char for char in printed if not (char.isprintable() or char == "\n")]
+    assert f"unreadable: s3://{BUCKET}/'records/\\x1b[31mred/0/1.json': not JSON" in run.err
+    assert f"skipped: s3://{BUCKET}/'records/\\x1b]0;owned\\x07/': its key ends in '/'" in run.err
+    assert f"unreadable: s3://{BUCKET}/'records/\\u202eevil/0/2.json': neither" in run.err
+    assert "'t\\x1b[5m-0'" in run.out
+    assert (run.summary["skipped_kinds"], run.summary["unreadable_kinds"]) == (
+        "folder-marker:1",
+        "not-json:1,unknown-shape:1",
+    )
+    assert run.status == 1
+
+
+def test_replay_command_counts_a_folder_marker_as_skipped_and_still_succeeds(
+    bucket_and_stream: Any,
+) -> None:
+    # GIVEN a dead letter and the folder markers a console leaves behind
+    s3 = bucket_and_stream
+    _dead_letter(4, b"a", 2000)
+    _put(s3, "records/", b"")
+    _put(s3, f"records/{TOPIC}/", b"")
+    # WHEN the replay runs with --apply
+    run = run_replay(["--apply"], _env())
+    # THEN the markers are counted and named, one line each, and the run succeeds
+    assert run.status == 0, run.err
+    assert run.summary["skipped"] == "2"
+    assert run.summary["skipped_kinds"] == "folder-marker:2"
+    assert run.err.splitlines() == [
+        f"skipped: s3://{BUCKET}/records/: its key ends in '/' (a folder marker of 0 bytes): the"
+        " sink and Lambda never write one",
+        f"skipped: s3://{BUCKET}/records/{TOPIC}/: its key ends in '/' (a folder marker of 0"
+        " bytes): the sink and Lambda never write one",
+    ]
+    assert _stream_offsets() == [4]
+
+
+@pytest.mark.parametrize("versioned", [False, True])
+def test_replay_command_keeps_an_existing_replayed_copy_and_the_new_one_beside_it(
+    mocked_aws: None, versioned: bool
+) -> None:
+    # GIVEN a bucket (versioned or not) where a dead letter was replayed once, and a new dead
+    # letter under the same key (a topic re-created with its name: offsets start again)
+    s3 = boto3.client("s3")
+    s3.create_bucket(Bucket=BUCKET)
+    if versioned:
+        s3.put_bucket_versioning(Bucket=BUCKET, VersioningConfiguration={"Status": "Enabled"})
+    boto3.client("kinesis").create_stream(StreamName=STREAM, ShardCount=1)
+    key = f"records/{TOPIC}/0/4.json"
+    first, second = _dead_letter_body(4, b"first"), _dead_letter_body(4, b"second")
+    _put(s3, key, first)
+    assert run_replay(["--apply"], _env()).status == 0
+    _put(s3, key, second)
+    # WHEN the replay runs again
+    run = run_replay(["--apply"], _env())
+    # THEN the earlier copy is untouched (no new version written over it) and the new object
+    # is kept beside it, as the output says
+    assert run.status == 0, run.err
+    copy = f"{REPLAYED_PREFIX}{key}"
+    assert s3.get_object(Bucket=BUCKET, Key=copy)["Body"].read() == first
+    assert s3.get_object(Bucket=BUCKET, Key=f"{copy}~2")["Body"].read() == second
+    if versioned:
+        versions = s3.list_object_versions(Bucket=BUCKET, Prefix=copy)["Versions"]
+        assert sorted(v["Key"] for v in versions) == [copy, f"{copy}~2"]
+    assert f"kept both: s3://{BUCKET}/{key} moved to {copy}~2" in run.out
+    assert _keys(s3, "records/") == []
+    # AND a third object of that key goes to ~3
+    _put(s3, key, _dead_letter_body(4, b"third"))
+    assert run_replay(["--apply"], _env()).status == 0
+    assert _keys(s3, REPLAYED_PREFIX) == [copy, f"{copy}~2", f"{copy}~3"]
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["--stream", "no-such-stream"], "check --stream and the region"),
+        ([], "check STREAM_NAME / STREAM_ROUTES of the environment and the region"),
+    ],
+)
+def test_replay_command_missing_stream_names_the_option_that_named_it(
+    bucket_and_stream: Any, argv: list[str], expected: str
+) -> None:
+    # GIVEN a dead letter, and a stream that does not exist (given by --stream, or the settings)
+    s3 = bucket_and_stream
+    _dead_letter(4, b"a", 2000)
+    env = _env() if argv else _env(STREAM_NAME="no-such-stream")
+    # WHEN the replay runs with --apply
+    run = run_replay([*argv, "--apply"], env)
+    # THEN the cause names what to check, the record failed and its object stays
+    assert run.status == 1
+    causes = [line for line in run.err.splitlines() if line.startswith("cause: ")]
+    assert causes == [
+        f"cause: {TOPIC}-0: PutRecords refused: ResourceNotFoundException: Stream"
+        f" no-such-stream under account 123456789012 not found. (the stream does not exist:"
+        f" {expected})"
+    ]
+    assert "check STREAM_NAME and the region" not in run.err or not argv
+    assert _keys(s3, "records/") == [f"records/{TOPIC}/0/4.json"]

@@ -8,7 +8,6 @@ import json
 import subprocess
 import sys
 from collections import defaultdict
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -26,7 +25,7 @@ from msk_kinesis_sink.encoding import UnwritableRecord, encode_record
 from msk_kinesis_sink.errors import MalformedEventError, ReplayError, UnreadableObjectError
 from msk_kinesis_sink.events import KafkaRecord, parse_event
 from msk_kinesis_sink.replay import aws_access
-from msk_kinesis_sink.replay.cli import Progress, main, parse_when, replay
+from msk_kinesis_sink.replay.cli import Progress, parse_when, replay
 from msk_kinesis_sink.replay.objects import (
     ON_FAILURE_PREFIX,
     REPLAYED_PREFIX,
@@ -37,18 +36,18 @@ from msk_kinesis_sink.replay.objects import (
     list_objects,
     parse_object,
     read_objects,
+    replayed_keys,
 )
 from msk_kinesis_sink.replay.plan import ReplaySet, plan_partitions
+from msk_kinesis_sink.replay.refusals import Refusal, Unreadable
 from msk_kinesis_sink.runtime import Sink
 from msk_kinesis_sink.settings import Settings
 from tests.factories import MSK_CLUSTER_ARN, b64, kafka_record, msk_event
 from tests.fakes import FakeKinesis, Faults
-from tests.replay_runs import ReplayRun, run_replay
+from tests.replay_runs import BUCKET, NOW, MemoryStore, ReplayRun, run_replay
 from tests.strategies import kafka_events
 
 TOPIC = "orders.v1-eu"
-BUCKET = "dead-letters"
-NOW = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 # Customer data the command must never print, in every form it could take.
 SECRET_KEY = b"customer-key-7f3a"
 SECRET_VALUE = b"customer-value-91c2"
@@ -56,45 +55,6 @@ SECRET_FORMS = (SECRET_KEY.decode(), SECRET_VALUE.decode(), b64(SECRET_KEY), b64
 
 
 # -- fixtures: a bucket in memory, the function's own documents ----------------------------------
-
-
-@dataclass(frozen=True)
-class Listed:
-    key: str
-    size: int
-    last_modified: datetime
-
-
-class MemoryStore:
-    """An ObjectStore over a dict; `broken_move` makes every move fail like a denied call."""
-
-    bucket = BUCKET
-
-    def __init__(self, *, broken_move: bool = False) -> None:
-        self.objects: dict[str, tuple[bytes, datetime]] = {}
-        self.sizes: dict[str, int] = {}  # listed sizes other than the body's
-        self.broken_move = broken_move
-
-    def put(self, key: str, body: bytes, modified: datetime = NOW) -> None:
-        self.objects[key] = (body, modified)
-
-    def list(self, prefix: str) -> list[Listed]:
-        return [
-            Listed(key, self.sizes.get(key, len(body)), modified)
-            for key, (body, modified) in sorted(self.objects.items())
-            if key.startswith(prefix)
-        ]
-
-    def read(self, key: str) -> bytes:
-        return self.objects[key][0]
-
-    def move(self, key: str, to_key: str) -> None:
-        if self.broken_move:
-            raise ReplayError(f"could not move s3://{BUCKET}/{key}: AccessDenied: denied")
-        self.objects[to_key] = self.objects.pop(key)
-
-    def keys(self, prefix: str = "") -> list[str]:
-        return sorted(key for key in self.objects if key.startswith(prefix))
 
 
 def _settings(**overrides: str) -> Settings:
@@ -270,18 +230,21 @@ def test_parse_object_accepts_the_payload_as_json_text() -> None:
 @pytest.mark.parametrize(
     ("body", "expected"),
     [
-        (b"\xff\xfe not json", "not JSON"),
+        (b"\xff\xfe not json", "not UTF-8 (byte 0)"),
         (b"[1, 2]", "not a JSON object"),
         (b'{"hello": "world"}', "neither a dead letter"),
-        (b'{"payload": "{no"}', "its payload is not JSON"),
+        (b'{"payload": "{no"}', "its payload: not JSON"),
         (b'{"KafkaBatchInfo": {"batchSize": 3}}', "an on-failure record without its payload"),
         (b'{"payload": {"eventSource": "aws:kafka", "records": {}}}', "it holds no records"),
         (
             json.dumps(
                 {
+                    "eventSourceArn": None,
                     "topic": TOPIC,
                     "partition": 0,
                     "offset": 1,
+                    "timestamp": 1,
+                    "timestampType": "CREATE_TIME",
                     "key": b64(SECRET_KEY),
                     "value": b64(SECRET_VALUE),
                     "headers": [{SECRET_KEY.decode(): [999]}],
@@ -370,7 +333,11 @@ def test_read_objects_leaves_replayed_and_oversize_objects_alone() -> None:
     reading = _read(store, _selection(prefixes=("",)))
     # THEN the huge one is unreadable without being read, and the replayed one is skipped
     assert reading.unreadable == [
-        ("records/t/0/9.json", "1000000000 bytes, larger than any object the sink writes")
+        Refusal(
+            "records/t/0/9.json",
+            Unreadable.TOO_LARGE,
+            "1000000000 bytes, larger than any object the sink or Lambda writes (25165824)",
+        )
     ]
     assert reading.objects == []
     assert reading.skipped == 1
@@ -504,6 +471,8 @@ def test_replay_second_run_sends_nothing() -> None:
         "duplicates": "0",
         "unreadable": "0",
         "marked": "0",
+        "skipped_kinds": "-",
+        "unreadable_kinds": "-",
     }
 
 
@@ -704,18 +673,35 @@ def test_main_bad_settings_end_in_one_line_naming_the_problem(
     [
         (["--bucket", "Bad_Bucket"], "argument --bucket: 'Bad_Bucket' is not a valid S3 bucket"),
         (["--bucket", "b-1", "--since", "yesterday"], "argument --since: 'yesterday' is neither"),
+        (
+            ["--bucket", "b-1", "--since", "999999999d"],
+            "argument --since: '999999999d' reaches back before the year 1",
+        ),
+        (["--bucket", "b-1", "--until", "99999999999d"], "argument --until: '99999999999d' is"),
+        (["--bucket", "b-1", "--since", "\x1b[2J1h"], "argument --since: '\\x1b[2J1h' is"),
+        (["--bucket", "b-1", "--nope"], "unrecognized arguments: --nope"),
     ],
 )
 def test_main_bad_arguments_end_in_one_line_naming_the_argument(
-    argv: list[str], expected: str, capsys: pytest.CaptureFixture[str]
+    argv: list[str], expected: str
 ) -> None:
-    # GIVEN a bad argument
+    # GIVEN a bad argument (an age past the calendar, terminal escapes, an unknown option)
     # WHEN the command parses it
-    with pytest.raises(SystemExit) as exited:
-        main(argv, {"STREAM_NAME": "s"})
-    # THEN argparse's usage is followed by one line naming the argument
-    assert exited.value.code == 2
-    assert expected in capsys.readouterr().err.strip().splitlines()[-1]
+    run = run_replay(argv, {"STREAM_NAME": "s"})
+    # THEN it exits 2 with one line naming the argument, escaped, and nothing on stdout
+    assert run.status == 2
+    assert run.out == ""
+    [line] = run.err.splitlines()
+    assert line.startswith("replay: error: ") and line.endswith("(--help lists the options)")
+    assert expected in line
+    assert "\x1b" not in run.err
+
+
+def test_main_help_exits_0() -> None:
+    # GIVEN --help
+    # WHEN the command parses it
+    # THEN it exits 0 (argparse prints the usage on stdout)
+    assert run_replay(["--help"], {}).status == 0
 
 
 def test_parse_when_takes_times_and_ages() -> None:
@@ -807,9 +793,10 @@ KMS_DENIED = (
 
 
 @pytest.mark.parametrize(
-    ("operation", "code", "message", "act", "expected"),
+    ("before", "operation", "code", "message", "act", "expected"),
     [
         (
+            [],
             "get_object",
             "AccessDenied",
             KMS_DENIED,
@@ -817,22 +804,31 @@ KMS_DENIED = (
             "could not read s3://dead-letters/records/t/0/1.json: AccessDenied: User: ",
         ),
         (
+            # The move first lists where the replayed/ copy goes: nothing is there.
+            [("list_objects_v2", {"KeyCount": 0})],
             "copy_object",
             "KMS.DisabledException",
             "The key is disabled",
-            lambda store: store.move("records/t/0/1.json", "replayed/records/t/0/1.json"),
+            lambda store: store.move("records/t/0/1.json", ["replayed/records/t/0/1.json"]),
             "could not move s3://dead-letters/records/t/0/1.json to replayed/records/t/0/1.json:",
         ),
     ],
 )
 def test_s3_object_store_errors_name_the_object_the_code_and_the_fix(
-    operation: str, code: str, message: str, act: Any, expected: str
+    before: list[tuple[str, dict[str, Any]]],
+    operation: str,
+    code: str,
+    message: str,
+    act: Any,
+    expected: str,
 ) -> None:
     # GIVEN S3 refusing a call the replay makes
     client = boto3.client(
         "s3", region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x"
     )
     with Stubber(client) as stubber:
+        for answered, response in before:
+            stubber.add_response(answered, response)
         stubber.add_client_error(operation, code, message, http_status_code=403)
         store = aws_access.S3ObjectStore(client, BUCKET)
         # WHEN the replay makes it
@@ -843,3 +839,98 @@ def test_s3_object_store_errors_name_the_object_the_code_and_the_fix(
     assert text.startswith(expected)
     assert code in text and "\n" not in text
     assert f"({aws_access.REPLAY_HINTS[code]})" in text
+
+
+def test_s3_object_store_move_takes_the_next_free_key_when_the_copy_is_refused() -> None:
+    # GIVEN S3 with no replayed/ copy at first, which refuses the conditional copy because
+    # another run wrote that copy meanwhile (412), and then lists it
+    client = boto3.client(
+        "s3", region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x"
+    )
+    key, copy = "records/t/0/1.json", "replayed/records/t/0/1.json"
+    with Stubber(client) as stubber:
+        stubber.add_response("list_objects_v2", {"KeyCount": 0})
+        stubber.add_client_error("copy_object", "PreconditionFailed", http_status_code=412)
+        stubber.add_response(
+            "list_objects_v2",
+            {"KeyCount": 1, "Contents": [{"Key": copy, "Size": 1, "LastModified": NOW}]},
+        )
+        stubber.add_response(
+            "copy_object",
+            {},
+            {
+                "Bucket": BUCKET,
+                "Key": f"{copy}~2",
+                "CopySource": {"Bucket": BUCKET, "Key": key},
+                "IfNoneMatch": "*",
+            },
+        )
+        stubber.add_response("delete_object", {}, {"Bucket": BUCKET, "Key": key})
+        store = aws_access.S3ObjectStore(client, BUCKET)
+        # WHEN the object is moved
+        where = store.move(key, replayed_keys(key))
+        # THEN it goes beside the copy, only if nothing is there (If-None-Match), and only then
+        # is the original deleted
+        stubber.assert_no_pending_responses()
+    assert where == f"{copy}~2"
+
+
+def test_read_objects_refuses_a_key_too_long_to_move_without_reading_it() -> None:
+    # GIVEN an object whose replayed/ copy's key would pass S3's 1,024 bytes
+    store = MemoryStore()
+    long_key = "records/" + "k" * 1010
+    store.put(long_key, b"never read")
+    # WHEN the bucket is read
+    reading = _read(store, _selection())
+    # THEN it is refused before it is read: delivered, it could never be marked
+    [refusal] = reading.unreadable
+    assert (refusal.key, refusal.kind) == (long_key, Unreadable.KEY_TOO_LONG)
+    assert "over S3's 1024" in refusal.why
+
+
+def test_replay_dry_run_shows_the_real_size_of_records_it_can_not_write() -> None:
+    # GIVEN a dead letter of a 334 KB value, and settings whose record limit is below it
+    store = MemoryStore()
+    record = _record(0, 4, b"k", b"x" * 334_000)
+    store.put(*_dead_letter(record))
+    settings = _settings(MAX_RECORD_BYTES="2048", RECORD_FORMAT="raw")
+    # WHEN the dry run runs
+    run = _replay(store, apply=False, settings=settings)
+    # THEN the plan shows the record's size as encoded (334,000 bytes of data and the key), not
+    # 0 B, both in the partition's row and where it says it can not be written
+    assert run.status == 1
+    [row] = [line for line in run.out.splitlines() if line.startswith(f"  {TOPIC}-0 ")]
+    assert row.split()[3:5] == ["326.2", "KiB"]
+    assert (
+        f"  can not be written: {TOPIC}-0: 1 record(s), 326.2 KiB encoded (encoded record is"
+        " 334001 bytes (data + partition key), over MAX_RECORD_BYTES=2048)" in run.out
+    )
+
+
+@pytest.mark.parametrize(
+    ("objects", "apply", "status"),
+    [
+        ("good", True, 0),  # everything delivered and marked
+        ("good", False, 0),  # a dry run that can deliver everything
+        ("good+folder", True, 0),  # a folder marker is skipped, not a failure
+        ("good+unreadable", True, 1),  # an object left in place as unreadable
+        ("unwritable", True, 1),  # a record that still can not be written
+        ("unwritable", False, 1),  # a dry run that foresees it
+    ],
+)
+def test_replay_exit_status_says_whether_anything_was_left(
+    objects: str, apply: bool, status: int
+) -> None:
+    # GIVEN a bucket of each kind
+    store = MemoryStore()
+    value = b"x" * 3000 if objects == "unwritable" else b"v"
+    store.put(*_dead_letter(_record(0, 1, b"k", value)))
+    if "folder" in objects:
+        store.put("records/", b"")
+    if "unreadable" in objects:
+        store.put("records/t/0/9.json", b'{"offset": 1, "offset": 2}')
+    # WHEN the replay runs
+    run = _replay(store, apply=apply, settings=_settings(MAX_RECORD_BYTES="2048"))
+    # THEN the exit status is the documented one (2 is for arguments, settings and AWS
+    # errors before sending: test_main_* and tests/integration/test_replay_moto.py)
+    assert run.status == status, run.err

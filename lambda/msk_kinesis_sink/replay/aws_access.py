@@ -3,15 +3,17 @@ objects, and a deployed function's environment."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Final, NamedTuple
 
 from botocore.config import Config
+from botocore.exceptions import ClientError
 
 from msk_kinesis_sink.aws.classify import SDK_ERRORS, describe_error
 from msk_kinesis_sink.aws.clients import endpoint_url, session
 from msk_kinesis_sink.errors import ReplayError
+from msk_kinesis_sink.replay.terminal import shown
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -37,6 +39,11 @@ REPLAY_HINTS: Mapping[str, str] = {
     "ResourceNotFoundException": "no such function: check --function and the region",
     "AccessDeniedException": "these credentials lack lambda:GetFunctionConfiguration on it",
 }
+
+# S3's answers to a conditional copy whose target came to exist meanwhile (412), or is being
+# written by another request (409): look again for a free key.
+_TARGET_TAKEN: Final = frozenset({"PreconditionFailed", "ConditionalRequestConflict"})
+_MOVE_ATTEMPTS: Final = 3
 
 
 def _operator_problem(action: str, error: Exception) -> str:
@@ -70,30 +77,59 @@ class S3ObjectStore:
                 for item in page.get("Contents", []):
                     yield S3ObjectSummary(item["Key"], item["Size"], item["LastModified"])
         except SDK_ERRORS as error:
-            where = f"s3://{self.bucket}/{prefix}"
+            where = f"s3://{self.bucket}/{shown(prefix)}"
             raise ReplayError(_operator_problem(f"could not list {where}", error)) from None
 
     def read(self, key: str) -> bytes:
         try:
             body: bytes = self._client.get_object(Bucket=self.bucket, Key=key)["Body"].read()
         except SDK_ERRORS as error:
-            where = f"s3://{self.bucket}/{key}"
+            where = f"s3://{self.bucket}/{shown(key)}"
             raise ReplayError(_operator_problem(f"could not read {where}", error)) from None
         return body
 
-    def move(self, key: str, to_key: str) -> None:
-        """Copy, then delete: the object is never gone from both places (on a versioned bucket
-        the original stays as a noncurrent version until the bucket's lifecycle expires it)."""
+    def move(self, key: str, to_keys: Sequence[str]) -> str:
+        """Copy to the first of `to_keys` no object holds, then delete: the object is never gone
+        from both places, and no copy is written over (on a versioned bucket a copy written
+        over would only stay until the lifecycle expires noncurrent versions). The copy is
+        conditional (If-None-Match), so a copy made meanwhile by another run is not written
+        over either."""
         try:
-            self._client.copy_object(
-                Bucket=self.bucket, Key=to_key, CopySource={"Bucket": self.bucket, "Key": key}
-            )
-            self._client.delete_object(Bucket=self.bucket, Key=key)
+            for _ in range(_MOVE_ATTEMPTS):
+                target = self._free_key(to_keys)
+                try:
+                    self._client.copy_object(
+                        Bucket=self.bucket,
+                        Key=target,
+                        CopySource={"Bucket": self.bucket, "Key": key},
+                        IfNoneMatch="*",
+                    )
+                except ClientError as error:
+                    if describe_error(error)[0] in _TARGET_TAKEN:
+                        continue
+                    raise
+                self._client.delete_object(Bucket=self.bucket, Key=key)
+                return target
         except SDK_ERRORS as error:
-            where = f"s3://{self.bucket}/{key}"
+            where = f"s3://{self.bucket}/{shown(key)}"
             raise ReplayError(
-                _operator_problem(f"could not move {where} to {to_key}", error)
+                _operator_problem(f"could not move {where} to {shown(to_keys[0])}", error)
             ) from None
+        raise ReplayError(
+            f"could not move s3://{self.bucket}/{shown(key)}: {shown(to_keys[0])} and its"
+            " copies kept beside it were taken by other writers each time"
+        )
+
+    def _free_key(self, to_keys: Sequence[str]) -> str:
+        """The first of `to_keys` (which all start with the first) that no object holds."""
+        taken = {summary.key for summary in self.list(to_keys[0])}
+        for target in to_keys:
+            if target not in taken:
+                return target
+        raise ReplayError(
+            f"s3://{self.bucket}/{shown(to_keys[0])} and {len(to_keys) - 1} copies beside it"
+            " exist already: move or delete some of them"
+        )
 
 
 def operator_s3_client(env: Mapping[str, str]) -> S3Client:

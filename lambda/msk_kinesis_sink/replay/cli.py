@@ -9,12 +9,18 @@ import os
 import re
 import sys
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Final, TextIO
+from typing import Final, NoReturn, TextIO
 
-from msk_kinesis_sink.errors import ConfigurationError, ReplayError, UnreadableObjectError
+from msk_kinesis_sink.errors import (
+    ConfigurationError,
+    KinesisPublishError,
+    ReplayError,
+    UnreadableObjectError,
+)
 from msk_kinesis_sink.events import KafkaRecord
 from msk_kinesis_sink.limits import MIB
 from msk_kinesis_sink.replay.objects import (
@@ -33,6 +39,8 @@ from msk_kinesis_sink.replay.plan import (
     plan_partitions,
 )
 from msk_kinesis_sink.replay.publish import INVOCATION_SECONDS, Replayer
+from msk_kinesis_sink.replay.refusals import Skipped, Unreadable, kinds_field
+from msk_kinesis_sink.replay.terminal import say, shown
 from msk_kinesis_sink.runtime import Sink
 from msk_kinesis_sink.settings import Settings
 from msk_kinesis_sink.variables import bucket_name_problem
@@ -52,13 +60,27 @@ class Summary:
     records: int = 0  # distinct records in them
     published: int = 0  # records Kinesis acknowledged in this run
     failed: int = 0  # records not delivered (a dry run: records the settings can not write)
-    skipped: int = 0  # objects left out by --topic, --since, --until, or already replayed
+    skipped: int = 0  # objects left out: by the selection, already replayed, folder markers
     duplicates: int = 0  # records held by more than one object (sent once)
-    unreadable: int = 0  # objects that are no dead letter or on-failure batch (left in place)
+    unreadable: int = 0  # objects refused (refusals.Unreadable), named and left in place
     marked: int = 0  # objects moved under replayed/
+    skipped_kinds: str = "-"  # `kind:count,...` of the skipped objects (refusals.Skipped)
+    unreadable_kinds: str = "-"  # `kind:count,...` of the unreadable ones (refusals.Unreadable)
 
     def line(self) -> str:
         return " ".join(f"{f.name}={getattr(self, f.name)}" for f in dataclasses.fields(self))
+
+    def count(self, reading: Reading, replay_set: ReplaySet) -> None:
+        """What was read: the objects and records to replay, and what was left, by kind."""
+        self.objects = len(replay_set.objects)
+        self.records = len(replay_set.records)
+        self.skipped = reading.skipped
+        self.skipped_kinds = kinds_field(reading.skips, Skipped)
+        self.duplicates = replay_set.duplicates
+        self.unreadable = len(reading.unreadable)
+        self.unreadable_kinds = kinds_field(
+            Counter(refusal.kind for refusal in reading.unreadable), Unreadable
+        )
 
     @property
     def ok(self) -> bool:
@@ -118,21 +140,52 @@ def _is_terminal(stream: TextIO) -> bool:
 
 class _SinkProblems(logging.Handler):
     """Collects what the Sink reports at ERROR: topic, partition, offset and the reason or the
-    error (the Sink never logs keys, values or headers)."""
+    error (the Sink never logs keys, values or headers), with the replay's own hints."""
 
-    def __init__(self) -> None:
+    def __init__(self, hints: Mapping[str, str]) -> None:
         super().__init__(logging.ERROR)
         self.causes: list[str] = []
+        self._hints = hints
 
     def emit(self, record: logging.LogRecord) -> None:
         reason = getattr(record, "reason", None)
+        failure = record.args[0] if isinstance(record.args, tuple) and record.args else None
         if reason is not None:
             where = f"{getattr(record, 'topic', '?')}-{getattr(record, 'partition', '?')}"
             cause = f"{where} offset {getattr(record, 'offset', '?')}: {reason}"
+        elif isinstance(failure, KinesisPublishError):
+            where = getattr(record, "topic_partition", "?")
+            cause = f"{where}: PutRecords refused: {self._with_replay_hint(failure)}"
         else:
             cause = record.getMessage()
         if cause not in self.causes:
             self.causes.append(cause)
+
+    def _with_replay_hint(self, error: KinesisPublishError) -> str:
+        """The error as the function words it, its hint (which speaks of the function's role
+        and variables) replaced by the replay's."""
+        from msk_kinesis_sink.aws.classify import FIX_HINTS
+
+        text = str(error)
+        hint = self._hints.get(error.code)
+        function_hint = f" ({FIX_HINTS[error.code]})" if error.code in FIX_HINTS else None
+        if hint is None:
+            return text
+        if function_hint is not None and text.endswith(function_hint):
+            text = text[: -len(function_hint)]
+        return f"{text} ({hint})"
+
+
+def replay_hints(*, stream_option: bool, described: str) -> dict[str, str]:
+    """What to tell an operator for PutRecords errors no retry fixes, by the replay's own
+    options and credentials (the function's hints name its role and STREAM_NAME)."""
+    streams = "--stream" if stream_option else f"STREAM_NAME / STREAM_ROUTES of {described}"
+    return {
+        "ResourceNotFoundException": f"the stream does not exist: check {streams} and the region",
+        "AccessDeniedException": "these credentials lack kinesis:PutRecords on the stream",
+        "KMSAccessDeniedException": "these credentials may not use the stream's KMS key"
+        " (kms:GenerateDataKey)",
+    }
 
 
 def parse_when(text: str, now: datetime) -> datetime:
@@ -140,7 +193,12 @@ def parse_when(text: str, now: datetime) -> datetime:
     text = text.strip()
     age = _AGE.fullmatch(text)
     if age:
-        return now - timedelta(seconds=int(age.group(1)) * _AGE_SECONDS[age.group(2)])
+        try:
+            return now - timedelta(seconds=int(age.group(1)) * _AGE_SECONDS[age.group(2)])
+        except OverflowError:
+            raise argparse.ArgumentTypeError(
+                f"{text!r} reaches back before the year 1: give a smaller age, or a time"
+            ) from None
     try:
         moment = datetime.fromisoformat(text)
     except ValueError:
@@ -158,8 +216,21 @@ def _bucket(text: str) -> str:
     return text
 
 
-def _parser(now: datetime) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+class _OneLineParser(argparse.ArgumentParser):
+    """Bad arguments end in one line, as every other refusal does (`--help` shows the usage)."""
+
+    def __init__(self, err: TextIO, *, prog: str, description: str) -> None:
+        super().__init__(prog=prog, description=description)
+        self._err = err
+
+    def error(self, message: str) -> NoReturn:
+        say(self._err, f"replay: error: {message} (--help lists the options)")
+        raise SystemExit(2)
+
+
+def _parser(now: datetime, err: TextIO) -> argparse.ArgumentParser:
+    parser = _OneLineParser(
+        err,
         prog="python -m msk_kinesis_sink.replay",
         description="Replay the function's dead letters and the mappings' on-failure batches"
         " through the same Sink: same encoding, partition keys and retries, each partition in"
@@ -272,32 +343,31 @@ def _print_plan(
     kinds = {kind: 0 for kind in ObjectKind}
     for failed in replay_set.objects:
         kinds[failed.kind] += 1
-    print(
+    say(
+        out,
         f"objects: {len(replay_set.objects)} to replay (dead letters:"
         f" {kinds[ObjectKind.DEAD_LETTER]}, on-failure batches: {kinds[ObjectKind.ON_FAILURE]}),"
         f" {reading.skipped} skipped, {len(reading.unreadable)} unreadable",
-        file=out,
     )
     if not plans:
         return
-    width = max(len(f"{p.topic}-{p.partition}") for p in plans)
-    print(
+    names = [shown(f"{plan.topic}-{plan.partition}") for plan in plans]
+    width = max(len(name) for name in names)
+    say(
+        out,
         f"  {'topic-partition':<{width}}  {'offsets':>21}  {'records':>8}  {'bytes':>10}  stream",
-        file=out,
     )
-    for plan in plans:
+    for name, plan in zip(names, plans, strict=True):
         offsets = f"{plan.first_offset}..{plan.last_offset}"
-        print(
-            f"  {plan.topic + '-' + str(plan.partition):<{width}}  {offsets:>21}"
-            f"  {plan.records:>8}  {_size(plan.encoded_bytes):>10}  {plan.stream}",
-            file=out,
-        )
-    for plan in plans:
+        size = _size(plan.encoded_bytes + plan.unwritable_bytes)
+        say(out, f"  {name:<{width}}  {offsets:>21}  {plan.records:>8}  {size:>10}  {plan.stream}")
+    for name, plan in zip(names, plans, strict=True):
         if plan.unwritable:
-            print(
-                f"  can not be written: {plan.topic}-{plan.partition}: {plan.unwritable}"
-                f" record(s) ({plan.reason}); {plan.blocked} later record(s) wait behind them",
-                file=out,
+            size = f", {_size(plan.unwritable_bytes)} encoded" if plan.unwritable_bytes else ""
+            say(
+                out,
+                f"  can not be written: {name}: {plan.unwritable} record(s){size}"
+                f" ({plan.reason}); {plan.blocked} later record(s) wait behind them",
             )
 
 
@@ -320,19 +390,23 @@ def main(
     clock: Callable[[], float] = time.monotonic,
 ) -> int:
     """0: everything selected was delivered (or, in a dry run, can be); 1: something failed or
-    could not be read or marked; 2: bad arguments, settings, or an AWS error before sending."""
+    could not be read or marked; 2: bad arguments, settings, or an AWS error before sending;
+    130: interrupted. Every refusal is one line on `stderr` (docs/replay.md)."""
     out, err = stdout or sys.stdout, stderr or sys.stderr
     env = os.environ if env is None else env
-    args = _parser(datetime.now(UTC)).parse_args(argv)
+    try:
+        args = _parser(datetime.now(UTC), err).parse_args(argv)
+    except SystemExit as exited:  # --help (0), or a bad argument (2, in one line)
+        return exited.code if isinstance(exited.code, int) else 2
     try:
         return _run(args, env, out, err, clock)
     except (ConfigurationError, ReplayError) as error:
-        print(f"replay: error: {error}", file=err)
+        say(err, f"replay: error: {error}")
         return 2
     except KeyboardInterrupt:
         # Objects are marked as they are delivered: a run stopped here loses nothing, and the
         # next one sends only what was not marked.
-        print("replay: interrupted", file=err)
+        say(err, "replay: interrupted")
         return 130
 
 
@@ -376,6 +450,7 @@ def _run(
         apply=args.apply,
         make_sink=_sink_factory(env, settings),
         described=source.described,
+        hints=replay_hints(stream_option=args.stream is not None, described=source.described),
         out=out,
         err=err,
         clock=clock,
@@ -409,13 +484,50 @@ def replay(
     invocation_seconds: float = INVOCATION_SECONDS,
     max_records: int = MAX_RECORDS_PER_INVOCATION,
     clock: Callable[[], float] = time.monotonic,
+    hints: Mapping[str, str] | None = None,
 ) -> int:
     """Select, read, show; with `apply`, publish and mark. Returns the exit status."""
+    if hints is None:
+        hints = replay_hints(stream_option=False, described=described)
     summary = Summary(mode="apply" if apply else "dry-run")
-    prefixes = ", ".join(selection.listing_prefixes()) or "(the whole bucket)"
-    print(f"replay from s3://{store.bucket} under {prefixes}; settings from {described}", file=out)
-    print(f"  {_describe_settings(settings)}", file=out)
+    prefixes = ", ".join(shown(p) for p in selection.listing_prefixes()) or "(the whole bucket)"
+    say(out, f"replay from s3://{store.bucket} under {prefixes}; settings from {described}")
+    say(out, f"  {_describe_settings(settings)}")
 
+    reading, replay_set = _read(store, selection, err)
+    _print_refusals(err, store.bucket, reading)
+    plans = plan_partitions(replay_set, settings)
+    summary.count(reading, replay_set)
+    _print_plan(out, reading, replay_set, plans)
+    unrouted = sorted({plan.topic for plan in plans if plan.stream is None})
+    if unrouted:
+        raise ConfigurationError(
+            f"topic {unrouted[0]!r} matches no STREAM_ROUTES pattern and STREAM_NAME is not set:"
+            " add a route for it, or replay with --stream"
+        )
+
+    if not apply:
+        summary.failed = sum(plan.unwritable + plan.blocked for plan in plans)
+        say(out, "dry run: nothing was sent; run again with --apply to publish")
+        say(out, summary.line())
+        return 0 if summary.ok else 1
+
+    status = _publish(
+        replay_set,
+        store,
+        make_sink,
+        summary,
+        _Output(out, err, hints),
+        invocation_seconds,
+        max_records,
+        clock,
+    )
+    say(out, summary.line())
+    return status if status else (0 if summary.ok else 1)
+
+
+def _read(store: ObjectStore, selection: Selection, err: TextIO) -> tuple[Reading, ReplaySet]:
+    """List, read and merge what the selection wants; what can not be read stays in `reading`."""
     reading = list_objects(store, selection)
     bar = Progress(err, "reading", len(reading.listed))
     try:
@@ -427,34 +539,25 @@ def replay(
         try:
             replay_set.add(failed)
         except UnreadableObjectError as error:
-            reading.unreadable.append((failed.key, str(error)))
-    for key, why in reading.unreadable:
-        print(f"unreadable: s3://{store.bucket}/{key}: {why}", file=err)
-    plans = plan_partitions(replay_set, settings)
-    summary.objects = len(replay_set.objects)
-    summary.records = len(replay_set.records)
-    summary.skipped = reading.skipped
-    summary.duplicates = replay_set.duplicates
-    summary.unreadable = len(reading.unreadable)
-    _print_plan(out, reading, replay_set, plans)
-    unrouted = sorted({plan.topic for plan in plans if plan.stream is None})
-    if unrouted:
-        raise ConfigurationError(
-            f"topic {unrouted[0]!r} matches no STREAM_ROUTES pattern and STREAM_NAME is not set:"
-            " add a route for it, or replay with --stream"
-        )
+            reading.refuse(failed.key, error)
+    return reading, replay_set
 
-    if not apply:
-        summary.failed = sum(plan.unwritable + plan.blocked for plan in plans)
-        print("dry run: nothing was sent; run again with --apply to publish", file=out)
-        print(summary.line(), file=out)
-        return 0 if summary.ok else 1
 
-    status = _publish(
-        replay_set, store, make_sink, summary, err, invocation_seconds, max_records, clock
-    )
-    print(summary.line(), file=out)
-    return status if status else (0 if summary.ok else 1)
+def _print_refusals(err: TextIO, bucket: str, reading: Reading) -> None:
+    """One line per object left in place for a reason of its own: its key and the reason."""
+    for refusal in reading.noted:
+        say(err, f"skipped: s3://{bucket}/{shown(refusal.key)}: {refusal.why}")
+    for refusal in reading.unreadable:
+        say(err, f"unreadable: s3://{bucket}/{shown(refusal.key)}: {refusal.why}")
+
+
+@dataclass(frozen=True, slots=True)
+class _Output:
+    """Where the publishing step reports, and the hints it gives for the Sink's errors."""
+
+    out: TextIO
+    err: TextIO
+    hints: Mapping[str, str]
 
 
 def _publish(
@@ -462,7 +565,7 @@ def _publish(
     store: ObjectStore,
     make_sink: Callable[[], Sink],
     summary: Summary,
-    err: TextIO,
+    output: _Output,
     invocation_seconds: float,
     max_records: int,
     clock: Callable[[], float],
@@ -471,7 +574,7 @@ def _publish(
     if not replay_set.records:
         return 0
     sink = make_sink()
-    problems = _SinkProblems()
+    problems = _SinkProblems(output.hints)
     sink_logger = logging.getLogger("msk_kinesis_sink")
     propagate = sink_logger.propagate
     sink_logger.addHandler(problems)
@@ -484,7 +587,7 @@ def _publish(
         max_records=max_records,
         clock=clock,
     )
-    bar = Progress(err, "publishing", len(replay_set.records))
+    bar = Progress(output.err, "publishing", len(replay_set.records))
     failure: ReplayError | None = None
     try:
         replayer.run(on_progress=bar.advance)
@@ -498,11 +601,17 @@ def _publish(
     summary.published = replayer.published
     summary.failed = len(replayer.failed)
     summary.marked = len(replayer.marked)
+    for key, where in replayer.kept_beside:
+        say(
+            output.out,
+            f"kept both: s3://{store.bucket}/{shown(key)} moved to {shown(where)}, beside the"
+            " replayed/ copy of an earlier object of that key",
+        )
     for cause in problems.causes[:_MAX_CAUSES]:
-        print(f"cause: {cause}", file=err)
+        say(output.err, f"cause: {cause}")
     for line in _failed_ranges(replayer.failed):
-        print(f"failed: {line} (their objects stay in place)", file=err)
+        say(output.err, f"failed: {line} (their objects stay in place)")
     if failure is not None:
-        print(f"replay: error: {failure}; sending stopped there", file=err)
+        say(output.err, f"replay: error: {failure}; sending stopped there")
         return 1
     return 0

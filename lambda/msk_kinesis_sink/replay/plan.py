@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from typing import Final
 
-from msk_kinesis_sink.encoding import UnwritableRecord, encode_record
+from msk_kinesis_sink.encoding import EncodedRecord, UnwritableRecord, encode_record
 from msk_kinesis_sink.errors import UnreadableObjectError
 from msk_kinesis_sink.events import KafkaRecord
 from msk_kinesis_sink.limits import MAX_BATCH_SIZE
 from msk_kinesis_sink.replay.objects import FailedObject, PartitionId, RecordId
+from msk_kinesis_sink.replay.refusals import Unreadable
+from msk_kinesis_sink.replay.terminal import shown
 from msk_kinesis_sink.settings import Settings
 
 # The Sink is never handed more records at once than Lambda would hand the function.
@@ -40,8 +43,9 @@ class ReplaySet:
             known = self.records.get(record_id)
             if known is not None and known != record:
                 raise UnreadableObjectError(
-                    f"it holds {record.topic_partition} offset {record.offset} with other"
-                    f" content than {self.holders[record_id][0]}"
+                    f"it holds {shown(record.topic_partition)} offset {record.offset} with"
+                    f" other content than {shown(self.holders[record_id][0])}",
+                    kind=Unreadable.CONFLICT,
                 )
         self.objects.append(failed)
         for record_id, record in zip(failed.record_ids(), failed.records, strict=True):
@@ -87,6 +91,7 @@ class PartitionPlan:
     encoded_bytes: int  # of the records that can be written (data + partition key), as encoded
     stream: str | None
     unwritable: int  # records the settings can not write
+    unwritable_bytes: int  # their size as encoded without the limit (0 when undecodable)
     blocked: int  # records after the first unwritable one: they wait behind it
     reason: str | None  # why the first unwritable one can not be written
 
@@ -98,19 +103,13 @@ def plan_partitions(replay_set: ReplaySet, settings: Settings) -> list[Partition
         by_partition.setdefault((source, topic, partition), []).append(record)
     plans: list[PartitionPlan] = []
     for (_, topic, partition), records in by_partition.items():
-        encoded_bytes = unwritable = blocked = 0
+        encoded_bytes = unwritable = unwritable_bytes = blocked = 0
         reason: str | None = None
         for record in records:
-            unit = encode_record(
-                record,
-                record_format=settings.record_format,
-                partition_key_mode=settings.partition_key,
-                max_record_bytes=settings.max_record_bytes,
-                partition_key_header=settings.partition_key_header,
-                aggregation=settings.aggregation,
-            )
+            unit = encoded(record, settings)
             if isinstance(unit, UnwritableRecord):
                 unwritable += 1
+                unwritable_bytes += _unlimited_size(record, settings)
                 reason = reason or unit.reason
                 continue
             encoded_bytes += unit.size
@@ -126,8 +125,32 @@ def plan_partitions(replay_set: ReplaySet, settings: Settings) -> list[Partition
                 encoded_bytes,
                 settings.stream_for(topic),
                 unwritable,
+                unwritable_bytes,
                 blocked,
                 reason,
             )
         )
     return plans
+
+
+def encoded(
+    record: KafkaRecord, settings: Settings, max_record_bytes: int | None = None
+) -> EncodedRecord | UnwritableRecord:
+    """`record` as the Sink encodes it with `settings` (with another record limit if given)."""
+    return encode_record(
+        record,
+        record_format=settings.record_format,
+        partition_key_mode=settings.partition_key,
+        max_record_bytes=settings.max_record_bytes
+        if max_record_bytes is None
+        else max_record_bytes,
+        partition_key_header=settings.partition_key_header,
+        aggregation=settings.aggregation,
+    )
+
+
+def _unlimited_size(record: KafkaRecord, settings: Settings) -> int:
+    """An unwritable record's size as encoded (data + partition key) under no record limit: what
+    the stream's limit must reach. 0 when it can not be encoded at all (its base64 is bad)."""
+    unit = encoded(record, settings, sys.maxsize)
+    return unit.size if isinstance(unit, EncodedRecord) else 0

@@ -9,10 +9,10 @@ from typing import Final
 
 from msk_kinesis_sink.events import KafkaRecord, PartitionBatch
 from msk_kinesis_sink.replay.objects import (
-    REPLAYED_PREFIX,
     ObjectStore,
     PartitionId,
     invocation_event,
+    replayed_keys,
 )
 from msk_kinesis_sink.replay.plan import MAX_RECORDS_PER_INVOCATION, Batch, ReplaySet
 from msk_kinesis_sink.runtime import Sink
@@ -128,6 +128,8 @@ class Replayer:
         self.published = 0
         self.failed: list[KafkaRecord] = []
         self.marked: list[str] = []
+        # (key, where it went) for objects moved beside a replayed/ copy already there.
+        self.kept_beside: list[tuple[str, str]] = []
         self._halted: set[PartitionId] = set()
         self._undecided = {failed.key: set(failed.record_ids()) for failed in replay_set.objects}
         self._doomed: set[str] = set()  # objects holding a record that was not delivered
@@ -171,7 +173,10 @@ class Replayer:
                 if not undecided and key not in self._doomed:
                     ready.append(key)
         for key in ready:
-            self.store.move(key, REPLAYED_PREFIX + key)
+            targets = replayed_keys(key)
+            where = self.store.move(key, targets)
+            if where != targets[0]:
+                self.kept_beside.append((key, where))
             self.marked.append(key)
             del self._undecided[key]
 
