@@ -30,7 +30,9 @@ from msk_kinesis_sink.errors import KinesisPublishError
 from msk_kinesis_sink.planning import Entry
 from msk_kinesis_sink.settings import Settings
 
-ANSWER = b'{"Records":[{"SequenceNumber":"1","ShardId":"shardId-000000000000"}]}'
+ANSWER = (
+    b'{"FailedRecordCount":0,"Records":[{"SequenceNumber":"1","ShardId":"shardId-000000000000"}]}'
+)
 # A trickling server would go on for this long; every cut must come long before.
 TRICKLE_FOR_S = 30.0
 # How late after its deadline an exchange may end (thread wake-ups on a busy 2-core machine).

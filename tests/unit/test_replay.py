@@ -814,7 +814,7 @@ KMS_DENIED = (
             "AccessDenied",
             KMS_DENIED,
             lambda store: store.read("records/t/0/1.json"),
-            "could not read s3://dead-letters/records/t/0/1.json: AccessDenied: User: ",
+            "could not read s3://dead-letters/records/t/0/1.json: AccessDenied: S3 denied",
         ),
         (
             "copy_object",
