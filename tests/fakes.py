@@ -11,9 +11,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from msk_kinesis_sink.encoding import UnwritableRecord
-from msk_kinesis_sink.errors import DeadLetterError, KinesisPublishError
+from msk_kinesis_sink.errors import DeadLetterError, KinesisPublishError, StreamSummaryError
 from msk_kinesis_sink.planning import Entry
-from msk_kinesis_sink.writers import RecordResult
+from msk_kinesis_sink.writers import RecordDistribution, RecordResult, StreamSummary
 
 THROTTLED = RecordResult.THROTTLED
 INTERNAL = RecordResult.FAILED
@@ -194,6 +194,27 @@ class FakeDeadLetters:
         if self.broken:
             raise DeadLetterError("injected: bucket unavailable")
         self.written.append(record)
+
+
+KEYED = StreamSummary(RecordDistribution.USER_PARTITION_KEY)
+AUTO = StreamSummary(RecordDistribution.AUTO)
+
+
+@dataclass
+class FakeSummaries:
+    """A StreamSummaryReader: each stream's summary is `summaries[stream]` (else `summary`),
+    unless `failure` is set; `calls` lists the streams asked about, in order."""
+
+    summary: StreamSummary = KEYED
+    summaries: dict[str, StreamSummary] = field(default_factory=dict)
+    failure: StreamSummaryError | None = None
+    calls: list[str] = field(default_factory=list)
+
+    def describe(self, stream: str, deadline: float) -> StreamSummary:
+        self.calls.append(stream)
+        if self.failure is not None:
+            raise self.failure
+        return self.summaries.get(stream, self.summary)
 
 
 class FakeContext:

@@ -32,6 +32,7 @@ class Publisher:
         writer_for: Callable[[str], RecordWriter],
         dead_letters: DeadLetterWriter | None,
         packer: Packer | None = None,
+        record_bytes_for: Callable[[str], int] | None = None,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
         rng: random.Random | None = None,
@@ -52,6 +53,7 @@ class Publisher:
             clock=clock,
             sleep=sleep,
             rng=rng or random.Random(),
+            record_bytes_for=record_bytes_for,
         )
 
     def publish(
