@@ -75,9 +75,9 @@ class SinkStream(Construct):
                 cfn_stream,
                 "CloudFormation-Validate::F3002",
                 (
-                    "RecordDistributionStrategy is a property of AWS::Kinesis::Stream (aws-cdk-lib's"
-                    " CfnStream has it, and cfn-lint's schema accepts it); the schema bundled with"
-                    " synth's CloudFormation Validate plugin predates it."
+                    "RecordDistributionStrategy is a property of AWS::Kinesis::Stream"
+                    " (aws-cdk-lib's CfnStream has it, and cfn-lint's schema accepts it); the"
+                    " schema bundled with synth's CloudFormation Validate plugin predates it."
                 ),
             )
         self.key_arn = key.key_arn
