@@ -281,16 +281,20 @@ class FaultProxy:
                 )
         failed = sum(1 for r in results if "ErrorCode" in r)
         self._counters.add("records_written", len(results) - failed)
-        if request_fault is RequestFault.RESPONSE_LOST:
-            self._counters.add("responses_lost")
-            return None
-        if request_fault is RequestFault.STALLED:
-            self._counters.add("responses_stalled")
-            return _STALLED
+        if request_fault in (RequestFault.RESPONSE_LOST, RequestFault.STALLED):
+            return self._withheld(request_fault)
         response: dict[str, Any] = {"FailedRecordCount": failed, "Records": results}
         if encryption is not None:
             response["EncryptionType"] = encryption
         return Answer(200, _json_headers(), json.dumps(response).encode())
+
+    def _withheld(self, fault: RequestFault) -> Answer | None:
+        """The written request's answer never comes (None), or stalls after its status line."""
+        if fault is RequestFault.STALLED:
+            self._counters.add("responses_stalled")
+            return _STALLED
+        self._counters.add("responses_lost")
+        return None
 
     def _describe_summary(self, headers: list[tuple[str, str]], body: bytes) -> Answer:
         """Forward DescribeStreamSummary, then make its answer say what `summary` says."""

@@ -115,9 +115,8 @@ class StreamGuard:
         self._reader = reader
         self._interval_s = check_interval_s
         self._max_record_bytes = max_record_bytes
-        self._clock = clock
-        self._sleep = sleep
-        self._rng = rng or random.Random()
+        # Time and chance are the caller's, so tests can run the guard on a clock they move.
+        self._clock, self._sleep, self._rng = clock, sleep, rng or random.Random()
         self._condition = threading.Condition()
         self._known: dict[str, _Known] = {}
 

@@ -15,11 +15,9 @@ import pytest
 from msk_kinesis_sink.aws.clients import s3_client
 from msk_kinesis_sink.aws.s3 import S3DeadLetterWriter
 from msk_kinesis_sink.consumer import Envelope
-from msk_kinesis_sink.encoding import UnwritableRecord, encode_record
-from msk_kinesis_sink.events import parse_event
 from msk_kinesis_sink.replay.objects import REPLAYED_PREFIX
-from msk_kinesis_sink.settings import PartitionKeyMode, RecordFormat, Settings
-from tests.factories import MSK_CLUSTER_ARN, kafka_record, msk_event
+from msk_kinesis_sink.settings import Settings
+from tests.factories import MSK_CLUSTER_ARN, unwritable_record
 from tests.integration.lambda_container import MOTO_SAFE_CONCURRENCY
 from tests.replay_runs import run_replay
 
@@ -44,15 +42,7 @@ def _env(**overrides: str) -> dict[str, str]:
 
 def _dead_letter(offset: int, key: bytes, value_bytes: int) -> None:
     """Write a dead letter with the function's own S3 writer (too large for 1,024 bytes)."""
-    event = msk_event([kafka_record(TOPIC, 0, offset, key, b"x" * value_bytes)])
-    [batch] = parse_event(event).partitions
-    unit = encode_record(
-        batch.records[0],
-        record_format=RecordFormat.ENVELOPE,
-        partition_key_mode=PartitionKeyMode.KEY,
-        max_record_bytes=1024,
-    )
-    assert isinstance(unit, UnwritableRecord)
+    unit = unwritable_record(TOPIC, 0, offset, key=key, value_bytes=value_bytes, envelope=True)
     settings = Settings.from_env(_env())
     writer = S3DeadLetterWriter(s3_client(settings, os.environ), BUCKET, "records/")
     writer.write(unit, MSK_CLUSTER_ARN, time.monotonic() + 5)

@@ -35,13 +35,10 @@ from msk_kinesis_sink.aws.clients import SDK_LOGGERS
 from msk_kinesis_sink.aws.kinesis import ANSWER_DOCUMENT, KinesisRecordWriter
 from msk_kinesis_sink.aws.s3 import S3DeadLetterWriter
 from msk_kinesis_sink.dead_letters import dead_letter_document
-from msk_kinesis_sink.encoding import UnwritableRecord, encode_record
 from msk_kinesis_sink.errors import DeadLetterError, KinesisPublishError
-from msk_kinesis_sink.events import parse_event
 from msk_kinesis_sink.planning import Entry
-from msk_kinesis_sink.settings import PartitionKeyMode, RecordFormat
 from msk_kinesis_sink.writers import RecordResult
-from tests.factories import MSK_CLUSTER_ARN, kafka_record, msk_event
+from tests.factories import MSK_CLUSTER_ARN, unwritable_record
 
 STREAM_ARN = "arn:aws:kinesis:us-east-1:123456789012:stream/orders"
 WRITTEN, THROTTLED, FAILED = RecordResult.WRITTEN, RecordResult.THROTTLED, RecordResult.FAILED
@@ -687,18 +684,6 @@ def test_put_records_connection_errors_are_retryable(error: Exception):
 # -- S3DeadLetterWriter -------------------------------------------------------------------
 
 
-def _unwritable_record() -> UnwritableRecord:
-    [batch] = parse_event(msk_event([kafka_record("orders.v1", 2, 31, b"k", b"x" * 50)])).partitions
-    result = encode_record(
-        batch.records[0],
-        record_format=RecordFormat.RAW,
-        partition_key_mode=PartitionKeyMode.KEY,
-        max_record_bytes=10,
-    )
-    assert isinstance(result, UnwritableRecord)
-    return result
-
-
 @pytest.fixture
 def s3() -> Iterator[tuple[Any, Stubber]]:
     client = boto3.client(
@@ -712,7 +697,7 @@ def s3() -> Iterator[tuple[Any, Stubber]]:
 def test_dead_letter_writer_puts_one_json_object_per_record(s3: tuple[Any, Stubber]):
     # GIVEN an unwritable record and a stub that answers only the expected object write
     client, stubber = s3
-    record = _unwritable_record()
+    record = unwritable_record("orders.v1", 2, 31)
     stubber.add_response(
         "put_object",
         {"ETag": '"etag"'},
@@ -740,7 +725,9 @@ def test_dead_letter_writer_failure_names_the_object(s3: tuple[Any, Stubber]):
 
     # WHEN the record is written
     with pytest.raises(DeadLetterError) as raised:
-        S3DeadLetterWriter(client, "dlq-bucket", "dlq/").write(_unwritable_record(), None, _soon())
+        S3DeadLetterWriter(client, "dlq-bucket", "dlq/").write(
+            unwritable_record("orders.v1", 2, 31), None, _soon()
+        )
 
     # THEN the error names the object, the partition and offset, and the cause
     message = str(raised.value)
@@ -756,7 +743,9 @@ def test_dead_letter_writer_failure_does_not_carry_what_s3_quotes(s3: tuple[Any,
 
     # WHEN the record is written
     with pytest.raises(DeadLetterError) as raised:
-        S3DeadLetterWriter(client, "dlq-bucket", "dlq/").write(_unwritable_record(), None, _soon())
+        S3DeadLetterWriter(client, "dlq-bucket", "dlq/").write(
+            unwritable_record("orders.v1", 2, 31), None, _soon()
+        )
 
     # THEN the code is named and the quoted content is not
     assert "InvalidArgument: no description for this code" in str(raised.value)

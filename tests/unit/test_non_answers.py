@@ -25,13 +25,11 @@ from hypothesis import strategies as st
 
 from msk_kinesis_sink.aws.kinesis import KinesisRecordWriter, KinesisSummaryReader, KinesisWriters
 from msk_kinesis_sink.aws.s3 import S3DeadLetterWriter
-from msk_kinesis_sink.encoding import UnwritableRecord, encode_record
 from msk_kinesis_sink.errors import DeadLetterError, KinesisPublishError, StreamSummaryError
-from msk_kinesis_sink.events import parse_event
 from msk_kinesis_sink.planning import Entry
 from msk_kinesis_sink.runtime import Sink
-from msk_kinesis_sink.settings import PartitionKeyMode, RecordFormat, Settings
-from tests.factories import kafka_record, msk_event
+from msk_kinesis_sink.settings import Settings
+from tests.factories import kafka_record, msk_event, unwritable_record
 from tests.fakes import FakeContext
 
 TOPIC = "orders"
@@ -406,24 +404,12 @@ def test_dead_letter_write_counts_only_when_s3_proves_it(
     writer = S3DeadLetterWriter(_s3_client([(status, headers, body)]), "dlq", "records/")
     # WHEN a dead letter is written
     try:
-        writer.write(_unwritable(), None, deadline=float("inf"))
+        writer.write(unwritable_record(TOPIC, 0, 5), None, deadline=float("inf"))
     except DeadLetterError:
         return
     # THEN it counts as kept only with a 2xx that names the stored object's ETag
     assert 200 <= status < 300
     assert headers.get("ETag")
-
-
-def _unwritable() -> UnwritableRecord:
-    [batch] = parse_event(msk_event([kafka_record(TOPIC, 0, 5, b"k", b"x" * 2000)])).partitions
-    unit = encode_record(
-        batch.records[0],
-        record_format=RecordFormat.RAW,
-        partition_key_mode=PartitionKeyMode.KEY,
-        max_record_bytes=1024,
-    )
-    assert isinstance(unit, UnwritableRecord)
-    return unit
 
 
 def test_handler_reports_a_dead_letter_whose_write_s3_did_not_prove() -> None:
