@@ -181,8 +181,11 @@ class Sink:
     ) -> Iterator[tuple[str, EncodedPartition]]:
         """Encode partition by partition (lazily: the publisher overlaps it with sending)."""
         settings, source = self.settings, event.source_id
+        limits: dict[str, int] = {}  # each stream's, checked once per invocation
         for batch in event.partitions:
             stream = streams[batch.topic]
+            if stream not in limits:
+                limits[stream] = self._record_limit(stream, budget)
             yield (
                 stream,
                 encode_partition(
@@ -190,7 +193,7 @@ class Sink:
                     record_format=settings.record_format,
                     partition_key_mode=settings.partition_key,
                     partition_key_header=settings.partition_key_header,
-                    max_record_bytes=self._record_limit(stream, budget),
+                    max_record_bytes=limits[stream],
                     delivered_before=self.memory.recall(source, batch),
                     aggregation=settings.aggregation,
                 ),
@@ -202,7 +205,13 @@ class Sink:
         the stream becomes a dead letter instead of failing a whole request."""
         if self._guard is None:
             return self.settings.max_record_bytes
-        deadline = budget.request_deadline(self._clock(), self.settings.request_timeout_seconds)
+        now = self._clock()
+        # Asking Kinesis here holds up encoding: with at most half the time left, so that a
+        # DescribeStreamSummary that hangs still leaves time to encode, report and answer.
+        deadline = min(
+            budget.request_deadline(now, self.settings.request_timeout_seconds),
+            now + (budget.stop_at - now) / 2,
+        )
         return self._guard.check(stream, deadline).max_record_bytes
 
     def _remember(self, event: KafkaEvent, outcome: PublishOutcome) -> None:

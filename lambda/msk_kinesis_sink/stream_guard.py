@@ -50,12 +50,14 @@ logger = logging.getLogger(__name__)
 STALE_INTERVALS: Final = 2
 
 # Nothing is known of a stream yet: a few quick attempts before its partitions are reported,
-# so that a brief throttle of the account-wide API does not cost the ESM a retry.
+# so that a brief throttle of the account-wide API does not cost the ESM a retry; after they
+# fail, no check asks again for a full-jitter backoff of up to 1 s, so that the partitions and
+# requests of an invocation (and its quick redeliveries) do not ask once each.
 FIRST_LEARN_ATTEMPTS: Final = 3
 FIRST_LEARN_BACKOFF_BASE_MS: Final = 100
 FIRST_LEARN_BACKOFF_MAX_MS: Final = 1_000
-# After a failed refresh the next attempt waits full-jitter backoff from this base, doubling up
-# to the check interval: a throttled account is not asked harder.
+# After a failed refresh of a known summary the next attempt waits full-jitter backoff from
+# this base, doubling up to the check interval: a throttled account is not asked harder.
 REFRESH_BACKOFF_BASE_MS: Final = 1_000
 
 # Why a stream is held (the code of the StreamHeldError its requests raise).
@@ -89,8 +91,11 @@ class _Known:
     learned_at: float = 0.0
     failure: StreamSummaryError | None = None  # the latest attempt's, until one succeeds
     failures: int = 0  # failed attempts in a row
-    retry_at: float = 0.0  # a known summary is not refreshed again before this
+    retry_at: float = 0.0  # no attempt before this, after a failed one
     asking: bool = False  # a thread is asking Kinesis now
+    # The verdict while `summary` is fresh and no attempt failed since: what every request's
+    # check returns between two reads, found under one lock and one clock read.
+    fresh: StreamCheck | None = None
 
 
 class StreamGuard:
@@ -117,12 +122,20 @@ class StreamGuard:
         self._max_record_bytes = max_record_bytes
         # Time and chance are the caller's, so tests can run the guard on a clock they move.
         self._clock, self._sleep, self._rng = clock, sleep, rng or random.Random()
-        self._condition = threading.Condition()
+        self._condition = threading.Condition(threading.Lock())
         self._known: dict[str, _Known] = {}
 
     def check(self, stream: str, deadline: float) -> StreamCheck:
         """Whether records may go to `stream` now; asks Kinesis first when what is known is due
         for a refresh (the exchange ends by `deadline`). A failure holds, never raises."""
+        with self._condition:
+            known = self._known.get(stream)
+            if (
+                known is not None
+                and known.fresh is not None
+                and self._clock() - known.learned_at < self._interval_s
+            ):
+                return known.fresh
         if self._claim(stream, deadline):
             self._ask(stream, deadline)
         return self._verdict(stream)
@@ -154,10 +167,9 @@ class StreamGuard:
             known = self._known.setdefault(stream, _Known())
             while True:
                 now = self._clock()
-                if known.summary is not None and (
-                    now - known.learned_at < self._interval_s or now < known.retry_at
-                ):
-                    return False  # fresh, or its refresh is backing off
+                fresh = known.summary is not None and now - known.learned_at < self._interval_s
+                if fresh or now < known.retry_at:
+                    return False  # fresh, or backing off after a failed attempt
                 if not known.asking:
                     known.asking = True
                     return True
@@ -174,7 +186,7 @@ class StreamGuard:
             outcome = self._describe(stream, deadline, attempts)
         finally:
             with self._condition:
-                previous = self._record(self._known[stream], outcome)
+                previous = self._record(stream, outcome)
                 self._condition.notify_all()
         if outcome is not None:
             self._report(stream, previous, outcome)
@@ -201,22 +213,26 @@ class StreamGuard:
         return failure
 
     def _record(
-        self, known: _Known, outcome: StreamSummary | StreamSummaryError | None
+        self, stream: str, outcome: StreamSummary | StreamSummaryError | None
     ) -> StreamSummary | None:
         """Keep what the attempt found (under the lock); returns the summary known before."""
+        known = self._known[stream]
         previous, now = known.summary, self._clock()
         known.asking = False
         if isinstance(outcome, StreamSummary):
             known.summary, known.learned_at = outcome, now
             known.failure, known.failures = None, 0
+            known.fresh = self._summary_verdict(stream, outcome, self._limit(outcome))
         elif outcome is not None:
-            known.failure = outcome
+            known.failure, known.fresh = outcome, None
             known.failures += 1
+            base_ms, max_ms = (
+                (FIRST_LEARN_BACKOFF_BASE_MS, FIRST_LEARN_BACKOFF_MAX_MS)
+                if previous is None
+                else (REFRESH_BACKOFF_BASE_MS, int(self._interval_s * 1000))
+            )
             known.retry_at = now + full_jitter_seconds(
-                known.failures,
-                base_ms=REFRESH_BACKOFF_BASE_MS,
-                max_ms=max(REFRESH_BACKOFF_BASE_MS, int(self._interval_s * 1000)),
-                rng=self._rng,
+                known.failures, base_ms=base_ms, max_ms=max(base_ms, max_ms), rng=self._rng
             )
         return previous
 
@@ -238,6 +254,11 @@ class StreamGuard:
             return StreamCheck(
                 stream, limit, HELD_UNKNOWN, f"has a record distribution strategy unknown ({why})"
             )
+        return self._summary_verdict(stream, summary, limit)
+
+    @staticmethod
+    def _summary_verdict(stream: str, summary: StreamSummary, limit: int) -> StreamCheck:
+        """What a summary recent enough to trust says of its stream."""
         distribution = summary.distribution
         match distribution:
             case RecordDistribution.USER_PARTITION_KEY:

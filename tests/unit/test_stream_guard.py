@@ -19,6 +19,7 @@ from msk_kinesis_sink.runtime import Sink
 from msk_kinesis_sink.settings import Settings
 from msk_kinesis_sink.stream_guard import (
     FIRST_LEARN_ATTEMPTS,
+    FIRST_LEARN_BACKOFF_MAX_MS,
     HELD_AUTO,
     HELD_UNKNOWN,
     HELD_UNRECOGNIZED,
@@ -119,8 +120,13 @@ def test_stream_guard_first_learn_retries_a_throttle_then_holds() -> None:
     assert len(summaries.calls) == FIRST_LEARN_ATTEMPTS
     assert check.held == HELD_UNKNOWN
     assert "LimitExceededException" in check.message
-    # AND the next check (the ESM's retry) asks again, and lets records go once it is answered
+    # AND checks right after it (the invocation's other partitions and requests) do not ask
+    # again; once the short backoff has passed (the ESM's retry), one does, and lets records go
+    for _ in range(10):
+        assert guard.check("orders", _soon(clock)).held == HELD_UNKNOWN
+    assert len(summaries.calls) == FIRST_LEARN_ATTEMPTS
     summaries.failure = None
+    clock.advance(FIRST_LEARN_BACKOFF_MAX_MS / 1000)
     assert guard.check("orders", _soon(clock)).held is None
 
 
