@@ -32,12 +32,12 @@ from msk_kinesis_sink.aws.classify import (
     put_records_results,
 )
 from msk_kinesis_sink.aws.clients import SDK_LOGGERS
-from msk_kinesis_sink.aws.kinesis import ANSWER_DOCUMENT, KinesisRecordWriter
+from msk_kinesis_sink.aws.kinesis import ANSWER_DOCUMENT, KinesisRecordWriter, KinesisSummaryReader
 from msk_kinesis_sink.aws.s3 import S3DeadLetterWriter
 from msk_kinesis_sink.dead_letters import dead_letter_document
-from msk_kinesis_sink.errors import DeadLetterError, KinesisPublishError
+from msk_kinesis_sink.errors import DeadLetterError, KinesisPublishError, StreamSummaryError
 from msk_kinesis_sink.planning import Entry
-from msk_kinesis_sink.writers import RecordResult
+from msk_kinesis_sink.writers import RecordDistribution, RecordResult, StreamSummary
 from tests.factories import MSK_CLUSTER_ARN, unwritable_record
 
 STREAM_ARN = "arn:aws:kinesis:us-east-1:123456789012:stream/orders"
@@ -180,24 +180,26 @@ def test_classify_client_error_5xx_with_a_refusal_code_is_retryable():
 
 
 @pytest.mark.parametrize(
-    ("operation", "permission"),
+    ("code", "operation", "permission"),
     [
-        ("PutRecords", "kinesis:PutRecords"),
-        ("DescribeStreamSummary", "kinesis:DescribeStreamSummary"),
+        ("AccessDeniedException", "PutRecords", "kinesis:PutRecords"),
+        ("AccessDeniedException", "DescribeStreamSummary", "kinesis:DescribeStreamSummary"),
+        # An HTTP 403 whose body names no code botocore can read (moto's XML denial).
+        ("403", "DescribeStreamSummary", "kinesis:DescribeStreamSummary"),
     ],
 )
 def test_describe_error_access_denied_names_the_permission_of_the_call(
-    operation: str, permission: str
+    code: str, operation: str, permission: str
 ):
     # GIVEN the role may not make the call
-    error = _client_error("AccessDeniedException", 400, "User: arn:... is not authorized")
+    error = _client_error(code, 403, "User: arn:... is not authorized")
     error.operation_name = operation
 
     # WHEN it is described
-    code, description = describe_error(error)
+    logged_code, description = describe_error(error)
 
-    # THEN the permission the role needs is named (the deploy rehearsal reads it)
-    assert code == "AccessDeniedException"
+    # THEN the permission the role needs is named (a deploy rehearsal reads it)
+    assert logged_code == code
     assert f"lacks {permission} on the stream" in description
 
 
@@ -749,4 +751,75 @@ def test_dead_letter_writer_failure_does_not_carry_what_s3_quotes(s3: tuple[Any,
 
     # THEN the code is named and the quoted content is not
     assert "InvalidArgument: no description for this code" in str(raised.value)
+    assert SECRET not in str(raised.value)
+
+
+# -- KinesisSummaryReader -----------------------------------------------------------------
+
+
+def _summary_reader_answering(status: int, payload: dict[str, Any]) -> KinesisSummaryReader:
+    """The reader on a real client whose every DescribeStreamSummary gets this answer."""
+    client = _plain_client()
+
+    def answer(request: Any, **_: Any) -> AWSResponse:
+        headers = {"Content-Type": "application/x-amz-json-1.1"}
+        return AWSResponse(request.url, status, headers, _Raw(json.dumps(payload).encode()))
+
+    client.meta.events.register("before-send.kinesis.DescribeStreamSummary", answer)
+    return KinesisSummaryReader(client)
+
+
+def _summary(**fields: Any) -> dict[str, Any]:
+    summary = {"StreamName": "orders", "StreamStatus": "ACTIVE", "OpenShardCount": 4, **fields}
+    return {"StreamDescriptionSummary": summary}
+
+
+@pytest.mark.parametrize(
+    ("fields", "expected"),
+    [
+        ({}, StreamSummary(RecordDistribution.USER_PARTITION_KEY)),
+        (
+            {"RecordDistributionStrategy": "USER_PARTITION_KEY", "MaxRecordSizeInKiB": 10240},
+            StreamSummary(RecordDistribution.USER_PARTITION_KEY, 10 * 1024 * 1024),
+        ),
+        (
+            {"RecordDistributionStrategy": "AUTO", "MaxRecordSizeInKiB": 1024},
+            StreamSummary(RecordDistribution.AUTO, 1024 * 1024),
+        ),
+        (
+            {"RecordDistributionStrategy": "ROUND_ROBIN"},
+            StreamSummary(RecordDistribution.UNRECOGNIZED),
+        ),
+    ],
+    ids=["provisioned", "keyed", "auto", "unknown-strategy"],
+)
+def test_summary_reader_reads_the_strategy_and_the_record_size(
+    fields: dict[str, Any], expected: StreamSummary
+):
+    # GIVEN a DescribeStreamSummary answer / WHEN read / THEN the sink's value of it
+    assert (
+        _summary_reader_answering(200, _summary(**fields)).describe("orders", _soon()) == expected
+    )
+
+
+@pytest.mark.parametrize(
+    ("status", "code", "transient", "named"),
+    [
+        (400, "LimitExceededException", True, "LimitExceededException"),
+        (500, "InternalFailure", True, "InternalFailure"),
+        (400, "AccessDeniedException", False, "kinesis:DescribeStreamSummary"),
+        (400, "ResourceNotFoundException", False, "check STREAM_NAME"),
+    ],
+)
+def test_summary_reader_failure_says_whether_it_may_pass(
+    status: int, code: str, transient: bool, named: str
+):
+    # GIVEN DescribeStreamSummary refused or throttled, its message quoting the request
+    reader = _summary_reader_answering(status, {"__type": code, "message": f"about {SECRET}"})
+    # WHEN the stream is described
+    with pytest.raises(StreamSummaryError) as raised:
+        reader.describe("orders", _soon())
+    # THEN the error says whether asking later can help and what to fix, never the message
+    assert (raised.value.code, raised.value.transient) == (code, transient)
+    assert named in str(raised.value)
     assert SECRET not in str(raised.value)

@@ -139,6 +139,9 @@ _PERMISSIONS: Final[Mapping[str, str]] = {
     "PutRecords": "kinesis:PutRecords",
     "DescribeStreamSummary": "kinesis:DescribeStreamSummary",
 }
+# Codes that mean the caller may not make the call. "403" is botocore's code for an HTTP 403
+# whose body names none it can read (moto answers Kinesis's JSON protocol with an XML denial).
+_DENIED_CODES: Final = frozenset({"AccessDeniedException", "403"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,7 +180,7 @@ def describe_error(error: BaseException) -> tuple[str, str]:
     code = error_code(error)
     description = DESCRIPTIONS.get(code, "no description for this code")
     permission = _PERMISSIONS.get(str(getattr(error, "operation_name", "")))
-    if code == "AccessDeniedException" and permission is not None:
+    if code in _DENIED_CODES and permission is not None:
         description = f"the function role lacks {permission} on the stream"
     withheld = len(_free_text(error))
     if withheld:
