@@ -405,15 +405,15 @@ def _plain_client() -> Any:
     )
 
 
-def _client_answering(status: int, payload: dict[str, Any]) -> Any:
-    """A real client whose every PutRecords gets this HTTP answer from the wire."""
+def _client_answering(status: int, payload: dict[str, Any], operation: str = "PutRecords") -> Any:
+    """A real client whose every call of `operation` gets this HTTP answer from the wire."""
     client = _plain_client()
 
     def answer(request: Any, **_: Any) -> AWSResponse:
         headers = {"Content-Type": "application/x-amz-json-1.1"}
         return AWSResponse(request.url, status, headers, _Raw(json.dumps(payload).encode()))
 
-    client.meta.events.register("before-send.kinesis.PutRecords", answer)
+    client.meta.events.register(f"before-send.kinesis.{operation}", answer)
     return client
 
 
@@ -759,14 +759,7 @@ def test_dead_letter_writer_failure_does_not_carry_what_s3_quotes(s3: tuple[Any,
 
 def _summary_reader_answering(status: int, payload: dict[str, Any]) -> KinesisSummaryReader:
     """The reader on a real client whose every DescribeStreamSummary gets this answer."""
-    client = _plain_client()
-
-    def answer(request: Any, **_: Any) -> AWSResponse:
-        headers = {"Content-Type": "application/x-amz-json-1.1"}
-        return AWSResponse(request.url, status, headers, _Raw(json.dumps(payload).encode()))
-
-    client.meta.events.register("before-send.kinesis.DescribeStreamSummary", answer)
-    return KinesisSummaryReader(client)
+    return KinesisSummaryReader(_client_answering(status, payload, "DescribeStreamSummary"))
 
 
 def _summary(**fields: Any) -> dict[str, Any]:
