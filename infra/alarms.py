@@ -68,6 +68,12 @@ def _function_alarms(sink: MonitoredSink) -> tuple[AlarmSpec, ...]:
             metrics.of_sink("RecordsDeadLettered", "Sum"),
             what="records could not be published and were written to the dead-letter bucket",
         ),
+        AlarmSpec(
+            "StreamHeldByGuard",
+            metrics.of_sink("PartitionsHeldByStreamGuard", "Sum"),
+            what="nothing was written to a target stream: its RecordDistributionStrategy is AUTO"
+            " (partition keys ignored) or could not be read; its partitions wait for redelivery",
+        ),
         *_stream_alarms(metrics, sink.streams),
         AlarmSpec(
             "DurationNearTimeout",

@@ -7,5 +7,6 @@ from constructs import IConstruct
 
 
 def acknowledge(construct: IConstruct, rule: str, reason: str) -> None:
-    """Acknowledge cdk-nag finding `rule` (e.g. "AwsSolutions-S1") on `construct`, with why."""
+    """Acknowledge finding `rule` (cdk-nag's "AwsSolutions-S1", or a CloudFormation Validate rule)
+    on `construct`, with why."""
     Validations.of(construct).acknowledge(Acknowledgment(id=rule, reason=reason))

@@ -19,7 +19,15 @@ DEFAULT_DEMO_FAULTS: Final = (
     "throttle=0.05,internal=0.01,request_throttle=0.02,request5xx=0.02,lost=0.01,latency_ms=2"
 )
 
-_PROBABILITIES: Final = ("throttle", "internal", "request_throttle", "request5xx", "lost", "crash")
+_PROBABILITIES: Final = (
+    "throttle",
+    "internal",
+    "request_throttle",
+    "request5xx",
+    "lost",
+    "crash",
+    "stall",
+)
 
 
 class FaultSpecError(ValueError):
@@ -39,6 +47,9 @@ class RequestFault(StrEnum):
     THROTTLED = "throttled"  # 400 before anything is written
     SERVER_ERROR = "server_error"  # 500/503 before anything is written
     RESPONSE_LOST = "response_lost"  # written, then the connection drops without a response
+    # Written, then a "200 OK" status line and silence until the client hangs up (a middlebox
+    # that stalls mid-answer: only the client's deadline ends it).
+    STALLED = "stalled"
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +61,7 @@ class FaultSpec:
     request_throttle: float = 0.0  # per request: 400 ProvisionedThroughputExceededException
     request5xx: float = 0.0  # per request: 500 InternalFailure / 503 ServiceUnavailable
     lost: float = 0.0  # per request: written, response never arrives
+    stall: float = 0.0  # per request: written, then a 200 status line and silence
     latency_ms: int = 0  # added to every request
     latency_jitter_ms: int = 0  # plus a seeded uniform 0..jitter
     shard_limits: bool = False  # per-shard token buckets at Kinesis's 1 MiB/s, 1,000 records/s
@@ -188,6 +200,10 @@ class FaultDecider:
             return RequestFault.SERVER_ERROR, latency_s
         if u_lost < self.spec.lost:
             return RequestFault.RESPONSE_LOST, latency_s
+        if self.spec.stall and _uniforms(self.spec.seed, b"stall", request_id, attempt)[0] < (
+            self.spec.stall
+        ):
+            return RequestFault.STALLED, latency_s
         return None, latency_s
 
     def record_fault(self, identity: bytes, partition_key: str) -> RecordFault | None:

@@ -2,7 +2,9 @@
 
 Per-record failures are real: failed records are *not* forwarded; only the survivors are written and
 the per-record errors are spliced back into the response at their original positions, exactly as
-Kinesis reports a partially failed PutRecords. Every other call passes through unchanged.
+Kinesis reports a partially failed PutRecords. DescribeStreamSummary answers can be made to say
+what kinesalite does not know (RecordDistributionStrategy, MaxRecordSizeInKiB): `summary`, which
+may change while the proxy runs. Every other call passes through unchanged.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ from msk_kinesis_sink.limits import MAX_RECORDS_PER_REQUEST, MAX_REQUEST_BYTES
 _JSON_CONTENT_TYPE: Final = "application/x-amz-json-1.1"
 _PUT_RECORDS_TARGET: Final = "Kinesis_20131202.PutRecords"
 _LIST_SHARDS_TARGET: Final = "Kinesis_20131202.ListShards"
+_DESCRIBE_SUMMARY_TARGET: Final = "Kinesis_20131202.DescribeStreamSummary"
 _ACCOUNT: Final = "000000000000"
 _HOP_BY_HOP: Final = frozenset(
     {"connection", "keep-alive", "transfer-encoding", "content-length", "host"}
@@ -61,7 +64,9 @@ class ProxyStats:
     requests_throttled: int = 0
     requests_5xx: int = 0
     responses_lost: int = 0
+    responses_stalled: int = 0
     limit_violations: int = 0
+    summary_requests: int = 0
 
     def summary(self) -> str:
         return (
@@ -69,33 +74,69 @@ class ProxyStats:
             f" written={self.records_written} rec_throttled={self.records_throttled}"
             f" rec_internal={self.records_internal_failure} req_throttled={self.requests_throttled}"
             f" req_5xx={self.requests_5xx} lost_responses={self.responses_lost}"
-            f" limit_violations={self.limit_violations}"
+            f" stalled_responses={self.responses_stalled}"
+            f" limit_violations={self.limit_violations} summaries={self.summary_requests}"
         )
 
 
 class _Counters:
     def __init__(self) -> None:
-        self._lock = threading.Lock()
+        self._changed = threading.Condition()
         self._values: dict[str, int] = {}
 
     def add(self, name: str, amount: int = 1) -> None:
-        with self._lock:
+        with self._changed:
             self._values[name] = self._values.get(name, 0) + amount
+            self._changed.notify_all()
 
     def snapshot(self) -> ProxyStats:
-        with self._lock:
+        with self._changed:
             return ProxyStats(**self._values)
+
+    def wait_for(self, name: str, at_least: int, timeout_s: float) -> bool:
+        """Block until counter `name` reaches `at_least` (False if `timeout_s` passes first)."""
+        with self._changed:
+            return self._changed.wait_for(
+                lambda: self._values.get(name, 0) >= at_least, timeout=timeout_s
+            )
+
+
+@dataclass(frozen=True, slots=True)
+class SummaryRewrite:
+    """What DescribeStreamSummary answers say through the proxy (None: as kinesalite says)."""
+
+    distribution: str | None = None  # RecordDistributionStrategy, e.g. AUTO
+    max_record_kib: int | None = None  # MaxRecordSizeInKiB
+
+    def describe(self) -> str:
+        parts = [f"RecordDistributionStrategy={self.distribution}"] if self.distribution else []
+        if self.max_record_kib is not None:
+            parts.append(f"MaxRecordSizeInKiB={self.max_record_kib}")
+        return ",".join(parts) or "as kinesalite says"
+
+
+# The answer the proxy gives a stalled request: a status line, then nothing.
+_STALLED_HEAD: Final = b"HTTP/1.1 200 OK\r\n"
 
 
 class FaultProxy:
     """The proxy server; run it in a `with` block (a background thread serves requests)."""
 
-    def __init__(self, upstream: str, spec: FaultSpec, *, port: int = 0) -> None:
+    def __init__(
+        self,
+        upstream: str,
+        spec: FaultSpec,
+        *,
+        port: int = 0,
+        summary: SummaryRewrite | None = None,
+    ) -> None:
         parts = urlsplit(upstream)
         if parts.scheme != "http" or parts.hostname is None or parts.port is None:
             raise ValueError(f"upstream must look like http://host:port, got {upstream!r}")
         self._upstream = (parts.hostname, parts.port)
         self.spec = spec
+        # Read per request: a test (or the demo) may replace it while the proxy runs.
+        self.summary = summary or SummaryRewrite()
         self._decider = FaultDecider(spec)
         self._counters = _Counters()
         self._local = threading.local()
@@ -110,6 +151,10 @@ class FaultProxy:
     @property
     def stats(self) -> ProxyStats:
         return self._counters.snapshot()
+
+    def wait_for_summaries(self, count: int, timeout_s: float) -> bool:
+        """Block until `count` DescribeStreamSummary requests have been answered."""
+        return self._counters.wait_for("summary_requests", count, timeout_s)
 
     def start(self) -> None:
         self._thread = threading.Thread(
@@ -148,6 +193,8 @@ class FaultProxy:
         try:
             if target == _PUT_RECORDS_TARGET and "json" in content_type:
                 reply = self._put_records(headers, body)
+            elif target == _DESCRIBE_SUMMARY_TARGET and "json" in content_type:
+                reply = self._describe_summary(headers, body)
             else:
                 # Other calls (and CBOR-encoded PutRecords) pass through untouched.
                 reply = self._forward(request.command, request.path, headers, body)
@@ -155,6 +202,14 @@ class FaultProxy:
             reply = _error(502, "ServiceUnavailable", f"upstream unavailable: {exc}")
         if reply is None:
             # The write happened; the caller never hears about it.
+            request.close_connection = True
+            return
+        if reply is _STALLED:
+            # The write happened; the answer starts, then stops until the caller hangs up.
+            request.wfile.write(_STALLED_HEAD)
+            request.wfile.flush()
+            with contextlib.suppress(OSError):
+                request.rfile.read(1)  # returns when the caller shuts its side
             request.close_connection = True
             return
         # Status line, headers and body in one write: separate small writes stall on delayed ACKs.
@@ -226,13 +281,35 @@ class FaultProxy:
                 )
         failed = sum(1 for r in results if "ErrorCode" in r)
         self._counters.add("records_written", len(results) - failed)
-        if request_fault is RequestFault.RESPONSE_LOST:
-            self._counters.add("responses_lost")
-            return None
+        if request_fault in (RequestFault.RESPONSE_LOST, RequestFault.STALLED):
+            return self._withheld(request_fault)
         response: dict[str, Any] = {"FailedRecordCount": failed, "Records": results}
         if encryption is not None:
             response["EncryptionType"] = encryption
         return Answer(200, _json_headers(), json.dumps(response).encode())
+
+    def _withheld(self, fault: RequestFault) -> Answer | None:
+        """The written request's answer never comes (None), or stalls after its status line."""
+        if fault is RequestFault.STALLED:
+            self._counters.add("responses_stalled")
+            return _STALLED
+        self._counters.add("responses_lost")
+        return None
+
+    def _describe_summary(self, headers: list[tuple[str, str]], body: bytes) -> Answer:
+        """Forward DescribeStreamSummary, then make its answer say what `summary` says."""
+        self._counters.add("summary_requests")
+        reply = self._forward("POST", "/", headers, body)
+        rewrite = self.summary
+        if reply.status != 200 or rewrite == SummaryRewrite():
+            return reply
+        document: dict[str, Any] = json.loads(reply.body)
+        summary = document["StreamDescriptionSummary"]
+        if rewrite.distribution is not None:
+            summary["RecordDistributionStrategy"] = rewrite.distribution
+        if rewrite.max_record_kib is not None:
+            summary["MaxRecordSizeInKiB"] = rewrite.max_record_kib
+        return Answer(reply.status, reply.headers, json.dumps(document).encode())
 
     def _apply_shard_limits(
         self,
@@ -314,6 +391,10 @@ class FaultProxy:
         return conn
 
 
+# What `_put_records` returns for a stalled request (compared by identity).
+_STALLED: Final = Answer(200, [], b"")
+
+
 def _json_headers() -> list[tuple[str, str]]:
     return [("Content-Type", _JSON_CONTENT_TYPE), ("x-amzn-RequestId", str(uuid.uuid4()))]
 
@@ -360,10 +441,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--upstream", required=True, help="e.g. http://127.0.0.1:4567")
     parser.add_argument("--port", type=int, default=0, help="listen port (default: a free one)")
     parser.add_argument("--faults", default="default", help="spec, e.g. throttle=0.05,lost=0.01")
+    parser.add_argument(
+        "--record-distribution",
+        choices=("AUTO", "USER_PARTITION_KEY"),
+        help="the RecordDistributionStrategy DescribeStreamSummary answers report",
+    )
+    parser.add_argument(
+        "--max-record-kib",
+        type=int,
+        help="the MaxRecordSizeInKiB DescribeStreamSummary answers report (1024-10240)",
+    )
     args = parser.parse_args(argv)
-    with FaultProxy(args.upstream, FaultSpec.parse(args.faults), port=args.port) as proxy:
+    summary = SummaryRewrite(args.record_distribution, args.max_record_kib)
+    with FaultProxy(
+        args.upstream, FaultSpec.parse(args.faults), port=args.port, summary=summary
+    ) as proxy:
         print(f"proxy listening on {proxy.endpoint} -> {args.upstream}", flush=True)
         print(f"faults: {proxy.spec.describe()}", flush=True)
+        print(f"stream summaries: {summary.describe()}", flush=True)
         with contextlib.suppress(KeyboardInterrupt):
             threading.Event().wait()
         print(proxy.stats.summary(), file=sys.stderr)

@@ -107,3 +107,30 @@ def load_event(name: str) -> dict[str, Any]:
     """A sample event from tests/events/, e.g. load_event("msk_event.json")."""
     document: dict[str, Any] = json.loads((EVENTS_DIR / name).read_text(encoding="utf-8"))
     return document
+
+
+def unwritable_record(
+    topic: str,
+    partition: int,
+    offset: int,
+    *,
+    key: bytes = b"k",
+    value_bytes: int = 2000,
+    envelope: bool = False,
+) -> Any:
+    """An UnwritableRecord at that place: a record too large for MAX_RECORD_BYTES=1024, encoded
+    `raw` (or `envelope`)."""
+    from msk_kinesis_sink.encoding import UnwritableRecord, encode_record
+    from msk_kinesis_sink.events import parse_event
+    from msk_kinesis_sink.settings import PartitionKeyMode, RecordFormat
+
+    record = kafka_record(topic, partition, offset, key, b"x" * value_bytes)
+    [batch] = parse_event(msk_event([record])).partitions
+    unit = encode_record(
+        batch.records[0],
+        record_format=RecordFormat.ENVELOPE if envelope else RecordFormat.RAW,
+        partition_key_mode=PartitionKeyMode.KEY,
+        max_record_bytes=1024,
+    )
+    assert isinstance(unit, UnwritableRecord)
+    return unit

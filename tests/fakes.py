@@ -13,9 +13,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from msk_kinesis_sink.encoding import ClaimCheckRecord, UnwritableRecord
-from msk_kinesis_sink.errors import ClaimCheckWriteError, DeadLetterError, KinesisPublishError
+from msk_kinesis_sink.errors import (
+    ClaimCheckWriteError,
+    DeadLetterError,
+    KinesisPublishError,
+    StreamSummaryError,
+)
 from msk_kinesis_sink.planning import Entry
-from msk_kinesis_sink.writers import RecordResult
+from msk_kinesis_sink.writers import RecordDistribution, RecordResult, StreamSummary
 
 THROTTLED = RecordResult.THROTTLED
 INTERNAL = RecordResult.FAILED
@@ -242,6 +247,27 @@ class FakeClaimChecks:
         if data is None:
             raise FakeS3Error("NoSuchKey")
         return {"Body": io.BytesIO(data), "ContentLength": len(data)}
+
+
+KEYED = StreamSummary(RecordDistribution.USER_PARTITION_KEY)
+AUTO = StreamSummary(RecordDistribution.AUTO)
+
+
+@dataclass
+class FakeSummaries:
+    """A StreamSummaryReader: each stream's summary is `summaries[stream]` (else `summary`),
+    unless `failure` is set; `calls` lists the streams asked about, in order."""
+
+    summary: StreamSummary = KEYED
+    summaries: dict[str, StreamSummary] = field(default_factory=dict)
+    failure: StreamSummaryError | None = None
+    calls: list[str] = field(default_factory=list)
+
+    def describe(self, stream: str, deadline: float) -> StreamSummary:
+        self.calls.append(stream)
+        if self.failure is not None:
+            raise self.failure
+        return self.summaries.get(stream, self.summary)
 
 
 class FakeContext:

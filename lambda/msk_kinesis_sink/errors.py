@@ -36,6 +36,21 @@ class KinesisPublishError(SinkError):
         self.throttled = throttled
 
 
+class StreamHeldError(KinesisPublishError):
+    """Nothing was sent: the stream guard holds the stream (its record distribution strategy is
+    AUTO, or could not be learned), so its partitions stop and are reported."""
+
+
+class StreamSummaryError(SinkError):
+    """DescribeStreamSummary failed or answered with something that is not a summary;
+    `transient` says whether asking again later can help."""
+
+    def __init__(self, message: str, *, code: str, transient: bool) -> None:
+        super().__init__(message)
+        self.code = code
+        self.transient = transient
+
+
 class DeadLetterError(SinkError):
     """Writing an unwritable record to the dead-letter bucket failed."""
 

@@ -33,6 +33,7 @@ class Publisher:
         dead_letters: DeadLetterWriter | None,
         packer: Packer | None = None,
         claim_checks: ClaimCheckWriter | None = None,
+        record_bytes_for: Callable[[str], int] | None = None,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
         rng: random.Random | None = None,
@@ -54,6 +55,7 @@ class Publisher:
             sleep=sleep,
             rng=rng or random.Random(),
             claim_checks=claim_checks,
+            record_bytes_for=record_bytes_for,
         )
 
     def publish(

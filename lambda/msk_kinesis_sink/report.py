@@ -79,6 +79,11 @@ class InvocationStats:
     bytes_published: int = field(default=0, metadata=metric("BytesPublished", Unit.BYTES))
     partitions: int = 0
     partitions_failed: int = 0
+    # Partitions not sent to their stream because the stream guard held it (the stream is AUTO,
+    # or its record distribution strategy could not be learned); each is reported.
+    partitions_held_by_stream_guard: int = field(
+        default=0, metadata=metric("PartitionsHeldByStreamGuard")
+    )
     stopped_by_deadline: bool = False
     put_latencies_ms: list[float] = field(
         default_factory=list,

@@ -50,6 +50,9 @@ class Resources:
     rng: random.Random
     # With OVERSIZE_RECORDS=claim_check (the sink makes sure it has one then).
     claim_checks: ClaimCheckWriter | None = None
+    # The largest record (or aggregate) each stream takes: MAX_RECORD_BYTES, or less where the
+    # stream guard learned that the stream's MaxRecordSizeInKiB is smaller.
+    record_bytes_for: Callable[[str], int] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -250,8 +253,11 @@ class Run:
             if (stream is not None and partition.stream != stream) or not queue.can_send_at(now):
                 continue
             stream = partition.stream
+            record_bytes = limits.max_record_bytes
+            if self._resources.record_bytes_for is not None:
+                record_bytes = min(record_bytes, self._resources.record_bytes_for(stream))
             entries = queue.next_request(
-                RequestLimits(records_left, bytes_left, limits.max_record_bytes), packer
+                RequestLimits(records_left, bytes_left, record_bytes), packer
             )
             items.extend((partition, entry) for entry in entries)
             records_left -= len(entries)

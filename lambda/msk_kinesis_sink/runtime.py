@@ -22,6 +22,7 @@ from msk_kinesis_sink.report import InvocationReport, InvocationStats
 from msk_kinesis_sink.response import PartialBatchResponse, partial_batch_response
 from msk_kinesis_sink.run import PublishOutcome
 from msk_kinesis_sink.settings import Aggregation, Settings
+from msk_kinesis_sink.stream_guard import StreamGuard
 from msk_kinesis_sink.writers import ClaimCheckWriter, DeadLetterWriter, RecordWriter
 
 logger = logging.getLogger(__name__)
@@ -56,12 +57,14 @@ class Sink:
         packer: Packer | None = None,
         on_report: ReportSink | None = None,
         memory: RedeliveryMemory | None = None,
+        stream_guard: StreamGuard | None = None,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
         rng: random.Random | None = None,
     ) -> None:
         """`writer` serves every stream; or `writers` gives each stream (name or ARN) its own.
-        With OVERSIZE_RECORDS=claim_check, `claim_checks` keeps the records it claim-checks."""
+        With OVERSIZE_RECORDS=claim_check, `claim_checks` keeps the records it claim-checks.
+        With `stream_guard`, a stream is written to only while its guard lets records through."""
         self.settings = settings
         self._claim_check_target = ClaimCheckTarget.of(settings)
         if self._claim_check_target is not None and claim_checks is None:
@@ -70,12 +73,14 @@ class Sink:
             if writer is None:
                 raise TypeError("Sink needs a writer (every stream) or writers (per stream)")
             writers = _same_writer(writer)
+        self._guard = stream_guard
         self._publisher = Publisher(
             settings=settings,
-            writer_for=writers,
+            writer_for=writers if stream_guard is None else stream_guard.guarded(writers),
             dead_letters=dead_letters,
             packer=packer or _packer_for(settings),
             claim_checks=claim_checks,
+            record_bytes_for=None if stream_guard is None else stream_guard.max_record_bytes,
             clock=clock,
             sleep=sleep,
             rng=rng,
@@ -99,7 +104,7 @@ class Sink:
         # boto3 is imported only once settings are valid.
         from msk_kinesis_sink.aws.claim_checks import S3ClaimCheckWriter
         from msk_kinesis_sink.aws.clients import kinesis_client, s3_client, session
-        from msk_kinesis_sink.aws.kinesis import KinesisWriters
+        from msk_kinesis_sink.aws.kinesis import KinesisSummaryReader, KinesisWriters
         from msk_kinesis_sink.aws.s3 import S3DeadLetterWriter
 
         shared_session = session(env)
@@ -112,12 +117,19 @@ class Sink:
             dead_letters = S3DeadLetterWriter(
                 s3, settings.dead_letter_bucket, settings.dead_letter_prefix
             )
+        kinesis = kinesis_client(settings, env, shared_session)
+        guard = StreamGuard(
+            KinesisSummaryReader(kinesis),
+            check_interval_s=settings.stream_check_seconds,
+            max_record_bytes=settings.max_record_bytes,
+        )
         return cls(
             settings,
-            writers=KinesisWriters(kinesis_client(settings, env, shared_session)),
+            writers=KinesisWriters(kinesis),
             dead_letters=dead_letters,
             claim_checks=None if s3 is None else S3ClaimCheckWriter(s3),
             on_report=on_report,
+            stream_guard=guard,
         )
 
     def handle(self, event: Any, context: LambdaContextLike) -> PartialBatchResponse:
@@ -135,7 +147,7 @@ class Sink:
                 )
             if parsed.partitions:
                 outcome = self._publisher.publish(
-                    self._encoded(parsed, streams),
+                    self._encoded(parsed, streams, budget),
                     record_count=parsed.record_count,
                     event_source_arn=parsed.event_source_arn,
                     budget=budget,
@@ -176,24 +188,43 @@ class Sink:
         return streams
 
     def _encoded(
-        self, event: KafkaEvent, streams: Mapping[str, str]
+        self, event: KafkaEvent, streams: Mapping[str, str], budget: TimeBudget
     ) -> Iterator[tuple[str, EncodedPartition]]:
         """Encode partition by partition (lazily: the publisher overlaps it with sending)."""
         settings, source = self.settings, event.source_id
+        limits: dict[str, int] = {}  # each stream's, checked once per invocation
         for batch in event.partitions:
+            stream = streams[batch.topic]
+            if stream not in limits:
+                limits[stream] = self._record_limit(stream, budget)
             yield (
-                streams[batch.topic],
+                stream,
                 encode_partition(
                     batch,
                     record_format=settings.record_format,
                     partition_key_mode=settings.partition_key,
                     partition_key_header=settings.partition_key_header,
-                    max_record_bytes=settings.max_record_bytes,
+                    max_record_bytes=limits[stream],
                     delivered_before=self.memory.recall(source, batch),
                     aggregation=settings.aggregation,
                     claim_checks=self._claim_check_target,
                 ),
             )
+
+    def _record_limit(self, stream: str, budget: TimeBudget) -> int:
+        """The largest record `stream` takes; with a guard, checked (learned, the first time)
+        before its first partition is encoded, so a record that fits MAX_RECORD_BYTES but not
+        the stream becomes a dead letter instead of failing a whole request."""
+        if self._guard is None:
+            return self.settings.max_record_bytes
+        now = self._clock()
+        # Asking Kinesis here holds up encoding: with at most half the time left, so that a
+        # DescribeStreamSummary that hangs still leaves time to encode, report and answer.
+        deadline = min(
+            budget.request_deadline(now, self.settings.request_timeout_seconds),
+            now + (budget.stop_at - now) / 2,
+        )
+        return self._guard.check(stream, deadline).max_record_bytes
 
     def _remember(self, event: KafkaEvent, outcome: PublishOutcome) -> None:
         """Keep what the ESM will send again; forget partitions it moves past."""

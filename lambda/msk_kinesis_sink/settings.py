@@ -223,6 +223,12 @@ class Settings:
     retry_max_ms: int = field(
         default=2_000, metadata=reads("RETRY_MAX_MS", Integer(1, 60_000), key="retryMaxMs")
     )
+    # How old the stream guard's knowledge of a stream's summary may get before it asks again
+    # (DescribeStreamSummary: 20 calls per second per account, shared by every caller).
+    stream_check_seconds: int = field(
+        default=60,
+        metadata=reads("STREAM_CHECK_SECONDS", Integer(1, 3_600), key="streamCheckSeconds"),
+    )
     # STREAM_ROUTES, in order: the first pattern that matches a topic picks its stream.
     stream_routes: tuple[StreamRoute, ...] = field(
         default=(), metadata=reads("STREAM_ROUTES", Routes())

@@ -17,7 +17,12 @@ from typing import Any, assert_never
 from msk_kinesis_sink.backoff import full_jitter_seconds
 from msk_kinesis_sink.budget import RoundTripEstimate
 from msk_kinesis_sink.encoding import UnwritableRecord
-from msk_kinesis_sink.errors import ClaimCheckWriteError, DeadLetterError, KinesisPublishError
+from msk_kinesis_sink.errors import (
+    ClaimCheckWriteError,
+    DeadLetterError,
+    KinesisPublishError,
+    StreamHeldError,
+)
 from msk_kinesis_sink.events import KafkaRecord
 from msk_kinesis_sink.jobs import ClaimCheckJob, DeadLetterJob, Job, Partition, PutJob
 from msk_kinesis_sink.planning import Entry
@@ -100,6 +105,8 @@ class Settlement:
         to be refused (not retryable: their partitions stop)."""
         stats = self.stats
         stats.request_failures += 1
+        if isinstance(error, StreamHeldError):  # nothing was sent; each partition stops below
+            stats.partitions_held_by_stream_guard += len(job.partitions)
         requeued = 0
         for partition, entry in job.items:
             if error.retryable:

@@ -156,7 +156,7 @@ def test_app_make_synth_offline_reports_template_nag_and_placeholders(tmp_path: 
         "msk_kinesis_sink"
     ]
     report = json.loads((out / "validation-report.json").read_text(encoding="utf-8"))
-    assert report["pluginReports"] == []
+    assert [plugin["violations"] for plugin in report["pluginReports"]] in ([], [[]])
     # ...and it says so: where the template is, that cdk-nag found nothing unacknowledged,
     # and that the shipped cluster, account and topic are placeholders
     lines = result.stdout.splitlines()

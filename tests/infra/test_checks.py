@@ -18,6 +18,8 @@ pytestmark = pytest.mark.infra
 
 # A written reason, not a placeholder: long enough to say what and why.
 MIN_REASON_CHARS = 60
+# Rules of synth's CloudFormation Validate plugin (not cdk-nag's), acknowledged the same way.
+VALIDATE_RULES = "CloudFormation-Validate::"
 
 
 def nag_findings(synth: Synth) -> list[str]:
@@ -42,12 +44,16 @@ def test_nag_no_unacknowledged_findings(all_synths: dict[str, Synth]) -> None:
 def build_recording(
     builder: Callable[..., Synth], context: Mapping[str, object]
 ) -> tuple[list[tuple[str, str]], Synth]:
-    """Build a stack with its acknowledgements recorded instead of applied."""
+    """Build a stack with its cdk-nag acknowledgements recorded instead of applied."""
     recorded: list[tuple[str, str]] = []
     original = cdk.Validations.acknowledge
 
     def record(self: cdk.Validations, *rules: cdk.Acknowledgment) -> None:
         recorded.extend((rule.id, rule.reason) for rule in rules)
+        # CloudFormation Validate findings fail the synth itself: those still apply.
+        validate = [rule for rule in rules if rule.id.startswith(VALIDATE_RULES)]
+        if validate:
+            original(self, *validate)
 
     cdk.Validations.acknowledge = record  # type: ignore[method-assign]
     try:
@@ -73,9 +79,19 @@ def test_nag_every_acknowledgement_has_a_reason_and_a_finding(
     findings = {finding.split(" @ ")[0] for finding in nag_findings(bare)}
     # THEN each acknowledgement answers a real finding, every finding is acknowledged,
     # and every acknowledgement carries a written reason
-    assert {rule_id for rule_id, _ in recorded} == findings
+    nag = {rule_id for rule_id, _ in recorded if not rule_id.startswith(VALIDATE_RULES)}
+    assert nag == findings
     for rule_id, reason in recorded:
         assert len(reason) >= MIN_REASON_CHARS, rule_id
+    # AND the CloudFormation Validate acknowledgements are one per stream that states its
+    # RecordDistributionStrategy (the plugin's schema lags CloudFormation's)
+    stating = [
+        resource
+        for resource in bare.template_json["Resources"].values()
+        if "RecordDistributionStrategy" in resource.get("Properties", {})
+    ]
+    validate = [rule_id for rule_id, _ in recorded if rule_id.startswith(VALIDATE_RULES)]
+    assert validate == [f"{VALIDATE_RULES}F3002"] * len(stating)
 
 
 def cfn_lint_matches(template: dict[str, Any]) -> list[Any]:

@@ -710,6 +710,7 @@ BAD_VALUES: list[tuple[dict[str, object], str, str]] = [
     ({"maxConcurrency": 65}, "maxConcurrency", "1-64"),
     ({"kinesisTimeoutSeconds": 0}, "kinesisTimeoutSeconds", "0.1-60"),
     ({"retryBaseMs": 500, "retryMaxMs": 100}, "retryMaxMs", ">= retryBaseMs"),
+    ({"streamCheckSeconds": 0}, "streamCheckSeconds", "1-3600"),
     ({"deadLetterRetentionDays": 0}, "deadLetterRetentionDays", "1-3650"),
     ({"alarmEmail": "not-an-address"}, "alarmEmail", "e-mail"),
     ({"offsetLagAlarmThreshold": 0}, "offsetLagAlarmThreshold", "1-"),

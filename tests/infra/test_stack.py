@@ -47,6 +47,7 @@ ALARMS = {
     "FunctionErrors",
     "FunctionThrottles",
     "RecordsDeadLettered",
+    "StreamHeldByGuard",
     "StreamWriteThrottling",
     "DurationNearTimeout",
     "DestinationDeliveryFailures",

@@ -150,6 +150,25 @@ def function_env_of(template: dict[str, Any]) -> dict[str, Any]:
     return env
 
 
+def test_streams_role_may_describe_every_stream_it_writes_to(
+    all_synths: dict[str, Synth],
+) -> None:
+    for name, synth in all_synths.items():
+        # GIVEN a variant's streams: created, imported by ARN, default or routed
+        targets = [synth.stack.resolve(t.stream.stream_arn) for t in synth.stack.streams.targets]
+        # WHEN the role's stream statement is read
+        statement = role_statement(synth, "PublishToStream")
+        resources = (
+            statement["Resource"]
+            if isinstance(statement["Resource"], list)
+            else [statement["Resource"]]
+        )
+        # THEN the function's stream guard may read each one's summary (without it, nothing
+        # would be written to the stream)
+        assert "kinesis:DescribeStreamSummary" in statement["Action"], name
+        assert sorted(map(json.dumps, resources)) == sorted(map(json.dumps, targets)), name
+
+
 # --- several streams --------------------------------------------------------------------------
 
 
@@ -171,6 +190,10 @@ def test_streams_two_created_streams_each_with_its_own_key_settings_and_grants(
     assert payments["Name"] == "payments-mirror"
     assert payments["StreamModeDetails"] == {"StreamMode": "ON_DEMAND"}
     assert payments["MaxRecordSizeInKiB"] == 1024
+    # ...the on-demand one placing records by partition key, explicitly (CloudFormation takes
+    # the property for ON_DEMAND streams only)
+    assert payments["RecordDistributionStrategy"] == "USER_PARTITION_KEY"
+    assert "RecordDistributionStrategy" not in orders
     keys = {stream_id: key_of(synth, logical) for stream_id, logical in streams.items()}
     assert len(set(keys.values())) == 2
     assert all(resources[key]["Properties"]["EnableKeyRotation"] for key in keys.values())

@@ -169,17 +169,30 @@ def moto_server() -> Iterator[MotoServer]:
 
 
 class _EchoingValidationError(BaseHTTPRequestHandler):
-    """Answers every PutRecords as Kinesis answers an invalid one: echoing the partition key."""
+    """Answers every PutRecords as Kinesis answers an invalid one: echoing the partition key,
+    quoted as Kinesis's validation messages quote it, or bare (`server.unquoted`); describes
+    every stream as a keyed one."""
+
+    server: _EchoingServer
 
     def do_POST(self) -> None:
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        if self.headers["X-Amz-Target"].endswith(".DescribeStreamSummary"):
+            summary = {"StreamName": body["StreamName"], "StreamStatus": "ACTIVE"}
+            self._answer(200, {"StreamDescriptionSummary": summary})
+            return
         key = body["Records"][0]["PartitionKey"]
         message = (
-            f"1 validation error detected: Value '{key}' at 'records.1.member.partitionKey'"
+            f"Invalid partition key {key} for records.1.member.partitionKey"
+            if self.server.unquoted
+            else f"1 validation error detected: Value '{key}' at 'records.1.member.partitionKey'"
             " failed to satisfy constraint: Member must have length less than or equal to 256"
         )
-        answer = json.dumps({"__type": "ValidationException", "message": message}).encode()
-        self.send_response(400)
+        self._answer(400, {"__type": "ValidationException", "message": message})
+
+    def _answer(self, status: int, document: dict[str, Any]) -> None:
+        answer = json.dumps(document).encode()
+        self.send_response(status)
         self.send_header("Content-Type", "application/x-amz-json-1.1")
         self.send_header("Content-Length", str(len(answer)))
         self.end_headers()
@@ -189,17 +202,29 @@ class _EchoingValidationError(BaseHTTPRequestHandler):
         pass  # the stub's own request lines are not the function's logs
 
 
+class _EchoingServer(ThreadingHTTPServer):
+    def __init__(self, unquoted: bool) -> None:
+        self.unquoted = unquoted
+        super().__init__((LOOPBACK, 0), _EchoingValidationError)
+
+
 @pytest.fixture
-def echoing_endpoint() -> Iterator[str]:
-    server = ThreadingHTTPServer((LOOPBACK, 0), _EchoingValidationError)
-    thread = Thread(target=server.serve_forever, daemon=True)
-    thread.start()
+def echoing_endpoints() -> Iterator[dict[str, str]]:
+    """The echoing stub's endpoint, by how it echoes: `quoted`, `unquoted`."""
+    servers = {"quoted": _EchoingServer(False), "unquoted": _EchoingServer(True)}
+    threads = [Thread(target=server.serve_forever, daemon=True) for server in servers.values()]
+    for thread in threads:
+        thread.start()
     try:
-        yield f"http://{LOOPBACK}:{server.server_address[1]}"
+        yield {
+            how: f"http://{LOOPBACK}:{server.server_address[1]}" for how, server in servers.items()
+        }
     finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
+        for server in servers.values():
+            server.shutdown()
+            server.server_close()
+        for thread in threads:
+            thread.join()
 
 
 @dataclass(frozen=True)
@@ -369,19 +394,20 @@ def test_handler_logs_malformed_event_without_customer_data(
     _assert_no_customer_data(logged)
 
 
-@pytest.mark.parametrize("cause", ["echoing-validation", "missing-stream"])
+@pytest.mark.parametrize("cause", ["quoted", "unquoted", "missing-stream"])
 def test_handler_logs_non_retryable_error_without_customer_data(
     aws: Aws,
     monkeypatch: pytest.MonkeyPatch,
     lambda_logs: LambdaLogs,
-    echoing_endpoint: str,
+    echoing_endpoints: dict[str, str],
     cause: str,
 ) -> None:
-    # GIVEN a Kinesis that rejects the request, its message quoting the partition key, or a
-    # stream that does not exist
+    # GIVEN a Kinesis that rejects the request, its message echoing the partition key (quoted
+    # as Kinesis quotes it, or bare: no cleaning by pattern could find where that one ends),
+    # or a stream that does not exist
     env = (
-        aws.env(AWS_ENDPOINT_URL_KINESIS=echoing_endpoint)
-        if cause == "echoing-validation"
+        aws.env(AWS_ENDPOINT_URL_KINESIS=echoing_endpoints[cause])
+        if cause in echoing_endpoints
         else aws.env(STREAM_NAME=f"{aws.stream}-missing")
     )
     module = load_handler(monkeypatch, **env)
@@ -395,7 +421,7 @@ def test_handler_logs_non_retryable_error_without_customer_data(
         f"{TOPIC}-1",
     }
     expected_code = (
-        "ValidationException" if cause == "echoing-validation" else "ResourceNotFoundException"
+        "ValidationException" if cause in echoing_endpoints else "ResourceNotFoundException"
     )
     assert expected_code in logged
     _assert_no_customer_data(logged)

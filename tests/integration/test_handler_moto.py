@@ -192,6 +192,7 @@ SUMMARY_FIELDS = [
     "bytes_published",
     "partitions",
     "partitions_failed",
+    "partitions_held_by_stream_guard",
     "stopped_by_deadline",
     "put_latency_p50_ms",
     "put_latency_max_ms",
@@ -208,6 +209,7 @@ METRICS = [
     {"Name": "RetryAttempts", "Unit": "Count"},
     {"Name": "PutRecordsCalls", "Unit": "Count"},
     {"Name": "BytesPublished", "Unit": "Bytes"},
+    {"Name": "PartitionsHeldByStreamGuard", "Unit": "Count"},
     {"Name": "PublishLatency", "Unit": "Milliseconds"},
 ]
 

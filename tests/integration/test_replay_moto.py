@@ -16,11 +16,11 @@ from msk_kinesis_sink.aws.clients import s3_client
 from msk_kinesis_sink.aws.s3 import S3DeadLetterWriter
 from msk_kinesis_sink.consumer import Envelope
 from msk_kinesis_sink.dead_letters import dead_letter_document
-from msk_kinesis_sink.encoding import UnwritableRecord, encode_record
-from msk_kinesis_sink.events import KafkaRecord, parse_event
+from msk_kinesis_sink.encoding import UnwritableRecord
+from msk_kinesis_sink.events import KafkaRecord
 from msk_kinesis_sink.replay.objects import REPLAYED_PREFIX
-from msk_kinesis_sink.settings import PartitionKeyMode, RecordFormat, Settings
-from tests.factories import MSK_CLUSTER_ARN, b64, kafka_record, msk_event
+from msk_kinesis_sink.settings import Settings
+from tests.factories import MSK_CLUSTER_ARN, b64, unwritable_record
 from tests.integration.lambda_container import MOTO_SAFE_CONCURRENCY
 from tests.replay_runs import run_replay
 
@@ -45,15 +45,7 @@ def _env(**overrides: str) -> dict[str, str]:
 
 def _dead_letter(offset: int, key: bytes, value_bytes: int) -> None:
     """Write a dead letter with the function's own S3 writer (too large for 1,024 bytes)."""
-    event = msk_event([kafka_record(TOPIC, 0, offset, key, b"x" * value_bytes)])
-    [batch] = parse_event(event).partitions
-    unit = encode_record(
-        batch.records[0],
-        record_format=RecordFormat.ENVELOPE,
-        partition_key_mode=PartitionKeyMode.KEY,
-        max_record_bytes=1024,
-    )
-    assert isinstance(unit, UnwritableRecord)
+    unit = unwritable_record(TOPIC, 0, offset, key=key, value_bytes=value_bytes, envelope=True)
     settings = Settings.from_env(_env())
     writer = S3DeadLetterWriter(s3_client(settings, os.environ), BUCKET, "records/")
     writer.write(unit, MSK_CLUSTER_ARN, time.monotonic() + 5)
@@ -330,9 +322,8 @@ def test_replay_command_missing_stream_names_the_option_that_named_it(
     assert run.status == 1
     causes = [line for line in run.err.splitlines() if line.startswith("cause: ")]
     assert causes == [
-        f"cause: {TOPIC}-0: PutRecords refused: ResourceNotFoundException: Stream"
-        f" no-such-stream under account 123456789012 not found. (the stream does not exist:"
-        f" {expected})"
+        "cause: stream no-such-stream: DescribeStreamSummary refused: ResourceNotFoundException:"
+        f" the stream does not exist: {expected}"
     ]
     assert "check STREAM_NAME and the region" not in run.err or not argv
     assert _keys(s3, "records/") == [f"records/{TOPIC}/0/4.json"]

@@ -18,6 +18,7 @@ import pytest
 import trustme
 
 from msk_kinesis_sink.aws.clients import kinesis_client
+from msk_kinesis_sink.aws.dns import Resolver
 from msk_kinesis_sink.aws.kinesis import KinesisRecordWriter
 from msk_kinesis_sink.aws.transport import (
     MAX_IDLE_S,
@@ -30,7 +31,9 @@ from msk_kinesis_sink.errors import KinesisPublishError
 from msk_kinesis_sink.planning import Entry
 from msk_kinesis_sink.settings import Settings
 
-ANSWER = b'{"Records":[{"SequenceNumber":"1","ShardId":"shardId-000000000000"}]}'
+ANSWER = (
+    b'{"FailedRecordCount":0,"Records":[{"SequenceNumber":"1","ShardId":"shardId-000000000000"}]}'
+)
 # A trickling server would go on for this long; every cut must come long before.
 TRICKLE_FOR_S = 30.0
 # How late after its deadline an exchange may end (thread wake-ups on a busy 2-core machine).
@@ -215,6 +218,89 @@ def test_transport_trickling_answer_is_cut_at_the_deadline(script: Script) -> No
     # THEN it ends at its deadline, not when the server is done, and says it was sent
     assert elapsed < 1.0 + SLACK_S < TRICKLE_FOR_S
     assert raised.value.sent
+
+
+def _status_line_then_silence(head: bytes) -> Script:
+    """Answer with `head` (a status line, perhaps headers without a length), then say nothing
+    until the client hangs up: a middlebox that stalls after the status line."""
+
+    def serve(conn: socket.socket) -> None:
+        if not _read_request(conn):
+            return
+        conn.sendall(head)
+        while conn.recv(65536):  # until the client's side is shut
+            pass
+
+    return serve
+
+
+STALLED_ANSWERS = {
+    "status-line": b"HTTP/1.1 200 OK\r\n",
+    "headers-without-length": b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n\r\n",
+    "part-of-a-framed-body": b'HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n{"Records"',
+}
+
+
+@pytest.mark.parametrize("head", STALLED_ANSWERS.values(), ids=STALLED_ANSWERS.keys())
+def test_transport_answer_stalled_after_the_status_line_is_cut_not_complete(head: bytes) -> None:
+    # GIVEN a server that stalls after the status line (and perhaps some headers or body)
+    with _server(_status_line_then_silence(head)) as server:
+        transport = Transport()
+        started = time.monotonic()
+        # WHEN a request with a one-second deadline is sent
+        with pytest.raises(DeadlineExceeded) as raised:
+            _post(transport, server.url, 1.0)
+        elapsed = time.monotonic() - started
+    # THEN it ends at the deadline as a cut exchange that was sent, never as a (short) answer
+    assert elapsed < 1.0 + SLACK_S
+    assert raised.value.sent
+
+
+def test_kinesis_writer_stalled_answer_is_a_retryable_deadline_error() -> None:
+    # GIVEN a Kinesis endpoint that sends "200 OK" and then nothing
+    with _server(_status_line_then_silence(STALLED_ANSWERS["status-line"])) as server:
+        writer = KinesisRecordWriter(kinesis_client(_settings(), _env(server.url)), "orders")
+        # WHEN a record is written with a one-second deadline
+        with pytest.raises(KinesisPublishError) as raised:
+            writer.put_records([Entry.of("k", b"v", ())], time.monotonic() + 1.0)
+    # THEN its outcome is unknown and it is retried, as a lost answer is
+    assert raised.value.code == "RequestDeadlineExceeded"
+    assert raised.value.retryable
+
+
+def test_transport_slow_resolver_holds_no_worker_past_its_deadline() -> None:
+    # GIVEN a resolver that does not answer, and four workers sending to one host at once
+    release, lookups = threading.Event(), []
+
+    def slow_dns(host: str, port: int) -> Any:
+        lookups.append(host)
+        release.wait()
+        return socket.getaddrinfo("127.0.0.1", port, 0, socket.SOCK_STREAM)
+
+    with _server(_serve_keep_alive) as server:
+        transport = Transport(resolver=Resolver(slow_dns))
+        errors: list[BaseException] = []
+
+        def send() -> None:
+            try:
+                _post(transport, server.url, 0.3)
+            except ConnectFailed as error:
+                errors.append(error)
+
+        started = time.monotonic()
+        workers = [threading.Thread(target=send) for _ in range(4)]
+        for thread in workers:
+            thread.start()
+        for thread in workers:
+            thread.join(timeout=TRICKLE_FOR_S)
+        elapsed = time.monotonic() - started
+        # THEN every worker is back by its deadline, having sent nothing, and one lookup ran
+        assert len(errors) == 4 and not any(error.sent for error in errors)
+        assert elapsed < 0.3 + SLACK_S
+        assert lookups == ["localhost"]
+        # AND once the resolver answers, requests go through on its answer
+        release.set()
+        assert _post(transport, server.url, 5).body == ANSWER
 
 
 def test_transport_refused_connection_sent_nothing() -> None:

@@ -36,8 +36,30 @@ def test_layout_only_the_aws_package_and_the_replay_access_import_the_sdk() -> N
     assert {"aws/clients.py", "aws/http.py", "replay/aws_access.py"} <= importers
 
 
+def _imported_modules(path: Path) -> set[str]:
+    """Every module `path` imports by its full name (`from a.b import c` -> `a.b`)."""
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            names.add(node.module)
+    return names
+
+
 def test_layout_transport_is_standard_library_only() -> None:
-    # GIVEN the deadline-bounded transport botocore's requests are sent through
-    imported = _imported(PACKAGE / "aws" / "transport.py")
-    # THEN it imports no third-party or sink module (it can be tested and reasoned about alone)
-    assert not imported - {"__future__", *sys.stdlib_module_names}, imported
+    # GIVEN the deadline-bounded transport botocore's requests are sent through, and the
+    # resolver it looks host names up with
+    transport = _imported(PACKAGE / "aws" / "transport.py")
+    resolver = _imported(PACKAGE / "aws" / "dns.py")
+    # THEN they import no third-party or sink module but each other (they can be tested and
+    # reasoned about alone)
+    standard = {"__future__", *sys.stdlib_module_names}
+    assert not resolver - standard, resolver
+    assert transport - standard == {"msk_kinesis_sink"}, transport
+    sink_modules = {
+        name
+        for name in _imported_modules(PACKAGE / "aws" / "transport.py")
+        if name.startswith("msk_kinesis_sink")
+    }
+    assert sink_modules == {"msk_kinesis_sink.aws.dns"}

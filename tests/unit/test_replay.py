@@ -801,7 +801,7 @@ KMS_DENIED = (
             "AccessDenied",
             KMS_DENIED,
             lambda store: store.read("records/t/0/1.json"),
-            "could not read s3://dead-letters/records/t/0/1.json: AccessDenied: User: ",
+            "could not read s3://dead-letters/records/t/0/1.json: AccessDenied: S3 denied",
         ),
         (
             # The move first lists where the replayed/ copy goes: nothing is there.

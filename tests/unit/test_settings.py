@@ -49,6 +49,7 @@ def test_settings_defaults():
         request_timeout_seconds=5.0,
         retry_base_ms=10,
         retry_max_ms=2_000,
+        stream_check_seconds=60,
     )
     assert settings.max_record_bytes == DEFAULT_MAX_RECORD_BYTES
 
@@ -67,6 +68,7 @@ def test_settings_every_variable_set():
         "KINESIS_TIMEOUT_SECONDS": "2.5",
         "RETRY_BASE_MS": "10",
         "RETRY_MAX_MS": "500",
+        "STREAM_CHECK_SECONDS": "300",
     }
 
     # WHEN it is parsed
@@ -86,6 +88,7 @@ def test_settings_every_variable_set():
         request_timeout_seconds=2.5,
         retry_base_ms=10,
         retry_max_ms=500,
+        stream_check_seconds=300,
     )
 
 
@@ -223,6 +226,8 @@ def test_settings_choice_invalid_names_variable_and_allowed(variable: str, raw: 
         ("KINESIS_TIMEOUT_SECONDS", "60", "request_timeout_seconds", 60.0),
         ("RETRY_BASE_MS", "1", "retry_base_ms", 1),
         ("RETRY_MAX_MS", "60000", "retry_max_ms", 60_000),
+        ("STREAM_CHECK_SECONDS", "1", "stream_check_seconds", 1),
+        ("STREAM_CHECK_SECONDS", "3600", "stream_check_seconds", 3_600),
     ],
 )
 def test_settings_numbers_at_their_bounds(variable: str, raw: str, field: str, expected: float):
@@ -255,6 +260,9 @@ def test_settings_numbers_at_their_bounds(variable: str, raw: str, field: str, e
         ("RETRY_MAX_MS", "0", "1-60000"),
         ("RETRY_MAX_MS", "60001", "1-60000"),
         ("RETRY_MAX_MS", "2.5", "1-60000"),
+        ("STREAM_CHECK_SECONDS", "0", "1-3600"),
+        ("STREAM_CHECK_SECONDS", "3601", "1-3600"),
+        ("STREAM_CHECK_SECONDS", "0.5", "1-3600"),
     ],
 )
 def test_settings_number_invalid_names_variable_and_range(variable: str, raw: str, allowed: str):
@@ -648,6 +656,7 @@ def valid_settings(draw: st.DrawFn) -> Settings:
         log_level=draw(st.sampled_from(LOG_LEVELS)),
         retry_base_ms=retry_base,
         retry_max_ms=draw(st.integers(retry_base, 60_000)),
+        stream_check_seconds=draw(st.integers(1, 3_600)),
         stream_routes=routes,
         oversize_records=OversizeRecords.CLAIM_CHECK
         if claim_check
@@ -681,6 +690,7 @@ _ENVIRONMENTS = st.fixed_dictionaries(
         "KINESIS_TIMEOUT_SECONDS": st.sampled_from(["2.50", "5", "0.1", "6e1", " 1.0 ", ""]),
         "RETRY_BASE_MS": st.sampled_from(["1", "10", " 0100 "]),
         "RETRY_MAX_MS": st.sampled_from(["100", "2000", "+60000"]),
+        "STREAM_CHECK_SECONDS": st.sampled_from(["1", " 60", "+3600", "0120", ""]),
         "POWERTOOLS_LOG_LEVEL": st.sampled_from(["debug", "Warn", "", "INFO"]),
         "LOG_LEVEL": st.sampled_from(["error", ""]),
         "AWS_ENDPOINT_URL_KINESIS": st.just("http://localhost:4566"),
@@ -724,6 +734,7 @@ def test_settings_to_env_writes_every_setting_and_leaves_out_what_is_unset():
         "POWERTOOLS_LOG_LEVEL": "INFO",
         "RETRY_BASE_MS": "10",
         "RETRY_MAX_MS": "2000",
+        "STREAM_CHECK_SECONDS": "60",
     }
 
 

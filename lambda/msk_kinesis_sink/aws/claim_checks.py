@@ -6,7 +6,7 @@ from __future__ import annotations
 import base64
 from typing import TYPE_CHECKING
 
-from msk_kinesis_sink.aws.classify import SDK_ERRORS, describe_error
+from msk_kinesis_sink.aws.classify import CALL_ERRORS, CallFailure, call_failure, put_object_failure
 from msk_kinesis_sink.aws.http import request_in_flight
 from msk_kinesis_sink.encoding import ClaimCheckRecord
 from msk_kinesis_sink.errors import ClaimCheckWriteError
@@ -29,20 +29,25 @@ class S3ClaimCheckWriter:
     def write(self, record: ClaimCheckRecord, deadline: float) -> None:
         claim = record.claim_check
         checksum = base64.b64encode(bytes.fromhex(claim.sha256)).decode("ascii")
+        failure: CallFailure | None
         try:
             with request_in_flight(deadline):
-                self._client.put_object(
+                response = self._client.put_object(
                     Bucket=claim.bucket,
                     Key=claim.key,
                     Body=record.document,
                     ContentType="application/json",
                     ChecksumSHA256=checksum,
                 )
-        except SDK_ERRORS as error:
-            code, message = describe_error(error)
+        except CALL_ERRORS as error:
+            failure = call_failure(error)
+        else:
+            # As for dead letters: a 200 without an ETag proves nothing was kept, and a pointer
+            # must never be written for an object that may not exist.
+            failure = put_object_failure(response)
+        if failure is not None:
             source = record.source
             raise ClaimCheckWriteError(
                 f"could not write the claim check of {source.topic_partition} offset"
-                f" {source.offset} ({claim.bytes} bytes) to bucket {claim.bucket}:"
-                f" {code}: {message}"
-            ) from None
+                f" {source.offset} ({claim.bytes} bytes) to bucket {claim.bucket}: {failure.text}"
+            )

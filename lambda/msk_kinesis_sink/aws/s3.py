@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from msk_kinesis_sink.aws.classify import SDK_ERRORS, describe_error
+from msk_kinesis_sink.aws.classify import CALL_ERRORS, CallFailure, call_failure, put_object_failure
 from msk_kinesis_sink.aws.http import request_in_flight
 from msk_kinesis_sink.dead_letters import dead_letter_document, dead_letter_key
 from msk_kinesis_sink.encoding import UnwritableRecord
@@ -28,14 +28,20 @@ class S3DeadLetterWriter:
         source = record.source
         body = dead_letter_document(record, event_source_arn)
         key = dead_letter_key(self._prefix, record)
+        failure: CallFailure | None
         try:
             with request_in_flight(deadline):
-                self._client.put_object(
+                response = self._client.put_object(
                     Bucket=self._bucket, Key=key, Body=body, ContentType="application/json"
                 )
-        except SDK_ERRORS as error:
-            code, message = describe_error(error)
+        except CALL_ERRORS as error:
+            failure = call_failure(error)
+        else:
+            # A 200 that does not prove the object was stored (no ETag: a cut or foreign
+            # answer) is a failed write: the record is reported, never counted as kept.
+            failure = put_object_failure(response)
+        if failure is not None:
             raise DeadLetterError(
                 f"could not write s3://{self._bucket}/{key} for {source.topic_partition}"
-                f" offset {source.offset}: {code}: {message}"
-            ) from None
+                f" offset {source.offset}: {failure.text}"
+            )

@@ -5,6 +5,10 @@ every few seconds keeps a request (and the invocation waiting for it) alive far 
 Here a watchdog thread shuts the socket of every exchange still running at its deadline, so the
 blocked read returns at once, and the exchange ends with `DeadlineExceeded`.
 
+An answer is returned only when it is whole: one read to the end of a connection the watchdog
+shut is cut, whatever it holds. Host names are resolved by `aws.dns`, which gives up at the
+deadline too.
+
 Standard library only; `aws.http` plugs it under botocore, which still signs, resolves endpoints and
 parses answers.
 """
@@ -24,6 +28,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Final
 from urllib.parse import urlsplit
+
+from msk_kinesis_sink.aws.dns import Resolver, connect
 
 # A kept-alive connection idle longer than this is not reused. A Lambda container can be frozen
 # for minutes between invocations, long past the idle timeouts of the NAT and load balancers on
@@ -161,15 +167,15 @@ class _Connection:
         deadline: float,
         watchdog: Watchdog,
         clock: Callable[[], float],
+        resolver: Resolver,
     ) -> Answer:
         conn = self._http
-        left = deadline - clock()
-        if left <= 0:
+        if deadline - clock() <= 0:
             raise DeadlineExceeded("no time left to start the request", sent=False)
         token: int | None = None
-        sent = False
+        sent = framed = False
         try:
-            sock, unshaken = self._socket(left)
+            sock, unshaken = self._socket(deadline, clock, resolver)
             token = watchdog.arm(sock, deadline)
             if unshaken is not None:
                 unshaken.do_handshake()
@@ -178,6 +184,9 @@ class _Connection:
             sent = True  # from here on, the server may have the request
             conn.endheaders(body)
             response = conn.getresponse()
+            # Framed: its end is known (a length, or chunks), and http.client raises when it
+            # is cut short. Otherwise it ends where the connection does.
+            framed = response.chunked or response.length is not None
             answer = Answer(response.status, response.getheaders(), response.read())
         except TransportError:
             raise
@@ -191,26 +200,31 @@ class _Connection:
                 f"connection lost: {type(error).__name__}: {error}", sent=sent
             ) from None
         finally:
-            if token is not None and watchdog.disarm(token):
-                conn.close()  # the whole answer arrived just as the deadline cut the socket
             self.last_used = clock()
+        if token is not None and watchdog.disarm(token):
+            conn.close()  # the deadline shut the socket as the answer was read
+            if not framed:
+                # The end of the answer was the watchdog's shutdown, not the server's: a status
+                # line and then silence reads as a complete, empty answer.
+                raise DeadlineExceeded("the answer was cut at its deadline", sent=True)
         return answer
 
-    def _socket(self, left: float) -> tuple[socket.socket, ssl.SSLSocket | None]:
-        """The connection's socket, connected now (within `left` seconds) when it has none;
-        and, for a new TLS connection, the same socket as one whose handshake is still to do."""
+    def _socket(
+        self, deadline: float, clock: Callable[[], float], resolver: Resolver
+    ) -> tuple[socket.socket, ssl.SSLSocket | None]:
+        """The connection's socket, connected now (by `deadline`) when it has none; and, for a
+        new TLS connection, the same socket as one whose handshake is still to do."""
         conn = self._http
         if conn.sock is not None:
             return conn.sock, None
-        conn.timeout = left
         try:
-            # TCP only: TLS follows under the watchdog.
-            http.client.HTTPConnection.connect(conn)
+            # TCP only: TLS follows under the watchdog. The lookup, too, ends by the deadline.
+            addresses = resolver.resolve(conn.host, conn.port, deadline)
+            conn.sock = connect(addresses, deadline, clock)
         except OSError as error:
             conn.close()
             raise ConnectFailed(f"could not connect: {error}", sent=False) from None
         sock = conn.sock
-        assert sock is not None  # connect() either set it or raised
         if not isinstance(conn, http.client.HTTPSConnection):
             return sock, None
         assert self._tls is not None
@@ -244,9 +258,11 @@ class Transport:
         ca_bundle: str | None = None,
         clock: Callable[[], float] = time.monotonic,
         watchdog: Watchdog | None = None,
+        resolver: Resolver | None = None,
     ) -> None:
         self._clock = clock
         self._watchdog = watchdog or Watchdog(clock)
+        self._resolver = resolver or Resolver(clock=clock)
         self._ca_bundle = ca_bundle
         self._tls: ssl.SSLContext | None = None
         self._local = threading.local()
@@ -280,5 +296,5 @@ class Transport:
             tls = self._tls_context() if scheme == "https" else None
             connection = connections[key] = _Connection(scheme, parts.hostname, parts.port, tls)
         return connection.exchange(
-            method, target, headers, body, deadline, self._watchdog, self._clock
+            method, target, headers, body, deadline, self._watchdog, self._clock, self._resolver
         )

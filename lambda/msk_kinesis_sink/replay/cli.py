@@ -19,6 +19,7 @@ from msk_kinesis_sink.errors import (
     ConfigurationError,
     KinesisPublishError,
     ReplayError,
+    StreamHeldError,
     UnreadableObjectError,
 )
 from msk_kinesis_sink.events import KafkaRecord
@@ -150,30 +151,30 @@ class _SinkProblems(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         reason = getattr(record, "reason", None)
         failure = record.args[0] if isinstance(record.args, tuple) and record.args else None
+        code = getattr(record, "error_code", None)
+        stream = getattr(record, "stream", None)
         if reason is not None:
             where = f"{getattr(record, 'topic', '?')}-{getattr(record, 'partition', '?')}"
             cause = f"{where} offset {getattr(record, 'offset', '?')}: {reason}"
+        elif isinstance(failure, StreamHeldError):
+            return  # the stream guard's own line says why the stream is held
         elif isinstance(failure, KinesisPublishError):
             where = getattr(record, "topic_partition", "?")
             cause = f"{where}: PutRecords refused: {self._with_replay_hint(failure)}"
+        elif isinstance(code, str) and stream is not None:
+            hint = self._hints.get(f"DescribeStreamSummary:{code}") or self._hints.get(code)
+            described = f"{code}: {hint}" if hint is not None else str(failure)
+            cause = f"stream {stream}: DescribeStreamSummary refused: {described}"
         else:
             cause = record.getMessage()
         if cause not in self.causes:
             self.causes.append(cause)
 
     def _with_replay_hint(self, error: KinesisPublishError) -> str:
-        """The error as the function words it, its hint (which speaks of the function's role
-        and variables) replaced by the replay's."""
-        from msk_kinesis_sink.aws.classify import FIX_HINTS
-
-        text = str(error)
+        """The error as the function words it, or, where the function's description speaks of
+        its role and variables, the code with the replay's own hint."""
         hint = self._hints.get(error.code)
-        function_hint = f" ({FIX_HINTS[error.code]})" if error.code in FIX_HINTS else None
-        if hint is None:
-            return text
-        if function_hint is not None and text.endswith(function_hint):
-            text = text[: -len(function_hint)]
-        return f"{text} ({hint})"
+        return str(error) if hint is None else f"{error.code}: {hint}"
 
 
 def replay_hints(*, stream_option: bool, described: str) -> dict[str, str]:
@@ -185,6 +186,11 @@ def replay_hints(*, stream_option: bool, described: str) -> dict[str, str]:
         "AccessDeniedException": "these credentials lack kinesis:PutRecords on the stream",
         "KMSAccessDeniedException": "these credentials may not use the stream's KMS key"
         " (kms:GenerateDataKey)",
+        # The stream guard reads the stream's summary before the first PutRecords.
+        "DescribeStreamSummary:AccessDeniedException": "these credentials lack"
+        " kinesis:DescribeStreamSummary on the stream",
+        "DescribeStreamSummary:403": "these credentials lack kinesis:DescribeStreamSummary on the"
+        " stream",
     }
 
 
