@@ -31,6 +31,7 @@ from infra.context import (
     GROUP_ID,
     STREAM_ID,
     Account,
+    Because,
     BootstrapServers,
     ContextModel,
     DestinationTopic,
@@ -76,7 +77,7 @@ from msk_kinesis_sink.limits import (
     MAX_BATCH_SIZE,
     MAX_BATCHING_WINDOW_SECONDS,
     MAX_CONSUMER_GROUP_ID_CHARS,
-    MAX_FUNCTION_TIMEOUT_SECONDS,
+    MAX_KAFKA_FUNCTION_TIMEOUT_SECONDS,
     MAX_MAPPINGS_PER_POLLER_GROUP,
     MAX_MAX_POLLERS,
     MAX_MIN_POLLERS,
@@ -731,9 +732,11 @@ class FunctionConfig(ContextModel):
     # Lambda memory: 128-10,240 MB. Any timeout works with any kinesisTimeoutSeconds: the
     # function bounds each request by the time the invocation has left.
     memory_mb: Annotated[int, Interval(ge=128, le=10_240)] = Field(1024, alias="functionMemoryMb")
-    timeout_seconds: Annotated[int, Interval(ge=1, le=MAX_FUNCTION_TIMEOUT_SECONDS)] = Field(
-        120, alias="functionTimeoutSeconds"
-    )
+    timeout_seconds: Annotated[
+        int,
+        Interval(ge=1, le=MAX_KAFKA_FUNCTION_TIMEOUT_SECONDS),
+        Because("Kafka event source mappings take functions of at most 14 minutes"),
+    ] = Field(120, alias="functionTimeoutSeconds")
     architecture: Architecture = Architecture.ARM64
     reserved_concurrency: Annotated[int | None, Interval(ge=1, le=10_000)] = None
     """reserved concurrency (empty = unreserved)"""

@@ -11,6 +11,7 @@ import difflib
 import json
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 from types import UnionType
@@ -48,6 +49,14 @@ _BOOTSTRAP_SERVER: Final = re.compile(rf"^(?=.{{1,300}}$){_HOST}:(?P<port>\d{{1,
 
 class ConfigError(ValueError):
     """A context key holds a value the stack cannot be built from."""
+
+
+@dataclass(frozen=True, slots=True)
+class Because:
+    """Field metadata: why the field's bounds are what they are, said when a value is out of them
+    (`Annotated[int, Interval(ge=1, le=840), Because("...")]`)."""
+
+    reason: str
 
 
 def given(context: Mapping[str, object]) -> dict[str, object]:
@@ -106,13 +115,14 @@ def one_line(error: ValidationError, fields: Mapping[str, FieldInfo]) -> str:
     if field is None:
         return f"{key}={value!r}: {first['msg']}"
     bounds = next((f"{m.ge}-{m.le}" for m in field.metadata if isinstance(m, Interval)), "")
+    because = "".join(f": {m.reason}" for m in field.metadata if isinstance(m, Because))
     choices = ", ".join(member.value for member in _choices(field.annotation))
     if kind == "missing":
         return f"{key} is required ({field.description or 'see docs/deploy.md, Configuration'})"
     if kind == "int_type":
         return f"{key}={value!r} is not an integer (allowed: {bounds})"
     if kind in ("greater_than_equal", "less_than_equal"):
-        return f"{key}={value} is out of range (allowed: {bounds})"
+        return f"{key}={value} is out of range (allowed: {bounds}{because})"
     if kind == "is_instance_of" and choices:
         return f"{key}={value!r} is not one of: {choices}"
     if kind == "bool_type":

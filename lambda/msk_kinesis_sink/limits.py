@@ -47,6 +47,10 @@ MAX_INVOCATION_BYTES: Final = 6 * MIB
 # "Lambda quotas": a function's timeout is 1-900 seconds.
 MAX_FUNCTION_TIMEOUT_SECONDS: Final = 900
 
+# "Using Lambda with Amazon MSK" / "... self-managed Apache Kafka": Kafka event source mappings
+# "only support functions with maximum timeout limits of 14 minutes".
+MAX_KAFKA_FUNCTION_TIMEOUT_SECONDS: Final = 840
+
 # --- Kafka event source mappings (Amazon MSK and self-managed Apache Kafka) ------------------
 
 # BatchSize: 1-10,000 records per invocation.

@@ -46,6 +46,12 @@ CLUSTER = "arn:aws:kafka:eu-west-1:123456789012:cluster/c/0f1e2d3c-4b5a-1"
     [
         ({"batchSize": "20000"}, "batchSize=20000 is out of range (allowed: 1-10000)"),
         (
+            # Lambda takes 900 s, but a Kafka mapping refuses a function above 14 minutes.
+            {"functionTimeoutSeconds": "900"},
+            "functionTimeoutSeconds=900 is out of range (allowed: 1-840: Kafka event source"
+            " mappings take functions of at most 14 minutes)",
+        ),
+        (
             # A partial ARN used to reach CDK and end in a jsii traceback.
             {
                 "authentication": "mtls",
@@ -79,6 +85,7 @@ CLUSTER = "arn:aws:kafka:eu-west-1:123456789012:cluster/c/0f1e2d3c-4b5a-1"
     ],
     ids=[
         "out-of-range",
+        "kafka-timeout",
         "partial-secret-arn",
         "two-clusters",
         "failure-topic-is-a-source",

@@ -668,7 +668,12 @@ BAD_VALUES: list[tuple[dict[str, object], str, str]] = [
         "is also streamName",
     ),
     ({"functionMemoryMb": 64}, "functionMemoryMb", "128-10240"),
-    ({"functionTimeoutSeconds": 901}, "functionTimeoutSeconds", "900"),
+    (
+        {"functionTimeoutSeconds": 900},
+        "functionTimeoutSeconds",
+        "=900 is out of range (allowed: 1-840: Kafka event source mappings take functions of at"
+        " most 14 minutes)",
+    ),
     ({"architecture": "arm"}, "architecture", "arm64, x86_64"),
     ({"reservedConcurrency": 0}, "reservedConcurrency", "1-10000"),
     ({"logRetentionDays": 31}, "logRetentionDays", "30, 60"),
