@@ -24,6 +24,5 @@ def test_limits_longest_timeout_a_kafka_mapping_takes_synthesizes(
     [function] = synth.resources("AWS::Lambda::Function").values()
     assert function["Properties"]["Timeout"] == 840
     alarm = synth.stack.monitoring.alarms["DurationNearTimeout"].node.default_child
-    assert synth.template_json["Resources"][synth.stack.get_logical_id(alarm)]["Properties"][
-        "Threshold"
-    ] == 840_000 * 0.8
+    props = synth.template_json["Resources"][synth.stack.get_logical_id(alarm)]["Properties"]
+    assert props["Threshold"] == 840_000 * 0.8
