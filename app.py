@@ -24,9 +24,12 @@ def main() -> None:
             else None
         )
         MskKinesisSinkStack(app, config.stack_name, config=config, env=env)
-    except (ConfigError, BundlingError) as error:
-        kind = "configuration" if isinstance(error, ConfigError) else "bundling"
-        print(f"{kind} error: {error}", file=sys.stderr)
+    except ConfigError as error:
+        for problem in error.problems:  # every problem found, one line each
+            print(f"configuration error: {problem}", file=sys.stderr)
+        raise SystemExit(1) from None
+    except BundlingError as error:
+        print(f"bundling error: {error}", file=sys.stderr)
         raise SystemExit(1) from None
     # Unacknowledged findings fail the synth; acknowledgements live beside their resources.
     cdk.Validations.of(app).add_plugins(AwsSolutionsChecks(app))

@@ -29,6 +29,7 @@ from pydantic.fields import FieldInfo
 
 from infra.context import (
     GROUP_ID,
+    PROBLEMS,
     STREAM_ID,
     Account,
     Because,
@@ -54,9 +55,12 @@ from infra.context import (
     TopicPatterns,
     UnixSeconds,
     Url,
+    check,
+    every_line,
     given,
     json_value,
-    one_line,
+    listed,
+    refuse_all,
     unknown_key,
 )
 from infra.context import ConfigError as ConfigError  # what SinkConfig.from_context raises
@@ -271,6 +275,14 @@ def _log_retention(days: int) -> int:
     return days
 
 
+def _comma_separated(value: object) -> object:
+    """A list (or a JSON list from `-c`) as the comma-separated text it stands for."""
+    value = listed(value, "names")
+    if isinstance(value, list) and all(isinstance(item, str) for item in value):
+        return ",".join(value)
+    return value
+
+
 class SourceConfig(ContextModel):
     """Where records come from, how the event source mappings read them, where failures go."""
 
@@ -327,7 +339,7 @@ class SourceConfig(ContextModel):
     """Glue registry ARN or Confluent registry URL: the mappings validate records against it"""
     schema_registry_record_format: EventRecordFormat = EventRecordFormat.JSON
     """with a registry: JSON (decoded by Lambda) or SOURCE (the producer's bytes)"""
-    schema_registry_validate: str = "VALUE"
+    schema_registry_validate: Annotated[str, BeforeValidator(_comma_separated)] = "VALUE"
     """with a registry: what it validates, VALUE, KEY or KEY,VALUE"""
     schema_registry_auth: RegistryAuth | None = None
     """Confluent registry: BASIC_AUTH, CLIENT_CERTIFICATE_TLS_AUTH or OAUTHBEARER_AUTH"""
@@ -353,7 +365,7 @@ class SourceConfig(ContextModel):
         check_mapping(registry, provisioned=True, on_failure_destination=True)
         return registry
 
-    @model_validator(mode="after")
+    @check
     def _schema_registry(self) -> SourceConfig:
         registry_keys = {
             "schemaRegistryAuth": self.schema_registry_auth,
@@ -413,7 +425,7 @@ class SourceConfig(ContextModel):
             for t in self.topic_names
         )
 
-    @model_validator(mode="after")
+    @check
     def _one_cluster(self) -> SourceConfig:
         if self.cluster is not None and self.bootstrap_servers is not None:
             raise ConfigError(
@@ -447,7 +459,7 @@ class SourceConfig(ContextModel):
             )
         return self
 
-    @model_validator(mode="after")
+    @check
     def _consumer_groups(self) -> SourceConfig:
         for topic in self.consumer_groups:
             if topic not in self.topic_names:
@@ -473,7 +485,7 @@ class SourceConfig(ContextModel):
             seen.add(group)
         return self
 
-    @model_validator(mode="after")
+    @check
     def _position_and_pollers(self) -> SourceConfig:
         at_timestamp = self.starting_position is StartingPosition.AT_TIMESTAMP
         if at_timestamp and self.starting_position_timestamp is None:
@@ -505,20 +517,23 @@ class SourceConfig(ContextModel):
                 )
         return self
 
-    @model_validator(mode="after")
+    @check
     def _authentication(self) -> SourceConfig:
-        _check_auth_mode(self)
-        _check_secret_arns(self)
-        if self.auth is AuthMode.SASL_SCRAM and _msk_associated(self, self.auth_secret_arn):
-            _check_msk_scram_secret(str(self.auth_secret_arn), self.auth_secret_kms_key_arn)
+        if self.cluster is None and self.bootstrap_servers is None:
+            return self  # no cluster to authenticate to (_one_cluster says so)
+        refuse_all(
+            lambda: _check_auth_mode(self),
+            lambda: _check_secret_arns(self),
+            lambda: _check_msk_scram_secret(self),
+        )
         return self
 
-    @model_validator(mode="after")
+    @check
     def _destination(self) -> SourceConfig:
         destination_type(self.on_failure).check(self)
         return self
 
-    @model_validator(mode="after")
+    @check
     def _low_latency(self) -> SourceConfig:
         """AWS: "Low latency processing for Kafka event sources": provisioned mode (always on
         here) with no batching window; equal minimum and maximum pollers keep Lambda from
@@ -628,21 +643,28 @@ def _msk_associated(source: SourceConfig, secret: str | None) -> bool:
     return not source.cluster.through_connection or secret.split(":")[4] == source.cluster.account
 
 
-def _check_msk_scram_secret(secret: str, secret_key: str | None) -> None:
+def _check_msk_scram_secret(source: SourceConfig) -> None:
+    """A SCRAM secret MSK associates with the cluster: its key and its name, both checked."""
+    secret = source.auth_secret_arn
+    if source.auth is not AuthMode.SASL_SCRAM or not _msk_associated(source, secret):
+        return
+    problems = []
     # AWS: "Set up SASL/SCRAM authentication for an Amazon MSK cluster": a secret encrypted
     # with the default Secrets Manager key cannot be used with MSK: the mapping needs the key.
-    if secret_key is None:
-        raise ConfigError(
+    if source.auth_secret_kms_key_arn is None:
+        problems.append(
             "authSecretKmsKeyArn is required when authentication=sasl_scram: MSK only uses"
             " SCRAM secrets encrypted with a customer managed KMS key, and the role needs"
             " kms:Decrypt on it"
         )
-    name = secret.split(":secret:")[-1]
+    name = str(secret).split(":secret:")[-1]
     if not name.startswith(SCRAM_SECRET_PREFIX):
-        raise ConfigError(
+        problems.append(
             f"authSecretArn: secret {name!r} must be named {SCRAM_SECRET_PREFIX}... for"
             " sasl_scram (MSK associates no other SCRAM secrets)"
         )
+    if problems:
+        raise ConfigError(*problems)
 
 
 def _key(field: str) -> str:
@@ -673,7 +695,7 @@ class StreamConfig(ContextModel):
         int, Interval(ge=MIN_RECORD_SIZE_KIB, le=MAX_RECORD_SIZE_KIB)
     ] = Field(MIN_RECORD_SIZE_KIB, alias="streamMaxRecordSizeKiB")
 
-    @model_validator(mode="after")
+    @check
     def _created_or_imported(self) -> StreamConfig:
         if self.existing_arn is not None:
             for name in ("name", "shard_count", "mode", "retention_hours"):
@@ -704,22 +726,26 @@ def _stream_map(value: object) -> dict[str, RoutedStreamConfig]:
     if not isinstance(entries, dict):
         raise ValueError(' must be a JSON object: stream id -> {"topics": [...], stream keys}')
     streams: dict[str, RoutedStreamConfig] = {}
+    problems: list[str] = []
     for stream_id, entry in entries.items():
         if not STREAM_ID.match(stream_id):
-            raise ConfigError(
+            problems.append(
                 f"streams: {stream_id!r} is not a stream id (a letter, then up to 63 of"
                 " a-z A-Z 0-9 -)"
             )
-        if not isinstance(entry, dict):
-            raise ConfigError(f"streams.{stream_id} must be a JSON object (topics and stream keys)")
-        try:
-            streams[stream_id] = RoutedStreamConfig.model_validate(given(entry))
-        except ValidationError as error:
-            keys = RoutedStreamConfig.keys()
-            message = one_line(error, keys)
-            # "shardCount=0 is ..." reads as "streams.<id>.shardCount=0 is ..."
-            joint = "." if re.match(rf"({'|'.join(keys)})\b", message) else ": "
-            raise ConfigError(f"streams.{stream_id}{joint}{message}") from None
+        elif not isinstance(entry, dict):
+            problems.append(f"streams.{stream_id} must be a JSON object (topics and stream keys)")
+        else:
+            try:
+                streams[stream_id] = RoutedStreamConfig.model_validate(given(entry))
+            except ValidationError as error:
+                keys = RoutedStreamConfig.keys()
+                for message in every_line(error, keys):
+                    # "shardCount=0 is ..." reads as "streams.<id>.shardCount=0 is ..."
+                    joint = "." if re.match(rf"({'|'.join(keys)})\b", message) else ": "
+                    problems.append(f"streams.{stream_id}{joint}{message}")
+    if problems:
+        raise ConfigError(*problems)
     return streams
 
 
@@ -765,8 +791,13 @@ class FunctionConfig(ContextModel):
     def _function_settings(cls, data: dict[str, object]) -> dict[str, object]:
         # cdk.json may hold a number or true/false: the function reads the text of it.
         keyed = {key: str(value) for key, value in data.items() if key in SETTING_KEYS}
-        with _function_refusal():
+        try:
             settings = Settings.from_keys(keyed)
+        except ConfigurationError as error:
+            # The parser stops at its first refusal: each key alone shows every bad one (and
+            # when each is fine alone, the refusal is of how they go together).
+            alone = [_refusal({key: text}) for key, text in keyed.items()]
+            raise ConfigError(*([r for r in alone if r] or [str(error)])) from None
         return {k: v for k, v in data.items() if k not in SETTING_KEYS} | {"settings": settings}
 
 
@@ -799,7 +830,7 @@ class CapacityConfig(ContextModel):
     hot_key_share: Annotated[float, Interval(ge=0, le=1)] = 0.0
     """share of the traffic on the hottest key"""
 
-    @model_validator(mode="after")
+    @check
     def _target(self) -> CapacityConfig:
         if (self.target_mb_per_second is None) != (self.average_record_bytes is None):
             raise ConfigError("targetMbPerSecond and averageRecordBytes go together")
@@ -856,11 +887,32 @@ class SinkConfig(ContextModel):
 
     @classmethod
     def from_context(cls, context: Mapping[str, object]) -> SinkConfig:
-        """Parse and validate; raises ConfigError naming the key and what is allowed."""
-        try:
-            return cls.model_validate(dict(context))
-        except ValidationError as error:
-            raise ConfigError(one_line(error, _FIELDS)) from None
+        """Parse and validate; raises ConfigError with every problem, one line each naming the
+        key and what is allowed.
+
+        A refusal validation stops at (a bad value, an unknown key) keeps its section's checks
+        from running: the keys it names are taken out and the rest validated again, and what
+        that finds is added unless it names a key taken out (a problem of its absence).
+        """
+        remaining, taken_out = dict(context), set[str]()
+        problems: list[str] = []
+        while True:
+            found: list[str] = []
+            try:
+                config, stopped = cls.model_validate(remaining, context={PROBLEMS: found}), []
+            except ValidationError as error:
+                stopped = every_line(error, _FIELDS)
+            problems += [
+                p for p in [*stopped, *found] if p not in problems and not _names(p, taken_out)
+            ]
+            keys = {key for key in remaining if _names(" ".join(stopped), {key})}
+            if not keys:
+                break
+            taken_out |= keys
+            remaining = {k: v for k, v in remaining.items() if k not in keys}
+        if problems:
+            raise ConfigError(*problems)
+        return config
 
     @model_validator(mode="before")
     @classmethod
@@ -875,7 +927,7 @@ class SinkConfig(ContextModel):
         }
         return values | sections
 
-    @model_validator(mode="after")
+    @check
     def _one_region(self) -> SinkConfig:
         # The cluster's region (MSK), else that of the secrets (self-managed), else unknown.
         cluster_region = self.source.region
@@ -902,7 +954,7 @@ class SinkConfig(ContextModel):
             arns.insert(0, ("streamArn", self.stream.existing_arn))
         return [(key, arn) for key, arn in arns if arn is not None]
 
-    @model_validator(mode="after")
+    @check
     def _distinct_streams(self) -> SinkConfig:
         named = [(f"streams.{i}.streamName", s.name) for i, s in self.streams.items()]
         if self.default_stream:
@@ -916,7 +968,7 @@ class SinkConfig(ContextModel):
             first[value] = key
         return self
 
-    @model_validator(mode="after")
+    @check
     def _routing(self) -> SinkConfig:
         """Every topic reaches a stream, and every route carries a topic, by the function's own
         rules for patterns and its first-match routing (a route no topic reaches is a typo or
@@ -968,6 +1020,20 @@ class SinkConfig(ContextModel):
                 " then each entry's topics in order)"
             )
         return self
+
+
+def _names(problem: str, keys: set[str]) -> bool:
+    """Whether the problem's text names one of the keys (`streams.<id>.topics` is not `topics`)."""
+    return any(re.search(rf"(?<![\w.]){re.escape(key)}(?!\w)", problem) for key in keys)
+
+
+def _refusal(keyed: Mapping[str, str]) -> str | None:
+    """What the function's own parser says of these keys, if it refuses them."""
+    try:
+        Settings.from_keys(keyed)
+    except ConfigurationError as error:
+        return str(error)
+    return None
 
 
 @contextmanager

@@ -6,11 +6,12 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from tests.infra.conftest import REPO
+from tests.infra.conftest import REPO, Synth, shipped_context
 
 pytestmark = pytest.mark.infra
 
@@ -112,6 +113,47 @@ def test_app_bad_context_exits_with_one_line_naming_the_key(
     assert len(errors) == 1
     assert f"configuration error: {message}" in errors[0]
     assert "Traceback" not in result.stderr
+
+
+def test_app_every_bad_key_is_named_in_one_run(tmp_path: Path) -> None:
+    # GIVEN a context with a bad value, a typo, and an MSK SASL/SCRAM secret that is neither
+    # complete, named for MSK, nor given its key (once, each took a synth of its own to find)
+    context = {
+        "clusterArn": CLUSTER,
+        "topics": "orders",
+        "batchSize": "0",
+        "retryAtempts": "3",
+        "authentication": "sasl_scram",
+        "authSecretArn": "arn:aws:secretsmanager:eu-west-1:123456789012:secret:sink-login",
+    }
+    env = offline_env(tmp_path) | {
+        "CDK_CONTEXT_JSON": json.dumps(context),
+        "CDK_OUTDIR": str(tmp_path / "out"),
+    }
+    # WHEN app.py runs
+    result = subprocess.run(
+        [sys.executable, "app.py"], cwd=REPO, env=env, capture_output=True, text=True, check=False
+    )
+    # THEN it stops with one line per problem, each naming its key, and no traceback
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("configuration")]
+    named = ["batchSize=0", "'retryAtempts'", "partial ARN", "authSecretKmsKeyArn", "AmazonMSK_"]
+    assert len(errors) == len(named)
+    for key in named:
+        assert sum(key in line for line in errors) == 1, (key, errors)
+
+
+def test_app_json_list_from_the_command_line_synthesizes_a_mapping_each(
+    builder: Callable[..., Synth],
+) -> None:
+    # GIVEN topics as `cdk synth -c topics='["orders","payments"]'` hands them to the app
+    context = {**shipped_context(), "topics": '["orders","payments"]'}
+    # WHEN synthesized
+    synth = builder(context)
+    # THEN each topic has its mapping
+    mappings = synth.resources("AWS::Lambda::EventSourceMapping").values()
+    assert sorted(m["Properties"]["Topics"][0] for m in mappings) == ["orders", "payments"]
 
 
 def test_app_without_the_function_wheels_exits_with_one_line(tmp_path: Path) -> None:

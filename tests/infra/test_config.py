@@ -185,6 +185,112 @@ def test_config_strings_from_command_line_are_parsed() -> None:
     assert config.source.filters == ({"value": {"kind": ["a"]}},)
 
 
+def test_config_json_lists_from_command_line_are_lists() -> None:
+    # GIVEN every list-valued key as `-c key='[...]'` delivers it: a JSON list as a string
+    # WHEN parsed
+    config = parse(
+        clusterArn=None,
+        topics='["orders", "payments"]',
+        bootstrapServers=json.dumps(BROKERS),
+        subnetIds=json.dumps(SUBNETS),
+        securityGroupId=SECURITY_GROUP,
+        authentication="none",
+        schemaRegistryUri="https://registry.example.com",
+        schemaRegistryValidate='["KEY", "VALUE"]',
+        streams='{"p": {"topics": "[\\"payments\\"]"}}',
+    )
+    # THEN each is the list it spells, as the same list in cdk.json would be
+    assert config.source.topic_names == ("orders", "payments")
+    assert config.source.bootstrap_servers == tuple(BROKERS)
+    assert config.source.subnet_ids == tuple(SUBNETS)
+    registry = config.source.schema_registry
+    assert registry is not None
+    assert [attribute.value for attribute in registry.validate] == ["KEY", "VALUE"]
+    assert config.routes == (("payments", "p"),)
+
+
+@pytest.mark.parametrize(
+    ("key", "text"),
+    [("topics", '["orders", '), ("subnetIds", "[subnet-0123456789abcdef0]")],
+)
+def test_config_broken_json_list_is_refused_as_json(key: str, text: str) -> None:
+    # GIVEN a list-valued key given as a JSON list that does not parse
+    # WHEN parsed
+    with pytest.raises(ConfigError) as raised:
+        parse(**{key: text})
+    # THEN the one line says so, rather than reading it as comma-separated names
+    assert str(raised.value) == f"{key} is not valid JSON (a JSON list of " + (
+        "strings)" if key == "topics" else "subnet ids)"
+    )
+
+
+def test_config_every_problem_of_a_sasl_scram_setup_in_one_run() -> None:
+    # GIVEN an MSK SASL/SCRAM setup with three independent mistakes: a partial secret ARN, a
+    # secret MSK would not associate (no AmazonMSK_ prefix), and no key for it
+    secret = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:sink-login"
+    # WHEN parsed
+    with pytest.raises(ConfigError) as raised:
+        parse(authentication="sasl_scram", authSecretArn=secret)
+    # THEN all three are named, one line each
+    assert raised.value.problems == (
+        f"authSecretArn={secret!r} is a partial ARN: give the complete one, ending in the 6"
+        " characters Secrets Manager appends to the name (...:secret:<name>-AbCdEf)",
+        "authSecretKmsKeyArn is required when authentication=sasl_scram: MSK only uses SCRAM"
+        " secrets encrypted with a customer managed KMS key, and the role needs kms:Decrypt on"
+        " it",
+        "authSecretArn: secret 'sink-login' must be named AmazonMSK_... for sasl_scram (MSK"
+        " associates no other SCRAM secrets)",
+    )
+    assert str(raised.value) == "\n".join(raised.value.problems)
+
+
+def test_config_bad_values_unknown_keys_and_rules_between_keys_in_one_run() -> None:
+    # GIVEN bad values of several sections, a typo, function settings the function refuses, a
+    # rule between two keys of a section with a bad value, and two bad `streams` entries
+    # WHEN parsed
+    with pytest.raises(ConfigError) as raised:
+        parse(
+            batchSize=20_000,
+            minPollers=5,
+            maxPollers=2,
+            functionTimeoutSeconds=900,
+            streamRetentionHours=1,
+            batchsiez=10,
+            maxConcurrency=0,
+            aggregation="yes",
+            streams={"a": {"topics": "orders", "shardCount": 0}, "b": {"topics": []}},
+        )
+    problems = raised.value.problems
+    # THEN each is named once, on a line of its own
+    expected = [
+        "batchSize=20000 is out of range",
+        "minPollers=5 must be <= maxPollers=2",
+        "functionTimeoutSeconds=900 is out of range",
+        "streamRetentionHours=1 is out of range",
+        "unknown context key 'batchsiez' (did you mean 'batchSize'?)",
+        "maxConcurrency",
+        "aggregation",
+        "streams.a.shardCount",
+        "streams.b.topics is required",
+    ]
+    for start in expected:
+        assert sum(start in problem for problem in problems) == 1, (start, problems)
+    assert len(problems) == len(expected)
+    assert all("\n" not in problem for problem in problems)
+
+
+def test_config_problem_of_a_refused_keys_absence_is_not_named() -> None:
+    # GIVEN an mTLS setup whose secret is not an ARN at all, and a bad batch size
+    # WHEN parsed
+    with pytest.raises(ConfigError) as raised:
+        parse(authentication="mtls", authSecretArn="sink/client-cert", batchSize=0)
+    # THEN the secret is named for what is wrong with it, not again as missing once set aside
+    assert raised.value.problems == (
+        "authSecretArn='sink/client-cert' is not a Secrets Manager secret ARN",
+        "batchSize=0 is out of range (allowed: 1-10000)",
+    )
+
+
 def test_config_short_function_timeout_is_allowed_with_any_request_timeout() -> None:
     # GIVEN a 3 s function timeout and requests allowed 5 s each
     # WHEN parsed
