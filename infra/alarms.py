@@ -127,5 +127,24 @@ def _mapping_alarms(sink: MonitoredSink, mapping: TopicMapping) -> tuple[AlarmSp
             )
             for entry, metric, breaching, what in _ERROR_COUNTS
         ),
+        *_schema_registry_alarms(sink, mapping),
         *destination.delivery_alarms(metrics, mapping),
+    )
+
+
+def _schema_registry_alarms(sink: MonitoredSink, mapping: TopicMapping) -> tuple[AlarmSpec, ...]:
+    """With a schema registry, the mapping's records it could not validate: they went to the
+    on-failure destination, not to the stream. Lambda emits the count only when it is not 0."""
+    if sink.source.schema_registry is None:
+        return ()
+    return (
+        AlarmSpec(
+            "MappingSchemaRegistryErrors",
+            sink.metrics.of_mapping(mapping, "SchemaRegistryErrorCount"),
+            what=(
+                f"the event source mapping for {mapping.topic} could not validate records"
+                f" against the schema registry (they go to {sink.destination.label})"
+            ),
+            topic=mapping.topic,
+        ),
     )

@@ -347,6 +347,8 @@ class SourceConfig(ContextModel):
     """Confluent registry: the secret for schemaRegistryAuth"""
     schema_registry_root_ca_secret_arn: SecretArn | None = None
     """Confluent registry with a private CA: the secret holding its root CA certificate"""
+    schema_registry_secret_kms_key_arn: KmsKeyArn | None = None
+    """customer managed KMS key ARN that encrypts the Confluent registry's secrets"""
 
     @property
     def schema_registry(self) -> SchemaRegistry | None:
@@ -360,6 +362,7 @@ class SourceConfig(ContextModel):
             auth=self.schema_registry_auth,
             auth_secret_arn=self.schema_registry_auth_secret_arn,
             root_ca_secret_arn=self.schema_registry_root_ca_secret_arn,
+            secrets_kms_key_arn=self.schema_registry_secret_kms_key_arn,
         )
         # This stack always runs provisioned pollers and sets an on-failure destination.
         check_mapping(registry, provisioned=True, on_failure_destination=True)
@@ -371,6 +374,7 @@ class SourceConfig(ContextModel):
             "schemaRegistryAuth": self.schema_registry_auth,
             "schemaRegistryAuthSecretArn": self.schema_registry_auth_secret_arn,
             "schemaRegistryRootCaSecretArn": self.schema_registry_root_ca_secret_arn,
+            "schemaRegistrySecretKmsKeyArn": self.schema_registry_secret_kms_key_arn,
         }
         if self.schema_registry_uri is None:
             if given := [key for key, value in registry_keys.items() if value is not None]:

@@ -1,5 +1,6 @@
 """The sink's dashboard, one helper per row, in the order an on-call reads it: the alarms, the
-headline numbers, lag and the mappings, the function, the sink's records, then each stream."""
+headline numbers, lag and the mappings, the function, the sink's records, the schema registry's
+refusals (with one), then each stream."""
 
 from __future__ import annotations
 
@@ -49,6 +50,8 @@ def dashboard_rows(
         reserved=sink.function.reserved_concurrency,
     )
     yield records_row(metrics)
+    if source.schema_registry is not None:
+        yield schema_registry_row(metrics, mappings, destination)
     for target in streams:
         yield stream_row(metrics, target, only=len(streams) == 1)
     if widgets := sink.destination.widgets():
@@ -268,6 +271,23 @@ def records_row(metrics: SinkMetrics) -> Row:
             left=[sink("PublishLatency", stat, label) for stat, label in _PERCENTILES],
             width=THIRD,
         ),
+    ]
+
+
+def schema_registry_row(
+    metrics: SinkMetrics, mappings: Sequence[TopicMapping], destination: str
+) -> Row:
+    """Records the mappings could not validate against the schema registry, beside what they
+    sent to the on-failure destination (where those records went)."""
+    return [
+        cw.GraphWidget(
+            title="Schema registry: records not validated (exists only when it happens)",
+            left=_per_mapping(metrics, mappings, ("SchemaRegistryErrorCount", "not validated")),
+            right=_per_mapping(
+                metrics, mappings, ("OnFailureDestinationDeliveredEventCount", f"to {destination}")
+            ),
+            width=WIDTH,
+        )
     ]
 
 

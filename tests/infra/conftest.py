@@ -33,6 +33,7 @@ KAFKA_SECRET_ARN = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:kafka/s
 ROOT_CA_SECRET_ARN = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:kafka/root-ca-GhIjKl"
 GLUE_REGISTRY_ARN = "arn:aws:glue:eu-west-1:123456789012:registry/orders-schemas"
 REGISTRY_SECRET_ARN = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:registry/login-MnOpQr"
+REGISTRY_KEY_ARN = "arn:aws:kms:eu-west-1:123456789012:key/5678efab-56ef-78ab-90cd-5678efab90cd"
 SUBNETS = ["subnet-0123456789abcdef0", "subnet-0fedcba9876543210"]
 SECURITY_GROUP = "sg-0123456789abcdef0"
 SELF_MANAGED_VPC: Mapping[str, object] = {
@@ -177,6 +178,7 @@ VARIANTS: Mapping[str, Mapping[str, object]] = {
         "schemaRegistryAuth": "BASIC_AUTH",
         "schemaRegistryAuthSecretArn": REGISTRY_SECRET_ARN,
         "schemaRegistryRootCaSecretArn": ROOT_CA_SECRET_ARN,
+        "schemaRegistrySecretKmsKeyArn": REGISTRY_KEY_ARN,
     },
     # The default stream created, one topic routed to an imported stream with its own key.
     "created_and_imported_streams": {

@@ -832,6 +832,24 @@ BAD_VALUES: list[tuple[dict[str, object], str, str]] = [
         "schemaRegistryAuth",
         "a Glue registry takes no authentication secret",
     ),
+    (
+        {"schemaRegistrySecretKmsKeyArn": SECRET_KEY_ARN},
+        "schemaRegistrySecretKmsKeyArn",
+        "needs schemaRegistryUri",
+    ),
+    (
+        {"schemaRegistryUri": "https://r.example.com", "schemaRegistrySecretKmsKeyArn": "key"},
+        "schemaRegistrySecretKmsKeyArn",
+        "KMS key ARN",
+    ),
+    (
+        {
+            "schemaRegistryUri": "arn:aws:glue:eu-west-1:123456789012:registry/r",
+            "schemaRegistrySecretKmsKeyArn": SECRET_KEY_ARN,
+        },
+        "schemaRegistrySecretKmsKeyArn",
+        "only applies with schemaRegistryAuthSecretArn or schemaRegistryRootCaSecretArn",
+    ),
     ({"topicPartitions": 0}, "topicPartitions", "1-100000"),
     ({"targetMbPerSecond": 5}, "targetMbPerSecond", "averageRecordBytes go together"),
     (

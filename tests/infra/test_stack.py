@@ -602,6 +602,8 @@ def test_stack_alarms_present_named_and_notify_the_topic(all_synths: dict[str, S
             | extra
             | {f"{entry}-{t}" for entry in MAPPING_ALARMS | per_mapping for t in topics}
         )
+        if config.source.schema_registry is not None:
+            expected |= {f"MappingSchemaRegistryErrors-{t}" for t in topics}
         expected |= {f"StreamWriteThrottling-{stream_id}" for stream_id in config.streams}
         if not config.default_stream:
             expected.remove("StreamWriteThrottling")
