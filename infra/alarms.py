@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Final
 
 from aws_cdk import aws_cloudwatch as cw
 
-from infra.cloudwatch import AlarmSpec, SinkMetrics
+from infra.cloudwatch import AlarmSpec, SinkMetrics, across_mappings
 
 if TYPE_CHECKING:
     from infra.event_sources import TopicMapping
@@ -25,12 +25,14 @@ _ERROR_COUNTS: Final = (
 
 
 def alarm_specs(sink: MonitoredSink) -> tuple[AlarmSpec, ...]:
-    """Every alarm of the sink: the function's and the streams', the destination's, then each
-    mapping's."""
+    """Every alarm of the sink: the function's and the streams', the destination's, then the
+    mappings' (each of their alarms watching as many mappings as one alarm may read)."""
     return (
         *_function_alarms(sink),
         *sink.destination.alarms(sink.metrics),
-        *(spec for mapping in sink.mappings for spec in _mapping_alarms(sink, mapping)),
+        *across_mappings(
+            [spec for mapping in sink.mappings for spec in _mapping_alarms(sink, mapping)]
+        ),
     )
 
 

@@ -82,7 +82,6 @@ from msk_kinesis_sink.limits import (
     MAX_BATCHING_WINDOW_SECONDS,
     MAX_CONSUMER_GROUP_ID_CHARS,
     MAX_KAFKA_FUNCTION_TIMEOUT_SECONDS,
-    MAX_MAPPINGS_PER_POLLER_GROUP,
     MAX_MAX_POLLERS,
     MAX_MIN_POLLERS,
     MAX_POLLERS_PER_POLLER_GROUP,
@@ -506,12 +505,8 @@ class SourceConfig(ContextModel):
                 f"minPollers={self.min_pollers} must be <= maxPollers={self.max_pollers}"
             )
         if self.poller_group_name is not None:
+            # At most MAX_MAPPINGS_PER_POLLER_GROUP mappings: `topics` allows no more (MAX_TOPICS).
             mappings = len(self.topic_names)
-            if mappings > MAX_MAPPINGS_PER_POLLER_GROUP:
-                raise ConfigError(
-                    f"pollerGroupName: {mappings} topics would put {mappings} mappings in one"
-                    f" poller group (AWS allows at most {MAX_MAPPINGS_PER_POLLER_GROUP})"
-                )
             pollers = mappings * self.max_pollers
             if pollers > MAX_POLLERS_PER_POLLER_GROUP:
                 raise ConfigError(

@@ -31,7 +31,13 @@ from pydantic.alias_generators import to_camel
 from pydantic.fields import FieldInfo
 from pydantic_core import ErrorDetails
 
-from msk_kinesis_sink.limits import MAX_BOOTSTRAP_SERVERS, MAX_FILTERS
+from msk_kinesis_sink.limits import (
+    MAX_BOOTSTRAP_SERVERS,
+    MAX_FILTERS,
+    MAX_MAPPINGS_PER_POLLER_GROUP,
+    MAX_STACK_RESOURCES,
+    MAX_TEMPLATE_BYTES,
+)
 from msk_kinesis_sink.settings import STREAM_ARN_PATTERN, STREAM_NAME_PATTERN
 
 # Context CDK itself (or its CLI) keeps beside ours, and "//" comments; any other key is a typo.
@@ -42,6 +48,10 @@ _DECIMAL: Final = re.compile(r"[-+]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)", re.ASCII)
 _REGION: Final = r"[a-z]{2}(-[a-z]+)+-\d"
 # Kafka allows 1-249 of [a-zA-Z0-9._-]; an ESM's Topics also wants 2+ characters, no leading dot.
 _TOPIC: Final = re.compile(r"^[a-zA-Z0-9_-][a-zA-Z0-9._-]{1,248}$")
+# The most topics (an event source mapping each) one stack deploys: the most mappings AWS lets
+# share one poller group. The infra tests measure that this many fit the stack's limits
+# (MAX_STACK_RESOURCES, MAX_TEMPLATE_BYTES) in the configurations that cost the most.
+MAX_TOPICS: Final = MAX_MAPPINGS_PER_POLLER_GROUP
 GROUP_ID: Final = re.compile(r"^[a-zA-Z0-9\-/*:_+=.@]+$")
 # SelfManagedEventSource KafkaBootstrapServers: host:port of <= 300 characters each.
 _LABEL: Final = r"([a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])"
@@ -286,6 +296,13 @@ def _topic_names(value: object) -> tuple[str, ...]:
     topics = _text_list(value, "strings")
     if not topics:
         raise ValueError(" is required: one or more Kafka topic names")
+    if len(topics) > MAX_TOPICS:
+        raise ValueError(
+            f" lists {len(topics)} topics; one stack deploys at most {MAX_TOPICS} (an event"
+            f" source mapping each, with its share of the alarms, within CloudFormation's"
+            f" {MAX_STACK_RESOURCES} resources and {MAX_TEMPLATE_BYTES // 1_000_000} MB per"
+            " stack): split them over stacks, each with its own stackName"
+        )
     for topic in topics:
         if not _TOPIC.match(topic):
             raise ValueError(

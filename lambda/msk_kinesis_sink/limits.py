@@ -96,6 +96,24 @@ MAX_FILTERS: Final = 5
 MAX_BOOTSTRAP_SERVERS: Final = 10
 
 
+# --- The stack: CloudFormation and CloudWatch ----------------------------------------------
+
+# "CloudFormation quotas": at most 500 resources in a stack, and a template of at most 1 MB in an
+# S3 object (as `cdk deploy` uploads it).
+MAX_STACK_RESOURCES: Final = 500
+MAX_TEMPLATE_BYTES: Final = 1_000_000
+
+# "CloudWatch service quotas": an alarm on a metric math expression reads at most 10 metrics;
+# PutMetricAlarm takes at most 10 expressions beside them.
+MAX_ALARM_METRICS: Final = 10
+MAX_ALARM_EXPRESSIONS: Final = 10
+
+# "Dashboard body structure and syntax" / "CloudWatch service quotas": a metric widget shows at
+# most 500 metrics, an alarm status widget 1-100 alarms.
+MAX_WIDGET_METRICS: Final = 500
+MAX_STATUS_WIDGET_ALARMS: Final = 100
+
+
 def max_request_bytes(max_record_bytes: int) -> int:
     """Request byte ceiling: 5 MiB, or one record's ceiling when the stream was raised above it."""
     return max(MAX_REQUEST_BYTES, max_record_bytes)
