@@ -71,6 +71,7 @@ def _function_alarms(sink: MonitoredSink) -> tuple[AlarmSpec, ...]:
             what="records could not be published and were written to the dead-letter bucket",
         ),
         *_stream_alarms(metrics, sink.streams),
+        *_delivery_delay_alarms(sink),
         AlarmSpec(
             "DurationNearTimeout",
             function("Duration", "Maximum", "duration max"),
@@ -78,6 +79,26 @@ def _function_alarms(sink: MonitoredSink) -> tuple[AlarmSpec, ...]:
             periods=3,
             breaching=2,
             what=f"invocations ran past {config.duration_percent}% of the function timeout",
+        ),
+    )
+
+
+def _delivery_delay_alarms(sink: MonitoredSink) -> tuple[AlarmSpec, ...]:
+    """With deliveryDelayAlarmSeconds: records reached the stream that late for 15 minutes."""
+    seconds = sink.alarms.delivery_delay_seconds
+    if seconds is None:
+        return ()
+    return (
+        AlarmSpec(
+            "DeliveryDelay",
+            sink.metrics.of_sink("DeliveryDelay", "Maximum", "delivery delay (max)"),
+            threshold=seconds * 1000,
+            periods=3,
+            breaching=3,
+            what=(
+                f"records reached the stream more than {seconds} s after their Kafka timestamps"
+                " for 15 minutes: the data is late"
+            ),
         ),
     )
 

@@ -814,6 +814,11 @@ class AlarmConfig(ContextModel):
     """duration as a percentage of the timeout that raises an alarm"""
     runbook_url: Url | None = None
     """URL of docs/runbook.md as your team reads it; alarm descriptions link into it"""
+    delivery_delay_seconds: Annotated[int | None, Interval(ge=1, le=604_800)] = Field(
+        None, alias="deliveryDelayAlarmSeconds"
+    )
+    """records reaching the stream this long after their Kafka timestamps, for 15 minutes, raise
+    an alarm (unset: no alarm)"""
 
 
 class CapacityConfig(ContextModel):

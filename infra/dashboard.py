@@ -1,6 +1,6 @@
 """The sink's dashboard, one helper per row, in the order an on-call reads it: the alarms, the
-headline numbers, lag and the mappings, the function, the sink's records, the schema registry's
-refusals (with one), then each stream."""
+headline numbers, lag and how late the data is, the mappings, the function, the sink's records,
+the schema registry's refusals (with one), then each stream."""
 
 from __future__ import annotations
 
@@ -45,6 +45,7 @@ def dashboard_rows(
     )
     yield now_row(metrics)
     yield lag_row(metrics, mappings, source, destination)
+    yield delivery_delay_row(metrics, alarm_seconds=sink.alarms.delivery_delay_seconds)
     yield mapping_row(metrics, mappings, destination)
     yield function_row(
         metrics,
@@ -138,6 +139,23 @@ def lag_row(
             width=HALF,
         ),
         *_events(metrics, mappings, destination),
+    ]
+
+
+def delivery_delay_row(metrics: SinkMetrics, *, alarm_seconds: int | None) -> Row:
+    """How late the data is: from each record's Kafka timestamp to its acknowledgement by
+    Kinesis (what the timestamp means depends on the topic: docs/guarantee.md)."""
+    return [
+        cw.GraphWidget(
+            title="Delivery delay: Kafka timestamp to Kinesis acknowledgement (ms)",
+            left=[metrics.of_sink("DeliveryDelay", stat, label) for stat, label in _PERCENTILES],
+            left_annotations=(
+                None
+                if alarm_seconds is None
+                else [cw.HorizontalAnnotation(value=alarm_seconds * 1000, label="alarm")]
+            ),
+            width=WIDTH,
+        ),
     ]
 
 

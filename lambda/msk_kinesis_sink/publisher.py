@@ -33,6 +33,7 @@ class Publisher:
         dead_letters: DeadLetterWriter | None,
         packer: Packer | None = None,
         clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
         sleep: Callable[[float], None] = time.sleep,
         rng: random.Random | None = None,
     ) -> None:
@@ -50,6 +51,7 @@ class Publisher:
             pool=_new_pool(settings),
             round_trips=RoundTripEstimate(),
             clock=clock,
+            wall_clock=wall_clock,
             sleep=sleep,
             rng=rng or random.Random(),
         )

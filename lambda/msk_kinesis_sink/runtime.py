@@ -55,10 +55,12 @@ class Sink:
         on_report: ReportSink | None = None,
         memory: RedeliveryMemory | None = None,
         clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
         sleep: Callable[[float], None] = time.sleep,
         rng: random.Random | None = None,
     ) -> None:
-        """`writer` serves every stream; or `writers` gives each stream (name or ARN) its own."""
+        """`writer` serves every stream; or `writers` gives each stream (name or ARN) its own.
+        `clock` times the invocation; `wall_clock` (epoch seconds) dates acknowledgements."""
         self.settings = settings
         if writers is None:
             if writer is None:
@@ -70,6 +72,7 @@ class Sink:
             dead_letters=dead_letters,
             packer=packer or _packer_for(settings),
             clock=clock,
+            wall_clock=wall_clock,
             sleep=sleep,
             rng=rng,
         )

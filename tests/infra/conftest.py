@@ -56,6 +56,7 @@ VARIANTS: Mapping[str, Mapping[str, object]] = {
         "filters": [{"value": {"type": ["order"]}}],
         "reservedConcurrency": 20,
         "alarmEmail": "oncall@example.com",
+        "deliveryDelayAlarmSeconds": 300,
         "streamMode": "provisioned",
         "shardCount": 4,
         "streamMaxRecordSizeKiB": 4096,

@@ -854,6 +854,7 @@ BAD_VALUES: list[tuple[dict[str, object], str, str]] = [
         "topics",
         "lists 101 topics; one stack deploys at most 100",
     ),
+    ({"deliveryDelayAlarmSeconds": 0}, "deliveryDelayAlarmSeconds", "1-604800"),
     ({"topicPartitions": 0}, "topicPartitions", "1-100000"),
     ({"targetMbPerSecond": 5}, "targetMbPerSecond", "averageRecordBytes go together"),
     (

@@ -606,6 +606,8 @@ def test_stack_alarms_present_named_and_notify_the_topic(all_synths: dict[str, S
             topics[0] if len(topics) == 1 else f"{topics[0]} and {len(topics) - 1} more"
         )
         expected = ALARMS | extra | {f"{entry}-{watched_topics}" for entry in entries}
+        if config.alarms.delivery_delay_seconds is not None:
+            expected.add("DeliveryDelay")
         expected |= {f"StreamWriteThrottling-{stream_id}" for stream_id in config.streams}
         if not config.default_stream:
             expected.remove("StreamWriteThrottling")
@@ -739,6 +741,7 @@ def test_stack_dashboard_shows_lag_function_sink_and_stream_metrics(default_synt
         "RecordsThrottled",
         "RetryAttempts",
         "PublishLatency",
+        "DeliveryDelay",
         "IncomingRecords",
         "IncomingBytes",
         "WriteProvisionedThroughputExceeded",
@@ -746,6 +749,29 @@ def test_stack_dashboard_shows_lag_function_sink_and_stream_metrics(default_synt
         assert metric in body, metric
     assert "timeout" in body
     assert "alarm" in body
+
+
+def test_stack_delivery_delay_alarm_only_when_configured(all_synths: dict[str, Synth]) -> None:
+    # GIVEN a variant with deliveryDelayAlarmSeconds=300, and the shipped one without
+    configured = alarms_by_name(all_synths["multi_topic"])["DeliveryDelay"]
+    # WHEN the alarms are read
+    # THEN the configured one fires when the latest record of each of 3 periods of 5 minutes
+    # reached the stream at least 300 s after its Kafka timestamp (no records: no alarm)
+    assert watched(configured) == [
+        {
+            "MetricName": "DeliveryDelay",
+            "Namespace": "MskKinesisSink",
+            "Dimensions": [{"Name": "service", "Value": "msk-kinesis-sink"}],
+        }
+    ]
+    [stat] = [m["MetricStat"] for m in configured["Metrics"]]
+    assert (stat["Stat"], stat["Period"], configured["Threshold"]) == ("Maximum", 300, 300_000)
+    assert (configured["EvaluationPeriods"], configured["DatapointsToAlarm"]) == (3, 3)
+    assert configured["TreatMissingData"] == "notBreaching"
+    # ...and the shipped configuration has none, but draws the delay on its dashboard
+    assert "DeliveryDelay" not in alarms_by_name(all_synths["default"])
+    dashboard = only(all_synths["default"].resources("AWS::CloudWatch::Dashboard"))
+    assert "Delivery delay" in json.dumps(dashboard["Properties"]["DashboardBody"])
 
 
 def test_stack_email_subscription_only_when_configured(all_synths: dict[str, Synth]) -> None:
