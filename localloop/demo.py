@@ -19,8 +19,9 @@ import shutil
 import signal
 import sys
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import ExitStack
+from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
 from typing import Final, NoReturn, TextIO
@@ -36,7 +37,7 @@ from localloop.function import SinkFunction, check_function_env, sink_env
 from localloop.kinesis_local import Kinesalite, create_stream, kinesis_client
 from localloop.mapping import EventSourceMapping
 from localloop.proxy import FaultProxy, ProxyStats
-from localloop.workload import SourceLog, WorkloadSpec, produce
+from localloop.workload import WORKLOAD_EPOCH_MS, SourceLog, WorkloadSpec, produce
 from msk_kinesis_sink.errors import ConfigurationError
 from msk_kinesis_sink.limits import MAX_BATCH_SIZE
 
@@ -261,13 +262,14 @@ def main(argv: list[str] | None = None, environ: Mapping[str, str] | None = None
             function_timeout_s=args.function_timeout,
         )
         env = function_env(args, environ, proxy.endpoint)
+        delivery_delays: list[float] = []  # every invocation's, from each record written
         destination = FolderDestination(workdir / "on-failure", mapping_uuid=config.uuid)
         esm_started = time.monotonic()
         with progress("deliver ", sum(s.total for s in sources.values())) as bar:
             mapping = EventSourceMapping(
                 config,
                 topics=list(lanes),
-                function_factory=lambda: SinkFunction(env),
+                function_factory=lambda: SinkFunction(env, delivery_delays),
                 destination=destination,
                 concurrency=args.concurrency,
                 on_progress=bar.update,
@@ -303,6 +305,7 @@ def main(argv: list[str] | None = None, environ: Mapping[str, str] | None = None
             total_s=total_s,
             discarded_docs=sum(1 for _ in destination.documents()),
             workdir=workdir,
+            delivery_delays_ms=delivery_delays,
         ),
         flush=True,
     )
@@ -345,11 +348,14 @@ def report_text(
     total_s: float,
     discarded_docs: int,
     workdir: Path,
+    delivery_delays_ms: Sequence[float] = (),
 ) -> str:
     """The run's report, ending in one `key=value` summary line. Rates count delivered records
-    only, and are left out when nothing was delivered."""
+    only, and are left out when nothing was delivered; so are the delivery delay's p50 and p99
+    (the function's DeliveryDelay: each record's Kafka timestamp to its acknowledgement)."""
     streams = streams or {}
     ok = _ok(report, esm, streams)
+    delays = sorted(delivery_delays_ms)
     rate = report.delivered / esm_s if report.delivered and esm_s > 0 else None
     errors = f"{esm.function_errors} errors"
     if esm.init_errors:
@@ -373,6 +379,7 @@ def report_text(
         f"{workdir / 'on-failure'})",
         f"time       produce {produce_s:.1f} s, {deliver}, "
         f"audit {audit_s:.1f} s, total {total_s:.1f} s; logs in {workdir / 'logs'}",
+        *_delay_line(delays),
         "verdict    " + ("OK" if ok else "FAILED"),
     ]
     summary: dict[str, object] = {
@@ -393,10 +400,31 @@ def report_text(
         delivered_mb = value_mb * report.delivered / report.records
         summary["records_per_s"] = f"{rate:.0f}"
         summary["mb_per_s"] = f"{delivered_mb / esm_s:.1f}"
+    if delays:
+        summary["delay_p50_ms"] = f"{_percentile(delays, 50):.0f}"
+        summary["delay_p99_ms"] = f"{_percentile(delays, 99):.0f}"
     summary["seconds"] = f"{total_s:.1f}"
     summary["ok"] = str(ok).lower()
     lines.append(" ".join(f"{k}={v}" for k, v in summary.items()))
     return "\n".join(lines)
+
+
+def _delay_line(delays: Sequence[float]) -> list[str]:
+    """How late the records reached the stream (sorted delays), when any did."""
+    if not delays:
+        return []
+    return [
+        f"delay      p50 {_percentile(delays, 50) / 1000:,.1f} s, p99"
+        f" {_percentile(delays, 99) / 1000:,.1f} s from each record's Kafka timestamp to its"
+        f" acknowledgement ({len(delays)} records; the workload stamps them from"
+        f" {datetime.fromtimestamp(WORKLOAD_EPOCH_MS / 1000, UTC):%Y-%m-%d} on, CREATE_TIME:"
+        " their age, more than the sink's lag)"
+    ]
+
+
+def _percentile(ordered: Sequence[float], percent: int) -> float:
+    """The nearest-rank percentile of sorted values."""
+    return ordered[max(0, math.ceil(percent / 100 * len(ordered)) - 1)]
 
 
 if __name__ == "__main__":

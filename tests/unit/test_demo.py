@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -83,7 +84,7 @@ def test_demo_takes_the_command_line_over_the_environment() -> None:
     assert "AGGREGATION" not in demo.function_env(args, environ, "http://127.0.0.1:1")
 
 
-def _report(*, delivered: int) -> str:
+def _report(*, delivered: int, delays: Sequence[float] = ()) -> str:
     audit = AuditReport(
         records=1000,
         stream_records=delivered,
@@ -109,6 +110,7 @@ def _report(*, delivered: int) -> str:
         total_s=2.0,
         discarded_docs=2,
         workdir=Path(".demo"),
+        delivery_delays_ms=delays,
     )
 
 
@@ -134,6 +136,21 @@ def test_demo_report_rate_counts_delivered_records_only() -> None:
     # THEN the rate is 500 / 0.5 s, and MB/s is the delivered share of the values
     assert summary["records_per_s"] == "1000"
     assert summary["mb_per_s"] == "2.0"
+
+
+def test_demo_report_gives_the_delivery_delay_percentiles_of_every_record() -> None:
+    # GIVEN a run whose 100 delivered records reached the stream 1..100 s after their Kafka
+    # timestamps, in no particular order
+    delays = [float(ms) for ms in reversed(range(1_000, 100_001, 1_000))]
+    # WHEN its report is written
+    text = _report(delivered=100, delays=delays)
+    summary = dict(item.split("=", 1) for item in text.splitlines()[-1].split())
+    # THEN the summary line and the report give their p50 and p99 (nearest rank)
+    assert (summary["delay_p50_ms"], summary["delay_p99_ms"]) == ("50000", "99000")
+    assert "delay      p50 50.0 s, p99 99.0 s" in text
+    # ...and a run that wrote nothing has none
+    summary = dict(item.split("=", 1) for item in _report(delivered=0).splitlines()[-1].split())
+    assert "delay_p50_ms" not in summary and "delay_p99_ms" not in summary
 
 
 class _Stream(io.StringIO):
