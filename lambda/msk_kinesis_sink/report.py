@@ -53,6 +53,13 @@ def samples(name: str, unit: Unit, **logged_as: Statistic) -> dict[str, Metric]:
     return {_METRIC: Metric(name, unit, tuple(logged_as.items()))}
 
 
+def milliseconds(name: str, *, logged_as: str) -> dict[str, Metric]:
+    """Field metadata: samples in ms, the metric `name`, logged as `<logged_as>_p50_ms` and
+    `<logged_as>_max_ms`."""
+    statistics = {f"{logged_as}_p50_ms": Statistic.P50, f"{logged_as}_max_ms": Statistic.MAX}
+    return samples(name, Unit.MILLISECONDS, **statistics)
+
+
 @dataclass(slots=True)
 class InvocationStats:
     """What one invocation did. The publisher counts; the runtime adds the answer and duration."""
@@ -77,23 +84,11 @@ class InvocationStats:
     partitions_failed: int = 0
     stopped_by_deadline: bool = False
     put_latencies_ms: list[float] = field(
-        default_factory=list,
-        metadata=samples(
-            "PublishLatency",
-            Unit.MILLISECONDS,
-            put_latency_p50_ms=Statistic.P50,
-            put_latency_max_ms=Statistic.MAX,
-        ),
+        default_factory=list, metadata=milliseconds("PublishLatency", logged_as="put_latency")
     )
     # Per record written: its Kafka timestamp to Kinesis's acknowledgement (docs/guarantee.md).
     delivery_delays_ms: list[float] = field(
-        default_factory=list,
-        metadata=samples(
-            "DeliveryDelay",
-            Unit.MILLISECONDS,
-            delivery_delay_p50_ms=Statistic.P50,
-            delivery_delay_max_ms=Statistic.MAX,
-        ),
+        default_factory=list, metadata=milliseconds("DeliveryDelay", logged_as="delivery_delay")
     )
     # Written records without a timestamp (-1): not in delivery_delays_ms.
     records_without_timestamp: int = 0

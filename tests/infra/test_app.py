@@ -6,7 +6,7 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import pytest
@@ -40,6 +40,18 @@ def offline_env(tmp_path: Path) -> dict[str, str]:
 
 
 CLUSTER = "arn:aws:kafka:eu-west-1:123456789012:cluster/c/0f1e2d3c-4b5a-1"
+
+
+def run_app(context: Mapping[str, object], tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    """app.py as `cdk synth` runs it (the CLI hands it the context), offline, without
+    bundling the function."""
+    env = offline_env(tmp_path) | {
+        "CDK_CONTEXT_JSON": json.dumps({**context, "aws:cdk:bundling-stacks": []}),
+        "CDK_OUTDIR": str(tmp_path / "out"),
+    }
+    return subprocess.run(
+        [sys.executable, "app.py"], cwd=REPO, env=env, capture_output=True, text=True, check=False
+    )
 
 
 @pytest.mark.parametrize(
@@ -99,14 +111,8 @@ def test_app_bad_context_exits_with_one_line_naming_the_key(
 ) -> None:
     # GIVEN a context with one bad value (as the CLI hands context to the app)
     context = {"clusterArn": CLUSTER, "topics": "orders", **bad}
-    env = offline_env(tmp_path) | {
-        "CDK_CONTEXT_JSON": json.dumps(context),
-        "CDK_OUTDIR": str(tmp_path / "out"),
-    }
     # WHEN app.py runs
-    result = subprocess.run(
-        [sys.executable, "app.py"], cwd=REPO, env=env, capture_output=True, text=True, check=False
-    )
+    result = run_app(context, tmp_path)
     # THEN it stops with one line naming the key and what is wrong, and no traceback
     assert result.returncode == 1
     errors = [line for line in result.stderr.splitlines() if line.startswith("configuration error")]
@@ -126,14 +132,8 @@ def test_app_every_bad_key_is_named_in_one_run(tmp_path: Path) -> None:
         "authentication": "sasl_scram",
         "authSecretArn": "arn:aws:secretsmanager:eu-west-1:123456789012:secret:sink-login",
     }
-    env = offline_env(tmp_path) | {
-        "CDK_CONTEXT_JSON": json.dumps(context),
-        "CDK_OUTDIR": str(tmp_path / "out"),
-    }
     # WHEN app.py runs
-    result = subprocess.run(
-        [sys.executable, "app.py"], cwd=REPO, env=env, capture_output=True, text=True, check=False
-    )
+    result = run_app(context, tmp_path)
     # THEN it stops with one line per problem, each naming its key, and no traceback
     assert result.returncode == 1
     assert "Traceback" not in result.stderr

@@ -248,18 +248,11 @@ def test_config_bad_values_unknown_keys_and_rules_between_keys_in_one_run() -> N
     # GIVEN bad values of several sections, a typo, function settings the function refuses, a
     # rule between two keys of a section with a bad value, and two bad `streams` entries
     # WHEN parsed
+    bad = {"batchSize": 20_000, "minPollers": 5, "maxPollers": 2, "functionTimeoutSeconds": 900}
+    bad |= {"streamRetentionHours": 1, "batchsiez": 10, "maxConcurrency": 0, "aggregation": "yes"}
+    bad["streams"] = {"a": {"topics": "orders", "shardCount": 0}, "b": {"topics": []}}
     with pytest.raises(ConfigError) as raised:
-        parse(
-            batchSize=20_000,
-            minPollers=5,
-            maxPollers=2,
-            functionTimeoutSeconds=900,
-            streamRetentionHours=1,
-            batchsiez=10,
-            maxConcurrency=0,
-            aggregation="yes",
-            streams={"a": {"topics": "orders", "shardCount": 0}, "b": {"topics": []}},
-        )
+        parse(**bad)
     problems = raised.value.problems
     # THEN each is named once, on a line of its own
     expected = [

@@ -7,7 +7,6 @@ import json
 import os
 import re
 import subprocess
-import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -25,8 +24,8 @@ from msk_kinesis_sink.limits import (
     MAX_TEMPLATE_BYTES,
     MAX_WIDGET_METRICS,
 )
-from tests.infra.conftest import REPO, VARIANTS, Synth, feature_flags, shipped_context
-from tests.infra.test_app import offline_env
+from tests.infra.conftest import VARIANTS, Synth, feature_flags, shipped_context
+from tests.infra.test_app import run_app
 
 pytestmark = pytest.mark.infra
 
@@ -197,18 +196,6 @@ def test_limits_a_stack_of_too_many_resources_is_refused_in_one_line(
     assert problem.endswith(
         "resources, more than the 500 CloudFormation takes: fewer topics (100) or streams"
         " entries (100) per stack"
-    )
-
-
-def run_app(context: Mapping[str, object], tmp_path: Path) -> subprocess.CompletedProcess[str]:
-    """app.py as `cdk synth` runs it, offline, the function's bundling left out."""
-    context = {**context, "aws:cdk:bundling-stacks": []}
-    env = offline_env(tmp_path) | {
-        "CDK_CONTEXT_JSON": json.dumps(context),
-        "CDK_OUTDIR": str(tmp_path / "out"),
-    }
-    return subprocess.run(
-        [sys.executable, "app.py"], cwd=REPO, env=env, capture_output=True, text=True, check=False
     )
 
 
