@@ -440,13 +440,16 @@ class SourceConfig(ContextModel):
                 "clusterArn (Amazon MSK) or bootstrapServers (self-managed Kafka) is required"
             )
         if self.cluster is not None:
-            for name in ("subnet_ids", "security_group_id", "root_ca_secret_arn"):
-                if name in self.model_fields_set:
-                    raise ConfigError(
-                        f"{_key(name)} only applies with bootstrapServers: an MSK mapping reaches"
-                        " the brokers through the cluster's own subnets, security groups and"
+            names = ("subnet_ids", "security_group_id", "root_ca_secret_arn")
+            if given := [_key(name) for name in names if name in self.model_fields_set]:
+                raise ConfigError(
+                    *(
+                        f"{key} only applies with bootstrapServers: an MSK mapping reaches the"
+                        " brokers through the cluster's own subnets, security groups and"
                         " certificates"
+                        for key in given
                     )
+                )
         # AWS: "Creating a Lambda event source mapping for a self-managed Apache Kafka event
         # source": brokers in a VPC need both the subnets and the security group.
         if bool(self.subnet_ids) != (self.security_group_id is not None):
@@ -490,18 +493,19 @@ class SourceConfig(ContextModel):
 
     @check
     def _position_and_pollers(self) -> SourceConfig:
+        problems = []  # the starting position and the pollers, each judged
         at_timestamp = self.starting_position is StartingPosition.AT_TIMESTAMP
         if at_timestamp and self.starting_position_timestamp is None:
-            raise ConfigError(
+            problems.append(
                 "startingPositionTimestamp is required when startingPosition=AT_TIMESTAMP"
             )
         if not at_timestamp and self.starting_position_timestamp is not None:
-            raise ConfigError(
+            problems.append(
                 f"startingPositionTimestamp is only allowed with startingPosition=AT_TIMESTAMP"
                 f" (startingPosition={self.starting_position.value})"
             )
         if self.min_pollers > self.max_pollers:
-            raise ConfigError(
+            problems.append(
                 f"minPollers={self.min_pollers} must be <= maxPollers={self.max_pollers}"
             )
         if self.poller_group_name is not None:
@@ -509,17 +513,19 @@ class SourceConfig(ContextModel):
             mappings = len(self.topic_names)
             pollers = mappings * self.max_pollers
             if pollers > MAX_POLLERS_PER_POLLER_GROUP:
-                raise ConfigError(
+                problems.append(
                     f"pollerGroupName: {mappings} mappings x maxPollers={self.max_pollers} ="
                     f" {pollers} pollers in one group (AWS allows at most"
                     f" {MAX_POLLERS_PER_POLLER_GROUP:,} summed over a group)"
                 )
+        if problems:
+            raise ConfigError(*problems)
         return self
 
     @check
     def _authentication(self) -> SourceConfig:
-        if self.cluster is None and self.bootstrap_servers is None:
-            return self  # no cluster to authenticate to (_one_cluster says so)
+        if (self.cluster is None) == (self.bootstrap_servers is None):
+            return self  # not one cluster to authenticate to (_one_cluster says so)
         refuse_all(
             lambda: _check_auth_mode(self),
             lambda: _check_secret_arns(self),

@@ -272,6 +272,16 @@ def test_config_bad_values_unknown_keys_and_rules_between_keys_in_one_run() -> N
     assert all("\n" not in problem for problem in problems)
 
 
+def test_config_authentication_is_not_judged_without_one_cluster() -> None:
+    # GIVEN both an MSK cluster and self-managed brokers, with a self-managed authentication
+    # WHEN parsed
+    with pytest.raises(ConfigError) as raised:
+        parse(bootstrapServers=BROKERS, authentication="sasl_scram_256")
+    # THEN the one problem is named, not what follows from it (an MSK cluster's authentications)
+    [problem] = raised.value.problems
+    assert problem.startswith("clusterArn and bootstrapServers exclude each other")
+
+
 def test_config_problem_of_a_refused_keys_absence_is_not_named() -> None:
     # GIVEN an mTLS setup whose secret is not an ARN at all, and a bad batch size
     # WHEN parsed
