@@ -4,13 +4,14 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import aws_cdk as cdk
 from cdk_nag import AwsSolutionsChecks
 
 from infra.bundling import BundlingError
 from infra.config import ConfigError, SinkConfig
-from infra.stack import MskKinesisSinkStack
+from infra.stack import MskKinesisSinkStack, check_template_size
 
 
 def main() -> None:
@@ -24,13 +25,18 @@ def main() -> None:
             else None
         )
         MskKinesisSinkStack(app, config.stack_name, config=config, env=env)
-    except (ConfigError, BundlingError) as error:
-        kind = "configuration" if isinstance(error, ConfigError) else "bundling"
-        print(f"{kind} error: {error}", file=sys.stderr)
+        # Unacknowledged findings fail the synth; acknowledgements live beside their resources.
+        cdk.Validations.of(app).add_plugins(AwsSolutionsChecks(app))
+        assembly = app.synth()
+        template = assembly.get_stack_by_name(config.stack_name).template_full_path
+        check_template_size(Path(template), config)
+    except ConfigError as error:
+        for problem in error.problems:  # every problem found, one line each
+            print(f"configuration error: {problem}", file=sys.stderr)
         raise SystemExit(1) from None
-    # Unacknowledged findings fail the synth; acknowledgements live beside their resources.
-    cdk.Validations.of(app).add_plugins(AwsSolutionsChecks(app))
-    app.synth()
+    except BundlingError as error:
+        print(f"bundling error: {error}", file=sys.stderr)
+        raise SystemExit(1) from None
 
 
 if __name__ == "__main__":

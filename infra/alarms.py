@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Final
 
 from aws_cdk import aws_cloudwatch as cw
 
-from infra.cloudwatch import AlarmSpec, SinkMetrics
+from infra.cloudwatch import AlarmSpec, SinkMetrics, across_mappings
 
 if TYPE_CHECKING:
     from infra.event_sources import TopicMapping
@@ -25,12 +25,14 @@ _ERROR_COUNTS: Final = (
 
 
 def alarm_specs(sink: MonitoredSink) -> tuple[AlarmSpec, ...]:
-    """Every alarm of the sink: the function's and the streams', the destination's, then each
-    mapping's."""
+    """Every alarm of the sink: the function's and the streams', the destination's, then the
+    mappings' (each of their alarms watching as many mappings as one alarm may read)."""
     return (
         *_function_alarms(sink),
         *sink.destination.alarms(sink.metrics),
-        *(spec for mapping in sink.mappings for spec in _mapping_alarms(sink, mapping)),
+        *across_mappings(
+            [spec for mapping in sink.mappings for spec in _mapping_alarms(sink, mapping)]
+        ),
     )
 
 
@@ -75,6 +77,7 @@ def _function_alarms(sink: MonitoredSink) -> tuple[AlarmSpec, ...]:
             " (partition keys ignored) or could not be read; its partitions wait for redelivery",
         ),
         *_stream_alarms(metrics, sink.streams),
+        *_delivery_delay_alarms(sink),
         AlarmSpec(
             "DurationNearTimeout",
             function("Duration", "Maximum", "duration max"),
@@ -82,6 +85,26 @@ def _function_alarms(sink: MonitoredSink) -> tuple[AlarmSpec, ...]:
             periods=3,
             breaching=2,
             what=f"invocations ran past {config.duration_percent}% of the function timeout",
+        ),
+    )
+
+
+def _delivery_delay_alarms(sink: MonitoredSink) -> tuple[AlarmSpec, ...]:
+    """With deliveryDelayAlarmSeconds: records reached the stream that late for 15 minutes."""
+    seconds = sink.alarms.delivery_delay_seconds
+    if seconds is None:
+        return ()
+    return (
+        AlarmSpec(
+            "DeliveryDelay",
+            sink.metrics.of_sink("DeliveryDelay", "Maximum", "delivery delay (max)"),
+            threshold=seconds * 1000,
+            periods=3,
+            breaching=3,
+            what=(
+                f"records reached the stream more than {seconds} s after their Kafka timestamps"
+                " for 15 minutes: the data is late"
+            ),
         ),
     )
 
@@ -133,5 +156,24 @@ def _mapping_alarms(sink: MonitoredSink, mapping: TopicMapping) -> tuple[AlarmSp
             )
             for entry, metric, breaching, what in _ERROR_COUNTS
         ),
+        *_schema_registry_alarms(sink, mapping),
         *destination.delivery_alarms(metrics, mapping),
+    )
+
+
+def _schema_registry_alarms(sink: MonitoredSink, mapping: TopicMapping) -> tuple[AlarmSpec, ...]:
+    """With a schema registry, the mapping's records it could not validate: they went to the
+    on-failure destination, not to the stream. Lambda emits the count only when it is not 0."""
+    if sink.source.schema_registry is None:
+        return ()
+    return (
+        AlarmSpec(
+            "MappingSchemaRegistryErrors",
+            sink.metrics.of_mapping(mapping, "SchemaRegistryErrorCount"),
+            what=(
+                f"the event source mapping for {mapping.topic} could not validate records"
+                f" against the schema registry (they go to {sink.destination.label})"
+            ),
+            topic=mapping.topic,
+        ),
     )

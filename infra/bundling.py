@@ -9,6 +9,7 @@ lambda/requirements.txt (binary only) for the Lambda runtime's Python on each ar
 from __future__ import annotations
 
 import argparse
+import csv
 import os
 import re
 import shutil
@@ -112,6 +113,27 @@ def install(requirements: Path, architecture: Architecture, output_dir: Path) ->
          architecture, isolated=True)  # fmt: skip
     # Console scripts (jmespath's jp.py) land in bin/: nothing in Lambda runs them.
     shutil.rmtree(output_dir / "bin", ignore_errors=True)
+    _record_only_what_is_shipped(output_dir)
+
+
+def _record_only_what_is_shipped(output_dir: Path) -> None:
+    """Each installed distribution's RECORD lists only files the asset holds.
+
+    pip records the console scripts it wrote beside the target (`../../bin/jp.py`), and a
+    script's hash covers its first line, the path of the Python that ran pip: kept, it would make
+    the asset, and its hash, depend on where the checkout and its .venv live.
+    """
+    root = output_dir.resolve()
+    for record in output_dir.glob("*.dist-info/RECORD"):
+        lines = record.read_text(encoding="utf-8").splitlines(keepends=True)
+        shipped = [line for line in lines if _recorded_path(root, line).is_relative_to(root)]
+        record.write_text("".join(shipped), encoding="utf-8")
+
+
+def _recorded_path(root: Path, line: str) -> Path:
+    """Where a RECORD line's file is (its first CSV field, relative to the install target)."""
+    [fields] = csv.reader([line])
+    return (root / fields[0]).resolve()
 
 
 def build_function_asset(

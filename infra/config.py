@@ -29,8 +29,10 @@ from pydantic.fields import FieldInfo
 
 from infra.context import (
     GROUP_ID,
+    PROBLEMS,
     STREAM_ID,
     Account,
+    Because,
     BootstrapServers,
     ContextModel,
     DestinationTopic,
@@ -53,9 +55,12 @@ from infra.context import (
     TopicPatterns,
     UnixSeconds,
     Url,
+    check,
+    every_line,
     given,
     json_value,
-    one_line,
+    listed,
+    refuse_all,
     unknown_key,
 )
 from infra.context import ConfigError as ConfigError  # what SinkConfig.from_context raises
@@ -77,8 +82,7 @@ from msk_kinesis_sink.limits import (
     MAX_BATCH_SIZE,
     MAX_BATCHING_WINDOW_SECONDS,
     MAX_CONSUMER_GROUP_ID_CHARS,
-    MAX_FUNCTION_TIMEOUT_SECONDS,
-    MAX_MAPPINGS_PER_POLLER_GROUP,
+    MAX_KAFKA_FUNCTION_TIMEOUT_SECONDS,
     MAX_MAX_POLLERS,
     MAX_MIN_POLLERS,
     MAX_POLLERS_PER_POLLER_GROUP,
@@ -271,6 +275,14 @@ def _log_retention(days: int) -> int:
     return days
 
 
+def _comma_separated(value: object) -> object:
+    """A list (or a JSON list from `-c`) as the comma-separated text it stands for."""
+    value = listed(value, "names")
+    if isinstance(value, list) and all(isinstance(item, str) for item in value):
+        return ",".join(value)
+    return value
+
+
 class SourceConfig(ContextModel):
     """Where records come from, how the event source mappings read them, where failures go."""
 
@@ -330,7 +342,7 @@ class SourceConfig(ContextModel):
     """Glue registry ARN or Confluent registry URL: the mappings validate records against it"""
     schema_registry_record_format: EventRecordFormat = EventRecordFormat.JSON
     """with a registry: JSON (decoded by Lambda) or SOURCE (the producer's bytes)"""
-    schema_registry_validate: str = "VALUE"
+    schema_registry_validate: Annotated[str, BeforeValidator(_comma_separated)] = "VALUE"
     """with a registry: what it validates, VALUE, KEY or KEY,VALUE"""
     schema_registry_auth: RegistryAuth | None = None
     """Confluent registry: BASIC_AUTH, CLIENT_CERTIFICATE_TLS_AUTH or OAUTHBEARER_AUTH"""
@@ -338,6 +350,8 @@ class SourceConfig(ContextModel):
     """Confluent registry: the secret for schemaRegistryAuth"""
     schema_registry_root_ca_secret_arn: SecretArn | None = None
     """Confluent registry with a private CA: the secret holding its root CA certificate"""
+    schema_registry_secret_kms_key_arn: KmsKeyArn | None = None
+    """customer managed KMS key ARN that encrypts the Confluent registry's secrets"""
 
     @property
     def schema_registry(self) -> SchemaRegistry | None:
@@ -351,18 +365,20 @@ class SourceConfig(ContextModel):
             auth=self.schema_registry_auth,
             auth_secret_arn=self.schema_registry_auth_secret_arn,
             root_ca_secret_arn=self.schema_registry_root_ca_secret_arn,
+            secrets_kms_key_arn=self.schema_registry_secret_kms_key_arn,
         )
         # This stack always runs provisioned pollers; failureMode=block has no destination.
         retries = mapping_retries(self.failure_mode, self.retry_attempts, None)
         check_mapping(registry, provisioned=True, on_failure_destination=retries.has_destination)
         return registry
 
-    @model_validator(mode="after")
+    @check
     def _schema_registry(self) -> SourceConfig:
         registry_keys = {
             "schemaRegistryAuth": self.schema_registry_auth,
             "schemaRegistryAuthSecretArn": self.schema_registry_auth_secret_arn,
             "schemaRegistryRootCaSecretArn": self.schema_registry_root_ca_secret_arn,
+            "schemaRegistrySecretKmsKeyArn": self.schema_registry_secret_kms_key_arn,
         }
         if self.schema_registry_uri is None:
             if given := [key for key, value in registry_keys.items() if value is not None]:
@@ -417,7 +433,7 @@ class SourceConfig(ContextModel):
             for t in self.topic_names
         )
 
-    @model_validator(mode="after")
+    @check
     def _one_cluster(self) -> SourceConfig:
         if self.cluster is not None and self.bootstrap_servers is not None:
             raise ConfigError(
@@ -429,13 +445,16 @@ class SourceConfig(ContextModel):
                 "clusterArn (Amazon MSK) or bootstrapServers (self-managed Kafka) is required"
             )
         if self.cluster is not None:
-            for name in ("subnet_ids", "security_group_id", "root_ca_secret_arn"):
-                if name in self.model_fields_set:
-                    raise ConfigError(
-                        f"{_key(name)} only applies with bootstrapServers: an MSK mapping reaches"
-                        " the brokers through the cluster's own subnets, security groups and"
+            names = ("subnet_ids", "security_group_id", "root_ca_secret_arn")
+            if given := [_key(name) for name in names if name in self.model_fields_set]:
+                raise ConfigError(
+                    *(
+                        f"{key} only applies with bootstrapServers: an MSK mapping reaches the"
+                        " brokers through the cluster's own subnets, security groups and"
                         " certificates"
+                        for key in given
                     )
+                )
         # AWS: "Creating a Lambda event source mapping for a self-managed Apache Kafka event
         # source": brokers in a VPC need both the subnets and the security group.
         if bool(self.subnet_ids) != (self.security_group_id is not None):
@@ -451,7 +470,7 @@ class SourceConfig(ContextModel):
             )
         return self
 
-    @model_validator(mode="after")
+    @check
     def _consumer_groups(self) -> SourceConfig:
         for topic in self.consumer_groups:
             if topic not in self.topic_names:
@@ -477,52 +496,54 @@ class SourceConfig(ContextModel):
             seen.add(group)
         return self
 
-    @model_validator(mode="after")
+    @check
     def _position_and_pollers(self) -> SourceConfig:
+        problems = []  # the starting position and the pollers, each judged
         at_timestamp = self.starting_position is StartingPosition.AT_TIMESTAMP
         if at_timestamp and self.starting_position_timestamp is None:
-            raise ConfigError(
+            problems.append(
                 "startingPositionTimestamp is required when startingPosition=AT_TIMESTAMP"
             )
         if not at_timestamp and self.starting_position_timestamp is not None:
-            raise ConfigError(
+            problems.append(
                 f"startingPositionTimestamp is only allowed with startingPosition=AT_TIMESTAMP"
                 f" (startingPosition={self.starting_position.value})"
             )
         if self.min_pollers > self.max_pollers:
-            raise ConfigError(
+            problems.append(
                 f"minPollers={self.min_pollers} must be <= maxPollers={self.max_pollers}"
             )
         if self.poller_group_name is not None:
+            # At most MAX_MAPPINGS_PER_POLLER_GROUP mappings: `topics` allows no more (MAX_TOPICS).
             mappings = len(self.topic_names)
-            if mappings > MAX_MAPPINGS_PER_POLLER_GROUP:
-                raise ConfigError(
-                    f"pollerGroupName: {mappings} topics would put {mappings} mappings in one"
-                    f" poller group (AWS allows at most {MAX_MAPPINGS_PER_POLLER_GROUP})"
-                )
             pollers = mappings * self.max_pollers
             if pollers > MAX_POLLERS_PER_POLLER_GROUP:
-                raise ConfigError(
+                problems.append(
                     f"pollerGroupName: {mappings} mappings x maxPollers={self.max_pollers} ="
                     f" {pollers} pollers in one group (AWS allows at most"
                     f" {MAX_POLLERS_PER_POLLER_GROUP:,} summed over a group)"
                 )
+        if problems:
+            raise ConfigError(*problems)
         return self
 
-    @model_validator(mode="after")
+    @check
     def _authentication(self) -> SourceConfig:
-        _check_auth_mode(self)
-        _check_secret_arns(self)
-        if self.auth is AuthMode.SASL_SCRAM and _msk_associated(self, self.auth_secret_arn):
-            _check_msk_scram_secret(str(self.auth_secret_arn), self.auth_secret_kms_key_arn)
+        if (self.cluster is None) == (self.bootstrap_servers is None):
+            return self  # not one cluster to authenticate to (_one_cluster says so)
+        refuse_all(
+            lambda: _check_auth_mode(self),
+            lambda: _check_secret_arns(self),
+            lambda: _check_msk_scram_secret(self),
+        )
         return self
 
-    @model_validator(mode="after")
+    @check
     def _destination(self) -> SourceConfig:
         destination_for(self).check(self)
         return self
 
-    @model_validator(mode="after")
+    @check
     def _low_latency(self) -> SourceConfig:
         """AWS: "Low latency processing for Kafka event sources": provisioned mode (always on
         here) with no batching window; equal minimum and maximum pollers keep Lambda from
@@ -632,21 +653,28 @@ def _msk_associated(source: SourceConfig, secret: str | None) -> bool:
     return not source.cluster.through_connection or secret.split(":")[4] == source.cluster.account
 
 
-def _check_msk_scram_secret(secret: str, secret_key: str | None) -> None:
+def _check_msk_scram_secret(source: SourceConfig) -> None:
+    """A SCRAM secret MSK associates with the cluster: its key and its name, both checked."""
+    secret = source.auth_secret_arn
+    if source.auth is not AuthMode.SASL_SCRAM or not _msk_associated(source, secret):
+        return
+    problems = []
     # AWS: "Set up SASL/SCRAM authentication for an Amazon MSK cluster": a secret encrypted
     # with the default Secrets Manager key cannot be used with MSK: the mapping needs the key.
-    if secret_key is None:
-        raise ConfigError(
+    if source.auth_secret_kms_key_arn is None:
+        problems.append(
             "authSecretKmsKeyArn is required when authentication=sasl_scram: MSK only uses"
             " SCRAM secrets encrypted with a customer managed KMS key, and the role needs"
             " kms:Decrypt on it"
         )
-    name = secret.split(":secret:")[-1]
+    name = str(secret).split(":secret:")[-1]
     if not name.startswith(SCRAM_SECRET_PREFIX):
-        raise ConfigError(
+        problems.append(
             f"authSecretArn: secret {name!r} must be named {SCRAM_SECRET_PREFIX}... for"
             " sasl_scram (MSK associates no other SCRAM secrets)"
         )
+    if problems:
+        raise ConfigError(*problems)
 
 
 def _key(field: str) -> str:
@@ -677,7 +705,7 @@ class StreamConfig(ContextModel):
         int, Interval(ge=MIN_RECORD_SIZE_KIB, le=MAX_RECORD_SIZE_KIB)
     ] = Field(MIN_RECORD_SIZE_KIB, alias="streamMaxRecordSizeKiB")
 
-    @model_validator(mode="after")
+    @check
     def _created_or_imported(self) -> StreamConfig:
         if self.existing_arn is not None:
             for name in ("name", "shard_count", "mode", "retention_hours"):
@@ -708,22 +736,26 @@ def _stream_map(value: object) -> dict[str, RoutedStreamConfig]:
     if not isinstance(entries, dict):
         raise ValueError(' must be a JSON object: stream id -> {"topics": [...], stream keys}')
     streams: dict[str, RoutedStreamConfig] = {}
+    problems: list[str] = []
     for stream_id, entry in entries.items():
         if not STREAM_ID.match(stream_id):
-            raise ConfigError(
+            problems.append(
                 f"streams: {stream_id!r} is not a stream id (a letter, then up to 63 of"
                 " a-z A-Z 0-9 -)"
             )
-        if not isinstance(entry, dict):
-            raise ConfigError(f"streams.{stream_id} must be a JSON object (topics and stream keys)")
-        try:
-            streams[stream_id] = RoutedStreamConfig.model_validate(given(entry))
-        except ValidationError as error:
-            keys = RoutedStreamConfig.keys()
-            message = one_line(error, keys)
-            # "shardCount=0 is ..." reads as "streams.<id>.shardCount=0 is ..."
-            joint = "." if re.match(rf"({'|'.join(keys)})\b", message) else ": "
-            raise ConfigError(f"streams.{stream_id}{joint}{message}") from None
+        elif not isinstance(entry, dict):
+            problems.append(f"streams.{stream_id} must be a JSON object (topics and stream keys)")
+        else:
+            try:
+                streams[stream_id] = RoutedStreamConfig.model_validate(given(entry))
+            except ValidationError as error:
+                keys = RoutedStreamConfig.keys()
+                for message in every_line(error, keys):
+                    # "shardCount=0 is ..." reads as "streams.<id>.shardCount=0 is ..."
+                    joint = "." if re.match(rf"({'|'.join(keys)})\b", message) else ": "
+                    problems.append(f"streams.{stream_id}{joint}{message}")
+    if problems:
+        raise ConfigError(*problems)
     return streams
 
 
@@ -736,9 +768,11 @@ class FunctionConfig(ContextModel):
     # Lambda memory: 128-10,240 MB. Any timeout works with any kinesisTimeoutSeconds: the
     # function bounds each request by the time the invocation has left.
     memory_mb: Annotated[int, Interval(ge=128, le=10_240)] = Field(1024, alias="functionMemoryMb")
-    timeout_seconds: Annotated[int, Interval(ge=1, le=MAX_FUNCTION_TIMEOUT_SECONDS)] = Field(
-        120, alias="functionTimeoutSeconds"
-    )
+    timeout_seconds: Annotated[
+        int,
+        Interval(ge=1, le=MAX_KAFKA_FUNCTION_TIMEOUT_SECONDS),
+        Because("Kafka event source mappings take functions of at most 14 minutes"),
+    ] = Field(120, alias="functionTimeoutSeconds")
     architecture: Architecture = Architecture.ARM64
     reserved_concurrency: Annotated[int | None, Interval(ge=1, le=10_000)] = None
     """reserved concurrency (empty = unreserved)"""
@@ -769,11 +803,16 @@ class FunctionConfig(ContextModel):
     def _function_settings(cls, data: dict[str, object]) -> dict[str, object]:
         # cdk.json may hold a number or true/false: the function reads the text of it.
         keyed = {key: str(value) for key, value in data.items() if key in SETTING_KEYS}
-        with _function_refusal():
+        try:
             settings = Settings.from_keys(keyed)
+        except ConfigurationError as error:
+            # The parser stops at its first refusal: each key alone shows every bad one (and
+            # when each is fine alone, the refusal is of how they go together).
+            alone = [_refusal({key: text}) for key, text in keyed.items()]
+            raise ConfigError(*([r for r in alone if r] or [str(error)])) from None
         return {k: v for k, v in data.items() if k not in SETTING_KEYS} | {"settings": settings}
 
-    @model_validator(mode="after")
+    @check
     def _claim_check_key(self) -> FunctionConfig:
         if self.claim_check_kms_key_arn is not None and self.settings.claim_check_bucket is None:
             raise ConfigError(
@@ -797,6 +836,11 @@ class AlarmConfig(ContextModel):
     """duration as a percentage of the timeout that raises an alarm"""
     runbook_url: Url | None = None
     """URL of docs/runbook.md as your team reads it; alarm descriptions link into it"""
+    delivery_delay_seconds: Annotated[int | None, Interval(ge=1, le=604_800)] = Field(
+        None, alias="deliveryDelayAlarmSeconds"
+    )
+    """records reaching the stream this long after their Kafka timestamps, for 15 minutes, raise
+    an alarm (unset: no alarm)"""
 
 
 class CapacityConfig(ContextModel):
@@ -812,7 +856,7 @@ class CapacityConfig(ContextModel):
     hot_key_share: Annotated[float, Interval(ge=0, le=1)] = 0.0
     """share of the traffic on the hottest key"""
 
-    @model_validator(mode="after")
+    @check
     def _target(self) -> CapacityConfig:
         if (self.target_mb_per_second is None) != (self.average_record_bytes is None):
             raise ConfigError("targetMbPerSecond and averageRecordBytes go together")
@@ -869,11 +913,32 @@ class SinkConfig(ContextModel):
 
     @classmethod
     def from_context(cls, context: Mapping[str, object]) -> SinkConfig:
-        """Parse and validate; raises ConfigError naming the key and what is allowed."""
-        try:
-            return cls.model_validate(dict(context))
-        except ValidationError as error:
-            raise ConfigError(one_line(error, _FIELDS)) from None
+        """Parse and validate; raises ConfigError with every problem, one line each naming the
+        key and what is allowed.
+
+        A refusal validation stops at (a bad value, an unknown key) keeps its section's checks
+        from running: the keys it names are taken out and the rest validated again, and what
+        that finds is added unless it names a key taken out (a problem of its absence).
+        """
+        remaining, taken_out = dict(context), set[str]()
+        problems: list[str] = []
+        while True:
+            found: list[str] = []
+            try:
+                config, stopped = cls.model_validate(remaining, context={PROBLEMS: found}), []
+            except ValidationError as error:
+                stopped = every_line(error, _FIELDS)
+            problems += [
+                p for p in [*stopped, *found] if p not in problems and not _names(p, taken_out)
+            ]
+            keys = {key for key in remaining if _names(" ".join(stopped), {key})}
+            if not keys:
+                break
+            taken_out |= keys
+            remaining = {k: v for k, v in remaining.items() if k not in keys}
+        if problems:
+            raise ConfigError(*problems)
+        return config
 
     @model_validator(mode="before")
     @classmethod
@@ -888,7 +953,7 @@ class SinkConfig(ContextModel):
         }
         return values | sections
 
-    @model_validator(mode="after")
+    @check
     def _one_region(self) -> SinkConfig:
         # The cluster's region (MSK), else that of the secrets (self-managed), else unknown.
         cluster_region = self.source.region
@@ -915,7 +980,7 @@ class SinkConfig(ContextModel):
             arns.insert(0, ("streamArn", self.stream.existing_arn))
         return [(key, arn) for key, arn in arns if arn is not None]
 
-    @model_validator(mode="after")
+    @check
     def _claim_checks_outlive_pointers(self) -> SinkConfig:
         """Claim checks in the dead-letter bucket expire with it: a created stream must not keep
         a pointer longer than its object (an imported stream's retention is not known here)."""
@@ -940,7 +1005,7 @@ class SinkConfig(ContextModel):
                 )
         return self
 
-    @model_validator(mode="after")
+    @check
     def _distinct_streams(self) -> SinkConfig:
         named = [(f"streams.{i}.streamName", s.name) for i, s in self.streams.items()]
         if self.default_stream:
@@ -954,7 +1019,7 @@ class SinkConfig(ContextModel):
             first[value] = key
         return self
 
-    @model_validator(mode="after")
+    @check
     def _routing(self) -> SinkConfig:
         """Every topic reaches a stream, and every route carries a topic, by the function's own
         rules for patterns and its first-match routing (a route no topic reaches is a typo or
@@ -1006,6 +1071,20 @@ class SinkConfig(ContextModel):
                 " then each entry's topics in order)"
             )
         return self
+
+
+def _names(problem: str, keys: set[str]) -> bool:
+    """Whether the problem's text names one of the keys (`streams.<id>.topics` is not `topics`)."""
+    return any(re.search(rf"(?<![\w.]){re.escape(key)}(?!\w)", problem) for key in keys)
+
+
+def _refusal(keyed: Mapping[str, str]) -> str | None:
+    """What the function's own parser says of these keys, if it refuses them."""
+    try:
+        Settings.from_keys(keyed)
+    except ConfigurationError as error:
+        return str(error)
+    return None
 
 
 @contextmanager

@@ -10,11 +10,12 @@ from __future__ import annotations
 import difflib
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 from types import UnionType
-from typing import Annotated, Any, Final, Union, get_args, get_origin
+from typing import Annotated, Any, Final, TypeVar, Union, get_args, get_origin
 
 from annotated_types import Interval
 from pydantic import (
@@ -24,11 +25,19 @@ from pydantic import (
     ValidationError,
     ValidationInfo,
     field_validator,
+    model_validator,
 )
 from pydantic.alias_generators import to_camel
 from pydantic.fields import FieldInfo
+from pydantic_core import ErrorDetails
 
-from msk_kinesis_sink.limits import MAX_BOOTSTRAP_SERVERS, MAX_FILTERS
+from msk_kinesis_sink.limits import (
+    MAX_BOOTSTRAP_SERVERS,
+    MAX_FILTERS,
+    MAX_MAPPINGS_PER_POLLER_GROUP,
+    MAX_STACK_RESOURCES,
+    MAX_TEMPLATE_BYTES,
+)
 from msk_kinesis_sink.settings import STREAM_ARN_PATTERN, STREAM_NAME_PATTERN
 
 # Context CDK itself (or its CLI) keeps beside ours, and "//" comments; any other key is a typo.
@@ -39,6 +48,10 @@ _DECIMAL: Final = re.compile(r"[-+]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)", re.ASCII)
 _REGION: Final = r"[a-z]{2}(-[a-z]+)+-\d"
 # Kafka allows 1-249 of [a-zA-Z0-9._-]; an ESM's Topics also wants 2+ characters, no leading dot.
 _TOPIC: Final = re.compile(r"^[a-zA-Z0-9_-][a-zA-Z0-9._-]{1,248}$")
+# The most topics (an event source mapping each) one stack deploys: the most mappings AWS lets
+# share one poller group. The infra tests measure that this many fit the stack's limits
+# (MAX_STACK_RESOURCES, MAX_TEMPLATE_BYTES) in the configurations that cost the most.
+MAX_TOPICS: Final = MAX_MAPPINGS_PER_POLLER_GROUP
 GROUP_ID: Final = re.compile(r"^[a-zA-Z0-9\-/*:_+=.@]+$")
 # SelfManagedEventSource KafkaBootstrapServers: host:port of <= 300 characters each.
 _LABEL: Final = r"([a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])"
@@ -47,7 +60,19 @@ _BOOTSTRAP_SERVER: Final = re.compile(rf"^(?=.{{1,300}}$){_HOST}:(?P<port>\d{{1,
 
 
 class ConfigError(ValueError):
-    """A context key holds a value the stack cannot be built from."""
+    """Context keys hold values the stack cannot be built from: one problem a line."""
+
+    def __init__(self, *problems: str) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+@dataclass(frozen=True, slots=True)
+class Because:
+    """Field metadata: why the field's bounds are what they are, said when a value is out of them
+    (`Annotated[int, Interval(ge=1, le=840), Because("...")]`)."""
+
+    reason: str
 
 
 def given(context: Mapping[str, object]) -> dict[str, object]:
@@ -94,30 +119,83 @@ class ContextModel(BaseModel):
 
 def one_line(error: ValidationError, fields: Mapping[str, FieldInfo]) -> str:
     """The first problem as one line: the key, the value, and what is allowed."""
-    first = error.errors()[0]
-    kind, value = first["type"], first.get("input")
-    key = str(first["loc"][-1]) if first["loc"] else ""
-    cause = first.get("ctx", {}).get("error")
+    return every_line(error, fields)[0]
+
+
+def every_line(error: ValidationError, fields: Mapping[str, FieldInfo]) -> list[str]:
+    """Every problem, one line each (the key, the value, and what is allowed), each once."""
+    lines: list[str] = []
+    for details in error.errors():
+        cause = details.get("ctx", {}).get("error")
+        found = cause.problems if isinstance(cause, ConfigError) else (_line(details, fields),)
+        lines += [line for line in found if line not in lines]
+    return lines
+
+
+def _line(details: ErrorDetails, fields: Mapping[str, FieldInfo]) -> str:
+    kind, value = details["type"], details.get("input")
+    key = str(details["loc"][-1]) if details["loc"] else ""
+    cause = details.get("ctx", {}).get("error")
     if isinstance(cause, ValueError):
-        return str(cause) if isinstance(cause, ConfigError) else f"{key}{cause}"
+        return f"{key}{cause}"
     if kind == "extra_forbidden":
         return unknown_key(key, fields)
     field = fields.get(key)
     if field is None:
-        return f"{key}={value!r}: {first['msg']}"
+        return f"{key}={value!r}: {details['msg']}"
     bounds = next((f"{m.ge}-{m.le}" for m in field.metadata if isinstance(m, Interval)), "")
+    because = "".join(f": {m.reason}" for m in field.metadata if isinstance(m, Because))
     choices = ", ".join(member.value for member in _choices(field.annotation))
     if kind == "missing":
         return f"{key} is required ({field.description or 'see docs/deploy.md, Configuration'})"
     if kind == "int_type":
         return f"{key}={value!r} is not an integer (allowed: {bounds})"
     if kind in ("greater_than_equal", "less_than_equal"):
-        return f"{key}={value} is out of range (allowed: {bounds})"
+        return f"{key}={value} is out of range (allowed: {bounds}{because})"
     if kind == "is_instance_of" and choices:
         return f"{key}={value!r} is not one of: {choices}"
     if kind == "bool_type":
         return f"{key}={value!r} is not true or false"
-    return f"{key}={value!r}: {first['msg']}"
+    return f"{key}={value!r}: {details['msg']}"
+
+
+# The validation context's list that `check` validators add their refusals to.
+PROBLEMS: Final = "problems"
+Model = TypeVar("Model", bound=BaseModel)
+
+
+def check(validator: Callable[[Model], Model]) -> Any:
+    """A model validator (after the fields) whose refusal is one problem among the others.
+
+    Given a list under PROBLEMS in the validation context (SinkConfig.from_context gives one),
+    its ConfigError's problems go there and validation goes on with the model unchanged, so the
+    model's other checks run too and every problem is named in one run; without one it raises.
+    """
+
+    def run(model: Model, info: ValidationInfo) -> Model:
+        try:
+            return validator(model)
+        except ConfigError as error:
+            problems = (info.context or {}).get(PROBLEMS)
+            if problems is None:
+                raise
+            problems += [problem for problem in error.problems if problem not in problems]
+            return model
+
+    run.__name__, run.__doc__ = validator.__name__, validator.__doc__
+    return model_validator(mode="after")(run)
+
+
+def refuse_all(*checks: Callable[[], None]) -> None:
+    """Run independent checks, each refusing with a ConfigError; raise one with all they found."""
+    problems: list[str] = []
+    for one in checks:
+        try:
+            one()
+        except ConfigError as error:
+            problems += error.problems
+    if problems:
+        raise ConfigError(*problems)
 
 
 def unknown_key(key: str, known: Mapping[str, object]) -> str:
@@ -193,8 +271,17 @@ def json_value(value: object, what: str) -> object:
         raise ValueError(f" is not valid JSON ({what})") from None
 
 
+def listed(value: object, what: str) -> object:
+    """A list as `-c key=...` may give it: a JSON list (`'["a","b"]'`) read as one; other text
+    is left as it is (comma-separated)."""
+    if isinstance(value, str) and value.lstrip().startswith("["):
+        return json_value(value, f"a JSON list of {what}")
+    return value
+
+
 def _text_list(value: object, what: str) -> tuple[str, ...]:
     """A list of strings, or the same comma-separated (as `-c key=a,b` gives it)."""
+    value = listed(value, what)
     if isinstance(value, str):
         value = [part for part in value.split(",") if part.strip()]
     if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
@@ -209,6 +296,13 @@ def _topic_names(value: object) -> tuple[str, ...]:
     topics = _text_list(value, "strings")
     if not topics:
         raise ValueError(" is required: one or more Kafka topic names")
+    if len(topics) > MAX_TOPICS:
+        raise ValueError(
+            f" lists {len(topics)} topics; one stack deploys at most {MAX_TOPICS} (an event"
+            f" source mapping each, with its share of the alarms, within CloudFormation's"
+            f" {MAX_STACK_RESOURCES} resources and {MAX_TEMPLATE_BYTES // 1_000_000} MB per"
+            " stack): split them over stacks, each with its own stackName"
+        )
     for topic in topics:
         if not _TOPIC.match(topic):
             raise ValueError(
@@ -278,6 +372,7 @@ def _filter_patterns(value: object) -> tuple[dict[str, Any], ...]:
 def _topic_patterns(value: object) -> tuple[str, ...]:
     """A `streams` entry's topics: names or globs, a list or comma-separated (the function's
     parser judges each pattern; ',' and '=' are the syntax of its STREAM_ROUTES)."""
+    value = listed(value, "topic names or globs")
     if isinstance(value, str):
         value = [part for part in value.split(",") if part.strip()]
     if not isinstance(value, list) or not all(isinstance(item, str) for item in value):

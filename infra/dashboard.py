@@ -1,10 +1,11 @@
 """The sink's dashboard, one helper per row, in the order an on-call reads it: the alarms, the
-headline numbers, lag and the mappings, the function, the sink's records, then each stream."""
+headline numbers, lag and how late the data is, the mappings, the function, the sink's records,
+the schema registry's refusals (with one), then each stream."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Final, TypeVar
 
 from aws_cdk import aws_cloudwatch as cw
 
@@ -12,11 +13,13 @@ from infra.cloudwatch import PERIOD, WIDTH, SinkMetrics
 from infra.config import SourceConfig, SourceKind
 from infra.event_sources import TopicMapping
 from infra.stream import StreamTarget
+from msk_kinesis_sink.limits import MAX_STATUS_WIDGET_ALARMS, MAX_WIDGET_METRICS
 
 if TYPE_CHECKING:
     from infra.monitoring import MonitoredSink
 
 Row = list[cw.IWidget]
+Item = TypeVar("Item")
 HALF: Final = WIDTH // 2
 THIRD: Final = WIDTH // 3
 # A latency's statistics, each with its label.
@@ -42,6 +45,7 @@ def dashboard_rows(
     )
     yield now_row(metrics)
     yield lag_row(metrics, mappings, source, destination)
+    yield delivery_delay_row(metrics, alarm_seconds=sink.alarms.delivery_delay_seconds)
     yield mapping_row(metrics, mappings, destination)
     yield function_row(
         metrics,
@@ -49,6 +53,8 @@ def dashboard_rows(
         reserved=sink.function.reserved_concurrency,
     )
     yield records_row(metrics)
+    if source.schema_registry is not None:
+        yield schema_registry_row(metrics, mappings, destination)
     for target in streams:
         yield stream_row(metrics, target, only=len(streams) == 1)
     if widgets := sink.destination.widgets():
@@ -82,7 +88,10 @@ def header_row(
             width=WIDTH,
             height=2,
         ),
-        cw.AlarmStatusWidget(title="Alarms", alarms=list(alarms), width=WIDTH, height=3),
+        *(
+            cw.AlarmStatusWidget(title="Alarms", alarms=list(some), width=WIDTH, height=3)
+            for some in _batched(alarms, MAX_STATUS_WIDGET_ALARMS)
+        ),
     ]
 
 
@@ -129,11 +138,30 @@ def lag_row(
             right=_msk_lag(mappings, source) or None,
             width=HALF,
         ),
-        _events(metrics, mappings, destination),
+        *_events(metrics, mappings, destination),
     ]
 
 
-def _events(metrics: SinkMetrics, mappings: Sequence[TopicMapping], destination: str) -> cw.IWidget:
+def delivery_delay_row(metrics: SinkMetrics, *, alarm_seconds: int | None) -> Row:
+    """How late the data is: from each record's Kafka timestamp to its acknowledgement by
+    Kinesis (what the timestamp means depends on the topic: docs/guarantee.md)."""
+    return [
+        cw.GraphWidget(
+            title="Delivery delay: Kafka timestamp to Kinesis acknowledgement (ms)",
+            left=[metrics.of_sink("DeliveryDelay", stat, label) for stat, label in _PERCENTILES],
+            left_annotations=(
+                None
+                if alarm_seconds is None
+                else [cw.HorizontalAnnotation(value=alarm_seconds * 1000, label="alarm")]
+            ),
+            width=WIDTH,
+        ),
+    ]
+
+
+def _events(
+    metrics: SinkMetrics, mappings: Sequence[TopicMapping], destination: str
+) -> list[cw.IWidget]:
     events = _per_mapping(
         metrics,
         mappings,
@@ -146,9 +174,23 @@ def _events(metrics: SinkMetrics, mappings: Sequence[TopicMapping], destination:
     failures = metrics.of_function(
         "DestinationDeliveryFailures", "Sum", f"{destination} delivery failures"
     )
-    return cw.GraphWidget(
-        title="Event source mappings: events", left=[*events, failures], width=HALF
-    )
+    return _graphs("Event source mappings: events", [*events, failures], width=HALF)
+
+
+def _graphs(title: str, left: Sequence[cw.IMetric], *, width: int) -> list[cw.IWidget]:
+    """One graph of `left`, or, past the metrics a widget shows, as many as it takes."""
+    parts = list(_batched(left, MAX_WIDGET_METRICS))
+    if len(parts) == 1:
+        return [cw.GraphWidget(title=title, left=parts[0], width=width)]
+    return [
+        cw.GraphWidget(title=f"{title} ({number}/{len(parts)})", left=part, width=width)
+        for number, part in enumerate(parts, start=1)
+    ]
+
+
+def _batched(items: Sequence[Item], size: int) -> Iterator[list[Item]]:
+    for start in range(0, len(items), size):
+        yield list(items[start : start + size])
 
 
 def _msk_lag(mappings: Sequence[TopicMapping], source: SourceConfig) -> list[cw.IMetric]:
@@ -268,6 +310,23 @@ def records_row(metrics: SinkMetrics) -> Row:
             left=[sink("PublishLatency", stat, label) for stat, label in _PERCENTILES],
             width=THIRD,
         ),
+    ]
+
+
+def schema_registry_row(
+    metrics: SinkMetrics, mappings: Sequence[TopicMapping], destination: str
+) -> Row:
+    """Records the mappings could not validate against the schema registry (they went to the
+    on-failure destination: the events graph shows them there too)."""
+    return [
+        cw.GraphWidget(
+            title=(
+                f"Schema registry: records not validated, sent to {destination} (exists only"
+                " when it happens)"
+            ),
+            left=_per_mapping(metrics, mappings, ("SchemaRegistryErrorCount", "not validated")),
+            width=WIDTH,
+        )
     ]
 
 

@@ -35,7 +35,7 @@ from infra.config import SinkConfig, StreamMode
 from msk_kinesis_sink.limits import (
     DEFAULT_MAX_RECORD_BYTES,
     MAX_BATCH_SIZE,
-    MAX_FUNCTION_TIMEOUT_SECONDS,
+    MAX_KAFKA_FUNCTION_TIMEOUT_SECONDS,
     MAX_MAX_POLLERS,
     MAX_MIN_POLLERS,
     MAX_RECORD_BYTES_CEILING,
@@ -112,8 +112,9 @@ class Workload:
             (0.1 <= self.utilization <= 1, "--utilization must be 0.1-1"),
             (0 < self.cpu_us_per_record <= 100_000, "--cpu-us-per-record must be above 0"),
             (
-                1 <= self.timeout_s <= MAX_FUNCTION_TIMEOUT_SECONDS,
-                f"--timeout-s must be 1-{MAX_FUNCTION_TIMEOUT_SECONDS} (Lambda's timeout range)",
+                1 <= self.timeout_s <= MAX_KAFKA_FUNCTION_TIMEOUT_SECONDS,
+                f"--timeout-s must be 1-{MAX_KAFKA_FUNCTION_TIMEOUT_SECONDS} (Kafka event source"
+                " mappings take functions of at most 14 minutes)",
             ),
         )
         for ok, message in checks:

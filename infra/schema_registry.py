@@ -92,6 +92,8 @@ class SchemaRegistry:
     auth: RegistryAuth | None = None
     auth_secret_arn: str | None = None
     root_ca_secret_arn: str | None = None
+    # The customer managed key that encrypts those secrets: the role may decrypt with it.
+    secrets_kms_key_arn: str | None = None
 
     def __post_init__(self) -> None:
         _check_uri(self.uri)
@@ -111,6 +113,11 @@ class SchemaRegistry:
         ):
             if secret is not None and not _SECRET_ARN.fullmatch(secret):
                 raise ConfigError(f"{key}: {secret!r} is not a Secrets Manager secret ARN")
+        if self.secrets_kms_key_arn is not None and not _access_configs(self):
+            raise ConfigError(
+                "schemaRegistrySecretKmsKeyArn only applies with schemaRegistryAuthSecretArn or"
+                " schemaRegistryRootCaSecretArn (the key that encrypts them)"
+            )
         if self.kind is RegistryKind.GLUE and (self.auth or self.root_ca_secret_arn):
             # "KafkaSchemaRegistryAccessConfig": for a Glue registry, don't provide
             # authentication details; the execution role's permissions are used.
@@ -209,12 +216,18 @@ def role_statements(registry: SchemaRegistry) -> list[iam.PolicyStatement]:
     secrets = [secret for _, secret in _access_configs(registry)]
     if not secrets:
         return []
-    return [
+    statements = [
         iam.PolicyStatement(
             actions=["secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret"],
             resources=secrets,
         )
     ]
+    if registry.secrets_kms_key_arn is not None:
+        # A secret under a customer managed key reads only with kms:Decrypt on that key.
+        statements.append(
+            iam.PolicyStatement(actions=["kms:Decrypt"], resources=[registry.secrets_kms_key_arn])
+        )
+    return statements
 
 
 def parse_validate(text: str | Sequence[str]) -> tuple[ValidatedAttribute, ...]:

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
-from aws_cdk import Annotations, Aws, CfnOutput, Stack
+from aws_cdk import Annotations, Aws, CfnOutput, CfnResource, Stack
 from constructs import Construct
 
-from infra.config import SinkConfig
+from infra.config import ConfigError, SinkConfig
 from infra.dead_letters import DeadLetterBucket
 from infra.destinations import failure_destination
 from infra.event_sources import KafkaEventSources, mapping_access
@@ -15,6 +16,7 @@ from infra.monitoring import SinkMonitoring
 from infra.plan import deployment_warnings
 from infra.sink_function import SinkFunction
 from infra.stream import build_streams
+from msk_kinesis_sink.limits import MAX_STACK_RESOURCES, MAX_TEMPLATE_BYTES
 
 
 class MskKinesisSinkStack(Stack):
@@ -27,6 +29,9 @@ class MskKinesisSinkStack(Stack):
             scope,
             construct_id,
             description="Ordered, lossless MSK -> Kinesis Data Streams sink (Lambda)",
+            # Written compact: a template of many topics stays within CloudFormation's 1 MB
+            # (`cdk synth` still prints it readable).
+            suppress_template_indentation=True,
             **kwargs,
         )
         self.config = config
@@ -69,6 +74,19 @@ class MskKinesisSinkStack(Stack):
             alarms=config.alarms,
         )
         self._add_outputs()
+        self._check_resource_count()
+
+    def _check_resource_count(self) -> None:
+        """Refuse, in one line, a stack CloudFormation would refuse for its number of resources."""
+        # CDK adds its metadata resource at synth.
+        count = sum(isinstance(node, CfnResource) for node in self.node.find_all()) + 1
+        if count > MAX_STACK_RESOURCES:
+            raise ConfigError(
+                f"this configuration makes a stack of {count} resources, more than the"
+                f" {MAX_STACK_RESOURCES} CloudFormation takes: fewer topics"
+                f" ({len(self.config.source.topic_names)}) or streams entries"
+                f" ({len(self.config.streams)}) per stack"
+            )
 
     def _add_outputs(self) -> None:
         """Where things are (the on-failure destination outputs its own)."""
@@ -91,3 +109,17 @@ class MskKinesisSinkStack(Stack):
                 f"#dashboards:name={self.monitoring.dashboard.dashboard_name}"
             ),
         )
+
+
+def check_template_size(template: Path, config: SinkConfig) -> None:
+    """Refuse, in one line, a synthesized template CloudFormation would refuse for its size
+    (within MAX_TOPICS, only topic names far longer than usual make one that big)."""
+    size = template.stat().st_size
+    if size <= MAX_TEMPLATE_BYTES:
+        return
+    topics = len(config.source.topic_names)
+    raise ConfigError(
+        f"topics: the template is {size:,} bytes, more than the {MAX_TEMPLATE_BYTES:,}"
+        f" CloudFormation takes; about {topics * MAX_TEMPLATE_BYTES // size} of these {topics}"
+        " topics (with names this long) fit one stack: split them over stacks"
+    )

@@ -23,9 +23,10 @@ import signal
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
 from typing import Final, NoReturn, TextIO
@@ -52,7 +53,7 @@ from localloop.logs import LOG_FORMAT, ExtrasFormatter
 from localloop.mapping import EventSourceMapping
 from localloop.proxy import FaultProxy, ProxyStats
 from localloop.scenarios import PLAIN, REPLAY, ReplayResult, Scenario, poison_key, run_replay
-from localloop.workload import SourceLog, WorkloadSpec, produce
+from localloop.workload import WORKLOAD_EPOCH_MS, SourceLog, WorkloadSpec, produce
 from msk_kinesis_sink.errors import ConfigurationError
 from msk_kinesis_sink.limits import MAX_BATCH_SIZE
 from msk_kinesis_sink.replay.objects import REPLAYED_PREFIX
@@ -267,6 +268,8 @@ class _Delivery:
     destination: FolderDestination | S3Destination
     env: dict[str, str]  # the function's
     seconds: float
+    # Every invocation's DeliveryDelay samples (ms, from each record written).
+    delivery_delays_ms: list[float]
 
 
 def main(argv: list[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
@@ -335,6 +338,7 @@ def main(argv: list[str] | None = None, environ: Mapping[str, str] | None = None
             workdir=workdir,
             dead_lettered=dead_lettered,
             replay=story,
+            delivery_delays_ms=delivery.delivery_delays_ms,
         ),
         flush=True,
     )
@@ -444,19 +448,30 @@ def _deliver(
     env = function_env(args, environ, proxy.endpoint, local_s3)
     crash = CrashFault(spec.crash, seed=spec.seed) if spec.crash else None
     log_path = workdir / "logs" / "function.log"
+    delivery_delays: list[float] = []
+
+    def collect_delays(stats: Mapping[str, object]) -> None:
+        delays = stats.get("delivery_delays_ms")
+        if isinstance(delays, list):
+            delivery_delays.extend(float(delay) for delay in delays)
+
     started = time.monotonic()
     with progress("deliver ", sum(s.total for s in sources.values())) as bar:
         mapping = EventSourceMapping(
             config,
             topics=list(sources),
-            function_factory=lambda: FunctionProcess(env, crash=crash, log_path=log_path),
+            function_factory=lambda: FunctionProcess(
+                env, crash=crash, log_path=log_path, on_stats=collect_delays
+            ),
             destination=destination if diverts else None,
             concurrency=args.concurrency,
             on_progress=bar.update,
         )
         end_offsets = {tp: end for s in sources.values() for tp, end in s.end_offsets().items()}
         esm_stats = mapping.run(end_offsets=end_offsets)
-    return _Delivery(esm_stats, proxy.stats, destination, env, time.monotonic() - started)
+    return _Delivery(
+        esm_stats, proxy.stats, destination, env, time.monotonic() - started, delivery_delays
+    )
 
 
 def _direct(kinesalite: Kinesalite) -> dict[str, str]:
@@ -592,11 +607,14 @@ def report_text(
     discarded_where: str | None = None,
     dead_lettered: int = 0,
     replay: ReplayReport | None = None,
+    delivery_delays_ms: Sequence[float] = (),
 ) -> str:
     """The run's report, ending in one `key=value` summary line. Rates count delivered records
-    only, and are left out when nothing was delivered."""
+    only, and are left out when nothing was delivered; so are the delivery delay's p50 and p99
+    (the function's DeliveryDelay: each record's Kafka timestamp to its acknowledgement)."""
     streams = streams or {}
     ok = _ok(report, esm, streams, replay)
+    delays = sorted(delivery_delays_ms)
     rate = report.delivered / esm_s if report.delivered and esm_s > 0 else None
     errors = f"{esm.function_errors} errors"
     if esm.init_errors:
@@ -622,6 +640,7 @@ def report_text(
         ),
         f"time       produce {produce_s:.1f} s, {deliver}, "
         f"audit {audit_s:.1f} s, total {total_s:.1f} s; logs in {workdir / 'logs'}",
+        *_delay_line(delays),
         "verdict    " + ("OK" if ok else "FAILED"),
     ]
     summary: dict[str, object] = {
@@ -652,10 +671,31 @@ def report_text(
         delivered_mb = value_mb * report.delivered / report.records
         summary["records_per_s"] = f"{rate:.0f}"
         summary["mb_per_s"] = f"{delivered_mb / esm_s:.1f}"
+    if delays:
+        summary["delay_p50_ms"] = f"{_percentile(delays, 50):.0f}"
+        summary["delay_p99_ms"] = f"{_percentile(delays, 99):.0f}"
     summary["seconds"] = f"{total_s:.1f}"
     summary["ok"] = str(ok).lower()
     lines.append(" ".join(f"{k}={v}" for k, v in summary.items()))
     return "\n".join(lines)
+
+
+def _delay_line(delays: Sequence[float]) -> list[str]:
+    """How late the records reached the stream (sorted delays), when any did."""
+    if not delays:
+        return []
+    return [
+        f"delay      p50 {_percentile(delays, 50) / 1000:,.1f} s, p99"
+        f" {_percentile(delays, 99) / 1000:,.1f} s from each record's Kafka timestamp to its"
+        f" acknowledgement ({len(delays)} records; the workload stamps them from"
+        f" {datetime.fromtimestamp(WORKLOAD_EPOCH_MS / 1000, UTC):%Y-%m-%d} on, CREATE_TIME:"
+        " their age, more than the sink's lag)"
+    ]
+
+
+def _percentile(ordered: Sequence[float], percent: int) -> float:
+    """The nearest-rank percentile of sorted values."""
+    return ordered[max(0, math.ceil(percent / 100 * len(ordered)) - 1)]
 
 
 if __name__ == "__main__":

@@ -42,12 +42,20 @@ def check_function_env(env: Mapping[str, str]) -> None:
 
 
 class SinkFunction:
-    """`msk_kinesis_sink.runtime.Sink` as a Function: one instance = one warm Lambda container."""
+    """`msk_kinesis_sink.runtime.Sink` as a Function: one instance = one warm Lambda container.
 
-    def __init__(self, env: Mapping[str, str]) -> None:
+    Given `delivery_delays`, each invocation adds its records' delivery delays (ms) to it.
+    """
+
+    def __init__(self, env: Mapping[str, str], delivery_delays: list[float] | None = None) -> None:
+        from msk_kinesis_sink.report import InvocationReport
         from msk_kinesis_sink.runtime import Sink  # the function's package lives under lambda/
 
-        self._sink = Sink.from_env(env)
+        def keep_delays(report: InvocationReport) -> None:
+            if delivery_delays is not None:
+                delivery_delays.extend(report.stats.delivery_delays_ms)
+
+        self._sink = Sink.from_env(env, on_report=keep_delays)
 
     def __call__(self, event: dict[str, Any], context: LambdaContext) -> object:
         return self._sink.handle(event, context)

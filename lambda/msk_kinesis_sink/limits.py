@@ -47,6 +47,10 @@ MAX_INVOCATION_BYTES: Final = 6 * MIB
 # "Lambda quotas": a function's timeout is 1-900 seconds.
 MAX_FUNCTION_TIMEOUT_SECONDS: Final = 900
 
+# "Using Lambda with Amazon MSK" / "... self-managed Apache Kafka": Kafka event source mappings
+# "only support functions with maximum timeout limits of 14 minutes".
+MAX_KAFKA_FUNCTION_TIMEOUT_SECONDS: Final = 840
+
 # --- Kafka event source mappings (Amazon MSK and self-managed Apache Kafka) ------------------
 
 # BatchSize: 1-10,000 records per invocation.
@@ -95,6 +99,24 @@ MAX_BOOTSTRAP_SERVERS: Final = 10
 
 # "Naming Amazon S3 objects": an object key is at most 1,024 bytes of UTF-8.
 MAX_S3_KEY_BYTES: Final = 1024
+
+
+# --- The stack: CloudFormation and CloudWatch ----------------------------------------------
+
+# "CloudFormation quotas": at most 500 resources in a stack, and a template of at most 1 MB in an
+# S3 object (as `cdk deploy` uploads it).
+MAX_STACK_RESOURCES: Final = 500
+MAX_TEMPLATE_BYTES: Final = 1_000_000
+
+# "CloudWatch service quotas": an alarm on a metric math expression reads at most 10 metrics;
+# PutMetricAlarm takes at most 10 expressions beside them.
+MAX_ALARM_METRICS: Final = 10
+MAX_ALARM_EXPRESSIONS: Final = 10
+
+# "Dashboard body structure and syntax" / "CloudWatch service quotas": a metric widget shows at
+# most 500 metrics, an alarm status widget 1-100 alarms.
+MAX_WIDGET_METRICS: Final = 500
+MAX_STATUS_WIDGET_ALARMS: Final = 100
 
 
 def max_request_bytes(max_record_bytes: int) -> int:

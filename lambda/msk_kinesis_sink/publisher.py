@@ -35,6 +35,7 @@ class Publisher:
         claim_checks: ClaimCheckWriter | None = None,
         record_bytes_for: Callable[[str], int] | None = None,
         clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
         sleep: Callable[[float], None] = time.sleep,
         rng: random.Random | None = None,
     ) -> None:
@@ -52,6 +53,7 @@ class Publisher:
             pool=_new_pool(settings),
             round_trips=RoundTripEstimate(),
             clock=clock,
+            wall_clock=wall_clock,
             sleep=sleep,
             rng=rng or random.Random(),
             claim_checks=claim_checks,

@@ -53,6 +53,13 @@ def samples(name: str, unit: Unit, **logged_as: Statistic) -> dict[str, Metric]:
     return {_METRIC: Metric(name, unit, tuple(logged_as.items()))}
 
 
+def milliseconds(name: str, *, logged_as: str) -> dict[str, Metric]:
+    """Field metadata: samples in ms, the metric `name`, logged as `<logged_as>_p50_ms` and
+    `<logged_as>_max_ms`."""
+    statistics = {f"{logged_as}_p50_ms": Statistic.P50, f"{logged_as}_max_ms": Statistic.MAX}
+    return samples(name, Unit.MILLISECONDS, **statistics)
+
+
 @dataclass(slots=True)
 class InvocationStats:
     """What one invocation did. The publisher counts; the runtime adds the answer and duration."""
@@ -86,14 +93,17 @@ class InvocationStats:
     )
     stopped_by_deadline: bool = False
     put_latencies_ms: list[float] = field(
-        default_factory=list,
-        metadata=samples(
-            "PublishLatency",
-            Unit.MILLISECONDS,
-            put_latency_p50_ms=Statistic.P50,
-            put_latency_max_ms=Statistic.MAX,
-        ),
+        default_factory=list, metadata=milliseconds("PublishLatency", logged_as="put_latency")
     )
+    # Per record written: its Kafka timestamp to Kinesis's acknowledgement (docs/guarantee.md).
+    delivery_delays_ms: list[float] = field(
+        default_factory=list, metadata=milliseconds("DeliveryDelay", logged_as="delivery_delay")
+    )
+    # Written records without a timestamp (-1): not in delivery_delays_ms.
+    records_without_timestamp: int = 0
+    # Written records stamped after their acknowledgement (the producer's clock ahead of
+    # Lambda's): in delivery_delays_ms as 0.
+    records_timestamp_ahead: int = 0
     duration_ms: float = 0.0
 
 
@@ -128,10 +138,20 @@ class InvocationReport:
                 continue
             value = getattr(self.stats, name)
             if isinstance(value, list):
-                for sample in value[:MAX_METRIC_VALUES]:
+                for sample in _sample(value):
                     yield spec.name, spec.unit, sample
             else:
                 yield spec.name, spec.unit, value
+
+
+def _sample(values: list[float]) -> list[float]:
+    """All the values, or, past what EMF takes, as many at evenly spaced ranks from the smallest
+    to the largest: the maximum is always sent, and the percentiles stay close."""
+    if len(values) <= MAX_METRIC_VALUES:
+        return values
+    ordered = sorted(values)
+    last = len(ordered) - 1
+    return [ordered[i * last // (MAX_METRIC_VALUES - 1)] for i in range(MAX_METRIC_VALUES)]
 
 
 def _statistic(ordered: list[float], statistic: Statistic) -> float | None:

@@ -46,6 +46,7 @@ class Resources:
     pool: ThreadPoolExecutor
     round_trips: RoundTripEstimate
     clock: Callable[[], float]
+    wall_clock: Callable[[], float]  # seconds since the epoch (time.time)
     sleep: Callable[[float], None]
     rng: random.Random
     # With OVERSIZE_RECORDS=claim_check (the sink makes sure it has one then).
@@ -87,6 +88,7 @@ class Run:
             round_trips=resources.round_trips,
             has_dead_letter_bucket=resources.dead_letters is not None,
             clock=resources.clock,
+            wall_clock=resources.wall_clock,
             rng=resources.rng,
         )
         self._partitions: list[Partition] = []

@@ -59,12 +59,14 @@ class Sink:
         memory: RedeliveryMemory | None = None,
         stream_guard: StreamGuard | None = None,
         clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
         sleep: Callable[[float], None] = time.sleep,
         rng: random.Random | None = None,
     ) -> None:
         """`writer` serves every stream; or `writers` gives each stream (name or ARN) its own.
         With OVERSIZE_RECORDS=claim_check, `claim_checks` keeps the records it claim-checks.
-        With `stream_guard`, a stream is written to only while its guard lets records through."""
+        With `stream_guard`, a stream is written to only while its guard lets records through.
+        `clock` times the invocation; `wall_clock` (epoch seconds) dates acknowledgements."""
         self.settings = settings
         self._claim_check_target = ClaimCheckTarget.of(settings)
         if self._claim_check_target is not None and claim_checks is None:
@@ -82,6 +84,7 @@ class Sink:
             claim_checks=claim_checks,
             record_bytes_for=None if stream_guard is None else stream_guard.max_record_bytes,
             clock=clock,
+            wall_clock=wall_clock,
             sleep=sleep,
             rng=rng,
         )

@@ -42,6 +42,8 @@ class Settlement:
     round_trips: RoundTripEstimate  # the container's: each answered request refines it
     has_dead_letter_bucket: bool
     clock: Callable[[], float]
+    # Seconds since the epoch, as Kafka's record timestamps count (in ms): how late records are.
+    wall_clock: Callable[[], float]
     rng: random.Random
 
     def settle(self, job: Job, future: Future[Any]) -> int:
@@ -81,6 +83,7 @@ class Settlement:
         except KinesisPublishError as error:
             return self._put_failed(job, error)
         self.round_trips.observe(elapsed)
+        acknowledged_ms = self.wall_clock() * 1000
         requeued = 0
         for (partition, entry), result in zip(job.items, results, strict=True):
             match result:
@@ -89,6 +92,7 @@ class Settlement:
                     stats.records_published += len(entry.records)
                     stats.kinesis_records_published += 1
                     stats.bytes_published += entry.size
+                    self._delivered(entry, acknowledged_ms)
                     continue
                 case RecordResult.THROTTLED:
                     stats.records_throttled += len(entry.records)
@@ -99,6 +103,20 @@ class Settlement:
             stats.retry_attempts += len(entry.records)
             requeued += self._retry_later(partition, entry)
         return requeued
+
+    def _delivered(self, entry: Entry, acknowledged_ms: float) -> None:
+        """How late each of the entry's records reached the stream: from its Kafka timestamp
+        (the producer's clock, or the broker's with LOG_APPEND_TIME) to the acknowledgement."""
+        stats = self.stats
+        for record in entry.records:
+            timestamp = record.source.timestamp
+            if timestamp < 0:  # Kafka's -1: the record has none
+                stats.records_without_timestamp += 1
+            elif timestamp > acknowledged_ms:
+                stats.records_timestamp_ahead += 1
+                stats.delivery_delays_ms.append(0.0)
+            else:
+                stats.delivery_delays_ms.append(acknowledged_ms - timestamp)
 
     def _put_failed(self, job: PutJob, error: KinesisPublishError) -> int:
         """The request failed as a whole: its records' fate is unknown (retryable) or known

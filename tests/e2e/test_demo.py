@@ -46,6 +46,8 @@ def test_demo_delivers_and_audits_a_small_run(
     assert (summary["records"], summary["delivered"], summary["lost"]) == ("400", "400", "0")
     assert (summary["out_of_order"], summary["corrupted"], summary["ok"]) == ("0", "0", "true")
     assert int(summary["records_per_s"]) > 0
+    # ...and how late the records reached the stream, from their Kafka timestamps
+    assert 0 <= int(summary["delay_p50_ms"]) <= int(summary["delay_p99_ms"])
     # AND no progress bar was drawn into the captured stderr
     assert "\r" not in err
     assert "rec/s" not in err

@@ -33,6 +33,7 @@ KAFKA_SECRET_ARN = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:kafka/s
 ROOT_CA_SECRET_ARN = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:kafka/root-ca-GhIjKl"
 GLUE_REGISTRY_ARN = "arn:aws:glue:eu-west-1:123456789012:registry/orders-schemas"
 REGISTRY_SECRET_ARN = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:registry/login-MnOpQr"
+REGISTRY_KEY_ARN = "arn:aws:kms:eu-west-1:123456789012:key/5678efab-56ef-78ab-90cd-5678efab90cd"
 SUBNETS = ["subnet-0123456789abcdef0", "subnet-0fedcba9876543210"]
 CLAIM_CHECK_BUCKET = "orders-claim-checks"
 SECURITY_GROUP = "sg-0123456789abcdef0"
@@ -56,6 +57,7 @@ VARIANTS: Mapping[str, Mapping[str, object]] = {
         "filters": [{"value": {"type": ["order"]}}],
         "reservedConcurrency": 20,
         "alarmEmail": "oncall@example.com",
+        "deliveryDelayAlarmSeconds": 300,
         "streamMode": "provisioned",
         "shardCount": 4,
         "streamMaxRecordSizeKiB": 4096,
@@ -178,6 +180,7 @@ VARIANTS: Mapping[str, Mapping[str, object]] = {
         "schemaRegistryAuth": "BASIC_AUTH",
         "schemaRegistryAuthSecretArn": REGISTRY_SECRET_ARN,
         "schemaRegistryRootCaSecretArn": ROOT_CA_SECRET_ARN,
+        "schemaRegistrySecretKmsKeyArn": REGISTRY_KEY_ARN,
     },
     # failureMode=block (no destination, unlimited retries and age) with claim checks in the
     # dead-letter bucket; claim checks in a bucket of their own, with its key.

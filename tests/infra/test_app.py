@@ -6,11 +6,12 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import pytest
 
-from tests.infra.conftest import REPO
+from tests.infra.conftest import REPO, Synth, shipped_context
 
 pytestmark = pytest.mark.infra
 
@@ -41,10 +42,28 @@ def offline_env(tmp_path: Path) -> dict[str, str]:
 CLUSTER = "arn:aws:kafka:eu-west-1:123456789012:cluster/c/0f1e2d3c-4b5a-1"
 
 
+def run_app(context: Mapping[str, object], tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    """app.py as `cdk synth` runs it (the CLI hands it the context), offline, without
+    bundling the function."""
+    env = offline_env(tmp_path) | {
+        "CDK_CONTEXT_JSON": json.dumps({**context, "aws:cdk:bundling-stacks": []}),
+        "CDK_OUTDIR": str(tmp_path / "out"),
+    }
+    return subprocess.run(
+        [sys.executable, "app.py"], cwd=REPO, env=env, capture_output=True, text=True, check=False
+    )
+
+
 @pytest.mark.parametrize(
     ("bad", "message"),
     [
         ({"batchSize": "20000"}, "batchSize=20000 is out of range (allowed: 1-10000)"),
+        (
+            # Lambda takes 900 s, but a Kafka mapping refuses a function above 14 minutes.
+            {"functionTimeoutSeconds": "900"},
+            "functionTimeoutSeconds=900 is out of range (allowed: 1-840: Kafka event source"
+            " mappings take functions of at most 14 minutes)",
+        ),
         (
             # A partial ARN used to reach CDK and end in a jsii traceback.
             {
@@ -79,6 +98,7 @@ CLUSTER = "arn:aws:kafka:eu-west-1:123456789012:cluster/c/0f1e2d3c-4b5a-1"
     ],
     ids=[
         "out-of-range",
+        "kafka-timeout",
         "partial-secret-arn",
         "two-clusters",
         "failure-topic-is-a-source",
@@ -91,20 +111,49 @@ def test_app_bad_context_exits_with_one_line_naming_the_key(
 ) -> None:
     # GIVEN a context with one bad value (as the CLI hands context to the app)
     context = {"clusterArn": CLUSTER, "topics": "orders", **bad}
-    env = offline_env(tmp_path) | {
-        "CDK_CONTEXT_JSON": json.dumps(context),
-        "CDK_OUTDIR": str(tmp_path / "out"),
-    }
     # WHEN app.py runs
-    result = subprocess.run(
-        [sys.executable, "app.py"], cwd=REPO, env=env, capture_output=True, text=True, check=False
-    )
+    result = run_app(context, tmp_path)
     # THEN it stops with one line naming the key and what is wrong, and no traceback
     assert result.returncode == 1
     errors = [line for line in result.stderr.splitlines() if line.startswith("configuration error")]
     assert len(errors) == 1
     assert f"configuration error: {message}" in errors[0]
     assert "Traceback" not in result.stderr
+
+
+def test_app_every_bad_key_is_named_in_one_run(tmp_path: Path) -> None:
+    # GIVEN a context with a bad value, a typo, and an MSK SASL/SCRAM secret that is neither
+    # complete, named for MSK, nor given its key (once, each took a synth of its own to find)
+    context = {
+        "clusterArn": CLUSTER,
+        "topics": "orders",
+        "batchSize": "0",
+        "retryAtempts": "3",
+        "authentication": "sasl_scram",
+        "authSecretArn": "arn:aws:secretsmanager:eu-west-1:123456789012:secret:sink-login",
+    }
+    # WHEN app.py runs
+    result = run_app(context, tmp_path)
+    # THEN it stops with one line per problem, each naming its key, and no traceback
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("configuration")]
+    named = ["batchSize=0", "'retryAtempts'", "partial ARN", "authSecretKmsKeyArn", "AmazonMSK_"]
+    assert len(errors) == len(named)
+    for key in named:
+        assert sum(key in line for line in errors) == 1, (key, errors)
+
+
+def test_app_json_list_from_the_command_line_synthesizes_a_mapping_each(
+    builder: Callable[..., Synth],
+) -> None:
+    # GIVEN topics as `cdk synth -c topics='["orders","payments"]'` hands them to the app
+    context = {**shipped_context(), "topics": '["orders","payments"]'}
+    # WHEN synthesized
+    synth = builder(context)
+    # THEN each topic has its mapping
+    mappings = synth.resources("AWS::Lambda::EventSourceMapping").values()
+    assert sorted(m["Properties"]["Topics"][0] for m in mappings) == ["orders", "payments"]
 
 
 def test_app_without_the_function_wheels_exits_with_one_line(tmp_path: Path) -> None:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import sys
+import venv
 import zipfile
 from pathlib import Path
 
@@ -13,7 +15,9 @@ import pytest
 
 import infra.bundling
 from infra.bundling import (
+    REPO,
     REQUIREMENTS,
+    WHEELHOUSE,
     BundlingError,
     build_function_asset,
     check_wheelhouse,
@@ -262,3 +266,56 @@ def test_bundling_asset_changes_when_a_dependency_changes_but_lambda_does_not(
     # THEN the asset (its S3 key, the hash of the bundle's output) changes with it
     assert first == again
     assert changed != first
+
+
+# Synthesizes the function asset of a minimal stack and prints its S3 key (its content hash).
+_SYNTH_ASSET_KEY = """
+import aws_cdk as cdk
+from aws_cdk import aws_lambda as lambda_
+from infra.sink_function import HANDLER, RUNTIME, function_code
+app = cdk.App()
+stack = cdk.Stack(app, "Asset")
+lambda_.Function(stack, "F", runtime=RUNTIME, handler=HANDLER, code=function_code())
+template = app.synth().get_stack_by_name("Asset").template
+[function] = [r for r in template["Resources"].values() if r["Type"] == "AWS::Lambda::Function"]
+print(function["Properties"]["Code"]["S3Key"])
+"""
+
+
+def checkout_at(root: Path) -> Path:
+    """The CDK app's and the function's sources and the wheelhouse copied to `root`, with a
+    virtual environment of its own in `root/.venv` that sees this one's packages (as a fresh
+    clone would have after `make install`); returns its Python."""
+    for part in ("infra", "lambda"):
+        shutil.copytree(REPO / part, root / part, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(WHEELHOUSE, root / ".build" / "wheelhouse")
+    venv.EnvBuilder(with_pip=False, symlinks=True).create(root / ".venv")
+    [site_packages] = (root / ".venv" / "lib").glob("python3*/site-packages")
+    ours = next(p for p in map(Path, sys.path) if p.name == "site-packages" and p.is_dir())
+    (site_packages / "packages.pth").write_text(f"import site; site.addsitedir({str(ours)!r})\n")
+    return root / ".venv" / "bin" / "python"
+
+
+@pytest.mark.infra
+def test_bundling_asset_is_the_same_from_any_checkout_path(tmp_path: Path) -> None:
+    # GIVEN the same sources checked out at two paths, each with its own virtual environment
+    # (pip writes that environment's Python into each console script it installs)
+    pythons = [checkout_at(tmp_path / name) for name in ("first", "checkout-elsewhere")]
+    env = {**os.environ, "JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION": "20"}
+    # WHEN each synthesizes the function asset, as `make synth` does there
+    keys = []
+    for python in pythons:
+        root = python.parents[2]
+        result = subprocess.run(
+            [str(python), "-c", _SYNTH_ASSET_KEY],
+            cwd=root,
+            env=env | {"PYTHONPATH": str(root / "lambda")},
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert result.returncode == 0, result.stderr
+        keys.append(result.stdout.strip().splitlines()[-1])
+    # THEN the asset is byte for byte the same: an unchanged function is never published again
+    assert keys[0].endswith(".zip")
+    assert keys[0] == keys[1]

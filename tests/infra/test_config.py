@@ -185,6 +185,115 @@ def test_config_strings_from_command_line_are_parsed() -> None:
     assert config.source.filters == ({"value": {"kind": ["a"]}},)
 
 
+def test_config_json_lists_from_command_line_are_lists() -> None:
+    # GIVEN every list-valued key as `-c key='[...]'` delivers it: a JSON list as a string
+    # WHEN parsed
+    config = parse(
+        clusterArn=None,
+        topics='["orders", "payments"]',
+        bootstrapServers=json.dumps(BROKERS),
+        subnetIds=json.dumps(SUBNETS),
+        securityGroupId=SECURITY_GROUP,
+        authentication="none",
+        schemaRegistryUri="https://registry.example.com",
+        schemaRegistryValidate='["KEY", "VALUE"]',
+        streams='{"p": {"topics": "[\\"payments\\"]"}}',
+    )
+    # THEN each is the list it spells, as the same list in cdk.json would be
+    assert config.source.topic_names == ("orders", "payments")
+    assert config.source.bootstrap_servers == tuple(BROKERS)
+    assert config.source.subnet_ids == tuple(SUBNETS)
+    registry = config.source.schema_registry
+    assert registry is not None
+    assert [attribute.value for attribute in registry.validate] == ["KEY", "VALUE"]
+    assert config.routes == (("payments", "p"),)
+
+
+@pytest.mark.parametrize(
+    ("key", "text"),
+    [("topics", '["orders", '), ("subnetIds", "[subnet-0123456789abcdef0]")],
+)
+def test_config_broken_json_list_is_refused_as_json(key: str, text: str) -> None:
+    # GIVEN a list-valued key given as a JSON list that does not parse
+    # WHEN parsed
+    with pytest.raises(ConfigError) as raised:
+        parse(**{key: text})
+    # THEN the one line says so, rather than reading it as comma-separated names
+    assert str(raised.value) == f"{key} is not valid JSON (a JSON list of " + (
+        "strings)" if key == "topics" else "subnet ids)"
+    )
+
+
+def test_config_every_problem_of_a_sasl_scram_setup_in_one_run() -> None:
+    # GIVEN an MSK SASL/SCRAM setup with three independent mistakes: a partial secret ARN, a
+    # secret MSK would not associate (no AmazonMSK_ prefix), and no key for it
+    secret = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:sink-login"
+    # WHEN parsed
+    with pytest.raises(ConfigError) as raised:
+        parse(authentication="sasl_scram", authSecretArn=secret)
+    # THEN all three are named, one line each
+    assert raised.value.problems == (
+        f"authSecretArn={secret!r} is a partial ARN: give the complete one, ending in the 6"
+        " characters Secrets Manager appends to the name (...:secret:<name>-AbCdEf)",
+        "authSecretKmsKeyArn is required when authentication=sasl_scram: MSK only uses SCRAM"
+        " secrets encrypted with a customer managed KMS key, and the role needs kms:Decrypt on"
+        " it",
+        "authSecretArn: secret 'sink-login' must be named AmazonMSK_... for sasl_scram (MSK"
+        " associates no other SCRAM secrets)",
+    )
+    assert str(raised.value) == "\n".join(raised.value.problems)
+
+
+def test_config_bad_values_unknown_keys_and_rules_between_keys_in_one_run() -> None:
+    # GIVEN bad values of several sections, a typo, function settings the function refuses, a
+    # rule between two keys of a section with a bad value, and two bad `streams` entries
+    # WHEN parsed
+    bad = {"batchSize": 20_000, "minPollers": 5, "maxPollers": 2, "functionTimeoutSeconds": 900}
+    bad |= {"streamRetentionHours": 1, "batchsiez": 10, "maxConcurrency": 0, "aggregation": "yes"}
+    bad["streams"] = {"a": {"topics": "orders", "shardCount": 0}, "b": {"topics": []}}
+    with pytest.raises(ConfigError) as raised:
+        parse(**bad)
+    problems = raised.value.problems
+    # THEN each is named once, on a line of its own
+    expected = [
+        "batchSize=20000 is out of range",
+        "minPollers=5 must be <= maxPollers=2",
+        "functionTimeoutSeconds=900 is out of range",
+        "streamRetentionHours=1 is out of range",
+        "unknown context key 'batchsiez' (did you mean 'batchSize'?)",
+        "maxConcurrency",
+        "aggregation",
+        "streams.a.shardCount",
+        "streams.b.topics is required",
+    ]
+    for start in expected:
+        assert sum(start in problem for problem in problems) == 1, (start, problems)
+    assert len(problems) == len(expected)
+    assert all("\n" not in problem for problem in problems)
+
+
+def test_config_authentication_is_not_judged_without_one_cluster() -> None:
+    # GIVEN both an MSK cluster and self-managed brokers, with a self-managed authentication
+    # WHEN parsed
+    with pytest.raises(ConfigError) as raised:
+        parse(bootstrapServers=BROKERS, authentication="sasl_scram_256")
+    # THEN the one problem is named, not what follows from it (an MSK cluster's authentications)
+    [problem] = raised.value.problems
+    assert problem.startswith("clusterArn and bootstrapServers exclude each other")
+
+
+def test_config_problem_of_a_refused_keys_absence_is_not_named() -> None:
+    # GIVEN an mTLS setup whose secret is not an ARN at all, and a bad batch size
+    # WHEN parsed
+    with pytest.raises(ConfigError) as raised:
+        parse(authentication="mtls", authSecretArn="sink/client-cert", batchSize=0)
+    # THEN the secret is named for what is wrong with it, not again as missing once set aside
+    assert raised.value.problems == (
+        "authSecretArn='sink/client-cert' is not a Secrets Manager secret ARN",
+        "batchSize=0 is out of range (allowed: 1-10000)",
+    )
+
+
 def test_config_short_function_timeout_is_allowed_with_any_request_timeout() -> None:
     # GIVEN a 3 s function timeout and requests allowed 5 s each
     # WHEN parsed
@@ -311,9 +420,13 @@ def test_config_poller_group_accepted_iff_within_aws_limits(topics: int, pollers
     try:
         source = parse(topics=names, maxPollers=pollers, pollerGroupName="shared").source
     except ConfigError as error:
-        # THEN it is refused exactly when AWS would: > 100 mappings, or > 2,000 pollers summed
-        assert topics > 100 or topics * pollers > 2000
-        assert str(error).startswith("pollerGroupName: ")
+        # THEN it is refused exactly when AWS would: > 100 mappings (more topics than a stack
+        # takes), or > 2,000 pollers summed
+        if topics > 100:
+            assert str(error).startswith("topics lists ")
+        else:
+            assert topics * pollers > 2000
+            assert str(error).startswith("pollerGroupName: ")
     else:
         assert topics <= 100 and topics * pollers <= 2000
         assert source.poller_group_name == "shared"
@@ -554,11 +667,6 @@ BAD_VALUES: list[tuple[dict[str, object], str, str]] = [
     ({"pollerGroupName": "shared pollers"}, "pollerGroupName", "poller group name"),
     ({"pollerGroupName": "g" * 129}, "pollerGroupName", "1-128"),
     (
-        {"pollerGroupName": "g", "topics": [f"topic-{i}" for i in range(101)], "maxPollers": 1},
-        "pollerGroupName",
-        "at most 100",
-    ),
-    (
         {"pollerGroupName": "g", "topics": "aa,bb,cc", "maxPollers": 700},
         "pollerGroupName",
         "3 mappings x maxPollers=700 = 2100 pollers in one group (AWS allows at most 2,000",
@@ -699,7 +807,12 @@ BAD_VALUES: list[tuple[dict[str, object], str, str]] = [
         "is also streamName",
     ),
     ({"functionMemoryMb": 64}, "functionMemoryMb", "128-10240"),
-    ({"functionTimeoutSeconds": 901}, "functionTimeoutSeconds", "900"),
+    (
+        {"functionTimeoutSeconds": 900},
+        "functionTimeoutSeconds",
+        "=900 is out of range (allowed: 1-840: Kafka event source mappings take functions of at"
+        " most 14 minutes)",
+    ),
     ({"architecture": "arm"}, "architecture", "arm64, x86_64"),
     ({"reservedConcurrency": 0}, "reservedConcurrency", "1-10000"),
     ({"logRetentionDays": 31}, "logRetentionDays", "30, 60"),
@@ -753,6 +866,30 @@ BAD_VALUES: list[tuple[dict[str, object], str, str]] = [
         "schemaRegistryAuth",
         "a Glue registry takes no authentication secret",
     ),
+    (
+        {"schemaRegistrySecretKmsKeyArn": SECRET_KEY_ARN},
+        "schemaRegistrySecretKmsKeyArn",
+        "needs schemaRegistryUri",
+    ),
+    (
+        {"schemaRegistryUri": "https://r.example.com", "schemaRegistrySecretKmsKeyArn": "key"},
+        "schemaRegistrySecretKmsKeyArn",
+        "KMS key ARN",
+    ),
+    (
+        {
+            "schemaRegistryUri": "arn:aws:glue:eu-west-1:123456789012:registry/r",
+            "schemaRegistrySecretKmsKeyArn": SECRET_KEY_ARN,
+        },
+        "schemaRegistrySecretKmsKeyArn",
+        "only applies with schemaRegistryAuthSecretArn or schemaRegistryRootCaSecretArn",
+    ),
+    (
+        {"topics": [f"topic-{index}" for index in range(101)]},
+        "topics",
+        "lists 101 topics; one stack deploys at most 100",
+    ),
+    ({"deliveryDelayAlarmSeconds": 0}, "deliveryDelayAlarmSeconds", "1-604800"),
     ({"topicPartitions": 0}, "topicPartitions", "1-100000"),
     ({"targetMbPerSecond": 5}, "targetMbPerSecond", "averageRecordBytes go together"),
     (

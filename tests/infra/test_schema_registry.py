@@ -195,6 +195,22 @@ def test_role_statements_confluent_reads_its_secrets_only() -> None:
     assert none == []
 
 
+def test_role_statements_confluent_secrets_under_their_key_can_be_decrypted() -> None:
+    # GIVEN a Confluent registry whose login secret a customer managed key encrypts
+    key = "arn:aws:kms:eu-west-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+    registry = SchemaRegistry(
+        CONFLUENT_URL,
+        auth=RegistryAuth.BASIC_AUTH,
+        auth_secret_arn=AUTH_SECRET,
+        secrets_kms_key_arn=key,
+    )
+    # WHEN the role's statements are made
+    statements = [s.to_json() for s in role_statements(registry)]
+    # THEN the secret can be read, and decrypted with that key only
+    assert statements[1:] == [{"Action": "kms:Decrypt", "Effect": "Allow", "Resource": key}]
+    assert statements[0]["Resource"] == AUTH_SECRET
+
+
 @settings(max_examples=40, deadline=None)
 @given(
     glue=st.booleans(),

@@ -14,6 +14,7 @@ from tests.infra.conftest import (
     GLUE_REGISTRY_ARN,
     KAFKA_SECRET_ARN,
     MTLS_SECRET_ARN,
+    REGISTRY_KEY_ARN,
     REGISTRY_SECRET_ARN,
     ROOT_CA_SECRET_ARN,
     SECRET_KEY_ARN,
@@ -445,6 +446,58 @@ def test_sources_confluent_schema_registry_with_its_secrets(
         for r in as_list(s["Resource"])
     }
     assert REGISTRY_SECRET_ARN in readable
+
+
+def test_sources_registry_secrets_under_a_customer_managed_key_can_be_decrypted(
+    variant_synths: dict[str, Synth],
+) -> None:
+    # GIVEN a Confluent registry whose secrets a customer managed key encrypts
+    synth = variant_synths["self_managed_confluent_schema_registry"]
+    # WHEN the role's statements are read
+    naming_it = [s for s in statements(synth) if REGISTRY_KEY_ARN in as_list(s["Resource"])]
+    # THEN the role may decrypt with that key, and do nothing else with it (as
+    # authSecretKmsKeyArn grants its own)
+    assert [(as_list(s["Action"]), as_list(s["Resource"])) for s in naming_it] == [
+        (["kms:Decrypt"], [REGISTRY_KEY_ARN])
+    ]
+
+
+@pytest.mark.parametrize(
+    "variant", ["msk_glue_schema_registry", "self_managed_confluent_schema_registry"]
+)
+def test_sources_schema_registry_errors_alarm_and_dashboard_row(
+    variant: str, variant_synths: dict[str, Synth]
+) -> None:
+    # GIVEN a mapping that validates records against a schema registry
+    synth = variant_synths[variant]
+    mapping = only(synth.resources("AWS::Lambda::EventSourceMapping"))
+    mapping_id = next(iter(synth.resources("AWS::Lambda::EventSourceMapping")))
+    # WHEN its alarms and dashboard are read
+    alarm = alarms_by_name(synth)["MappingSchemaRegistryErrors-orders"]
+    # THEN one alarm fires on the first record the registry refused (Lambda emits the count
+    # only when it is not 0: no data is no refusal), on that mapping's own metric
+    assert watched(alarm) == [
+        {
+            "MetricName": "SchemaRegistryErrorCount",
+            "Namespace": "AWS/Lambda",
+            "Dimensions": [{"Name": "EventSourceMappingUUID", "Value": {"Ref": mapping_id}}],
+        }
+    ]
+    assert (alarm["Threshold"], alarm["EvaluationPeriods"], alarm["TreatMissingData"]) == (
+        1,
+        1,
+        "notBreaching",
+    )
+    assert mapping["Properties"]["Topics"] == ["orders"]
+    # ...and the dashboard has a row for it
+    assert "SchemaRegistryErrorCount" in dashboard_body(synth)
+
+
+def test_sources_no_schema_registry_no_registry_alarm_or_row(default_synth: Synth) -> None:
+    # GIVEN the shipped configuration, without a registry
+    # THEN nothing watches a metric its mappings never emit
+    assert not [name for name in alarms_by_name(default_synth) if "SchemaRegistry" in name]
+    assert "SchemaRegistryErrorCount" not in dashboard_body(default_synth)
 
 
 def test_sources_no_schema_registry_leaves_the_mapping_as_before(default_synth: Synth) -> None:

@@ -596,17 +596,24 @@ def test_stack_alarms_present_named_and_notify_the_topic(all_synths: dict[str, S
         config = synth.stack.config
         # WHEN its alarms are read
         alarms = alarms_by_name(synth)
-        # THEN every alarm is there (six per mapping, their discard alarms named after the
-        # destination kind; one more per routed stream), each notifying the topic, each with an
-        # explicit name: the stack, then the name its runbook entry carries
+        # THEN every alarm is there (six for the mappings, their discard alarms named after the
+        # destination kind, each watching every mapping of these few; one more per routed
+        # stream), each notifying the topic, each with an explicit name: the stack, then the
+        # name its runbook entry carries
         source = config.source
         block = source.failure_mode.value == "block"
         extra, per_mapping = BLOCK_ALARMS if block else DESTINATION_ALARMS[source.on_failure.value]
-        expected = (
-            (ALARMS - {"DestinationDeliveryFailures"} if block else ALARMS)
-            | extra
-            | {f"{entry}-{t}" for entry in MAPPING_ALARMS | per_mapping for t in topics}
+        entries = MAPPING_ALARMS | per_mapping
+        if source.schema_registry is not None:
+            entries |= {"MappingSchemaRegistryErrors"}
+        assert len(topics) <= 5  # one alarm reads up to 5 mappings' discards, 10 of the others
+        watched_topics = (
+            topics[0] if len(topics) == 1 else f"{topics[0]} and {len(topics) - 1} more"
         )
+        stack_alarms = ALARMS - {"DestinationDeliveryFailures"} if block else ALARMS
+        expected = stack_alarms | extra | {f"{entry}-{watched_topics}" for entry in entries}
+        if config.alarms.delivery_delay_seconds is not None:
+            expected.add("DeliveryDelay")
         expected |= {f"StreamWriteThrottling-{stream_id}" for stream_id in config.streams}
         if not config.default_stream:
             expected.remove("StreamWriteThrottling")
@@ -740,6 +747,7 @@ def test_stack_dashboard_shows_lag_function_sink_and_stream_metrics(default_synt
         "RecordsThrottled",
         "RetryAttempts",
         "PublishLatency",
+        "DeliveryDelay",
         "IncomingRecords",
         "IncomingBytes",
         "WriteProvisionedThroughputExceeded",
@@ -747,6 +755,29 @@ def test_stack_dashboard_shows_lag_function_sink_and_stream_metrics(default_synt
         assert metric in body, metric
     assert "timeout" in body
     assert "alarm" in body
+
+
+def test_stack_delivery_delay_alarm_only_when_configured(all_synths: dict[str, Synth]) -> None:
+    # GIVEN a variant with deliveryDelayAlarmSeconds=300, and the shipped one without
+    configured = alarms_by_name(all_synths["multi_topic"])["DeliveryDelay"]
+    # WHEN the alarms are read
+    # THEN the configured one fires when the latest record of each of 3 periods of 5 minutes
+    # reached the stream at least 300 s after its Kafka timestamp (no records: no alarm)
+    assert watched(configured) == [
+        {
+            "MetricName": "DeliveryDelay",
+            "Namespace": "MskKinesisSink",
+            "Dimensions": [{"Name": "service", "Value": "msk-kinesis-sink"}],
+        }
+    ]
+    [stat] = [m["MetricStat"] for m in configured["Metrics"]]
+    assert (stat["Stat"], stat["Period"], configured["Threshold"]) == ("Maximum", 300, 300_000)
+    assert (configured["EvaluationPeriods"], configured["DatapointsToAlarm"]) == (3, 3)
+    assert configured["TreatMissingData"] == "notBreaching"
+    # ...and the shipped configuration has none, but draws the delay on its dashboard
+    assert "DeliveryDelay" not in alarms_by_name(all_synths["default"])
+    dashboard = only(all_synths["default"].resources("AWS::CloudWatch::Dashboard"))
+    assert "Delivery delay" in json.dumps(dashboard["Properties"]["DashboardBody"])
 
 
 def test_stack_email_subscription_only_when_configured(all_synths: dict[str, Synth]) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import time
 from typing import Any
 
 import boto3
@@ -196,6 +197,10 @@ SUMMARY_FIELDS = [
     "stopped_by_deadline",
     "put_latency_p50_ms",
     "put_latency_max_ms",
+    "delivery_delay_p50_ms",
+    "delivery_delay_max_ms",
+    "records_without_timestamp",
+    "records_timestamp_ahead",
     "duration_ms",
 ]
 METRICS = [
@@ -211,6 +216,7 @@ METRICS = [
     {"Name": "BytesPublished", "Unit": "Bytes"},
     {"Name": "PartitionsHeldByStreamGuard", "Unit": "Count"},
     {"Name": "PublishLatency", "Unit": "Milliseconds"},
+    {"Name": "DeliveryDelay", "Unit": "Milliseconds"},
 ]
 
 
@@ -245,3 +251,7 @@ def test_handler_summary_line_and_metrics_keep_their_names_order_and_units(
     assert emf["RecordsReceived"] == [2.0] and emf["RecordsPublished"] == [1.0]
     assert emf["RecordsFailed"] == [1.0] and emf["BytesPublished"] == [2.0]
     assert len(emf["PublishLatency"]) == emf["PutRecordsCalls"][0] == 1
+    # ...the one record written as its delay since its Kafka timestamp (now, less 2023-11-14)
+    [delay] = emf["DeliveryDelay"]
+    assert round(delay, 1) == summary["delivery_delay_max_ms"]
+    assert delay > time.time() * 1000 - 1_700_000_000_000 - 60_000

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import io
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -142,10 +143,11 @@ def _text(report: AuditReport, esm: EsmStats, **more: Any) -> str:
     )
 
 
-def _report(*, delivered: int) -> str:
+def _report(*, delivered: int, delays: Sequence[float] = ()) -> str:
     return _text(
         _audit_report(delivered=delivered),
         EsmStats(invocations=4, function_errors=4, init_errors=4, records_discarded=1000),
+        delivery_delays_ms=delays,
     )
 
 
@@ -171,6 +173,21 @@ def test_demo_report_rate_counts_delivered_records_only() -> None:
     # THEN the rate is 500 / 0.5 s, and MB/s is the delivered share of the values
     assert summary["records_per_s"] == "1000"
     assert summary["mb_per_s"] == "2.0"
+
+
+def test_demo_report_gives_the_delivery_delay_percentiles_of_every_record() -> None:
+    # GIVEN a run whose 100 delivered records reached the stream 1..100 s after their Kafka
+    # timestamps, in no particular order
+    delays = [float(ms) for ms in reversed(range(1_000, 100_001, 1_000))]
+    # WHEN its report is written
+    text = _report(delivered=100, delays=delays)
+    summary = dict(item.split("=", 1) for item in text.splitlines()[-1].split())
+    # THEN the summary line and the report give their p50 and p99 (nearest rank)
+    assert (summary["delay_p50_ms"], summary["delay_p99_ms"]) == ("50000", "99000")
+    assert "delay      p50 50.0 s, p99 99.0 s" in text
+    # ...and a run that wrote nothing has none
+    summary = dict(item.split("=", 1) for item in _report(delivered=0).splitlines()[-1].split())
+    assert "delay_p50_ms" not in summary and "delay_p99_ms" not in summary
 
 
 class _Stream(io.StringIO):

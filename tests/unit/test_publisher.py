@@ -243,6 +243,87 @@ def test_publisher_throttled_key_backs_off_alone() -> None:
     assert fake.written_at[-1] - started >= 1.0
 
 
+# -- how late the data is -----------------------------------------------------------------
+
+
+# The sources_event records' timestamps: 1_700_000_000_000 + offset (ms since the epoch).
+_STAMPED_AT_S = 1_700_000_000.0
+
+
+@pytest.mark.parametrize("aggregation", ["off", "on"])
+def test_sink_delivery_delay_from_each_record_timestamp_to_its_acknowledgement(
+    aggregation: str,
+) -> None:
+    # GIVEN records stamped at 1_700_000_000_000 + offset ms, and a wall clock 10 s later
+    sources: list[Source] = [(0, o, b"k", b"v") for o in range(5)] + [(1, 7, b"j", b"w")]
+    fake = FakeKinesis()
+    settings_ = _settings(AGGREGATION=aggregation)
+    # WHEN published (aggregated, several records share one Kinesis record)
+    with _sink(fake, settings=settings_, wall_clock=lambda: _STAMPED_AT_S + 10) as sink:
+        sink.handle(_event(sources), FakeContext())
+        report = sink.last_report
+    # THEN each record has its own delay: the acknowledgement less its own timestamp
+    assert report is not None
+    expected = sorted(10_000.0 - offset for _, offset, _, _ in sources)
+    assert sorted(report.stats.delivery_delays_ms) == expected
+    assert report.log_fields()["delivery_delay_max_ms"] == 10_000.0
+
+
+def test_sink_delivery_delay_counts_the_wait_of_a_throttled_record() -> None:
+    # GIVEN a record throttled once, with 1 s of backoff, and a wall clock that moves with the
+    # invocation's own clock
+    clock = FakeClock(start=0.0)
+    attempts: dict[int, int] = defaultdict(int)
+
+    def throttle_offset_1_once(call: int, entry: Entry) -> RecordResult | None:
+        attempts[entry.records[0].offset] += 1
+        first = entry.records[0].offset == 1 and attempts[1] == 1
+        return RecordResult.THROTTLED if first else None
+
+    fake = FakeKinesis(fail_entry=throttle_offset_1_once, clock=clock, latency_s=0.01)
+    settings_ = _settings(RETRY_BASE_MS="1000", RETRY_MAX_MS="1000")
+    # WHEN published, the records read 2 s after they were stamped
+    with _sink(
+        fake,
+        settings=settings_,
+        clock=clock,
+        wall_clock=lambda: _STAMPED_AT_S + 2 + clock(),
+        sleep=clock.sleep,
+        rng=LongestJitter(),
+    ) as sink:
+        sink.handle(_event([(0, 0, b"a", b"v"), (0, 1, b"b", b"v")]), clock.context(10_000))
+        report = sink.last_report
+    # THEN the record written at once is ~2 s late, the throttled one a second later still
+    assert report is not None
+    first, throttled = report.stats.delivery_delays_ms
+    assert 2_000 <= first < 2_100
+    assert throttled >= first + 1_000 - 1
+
+
+def test_sink_delivery_delay_leaves_out_records_without_a_timestamp_and_floors_the_future() -> None:
+    # GIVEN one record without a timestamp (-1), one stamped a minute after the wall clock (the
+    # producer's clock ahead), one stamped a second before it
+    now_ms = 1_800_000_000_000
+    records = [
+        kafka_record(TOPIC, 0, 0, b"k", b"v", timestamp=-1, timestamp_type="NO_TIMESTAMP_TYPE"),
+        kafka_record(TOPIC, 0, 1, b"k", b"v", timestamp=now_ms + 60_000),
+        kafka_record(TOPIC, 0, 2, b"k", b"v", timestamp=now_ms - 1_000),
+    ]
+    fake = FakeKinesis()
+    # WHEN published
+    with _sink(fake, wall_clock=lambda: now_ms / 1000) as sink:
+        response = sink.handle(msk_event(records), FakeContext())
+        report = sink.last_report
+    # THEN all three reach the stream; the delay has the future one as 0 and the last one's
+    # second, and the summary counts the two that could not be measured as they are
+    assert response == {"batchItemFailures": []}
+    assert report is not None
+    stats = report.stats
+    assert stats.records_published == 3
+    assert stats.delivery_delays_ms == [0.0, 1_000.0]
+    assert (stats.records_without_timestamp, stats.records_timestamp_ahead) == (1, 1)
+
+
 def test_publisher_lost_responses_only_duplicate_never_reorder() -> None:
     # GIVEN every other response is lost after the write happened
     sources: list[Source] = [(0, o, f"k{o % 3}".encode(), b"v") for o in range(30)]
