@@ -9,6 +9,7 @@ from contextlib import contextmanager
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Final
 
+import boto3
 from botocore.config import Config
 
 from msk_kinesis_sink.aws.classify import SDK_ERRORS, describe_error
@@ -90,9 +91,16 @@ def _reading(what: str, *, missing_ok: bool = False) -> Iterator[list[bool]]:
 class AwsDeployment:
     """A deployment read through boto3 (endpoints and credentials as `env` and boto3 give them)."""
 
-    def __init__(self, env: Mapping[str, str], region: str | None = None) -> None:
+    def __init__(
+        self,
+        env: Mapping[str, str],
+        region: str | None = None,
+        *,
+        aws_session: boto3.session.Session | None = None,
+    ) -> None:
+        """Clients from `aws_session`, or from a session `env`'s credentials make."""
         with _reading("the AWS configuration"):
-            aws = session(env)
+            aws = aws_session or session(env)
             self._region = region or aws.region_name
             if not self._region:
                 raise DoctorError("no AWS region: set AWS_REGION or pass --region")
