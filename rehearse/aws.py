@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any, Final
 
 import boto3
@@ -56,8 +57,10 @@ def sign_payload_hash(request: AWSRequest, **_: Any) -> None:
         request.headers["X-Amz-Content-SHA256"] = hashlib.sha256(body).hexdigest()
 
 
+@lru_cache(maxsize=32)
 def session(identity: Identity) -> boto3.session.Session:
-    """A session signing as `identity`; its clients sign the payload hash as a header."""
+    """A session signing as `identity`; its clients sign the payload hash as a header. One per
+    identity: a session loads each service's model once, for all its clients."""
     aws = boto3.session.Session(
         aws_access_key_id=identity.access_key_id,
         aws_secret_access_key=identity.secret_access_key,
@@ -68,8 +71,10 @@ def session(identity: Identity) -> boto3.session.Session:
     return aws
 
 
+@lru_cache(maxsize=128)
 def client(service: str, endpoint: str, identity: Identity) -> Any:
-    """A client of `service` at `endpoint`, signing as `identity`."""
+    """A client of `service` at `endpoint`, signing as `identity` (made once; clients are
+    thread-safe)."""
     return session(identity).client(
         service,  # type: ignore[call-overload]
         endpoint_url=endpoint,

@@ -81,11 +81,20 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     passed: list[str] = []
     try:
         with MotoServer(log_path=workdir / "moto.log") as server:
-            say("moto", f"moto {server.version} server at {server.endpoint} ({server.startup_s:.1f} s)")
+            say(
+                "moto",
+                f"moto {server.version} server at {server.endpoint} ({server.startup_s:.1f} s)",
+            )
             for chosen in args.variant:
                 ok = _one(server, chosen, args.without_permission, workdir, say)
                 passed += [chosen.name] if ok else []
-    except (SynthError, DeployError, MotoServerError, ProcessFailedError, AccessControlError) as error:
+    except (
+        SynthError,
+        DeployError,
+        MotoServerError,
+        ProcessFailedError,
+        AccessControlError,
+    ) as error:
         print(f"rehearse: error: {error}", file=sys.stderr)
         return 2
     except RehearsalInputError as error:
@@ -103,7 +112,9 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     return 0 if not failed else 1
 
 
-def _one(server: MotoServer, chosen: Variant, without: str | None, workdir: Path, tell: Say) -> bool:
+def _one(
+    server: MotoServer, chosen: Variant, without: str | None, workdir: Path, tell: Say
+) -> bool:
     here = workdir / chosen.name
     shutil.rmtree(here, ignore_errors=True)
     here.mkdir(parents=True)
@@ -115,5 +126,8 @@ def _one(server: MotoServer, chosen: Variant, without: str | None, workdir: Path
     started = time.monotonic()
     outcome = rehearse(server, synthesized, chosen, without=without, workdir=here, say=tell)
     verdict = "ok" if outcome.ok else "FAILED"
-    tell("result", f"variant {chosen.name} {verdict} ({time.monotonic() - started:.1f} s after synth)")
+    tell(
+        "result",
+        f"variant {chosen.name} {verdict} ({time.monotonic() - started:.1f} s after synth)",
+    )
     return outcome.ok

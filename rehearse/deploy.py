@@ -12,13 +12,14 @@ import zipfile
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Final
 
-from msk_kinesis_sink.doctor.aws_access import AwsDeployment
 from msk_kinesis_sink.doctor.model import ALARM_TYPE, STREAM_TYPE, StackView
 from msk_kinesis_sink.doctor.template import StackNames, resolve
 from rehearse.aws import Identity, client
+from rehearse.doctor import moto_deployment
 from rehearse.moto_server import ACCOUNT, REGION
 from rehearse.prepare import StandIn, prepare_template
 from rehearse.synth import FileAsset, Synthesized
@@ -60,6 +61,7 @@ class Deployed:
         return resolve(value, self.names)
 
 
+@lru_cache(maxsize=8)
 def asset_bytes(asset: FileAsset) -> bytes:
     """The object `cdk deploy` uploads for an asset: the file, or the folder zipped."""
     if asset.packaging == "file":
@@ -87,7 +89,7 @@ def deploy(endpoint: str, identity: Identity, synthesized: Synthesized) -> Deplo
     key = TEMPLATE_KEY.format(stack=synthesized.stack_name)
     s3.put_object(Bucket=bucket, Key=key, Body=json.dumps(prepared.template).encode())
     _create_stack(endpoint, identity, synthesized.stack_name, bucket, key)
-    stack = AwsDeployment(_env(endpoint, identity), REGION).stack(synthesized.stack_name)
+    stack = moto_deployment(endpoint, identity).stack(synthesized.stack_name)
     uuids = {stand_in.logical_id: stand_in.uuid for stand_in in prepared.stand_ins}
     names = StackNames.of(stack.stack_id, stack.resources, uuids)
     notes = [_taken_out(prepared.stand_ins)] if prepared.stand_ins else []
@@ -103,10 +105,6 @@ def deploy(endpoint: str, identity: Identity, synthesized: Synthesized) -> Deplo
         notes=tuple(notes),
         seconds=time.monotonic() - started,
     )
-
-
-def _env(endpoint: str, identity: Identity) -> dict[str, str]:
-    return {"AWS_ENDPOINT_URL": endpoint, "AWS_REGION": REGION, **identity.env()}
 
 
 def _bootstrap(endpoint: str, identity: Identity, synthesized: Synthesized) -> str:

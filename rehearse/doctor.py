@@ -48,9 +48,11 @@ class EmulatedMappings:
     stand_ins: tuple[StandIn, ...]
     states: Mapping[str, MappingState]
 
-    def with_state(self, uuid: str, **changes: str) -> EmulatedMappings:
+    def with_state(self, uuid: str, state: str, reason: str) -> EmulatedMappings:
+        """The same, with one mapping in another state (as `aws lambda update-event-source-
+        mapping --no-enabled` would leave it, say)."""
         states = dict(self.states)
-        states[uuid] = replace(states[uuid], **changes)
+        states[uuid] = replace(states[uuid], state=state, state_transition_reason=reason)
         return replace(self, states=states)
 
     def stack(self, name: str) -> StackView:

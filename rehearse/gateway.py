@@ -141,10 +141,14 @@ class Gateway:
         else:
             status, answer_headers, answer = self._forward(method, target, headers, body)
         refused = denied_action(request, status, answer)
-        self._record(Call(request.name, request.resource, status, "moto's IAM" if refused else None))
+        self._record(
+            Call(request.name, request.resource, status, "moto's IAM" if refused else None)
+        )
         if refused and request.json_protocol:
             # moto words a refusal as IAM's XML; a JSON service answers it in JSON.
-            status, answer = denial_answer(request, self._caller.name, refused, request.resource or "*")
+            status, answer = denial_answer(
+                request, self._caller.name, refused, request.resource or "*"
+            )
             answer_headers = [("Content-Type", "application/x-amz-json-1.1")]
         return status, answer_headers, answer
 
@@ -182,7 +186,9 @@ class Gateway:
         except ClientError as error:
             status = int(error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0))
             refused = status == 403 or "AccessDenied" in str(error)
-            return Call(DATA_KEY_ACTION, key, status, "moto's IAM" if refused else None, on_behalf_of)
+            return Call(
+                DATA_KEY_ACTION, key, status, "moto's IAM" if refused else None, on_behalf_of
+            )
         return Call(DATA_KEY_ACTION, key, 200, None, on_behalf_of)
 
     def _record(self, call: Call) -> None:
@@ -234,9 +240,7 @@ def _exchange(
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(
-        self, address: tuple[str, int], handler: type[_Handler], gateway: Gateway
-    ) -> None:
+    def __init__(self, address: tuple[str, int], handler: type[_Handler], gateway: Gateway) -> None:
         super().__init__(address, handler)
         self.gateway = gateway
 

@@ -127,7 +127,9 @@ def prove_enforced(endpoint: str, role: Identity, operator_identity: Identity) -
     except ClientError as error:
         status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
         if status != 403:
-            raise AccessControlError(f"{UNGRANTED_ACTION} under the role failed with {status}")
+            raise AccessControlError(
+                f"{UNGRANTED_ACTION} under the role failed with {status}, not 403"
+            ) from None
     else:
         raise AccessControlError(
             f"moto allowed {UNGRANTED_ACTION} to the role, whose policy does not grant it:"

@@ -82,9 +82,11 @@ def deployed_function(endpoint: str, operator: Identity, deployed: Deployed) -> 
 
 def unpack_code(endpoint: str, operator: Identity, function: DeployedFunction, to: Path) -> int:
     """The deployed code, from the bucket, unpacked into `to`; the number of files."""
-    body = client("s3", endpoint, operator).get_object(
-        Bucket=function.code_bucket, Key=function.code_key
-    )["Body"].read()
+    body = (
+        client("s3", endpoint, operator)
+        .get_object(Bucket=function.code_bucket, Key=function.code_key)["Body"]
+        .read()
+    )
     with zipfile.ZipFile(io.BytesIO(body)) as archive:
         archive.extractall(to)
         return len(archive.namelist())

@@ -177,4 +177,3 @@ class Policy:
             for operator in (statement.condition or {}).values():
                 keys.update(dict.fromkeys(operator))
         return list(keys)
-

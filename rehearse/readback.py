@@ -43,7 +43,9 @@ class DeadLetterAudit:
 
     @property
     def ok(self) -> bool:
-        return not (self.missing or self.unexpected or self.not_as_expected or self.discarded_batches)
+        return not (
+            self.missing or self.unexpected or self.not_as_expected or self.discarded_batches
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,10 +83,15 @@ def audit_streams(
     audits = []
     for stream, topics in streams.items():
         expected = [
-            r for t in topics for r in sent.records[t] if (r.topic, r.partition, r.offset) not in dead
+            r
+            for t in topics
+            for r in sent.records[t]
+            if (r.topic, r.partition, r.offset) not in dead
         ]
         records, shards = read_stream(kinesis, stream)
-        audits.append(StreamAudit(stream, tuple(topics), audit(source_log(expected), records, shards)))
+        audits.append(
+            StreamAudit(stream, tuple(topics), audit(source_log(expected), records, shards))
+        )
     return audits
 
 

@@ -99,7 +99,10 @@ def rehearse(
     iam.install(account.endpoint, account.operator, account.role, policy.for_moto())
     session = iam.assume(account.endpoint, account.operator, account.role.role_arn, "rehearsal")
     server.enforce_access_control()
-    say("iam", "access control on: " + iam.prove_enforced(account.endpoint, session, account.operator))
+    say(
+        "iam",
+        "access control on: " + iam.prove_enforced(account.endpoint, session, account.operator),
+    )
     code_dir = workdir / "code"
     files = unpack_code(account.endpoint, account.operator, account.function, code_dir)
     say(
@@ -134,7 +137,7 @@ def _policy(role: iam.RolePolicy, without: str | None, say: Say) -> Policy:
     say(
         "iam",
         f"role {role.role_name}: policy {role.policy_name!r}, {len(policy.statements)} statements;"
-        " moto compares the Resource only for S3, so the other statements get Resource \"*\" in"
+        ' moto compares the Resource only for S3, so the other statements get Resource "*" in'
         " moto and each call's resource is checked against them here",
     )
     if without is None:
@@ -197,8 +200,11 @@ def _report_run(run: FunctionRun, calls: Sequence[Call], policy: Policy, say: Sa
     called = {call.action.lower() for call in calls}
     unused = [a for a in policy.actions() if a.lower() not in called]
     if unused:
-        say("unused", "granted, not called by the function in this run (the mappings, Lambda's"
-            f" runtime or a path not taken may use them): {', '.join(unused)}")
+        say(
+            "unused",
+            "granted, not called by the function in this run (the mappings, Lambda's"
+            f" runtime or a path not taken may use them): {', '.join(unused)}",
+        )
     stats = [m["stats"] for m in run.mappings]
     summary = f"{run.outcome} in {run.seconds:.1f} s"
     if stats:
@@ -248,8 +254,11 @@ def _doctor(account: Account, run: FunctionRun, say: Say) -> DoctorRun:
         mapping_states(account.deployed.stand_ins, healthy),
     )
     result = examine(deployment, account.deployed.stack.name)
-    say("doctor", f"as {account.doctor.name} (the read-only policy of docs/runbook.md),"
-        " the emulator's mappings in place of the stack's")
+    say(
+        "doctor",
+        f"as {account.doctor.name} (the read-only policy of docs/runbook.md),"
+        " the emulator's mappings in place of the stack's",
+    )
     for line in result.lines:
         say("doctor", line)
     return result

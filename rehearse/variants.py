@@ -36,8 +36,8 @@ VARIANTS: Final = (
         "two topics routed to two streams (no default stream)",
         {
             "topics": "orders.v1,payments.v1",
-            "defaultStream": "false",
-            "streams": '{"orders": {"topics": ["orders.*"]}, "payments": {"topics": ["payments.*"]}}',
+            "defaultStream": False,
+            "streams": {"orders": {"topics": ["orders.*"]}, "payments": {"topics": ["payments.*"]}},
         },
     ),
     Variant(

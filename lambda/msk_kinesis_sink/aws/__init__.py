@@ -1,4 +1,4 @@
-"""The function's AWS adapters; with the operator tools' `aws_access`, the only code importing boto3.
+"""The function's AWS adapters; with the operator tools' `aws_access`, the only code using boto3.
 
 `clients` makes the container's clients, `http` carries their requests through the deadline-bounded
 `transport`, `kinesis` and `s3` are the record and dead-letter writers, and `classify` turns every
