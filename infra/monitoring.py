@@ -172,4 +172,3 @@ def alarm_name(stack_name: str, entry: str, subject: str | None = None) -> str:
     digest = hashlib.sha256(subject.encode()).hexdigest()[:8]
     room = MAX_ALARM_NAME_CHARS - len(f"{stack_name}-{entry}--") - len(digest)
     return f"{stack_name}-{entry}-{subject[:room]}-{digest}"
-
