@@ -13,14 +13,24 @@ from msk_kinesis_sink.limits import DEFAULT_MAX_RECORD_BYTES
 from msk_kinesis_sink.runbook import RUNBOOK_PATH, runbook_anchor
 
 KIB: Final = 1024
-# docs/runbook.md entries for what no alarm covers (each a "### `<entry>`" heading there).
-STACK_ENTRY: Final = "StackStatus"
-ENVIRONMENT_ENTRY: Final = "FunctionEnvironment"
+# The docs/runbook.md headings to read when a check is not OK: the doctor's own (under "The
+# doctor"), or an alarm's entry that covers the same ground.
+STACK_ENTRY: Final = "Stack status"
+ENVIRONMENT_ENTRY: Final = "Function environment"
 MAPPING_ENTRY: Final = "MappingNotPolling-<topic>"
-STREAM_ENTRY: Final = "StreamSettings"
+STREAM_ENTRY: Final = "Stream settings"
 ALARMS_ENTRY: Final = "Alarms"
 DEAD_LETTERS_ENTRY: Final = "Reading dead letters"
 OFFSET_LAG_ENTRY: Final = "OffsetLag"
+ENTRIES: Final = (
+    STACK_ENTRY,
+    ENVIRONMENT_ENTRY,
+    MAPPING_ENTRY,
+    STREAM_ENTRY,
+    ALARMS_ENTRY,
+    DEAD_LETTERS_ENTRY,
+    OFFSET_LAG_ENTRY,
+)
 # Stream distribution strategies: only this one keeps per-key order.
 KEYED: Final = "USER_PARTITION_KEY"
 _ALARM_REASON_CHARS: Final = 160
