@@ -41,6 +41,7 @@ CANNOT_CHECK: Final = (
     "alarm metrics: nothing publishes Lambda's or the function's metrics here, so no alarm leaves"
     " INSUFFICIENT_DATA by itself",
     "VPC reachability: subnets, security groups, endpoints, NAT",
+    "IAM condition keys: moto passes every condition (the role's are listed above, under iam)",
     "the logs actions, which Lambda's runtime uses, not the function",
     "MaxRecordSizeInKiB and RecordDistributionStrategy (moto's Kinesis has neither)",
 )
@@ -140,6 +141,9 @@ def _policy(role: iam.RolePolicy, without: str | None, say: Say) -> Policy:
         ' moto compares the Resource only for S3, so the other statements get Resource "*" in'
         " moto and each call's resource is checked against them here",
     )
+    conditions = policy.condition_keys()
+    if conditions:
+        say("iam", f"condition keys not evaluated (moto passes them): {', '.join(conditions)}")
     if without is None:
         return policy
     reduced, removed = policy.without(without)
