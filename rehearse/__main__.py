@@ -6,4 +6,8 @@ import sys
 
 from rehearse.cli import main
 
-sys.exit(main())
+try:
+    sys.exit(main())
+except KeyboardInterrupt:
+    print("interrupted: the moto server and the function's process were stopped", file=sys.stderr)
+    sys.exit(130)

@@ -11,10 +11,12 @@ from __future__ import annotations
 import argparse
 import re
 import shutil
+import signal
 import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from types import FrameType
 from typing import NoReturn, TextIO
 
 from localloop.procs import ProcessFailedError
@@ -69,15 +71,20 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     return args
 
 
+def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt  # so every `with` block stops the process it started
+
+
 def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     out = out or sys.stdout
     args = parse(argv)
+    signal.signal(signal.SIGTERM, _raise_interrupt)
 
     def say(label: str, text: str) -> None:
         print(f"{label:<9} {text}", file=out, flush=True)
 
     started = time.monotonic()
-    workdir: Path = args.workdir
+    workdir: Path = args.workdir.resolve()
     passed: list[str] = []
     try:
         with MotoServer(log_path=workdir / "moto.log") as server:

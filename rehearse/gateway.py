@@ -18,11 +18,11 @@ from __future__ import annotations
 import http.client
 import json
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
 from typing import Final
 from urllib.parse import urlsplit
 
@@ -70,7 +70,7 @@ class EncryptionKeys:
 
 
 class Gateway:
-    """The proxy, serving in a background thread for the lifetime of a `with` block."""
+    """The proxy (`with gateway.serving():` runs it)."""
 
     def __init__(
         self,
@@ -99,29 +99,22 @@ class Gateway:
         self.denied = threading.Event()
         self._server = _Server((LOOPBACK, 0), _Handler, self)
         self.endpoint = f"http://{LOOPBACK}:{self._server.server_address[1]}"
-        self._thread: threading.Thread | None = None
 
     def calls(self) -> list[Call]:
         with self._lock:
             return list(self._calls)
 
-    def __enter__(self) -> Gateway:
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, name="gateway", daemon=True
-        )
-        self._thread.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        if self._thread is not None:
-            self._thread.join()
+    @contextmanager
+    def serving(self) -> Iterator[Gateway]:
+        """Serve from a background thread for the lifetime of the `with` block."""
+        thread = threading.Thread(target=self._server.serve_forever, name="gateway", daemon=True)
+        thread.start()
+        try:
+            yield self
+        finally:
+            self._server.shutdown()
+            self._server.server_close()
+            thread.join()
 
     # -- one request ------------------------------------------------------------------------
 

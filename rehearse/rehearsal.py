@@ -95,6 +95,7 @@ def rehearse(
     workdir: Path,
     say: Say,
 ) -> Outcome:
+    workdir = workdir.resolve()  # the function's process runs in it, and reads from it
     account = set_up(server, synthesized, say)
     policy = _policy(account.role, without, say)
     iam.install(account.endpoint, account.operator, account.role, policy.for_moto())
@@ -117,9 +118,8 @@ def rehearse(
         account.deployed, variant.records, variant.partitions, variant.oversize, max_record + 1
     )
     keys = _encryption_keys(account)
-    with Gateway(
-        account.endpoint, policy=policy, caller=session, account=ACCOUNT, keys=keys
-    ) as gateway:
+    gateway = Gateway(account.endpoint, policy=policy, caller=session, account=ACCOUNT, keys=keys)
+    with gateway.serving():
         env = lambda_environment(account.function, session, gateway.endpoint, code_dir)
         say("run", _run_intro(account, jobs_count=len(jobs), records=variant.records, env=env))
         run = run_function(account.function, jobs, env, workdir, gateway.denied)

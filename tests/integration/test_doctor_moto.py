@@ -3,10 +3,8 @@ reads of each service, what it reads as missing, and the errors it turns into on
 
 from __future__ import annotations
 
-import io
 import json
 import os
-import zipfile
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
@@ -17,6 +15,7 @@ from moto.core import set_initial_no_auth_action_count
 from msk_kinesis_sink.doctor.aws_access import MAX_LISTED_OBJECTS, AwsDeployment
 from msk_kinesis_sink.errors import DoctorError
 from tests.integration.conftest import REGION
+from tests.integration.test_replay_moto import _deploy_function
 
 STACK = "DoctorStack"
 TEMPLATE = {
@@ -31,23 +30,6 @@ TEMPLATE = {
 @pytest.fixture
 def reader(mocked_aws: None) -> Iterator[AwsDeployment]:
     yield AwsDeployment(os.environ)
-
-
-def _function(name: str, variables: dict[str, str]) -> None:
-    role = boto3.client("iam").create_role(RoleName=f"{name}-role", AssumeRolePolicyDocument="{}")[
-        "Role"
-    ]["Arn"]
-    code = io.BytesIO()
-    with zipfile.ZipFile(code, "w") as archive:
-        archive.writestr("handler.py", "def handler(event, context):\n    return None\n")
-    boto3.client("lambda").create_function(
-        FunctionName=name,
-        Runtime="python3.12",
-        Role=role,
-        Handler="handler.handler",
-        Code={"ZipFile": code.getvalue()},
-        Environment={"Variables": variables},
-    )
 
 
 def test_doctor_reads_the_stack_its_resources_outputs_and_template(reader: AwsDeployment) -> None:
@@ -72,7 +54,7 @@ def test_doctor_no_such_stack_is_one_line(reader: AwsDeployment) -> None:
 
 
 def test_doctor_reads_the_function_environment_or_none(reader: AwsDeployment) -> None:
-    _function("sink", {"STREAM_NAME": "s", "RECORD_FORMAT": "raw"})
+    _deploy_function("sink", {"STREAM_NAME": "s", "RECORD_FORMAT": "raw"})
     assert reader.function_environment("sink") == {"STREAM_NAME": "s", "RECORD_FORMAT": "raw"}
     assert reader.function_environment("gone") is None
 
@@ -93,7 +75,7 @@ def test_doctor_reads_streams_and_misses_the_missing(reader: AwsDeployment) -> N
 
 
 def test_doctor_reads_mappings_it_finds_and_leaves_out_the_rest(reader: AwsDeployment) -> None:
-    _function("sink", {})
+    _deploy_function("sink", {})
     kinesis = boto3.client("kinesis")
     kinesis.create_stream(StreamName="source", ShardCount=1)
     arn = kinesis.describe_stream_summary(StreamName="source")["StreamDescriptionSummary"][
@@ -111,18 +93,10 @@ def test_doctor_reads_alarms_more_than_one_call_holds(reader: AwsDeployment) -> 
     # GIVEN more alarms than DescribeAlarms takes names at once, one of them in ALARM
     cloudwatch = boto3.client("cloudwatch")
     names = [f"Sink-Alarm-{i:03d}" for i in range(120)]
+    alarm = {"MetricName": "Errors", "Namespace": "AWS/Lambda", "Statistic": "Sum", "Period": 300}
+    alarm |= {"EvaluationPeriods": 1, "Threshold": 7, "ComparisonOperator": "GreaterThanThreshold"}
     for name in names:
-        cloudwatch.put_metric_alarm(
-            AlarmName=name,
-            AlarmDescription="d. Runbook: docs/runbook.md#offsetlag",
-            MetricName="Errors",
-            Namespace="AWS/Lambda",
-            Statistic="Sum",
-            Period=300,
-            EvaluationPeriods=1,
-            Threshold=7,
-            ComparisonOperator="GreaterThanThreshold",
-        )
+        cloudwatch.put_metric_alarm(AlarmName=name, AlarmDescription="Runbook: x#y", **alarm)
     cloudwatch.set_alarm_state(AlarmName=names[110], StateValue="ALARM", StateReason="forced")
     # WHEN read by name
     alarms = reader.alarms([*names, "Sink-Deleted"])

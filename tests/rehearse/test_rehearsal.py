@@ -135,9 +135,8 @@ def test_rehearsal_checks_the_resources_moto_does_not(
     moto_server.enforce_access_control()
     stream = account.deployed.stack.outputs["StreamArn"]
     keys = EncryptionKeys({}, {})
-    with Gateway(
-        account.endpoint, policy=narrowed, caller=session, account=ACCOUNT, keys=keys
-    ) as gateway:
+    gateway = Gateway(account.endpoint, policy=narrowed, caller=session, account=ACCOUNT, keys=keys)
+    with gateway.serving():
         kinesis = boto3.client(
             "kinesis",
             endpoint_url=gateway.endpoint,

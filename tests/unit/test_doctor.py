@@ -19,14 +19,9 @@ from msk_kinesis_sink.doctor import checks
 from msk_kinesis_sink.doctor.aws_access import READ_ONLY_ACTIONS, read_only_policy
 from msk_kinesis_sink.doctor.checks import Status, environment_check
 from msk_kinesis_sink.doctor.cli import main, run
-from msk_kinesis_sink.doctor.model import (
-    AlarmState,
-    MappingState,
-    RecentObjects,
-    StackResource,
-    StackView,
-    StreamSummary,
-)
+from msk_kinesis_sink.doctor.model import AlarmState, MappingState, RecentObjects, StackView
+from msk_kinesis_sink.doctor.model import StackResource as Resource
+from msk_kinesis_sink.doctor.model import StreamSummary as Summary
 from msk_kinesis_sink.errors import DoctorError
 from msk_kinesis_sink.runbook import RUNBOOK_PATH, runbook_anchor
 
@@ -107,8 +102,8 @@ class FakeDeployment:
     mapping: MappingState | None = field(
         default_factory=lambda: MappingState(UUID, ("orders",), "Enabled", "USER_INITIATED", "OK")
     )
-    summary: StreamSummary | None = field(
-        default_factory=lambda: StreamSummary(
+    summary: Summary | None = field(
+        default_factory=lambda: Summary(
             STREAM, STREAM_ARN, "ACTIVE", "ON_DEMAND", "USER_PARTITION_KEY", 1024, "KMS", "k"
         )
     )
@@ -134,12 +129,12 @@ class FakeDeployment:
             status=self.status,
             outputs={"FunctionName": FUNCTION, "DeadLetterBucketName": BUCKET},
             resources=(
-                StackResource("Function", "AWS::Lambda::Function", FUNCTION),
-                StackResource("Stream", "AWS::Kinesis::Stream", STREAM),
-                StackResource("Bucket", "AWS::S3::Bucket", BUCKET),
-                StackResource("Mapping", "AWS::Lambda::EventSourceMapping", UUID),
-                StackResource("LagAlarm", "AWS::CloudWatch::Alarm", f"{STACK}-OffsetLag"),
-                StackResource("ErrorsAlarm", "AWS::CloudWatch::Alarm", f"{STACK}-FunctionErrors"),
+                Resource("Function", "AWS::Lambda::Function", FUNCTION),
+                Resource("Stream", "AWS::Kinesis::Stream", STREAM),
+                Resource("Bucket", "AWS::S3::Bucket", BUCKET),
+                Resource("Mapping", "AWS::Lambda::EventSourceMapping", UUID),
+                Resource("LagAlarm", "AWS::CloudWatch::Alarm", f"{STACK}-OffsetLag"),
+                Resource("ErrorsAlarm", "AWS::CloudWatch::Alarm", f"{STACK}-FunctionErrors"),
             ),
             template=TEMPLATE,
         )
@@ -151,7 +146,7 @@ class FakeDeployment:
     def mappings(self, uuids: Sequence[str]) -> list[MappingState]:
         return [self.mapping] if self.mapping is not None and UUID in uuids else []
 
-    def stream(self, reference: str) -> StreamSummary | None:
+    def stream(self, reference: str) -> Summary | None:
         self.read.append(f"stream {reference}")
         return self.summary
 
@@ -372,7 +367,7 @@ def test_doctor_no_region_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
 def test_doctor_runbook_entries_are_headings_of_the_runbook() -> None:
     # GIVEN every runbook entry a check can point to
     # THEN the runbook has a heading with that anchor
-    assert {runbook_anchor(e) for e in checks.ENTRIES} <= anchors(RUNBOOK)
+    assert {runbook_anchor(e) for e in checks.Entry} <= anchors(RUNBOOK)
     assert "the-doctors-read-only-policy" in anchors(RUNBOOK)
 
 
@@ -408,6 +403,6 @@ def test_doctor_environment_check_fails_exactly_when_something_differs(
 
 
 def test_doctor_line_points_to_the_repository_runbook_by_default() -> None:
-    check = checks.Check(Status.WARN, "s", "d", checks.STREAM_ENTRY)
+    check = checks.Check(Status.WARN, "s", "d", checks.Entry.STREAM)
     assert check.line() == f"WARN  s: d (runbook: {RUNBOOK_PATH}#stream-settings)"
-    assert checks.Check(Status.OK, "s", "d", checks.STREAM_ENTRY).line() == "OK    s: d"
+    assert checks.Check(Status.OK, "s", "d", checks.Entry.STREAM).line() == "OK    s: d"

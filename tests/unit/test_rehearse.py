@@ -180,41 +180,57 @@ def _signed(service: str) -> dict[str, str]:
     }
 
 
-def test_describe_reads_json_rest_and_query_requests() -> None:
-    kinesis = describe(
-        "POST",
-        "/",
-        {**_signed("kinesis"), "X-Amz-Target": "Kinesis_20131202.PutRecords"},
-        json.dumps({"StreamARN": STREAM, "Records": []}).encode(),
-        "123456789012",
-    )
-    assert (kinesis.name, kinesis.resource, kinesis.json_protocol) == (
-        "kinesis:PutRecords",
-        STREAM,
-        True,
-    )
-    by_name = describe(
-        "POST",
-        "/",
-        {**_signed("kinesis"), "X-Amz-Target": "Kinesis_20131202.DescribeStreamSummary"},
-        b'{"StreamName": "payments"}',
-        "123456789012",
-    )
-    assert by_name.resource == OTHER_STREAM
-    kms = describe(
-        "POST",
-        "/",
-        {**_signed("kms"), "X-Amz-Target": "TrentService.GenerateDataKey"},
-        b'{"KeyId": "1111"}',
-        "123456789012",
-    )
-    assert (kms.name, kms.resource) == ("kms:GenerateDataKey", KEY)
-    put = describe("PUT", "/dead-letters/records/t%2Bx/0/5.json", _signed("s3"), b"{}", "1")
-    assert (put.name, put.resource) == ("s3:PutObject", f"{BUCKET}/records/t+x/0/5.json")
-    listing = describe("GET", "/dead-letters?list-type=2&prefix=r", _signed("s3"), b"", "1")
-    assert (listing.name, listing.resource) == ("s3:ListBucket", BUCKET)
-    query = describe("POST", "/", _signed("sts"), b"Action=AssumeRole&Version=2011", "1")
-    assert (query.name, query.resource) == ("sts:AssumeRole", None)
+def _json_call(service: str, target: str, body: dict[str, object]) -> tuple[Any, ...]:
+    headers = {**_signed(service), "X-Amz-Target": target}
+    return ("POST", "/", headers, json.dumps(body).encode())
+
+
+@pytest.mark.parametrize(
+    ("request_", "name", "resource"),
+    [
+        (
+            _json_call("kinesis", "Kinesis_20131202.PutRecords", {"StreamARN": STREAM}),
+            "kinesis:PutRecords",
+            STREAM,
+        ),
+        (
+            _json_call(
+                "kinesis", "Kinesis_20131202.DescribeStreamSummary", {"StreamName": "payments"}
+            ),
+            "kinesis:DescribeStreamSummary",
+            OTHER_STREAM,
+        ),
+        (
+            _json_call("kms", "TrentService.GenerateDataKey", {"KeyId": "1111"}),
+            "kms:GenerateDataKey",
+            KEY,
+        ),
+        (
+            ("PUT", "/dead-letters/records/t%2Bx/0/5.json", _signed("s3"), b"{}"),
+            "s3:PutObject",
+            f"{BUCKET}/records/t+x/0/5.json",
+        ),
+        (
+            ("GET", "/dead-letters?list-type=2&prefix=r", _signed("s3"), b""),
+            "s3:ListBucket",
+            BUCKET,
+        ),
+        (
+            ("POST", "/", _signed("sts"), b"Action=AssumeRole&Version=2011-06-15"),
+            "sts:AssumeRole",
+            None,
+        ),
+    ],
+)
+def test_describe_reads_json_rest_and_query_requests(
+    request_: tuple[Any, ...], name: str, resource: str | None
+) -> None:
+    # GIVEN a signed request as the SDK sends it
+    # WHEN it is read
+    described = describe(*request_, "123456789012")
+    # THEN its IAM action and the resource IAM authorizes it on are known
+    assert (described.name, described.resource) == (name, resource)
+    assert described.json_protocol == ("X-Amz-Target" in request_[2])
 
 
 def test_denials_are_read_and_answered_as_each_service_does() -> None:

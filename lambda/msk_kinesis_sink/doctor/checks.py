@@ -13,24 +13,6 @@ from msk_kinesis_sink.limits import DEFAULT_MAX_RECORD_BYTES
 from msk_kinesis_sink.runbook import RUNBOOK_PATH, runbook_anchor
 
 KIB: Final = 1024
-# The docs/runbook.md headings to read when a check is not OK: the doctor's own (under "The
-# doctor"), or an alarm's entry that covers the same ground.
-STACK_ENTRY: Final = "Stack status"
-ENVIRONMENT_ENTRY: Final = "Function environment"
-MAPPING_ENTRY: Final = "MappingNotPolling-<topic>"
-STREAM_ENTRY: Final = "Stream settings"
-ALARMS_ENTRY: Final = "Alarms"
-DEAD_LETTERS_ENTRY: Final = "Reading dead letters"
-OFFSET_LAG_ENTRY: Final = "OffsetLag"
-ENTRIES: Final = (
-    STACK_ENTRY,
-    ENVIRONMENT_ENTRY,
-    MAPPING_ENTRY,
-    STREAM_ENTRY,
-    ALARMS_ENTRY,
-    DEAD_LETTERS_ENTRY,
-    OFFSET_LAG_ENTRY,
-)
 # Stream distribution strategies: only this one keeps per-key order.
 KEYED: Final = "USER_PARTITION_KEY"
 _ALARM_REASON_CHARS: Final = 160
@@ -42,6 +24,19 @@ class Status(StrEnum):
     FAIL = "FAIL"
 
 
+class Entry(StrEnum):
+    """The docs/runbook.md heading to read when a check is not OK: the doctor's own (under "The
+    doctor"), or an alarm's entry that covers the same ground."""
+
+    STACK = "Stack status"
+    ENVIRONMENT = "Function environment"
+    MAPPING = "MappingNotPolling-<topic>"
+    STREAM = "Stream settings"
+    ALARMS = "Alarms"
+    DEAD_LETTERS = "Reading dead letters"
+    OFFSET_LAG = "OffsetLag"
+
+
 @dataclass(frozen=True, slots=True)
 class Check:
     """One line of the doctor's report."""
@@ -50,7 +45,7 @@ class Check:
     subject: str
     detail: str
     # The runbook entry for when it is not OK, or a whole link (an alarm names its own).
-    entry: str | None = None
+    entry: Entry | None = None
     link: str | None = None
 
     def line(self, runbook: str = RUNBOOK_PATH) -> str:
@@ -87,7 +82,7 @@ def stack_check(name: str, status: str) -> Check:
         verdict, why = Status.WARN, ": the last update was rolled back"
     else:
         verdict, why = Status.OK, ""
-    return Check(verdict, f"stack {name}", f"{status}{why}", STACK_ENTRY)
+    return Check(verdict, f"stack {name}", f"{status}{why}", Entry.STACK)
 
 
 def environment_check(
@@ -99,7 +94,7 @@ def environment_check(
     """The function's variables against those the stack set; names only (values may be private)."""
     subject = f"function {function} environment"
     if actual is None:
-        return Check(Status.FAIL, subject, "the function was not found", ENVIRONMENT_ENTRY)
+        return Check(Status.FAIL, subject, "the function was not found", Entry.ENVIRONMENT)
     compared = {name: value for name, value in expected.items() if name not in unresolved}
     changed = sorted(n for n in compared if n in actual and actual[n] != compared[n])
     missing = sorted(n for n in compared if n not in actual)
@@ -118,14 +113,14 @@ def environment_check(
         if names
     ]
     detail = "; ".join(parts) + " (the stack's values come back with the next deploy)"
-    return Check(Status.FAIL, subject, detail + not_compared, ENVIRONMENT_ENTRY)
+    return Check(Status.FAIL, subject, detail + not_compared, Entry.ENVIRONMENT)
 
 
 def mapping_check(topics: str, uuid: str, state: MappingState | None) -> Check:
     """Enabled and not reporting a problem is OK; moving states warn; the rest fail."""
     subject = f"mapping {topics} ({uuid})"
     if state is None:
-        return Check(Status.FAIL, subject, "not found", MAPPING_ENTRY)
+        return Check(Status.FAIL, subject, "not found", Entry.MAPPING)
     if state.state == "Enabled":
         verdict = Status.OK
     elif state.state in ("Creating", "Enabling", "Updating"):
@@ -137,7 +132,7 @@ def mapping_check(topics: str, uuid: str, state: MappingState | None) -> Check:
         verdict = Status.FAIL
     reason = f" ({state.state_transition_reason})" if state.state_transition_reason else ""
     detail = f"{state.state}{reason}, last processing result: {result}"
-    return Check(verdict, subject, detail, MAPPING_ENTRY)
+    return Check(verdict, subject, detail, Entry.MAPPING)
 
 
 def stream_check(
@@ -149,7 +144,7 @@ def stream_check(
 ) -> Check:
     """Status, record distribution, record size against the function's, and encryption."""
     if summary is None:
-        return Check(Status.FAIL, f"stream {reference}", "not found", STREAM_ENTRY)
+        return Check(Status.FAIL, f"stream {reference}", "not found", Entry.STREAM)
     found = [
         _stream_status(summary),
         _distribution(summary),
@@ -157,7 +152,7 @@ def stream_check(
         _encryption(summary, encrypted_by_stack),
     ]
     detail = "; ".join(_problems_first(found))
-    return Check(worst(s for s, _ in found), f"stream {summary.name}", detail, STREAM_ENTRY)
+    return Check(worst(s for s, _ in found), f"stream {summary.name}", detail, Entry.STREAM)
 
 
 def _problems_first(found: Sequence[tuple[Status, str]]) -> list[str]:
@@ -220,7 +215,7 @@ def alarm_checks(declared: Sequence[str], found: Sequence[AlarmState]) -> list[C
                     Status.FAIL,
                     f"alarm {alarm.name}",
                     f"in ALARM: {reason}",
-                    ALARMS_ENTRY,
+                    Entry.ALARMS,
                     link=alarm_runbook_link(alarm.description),
                 )
             )
@@ -228,7 +223,7 @@ def alarm_checks(declared: Sequence[str], found: Sequence[AlarmState]) -> list[C
         if name not in by_name:
             checks.append(
                 Check(
-                    Status.WARN, f"alarm {name}", "declared by the stack, not found", ALARMS_ENTRY
+                    Status.WARN, f"alarm {name}", "declared by the stack, not found", Entry.ALARMS
                 )
             )
     quiet = [alarm for alarm in found if alarm.state != "ALARM"]
@@ -249,7 +244,7 @@ def alarm_runbook_link(description: str) -> str | None:
 def dead_letter_check(bucket: str, recent: RecentObjects | None, hours: int) -> Check:
     subject = f"dead letters s3://{bucket}"
     if recent is None:
-        return Check(Status.FAIL, subject, "the bucket was not found", DEAD_LETTERS_ENTRY)
+        return Check(Status.FAIL, subject, "the bucket was not found", Entry.DEAD_LETTERS)
     at_least = "" if recent.complete else "at least "
     if recent.count == 0:
         detail = f"no objects written in the last {hours} hours"
@@ -258,7 +253,7 @@ def dead_letter_check(bucket: str, recent: RecentObjects | None, hours: int) -> 
         return Check(Status.OK, subject, detail)
     prefixes = ", ".join(f"{p}: {n}" for p, n in sorted(recent.by_prefix.items()))
     detail = f"{at_least}{recent.count} objects written in the last {hours} hours ({prefixes})"
-    return Check(Status.WARN, subject, detail, DEAD_LETTERS_ENTRY)
+    return Check(Status.WARN, subject, detail, Entry.DEAD_LETTERS)
 
 
 def offset_lag_check(
@@ -270,11 +265,11 @@ def offset_lag_check(
             f"no OffsetLag datapoint in the last {minutes} minutes (Lambda publishes it while"
             " a mapping polls)"
         )
-        return Check(Status.WARN, subject, detail, OFFSET_LAG_ENTRY)
+        return Check(Status.WARN, subject, detail, Entry.OFFSET_LAG)
     shown = f"latest OffsetLag {latest:.0f}"
     if threshold is None:
         return Check(Status.OK, subject, shown)
     if latest >= threshold:
         detail = f"{shown}, at or above the OffsetLag alarm's threshold {threshold:.0f}"
-        return Check(Status.WARN, subject, detail, OFFSET_LAG_ENTRY)
+        return Check(Status.WARN, subject, detail, Entry.OFFSET_LAG)
     return Check(Status.OK, subject, f"{shown}, below the alarm's threshold {threshold:.0f}")

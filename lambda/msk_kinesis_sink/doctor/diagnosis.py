@@ -9,9 +9,8 @@ from datetime import datetime, timedelta
 from typing import Any, Final
 
 from msk_kinesis_sink.doctor.checks import (
-    ENVIRONMENT_ENTRY,
-    MAPPING_ENTRY,
     Check,
+    Entry,
     Status,
     alarm_checks,
     alarm_runbook_link,
@@ -79,7 +78,7 @@ def diagnose(deployment: Deployment, stack_name: str, now: datetime) -> Diagnosi
     checks = [stack_check(stack.name, stack.status)]
     if function.name is None:
         missing = "the stack has no function (no FunctionName output, no function resource)"
-        checks.append(Check(Status.FAIL, "function", missing, ENVIRONMENT_ENTRY))
+        checks.append(Check(Status.FAIL, "function", missing, Entry.ENVIRONMENT))
     else:
         checks.append(
             environment_check(
@@ -134,7 +133,7 @@ def _mapping_checks(deployment: Deployment, stack: StackView) -> list[Check]:
     uuids = stack.physical_ids(ESM_TYPE)
     if not uuids:
         missing = "the stack has no event source mapping: nothing invokes the function"
-        return [Check(Status.FAIL, "mappings", missing, MAPPING_ENTRY)]
+        return [Check(Status.FAIL, "mappings", missing, Entry.MAPPING)]
     found = {state.uuid: state for state in deployment.mappings(uuids)}
     checks = []
     for uuid in uuids:
