@@ -9,6 +9,7 @@ run (synth, the moto server), said in one line.
 from __future__ import annotations
 
 import argparse
+import json
 import re
 import shutil
 import signal
@@ -24,10 +25,19 @@ from rehearse.deploy import DeployError
 from rehearse.iam import AccessControlError
 from rehearse.moto_server import MotoServer, MotoServerError
 from rehearse.rehearsal import CANNOT_CHECK, RehearsalInputError, Say, rehearse
-from rehearse.synth import SynthError, synthesize
+from rehearse.synth import SynthError, Synthesized, synthesize
 from rehearse.variants import VARIANTS, Variant, variant
 
 DEFAULT_WORKDIR = Path(".rehearse")
+# What stops a rehearsal before it can say anything about the stack: exit status 2.
+_CANNOT_RUN = (
+    SynthError,
+    DeployError,
+    MotoServerError,
+    ProcessFailedError,
+    AccessControlError,
+    RehearsalInputError,
+)
 _ACTION = re.compile(r"[a-z0-9-]+:[A-Za-z0-9]+", re.ASCII)
 
 
@@ -88,48 +98,52 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     passed: list[str] = []
     try:
         with MotoServer(log_path=workdir / "moto.log") as server:
-            say(
-                "moto",
-                f"moto {server.version} server at {server.endpoint} ({server.startup_s:.1f} s)",
-            )
+            say("moto", f"moto {server.version} at {server.endpoint} ({server.startup_s:.1f} s)")
+            synths: dict[str, Synthesized] = {}
             for chosen in args.variant:
-                ok = _one(server, chosen, args.without_permission, workdir, say)
+                ok = _one(server, chosen, args.without_permission, workdir, synths, say)
                 passed += [chosen.name] if ok else []
-    except (
-        SynthError,
-        DeployError,
-        MotoServerError,
-        ProcessFailedError,
-        AccessControlError,
-    ) as error:
-        print(f"rehearse: error: {error}", file=sys.stderr)
-        return 2
-    except RehearsalInputError as error:
+    except _CANNOT_RUN as error:
         print(f"rehearse: error: {error}", file=sys.stderr)
         return 2
     for item in CANNOT_CHECK:
         say("unchecked", item)
     failed = [v.name for v in args.variant if v.name not in passed]
     say("verdict", "OK" if not failed else f"FAILED: {', '.join(failed)}")
-    print(
-        f"variants={len(args.variant)} ok={len(passed)} failed={len(failed)}"
-        f" seconds={time.monotonic() - started:.1f}",
-        file=out,
-    )
+    seconds = time.monotonic() - started
+    summary = f"variants={len(args.variant)} ok={len(passed)} failed={len(failed)}"
+    print(f"{summary} seconds={seconds:.1f}", file=out)
     return 0 if not failed else 1
 
 
 def _one(
-    server: MotoServer, chosen: Variant, without: str | None, workdir: Path, tell: Say
+    server: MotoServer,
+    chosen: Variant,
+    without: str | None,
+    workdir: Path,
+    synths: dict[str, Synthesized],
+    tell: Say,
 ) -> bool:
+    """Synthesize (once per distinct context) and rehearse one variant."""
     here = workdir / chosen.name
     shutil.rmtree(here, ignore_errors=True)
     here.mkdir(parents=True)
     context = chosen.full_context()
     tell("variant", f"{chosen.name}: {chosen.about}; context over cdk.json: {context}")
-    synthesized = synthesize(context, here / "cdk.out")
-    resources = len(synthesized.template.get("Resources", {}))
-    tell("synth", f"{synthesized.stack_name}: {resources} resources in {synthesized.seconds:.1f} s")
+    same = json.dumps(context, sort_keys=True)
+    synthesized = synths.get(same)
+    if synthesized is None:
+        synthesized = synths[same] = synthesize(context, here / "cdk.out")
+        resources = len(synthesized.template.get("Resources", {}))
+        tell(
+            "synth",
+            f"{synthesized.stack_name}: {resources} resources in {synthesized.seconds:.1f} s",
+        )
+    else:
+        tell(
+            "synth",
+            f"the same context as before: its cloud assembly, {synthesized.template_file.parent}",
+        )
     started = time.monotonic()
     outcome = rehearse(server, synthesized, chosen, without=without, workdir=here, say=tell)
     verdict = "ok" if outcome.ok else "FAILED"

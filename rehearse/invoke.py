@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from rehearse.aws import Identity, client
-from rehearse.deploy import Deployed
+from rehearse.deploy import Deployed, DeployError
 from rehearse.moto_server import REGION
 from rehearse.runtime import MappingJob
 from rehearse.synth import REPO
@@ -65,7 +65,9 @@ def deployed_function(endpoint: str, operator: Identity, deployed: Deployed) -> 
     configuration = client("lambda", endpoint, operator).get_function_configuration(
         FunctionName=name
     )
-    logical = next(r.logical_id for r in deployed.stack.resources if r.physical_id == name)
+    logical = next((r.logical_id for r in deployed.stack.resources if r.physical_id == name), None)
+    if logical is None:
+        raise DeployError(f"the stack lists no resource for its function {name}")
     code = deployed.resolved(deployed.stack.template["Resources"][logical]["Properties"]["Code"])
     return DeployedFunction(
         name=name,
