@@ -13,7 +13,6 @@ from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
-from pathlib import Path
 from typing import Any, Final
 
 from msk_kinesis_sink.doctor.model import ALARM_TYPE, STREAM_TYPE, StackView
@@ -226,7 +225,3 @@ def _not_created(
         return []
     kinds = ", ".join(f"{kind} ({count})" for kind, count in sorted(missing.items()))
     return [f"not created by moto's CloudFormation (no model): {kinds}"]
-
-
-def write_template(path: Path, template: Mapping[str, Any]) -> None:
-    path.write_text(json.dumps(template, indent=1), encoding="utf-8")

@@ -9,6 +9,8 @@ import json
 from dataclasses import dataclass
 from typing import Any, Final
 
+from botocore.exceptions import ClientError
+
 from msk_kinesis_sink.doctor.aws_access import read_only_policy
 from rehearse.aws import Identity, client
 from rehearse.permissions import Policy
@@ -120,8 +122,6 @@ def assume(endpoint: str, identity: Identity, role_arn: str, session: str) -> Id
 def prove_enforced(endpoint: str, role: Identity, operator_identity: Identity) -> str:
     """Access control is on: the role is refused an action its policy lacks, the operator is
     not. Returns what was shown; raises AccessControlError otherwise."""
-    from botocore.exceptions import ClientError
-
     try:
         client("kinesis", endpoint, role).list_streams()
     except ClientError as error:

@@ -37,8 +37,8 @@ Say = Callable[[str, str], None]
 CANNOT_CHECK: Final = (
     "ESM polling: reaching the brokers, authentication, consumer groups and offsets, scaling"
     " (the emulator stands in for the mappings)",
-    "KMS key policies (moto evaluates identity policies only), nor any resource policy: the"
-    " bucket's TLS-only policy, the alarm topic's",
+    "KMS key policies and the alarm topic's policy (moto does not evaluate them), and the"
+    " bucket's TLS-only policy (moto's CloudFormation does not create it)",
     "alarm metrics: nothing publishes Lambda's or the function's metrics here, so no alarm is"
     " evaluated (moto starts each in OK) and OffsetLag has no datapoint",
     "VPC reachability: subnets, security groups, endpoints, NAT",
