@@ -17,13 +17,14 @@ from __future__ import annotations
 
 import http.client
 import json
+import sys
 import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Final
+from typing import Any, Final
 from urllib.parse import urlsplit
 
 from botocore.exceptions import ClientError
@@ -236,6 +237,12 @@ class _Server(ThreadingHTTPServer):
     def __init__(self, address: tuple[str, int], handler: type[_Handler], gateway: Gateway) -> None:
         super().__init__(address, handler)
         self.gateway = gateway
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A caller that went away mid-answer (the function's process, stopped at a refused
+        # call) is no error of the gateway's.
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
 
 
 class _Handler(BaseHTTPRequestHandler):

@@ -199,9 +199,9 @@ def _report_run(run: FunctionRun, calls: Sequence[Call], policy: Policy, say: Sa
         verdict = "allowed" if denied_by is None else f"DENIED by {denied_by}"
         behalf = f" (asked by the service for {on_behalf_of})" if on_behalf_of else ""
         say("calls", f"{action} x{count} {verdict}{behalf}")
-    for call in calls:
-        if call.denied_by is not None:
-            say("denied", f"{call.action} on {call.resource}: refused by {call.denied_by}")
+    refused = {(c.action, c.resource, c.denied_by) for c in calls if c.denied_by is not None}
+    for action, resource, denied_by in sorted(refused, key=str):
+        say("denied", f"{action} on {resource}: refused by {denied_by}")
     called = {call.action.lower() for call in calls}
     unused = [a for a in policy.actions() if a.lower() not in called]
     if unused:
