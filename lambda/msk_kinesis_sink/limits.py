@@ -91,6 +91,11 @@ MAX_FILTERS: Final = 5
 # SelfManagedEventSource KafkaBootstrapServers: 1-10 unique host:port of <= 300 characters.
 MAX_BOOTSTRAP_SERVERS: Final = 10
 
+# --- CloudWatch -------------------------------------------------------------------------------
+
+# DescribeAlarms: AlarmNames takes at most 100 names.
+MAX_ALARM_NAMES_PER_DESCRIBE: Final = 100
+
 
 def max_request_bytes(max_record_bytes: int) -> int:
     """Request byte ceiling: 5 MiB, or one record's ceiling when the stream was raised above it."""

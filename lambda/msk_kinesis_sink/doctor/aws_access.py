@@ -23,6 +23,7 @@ from msk_kinesis_sink.doctor.model import (
     StreamSummary,
 )
 from msk_kinesis_sink.errors import DoctorError
+from msk_kinesis_sink.limits import MAX_ALARM_NAMES_PER_DESCRIBE
 
 if TYPE_CHECKING:
     from mypy_boto3_kinesis import KinesisClient
@@ -49,7 +50,6 @@ _READ_CONFIG: Final = Config(
 # The listing of a bucket stops here (its counts are then lower bounds): a bucket that keeps
 # 90 days of dead letters can be large, and the doctor answers in seconds.
 MAX_LISTED_OBJECTS: Final = 10_000
-_ALARMS_PER_CALL: Final = 100
 _NOT_FOUND: Final = frozenset(
     {"ResourceNotFoundException", "NoSuchBucket", "NotFound", "404", "NoSuchKey"}
 )
@@ -196,8 +196,8 @@ class AwsDeployment:
 
     def alarms(self, names: Sequence[str]) -> list[AlarmState]:
         found = []
-        for start in range(0, len(names), _ALARMS_PER_CALL):
-            chunk = list(names[start : start + _ALARMS_PER_CALL])
+        for start in range(0, len(names), MAX_ALARM_NAMES_PER_DESCRIBE):
+            chunk = list(names[start : start + MAX_ALARM_NAMES_PER_DESCRIBE])
             with _reading("the stack's alarms"):
                 answer = self._clients["cloudwatch"].describe_alarms(AlarmNames=chunk)
             for alarm in [*answer.get("MetricAlarms", []), *answer.get("CompositeAlarms", [])]:
