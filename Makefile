@@ -14,7 +14,7 @@ CDK_OUT ?= cdk.out
 # The function's wheels for Lambda, one folder per architecture (infra/bundling.py's WHEELHOUSE).
 WHEELHOUSE := .build/wheelhouse
 
-.PHONY: help install test unit lint format demo synth deploy diff bench audit replay plan clean
+.PHONY: help install test unit lint format demo synth deploy diff bench audit replay plan rehearse doctor clean
 
 # make exits 2 whenever a recipe fails, whatever the command's own status (0: all good,
 # 1: a failed check, 2: bad input). These targets say the status and what it means; scripts and CI
@@ -85,6 +85,13 @@ diff: install ## cdk diff against the deployed stack (needs AWS credentials)
 deploy: install ## cdk deploy (needs AWS credentials)
 	$(CDK) deploy $(CDK_FLAGS) $(CDK_ARGS)
 
+rehearse: install ## Deploy the synthesized stack into a local moto server, run it under its own role, audit, ask the doctor (REHEARSE_ARGS="--variant default --without-permission kinesis:PutRecords")
+	$(PY) -m rehearse $(REHEARSE_ARGS)
+
+doctor: $(VENV)/.editable ## Read-only health check of a deployed stack: STACK=NAME (needs AWS credentials; DOCTOR_ARGS="--region eu-west-1")
+	@test -n "$(STACK)" || { echo "doctor: error: STACK is required: make doctor STACK=<stack name>" >&2; exit 2; }
+	@$(PY) -m msk_kinesis_sink.doctor --stack "$(STACK)" $(DOCTOR_ARGS)
+
 bench: install ## Benchmarks (never gate CI): writes bench/results/latest.json and latest.png
 	test -x bench/.venv/bin/python || $(PYTHON) -m venv bench/.venv
 	bench/.venv/bin/pip install --quiet --disable-pip-version-check -r bench/requirements.txt
@@ -92,4 +99,4 @@ bench: install ## Benchmarks (never gate CI): writes bench/results/latest.json a
 	bench/.venv/bin/python -m bench.run $(BENCH_ARGS)
 
 clean: ## Remove build outputs (keeps .venv and node_modules)
-	rm -rf cdk.out .build .demo .pytest_cache .mypy_cache .ruff_cache
+	rm -rf cdk.out .build .demo .rehearse .pytest_cache .mypy_cache .ruff_cache

@@ -10,7 +10,6 @@ destination's own); the dashboard is one helper per row (infra.dashboard).
 from __future__ import annotations
 
 import hashlib
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final
@@ -33,9 +32,8 @@ from infra.destinations import FailureDestination
 from infra.event_sources import TopicMapping
 from infra.stream import StreamTarget
 from msk_kinesis_sink.report import METRICS
+from msk_kinesis_sink.runbook import RUNBOOK_PATH, runbook_anchor
 
-# Where alarm descriptions point when no runbookUrl is configured (the repository's copy).
-RUNBOOK_PATH: Final = "docs/runbook.md"
 # CloudWatch AlarmName: 1-255 characters.
 MAX_ALARM_NAME_CHARS: Final = 255
 # The function's own metrics (Powertools EMF, dimension `service`); see docs/guarantee.md.
@@ -174,8 +172,3 @@ def alarm_name(stack_name: str, entry: str, subject: str | None = None) -> str:
     digest = hashlib.sha256(subject.encode()).hexdigest()[:8]
     room = MAX_ALARM_NAME_CHARS - len(f"{stack_name}-{entry}--") - len(digest)
     return f"{stack_name}-{entry}-{subject[:room]}-{digest}"
-
-
-def runbook_anchor(entry: str) -> str:
-    """The anchor GitHub gives the runbook heading "### `<entry>`"."""
-    return re.sub(r"[^a-z0-9_ -]", "", entry.lower()).replace(" ", "-")

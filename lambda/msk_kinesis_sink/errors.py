@@ -90,3 +90,11 @@ class MalformedEnvelopeError(SinkError, ValueError):
 
 class PartitionKeyRequiredError(SinkError, ValueError):
     """OffsetDeduplicator.accept got a header-keyed envelope without its Kinesis partition key."""
+
+
+class DoctorError(SinkError):
+    """The doctor could not read the deployment: no such stack, no credentials, access denied."""
+
+
+class UnresolvedTemplateError(SinkError):
+    """A template value uses an intrinsic function or attribute that can't be worked out offline."""

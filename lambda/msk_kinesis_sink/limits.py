@@ -118,6 +118,9 @@ MAX_ALARM_EXPRESSIONS: Final = 10
 MAX_WIDGET_METRICS: Final = 500
 MAX_STATUS_WIDGET_ALARMS: Final = 100
 
+# DescribeAlarms: AlarmNames takes at most 100 names.
+MAX_ALARM_NAMES_PER_DESCRIBE: Final = 100
+
 
 def max_request_bytes(max_record_bytes: int) -> int:
     """Request byte ceiling: 5 MiB, or one record's ceiling when the stream was raised above it."""
