@@ -4,14 +4,16 @@ for the stream (one object each, encrypted with the bucket's key)."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from localloop.audit import AuditReport, audit, read_stream
+from localloop.audit import AuditReport, StreamRecord, audit, read_stream
 from localloop.events import KafkaRecord
-from msk_kinesis_sink.settings import Settings
+from msk_kinesis_sink.consumer import Envelope, resolve_claim_check
+from msk_kinesis_sink.settings import OversizeRecords, Settings
 from rehearse.aws import Identity, client
 from rehearse.runtime import MappingJob
 from rehearse.workload import kafka_records, source_log
@@ -72,9 +74,11 @@ def audit_streams(
     endpoint: str, operator: Identity, variables: Mapping[str, str], sent: Sent
 ) -> list[StreamAudit]:
     """Each stream the function's settings route a topic to, against those topics' records
-    (less the ones that belong in the dead-letter bucket)."""
+    (less the ones that belong in the dead-letter bucket; with claim checks, every record, each
+    pointer resolved from S3 as a consumer would)."""
     settings = Settings.from_env(variables)
-    dead = {(r.topic, r.partition, r.offset) for r in sent.oversize}
+    claim_checks = settings.oversize_records is OversizeRecords.CLAIM_CHECK
+    dead = set() if claim_checks else {(r.topic, r.partition, r.offset) for r in sent.oversize}
     streams: dict[str, list[str]] = {}
     for topic in sent.records:
         target = settings.stream_for(topic) or ""
@@ -89,6 +93,9 @@ def audit_streams(
             if (r.topic, r.partition, r.offset) not in dead
         ]
         records, shards = read_stream(kinesis, stream)
+        if claim_checks:
+            s3 = client("s3", endpoint, operator)
+            records = [_resolved(record, s3) for record in records]
         audits.append(
             StreamAudit(stream, tuple(topics), audit(source_log(expected), records, shards))
         )
@@ -109,7 +116,9 @@ def audit_dead_letters(
     default = encryption["Rules"][0]["ApplyServerSideEncryptionByDefault"]
     key = default.get("KMSMasterKeyID")
     prefix = settings.dead_letter_prefix
-    expected = {f"{prefix}{r.topic}/{r.partition}/{r.offset}.json": r for r in sent.oversize}
+    # With claim checks, oversize records are in the stream (as pointers), not dead letters.
+    dead = () if settings.oversize_records is OversizeRecords.CLAIM_CHECK else sent.oversize
+    expected = {f"{prefix}{r.topic}/{r.partition}/{r.offset}.json": r for r in dead}
     found = _keys(s3, bucket, prefix)
     not_as_expected = []
     for name in sorted(found & set(expected)):
@@ -129,6 +138,16 @@ def audit_dead_letters(
         discarded_batches=len(_keys(s3, bucket, ON_FAILURE_PREFIX)),
         key=key,
     )
+
+
+def _resolved(record: StreamRecord, s3: Any) -> StreamRecord:
+    """A claim-check pointer replaced by the envelope it stands for (size and digest checked);
+    any other record as it is."""
+    envelope = Envelope.from_bytes(record.data)
+    if envelope.claim_check is None:
+        return record
+    original = json.dumps(resolve_claim_check(envelope, s3)).encode()
+    return dataclasses.replace(record, data=original)
 
 
 def _keys(s3: Any, bucket: str, prefix: str) -> set[str]:

@@ -46,6 +46,13 @@ VARIANTS: Final = (
         oversize=3,
     ),
     Variant(
+        "claim_check",
+        "oversizeRecords=claim_check: records too large for the stream kept whole in S3, a"
+        " pointer in their key's turn",
+        {"oversizeRecords": "claim_check"},
+        oversize=3,
+    ),
+    Variant(
         "block",
         "failureMode=block: no on-failure destination, retries until the fault clears",
         {"failureMode": "block"},

@@ -314,6 +314,18 @@ def test_doctor_recent_dead_letters_and_lag_warn() -> None:
     assert status == 0 and lines[-1] == "checks=7 ok=5 warn=2 fail=0"
 
 
+def test_doctor_claim_check_objects_are_no_dead_letters() -> None:
+    # GIVEN only claim-check objects written today (OVERSIZE_RECORDS=claim_check at work)
+    recent = RecentObjects({"claim-checks/": 3}, listed=3, complete=True)
+    # WHEN the doctor runs
+    _, lines, _ = _run(FakeDeployment(recent=recent))
+    # THEN the dead-letter check is OK and says what it saw
+    assert _line(lines, "dead letters") == (
+        f"OK    dead letters s3://{BUCKET}: no dead letters written in the last 24 hours;"
+        " 3 claim-check objects (records kept whole)"
+    )
+
+
 def test_doctor_no_offset_lag_datapoint_warns() -> None:
     _, lines, _ = _run(FakeDeployment(lag=None))
     assert _line(lines, "offset lag").startswith("WARN")

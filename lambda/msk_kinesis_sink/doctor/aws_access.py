@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 import boto3
 from botocore.config import Config
+from botocore.exceptions import ClientError
 
 from msk_kinesis_sink.aws.classify import SDK_ERRORS, describe_error
 from msk_kinesis_sink.aws.clients import endpoint_url, session
@@ -119,9 +120,13 @@ class AwsDeployment:
         with _reading(f"stack {name}"):
             try:
                 described = cloudformation.describe_stacks(StackName=name)["Stacks"][0]
-            except SDK_ERRORS as error:
-                code, message = describe_error(error)
-                if code == "ValidationError" and "does not exist" in message:
+            except ClientError as error:
+                # CloudFormation names a missing stack only in its message (read here, never
+                # printed: what is printed is the code and a fixed description).
+                details = error.response.get("Error", {})
+                if details.get("Code") == "ValidationError" and "does not exist" in str(
+                    details.get("Message", "")
+                ):
                     raise DoctorError(f"no stack named {name} in {self._region}") from None
                 raise
             pages = cloudformation.get_paginator("list_stack_resources").paginate(StackName=name)

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Final
 
+from msk_kinesis_sink.claim_checks import CLAIM_CHECK_PREFIX
 from msk_kinesis_sink.doctor.model import AlarmState, MappingState, RecentObjects, StreamSummary
 from msk_kinesis_sink.limits import DEFAULT_MAX_RECORD_BYTES
 from msk_kinesis_sink.runbook import RUNBOOK_PATH, runbook_anchor
@@ -246,13 +247,21 @@ def dead_letter_check(bucket: str, recent: RecentObjects | None, hours: int) -> 
     if recent is None:
         return Check(Status.FAIL, subject, "the bucket was not found", Entry.DEAD_LETTERS)
     at_least = "" if recent.complete else "at least "
-    if recent.count == 0:
-        detail = f"no objects written in the last {hours} hours"
+    # Claim-check objects are records kept whole by design (OVERSIZE_RECORDS=claim_check), in
+    # their key's turn: no dead letters, nothing to replay.
+    dead = {p: n for p, n in sorted(recent.by_prefix.items()) if p != CLAIM_CHECK_PREFIX}
+    claimed = recent.by_prefix.get(CLAIM_CHECK_PREFIX, 0)
+    kept = f"; {at_least}{claimed} claim-check objects (records kept whole)" if claimed else ""
+    if not dead:
+        detail = f"no dead letters written in the last {hours} hours{kept}"
         if not recent.complete:
-            detail += f" among the {recent.listed} listed (the listing stopped at its bound)"
+            detail += (
+                f" among the {recent.listed} objects listed (the listing stopped at its bound)"
+            )
         return Check(Status.OK, subject, detail)
-    prefixes = ", ".join(f"{p}: {n}" for p, n in sorted(recent.by_prefix.items()))
-    detail = f"{at_least}{recent.count} objects written in the last {hours} hours ({prefixes})"
+    prefixes = ", ".join(f"{p}: {n}" for p, n in dead.items())
+    count = sum(dead.values())
+    detail = f"{at_least}{count} objects written in the last {hours} hours ({prefixes}){kept}"
     return Check(Status.WARN, subject, detail, Entry.DEAD_LETTERS)
 
 
