@@ -223,11 +223,12 @@ class PartitionQueue:
         return entries
 
     def _run_from(self, position: int) -> Iterator[EncodedRecord]:
-        """The key's writable records from `position` on (stops at an unwritable one)."""
-        units, links = self._units, self._next_same_key
+        """The key's writable records from `position` on, up to an unwritable one or one written
+        before (the redelivery memory's: it is settled in its turn, once the run is, not sent)."""
+        units, links, delivered_before = self._units, self._next_same_key, self._delivered_before
         while position >= 0:
             unit = units[position]
-            if isinstance(unit, UnwritableRecord):
+            if isinstance(unit, UnwritableRecord) or unit.offset in delivered_before:
                 return
             yield unit
             position = links[position]

@@ -119,7 +119,6 @@ class Run:
             queue = PartitionQueue(
                 encoded.batch.topic_partition, encoded.units, encoded.delivered_before
             )
-            self._stats.records_already_delivered += queue.delivered_before_count
             self._partitions.append(Partition(encoded.batch.topic_partition, queue, stream))
             self._stats.partitions += 1
             backlog_records += queue.pending_count()
@@ -315,6 +314,11 @@ class Run:
     def _outcome(self) -> PublishOutcome:
         resume: dict[str, int] = {}
         settled: dict[str, list[KafkaRecord]] = {}
+        # Records written before are skipped in their key's turn, which may come at any time
+        # of the run: counted once it is over.
+        self._stats.records_already_delivered = sum(
+            partition.queue.delivered_before_count for partition in self._partitions
+        )
         for partition in self._partitions:
             offset = partition.queue.first_unacknowledged_offset()
             if offset is not None:

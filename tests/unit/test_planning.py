@@ -7,6 +7,7 @@ from collections import deque
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from msk_kinesis_sink.aggregation import AggregatingPacker
 from msk_kinesis_sink.encoding import EncodedRecord, UnwritableRecord
 from msk_kinesis_sink.events import KafkaRecord
 from msk_kinesis_sink.limits import (
@@ -491,6 +492,23 @@ def test_release_of_a_key_not_in_flight_never_duplicates_it():
 
     # THEN the key appears once
     assert _shape(entries) == [("a", 0)]
+
+
+def test_aggregated_run_stops_at_a_record_written_before():
+    # GIVEN key "a" at offsets 1-4, of which 2 and 3 were written before (redelivery memory)
+    queue = PartitionQueue("t-0", [_encoded(o, "a") for o in (1, 2, 3, 4)], frozenset({2, 3}))
+    # WHEN the aggregating packer takes a's run
+    [entry] = queue.next_request(LIMITS, AggregatingPacker())
+    # THEN the aggregate holds offset 1 alone; once it is acknowledged, 2 and 3 are settled
+    # without being sent, and counted, and 4 goes next
+    assert [record.offset for record in entry.records] == [1]
+    assert queue.delivered_before_count == 0
+    queue.acknowledge(entry)
+    assert queue.delivered_before_count == 2
+    [entry] = queue.next_request(LIMITS, AggregatingPacker())
+    assert [record.offset for record in entry.records] == [4]
+    queue.acknowledge(entry)
+    assert queue.is_done
 
 
 # -- property: any queue, any acknowledge/release sequence --------------------------------

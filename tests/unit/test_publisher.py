@@ -617,6 +617,52 @@ def test_sink_redelivery_with_other_content_at_a_remembered_offset_is_sent() -> 
     assert sum(Envelope.from_bytes(r.data).value == b64(b"changed") for r in fake.records) == 30
 
 
+def _user_records(fake: FakeKinesis, since: int = 0) -> list[Envelope]:
+    """The envelopes written from Kinesis record `since` on, aggregates unpacked."""
+    return [
+        Envelope.from_bytes(data)
+        for stored in fake.records[since:]
+        for data in deaggregate(stored.data)
+    ]
+
+
+@pytest.mark.parametrize("aggregation", ["on", "off"])
+def test_sink_redelivery_from_below_the_reported_offset_skips_what_was_remembered(
+    aggregation: str,
+) -> None:
+    # GIVEN a partition whose key "a" is written whole (offsets 0-4 and 6-30) while key "b"
+    # (offset 5) stays throttled: the partition is reported from 5, and the container
+    # remembers a's 25 records beyond it
+    sources: list[Source] = [
+        *((0, o, b"a", b"v%d" % o) for o in range(5)),
+        (0, 5, b"b", b"v5"),
+        *((0, o, b"a", b"v%d" % o) for o in range(6, 31)),
+    ]
+    throttle_b = {"on": True}
+
+    def throttled(call: int, entry: Entry) -> RecordResult | None:
+        return RecordResult.THROTTLED if entry.partition_key == "b" and throttle_b["on"] else None
+
+    fake, clock = FakeKinesis(fail_entry=throttled), FakeClock()
+    settings_ = _settings(AGGREGATION=aggregation)
+    with _sink(fake, settings=settings_, clock=clock, sleep=clock.sleep) as sink:
+        first = sink.handle(_event(sources), clock.context(1_000))
+        assert min(_failed_offsets(first)[f"{TOPIC}-0"]) == 5
+        written_first = len(fake.records)
+        throttle_b["on"] = False
+        # WHEN the ESM sends the whole batch again, from below the reported offset (it never
+        # got the answer: the invocation ran past its timeout, say)
+        second = sink.handle(_event(sources), clock.context(1_000))
+        report = sink.last_report
+    # THEN only a's first five records (not remembered: below 5) and b's are sent again; the 25
+    # remembered records are skipped in a's turn, with or without aggregation, and counted
+    resent = sorted(envelope.offset for envelope in _user_records(fake, written_first))
+    assert second == {"batchItemFailures": []}
+    assert resent == [0, 1, 2, 3, 4, 5]
+    assert report is not None and report.stats.records_already_delivered == 25
+    assert _consumed_aggregated(fake) == _expected(sources)
+
+
 # -- workers, dead letters and crashes ------------------------------------------------------
 
 
