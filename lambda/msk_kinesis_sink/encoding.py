@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import base64
 import binascii
 import hashlib
 import json
 from dataclasses import dataclass
-from typing import NamedTuple, assert_never
+from json.encoder import encode_basestring_ascii
+from typing import Final, NamedTuple, assert_never
 
 from msk_kinesis_sink.errors import UnwritableRecordError
 from msk_kinesis_sink.events import (
@@ -174,6 +174,15 @@ def _unwrappable(data: bytes, key_bytes: int, max_record_bytes: int) -> str | No
     )
 
 
+_COMPACT: Final = (",", ":")
+# Encoded headers of up to this many value bytes are kept for reuse: records repeat the same
+# few (a content type, a schema version, a one-byte flag), and building each one's JSON costs
+# more than finding it. Bounded: cleared when it holds HEADER_CACHE_ENTRIES.
+HEADER_CACHE_VALUE_BYTES: Final = 64
+HEADER_CACHE_ENTRIES: Final = 4096
+_header_json: dict[tuple[str, bytes], str] = {}
+
+
 def envelope_bytes(
     record: KafkaRecord, partition_key_mode: PartitionKeyMode = PartitionKeyMode.KEY
 ) -> bytes:
@@ -186,23 +195,48 @@ def envelope_bytes(
     appears (docs/schema-registry.md). With PARTITION_KEY=header:<name>, `partitionKeyFrom`
     says so: the Kafka key alone no longer orders the record (consumer.OffsetDeduplicator).
     """
-    document: dict[str, object] = {
-        "topic": record.topic,
-        "partition": record.partition,
-        "offset": record.offset,
-        "timestamp": record.timestamp,
-        "timestampType": record.timestamp_type,
-        "key": record.key_b64,
-        "value": record.value_b64,
-        "headers": [
-            {"name": name, "value": base64.b64encode(value).decode("ascii")}
-            for name, value in record.headers
-        ],
-        **schema_members(record),
-    }
+    head = json.dumps(
+        {
+            "topic": record.topic,
+            "partition": record.partition,
+            "offset": record.offset,
+            "timestamp": record.timestamp,
+            "timestampType": record.timestamp_type,
+            "key": record.key_b64,
+            "value": record.value_b64,
+        },
+        separators=_COMPACT,
+    )
+    tail: dict[str, object] = dict(schema_members(record))
     if partition_key_mode is PartitionKeyMode.HEADER:
-        document[PARTITION_KEY_FROM_FIELD] = partition_key_mode.value
-    return json.dumps(document, separators=(",", ":")).encode("utf-8")
+        tail[PARTITION_KEY_FROM_FIELD] = partition_key_mode.value
+    # One JSON object, written in three parts (the same bytes json.dumps writes for the whole
+    # document): headers are spliced in as text, each built once per distinct small header.
+    end = "," + json.dumps(tail, separators=_COMPACT)[1:] if tail else "}"
+    return f'{head[:-1]},"headers":[{_headers_json(record.headers)}]{end}'.encode()
+
+
+def _headers_json(headers: tuple[tuple[str, bytes], ...]) -> str:
+    """The envelope's headers, `{"name":...,"value":"<base64>"}` each, comma-separated, as
+    json.dumps writes them (ASCII, compact)."""
+    if not headers:
+        return ""
+    cache = _header_json
+    parts = []
+    for header in headers:
+        text = cache.get(header)
+        if text is None:
+            name, value = header
+            text = '{"name":%s,"value":"%s"}' % (  # noqa: UP031 - the fastest of the forms
+                encode_basestring_ascii(name),
+                binascii.b2a_base64(value, newline=False).decode("ascii"),
+            )
+            if len(value) <= HEADER_CACHE_VALUE_BYTES:
+                if len(cache) >= HEADER_CACHE_ENTRIES:
+                    cache.clear()
+                cache[header] = text
+        parts.append(text)
+    return ",".join(parts)
 
 
 class EncodedPartition(NamedTuple):
