@@ -7,6 +7,7 @@ key and value stay base64 text either way (docs/schema-registry.md).
 
 from __future__ import annotations
 
+import bisect
 import itertools
 import re
 from collections.abc import Mapping, Sequence
@@ -94,18 +95,13 @@ class PartitionBatch:
         return f"{self.topic}-{self.partition}"
 
 
-@dataclass(frozen=True, slots=True)
-class KafkaEvent:
-    """A parsed invocation: where it came from and its partitions."""
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EventSource:
+    """Where an invocation's records come from."""
 
     event_source: str
     event_source_arn: str | None
-    partitions: tuple[PartitionBatch, ...]
     bootstrap_servers: str | None = None  # self-managed Kafka events name the cluster this way
-
-    @property
-    def record_count(self) -> int:
-        return sum(len(batch.records) for batch in self.partitions)
 
     @property
     def source_id(self) -> str:
@@ -114,12 +110,87 @@ class KafkaEvent:
         return self.event_source_arn or self.bootstrap_servers or self.event_source
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class KafkaEvent(EventSource):
+    """A parsed invocation: where it came from and its partitions."""
+
+    partitions: tuple[PartitionBatch, ...]
+
+    @property
+    def record_count(self) -> int:
+        return sum(len(batch.records) for batch in self.partitions)
+
+
+@dataclass(frozen=True, slots=True)
+class PartitionOutline:
+    """One topic-partition of an event before its records are read: where each record is.
+
+    Every record's topic, partition and offset is checked (enough to report any of them); the
+    rest is checked by `read_records`, a piece at a time.
+    """
+
+    topic: str
+    partition: int
+    group: Sequence[Any]  # the event's record objects, in the event's order
+    offsets: tuple[int, ...]  # ascending
+    # The event's index of each offset, when the event does not list them in offset order.
+    order: tuple[int, ...] | None
+    # Running totals of reading work in offset order (work[i]: the records before i), a record
+    # counting one plus one per header: a header costs about what a small record does.
+    work: tuple[int, ...]
+
+    @property
+    def topic_partition(self) -> str:
+        return f"{self.topic}-{self.partition}"
+
+    def __len__(self) -> int:
+        return len(self.offsets)
+
+    def stop_within(self, start: int, units: int, max_records: int) -> int:
+        """The end of the longest run of records from `start` (at most `max_records`) whose
+        reading work is at most `units`; `start` when not even the first one fits."""
+        limit = min(len(self.offsets), start + max_records)
+        return bisect.bisect_right(self.work, self.work[start] + units, start + 1, limit + 1) - 1
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EventOutline(EventSource):
+    """An event whose structure and record positions are checked, its records not yet read."""
+
+    partitions: tuple[PartitionOutline, ...]
+
+    @property
+    def record_count(self) -> int:
+        return sum(len(outline) for outline in self.partitions)
+
+
 def parse_event(event: Any, *, fast_path: bool = True) -> KafkaEvent:
     """Validate a whole invocation event; raises MalformedEventError naming the first problem.
 
-    Every field is checked before anything is sent, so a record that passes can always be
-    encoded. `fast_path=False` checks each record field by field: the reference that the fast
-    path for the usual record shape is tested against.
+    Every field is checked, so a record that passes can always be encoded. `fast_path=False`
+    checks each record field by field: the reference that the fast path for the usual record
+    shape is tested against.
+    """
+    outline = outline_event(event, fast_path=fast_path)
+    partitions = []
+    for partition in outline.partitions:
+        records: list[KafkaRecord] = []
+        read_records(partition, 0, len(partition), into=records, fast_path=fast_path)
+        partitions.append(PartitionBatch(partition.topic, partition.partition, tuple(records)))
+    return KafkaEvent(
+        event_source=outline.event_source,
+        event_source_arn=outline.event_source_arn,
+        bootstrap_servers=outline.bootstrap_servers,
+        partitions=tuple(partitions),
+    )
+
+
+def outline_event(event: Any, *, fast_path: bool = True) -> EventOutline:
+    """Check an event's structure and every record's topic, partition and offset (a few
+    hundred nanoseconds a record); raises MalformedEventError naming the first problem.
+
+    What is checked here is what reporting any record to the ESM needs: an event that passes
+    can always be answered, whatever its records hold.
     """
     if not isinstance(event, Mapping):
         raise MalformedEventError(f"event must be a JSON object, got {type(event).__name__}")
@@ -147,34 +218,77 @@ def parse_event(event: Any, *, fast_path: bool = True) -> KafkaEvent:
     for group_key, raw_records in groups.items():
         if not isinstance(raw_records, Sequence) or isinstance(raw_records, str | bytes):
             raise MalformedEventError(f"records[{_shown(group_key)}] must be a list of records")
-        records = _parse_group(raw_records, group_key, fast_path)
-        if not records:
-            continue
-        records.sort(key=lambda record: record.offset)
-        for earlier, later in itertools.pairwise(records):
-            if earlier.offset == later.offset:
-                raise MalformedEventError(
-                    f"records[{_shown(group_key)}] holds offset {later.offset} more than once"
-                )
-        first = records[0]
-        partitions.append(PartitionBatch(first.topic, first.partition, tuple(records)))
-    return KafkaEvent(
+        if raw_records:
+            partitions.append(_outline_group(raw_records, group_key, fast_path))
+    return EventOutline(
         event_source=source,
         event_source_arn=arn,
-        partitions=tuple(partitions),
         bootstrap_servers=servers if isinstance(servers, str) and is_unicode(servers) else None,
+        partitions=tuple(partitions),
     )
 
 
-def _parse_group(raw_records: Sequence[Any], group_key: Any, fast_path: bool) -> list[KafkaRecord]:
-    """Parse one partition's records: a fast path for the usual shape, full checks otherwise."""
-    records: list[KafkaRecord] = []
-    expected: _Checked | None = None  # what the last record checked in full held
+def _outline_group(raw_records: Sequence[Any], group_key: Any, fast_path: bool) -> PartitionOutline:
+    offsets: list[int] = []
+    headers_per_record: list[int] = []
+    topic: str | None = None
+    partition = -1
     for index, raw in enumerate(raw_records):
+        # The usual record: exactly the types of the group's first record, checked in full.
+        if fast_path and topic is not None and type(raw) is dict:
+            get = raw.get
+            number, offset, headers = get("partition"), get("offset"), get("headers")
+            if (
+                get("topic") == topic
+                and type(number) is int
+                and number == partition
+                and type(offset) is int
+                and 0 <= offset <= MAX_OFFSET
+            ):
+                offsets.append(offset)
+                headers_per_record.append(len(headers) if type(headers) is list else 0)
+                continue
+        topic, partition, offset = _position(raw, group_key, index)
+        headers = raw.get("headers")
+        offsets.append(offset)
+        headers_per_record.append(len(headers) if isinstance(headers, list) else 0)
+    assert topic is not None  # the group has records, and _position checked the first
+    order = None
+    if any(earlier >= later for earlier, later in itertools.pairwise(offsets)):
+        order = tuple(sorted(range(len(offsets)), key=offsets.__getitem__))
+        offsets = [offsets[index] for index in order]
+        headers_per_record = [headers_per_record[index] for index in order]
+        for earlier, later in itertools.pairwise(offsets):
+            if earlier == later:
+                raise MalformedEventError(
+                    f"records[{_shown(group_key)}] holds offset {later} more than once"
+                )
+    work = (0, *itertools.accumulate(1 + count for count in headers_per_record))
+    return PartitionOutline(topic, partition, raw_records, tuple(offsets), order, work)
+
+
+def read_records(
+    outline: PartitionOutline,
+    start: int,
+    stop: int,
+    *,
+    into: list[KafkaRecord],
+    fast_path: bool = True,
+) -> None:
+    """Check and read the partition's records `start` to `stop` (in offset order), appending
+    each to `into`; raises MalformedEventError at the first malformed one (those before it
+    are in `into`)."""
+    group, order = outline.group, outline.order
+    indexes = range(start, stop) if order is None else order[start:stop]
+    group_key = outline.topic_partition
+    expected: _Checked | None = None  # what the last record checked in full held
+    append = into.append
+    for index in indexes:
+        raw = group[index]
         record = _well_formed(raw, expected) if fast_path else None
         if record is None:
             # Something is unusual (a string partition, a missing field, a wrong type, headers
-            # of another shape, new schema metadata, the first record of the group): check it
+            # of another shape, new schema metadata, the first record of the piece): check it
             # field by field, with precise errors.
             record = _parse_record(raw, group_key, index)
             if fast_path:
@@ -186,8 +300,7 @@ def _parse_group(raw_records: Sequence[Any], group_key: Any, fast_path: bool) ->
                     raw.get(VALUE_SCHEMA_FIELD),
                     record.value_schema,
                 )
-        records.append(record)
-    return records
+        append(record)
 
 
 # Builds a KafkaRecord from a tuple of all its fields without the Python-level __new__ that
@@ -286,8 +399,9 @@ def _well_formed_headers(headers: list[Any]) -> tuple[tuple[str, bytes], ...] | 
     return tuple(parsed)
 
 
-def _parse_record(raw: Any, group_key: Any, index: int) -> KafkaRecord:
-    where = f"records[{_shown(group_key)}][{index}]"
+def _position(raw: Any, group_key: Any, index: int) -> tuple[str, int, int]:
+    """A record's topic, partition and offset, checked; raises MalformedEventError."""
+    where = _where(group_key, index)
     if not isinstance(raw, Mapping):
         raise MalformedEventError(f"{where} must be an object, got {type(raw).__name__}")
     topic = raw.get("topic")
@@ -305,6 +419,16 @@ def _parse_record(raw: Any, group_key: Any, index: int) -> KafkaRecord:
             f"{where} is topic {_shown(topic)} partition {partition}, which does not belong"
             f" under records key {_shown(group_key)}"
         )
+    return topic, partition, offset
+
+
+def _where(group_key: Any, index: int) -> str:
+    return f"records[{_shown(group_key)}][{index}]"
+
+
+def _parse_record(raw: Any, group_key: Any, index: int) -> KafkaRecord:
+    topic, partition, offset = _position(raw, group_key, index)
+    where = _where(group_key, index)
     timestamp = _integer(raw, "timestamp", where, MIN_TIMESTAMP, MAX_TIMESTAMP, required=False)
     timestamp_type = raw.get("timestampType", NO_TIMESTAMP_TYPE)
     if not isinstance(timestamp_type, str) or not is_unicode(timestamp_type):
