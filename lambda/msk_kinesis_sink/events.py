@@ -29,6 +29,9 @@ _DECIMAL = re.compile(r"\s*(-?)([0-9]+)\s*", re.ASCII)
 _MAX_DIGITS = len(str(MAX_OFFSET))
 # Header values are byte arrays; Java producers may send signed bytes.
 _BYTE_RANGE = range(-128, 256)
+# Reading (and encoding) this many characters of a value's base64 costs about what reading a
+# small record does (bench: parse cost per record).
+VALUE_CHARS_PER_UNIT: Final = 1024
 # Longest text of a bad value quoted in an error message.
 _SHOWN_CHARS = 60
 
@@ -94,6 +97,10 @@ class PartitionBatch:
     def topic_partition(self) -> str:
         return f"{self.topic}-{self.partition}"
 
+    @property
+    def offsets(self) -> tuple[int, ...]:
+        return tuple(record.offset for record in self.records)
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class EventSource:
@@ -135,8 +142,9 @@ class PartitionOutline:
     offsets: tuple[int, ...]  # ascending
     # The event's index of each offset, when the event does not list them in offset order.
     order: tuple[int, ...] | None
-    # Running totals of reading work in offset order (work[i]: the records before i), a record
-    # counting one plus one per header: a header costs about what a small record does.
+    # Running totals of reading work in offset order (work[i]: the records before i), in units
+    # of about what a small record costs: a record is one, plus one per header, plus one per
+    # VALUE_CHARS_PER_UNIT characters of its value.
     work: tuple[int, ...]
 
     @property
@@ -230,14 +238,14 @@ def outline_event(event: Any, *, fast_path: bool = True) -> EventOutline:
 
 def _outline_group(raw_records: Sequence[Any], group_key: Any, fast_path: bool) -> PartitionOutline:
     offsets: list[int] = []
-    headers_per_record: list[int] = []
+    work: list[int] = []
     topic: str | None = None
     partition = -1
     for index, raw in enumerate(raw_records):
         # The usual record: exactly the types of the group's first record, checked in full.
         if fast_path and topic is not None and type(raw) is dict:
             get = raw.get
-            number, offset, headers = get("partition"), get("offset"), get("headers")
+            number, offset = get("partition"), get("offset")
             if (
                 get("topic") == topic
                 and type(number) is int
@@ -246,25 +254,33 @@ def _outline_group(raw_records: Sequence[Any], group_key: Any, fast_path: bool) 
                 and 0 <= offset <= MAX_OFFSET
             ):
                 offsets.append(offset)
-                headers_per_record.append(len(headers) if type(headers) is list else 0)
+                work.append(_work(get("headers"), get("value")))
                 continue
         topic, partition, offset = _position(raw, group_key, index)
-        headers = raw.get("headers")
         offsets.append(offset)
-        headers_per_record.append(len(headers) if isinstance(headers, list) else 0)
+        work.append(_work(raw.get("headers"), raw.get("value")))
     assert topic is not None  # the group has records, and _position checked the first
     order = None
     if any(earlier >= later for earlier, later in itertools.pairwise(offsets)):
         order = tuple(sorted(range(len(offsets)), key=offsets.__getitem__))
         offsets = [offsets[index] for index in order]
-        headers_per_record = [headers_per_record[index] for index in order]
+        work = [work[index] for index in order]
         for earlier, later in itertools.pairwise(offsets):
             if earlier == later:
                 raise MalformedEventError(
                     f"records[{_shown(group_key)}] holds offset {later} more than once"
                 )
-    work = (0, *itertools.accumulate(1 + count for count in headers_per_record))
-    return PartitionOutline(topic, partition, raw_records, tuple(offsets), order, work)
+    totals = (0, *itertools.accumulate(work))
+    return PartitionOutline(topic, partition, raw_records, tuple(offsets), order, totals)
+
+
+def _work(headers: Any, value: Any) -> int:
+    """A record's reading work (PartitionOutline.work); what it holds is not checked here."""
+    return (
+        1
+        + (len(headers) if type(headers) is list else 0)
+        + (len(value) // VALUE_CHARS_PER_UNIT if type(value) is str else 0)
+    )
 
 
 def read_records(

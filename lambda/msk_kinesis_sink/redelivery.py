@@ -18,7 +18,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Final, Protocol
 
 from msk_kinesis_sink.events import KafkaRecord, PartitionBatch
 
@@ -28,6 +28,16 @@ DEFAULT_MAX_ENTRIES: Final = 100_000
 DEFAULT_MAX_AGE_S: Final = 900.0
 
 _PartitionId = tuple[str, str, int]  # (event source, topic, partition)
+
+
+class TopicPartition(Protocol):
+    """A partition of an event, read (events.PartitionBatch) or not (events.PartitionOutline)."""
+
+    @property
+    def topic(self) -> str: ...
+
+    @property
+    def partition(self) -> int: ...
 
 
 def record_digest(record: KafkaRecord) -> int:
@@ -56,6 +66,9 @@ def record_digest(record: KafkaRecord) -> int:
 class _Remembered:
     digests: dict[int, int] = field(default_factory=dict)  # offset -> digest
     touched: float = 0.0
+    # No entry is below it: forgetting below it again (each piece of a partition recalls with
+    # the same first offset) costs nothing.
+    floor: int = 0
 
 
 class RedeliveryMemory:
@@ -78,16 +91,20 @@ class RedeliveryMemory:
     def entries(self) -> int:
         return self._entries
 
-    def recall(self, source: str, batch: PartitionBatch) -> frozenset[int]:
+    def recall(
+        self, source: str, batch: PartitionBatch, *, stands_at: int | None = None
+    ) -> frozenset[int]:
         """Offsets of `batch` that were written before with the same content.
 
-        The batch's first offset is where the ESM stands: entries below it are forgotten.
+        `stands_at` is where the ESM stands in the partition, its first offset in the event
+        (by default the batch's first, when the batch is the event's whole partition rather
+        than a piece of it): entries below it are forgotten.
         """
         self._expire()
         remembered = self._partitions.get((source, batch.topic, batch.partition))
         if remembered is None or not batch.records:
             return frozenset()
-        self._forget_below(remembered, batch.records[0].offset)
+        self._forget_below(remembered, batch.records[0].offset if stands_at is None else stands_at)
         digests = remembered.digests
         delivered = []
         for record in batch.records:
@@ -102,7 +119,7 @@ class RedeliveryMemory:
         return frozenset(delivered)
 
     def keep(
-        self, source: str, batch: PartitionBatch, resume_offset: int, written: Iterable[KafkaRecord]
+        self, source: str, batch: TopicPartition, resume_offset: int, written: Iterable[KafkaRecord]
     ) -> None:
         """After an invocation that reported `batch`'s partition from `resume_offset`: remember
         the records written at or beyond it (they come back), forget everything below."""
@@ -116,23 +133,27 @@ class RedeliveryMemory:
             if record.offset >= resume_offset and record.offset not in digests:
                 digests[record.offset] = record_digest(record)
                 self._entries += 1
+                remembered.floor = min(remembered.floor, record.offset)
         remembered.touched = self._clock()
         self._partitions.move_to_end(key)
         if not digests:
             del self._partitions[key]
         self._evict()
 
-    def forget(self, source: str, batch: PartitionBatch) -> None:
+    def forget(self, source: str, batch: TopicPartition) -> None:
         """The partition was delivered whole: the ESM moves past it, nothing comes back."""
         remembered = self._partitions.pop((source, batch.topic, batch.partition), None)
         if remembered is not None:
             self._entries -= len(remembered.digests)
 
     def _forget_below(self, remembered: _Remembered, offset: int) -> None:
+        if offset <= remembered.floor:
+            return
         stale = [known for known in remembered.digests if known < offset]
         for known in stale:
             del remembered.digests[known]
         self._entries -= len(stale)
+        remembered.floor = offset
 
     def _expire(self) -> None:
         oldest_kept = self._clock() - self._max_age_s

@@ -65,6 +65,8 @@ class InvocationStats:
     # Records and partitions reported back to the ESM (set by the runtime from the answer).
     records_failed: int = field(default=0, metadata=metric("RecordsFailed"))
     records_dead_lettered: int = field(default=0, metadata=metric("RecordsDeadLettered"))
+    # Records whose content is malformed (each ends its partition's delivery there, reported).
+    records_malformed: int = field(default=0, metadata=metric("RecordsMalformed"))
     records_throttled: int = field(default=0, metadata=metric("RecordsThrottled"))
     records_internal_failure: int = 0
     request_failures: int = 0
@@ -76,6 +78,8 @@ class InvocationStats:
     partitions: int = 0
     partitions_failed: int = 0
     stopped_by_deadline: bool = False
+    # Records left unread at the stop (or after a malformed one): reported, never read.
+    records_unread: int = 0
     put_latencies_ms: list[float] = field(
         default_factory=list,
         metadata=samples(

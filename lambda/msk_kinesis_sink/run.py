@@ -17,10 +17,11 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from msk_kinesis_sink.budget import RoundTripEstimate, TimeBudget
-from msk_kinesis_sink.encoding import EncodedPartition, UnwritableRecord
+from msk_kinesis_sink.encoding import UnwritableRecord
 from msk_kinesis_sink.events import KafkaRecord
 from msk_kinesis_sink.jobs import DeadLetterJob, Job, Partition, PutJob
 from msk_kinesis_sink.planning import Entry, Packer, PartitionQueue, RequestLimits
+from msk_kinesis_sink.reading import PIECE_SECONDS, EventReader, Piece, ReadCostEstimate
 from msk_kinesis_sink.report import InvocationStats
 from msk_kinesis_sink.settings import Settings
 from msk_kinesis_sink.settlement import Settlement
@@ -45,6 +46,7 @@ class Resources:
     packer: Packer
     pool: ThreadPoolExecutor
     round_trips: RoundTripEstimate
+    read_costs: ReadCostEstimate
     clock: Callable[[], float]
     sleep: Callable[[float], None]
     rng: random.Random
@@ -85,6 +87,10 @@ class Run:
             rng=resources.rng,
         )
         self._partitions: list[Partition] = []
+        self._by_name: dict[str, Partition] = {}
+        # Records read but not yet in a request (an estimate, while reading: when it makes a
+        # full request, one is started).
+        self._backlog_records = 0
         self._in_flight: dict[Future[Any], Job] = {}
         self._dead_letter_backlog: deque[tuple[Partition, UnwritableRecord]] = deque()
         self._stopping = False
@@ -96,9 +102,9 @@ class Run:
         # Requests were left running at the answer: the container's pool must be replaced.
         self.abandoned = False
 
-    def execute(self, partitions: Iterable[tuple[str, EncodedPartition]]) -> PublishOutcome:
+    def execute(self, reader: EventReader) -> PublishOutcome:
         try:
-            self._prepare_all(partitions)
+            self._read_all(reader)
             self._drive()
         except BaseException:
             # A bug (an exception no adapter raises on purpose): let it reach the ESM, which
@@ -106,31 +112,72 @@ class Run:
             # writing while the next invocation sends the same records.
             self._drain()
             raise
-        return self._outcome()
+        return self._outcome(reader)
 
-    # -- preparation ------------------------------------------------------------------------
+    # -- reading ----------------------------------------------------------------------------
 
-    def _prepare_all(self, partitions: Iterable[tuple[str, EncodedPartition]]) -> None:
-        """Take partitions as they are encoded, starting every full request as soon as it
-        exists, so encoding the rest of the batch overlaps with the first round trips."""
-        backlog_records = 0
-        limits = self._resources.limits
-        for stream, encoded in partitions:
-            queue = PartitionQueue(
-                encoded.batch.topic_partition, encoded.units, encoded.delivered_before
+    def _read_all(self, reader: EventReader) -> None:
+        """Read the event a piece at a time, starting every full request as soon as it exists,
+        so that reading the rest overlaps the first round trips. Reading stops at the first
+        record that could not be read before the last start: from there on, the event is
+        reported."""
+        self._stats.partitions = reader.partition_count
+        costs = self._resources.read_costs
+        # Pieces grow from one record, doubling: what reading costs is measured on a small
+        # piece before a large one relies on it (a record may cost many times another).
+        ramp = 0
+        while not reader.done:
+            began = self._clock()
+            room_s = self._last_start() - began
+            piece = reader.read(
+                min(ramp, costs.units_within(min(PIECE_SECONDS, room_s))),
+                costs.units_within(room_s),
             )
-            self._partitions.append(Partition(encoded.batch.topic_partition, queue, stream))
-            self._stats.partitions += 1
-            backlog_records += queue.pending_count()
+            if piece is None:
+                self._stats.stopped_by_deadline = True
+                return
+            costs.observe(self._clock() - began, piece.units)
+            ramp = 2 * max(ramp, piece.units)
+            self._take(piece)
+
+    def _take(self, piece: Piece) -> None:
+        """Queue a piece behind its partition's earlier records, start every full request
+        there is, and settle the requests that finished meanwhile."""
+        if piece.malformed is not None:
+            self._malformed(piece)
+        encoded = piece.encoded
+        if encoded.units:
+            partition = self._by_name.get(piece.topic_partition)
+            if partition is None:
+                partition = Partition(
+                    piece.topic_partition, PartitionQueue(piece.topic_partition), piece.stream
+                )
+                self._partitions.append(partition)
+                self._by_name[piece.topic_partition] = partition
+            queue = partition.queue
+            pending = queue.pending_count()
+            queue.extend(encoded.units, encoded.delivered_before)
+            self._backlog_records += queue.pending_count() - pending
             self._unsent_bytes += encoded.encoded_bytes
-            full_requests = max(
-                backlog_records // limits.max_records,
-                self._unsent_bytes // limits.max_request_bytes,
-            )
-            if full_requests and self._may_start():
-                started = self._fill(max_requests=full_requests)
-                backlog_records -= sum(len(entry.records) for _, entry in started)
-                self._settle([future for future in self._in_flight if future.done()])
+        limits = self._resources.limits
+        full_requests = max(
+            self._backlog_records // limits.max_records,
+            self._unsent_bytes // limits.max_request_bytes,
+        )
+        if full_requests and self._may_start():
+            started = self._fill(max_requests=full_requests)
+            self._backlog_records -= sum(len(entry.records) for _, entry in started)
+        self._settle([future for future in self._in_flight if future.done()])
+
+    def _malformed(self, piece: Piece) -> None:
+        self._stats.records_malformed += 1
+        logger.error(
+            "a record is malformed (%s); its partition is published up to it and reported from"
+            " it, so the ESM retries it and, when its retries run out, sends it to the"
+            " on-failure destination",
+            piece.malformed,
+            extra={"topic_partition": piece.topic_partition, "offset": piece.malformed_offset},
+        )
 
     # -- the loop ---------------------------------------------------------------------------
 
@@ -311,7 +358,7 @@ class Run:
             wait(running, timeout=max(0.0, self._budget.give_up_at - self._clock()))
         self._in_flight.clear()
 
-    def _outcome(self) -> PublishOutcome:
+    def _outcome(self, reader: EventReader) -> PublishOutcome:
         resume: dict[str, int] = {}
         settled: dict[str, list[KafkaRecord]] = {}
         # Records written before are skipped in their key's turn, which may come at any time
@@ -323,6 +370,14 @@ class Run:
             offset = partition.queue.first_unacknowledged_offset()
             if offset is not None:
                 resume[partition.batch_name] = offset
+        # Records not read (or from a malformed one on) come after those read: a partition
+        # whose records read were all delivered is reported from its first unread one.
+        for name, offset in reader.unread().items():
+            resume.setdefault(name, offset)
+        self._stats.records_unread = reader.unread_count()
+        for partition in self._partitions:
+            offset = resume.get(partition.batch_name)
+            if offset is not None:
                 settled[partition.batch_name] = partition.queue.settled_from(offset)
         return PublishOutcome(
             resume_offsets=resume, stats=self._stats, settled_after_resume=settled

@@ -13,9 +13,10 @@ from typing import Any, Final, Protocol, assert_never
 from msk_kinesis_sink.budget import TimeBudget
 from msk_kinesis_sink.encoding import EncodedPartition, encode_partition
 from msk_kinesis_sink.errors import RoutingError
-from msk_kinesis_sink.events import KafkaEvent, parse_event
+from msk_kinesis_sink.events import EventOutline, PartitionBatch, outline_event
 from msk_kinesis_sink.planning import Packer
 from msk_kinesis_sink.publisher import Publisher
+from msk_kinesis_sink.reading import Encoder, EventReader
 from msk_kinesis_sink.redelivery import RedeliveryMemory
 from msk_kinesis_sink.report import InvocationReport, InvocationStats
 from msk_kinesis_sink.response import PartialBatchResponse, partial_batch_response
@@ -57,8 +58,13 @@ class Sink:
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
         rng: random.Random | None = None,
+        read_cost: Callable[[int], None] | None = None,
     ) -> None:
-        """`writer` serves every stream; or `writers` gives each stream (name or ARN) its own."""
+        """`writer` serves every stream; or `writers` gives each stream (name or ARN) its own.
+
+        `read_cost`: for tests on a virtual `clock`, told the work units of each piece of an
+        event read, advances the clock by what reading them costs.
+        """
         self.settings = settings
         if writers is None:
             if writer is None:
@@ -74,6 +80,7 @@ class Sink:
             rng=rng,
         )
         self._clock = clock
+        self._read_cost = read_cost
         self.memory = memory if memory is not None else RedeliveryMemory()
         self._on_report = on_report
         self.last_report: InvocationReport | None = None
@@ -113,26 +120,31 @@ class Sink:
         started = self._clock()
         remaining_s = context.get_remaining_time_in_millis() / 1000
         with _cyclic_gc_paused():
-            parsed = parse_event(event)
-            streams = self._route(parsed)
-            budget = TimeBudget.start(started, remaining_s, parsed.record_count)
+            # Where every record is, checked: a malformed event is refused here, before anything
+            # is sent. Records are read (and the rest checked) while publishing.
+            outline = outline_event(event)
+            streams = self._route(outline)
+            budget = TimeBudget.start(started, remaining_s, outline.record_count)
             if remaining_s < LOW_BUDGET_S:
                 logger.warning(
                     "the invocation started with %d ms left: it publishes what fits and reports"
                     " the rest; a longer function timeout (or a smaller batch) wastes less work",
                     int(remaining_s * 1000),
                 )
-            if parsed.partitions:
+            if outline.partitions:
+                reader = EventReader(
+                    outline, streams, self._encoder(outline.source_id), self._read_cost
+                )
                 outcome = self._publisher.publish(
-                    self._encoded(parsed, streams),
-                    record_count=parsed.record_count,
-                    event_source_arn=parsed.event_source_arn,
+                    reader,
+                    record_count=outline.record_count,
+                    event_source_arn=outline.event_source_arn,
                     budget=budget,
                 )
-                self._remember(parsed, outcome)
+                self._remember(outline, outcome)
             else:  # nothing to publish, no AWS call; still one summary line and zero metrics
                 outcome = PublishOutcome(resume_offsets={}, stats=InvocationStats())
-        response = partial_batch_response(parsed, outcome.resume_offsets)
+        response = partial_batch_response(outline, outcome.resume_offsets)
         stats = outcome.stats
         stats.records_failed = len(response["batchItemFailures"])
         stats.partitions_failed = len(outcome.resume_offsets)
@@ -148,7 +160,7 @@ class Sink:
             self._on_report(report)
         return response
 
-    def _route(self, event: KafkaEvent) -> dict[str, str]:
+    def _route(self, event: EventOutline) -> dict[str, str]:
         """Each topic's stream; raises RoutingError, before anything is sent, for a topic that
         matches no route when there is no default stream."""
         streams: dict[str, str] = {}
@@ -164,26 +176,24 @@ class Sink:
             streams[batch.topic] = stream
         return streams
 
-    def _encoded(
-        self, event: KafkaEvent, streams: Mapping[str, str]
-    ) -> Iterator[tuple[str, EncodedPartition]]:
-        """Encode partition by partition (lazily: the publisher overlaps it with sending)."""
-        settings, source = self.settings, event.source_id
-        for batch in event.partitions:
-            yield (
-                streams[batch.topic],
-                encode_partition(
-                    batch,
-                    record_format=settings.record_format,
-                    partition_key_mode=settings.partition_key,
-                    partition_key_header=settings.partition_key_header,
-                    max_record_bytes=settings.max_record_bytes,
-                    delivered_before=self.memory.recall(source, batch),
-                    aggregation=settings.aggregation,
-                ),
+    def _encoder(self, source: str) -> Encoder:
+        """Encodes a piece of a partition, with what the container wrote of it before."""
+        settings, memory = self.settings, self.memory
+
+        def encode(batch: PartitionBatch, stands_at: int) -> EncodedPartition:
+            return encode_partition(
+                batch,
+                record_format=settings.record_format,
+                partition_key_mode=settings.partition_key,
+                partition_key_header=settings.partition_key_header,
+                max_record_bytes=settings.max_record_bytes,
+                delivered_before=memory.recall(source, batch, stands_at=stands_at),
+                aggregation=settings.aggregation,
             )
 
-    def _remember(self, event: KafkaEvent, outcome: PublishOutcome) -> None:
+        return encode
+
+    def _remember(self, event: EventOutline, outcome: PublishOutcome) -> None:
         """Keep what the ESM will send again; forget partitions it moves past."""
         source = event.source_id
         for batch in event.partitions:

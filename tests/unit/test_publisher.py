@@ -457,6 +457,14 @@ _edge_faults = st.builds(
 )
 
 
+def _with_headers(event: dict[str, Any], count: int) -> dict[str, Any]:
+    """`event` with `count` one-byte headers on every record."""
+    for records in event["records"].values():
+        for record in records:
+            record["headers"] = [{f"h{n}": [n % 256]} for n in range(count)]
+    return event
+
+
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     sources=_sources,
@@ -466,6 +474,8 @@ _edge_faults = st.builds(
     latency_ms=st.sampled_from([5, 20, 100]),
     containers=st.integers(1, 3),
     aggregation=st.sampled_from(["on", "off"]),
+    headers=st.sampled_from([0, 3, 40]),
+    read_cost_us=st.sampled_from([0, 5, 50, 200, 1_000]),
     data=st.data(),
 )
 def test_sink_guarantee_holds_at_the_edges(
@@ -476,15 +486,24 @@ def test_sink_guarantee_holds_at_the_edges(
     latency_ms: int,
     containers: int,
     aggregation: str,
+    headers: int,
+    read_cost_us: int,
     data: st.DataObject,
 ) -> None:
-    # GIVEN short budgets, slow round trips, answers that trickle past their deadline, and
-    # redeliveries that land on any of several containers, each with its own redelivery memory
+    # GIVEN short budgets, slow round trips, answers that trickle past their deadline,
+    # redeliveries that land on any of several containers, each with its own redelivery memory,
+    # and reading that takes time (per record and header, up to twenty times what a container
+    # expects before it has measured it: up to 41 ms a record)
     clock = FakeClock()
     fake = FakeKinesis(faults, seed=seed, clock=clock, latency_s=latency_ms / 1000)
     settings_ = _settings(MAX_CONCURRENCY="4", KINESIS_TIMEOUT_SECONDS="1", AGGREGATION=aggregation)
+
+    def read_cost(units: int) -> None:
+        clock.advance(units * read_cost_us / 1e6)
+
     sinks = [
-        Sink(settings_, writer=fake, clock=clock, sleep=clock.sleep) for _ in range(containers)
+        Sink(settings_, writer=fake, clock=clock, sleep=clock.sleep, read_cost=read_cost)
+        for _ in range(containers)
     ]
     pending = list(sources)
     try:
@@ -492,7 +511,7 @@ def test_sink_guarantee_holds_at_the_edges(
             sink = sinks[data.draw(st.integers(0, containers - 1))]
             context = clock.context(budgets_ms[invocation % len(budgets_ms)])
             # WHEN the ESM invokes and resumes each partition where the response says
-            response = sink.handle(_event(pending), context)
+            response = sink.handle(_with_headers(_event(pending), headers), context)
             # THEN every answer comes before the invocation's deadline
             assert context.get_remaining_time_in_millis() > 0
             failed = _failed_offsets(response)
@@ -523,6 +542,116 @@ def _consumed_aggregated(fake: FakeKinesis) -> dict[tuple[int, str | None], list
             if dedup.accept(envelope):
                 received[(envelope.partition, envelope.key)].append(envelope.offset)
     return dict(received)
+
+
+def test_sink_event_slower_to_read_than_its_budget_is_published_as_read_and_answered_in_time() -> (
+    None
+):
+    # GIVEN 10,000 records of 36 one-byte headers in 10 partitions, whose reading costs 4 us a
+    # record and a header on a virtual clock (1.5 s for the whole event, about what this shape
+    # was measured to take to parse and encode as envelopes), 20 ms round trips, and 1 s
+    sources: list[Source] = [(o % 10, o, f"k{o}".encode(), b"v") for o in range(10_000)]
+    event = _with_headers(_event(sources), 36)
+    clock = FakeClock()
+    fake = FakeKinesis(clock=clock, latency_s=0.02)
+
+    def read_cost(units: int) -> None:
+        clock.advance(units * 4e-6)
+
+    context = clock.context(1_000)
+    # WHEN it is handled
+    with _sink(fake, clock=clock, sleep=clock.sleep, read_cost=read_cost) as sink:
+        response = sink.handle(event, context)
+        report = sink.last_report
+    # THEN the answer comes before the deadline; the partitions read first were published while
+    # the rest was read, and each partition is reported from its first record not delivered:
+    # everything below it was delivered
+    assert context.get_remaining_time_in_millis() > 0
+    assert report is not None
+    assert report.stats.records_published > 2_000
+    assert report.stats.records_unread > 0 and report.stats.stopped_by_deadline
+    resume = {name: min(offsets) for name, offsets in _failed_offsets(response).items()}
+    delivered = {offset for offsets in _consumed(fake).values() for offset in offsets}
+    for partition, offset, _, _ in sources:
+        assert (offset in delivered) == (offset < resume.get(f"{TOPIC}-{partition}", 10_000))
+
+
+_many_sources = st.lists(
+    st.tuples(st.integers(0, 2), _KEYS, st.binary(max_size=8)), min_size=20, max_size=100
+).map(
+    lambda rows: [
+        (partition, offset, key, value) for offset, (partition, key, value) in enumerate(rows)
+    ]
+)
+
+
+@settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    sources=_many_sources,
+    headers=st.sampled_from([0, 3, 40]),
+    read_cost_us=st.sampled_from([5, 50, 200, 1_000]),
+    budgets_ms=st.lists(st.sampled_from([300, 1_000, 3_000]), min_size=1, max_size=3),
+    malformed_at=st.none() | st.integers(0, 99),
+    aggregation=st.sampled_from(["on", "off"]),
+    latency_ms=st.sampled_from([5, 50]),
+    seed=st.integers(0, 2**32),
+)
+def test_sink_reading_inside_the_budget_answers_in_time_and_loses_nothing(
+    sources: list[Source],
+    headers: int,
+    read_cost_us: int,
+    budgets_ms: list[int],
+    malformed_at: int | None,
+    aggregation: str,
+    latency_ms: int,
+    seed: int,
+) -> None:
+    # GIVEN events whose reading takes longer than the budget (up to 100 records of up to 40
+    # headers, up to 41 ms a record on a virtual clock), short budgets, throttled records, and
+    # perhaps one record whose content is malformed
+    clock = FakeClock()
+    fake = FakeKinesis(
+        Faults(record_throttle=0.1), seed=seed, clock=clock, latency_s=latency_ms / 1000
+    )
+    settings_ = _settings(MAX_CONCURRENCY="4", KINESIS_TIMEOUT_SECONDS="1", AGGREGATION=aggregation)
+
+    def read_cost(units: int) -> None:
+        clock.advance(units * read_cost_us / 1e6)
+
+    bad = (
+        sources[malformed_at] if malformed_at is not None and malformed_at < len(sources) else None
+    )
+    # What can never be delivered: the malformed record and its partition's later records.
+    stuck = [s for s in sources if bad is not None and s[0] == bad[0] and s[1] >= bad[1]]
+    pending = list(sources)
+    with _sink(
+        fake, settings=settings_, clock=clock, sleep=clock.sleep, read_cost=read_cost
+    ) as sink:
+        for invocation in range(300):
+            event = _with_headers(_event(pending), headers)
+            for record in event["records"].get(f"{TOPIC}-{bad[0]}" if bad else "", []):
+                if bad is not None and record["offset"] == bad[1]:
+                    record["timestamp"] = "yesterday"
+            context = clock.context(budgets_ms[invocation % len(budgets_ms)])
+            # WHEN the ESM invokes and resumes each partition where the response says
+            response = sink.handle(event, context)
+            # THEN every answer comes before the invocation's deadline
+            assert context.get_remaining_time_in_millis() > 0
+            failed = _failed_offsets(response)
+            resume = {name: min(offsets) for name, offsets in failed.items()}
+            pending = [
+                s
+                for s in pending
+                if f"{TOPIC}-{s[0]}" in resume and s[1] >= resume[f"{TOPIC}-{s[0]}"]
+            ]
+            if pending == stuck:
+                break
+    # AND everything is delivered in order but the malformed record and what follows it in its
+    # partition, which is never sent and keeps being reported
+    assert pending == stuck
+    delivered = [s for s in sources if s not in stuck]
+    assert _consumed_aggregated(fake) == _expected(delivered)
+    assert fake.violations == []
 
 
 def test_sink_restores_the_cycle_collector_after_each_invocation() -> None:
@@ -729,8 +858,8 @@ def test_publisher_dead_letters_not_started_by_the_stop_are_reported() -> None:
 
 
 def test_sink_unexpected_error_propagates_after_in_flight_requests_settle() -> None:
-    # GIVEN a writer whose first request hits a bug while three others are still on the wire
-    # (2,000 distinct keys: four full requests of 500, started together)
+    # GIVEN a writer whose last request hits a bug while three others are still on the wire
+    # (2,000 distinct keys: four full requests of 500, each started once its records are read)
     sources: list[Source] = [(0, o, f"k{o}".encode(), b"v") for o in range(2000)]
     release = threading.Event()
     state = {"calls": 0, "in_progress": 0}
@@ -740,10 +869,10 @@ def test_sink_unexpected_error_propagates_after_in_flight_requests_settle() -> N
         def put_records(self, entries: Any, deadline: float) -> list[RecordResult]:
             with lock:
                 state["calls"] += 1
-                first = state["calls"] == 1
+                buggy = state["calls"] == 4
                 state["in_progress"] += 1
             try:
-                if first:
+                if buggy:
                     raise RuntimeError("a bug in the adapter")
                 release.wait(timeout=max(0.0, deadline - time.monotonic()))
                 return [RecordResult.WRITTEN] * len(entries)
