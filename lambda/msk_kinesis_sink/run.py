@@ -119,8 +119,8 @@ class Run:
     def _read_all(self, reader: EventReader) -> None:
         """Read the event a piece at a time, starting every full request as soon as it exists,
         so that reading the rest overlaps the first round trips. Reading stops at the first
-        record that could not be read before the last start: from there on, the event is
-        reported."""
+        record that could not be read in time for it to be sent (budget.last_read): from there
+        on, the event is reported."""
         self._stats.partitions = reader.partition_count
         costs = self._resources.read_costs
         # Pieces grow from one record, doubling: what reading costs is measured on a small
@@ -128,7 +128,7 @@ class Run:
         ramp = 0
         while not reader.done:
             began = self._clock()
-            room_s = self._last_start() - began
+            room_s = self._budget.last_read(self._resources.round_trips.typical_s) - began
             piece = reader.read(
                 min(ramp, costs.units_within(min(PIECE_SECONDS, room_s))),
                 costs.units_within(room_s),
