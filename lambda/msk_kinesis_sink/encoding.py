@@ -13,6 +13,7 @@ from msk_kinesis_sink.errors import UnwritableRecordError
 from msk_kinesis_sink.events import (
     KafkaRecord,
     PartitionBatch,
+    record_members,
     schema_members,
 )
 from msk_kinesis_sink.kpl import has_kpl_framing, looks_aggregated, wrapped_size
@@ -195,18 +196,7 @@ def envelope_bytes(
     appears (docs/schema-registry.md). With PARTITION_KEY=header:<name>, `partitionKeyFrom`
     says so: the Kafka key alone no longer orders the record (consumer.OffsetDeduplicator).
     """
-    head = json.dumps(
-        {
-            "topic": record.topic,
-            "partition": record.partition,
-            "offset": record.offset,
-            "timestamp": record.timestamp,
-            "timestampType": record.timestamp_type,
-            "key": record.key_b64,
-            "value": record.value_b64,
-        },
-        separators=_COMPACT,
-    )
+    head = json.dumps(record_members(record), separators=_COMPACT)
     tail: dict[str, object] = dict(schema_members(record))
     if partition_key_mode is PartitionKeyMode.HEADER:
         tail[PARTITION_KEY_FROM_FIELD] = partition_key_mode.value

@@ -586,9 +586,10 @@ def schema_members(record: KafkaRecord) -> Mapping[str, Any]:
     return members
 
 
-def event_record(record: KafkaRecord) -> dict[str, Any]:
-    """The record as an invocation event holds it (parse_event reads it back unchanged)."""
-    fields: dict[str, Any] = {
+def record_members(record: KafkaRecord) -> dict[str, Any]:
+    """The record's members before its headers, named as the event (and the envelope) name
+    them: topic, partition, offset, timestamp, timestampType, key and value (base64 or null)."""
+    return {
         "topic": record.topic,
         "partition": record.partition,
         "offset": record.offset,
@@ -596,6 +597,13 @@ def event_record(record: KafkaRecord) -> dict[str, Any]:
         "timestampType": record.timestamp_type,
         "key": record.key_b64,
         "value": record.value_b64,
+    }
+
+
+def event_record(record: KafkaRecord) -> dict[str, Any]:
+    """The record as an invocation event holds it (parse_event reads it back unchanged)."""
+    fields: dict[str, Any] = {
+        **record_members(record),
         "headers": [{name: list(value)} for name, value in record.headers],
         **schema_members(record),
     }

@@ -152,6 +152,34 @@ class EventReader:
             malformed_offset,
         )
 
+    def read_in_time(
+        self,
+        costs: ReadCostEstimate,
+        *,
+        clock: Callable[[], float],
+        until: Callable[[], float],
+        take: Callable[[Piece], None],
+    ) -> bool:
+        """Read piece after piece, each as large as `costs` says fits in PIECE_SECONDS and
+        before `until()`, handing each to `take`; False when reading stopped at a record that
+        could not be read in time (the rest is unread)."""
+        # Pieces grow from one record, doubling: what reading costs is measured on a small
+        # piece before a large one relies on it (a record may cost many times another).
+        ramp = 0
+        while not self.done:
+            began = clock()
+            room_s = until() - began
+            piece = self.read(
+                min(ramp, costs.units_within(min(PIECE_SECONDS, room_s))),
+                costs.units_within(room_s),
+            )
+            if piece is None:
+                return False
+            costs.observe(clock() - began, piece.units)
+            ramp = 2 * max(ramp, piece.units)
+            take(piece)
+        return True
+
     def unread(self) -> dict[str, int]:
         """Per partition with records not read (or that ended at a malformed one), the first
         of them: where it is reported from at the latest."""

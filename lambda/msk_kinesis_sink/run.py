@@ -21,7 +21,7 @@ from msk_kinesis_sink.encoding import UnwritableRecord
 from msk_kinesis_sink.events import KafkaRecord
 from msk_kinesis_sink.jobs import DeadLetterJob, Job, Partition, PutJob
 from msk_kinesis_sink.planning import Entry, Packer, PartitionQueue, RequestLimits
-from msk_kinesis_sink.reading import PIECE_SECONDS, EventReader, Piece, ReadCostEstimate
+from msk_kinesis_sink.reading import EventReader, Piece, ReadCostEstimate
 from msk_kinesis_sink.report import InvocationStats
 from msk_kinesis_sink.settings import Settings
 from msk_kinesis_sink.settlement import Settlement
@@ -117,47 +117,36 @@ class Run:
     # -- reading ----------------------------------------------------------------------------
 
     def _read_all(self, reader: EventReader) -> None:
-        """Read the event a piece at a time, starting every full request as soon as it exists,
-        so that reading the rest overlaps the first round trips. Reading stops at the first
-        record that could not be read in time for it to be sent (budget.last_read): from there
-        on, the event is reported."""
+        """Read the event a piece at a time, each taken as soon as it is read; from where
+        reading had to stop (budget.last_read), the event is reported."""
         self._stats.partitions = reader.partition_count
-        costs = self._resources.read_costs
-        # Pieces grow from one record, doubling: what reading costs is measured on a small
-        # piece before a large one relies on it (a record may cost many times another).
-        ramp = 0
-        while not reader.done:
-            began = self._clock()
-            room_s = self._budget.last_read(self._resources.round_trips.typical_s) - began
-            piece = reader.read(
-                min(ramp, costs.units_within(min(PIECE_SECONDS, room_s))),
-                costs.units_within(room_s),
-            )
-            if piece is None:
-                self._stats.stopped_by_deadline = True
-                return
-            costs.observe(self._clock() - began, piece.units)
-            ramp = 2 * max(ramp, piece.units)
-            self._take(piece)
+        round_trips = self._resources.round_trips
+        read_whole = reader.read_in_time(
+            self._resources.read_costs,
+            clock=self._clock,
+            until=lambda: self._budget.last_read(round_trips.typical_s),
+            take=self._take,
+        )
+        self._stats.stopped_by_deadline = not read_whole
 
     def _take(self, piece: Piece) -> None:
         """Queue a piece behind its partition's earlier records, start every full request
-        there is, and settle the requests that finished meanwhile."""
+        there is (so reading the rest overlaps the first round trips), and settle the
+        requests that finished meanwhile."""
         if piece.malformed is not None:
-            self._malformed(piece)
+            self._stats.records_malformed += 1
+            _log_malformed(piece)
         encoded = piece.encoded
         if encoded.units:
             partition = self._by_name.get(piece.topic_partition)
             if partition is None:
-                partition = Partition(
-                    piece.topic_partition, PartitionQueue(piece.topic_partition), piece.stream
-                )
+                queue = PartitionQueue(piece.topic_partition)
+                partition = Partition(piece.topic_partition, queue, piece.stream)
                 self._partitions.append(partition)
                 self._by_name[piece.topic_partition] = partition
-            queue = partition.queue
-            pending = queue.pending_count()
-            queue.extend(encoded.units, encoded.delivered_before)
-            self._backlog_records += queue.pending_count() - pending
+            pending = partition.queue.pending_count()
+            partition.queue.extend(encoded.units, encoded.delivered_before)
+            self._backlog_records += partition.queue.pending_count() - pending
             self._unsent_bytes += encoded.encoded_bytes
         limits = self._resources.limits
         full_requests = max(
@@ -168,16 +157,6 @@ class Run:
             started = self._fill(max_requests=full_requests)
             self._backlog_records -= sum(len(entry.records) for _, entry in started)
         self._settle([future for future in self._in_flight if future.done()])
-
-    def _malformed(self, piece: Piece) -> None:
-        self._stats.records_malformed += 1
-        logger.error(
-            "a record is malformed (%s); its partition is published up to it and reported from"
-            " it, so the ESM retries it and, when its retries run out, sends it to the"
-            " on-failure destination",
-            piece.malformed,
-            extra={"topic_partition": piece.topic_partition, "offset": piece.malformed_offset},
-        )
 
     # -- the loop ---------------------------------------------------------------------------
 
@@ -382,3 +361,13 @@ class Run:
         return PublishOutcome(
             resume_offsets=resume, stats=self._stats, settled_after_resume=settled
         )
+
+
+def _log_malformed(piece: Piece) -> None:
+    logger.error(
+        "a record is malformed (%s); its partition is published up to it and reported from it,"
+        " so the ESM retries it and, when its retries run out, sends it to the on-failure"
+        " destination",
+        piece.malformed,
+        extra={"topic_partition": piece.topic_partition, "offset": piece.malformed_offset},
+    )

@@ -25,7 +25,13 @@ from msk_kinesis_sink.encoding import (
     partition_key_for,
 )
 from msk_kinesis_sink.errors import MalformedEventError, UnwritableRecordError
-from msk_kinesis_sink.events import KafkaRecord, SchemaMetadata, parse_event, schema_members
+from msk_kinesis_sink.events import (
+    KafkaRecord,
+    SchemaMetadata,
+    parse_event,
+    record_members,
+    schema_members,
+)
 from msk_kinesis_sink.kpl import (
     KPL_DIGEST_BYTES,
     KPL_MAGIC,
@@ -762,13 +768,7 @@ def _one_document_envelope(record: KafkaRecord, mode: PartitionKeyMode) -> bytes
     """The envelope as one json.dumps of the whole document (what envelope_bytes writes in
     parts)."""
     document: dict[str, Any] = {
-        "topic": record.topic,
-        "partition": record.partition,
-        "offset": record.offset,
-        "timestamp": record.timestamp,
-        "timestampType": record.timestamp_type,
-        "key": record.key_b64,
-        "value": record.value_b64,
+        **record_members(record),
         "headers": [
             {"name": name, "value": base64.b64encode(value).decode("ascii")}
             for name, value in record.headers
