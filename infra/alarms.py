@@ -68,6 +68,11 @@ def _function_alarms(sink: MonitoredSink) -> tuple[AlarmSpec, ...]:
             metrics.of_sink("RecordsDeadLettered", "Sum"),
             what="records could not be published and were written to the dead-letter bucket",
         ),
+        AlarmSpec(
+            "RecordsMalformed",
+            metrics.of_sink("RecordsMalformed", "Sum"),
+            what="a record in an event could not be read: its partition is held there",
+        ),
         *_stream_alarms(metrics, sink.streams),
         AlarmSpec(
             "DurationNearTimeout",

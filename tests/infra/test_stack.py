@@ -47,6 +47,7 @@ ALARMS = {
     "FunctionErrors",
     "FunctionThrottles",
     "RecordsDeadLettered",
+    "RecordsMalformed",
     "StreamWriteThrottling",
     "DurationNearTimeout",
     "DestinationDeliveryFailures",
