@@ -1,15 +1,14 @@
 """Reading an invocation a piece at a time, so that publishing starts while the rest is read.
 
 The event's outline (`events.outline_event`) says where every record is. `EventReader` reads and
-encodes its records a piece at a time, partition after partition, each piece as large as the run
-allows from the time it has left (`ReadCostEstimate`). A record whose content is malformed ends
+encodes its records a piece at a time, the partitions taking turns, each piece as large as the
+time left allows (`ReadCostEstimate`). A record whose content is malformed ends
 its partition where it stands: the records before it go out; it and the partition's later records
 are reported, and the other partitions go on.
 """
 
 from __future__ import annotations
 
-import bisect
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Final
@@ -20,7 +19,6 @@ from msk_kinesis_sink.events import (
     EventOutline,
     KafkaRecord,
     PartitionBatch,
-    PartitionOutline,
     read_records,
 )
 from msk_kinesis_sink.limits import MAX_RECORDS_PER_REQUEST
@@ -82,7 +80,7 @@ class Piece:
 
 
 class EventReader:
-    """Reads an outlined event's partitions in order, a piece at a time; knows what is unread.
+    """Reads an outlined event a piece at a time, the partitions taking turns; knows what is unread.
 
     `charge`, when given, is told the work units of each piece read: tests on a virtual clock
     advance it by what reading them costs (real reading takes real time).
@@ -99,10 +97,11 @@ class EventReader:
         self._streams = streams
         self._encode = encode
         self._charge = charge
-        self._index = 0  # the partition being read
-        self._next = 0  # its next record, in offset order
-        # Partitions that ended at a malformed record: where they are reported from.
-        self._ended: dict[str, int] = {}
+        # Per partition, its next record to read (in offset order), and whether it ended at a
+        # malformed one (its next record); partitions take turns, a piece each.
+        self._next = [0] * len(self._partitions)
+        self._ended = [False] * len(self._partitions)
+        self._turn = 0
 
     @property
     def partition_count(self) -> int:
@@ -113,13 +112,13 @@ class EventReader:
         return self._current() is None
 
     def read(self, units: int, most: int) -> Piece | None:
-        """The next piece: records whose reading work is at most `units`, or the next record
-        alone when its work is more but at most `most`; None when nothing is left or the next
-        record does not fit `most`."""
-        outline = self._current()
-        if outline is None:
+        """The next piece, of the partition whose turn it is: records whose reading work is at
+        most `units`, or the next record alone when its work is more but at most `most`; None
+        when nothing is left or the next record does not fit `most`."""
+        index = self._current()
+        if index is None:
             return None
-        start = self._next
+        outline, start = self._partitions[index], self._next[index]
         stop = outline.stop_within(start, units, PIECE_RECORDS)
         if stop == start:
             if outline.work[start + 1] - outline.work[start] > most:
@@ -131,13 +130,11 @@ class EventReader:
             read_records(outline, start, stop, into=records)
         except MalformedEventError as error:
             malformed = error
-        end = start + len(records)
-        malformed_offset = None
-        if malformed is None:
-            self._next = end
-        else:
-            malformed_offset = self._ended[outline.topic_partition] = outline.offsets[end]
-            self._index, self._next = self._index + 1, 0
+        end = self._next[index] = start + len(records)
+        self._ended[index] = malformed is not None
+        # Partitions take turns: one that reading can not finish in time still gets its share
+        # (the ESM may list the partitions in the same order every time).
+        self._turn = (index + 1) % len(self._partitions)
         batch = PartitionBatch(outline.topic, outline.partition, tuple(records))
         encoded = self._encode(batch, outline.offsets[0])
         work = outline.work[end + (malformed is not None)] - outline.work[start]
@@ -149,7 +146,7 @@ class EventReader:
             encoded,
             work,
             malformed,
-            malformed_offset,
+            None if malformed is None else outline.offsets[end],
         )
 
     def read_in_time(
@@ -183,28 +180,25 @@ class EventReader:
     def unread(self) -> dict[str, int]:
         """Per partition with records not read (or that ended at a malformed one), the first
         of them: where it is reported from at the latest."""
-        left = dict(self._ended)
-        for index in range(self._index, len(self._partitions)):
-            outline = self._partitions[index]
-            start = self._next if index == self._index else 0
-            if start < len(outline):
-                left[outline.topic_partition] = outline.offsets[start]
-        return left
+        return {
+            outline.topic_partition: outline.offsets[start]
+            for outline, start in zip(self._partitions, self._next, strict=True)
+            if start < len(outline)
+        }
 
     def unread_count(self) -> int:
         """Records not read, malformed ones and those after them included."""
-        count = sum(
-            len(outline) - bisect.bisect_left(outline.offsets, offset)
-            for outline in self._partitions
-            if (offset := self._ended.get(outline.topic_partition)) is not None
+        return sum(
+            len(outline) - start
+            for outline, start in zip(self._partitions, self._next, strict=True)
         )
-        for index in range(self._index, len(self._partitions)):
-            count += len(self._partitions[index]) - (self._next if index == self._index else 0)
-        return count
 
-    def _current(self) -> PartitionOutline | None:
-        while self._index < len(self._partitions):
-            if self._next < len(self._partitions[self._index]):
-                return self._partitions[self._index]
-            self._index, self._next = self._index + 1, 0
+    def _current(self) -> int | None:
+        """The partition whose turn it is to be read; None when every one is read (or ended)."""
+        count = len(self._partitions)
+        for step in range(count):
+            index = (self._turn + step) % count
+            if not self._ended[index] and self._next[index] < len(self._partitions[index]):
+                self._turn = index
+                return index
         return None

@@ -132,25 +132,25 @@ def test_outline_stop_within_takes_whole_records_up_to_the_work(
 # -- pieces ----------------------------------------------------------------------------------
 
 
-def test_reader_reads_partitions_in_order_in_pieces_of_at_most_a_request():
+def test_reader_partitions_take_turns_in_pieces_of_at_most_a_request():
     # GIVEN two partitions of 1,200 and 3 records
     reader, encoded = _reader(_event({0: 1_200, 1: 3}))
     # WHEN read with room for any work
     pieces = []
     while (piece := reader.read(MANY, MANY)) is not None:
         pieces.append(piece)
-    # THEN partition 0 comes in pieces of at most 500 records, then partition 1; each piece is
-    # encoded with the offset its partition starts at
-    assert [
-        (p.topic_partition, len(b.records))
-        for p, (b, _) in zip(pieces, encoded.pieces, strict=True)
-    ] == [
-        ("t-0", PIECE_RECORDS),
-        ("t-0", PIECE_RECORDS),
-        ("t-0", 200),
-        ("t-1", 3),
+    # THEN the partitions take turns, a piece of at most 500 records each; each piece is encoded
+    # with the offset its partition starts at
+    shapes = [
+        (piece.topic_partition, len(batch.records), stands_at)
+        for piece, (batch, stands_at) in zip(pieces, encoded.pieces, strict=True)
     ]
-    assert [stands_at for _, stands_at in encoded.pieces] == [10, 10, 10, 10]
+    assert shapes == [
+        ("t-0", PIECE_RECORDS, 10),
+        ("t-1", 3, 10),
+        ("t-0", PIECE_RECORDS, 10),
+        ("t-0", 200, 10),
+    ]
     assert reader.done and reader.unread() == {} and reader.unread_count() == 0
 
 
@@ -167,13 +167,16 @@ def test_reader_takes_one_record_over_the_piece_size_when_it_fits_the_most():
 
 
 def test_reader_says_what_is_unread_after_a_stop():
-    # GIVEN three partitions, of which the first is read whole and the second in part
+    # GIVEN three partitions: the first read whole, the second in part, the third not at all
     reader, _ = _reader(_event({0: 2, 1: 5, 2: 4}))
     reader.read(MANY, MANY)
     reader.read(3, 3)
     # THEN the second is unread from its fourth record, the third from its first
     assert reader.unread() == {"t-1": 13, "t-2": 10}
     assert reader.unread_count() == 2 + 4
+    # AND the third is read next, then the second again
+    assert [reader.read(1, 1), reader.read(1, 1)] != [None, None]
+    assert reader.unread() == {"t-1": 14, "t-2": 11}
 
 
 def test_reader_charges_the_work_of_each_piece():
