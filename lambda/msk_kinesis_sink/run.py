@@ -112,7 +112,7 @@ class Run:
             # writing while the next invocation sends the same records.
             self._drain()
             raise
-        return self._outcome(reader)
+        return _outcome(self._partitions, reader, self._stats)
 
     # -- reading ----------------------------------------------------------------------------
 
@@ -337,30 +337,32 @@ class Run:
             wait(running, timeout=max(0.0, self._budget.give_up_at - self._clock()))
         self._in_flight.clear()
 
-    def _outcome(self, reader: EventReader) -> PublishOutcome:
-        resume: dict[str, int] = {}
-        settled: dict[str, list[KafkaRecord]] = {}
-        # Records written before are skipped in their key's turn, which may come at any time
-        # of the run: counted once it is over.
-        self._stats.records_already_delivered = sum(
-            partition.queue.delivered_before_count for partition in self._partitions
-        )
-        for partition in self._partitions:
-            offset = partition.queue.first_unacknowledged_offset()
-            if offset is not None:
-                resume[partition.batch_name] = offset
-        # Records not read (or from a malformed one on) come after those read: a partition
-        # whose records read were all delivered is reported from its first unread one.
-        for name, offset in reader.unread().items():
-            resume.setdefault(name, offset)
-        self._stats.records_unread = reader.unread_count()
-        for partition in self._partitions:
-            offset = resume.get(partition.batch_name)
-            if offset is not None:
-                settled[partition.batch_name] = partition.queue.settled_from(offset)
-        return PublishOutcome(
-            resume_offsets=resume, stats=self._stats, settled_after_resume=settled
-        )
+
+def _outcome(
+    partitions: list[Partition], reader: EventReader, stats: InvocationStats
+) -> PublishOutcome:
+    """Where each partition resumes: its first record not delivered, read or not."""
+    resume: dict[str, int] = {}
+    for partition in partitions:
+        offset = partition.queue.first_unacknowledged_offset()
+        if offset is not None:
+            resume[partition.batch_name] = offset
+    # Records not read (or from a malformed one on) come after those read: a partition whose
+    # records read were all delivered is reported from its first unread one.
+    for name, offset in reader.unread().items():
+        resume.setdefault(name, offset)
+    settled = {
+        partition.batch_name: partition.queue.settled_from(resume[partition.batch_name])
+        for partition in partitions
+        if partition.batch_name in resume
+    }
+    # Records written before are skipped in their key's turn, which may come at any time of
+    # the run: counted once it is over.
+    stats.records_already_delivered = sum(
+        partition.queue.delivered_before_count for partition in partitions
+    )
+    stats.records_unread = reader.unread_count()
+    return PublishOutcome(resume_offsets=resume, stats=stats, settled_after_resume=settled)
 
 
 def _log_malformed(piece: Piece) -> None:
