@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import time
+from array import array
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -26,6 +27,8 @@ from msk_kinesis_sink.events import KafkaRecord, PartitionBatch
 DEFAULT_MAX_ENTRIES: Final = 100_000
 # A reported partition comes back on the next poll; a memory older than this is of no use.
 DEFAULT_MAX_AGE_S: Final = 900.0
+# How often remembering looks at the clock, in records.
+KEEP_CHECK_EVERY: Final = 64
 
 _PartitionId = tuple[str, str, int]  # (event source, topic, partition)
 
@@ -49,11 +52,14 @@ def record_digest(record: KafkaRecord) -> int:
         raw = b"" if text is None else text.encode("utf-8", "surrogatepass")
         digest.update(b"-1:" if text is None else b"%d:" % len(raw))
         digest.update(raw)
-    for name, value in record.headers:
-        raw_name = name.encode("utf-8", "surrogatepass")
-        digest.update(b"%d:%d:" % (len(raw_name), len(value)))
-        digest.update(raw_name)
-        digest.update(value)
+    if record.headers:
+        # The names (a repr reads back to exactly them, so it says how many there are), each
+        # value's length, then the values: built in a few calls that loop in C, where a loop
+        # here would cost a microsecond a header (records may carry dozens).
+        names, values = zip(*record.headers, strict=True)
+        digest.update(b"h" + repr(names).encode("utf-8", "surrogatepass"))
+        digest.update(array("Q", map(len, values)).tobytes())
+        digest.update(b"".join(values))
     digest.update(b"|%d|%s" % (record.timestamp, record.timestamp_type.encode("utf-8", "replace")))
     # A registry's schema metadata is part of what an `envelope` record holds.
     for label, schema in ((b"k", record.key_schema), (b"v", record.value_schema)):
@@ -119,17 +125,30 @@ class RedeliveryMemory:
         return frozenset(delivered)
 
     def keep(
-        self, source: str, batch: TopicPartition, resume_offset: int, written: Iterable[KafkaRecord]
+        self,
+        source: str,
+        batch: TopicPartition,
+        resume_offset: int,
+        written: Iterable[KafkaRecord],
+        *,
+        in_time: Callable[[], bool] = lambda: True,
     ) -> None:
         """After an invocation that reported `batch`'s partition from `resume_offset`: remember
-        the records written at or beyond it (they come back), forget everything below."""
+        the records written at or beyond it (they come back), forget everything below.
+
+        Remembering takes a digest of each record; it stops once `in_time()` says the
+        invocation must answer (every KEEP_CHECK_EVERY records): what is not remembered is
+        only sent again.
+        """
         key = (source, batch.topic, batch.partition)
         remembered = self._partitions.get(key)
         if remembered is None:
             remembered = self._partitions[key] = _Remembered()
         self._forget_below(remembered, resume_offset)
         digests = remembered.digests
-        for record in written:
+        for count, record in enumerate(written):
+            if count % KEEP_CHECK_EVERY == 0 and not in_time():
+                break
             if record.offset >= resume_offset and record.offset not in digests:
                 digests[record.offset] = record_digest(record)
                 self._entries += 1

@@ -141,7 +141,9 @@ class Sink:
                     event_source_arn=outline.event_source_arn,
                     budget=budget,
                 )
-                self._remember(outline, outcome)
+                # Remembering is worth the time left once the run is over, not the answer's.
+                remember_until = (budget.stop_at + budget.deadline) / 2
+                self._remember(outline, outcome, lambda: self._clock() < remember_until)
             else:  # nothing to publish, no AWS call; still one summary line and zero metrics
                 outcome = PublishOutcome(resume_offsets={}, stats=InvocationStats())
         response = partial_batch_response(outline, outcome.resume_offsets)
@@ -193,8 +195,11 @@ class Sink:
 
         return encode
 
-    def _remember(self, event: EventOutline, outcome: PublishOutcome) -> None:
-        """Keep what the ESM will send again; forget partitions it moves past."""
+    def _remember(
+        self, event: EventOutline, outcome: PublishOutcome, in_time: Callable[[], bool]
+    ) -> None:
+        """Keep what the ESM will send again (while `in_time()`); forget partitions it moves
+        past."""
         source = event.source_id
         for batch in event.partitions:
             resume_at = outcome.resume_offsets.get(batch.topic_partition)
@@ -202,7 +207,7 @@ class Sink:
                 self.memory.forget(source, batch)
             else:
                 settled = outcome.settled_after_resume.get(batch.topic_partition, [])
-                self.memory.keep(source, batch, resume_at, settled)
+                self.memory.keep(source, batch, resume_at, settled, in_time=in_time)
 
     def close(self) -> None:
         self._publisher.close()
