@@ -176,12 +176,14 @@ def _unwrappable(data: bytes, key_bytes: int, max_record_bytes: int) -> str | No
 
 
 _COMPACT: Final = (",", ":")
-# Encoded headers of up to this many value bytes are kept for reuse: records repeat the same
-# few (a content type, a schema version, a one-byte flag), and building each one's JSON costs
-# more than finding it. Bounded: cleared when it holds HEADER_CACHE_ENTRIES.
+# What the envelope's headers are built from is kept for reuse: records repeat the same few
+# header names, and the same few small values (a content type, a schema version, a one-byte
+# flag), and encoding each costs more than finding it. Bounded: each is cleared when it holds
+# HEADER_CACHE_ENTRIES; only values of up to HEADER_CACHE_VALUE_BYTES are kept.
 HEADER_CACHE_VALUE_BYTES: Final = 64
 HEADER_CACHE_ENTRIES: Final = 4096
-_header_json: dict[tuple[str, bytes], str] = {}
+_header_starts: dict[str, str] = {}  # name -> '{"name":<JSON string>,"value":"'
+_header_values: dict[bytes, str] = {}  # value -> its base64
 
 
 def envelope_bytes(
@@ -211,21 +213,23 @@ def _headers_json(headers: tuple[tuple[str, bytes], ...]) -> str:
     json.dumps writes them (ASCII, compact)."""
     if not headers:
         return ""
-    cache = _header_json
-    parts = []
-    for header in headers:
-        text = cache.get(header)
+    starts, values = _header_starts, _header_values
+    parts: list[str] = []
+    append = parts.append
+    for name, value in headers:
+        start = starts.get(name)
+        if start is None:
+            if len(starts) >= HEADER_CACHE_ENTRIES:
+                starts.clear()
+            start = starts[name] = f'{{"name":{encode_basestring_ascii(name)},"value":"'
+        text = values.get(value)
         if text is None:
-            name, value = header
-            text = '{"name":%s,"value":"%s"}' % (  # noqa: UP031 - the fastest of the forms
-                encode_basestring_ascii(name),
-                binascii.b2a_base64(value, newline=False).decode("ascii"),
-            )
+            text = binascii.b2a_base64(value, newline=False).decode("ascii")
             if len(value) <= HEADER_CACHE_VALUE_BYTES:
-                if len(cache) >= HEADER_CACHE_ENTRIES:
-                    cache.clear()
-                cache[header] = text
-        parts.append(text)
+                if len(values) >= HEADER_CACHE_ENTRIES:
+                    values.clear()
+                values[value] = text
+        append(start + text + '"}')
     return ",".join(parts)
 
 

@@ -239,8 +239,10 @@ def outline_event(event: Any, *, fast_path: bool = True) -> EventOutline:
 def _outline_group(raw_records: Sequence[Any], group_key: Any, fast_path: bool) -> PartitionOutline:
     offsets: list[int] = []
     work: list[int] = []
+    offsets_append, work_append = offsets.append, work.append
     topic: str | None = None
     partition = -1
+    in_order, last = True, -1
     for index, raw in enumerate(raw_records):
         # The usual record: exactly the types of the group's first record, checked in full.
         if fast_path and topic is not None and type(raw) is dict:
@@ -253,15 +255,27 @@ def _outline_group(raw_records: Sequence[Any], group_key: Any, fast_path: bool) 
                 and type(offset) is int
                 and 0 <= offset <= MAX_OFFSET
             ):
-                offsets.append(offset)
-                work.append(_work(get("headers"), get("value")))
+                headers, value = get("headers"), get("value")
+                in_order, last = in_order and offset > last, offset
+                offsets_append(offset)
+                work_append(
+                    1
+                    + (len(headers) if type(headers) is list else 0)
+                    + (len(value) // VALUE_CHARS_PER_UNIT if type(value) is str else 0)
+                )
                 continue
         topic, partition, offset = _position(raw, group_key, index)
-        offsets.append(offset)
-        work.append(_work(raw.get("headers"), raw.get("value")))
+        headers, value = raw.get("headers"), raw.get("value")
+        in_order, last = in_order and offset > last, offset
+        offsets_append(offset)
+        work_append(
+            1
+            + (len(headers) if isinstance(headers, list) else 0)
+            + (len(value) // VALUE_CHARS_PER_UNIT if isinstance(value, str) else 0)
+        )
     assert topic is not None  # the group has records, and _position checked the first
     order = None
-    if any(earlier >= later for earlier, later in itertools.pairwise(offsets)):
+    if not in_order:
         order = tuple(sorted(range(len(offsets)), key=offsets.__getitem__))
         offsets = [offsets[index] for index in order]
         work = [work[index] for index in order]
@@ -272,15 +286,6 @@ def _outline_group(raw_records: Sequence[Any], group_key: Any, fast_path: bool) 
                 )
     totals = (0, *itertools.accumulate(work))
     return PartitionOutline(topic, partition, raw_records, tuple(offsets), order, totals)
-
-
-def _work(headers: Any, value: Any) -> int:
-    """A record's reading work (PartitionOutline.work); what it holds is not checked here."""
-    return (
-        1
-        + (len(headers) if type(headers) is list else 0)
-        + (len(value) // VALUE_CHARS_PER_UNIT if type(value) is str else 0)
-    )
 
 
 def read_records(
