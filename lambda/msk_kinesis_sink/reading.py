@@ -28,10 +28,10 @@ PIECE_RECORDS: Final = MAX_RECORDS_PER_REQUEST
 # A piece is sized to take about this long, so that requests that finished meanwhile are settled
 # (and their keys' next records sent) this often while the rest is read.
 PIECE_SECONDS: Final = 0.02
-# What a unit of reading work (a small record, or one header: parsing and encoding it) costs
-# before the container has measured it: pessimistic on purpose (what a 128 MB function, with
-# a fourteenth of a vCPU, takes for an `envelope` record; bench: parse cost per record), so the
-# first piece is small; the estimate follows what each piece costs.
+# What a unit of reading work costs before the container has measured it: about what an
+# `envelope` record without headers, the costliest unit, takes a 512 MB function (a third of a
+# vCPU; bench: reading cost). The first pieces are small whatever it is (one record, then
+# doubling), and the estimate follows what each piece costs.
 INITIAL_SECONDS_PER_UNIT: Final = 50e-6
 # No unit of work is taken to cost less (pieces read on a virtual clock cost nothing).
 MIN_SECONDS_PER_UNIT: Final = 1e-8
