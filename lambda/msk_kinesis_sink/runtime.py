@@ -146,7 +146,7 @@ class Sink:
                 self._remember(outline, outcome, lambda: self._clock() < remember_until)
             else:  # nothing to publish, no AWS call; still one summary line and zero metrics
                 outcome = PublishOutcome(resume_offsets={}, stats=InvocationStats())
-        response = partial_batch_response(outline, outcome.resume_offsets)
+            response = partial_batch_response(outline, outcome.resume_offsets)
         stats = outcome.stats
         stats.records_failed = len(response["batchItemFailures"])
         stats.partitions_failed = len(outcome.resume_offsets)
@@ -215,12 +215,16 @@ class Sink:
 
 @contextmanager
 def _cyclic_gc_paused() -> Iterator[None]:
-    """Pause the cycle collector for one invocation.
+    """Pause the cycle collector for one invocation, then collect its youngest generation once.
 
     An invocation allocates a few objects per record and frees them by reference counting; the
     cycle collector would only rescan the event (tens of thousands of dicts) again and again:
     about 2.5 us of CPU per record, ~18 % of the whole, measured on 10,000-record batches.
-    Cycles made meanwhile (rare: tracebacks) are collected once it runs again.
+    The collector still counts what is allocated meanwhile: re-enabled as it is, it would fall
+    due at the next allocation, in the middle of answering, and could rescan the whole event
+    (0.3 s measured on a 6 MB event). Collecting the youngest generation at the end costs what
+    the invocation still holds (milliseconds) and resets that count. Cycles made meanwhile
+    (rare: tracebacks) are collected as the collector runs again.
     """
     was_enabled = gc.isenabled()
     gc.disable()
@@ -228,6 +232,7 @@ def _cyclic_gc_paused() -> Iterator[None]:
         yield
     finally:
         if was_enabled:
+            gc.collect(0)
             gc.enable()
 
 

@@ -667,6 +667,36 @@ def test_sink_restores_the_cycle_collector_after_each_invocation() -> None:
         gc.enable()
 
 
+def test_sink_collects_only_what_the_invocation_made() -> None:
+    # GIVEN an event of 3,000 records, a sink, and the collector on with its middle generation
+    # due at its next automatic collection (which would rescan older objects: the event)
+    sources: list[Source] = [(o % 3, o, b"k%d" % o, b"v") for o in range(3_000)]
+    event = _event(sources)
+    collected: list[int] = []
+
+    def note(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            collected.append(info["generation"])
+
+    thresholds = gc.get_threshold()
+    with _sink(FakeKinesis()) as sink:
+        try:
+            gc.enable()
+            gc.set_threshold(thresholds[0], 1, thresholds[2])
+            gc.collect(0)
+            gc.collect(0)
+            gc.callbacks.append(note)
+            # WHEN it is handled
+            response = sink.handle(event, FakeContext())
+        finally:
+            gc.callbacks.remove(note)
+            gc.set_threshold(*thresholds)
+    # THEN the one collection during the invocation was of the youngest generation, at its end:
+    # none falls due while the answer is built and logged
+    assert response == {"batchItemFailures": []}
+    assert collected == [0]
+
+
 # -- the redelivery memory -------------------------------------------------------------------
 
 
