@@ -29,9 +29,6 @@ _DECIMAL = re.compile(r"\s*(-?)([0-9]+)\s*", re.ASCII)
 _MAX_DIGITS = len(str(MAX_OFFSET))
 # Header values are byte arrays; Java producers may send signed bytes.
 _BYTE_RANGE = range(-128, 256)
-# Reading (and encoding) this many characters of a value's base64 costs about what reading a
-# small record does (measured with bench.reading: 8 KiB values, raw and envelope).
-VALUE_CHARS_PER_UNIT: Final = 2048
 # Longest text of a bad value quoted in an error message.
 _SHOWN_CHARS = 60
 
@@ -143,8 +140,9 @@ class PartitionOutline:
     # The event's index of each offset, when the event does not list them in offset order.
     order: tuple[int, ...] | None
     # Running totals of reading work in offset order (work[i]: the records before i), in units
-    # of about what a small record costs: a record is one, plus one per header, plus one per
-    # VALUE_CHARS_PER_UNIT characters of its value.
+    # of about what a small record costs: a record is one, plus one per header. Values are not
+    # counted: an event holds at most 6 MB of them, a few milliseconds of work (bench.reading:
+    # 8 KiB costs about four small records), which the reader's first pieces measure.
     work: tuple[int, ...]
 
     @property
@@ -237,43 +235,33 @@ def outline_event(event: Any, *, fast_path: bool = True) -> EventOutline:
 
 
 def _outline_group(raw_records: Sequence[Any], group_key: Any, fast_path: bool) -> PartitionOutline:
-    offsets: list[int] = []
-    work: list[int] = []
+    topic, partition, last = _position(raw_records[0], group_key, 0)
+    offsets, work = [last], [_work(raw_records[0].get("headers"))]
     offsets_append, work_append = offsets.append, work.append
-    topic: str | None = None
-    partition = -1
-    in_order, last = True, -1
-    for index, raw in enumerate(raw_records):
-        # The usual record: exactly the types of the group's first record, checked in full.
-        if fast_path and topic is not None and type(raw) is dict:
+    in_order = True
+    for index, raw in enumerate(itertools.islice(raw_records, 1, None), 1):
+        # The usual record: the types of the group's first one (checked in full), the next
+        # offset up. Anything else is checked field by field.
+        if fast_path and type(raw) is dict:
             get = raw.get
             number, offset = get("partition"), get("offset")
             if (
-                get("topic") == topic
-                and type(number) is int
+                type(number) is int
                 and number == partition
+                and get("topic") == topic
                 and type(offset) is int
-                and 0 <= offset <= MAX_OFFSET
+                and last < offset <= MAX_OFFSET
             ):
-                headers, value = get("headers"), get("value")
-                in_order, last = in_order and offset > last, offset
                 offsets_append(offset)
-                work_append(
-                    1
-                    + (len(headers) if type(headers) is list else 0)
-                    + (len(value) // VALUE_CHARS_PER_UNIT if type(value) is str else 0)
-                )
+                headers = get("headers")
+                work_append(len(headers) + 1 if type(headers) is list else 1)
+                last = offset
                 continue
-        topic, partition, offset = _position(raw, group_key, index)
-        headers, value = raw.get("headers"), raw.get("value")
-        in_order, last = in_order and offset > last, offset
+        offset = _position(raw, group_key, index)[2]
+        in_order = in_order and offset > last
         offsets_append(offset)
-        work_append(
-            1
-            + (len(headers) if isinstance(headers, list) else 0)
-            + (len(value) // VALUE_CHARS_PER_UNIT if isinstance(value, str) else 0)
-        )
-    assert topic is not None  # the group has records, and _position checked the first
+        work_append(_work(raw.get("headers")))
+        last = offset
     order = None
     if not in_order:
         order = tuple(sorted(range(len(offsets)), key=offsets.__getitem__))
@@ -288,6 +276,11 @@ def _outline_group(raw_records: Sequence[Any], group_key: Any, fast_path: bool) 
     return PartitionOutline(topic, partition, raw_records, tuple(offsets), order, totals)
 
 
+def _work(headers: Any) -> int:
+    """A record's reading work (PartitionOutline.work): one, and one per header."""
+    return len(headers) + 1 if isinstance(headers, list) else 1
+
+
 def read_records(
     outline: PartitionOutline,
     start: int,
@@ -299,14 +292,15 @@ def read_records(
     """Check and read the partition's records `start` to `stop` (in offset order), appending
     each to `into`; raises MalformedEventError at the first malformed one (those before it
     are in `into`)."""
-    group, order = outline.group, outline.order
+    group, order, offsets = outline.group, outline.order, outline.offsets
     indexes = range(start, stop) if order is None else order[start:stop]
     group_key = outline.topic_partition
     expected: _Checked | None = None  # what the last record checked in full held
     append = into.append
-    for index in indexes:
+    for position, index in enumerate(indexes, start):
         raw = group[index]
-        record = _well_formed(raw, expected) if fast_path else None
+        # The outline checked the record's position: the fast path takes it from there.
+        record = _well_formed(raw, expected, offsets[position]) if fast_path else None
         if record is None:
             # Something is unusual (a string partition, a missing field, a wrong type, headers
             # of another shape, new schema metadata, the first record of the piece): check it
@@ -330,16 +324,18 @@ def read_records(
 _new_record = tuple.__new__
 
 
-# What the fast path compares a record with: the group's topic and partition, and the schema
-# metadata objects of the last record checked in full with what they parsed to (a registry sends
-# the same few objects on every record of a partition). A plain tuple, indexed: it is rebuilt
+# What the fast path builds a record with: the group's topic and partition (as the record checked
+# in full read them), and compares it with: the schema metadata objects of the last record
+# checked in full with what they parsed to (a registry sends the same few objects on every
+# record of a partition). A plain tuple, indexed: it is rebuilt
 # for every record that takes the checked path (a new schema metadata object, say).
 _Checked = tuple[str, int, Any, SchemaMetadata | None, Any, SchemaMetadata | None]
 _TOPIC, _PARTITION, _KEY_RAW, _KEY_SCHEMA, _VALUE_RAW, _VALUE_SCHEMA = range(6)
 
 
-def _well_formed(raw: Any, expected: _Checked | None) -> KafkaRecord | None:
-    """The record when it has exactly the usual types and belongs to `expected`, else None.
+def _well_formed(raw: Any, expected: _Checked | None, offset: int) -> KafkaRecord | None:
+    """The record when it has exactly the usual types, else None; its topic, partition and
+    `offset` are the ones its partition's outline checked and read.
 
     Exactly as strict as `_parse_record`: whatever it accepts, `_parse_record` accepts and
     reads the same way (a property test holds them to it); anything else goes there.
@@ -347,17 +343,11 @@ def _well_formed(raw: Any, expected: _Checked | None) -> KafkaRecord | None:
     if expected is None or type(raw) is not dict:
         return None
     get = raw.get
-    topic, partition, offset = get("topic"), get("partition"), get("offset")
     timestamp = get("timestamp", NO_TIMESTAMP)
     timestamp_type = get("timestampType", NO_TIMESTAMP_TYPE)
     key, value, headers = get("key"), get("value"), get("headers")
     if (
-        topic != expected[_TOPIC]
-        or type(partition) is not int
-        or partition != expected[_PARTITION]
-        or type(offset) is not int
-        or not 0 <= offset <= MAX_OFFSET
-        or type(timestamp) is not int
+        type(timestamp) is not int
         or not MIN_TIMESTAMP <= timestamp <= MAX_TIMESTAMP
         or type(timestamp_type) is not str
         or timestamp_type not in _TIMESTAMP_TYPES
@@ -378,8 +368,8 @@ def _well_formed(raw: Any, expected: _Checked | None) -> KafkaRecord | None:
     return _new_record(
         KafkaRecord,
         (
-            topic,
-            partition,
+            expected[_TOPIC],
+            expected[_PARTITION],
             offset,
             timestamp,
             timestamp_type,

@@ -13,7 +13,6 @@ from msk_kinesis_sink.budget import TimeBudget
 from msk_kinesis_sink.encoding import EncodedPartition
 from msk_kinesis_sink.errors import MalformedEventError
 from msk_kinesis_sink.events import (
-    VALUE_CHARS_PER_UNIT,
     KafkaRecord,
     PartitionBatch,
     outline_event,
@@ -66,19 +65,19 @@ def _reader(
 # -- the outline -----------------------------------------------------------------------------
 
 
-def test_outline_counts_a_record_its_headers_and_its_value_as_work():
-    # GIVEN records without headers, with three headers, and with a value of 3 units of text
+def test_outline_counts_a_record_and_its_headers_as_work():
+    # GIVEN records without headers, with three headers, and with a value of 8 KiB
     event = msk_event(
         [
             kafka_record("t", 0, 1),
             kafka_record("t", 0, 2, headers=[("h", b"1")] * 3),
-            kafka_record("t", 0, 3, value=b"x" * (VALUE_CHARS_PER_UNIT * 3 * 3 // 4)),
+            kafka_record("t", 0, 3, value=b"x" * 8192),
         ]
     )
     # WHEN outlined
     [partition] = outline_event(event).partitions
-    # THEN the running totals count 1, 1 + 3 and 1 + 3
-    assert partition.work == (0, 1, 5, 9)
+    # THEN the running totals count 1, 1 + 3 and 1
+    assert partition.work == (0, 1, 5, 6)
     assert partition.offsets == (1, 2, 3) and partition.order is None
 
 
