@@ -285,7 +285,7 @@ def budget_lines(rows: Sequence[BudgetRow]) -> list[str]:
         whole = "—" if row.whole_s is None else f"{row.whole_s:.2f} s"
         lines.append(
             f"| {row.records:,} | {row.headers} | `{row.record_format}` | {row.event_mb:.2f} MB"
-            f" | {row.reading_s:.2f} s | {progress} | {whole} |"
+            f" | {row.reading_s * 1000:,.0f} ms | {progress} | {whole} |"
         )
     return lines
 

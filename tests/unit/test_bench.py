@@ -256,7 +256,7 @@ def test_reading_goal_and_budget_table() -> None:
     assert "20.0 us, without 4.0 us (5.0 x)" in goal.detail
     # AND the budget table is Markdown, one row per case, a dash where no budget was enough
     lines = budget_lines([BudgetRow(1_000, 36, "envelope", 0.6, 0.05, 0.12, None)])
-    assert lines[2] == "| 1,000 | 36 | `envelope` | 0.60 MB | 0.05 s | 0.12 s | — |"
+    assert lines[2] == "| 1,000 | 36 | `envelope` | 0.60 MB | 50 ms | 0.12 s | — |"
 
 
 def test_pre_encoded_requests_carry_the_data_given() -> None:
