@@ -17,7 +17,7 @@ from typing import Any, Final
 
 from bench.report import HARNESS_BASELINE, cross_ratio, ratio
 
-# W1-W6 run against `bound`, the client-side ceiling; W7 against Quix Streams without faults,
+# W1-W6 and W8 run against `bound`, the client-side ceiling; W7 against Quix Streams without faults,
 # the independent harness's baseline (it has no bound: its records go through the fault proxy).
 CLASSIC_REFERENCE: Final = "bound"
 CLASSIC_SYSTEMS: Final = ("handler", "handler-agg", "quix")
@@ -43,6 +43,7 @@ WORKLOAD_TITLES: Final = {
     "W4": "W4 null keys",
     "W5": "W5 100 B, by partition",
     "W6": "W6 one 6 MB event",
+    "W8": "W8 36 headers a record",
 }
 ENDPOINT_TITLES: Final = {
     "kinesalite": "kinesalite (4 shards)",
@@ -73,7 +74,7 @@ class Panel:
 
 
 def panels(document: Mapping[str, Any]) -> list[Panel]:
-    """One panel per endpoint of W1-W6 (workloads against `bound` there), then one for W7
+    """One panel per endpoint of W1-W6 and W8 (workloads against `bound` there), then one for W7
     (each endpoint against Quix without faults, as the W7 goals count it)."""
     runs: Sequence[Mapping[str, Any]] = document["runs"]
     out: list[Panel] = []
@@ -90,7 +91,7 @@ def panels(document: Mapping[str, Any]) -> list[Panel]:
                 groups.append(Group(WORKLOAD_TITLES.get(workload, workload), tuple(bars)))
         if groups:
             title = ENDPOINT_TITLES.get(endpoint, endpoint)
-            out.append(Panel(f"W1-W6 at {title}", "bound", tuple(groups)))
+            out.append(Panel(f"W1-W6, W8 at {title}", "bound", tuple(groups)))
     harness_groups = []
     for endpoint in HARNESS_ENDPOINTS:
         bars = []

@@ -6,8 +6,10 @@ python -m bench.run [--workloads W1,W2] [--endpoints stub,stub15] [--systems han
 A full run (every workload, endpoint and system, at least 3 repetitions) writes the committed
 bench/results/latest.json; a run of a subset writes bench/results/partial/latest.json.
 
-W1-W6 run on kinesalite, stub and stub15; W7 (the harness shape) runs on kinesalite20 and
+W1-W6 and W8 run on kinesalite, stub and stub15; W7 (the harness shape) runs on kinesalite20 and
 kinesalite20-faults, where each run gets a fresh fault proxy and its stream is audited afterwards.
+Then what reading an event costs the function per record, with and without headers
+(bench.reading, in process).
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from typing import Any, Final
 
 from bench import endpoints as ep
 from bench.chart import draw
+from bench.reading import cost_lines, reading_costs, reading_costs_of
 from bench.report import goals, harness_table, median_of_rounds, table
 from bench.systems import SYSTEMS
 from bench.workloads import WORKLOADS, Workload
@@ -55,7 +58,7 @@ HARNESS_SYSTEMS: Final = {
     "kinesalite20": ("handler", "handler-agg", "handler-default", "quix"),
     "kinesalite20-faults": ("handler", "handler-agg"),
 }
-# W1-W6 name their settings explicitly; `handler-default` is for the harness goal only.
+# W1-W6 and W8 name their settings explicitly; `handler-default` is for the harness goal only.
 CLASSIC_SYSTEMS: Final = ("handler", "handler-agg", "handler-routes", "quix", "bound")
 # Routing's cost is read on W1 alone (distinct keys: the per-record path at its leanest).
 ROUTING_WORKLOADS: Final = frozenset({"W1"})
@@ -277,8 +280,8 @@ def main(argv: list[str]) -> int:
     out = results_path(args.out, todo, args.repeat)
     if not todo:
         raise SystemExit(
-            "nothing to run: W7 runs only on kinesalite20 / kinesalite20-faults, W1-W6 only on"
-            f" kinesalite, stub and stub15 (systems per endpoint: {HARNESS_SYSTEMS},"
+            "nothing to run: W7 runs only on kinesalite20 / kinesalite20-faults, W1-W6 and W8"
+            f" only on kinesalite, stub and stub15 (systems per endpoint: {HARNESS_SYSTEMS},"
             f" otherwise {CLASSIC_SYSTEMS})"
         )
 
@@ -316,10 +319,13 @@ def main(argv: list[str]) -> int:
     # The handler module builds its Sink (settings, boto3 client) at import, as at a cold start.
     times = import_times_ms(["msk_kinesis_sink.handler", "boto3"], import_env)
     import_ms = {"handler": times["msk_kinesis_sink.handler"], "boto3": times["boto3"]}
-    checked = goals(runs, import_ms)
+    # What reading an event costs, per record, with and without headers (in process).
+    reading = [dataclasses.asdict(cost) for cost in reading_costs()]
+    checked = goals(runs, import_ms, reading)
     document: dict[str, Any] = {
         "runs": runs,
         "import_ms": import_ms,
+        "reading": reading,
         "goals": [goal.as_dict() for goal in checked],
         "machine": {**machine(), "load_1m": [round(load_before, 2), round(os.getloadavg()[0], 2)]},
         "elapsed_s": round(time.monotonic() - started, 1),
@@ -336,6 +342,8 @@ def main(argv: list[str]) -> int:
     if details:
         print()
         print(details)
+    print()
+    print("\n".join(cost_lines(reading_costs_of(reading))))
     print()
     print(f"import: handler {import_ms['handler']} ms, boto3 {import_ms['boto3']} ms")
     for goal in checked:

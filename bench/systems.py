@@ -19,7 +19,7 @@ import io
 import os
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Final
@@ -247,7 +247,11 @@ def _bound(workload: Workload, env: Mapping[str, str]) -> Prepared:
     settings = Settings.from_env(sink_env(workload, env, aggregation=False))
     client = kinesis_client(settings, env)
     pool = ThreadPoolExecutor(max_workers=settings.max_concurrency)
-    requests = pre_encoded_requests(workload.records, workload.partition_keys())
+    # The very bytes the sink writes (envelopes built here, before the clock starts).
+    data = None
+    if workload.record_format is RecordFormat.ENVELOPE:
+        data = [envelope_bytes(kafka_record(record)) for record in workload.records]
+    requests = pre_encoded_requests(workload.records, workload.partition_keys(), data)
     stream = settings.stream_name
 
     def send(records: list[dict[str, Any]]) -> int:
@@ -264,20 +268,24 @@ def _bound(workload: Workload, env: Mapping[str, str]) -> Prepared:
 
 
 def pre_encoded_requests(
-    records: tuple[SourceRecord, ...], partition_keys: list[str]
+    records: tuple[SourceRecord, ...],
+    partition_keys: list[str],
+    data: Sequence[bytes] | None = None,
 ) -> list[list[dict[str, Any]]]:
-    """PutRecords request bodies: at most 500 records and 5 MiB each, records in order."""
+    """PutRecords request bodies: at most 500 records and 5 MiB each, records in order; each
+    record's data is its value, or `data` when given (the envelope)."""
     requests: list[list[dict[str, Any]]] = []
     current: list[dict[str, Any]] = []
     size = 0
-    for record, key in zip(records, partition_keys, strict=True):
-        record_size = len(record.value) + len(key.encode("utf-8"))
+    blobs = data if data is not None else [record.value for record in records]
+    for blob, key in zip(blobs, partition_keys, strict=True):
+        record_size = len(blob) + len(key.encode("utf-8"))
         if current and (
             len(current) == MAX_RECORDS_PER_REQUEST or size + record_size > MAX_REQUEST_BYTES
         ):
             requests.append(current)
             current, size = [], 0
-        current.append({"Data": record.value, "PartitionKey": key})
+        current.append({"Data": blob, "PartitionKey": key})
         size += record_size
     if current:
         requests.append(current)

@@ -6,8 +6,10 @@ Pure code (no I/O): every system of a run sees byte-identical records and partit
 from __future__ import annotations
 
 import base64
+import itertools
 import json
 import random
+import string
 import zlib
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -34,6 +36,7 @@ class SourceRecord:
     offset: int
     key: bytes | None
     value: bytes
+    headers: tuple[tuple[str, bytes], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +71,7 @@ def kafka_record(record: SourceRecord) -> KafkaRecord:
         timestamp_type="CREATE_TIME",
         key_b64=_b64(record.key),
         value_b64=_b64(record.value),
+        headers=record.headers,
     )
 
 
@@ -84,13 +88,18 @@ def kafka_partition(key: bytes) -> int:
     return zlib.crc32(key) % PARTITIONS
 
 
-def _assign_offsets(keyed: Iterable[tuple[int, bytes | None, bytes]]) -> tuple[SourceRecord, ...]:
+def _assign_offsets(
+    keyed: Iterable[tuple[int, bytes | None, bytes]],
+    headers: Iterable[tuple[tuple[str, bytes], ...]] | None = None,
+) -> tuple[SourceRecord, ...]:
     next_offset: dict[int, int] = defaultdict(int)
     records = []
-    for partition, key, value in keyed:
+    for (partition, key, value), record_headers in zip(
+        keyed, headers if headers is not None else itertools.repeat(()), strict=False
+    ):
         offset = next_offset[partition]
         next_offset[partition] += 1
-        records.append(SourceRecord(partition, offset, key, value))
+        records.append(SourceRecord(partition, offset, key, value, record_headers))
     return tuple(records)
 
 
@@ -217,6 +226,33 @@ def w7() -> Workload:
     )
 
 
+# W8: the headers-heavy event that took longer to parse and encode than a 1 s budget.
+W8_RECORDS: Final = 10_000
+W8_HEADERS: Final = (32, 40)
+W8_HEADER_NAMES: Final = string.ascii_letters[:40]
+W8_VALUE_BYTES: Final = 8
+
+
+def w8() -> Workload:
+    """10,000 records of 32-40 one-byte headers (single-letter names), 8 B values, distinct
+    keys, `envelope`: about 5.9 MB of event JSON, one invocation."""
+    rng = random.Random(8)
+    keyed = list(_distinct(W8_RECORDS, W8_VALUE_BYTES, seed=8))
+    headers = [
+        tuple(
+            (W8_HEADER_NAMES[n], bytes([rng.randrange(256)]))
+            for n in range(rng.randint(*W8_HEADERS))
+        )
+        for _ in keyed
+    ]
+    return Workload(
+        "W8",
+        "10,000 x 32-40 one-byte headers, 8 B values, envelope (5.9 MB event)",
+        _assign_offsets(keyed, headers),
+        record_format=RecordFormat.ENVELOPE,
+    )
+
+
 WORKLOADS: Final[dict[str, Callable[[], Workload]]] = {
     "W1": w1,
     "W2": w2,
@@ -225,6 +261,7 @@ WORKLOADS: Final[dict[str, Callable[[], Workload]]] = {
     "W5": w5,
     "W6": w6,
     "W7": w7,
+    "W8": w8,
 }
 
 
@@ -245,7 +282,7 @@ def _record_json(record: SourceRecord, topic: str = TOPIC) -> dict[str, Any]:
         "timestamp": _timestamp(record),
         "timestampType": "CREATE_TIME",
         "value": _b64(record.value),
-        "headers": [],
+        "headers": [{name: list(value)} for name, value in record.headers],
     }
     if record.key is not None:
         out["key"] = _b64(record.key)

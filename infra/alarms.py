@@ -76,6 +76,11 @@ def _function_alarms(sink: MonitoredSink) -> tuple[AlarmSpec, ...]:
             what="nothing was written to a target stream: its RecordDistributionStrategy is AUTO"
             " (partition keys ignored) or could not be read; its partitions wait for redelivery",
         ),
+        AlarmSpec(
+            "RecordsMalformed",
+            metrics.of_sink("RecordsMalformed", "Sum"),
+            what="a record in an event could not be read: its partition is held there",
+        ),
         *_stream_alarms(metrics, sink.streams),
         *_delivery_delay_alarms(sink),
         AlarmSpec(

@@ -287,6 +287,17 @@ FOUND_BY_FUZZING: tuple[Any, ...] = (
     _event("t-0", _record(offset=-1)),
     _event("t-0", _record(offset=2**63)),
     {"records": {"t-0": [_record()]}},  # no eventSource
+    # Headers past a group's first record (the fast path reads them): values that bytes()
+    # would take but parsing refuses (True is 1), signed bytes, bounds, odd names and shapes.
+    _event("t-0", _record(), _record(offset=2, headers=[{"h": [True]}])),
+    _event("t-0", _record(), _record(offset=2, headers=[{"h": [1, False]}])),
+    _event("t-0", _record(), _record(offset=2, headers=[{"h": [-128, -1, 0, 255]}])),
+    _event("t-0", _record(), _record(offset=2, headers=[{"h": [256]}])),
+    _event("t-0", _record(), _record(offset=2, headers=[{"h": [-129]}])),
+    _event("t-0", _record(), _record(offset=2, headers=[{"h": [1.0]}])),
+    _event("t-0", _record(), _record(offset=2, headers=[{"h": []}, {"é": [1], "h": [2]}])),
+    _event("t-0", _record(), _record(offset=2, headers=[{"h": [1]}, {"\udc00": [1]}])),
+    _event("t-0", _record(), _record(offset=2, headers=[{"h": [1]}, [("h", [1])]])),
     # Schema metadata the fast path must not take for the one checked before it.
     _event(
         "t-0",

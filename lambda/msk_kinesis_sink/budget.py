@@ -1,8 +1,10 @@
-"""How an invocation spends its time: when to stop starting work, and each request's deadline.
+"""How an invocation spends its time: when to stop reading and starting work, and each
+request's deadline.
 
-Everything is derived from the time the invocation has left, so that any budget of about a
-second or more makes progress, and the answer is always returned before Lambda's deadline; and
-from how long a round trip typically takes, which the container learns across invocations.
+Everything is derived from the time the invocation has left (reading the event included), so
+that the answer is always returned before Lambda's deadline and a short budget still makes
+progress (docs/guarantee.md#time-budget has the smallest, by event size); and from how long a
+round trip typically takes, which the container learns across invocations.
 """
 
 from __future__ import annotations
@@ -23,6 +25,11 @@ ANSWER_RESERVE_MAX_SHARE: Final = 0.25
 # duplicate on redelivery), so starting it is worth less than answering on time.
 MIN_REQUEST_WINDOW_S: Final = 0.05
 ROUND_TRIPS_PER_WINDOW: Final = 1.5
+
+# Reading the event ends this long before the last start (or a quarter of the way there,
+# if that is sooner), so that what it read can still be sent: a piece may take a little longer
+# than its estimate.
+READ_MARGIN_S: Final = 0.02
 
 # After the stop, how long to wait for requests that are past their deadline (only those sent
 # without the deadline-bounded transport can be) before answering without them.
@@ -59,6 +66,11 @@ class TimeBudget:
         """
         window = max(MIN_REQUEST_WINDOW_S, ROUND_TRIPS_PER_WINDOW * typical_round_trip_s)
         return self.stop_at - min(window, (self.stop_at - self.started) / 2)
+
+    def last_read(self, typical_round_trip_s: float) -> float:
+        """The moment reading the event must be done by: what it read can still be sent."""
+        last_start = self.last_start(typical_round_trip_s)
+        return last_start - min(READ_MARGIN_S, (last_start - self.started) / 4)
 
     def request_deadline(self, now: float, request_timeout_s: float) -> float:
         """A request started now ends by its timeout, and never after the stop."""

@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
-import base64
 import binascii
 import hashlib
 import json
 from dataclasses import dataclass
-from typing import NamedTuple, assert_never
+from json.encoder import encode_basestring_ascii
+from typing import Final, NamedTuple, assert_never
 
 from msk_kinesis_sink.claim_checks import ClaimCheck, ClaimCheckTarget, pointer_bytes
 from msk_kinesis_sink.errors import UnwritableRecordError
 from msk_kinesis_sink.events import (
     KafkaRecord,
     PartitionBatch,
+    record_members,
     schema_members,
 )
 from msk_kinesis_sink.kpl import has_kpl_framing, looks_aggregated, wrapped_size
@@ -192,6 +193,17 @@ def _unwrappable(data: bytes, key_bytes: int, max_record_bytes: int) -> str | No
     )
 
 
+_COMPACT: Final = (",", ":")
+# What the envelope's headers are built from is kept for reuse: records repeat the same few
+# header names, and the same few small values (a content type, a schema version, a one-byte
+# flag), and encoding each costs more than finding it. Bounded: each is cleared when it holds
+# HEADER_CACHE_ENTRIES; only values of up to HEADER_CACHE_VALUE_BYTES are kept.
+HEADER_CACHE_VALUE_BYTES: Final = 64
+HEADER_CACHE_ENTRIES: Final = 4096
+_header_starts: dict[str, str] = {}  # name -> '{"name":<JSON string>,"value":"'
+_header_values: dict[bytes, str] = {}  # value -> its base64
+
+
 def envelope_bytes(
     record: KafkaRecord, partition_key_mode: PartitionKeyMode = PartitionKeyMode.KEY
 ) -> bytes:
@@ -204,23 +216,39 @@ def envelope_bytes(
     appears (docs/schema-registry.md). With PARTITION_KEY=header:<name>, `partitionKeyFrom`
     says so: the Kafka key alone no longer orders the record (consumer.OffsetDeduplicator).
     """
-    document: dict[str, object] = {
-        "topic": record.topic,
-        "partition": record.partition,
-        "offset": record.offset,
-        "timestamp": record.timestamp,
-        "timestampType": record.timestamp_type,
-        "key": record.key_b64,
-        "value": record.value_b64,
-        "headers": [
-            {"name": name, "value": base64.b64encode(value).decode("ascii")}
-            for name, value in record.headers
-        ],
-        **schema_members(record),
-    }
+    head = json.dumps(record_members(record), separators=_COMPACT)
+    tail: dict[str, object] = dict(schema_members(record))
     if partition_key_mode is PartitionKeyMode.HEADER:
-        document[PARTITION_KEY_FROM_FIELD] = partition_key_mode.value
-    return json.dumps(document, separators=(",", ":")).encode("utf-8")
+        tail[PARTITION_KEY_FROM_FIELD] = partition_key_mode.value
+    # One JSON object, written in three parts (the same bytes json.dumps writes for the whole
+    # document): headers are spliced in as text, each built once per distinct small header.
+    end = "," + json.dumps(tail, separators=_COMPACT)[1:] if tail else "}"
+    return f'{head[:-1]},"headers":[{_headers_json(record.headers)}]{end}'.encode()
+
+
+def _headers_json(headers: tuple[tuple[str, bytes], ...]) -> str:
+    """The envelope's headers, `{"name":...,"value":"<base64>"}` each, comma-separated, as
+    json.dumps writes them (ASCII, compact)."""
+    if not headers:
+        return ""
+    starts, values = _header_starts, _header_values
+    parts: list[str] = []
+    append = parts.append
+    for name, value in headers:
+        start = starts.get(name)
+        if start is None:
+            if len(starts) >= HEADER_CACHE_ENTRIES:
+                starts.clear()
+            start = starts[name] = f'{{"name":{encode_basestring_ascii(name)},"value":"'
+        text = values.get(value)
+        if text is None:
+            text = binascii.b2a_base64(value, newline=False).decode("ascii")
+            if len(value) <= HEADER_CACHE_VALUE_BYTES:
+                if len(values) >= HEADER_CACHE_ENTRIES:
+                    values.clear()
+                values[value] = text
+        append(start + text + '"}')
+    return ",".join(parts)
 
 
 def claim_check_oversize(

@@ -7,6 +7,7 @@ key and value stay base64 text either way (docs/schema-registry.md).
 
 from __future__ import annotations
 
+import bisect
 import itertools
 import re
 from collections.abc import Mapping, Sequence
@@ -93,19 +94,18 @@ class PartitionBatch:
     def topic_partition(self) -> str:
         return f"{self.topic}-{self.partition}"
 
+    @property
+    def offsets(self) -> tuple[int, ...]:
+        return tuple(record.offset for record in self.records)
 
-@dataclass(frozen=True, slots=True)
-class KafkaEvent:
-    """A parsed invocation: where it came from and its partitions."""
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EventSource:
+    """Where an invocation's records come from."""
 
     event_source: str
     event_source_arn: str | None
-    partitions: tuple[PartitionBatch, ...]
     bootstrap_servers: str | None = None  # self-managed Kafka events name the cluster this way
-
-    @property
-    def record_count(self) -> int:
-        return sum(len(batch.records) for batch in self.partitions)
 
     @property
     def source_id(self) -> str:
@@ -114,12 +114,89 @@ class KafkaEvent:
         return self.event_source_arn or self.bootstrap_servers or self.event_source
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class KafkaEvent(EventSource):
+    """A parsed invocation: where it came from and its partitions."""
+
+    partitions: tuple[PartitionBatch, ...]
+
+    @property
+    def record_count(self) -> int:
+        return sum(len(batch.records) for batch in self.partitions)
+
+
+@dataclass(frozen=True, slots=True)
+class PartitionOutline:
+    """One topic-partition of an event before its records are read: where each record is.
+
+    Every record's topic, partition and offset is checked (enough to report any of them); the
+    rest is checked by `read_records`, a piece at a time.
+    """
+
+    topic: str
+    partition: int
+    group: Sequence[Any]  # the event's record objects, in the event's order
+    offsets: tuple[int, ...]  # ascending
+    # The event's index of each offset, when the event does not list them in offset order.
+    order: tuple[int, ...] | None
+    # Running totals of reading work in offset order (work[i]: the records before i), in units
+    # of about what a small record costs: a record is one, plus one per header. Values are not
+    # counted: an event holds at most 6 MB of them, a few milliseconds of work (bench.reading:
+    # 8 KiB costs about four small records), which the reader's first pieces measure.
+    work: tuple[int, ...]
+
+    @property
+    def topic_partition(self) -> str:
+        return f"{self.topic}-{self.partition}"
+
+    def __len__(self) -> int:
+        return len(self.offsets)
+
+    def stop_within(self, start: int, units: int, max_records: int) -> int:
+        """The end of the longest run of records from `start` (at most `max_records`) whose
+        reading work is at most `units`; `start` when not even the first one fits."""
+        limit = min(len(self.offsets), start + max_records)
+        return bisect.bisect_right(self.work, self.work[start] + units, start + 1, limit + 1) - 1
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EventOutline(EventSource):
+    """An event whose structure and record positions are checked, its records not yet read."""
+
+    partitions: tuple[PartitionOutline, ...]
+
+    @property
+    def record_count(self) -> int:
+        return sum(len(outline) for outline in self.partitions)
+
+
 def parse_event(event: Any, *, fast_path: bool = True) -> KafkaEvent:
     """Validate a whole invocation event; raises MalformedEventError naming the first problem.
 
-    Every field is checked before anything is sent, so a record that passes can always be
-    encoded. `fast_path=False` checks each record field by field: the reference that the fast
-    path for the usual record shape is tested against.
+    Every field is checked, so a record that passes can always be encoded. `fast_path=False`
+    checks each record field by field: the reference that the fast path for the usual record
+    shape is tested against.
+    """
+    outline = outline_event(event, fast_path=fast_path)
+    partitions = []
+    for partition in outline.partitions:
+        records: list[KafkaRecord] = []
+        read_records(partition, 0, len(partition), into=records, fast_path=fast_path)
+        partitions.append(PartitionBatch(partition.topic, partition.partition, tuple(records)))
+    return KafkaEvent(
+        event_source=outline.event_source,
+        event_source_arn=outline.event_source_arn,
+        bootstrap_servers=outline.bootstrap_servers,
+        partitions=tuple(partitions),
+    )
+
+
+def outline_event(event: Any, *, fast_path: bool = True) -> EventOutline:
+    """Check an event's structure and every record's topic, partition and offset (a few
+    hundred nanoseconds a record); raises MalformedEventError naming the first problem.
+
+    What is checked here is what reporting any record to the ESM needs: an event that passes
+    can always be answered, whatever its records hold.
     """
     if not isinstance(event, Mapping):
         raise MalformedEventError(f"event must be a JSON object, got {type(event).__name__}")
@@ -147,35 +224,87 @@ def parse_event(event: Any, *, fast_path: bool = True) -> KafkaEvent:
     for group_key, raw_records in groups.items():
         if not isinstance(raw_records, Sequence) or isinstance(raw_records, str | bytes):
             raise MalformedEventError(f"records[{_shown(group_key)}] must be a list of records")
-        records = _parse_group(raw_records, group_key, fast_path)
-        if not records:
-            continue
-        records.sort(key=lambda record: record.offset)
-        for earlier, later in itertools.pairwise(records):
-            if earlier.offset == later.offset:
-                raise MalformedEventError(
-                    f"records[{_shown(group_key)}] holds offset {later.offset} more than once"
-                )
-        first = records[0]
-        partitions.append(PartitionBatch(first.topic, first.partition, tuple(records)))
-    return KafkaEvent(
+        if raw_records:
+            partitions.append(_outline_group(raw_records, group_key, fast_path))
+    return EventOutline(
         event_source=source,
         event_source_arn=arn,
-        partitions=tuple(partitions),
         bootstrap_servers=servers if isinstance(servers, str) and is_unicode(servers) else None,
+        partitions=tuple(partitions),
     )
 
 
-def _parse_group(raw_records: Sequence[Any], group_key: Any, fast_path: bool) -> list[KafkaRecord]:
-    """Parse one partition's records: a fast path for the usual shape, full checks otherwise."""
-    records: list[KafkaRecord] = []
+def _outline_group(raw_records: Sequence[Any], group_key: Any, fast_path: bool) -> PartitionOutline:
+    topic, partition, last = _position(raw_records[0], group_key, 0)
+    offsets, work = [last], [_work(raw_records[0].get("headers"))]
+    offsets_append, work_append = offsets.append, work.append
+    in_order = True
+    for index, raw in enumerate(itertools.islice(raw_records, 1, None), 1):
+        # The usual record: the types of the group's first one (checked in full), the next
+        # offset up. Anything else is checked field by field.
+        if fast_path and type(raw) is dict:
+            get = raw.get
+            number, offset = get("partition"), get("offset")
+            if (
+                type(number) is int
+                and number == partition
+                and get("topic") == topic
+                and type(offset) is int
+                and last < offset <= MAX_OFFSET
+            ):
+                offsets_append(offset)
+                headers = get("headers")
+                work_append(len(headers) + 1 if type(headers) is list else 1)
+                last = offset
+                continue
+        offset = _position(raw, group_key, index)[2]
+        in_order = in_order and offset > last
+        offsets_append(offset)
+        work_append(_work(raw.get("headers")))
+        last = offset
+    order = None
+    if not in_order:
+        order = tuple(sorted(range(len(offsets)), key=offsets.__getitem__))
+        offsets = [offsets[index] for index in order]
+        work = [work[index] for index in order]
+        for earlier, later in itertools.pairwise(offsets):
+            if earlier == later:
+                raise MalformedEventError(
+                    f"records[{_shown(group_key)}] holds offset {later} more than once"
+                )
+    totals = (0, *itertools.accumulate(work))
+    return PartitionOutline(topic, partition, raw_records, tuple(offsets), order, totals)
+
+
+def _work(headers: Any) -> int:
+    """A record's reading work (PartitionOutline.work): one, and one per header."""
+    return len(headers) + 1 if isinstance(headers, list) else 1
+
+
+def read_records(
+    outline: PartitionOutline,
+    start: int,
+    stop: int,
+    *,
+    into: list[KafkaRecord],
+    fast_path: bool = True,
+) -> None:
+    """Check and read the partition's records `start` to `stop` (in offset order), appending
+    each to `into`; raises MalformedEventError at the first malformed one (those before it
+    are in `into`)."""
+    group, order, offsets = outline.group, outline.order, outline.offsets
+    indexes = range(start, stop) if order is None else order[start:stop]
+    group_key = outline.topic_partition
     expected: _Checked | None = None  # what the last record checked in full held
-    for index, raw in enumerate(raw_records):
-        record = _well_formed(raw, expected) if fast_path else None
+    append = into.append
+    for position, index in enumerate(indexes, start):
+        raw = group[index]
+        # The outline checked the record's position: the fast path takes it from there.
+        record = _well_formed(raw, expected, offsets[position]) if fast_path else None
         if record is None:
-            # Something is unusual (a string partition, a missing field, a wrong type, headers,
-            # new schema metadata, the first record of the group): check it field by field,
-            # with precise errors.
+            # Something is unusual (a string partition, a missing field, a wrong type, headers
+            # of another shape, new schema metadata, the first record of the piece): check it
+            # field by field, with precise errors.
             record = _parse_record(raw, group_key, index)
             if fast_path:
                 expected = (
@@ -186,8 +315,7 @@ def _parse_group(raw_records: Sequence[Any], group_key: Any, fast_path: bool) ->
                     raw.get(VALUE_SCHEMA_FIELD),
                     record.value_schema,
                 )
-        records.append(record)
-    return records
+        append(record)
 
 
 # Builds a KafkaRecord from a tuple of all its fields without the Python-level __new__ that
@@ -196,16 +324,18 @@ def _parse_group(raw_records: Sequence[Any], group_key: Any, fast_path: bool) ->
 _new_record = tuple.__new__
 
 
-# What the fast path compares a record with: the group's topic and partition, and the schema
-# metadata objects of the last record checked in full with what they parsed to (a registry sends
-# the same few objects on every record of a partition). A plain tuple, indexed: it is rebuilt
-# for every record that takes the checked path (each record with headers, say).
+# What the fast path builds a record with: the group's topic and partition (as the record checked
+# in full read them), and compares it with: the schema metadata objects of the last record
+# checked in full with what they parsed to (a registry sends the same few objects on every
+# record of a partition). A plain tuple, indexed: it is rebuilt
+# for every record that takes the checked path (a new schema metadata object, say).
 _Checked = tuple[str, int, Any, SchemaMetadata | None, Any, SchemaMetadata | None]
 _TOPIC, _PARTITION, _KEY_RAW, _KEY_SCHEMA, _VALUE_RAW, _VALUE_SCHEMA = range(6)
 
 
-def _well_formed(raw: Any, expected: _Checked | None) -> KafkaRecord | None:
-    """The record when it has exactly the usual types and belongs to `expected`, else None.
+def _well_formed(raw: Any, expected: _Checked | None, offset: int) -> KafkaRecord | None:
+    """The record when it has exactly the usual types, else None; its topic, partition and
+    `offset` are the ones its partition's outline checked and read.
 
     Exactly as strict as `_parse_record`: whatever it accepts, `_parse_record` accepts and
     reads the same way (a property test holds them to it); anything else goes there.
@@ -213,25 +343,21 @@ def _well_formed(raw: Any, expected: _Checked | None) -> KafkaRecord | None:
     if expected is None or type(raw) is not dict:
         return None
     get = raw.get
-    topic, partition, offset = get("topic"), get("partition"), get("offset")
     timestamp = get("timestamp", NO_TIMESTAMP)
     timestamp_type = get("timestampType", NO_TIMESTAMP_TYPE)
     key, value, headers = get("key"), get("value"), get("headers")
     if (
-        topic != expected[_TOPIC]
-        or type(partition) is not int
-        or partition != expected[_PARTITION]
-        or type(offset) is not int
-        or not 0 <= offset <= MAX_OFFSET
-        or type(timestamp) is not int
+        type(timestamp) is not int
         or not MIN_TIMESTAMP <= timestamp <= MAX_TIMESTAMP
         or type(timestamp_type) is not str
         or timestamp_type not in _TIMESTAMP_TYPES
         or (key is not None and type(key) is not str)
         or (value is not None and type(value) is not str)
-        # No headers only: null or an empty list; anything else takes the checked path.
-        or (headers is not None and (type(headers) is not list or headers))
+        or (headers is not None and type(headers) is not list)
     ):
+        return None
+    parsed_headers = _well_formed_headers(headers) if headers else ()
+    if parsed_headers is None:
         return None
     # Schema metadata: none, or equal to what the last fully checked record held.
     key_meta, value_meta = get(KEY_SCHEMA_FIELD), get(VALUE_SCHEMA_FIELD)
@@ -242,22 +368,51 @@ def _well_formed(raw: Any, expected: _Checked | None) -> KafkaRecord | None:
     return _new_record(
         KafkaRecord,
         (
-            topic,
-            partition,
+            expected[_TOPIC],
+            expected[_PARTITION],
             offset,
             timestamp,
             timestamp_type,
             key,
             value,
-            (),
+            parsed_headers,
             None if key_meta is None else expected[_KEY_SCHEMA],
             None if value_meta is None else expected[_VALUE_SCHEMA],
         ),
     )
 
 
-def _parse_record(raw: Any, group_key: Any, index: int) -> KafkaRecord:
-    where = f"records[{_shown(group_key)}][{index}]"
+def _well_formed_headers(headers: list[Any]) -> tuple[tuple[str, bytes], ...] | None:
+    """Headers of the usual shape as `_parse_headers` reads them, else None (checked there).
+
+    The usual shape: a list of {name: [byte values]} objects, ASCII names, values the ints
+    0..255 (or -128..127, as Java's signed bytes). Records often carry dozens of headers, so
+    this is a loop of few, cheap steps per header (about a third of the checked path's cost).
+    """
+    parsed: list[tuple[str, bytes]] = []
+    append = parsed.append
+    for entry in headers:
+        if type(entry) is not dict:
+            return None
+        for name, values in entry.items():
+            if type(name) is not str or not name.isascii() or type(values) is not list:
+                return None
+            for value in values:
+                if type(value) is not int:  # never a bool: bytes() would take True as 1
+                    return None
+            try:
+                data = bytes(values)
+            except ValueError:  # outside 0..255: signed bytes keep their 8 bits, or go checked
+                if not all(-128 <= value <= 255 for value in values):
+                    return None
+                data = bytes(value & 0xFF for value in values)
+            append((name, data))
+    return tuple(parsed)
+
+
+def _position(raw: Any, group_key: Any, index: int) -> tuple[str, int, int]:
+    """A record's topic, partition and offset, checked; raises MalformedEventError."""
+    where = _where(group_key, index)
     if not isinstance(raw, Mapping):
         raise MalformedEventError(f"{where} must be an object, got {type(raw).__name__}")
     topic = raw.get("topic")
@@ -275,6 +430,16 @@ def _parse_record(raw: Any, group_key: Any, index: int) -> KafkaRecord:
             f"{where} is topic {_shown(topic)} partition {partition}, which does not belong"
             f" under records key {_shown(group_key)}"
         )
+    return topic, partition, offset
+
+
+def _where(group_key: Any, index: int) -> str:
+    return f"records[{_shown(group_key)}][{index}]"
+
+
+def _parse_record(raw: Any, group_key: Any, index: int) -> KafkaRecord:
+    topic, partition, offset = _position(raw, group_key, index)
+    where = _where(group_key, index)
     timestamp = _integer(raw, "timestamp", where, MIN_TIMESTAMP, MAX_TIMESTAMP, required=False)
     timestamp_type = raw.get("timestampType", NO_TIMESTAMP_TYPE)
     if not isinstance(timestamp_type, str) or not is_unicode(timestamp_type):
@@ -416,9 +581,10 @@ def schema_members(record: KafkaRecord) -> Mapping[str, Any]:
     return members
 
 
-def event_record(record: KafkaRecord) -> dict[str, Any]:
-    """The record as an invocation event holds it (parse_event reads it back unchanged)."""
-    fields: dict[str, Any] = {
+def record_members(record: KafkaRecord) -> dict[str, Any]:
+    """The record's members before its headers, named as the event (and the envelope) name
+    them: topic, partition, offset, timestamp, timestampType, key and value (base64 or null)."""
+    return {
         "topic": record.topic,
         "partition": record.partition,
         "offset": record.offset,
@@ -426,6 +592,13 @@ def event_record(record: KafkaRecord) -> dict[str, Any]:
         "timestampType": record.timestamp_type,
         "key": record.key_b64,
         "value": record.value_b64,
+    }
+
+
+def event_record(record: KafkaRecord) -> dict[str, Any]:
+    """The record as an invocation event holds it (parse_event reads it back unchanged)."""
+    fields: dict[str, Any] = {
+        **record_members(record),
         "headers": [{name: list(value)} for name, value in record.headers],
         **schema_members(record),
     }

@@ -9,7 +9,8 @@ with aggregation, a same-key *run* travels as one atomic Kinesis record instead.
 from __future__ import annotations
 
 import heapq
-from collections.abc import Iterable, Iterator, Sequence
+import sys
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple, Protocol
 
@@ -17,6 +18,9 @@ from msk_kinesis_sink.encoding import ClaimCheckRecord, EncodedRecord, Unwritabl
 from msk_kinesis_sink.events import KafkaRecord
 
 Unit = EncodedRecord | UnwritableRecord | ClaimCheckRecord
+
+# No key is blocked: every position is before it.
+_NOT_BLOCKED = sys.maxsize
 
 
 class Entry(NamedTuple):
@@ -79,29 +83,19 @@ class PartitionQueue:
     def __init__(
         self,
         topic_partition: str,
-        units: Sequence[Unit],
-        delivered_before: frozenset[int] = frozenset(),
+        units: Sequence[Unit] = (),
+        delivered_before: Collection[int] = frozenset(),
     ) -> None:
         self.topic_partition = topic_partition
-        self._units = list(units)
-        count = len(self._units)
+        self._units: list[Unit] = []
         # Offsets written by an earlier invocation (redelivery memory): settled without sending
         # when their key's turn comes, never ahead of it.
-        self._delivered_before = delivered_before
+        self._delivered_before: set[int] = set()
         self.delivered_before_count = 0
-        self._next_same_key = [-1] * count
-        last_of_key: dict[str, int] = {}
-        heads: list[int] = []
-        for position, unit in enumerate(self._units):
-            key = unit.partition_key
-            previous = last_of_key.get(key)
-            if previous is None:
-                heads.append(position)
-            else:
-                self._next_same_key[previous] = position
-            last_of_key[key] = position
+        self._next_same_key: list[int] = []
+        self._last_of_key: dict[str, int] = {}
         # Heap of positions whose record may be sent now; lowest offsets go first, so a deadline
-        # leaves the shortest possible tail to report. Filled in ascending order: already a heap.
+        # leaves the shortest possible tail to report.
         self._ready: list[int] = []
         self._dead_letter_ready: list[int] = []
         # Claim checks whose turn has come: their objects are written before their pointers.
@@ -115,13 +109,38 @@ class PartitionQueue:
         self._blocked: dict[str, str] = {}
         # The lowest position of a key blocked for this invocation: the partition is reported
         # from there at the latest, so nothing after it is started (it would only come back).
-        self._first_blocked = count
+        self._first_blocked = _NOT_BLOCKED
         self._stopped: str | None = None
-        self._acknowledged = bytearray(count)
+        self._acknowledged = bytearray()
         self._acknowledged_count = 0
         self._lowest_open = 0
-        for position in heads:
-            self._make_ready(position)
+        self.extend(units, delivered_before)
+
+    def extend(self, units: Sequence[Unit], delivered_before: Collection[int] = ()) -> None:
+        """Take the partition's next records, read after the ones the queue holds: each goes
+        after the last one of its key, or, when its key owes nothing, is ready at once."""
+        start = len(self._units)
+        self._units.extend(units)
+        self._next_same_key.extend([-1] * len(units))
+        self._acknowledged.extend(bytes(len(units)))
+        self._delivered_before.update(delivered_before)
+        links, last_of_key, acknowledged = (
+            self._next_same_key,
+            self._last_of_key,
+            self._acknowledged,
+        )
+        heads: list[tuple[str, int]] = []
+        for position, unit in enumerate(units, start):
+            key = unit.partition_key
+            previous = last_of_key.get(key)
+            last_of_key[key] = position
+            # The key's last record settled: its chain ended there, so this one starts anew.
+            if previous is None or acknowledged[previous]:
+                heads.append((key, position))
+            else:
+                links[previous] = position
+        for key, position in heads:
+            self._advance(key, position)
 
     def _make_ready(self, position: int) -> None:
         units, links = self._units, self._next_same_key
@@ -237,12 +256,13 @@ class PartitionQueue:
         return entries
 
     def _run_from(self, position: int) -> Iterator[EncodedRecord]:
-        """The key's writable records from `position` on (stops at an unwritable one, or a claim
-        check whose object is not written yet)."""
-        units, links = self._units, self._next_same_key
+        """The key's writable records from `position` on, up to an unwritable one, a claim check
+        whose object is not written yet, or one written before (the redelivery memory's: it is
+        settled in its turn, once the run is, not sent)."""
+        units, links, delivered_before = self._units, self._next_same_key, self._delivered_before
         while position >= 0:
             unit = units[position]
-            if not isinstance(unit, EncodedRecord):
+            if not isinstance(unit, EncodedRecord) or unit.offset in delivered_before:
                 return
             yield unit
             position = links[position]

@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 
 from msk_kinesis_sink.budget import RoundTripEstimate, TimeBudget
-from msk_kinesis_sink.encoding import EncodedPartition
 from msk_kinesis_sink.limits import MAX_RECORDS_PER_REQUEST, max_request_bytes
 from msk_kinesis_sink.planning import Packer, RequestLimits, SingleRecordPacker
+from msk_kinesis_sink.reading import EventReader, ReadCostEstimate
 from msk_kinesis_sink.report import InvocationStats
 from msk_kinesis_sink.run import PublishOutcome, Resources, Run
 from msk_kinesis_sink.settings import Settings
@@ -52,6 +52,7 @@ class Publisher:
             # Created once per container: threads (and their connections) are reused.
             pool=_new_pool(settings),
             round_trips=RoundTripEstimate(),
+            read_costs=ReadCostEstimate(),
             clock=clock,
             wall_clock=wall_clock,
             sleep=sleep,
@@ -62,7 +63,7 @@ class Publisher:
 
     def publish(
         self,
-        partitions: Iterable[tuple[str, EncodedPartition]],
+        reader: EventReader,
         *,
         record_count: int,
         event_source_arn: str | None,
@@ -70,7 +71,7 @@ class Publisher:
     ) -> PublishOutcome:
         stats = InvocationStats(records_received=record_count)
         run = Run(self._resources, budget, event_source_arn, stats)
-        outcome = run.execute(partitions)
+        outcome = run.execute(reader)
         if run.abandoned:
             # Requests outside the bounded transport still hold workers: give the next
             # invocation a fresh pool; the old threads end on their own.

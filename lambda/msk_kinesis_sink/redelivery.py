@@ -15,10 +15,11 @@ from __future__ import annotations
 
 import hashlib
 import time
+from array import array
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Final, Protocol
 
 from msk_kinesis_sink.events import KafkaRecord, PartitionBatch
 
@@ -26,8 +27,20 @@ from msk_kinesis_sink.events import KafkaRecord, PartitionBatch
 DEFAULT_MAX_ENTRIES: Final = 100_000
 # A reported partition comes back on the next poll; a memory older than this is of no use.
 DEFAULT_MAX_AGE_S: Final = 900.0
+# How often remembering looks at the clock, in records.
+KEEP_CHECK_EVERY: Final = 64
 
 _PartitionId = tuple[str, str, int]  # (event source, topic, partition)
+
+
+class TopicPartition(Protocol):
+    """A partition of an event, read (events.PartitionBatch) or not (events.PartitionOutline)."""
+
+    @property
+    def topic(self) -> str: ...
+
+    @property
+    def partition(self) -> int: ...
 
 
 def record_digest(record: KafkaRecord) -> int:
@@ -39,11 +52,14 @@ def record_digest(record: KafkaRecord) -> int:
         raw = b"" if text is None else text.encode("utf-8", "surrogatepass")
         digest.update(b"-1:" if text is None else b"%d:" % len(raw))
         digest.update(raw)
-    for name, value in record.headers:
-        raw_name = name.encode("utf-8", "surrogatepass")
-        digest.update(b"%d:%d:" % (len(raw_name), len(value)))
-        digest.update(raw_name)
-        digest.update(value)
+    if record.headers:
+        # The names (a repr reads back to exactly them, so it says how many there are), each
+        # value's length, then the values: built in a few calls that loop in C, where a loop
+        # here would cost a microsecond a header (records may carry dozens).
+        names, values = zip(*record.headers, strict=True)
+        digest.update(b"h" + repr(names).encode("utf-8", "surrogatepass"))
+        digest.update(array("Q", map(len, values)).tobytes())
+        digest.update(b"".join(values))
     digest.update(b"|%d|%s" % (record.timestamp, record.timestamp_type.encode("utf-8", "replace")))
     # A registry's schema metadata is part of what an `envelope` record holds.
     for label, schema in ((b"k", record.key_schema), (b"v", record.value_schema)):
@@ -56,6 +72,9 @@ def record_digest(record: KafkaRecord) -> int:
 class _Remembered:
     digests: dict[int, int] = field(default_factory=dict)  # offset -> digest
     touched: float = 0.0
+    # No entry is below it: forgetting below it again (each piece of a partition recalls with
+    # the same first offset) costs nothing.
+    floor: int = 0
 
 
 class RedeliveryMemory:
@@ -78,16 +97,20 @@ class RedeliveryMemory:
     def entries(self) -> int:
         return self._entries
 
-    def recall(self, source: str, batch: PartitionBatch) -> frozenset[int]:
+    def recall(
+        self, source: str, batch: PartitionBatch, *, stands_at: int | None = None
+    ) -> frozenset[int]:
         """Offsets of `batch` that were written before with the same content.
 
-        The batch's first offset is where the ESM stands: entries below it are forgotten.
+        `stands_at` is where the ESM stands in the partition, its first offset in the event
+        (by default the batch's first, when the batch is the event's whole partition rather
+        than a piece of it): entries below it are forgotten.
         """
         self._expire()
         remembered = self._partitions.get((source, batch.topic, batch.partition))
         if remembered is None or not batch.records:
             return frozenset()
-        self._forget_below(remembered, batch.records[0].offset)
+        self._forget_below(remembered, batch.records[0].offset if stands_at is None else stands_at)
         digests = remembered.digests
         delivered = []
         for record in batch.records:
@@ -102,37 +125,54 @@ class RedeliveryMemory:
         return frozenset(delivered)
 
     def keep(
-        self, source: str, batch: PartitionBatch, resume_offset: int, written: Iterable[KafkaRecord]
+        self,
+        source: str,
+        batch: TopicPartition,
+        resume_offset: int,
+        written: Iterable[KafkaRecord],
+        *,
+        in_time: Callable[[], bool] = lambda: True,
     ) -> None:
         """After an invocation that reported `batch`'s partition from `resume_offset`: remember
-        the records written at or beyond it (they come back), forget everything below."""
+        the records written at or beyond it (they come back), forget everything below.
+
+        Remembering takes a digest of each record; it stops once `in_time()` says the
+        invocation must answer (every KEEP_CHECK_EVERY records): what is not remembered is
+        only sent again.
+        """
         key = (source, batch.topic, batch.partition)
         remembered = self._partitions.get(key)
         if remembered is None:
             remembered = self._partitions[key] = _Remembered()
         self._forget_below(remembered, resume_offset)
         digests = remembered.digests
-        for record in written:
+        for count, record in enumerate(written):
+            if count % KEEP_CHECK_EVERY == 0 and not in_time():
+                break
             if record.offset >= resume_offset and record.offset not in digests:
                 digests[record.offset] = record_digest(record)
                 self._entries += 1
+                remembered.floor = min(remembered.floor, record.offset)
         remembered.touched = self._clock()
         self._partitions.move_to_end(key)
         if not digests:
             del self._partitions[key]
         self._evict()
 
-    def forget(self, source: str, batch: PartitionBatch) -> None:
+    def forget(self, source: str, batch: TopicPartition) -> None:
         """The partition was delivered whole: the ESM moves past it, nothing comes back."""
         remembered = self._partitions.pop((source, batch.topic, batch.partition), None)
         if remembered is not None:
             self._entries -= len(remembered.digests)
 
     def _forget_below(self, remembered: _Remembered, offset: int) -> None:
+        if offset <= remembered.floor:
+            return
         stale = [known for known in remembered.digests if known < offset]
         for known in stale:
             del remembered.digests[known]
         self._entries -= len(stale)
+        remembered.floor = offset
 
     def _expire(self) -> None:
         oldest_kept = self._clock() - self._max_age_s

@@ -75,6 +75,8 @@ class InvocationStats:
     # Oversize records whose objects went to S3 (OVERSIZE_RECORDS=claim_check); their pointers
     # count as published once written.
     records_claim_checked: int = field(default=0, metadata=metric("RecordsClaimChecked"))
+    # Records whose content is malformed (each ends its partition's delivery there, reported).
+    records_malformed: int = field(default=0, metadata=metric("RecordsMalformed"))
     records_throttled: int = field(default=0, metadata=metric("RecordsThrottled"))
     records_internal_failure: int = 0
     request_failures: int = 0
@@ -92,6 +94,8 @@ class InvocationStats:
         default=0, metadata=metric("PartitionsHeldByStreamGuard")
     )
     stopped_by_deadline: bool = False
+    # Records left unread at the stop (or after a malformed one): reported, never read.
+    records_unread: int = 0
     put_latencies_ms: list[float] = field(
         default_factory=list, metadata=milliseconds("PublishLatency", logged_as="put_latency")
     )

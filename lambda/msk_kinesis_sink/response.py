@@ -2,10 +2,26 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import TypedDict
+import bisect
+from collections.abc import Mapping, Sequence
+from typing import Protocol, TypedDict
 
-from msk_kinesis_sink.events import KafkaEvent
+
+class ReportablePartition(Protocol):
+    """A partition of the event, read or not: its name and its offsets, ascending."""
+
+    @property
+    def topic_partition(self) -> str: ...
+
+    @property
+    def offsets(self) -> Sequence[int]: ...
+
+
+class ReportableEvent(Protocol):
+    """An event (events.KafkaEvent, or events.EventOutline before its records are read)."""
+
+    @property
+    def partitions(self) -> Sequence[ReportablePartition]: ...
 
 
 class ItemIdentifier(TypedDict):
@@ -22,7 +38,7 @@ class PartialBatchResponse(TypedDict):
 
 
 def partial_batch_response(
-    event: KafkaEvent, resume_offsets: Mapping[str, int]
+    event: ReportableEvent, resume_offsets: Mapping[str, int]
 ) -> PartialBatchResponse:
     """Report, per partition, the first undelivered record and every later record of the batch.
 
@@ -34,9 +50,9 @@ def partial_batch_response(
         resume_at = resume_offsets.get(batch.topic_partition)
         if resume_at is None:
             continue
+        offsets = batch.offsets
         failures.extend(
-            {"itemIdentifier": {"partition": batch.topic_partition, "offset": record.offset}}
-            for record in batch.records
-            if record.offset >= resume_at
+            {"itemIdentifier": {"partition": batch.topic_partition, "offset": offset}}
+            for offset in offsets[bisect.bisect_left(offsets, resume_at) :]
         )
     return {"batchItemFailures": failures}

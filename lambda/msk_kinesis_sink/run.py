@@ -17,10 +17,11 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from msk_kinesis_sink.budget import RoundTripEstimate, TimeBudget
-from msk_kinesis_sink.encoding import ClaimCheckRecord, EncodedPartition, UnwritableRecord
+from msk_kinesis_sink.encoding import ClaimCheckRecord, UnwritableRecord
 from msk_kinesis_sink.events import KafkaRecord
 from msk_kinesis_sink.jobs import ClaimCheckJob, DeadLetterJob, Job, Partition, PutJob
 from msk_kinesis_sink.planning import Entry, Packer, PartitionQueue, RequestLimits
+from msk_kinesis_sink.reading import EventReader, Piece, ReadCostEstimate
 from msk_kinesis_sink.report import InvocationStats
 from msk_kinesis_sink.settings import Settings
 from msk_kinesis_sink.settlement import Settlement
@@ -45,6 +46,7 @@ class Resources:
     packer: Packer
     pool: ThreadPoolExecutor
     round_trips: RoundTripEstimate
+    read_costs: ReadCostEstimate
     clock: Callable[[], float]
     wall_clock: Callable[[], float]  # seconds since the epoch (time.time)
     sleep: Callable[[float], None]
@@ -92,6 +94,10 @@ class Run:
             rng=resources.rng,
         )
         self._partitions: list[Partition] = []
+        self._by_name: dict[str, Partition] = {}
+        # Records read but not yet in a request (an estimate, while reading: when it makes a
+        # full request, one is started).
+        self._backlog_records = 0
         self._in_flight: dict[Future[Any], Job] = {}
         # Writes to S3 waiting for a worker: dead letters and claim-checked records.
         self._dead_letter_backlog: deque[tuple[Partition, UnwritableRecord | ClaimCheckRecord]] = (
@@ -106,9 +112,9 @@ class Run:
         # Requests were left running at the answer: the container's pool must be replaced.
         self.abandoned = False
 
-    def execute(self, partitions: Iterable[tuple[str, EncodedPartition]]) -> PublishOutcome:
+    def execute(self, reader: EventReader) -> PublishOutcome:
         try:
-            self._prepare_all(partitions)
+            self._read_all(reader)
             self._drive()
         except BaseException:
             # A bug (an exception no adapter raises on purpose): let it reach the ESM, which
@@ -116,32 +122,51 @@ class Run:
             # writing while the next invocation sends the same records.
             self._drain()
             raise
-        return self._outcome()
+        return _outcome(self._partitions, reader, self._stats)
 
-    # -- preparation ------------------------------------------------------------------------
+    # -- reading ----------------------------------------------------------------------------
 
-    def _prepare_all(self, partitions: Iterable[tuple[str, EncodedPartition]]) -> None:
-        """Take partitions as they are encoded, starting every full request as soon as it
-        exists, so encoding the rest of the batch overlaps with the first round trips."""
-        backlog_records = 0
-        limits = self._resources.limits
-        for stream, encoded in partitions:
-            queue = PartitionQueue(
-                encoded.batch.topic_partition, encoded.units, encoded.delivered_before
-            )
-            self._stats.records_already_delivered += queue.delivered_before_count
-            self._partitions.append(Partition(encoded.batch.topic_partition, queue, stream))
-            self._stats.partitions += 1
-            backlog_records += queue.pending_count()
+    def _read_all(self, reader: EventReader) -> None:
+        """Read the event a piece at a time, each taken as soon as it is read; from where
+        reading had to stop (budget.last_read), the event is reported."""
+        self._stats.partitions = reader.partition_count
+        round_trips = self._resources.round_trips
+        read_whole = reader.read_in_time(
+            self._resources.read_costs,
+            clock=self._clock,
+            until=lambda: self._budget.last_read(round_trips.typical_s),
+            take=self._take,
+        )
+        self._stats.stopped_by_deadline = not read_whole
+
+    def _take(self, piece: Piece) -> None:
+        """Queue a piece behind its partition's earlier records, start every full request
+        there is (so reading the rest overlaps the first round trips), and settle the
+        requests that finished meanwhile."""
+        if piece.malformed is not None:
+            self._stats.records_malformed += 1
+            _log_malformed(piece)
+        encoded = piece.encoded
+        if encoded.units:
+            partition = self._by_name.get(piece.topic_partition)
+            if partition is None:
+                queue = PartitionQueue(piece.topic_partition)
+                partition = Partition(piece.topic_partition, queue, piece.stream)
+                self._partitions.append(partition)
+                self._by_name[piece.topic_partition] = partition
+            pending = partition.queue.pending_count()
+            partition.queue.extend(encoded.units, encoded.delivered_before)
+            self._backlog_records += partition.queue.pending_count() - pending
             self._unsent_bytes += encoded.encoded_bytes
-            full_requests = max(
-                backlog_records // limits.max_records,
-                self._unsent_bytes // limits.max_request_bytes,
-            )
-            if full_requests and self._may_start():
-                started = self._fill(max_requests=full_requests)
-                backlog_records -= sum(len(entry.records) for _, entry in started)
-                self._settle([future for future in self._in_flight if future.done()])
+        limits = self._resources.limits
+        full_requests = max(
+            self._backlog_records // limits.max_records,
+            self._unsent_bytes // limits.max_request_bytes,
+        )
+        if full_requests and self._may_start():
+            started = self._fill(max_requests=full_requests)
+            self._backlog_records -= sum(len(entry.records) for _, entry in started)
+        self._settle([future for future in self._in_flight if future.done()])
 
     # -- the loop ---------------------------------------------------------------------------
 
@@ -343,14 +368,39 @@ class Run:
             wait(running, timeout=max(0.0, self._budget.give_up_at - self._clock()))
         self._in_flight.clear()
 
-    def _outcome(self) -> PublishOutcome:
-        resume: dict[str, int] = {}
-        settled: dict[str, list[KafkaRecord]] = {}
-        for partition in self._partitions:
-            offset = partition.queue.first_unacknowledged_offset()
-            if offset is not None:
-                resume[partition.batch_name] = offset
-                settled[partition.batch_name] = partition.queue.settled_from(offset)
-        return PublishOutcome(
-            resume_offsets=resume, stats=self._stats, settled_after_resume=settled
-        )
+
+def _outcome(
+    partitions: list[Partition], reader: EventReader, stats: InvocationStats
+) -> PublishOutcome:
+    """Where each partition resumes: its first record not delivered, read or not."""
+    resume: dict[str, int] = {}
+    for partition in partitions:
+        offset = partition.queue.first_unacknowledged_offset()
+        if offset is not None:
+            resume[partition.batch_name] = offset
+    # Records not read (or from a malformed one on) come after those read: a partition whose
+    # records read were all delivered is reported from its first unread one.
+    for name, offset in reader.unread().items():
+        resume.setdefault(name, offset)
+    settled = {
+        partition.batch_name: partition.queue.settled_from(resume[partition.batch_name])
+        for partition in partitions
+        if partition.batch_name in resume
+    }
+    # Records written before are skipped in their key's turn, which may come at any time of
+    # the run: counted once it is over.
+    stats.records_already_delivered = sum(
+        partition.queue.delivered_before_count for partition in partitions
+    )
+    stats.records_unread = reader.unread_count()
+    return PublishOutcome(resume_offsets=resume, stats=stats, settled_after_resume=settled)
+
+
+def _log_malformed(piece: Piece) -> None:
+    logger.error(
+        "a record is malformed (%s); its partition is published up to it and reported from it,"
+        " so the ESM retries it and, when its retries run out, sends it to the on-failure"
+        " destination",
+        piece.malformed,
+        extra={"topic_partition": piece.topic_partition, "offset": piece.malformed_offset},
+    )

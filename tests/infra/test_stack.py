@@ -48,6 +48,7 @@ ALARMS = {
     "FunctionThrottles",
     "RecordsDeadLettered",
     "StreamHeldByGuard",
+    "RecordsMalformed",
     "StreamWriteThrottling",
     "DurationNearTimeout",
     "DestinationDeliveryFailures",

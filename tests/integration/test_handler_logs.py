@@ -28,6 +28,7 @@ from localloop.faults import FaultSpec
 from localloop.local_s3 import MotoServer
 from localloop.procs import LOOPBACK
 from localloop.proxy import FaultProxy
+from msk_kinesis_sink.aggregation import deaggregate
 from tests.factories import kafka_record, msk_event
 from tests.fakes import FakeContext
 from tests.integration.conftest import REGION
@@ -369,13 +370,12 @@ def test_handler_logs_dead_letters_without_customer_data(
     _assert_no_customer_data(logged)
 
 
-# A refused event publishes no metrics, which Powertools warns about.
-@pytest.mark.filterwarnings("ignore:No application metrics to publish:UserWarning")
 @pytest.mark.parametrize("problem", ["header-value", "header-name", "key-type"])
-def test_handler_logs_malformed_event_without_customer_data(
+def test_handler_logs_malformed_record_without_customer_data(
     aws: Aws, monkeypatch: pytest.MonkeyPatch, lambda_logs: LambdaLogs, problem: str
 ) -> None:
-    # GIVEN an event whose last record is malformed in a field next to customer data
+    # GIVEN an event whose last record is malformed in a field next to customer data (its
+    # position readable)
     module = load_handler(monkeypatch, **aws.env())
     bad = kafka_record(TOPIC, 1, 9, MARKER, MARKER, [(MARKER_TEXT, MARKER)])
     if problem == "header-value":
@@ -384,12 +384,34 @@ def test_handler_logs_malformed_event_without_customer_data(
         bad["headers"] = [{MARKER_TEXT + "\ud800": list(MARKER)}]
     else:
         bad["key"] = {"bytes": MARKER_TEXT}
+    # WHEN it is handled
+    response = _invoke(module, _event(*_records(1, 1), bad), lambda_logs)
+    logged = lambda_logs.text()
+    # THEN the records before it are published, it is reported, the error log names the
+    # problem and where it is, and the marker is not in the logs
+    assert response == {
+        "batchItemFailures": [{"itemIdentifier": {"partition": f"{TOPIC}-1", "offset": 9}}]
+    }
+    assert "a record is malformed" in logged and f"records['{TOPIC}-1'][3]" in logged
+    assert sum(len(deaggregate(data)) for data in aws.stored()) == 3
+    _assert_no_customer_data(logged)
+
+
+# A refused event publishes no metrics, which Powertools warns about.
+@pytest.mark.filterwarnings("ignore:No application metrics to publish:UserWarning")
+def test_handler_logs_malformed_event_without_customer_data(
+    aws: Aws, monkeypatch: pytest.MonkeyPatch, lambda_logs: LambdaLogs
+) -> None:
+    # GIVEN an event whose last record's offset can not be read, beside customer data
+    module = load_handler(monkeypatch, **aws.env())
+    bad = kafka_record(TOPIC, 1, 9, MARKER, MARKER, [(MARKER_TEXT, MARKER)])
+    bad["offset"] = "nine"
     # WHEN it is handled, the error escaping to the runtime as Lambda would log it
     response = _invoke(module, _event(*_records(1, 1), bad), lambda_logs)
     logged = lambda_logs.text()
     # THEN the error names the problem, nothing was sent, and the marker is not in the logs
     assert response is None
-    assert "MalformedEventError" in logged
+    assert "MalformedEventError" in logged and "field 'offset'" in logged
     assert aws.stored() == []
     _assert_no_customer_data(logged)
 

@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 from bench.chart import draw as draw_chart
 from bench.chart import panels as chart_panels
 from bench.esm import NoProgressError, batch_counts, by_partition, deliver, reported_offsets
+from bench.reading import BudgetRow, budget_lines, reading_cost, records_with_headers
 from bench.report import audit_verdict, goals, median_of_rounds, table
 from bench.run import (
     DEFAULT_OUT,
@@ -43,12 +44,14 @@ from bench.workloads import (
     SourceRecord,
     Workload,
     consumption_order,
+    kafka_record,
     msk_event,
     put_payload_units,
     w3,
     w4,
     w5,
     w7,
+    w8,
 )
 from localloop.audit import StreamRecord, audit
 from msk_kinesis_sink.encoding import envelope_bytes
@@ -200,6 +203,76 @@ def test_w7_has_the_harness_shape() -> None:
     assert workload.record_format is RecordFormat.ENVELOPE
     assert workload.batch_size == 800
     assert w7().records == records  # deterministic: every system sees the same bytes
+
+
+def test_w8_is_the_headers_heavy_event_of_one_invocation() -> None:
+    # GIVEN the headers-heavy workload
+    workload = w8()
+    event = msk_event(workload.records)
+
+    # THEN 10,000 records of 32-40 one-byte headers in envelopes, one invocation of 5-6 MB that
+    # the sink reads back with every header
+    assert len(workload.records) == 10_000
+    assert {len(r.headers) for r in workload.records} == set(range(32, 41))
+    assert {len(value) for r in workload.records for _, value in r.headers} == {1}
+    assert workload.record_format is RecordFormat.ENVELOPE and workload.batch_size is None
+    assert 5_000_000 < len(json.dumps(event, separators=(",", ":"))) < MAX_INVOCATION_BYTES
+    parsed = parse_event(event)
+    read = {(r.partition, r.offset): r.headers for b in parsed.partitions for r in b.records}
+    assert all(read[(r.partition, r.offset)] == r.headers for r in workload.records)
+    # AND the same records without headers, or with three, for the reading cost table
+    assert records_with_headers(workload, None) is workload.records
+    assert {len(r.headers) for r in records_with_headers(workload, 3)} == {3}
+    assert records_with_headers(workload, 0)[5].value == workload.records[5].value
+
+
+def test_reading_cost_measures_each_step_per_record() -> None:
+    # GIVEN 200 records of W8 / WHEN their reading is timed
+    cost = reading_cost(w8().records[:200], RecordFormat.ENVELOPE, repeat=1)
+    # THEN every step took some time, and the total is their sum
+    assert cost.records == 200 and cost.headers == 36 and cost.record_format == "envelope"
+    assert min(cost.outline_us, cost.parse_us, cost.parse_checked_us, cost.encode_us) > 0
+    assert cost.total_us == cost.outline_us + cost.parse_us + cost.encode_us
+
+
+def test_reading_goal_and_budget_table() -> None:
+    # GIVEN a reading cost table
+    reading = [
+        {
+            "headers": 0,
+            "record_format": "envelope",
+            "records": 10,
+            "event_mb": 1.0,
+            "outline_us": 0.5,
+            "parse_us": 1.0,
+            "parse_checked_us": 2.0,
+            "encode_us": 2.5,
+        },
+        {
+            "headers": 36,
+            "record_format": "envelope",
+            "records": 10,
+            "event_mb": 5.0,
+            "outline_us": 1.0,
+            "parse_us": 10.0,
+            "parse_checked_us": 50.0,
+            "encode_us": 9.0,
+        },
+    ]
+    # WHEN the goals are computed / THEN the fast path's ratio to the checked path is one
+    [goal] = [g for g in goals([], {}, reading) if g.name.startswith("reading")]
+    assert goal.measured == 5.0 and goal.met is True
+    assert "20.0 us, without 4.0 us (5.0 x)" in goal.detail
+    # AND the budget table is Markdown, one row per case, a dash where no budget was enough
+    lines = budget_lines([BudgetRow(1_000, 36, "envelope", 0.6, 0.05, 0.12, None)])
+    assert lines[2] == "| 1,000 | 36 | `envelope` | 0.60 MB | 50 ms | 0.12 s | — |"
+
+
+def test_pre_encoded_requests_carry_the_data_given() -> None:
+    records = w8().records[:3]
+    data = [envelope_bytes(kafka_record(record)) for record in records]
+    [request] = pre_encoded_requests(records, ["a", "b", "c"], data)
+    assert [entry["Data"] for entry in request] == data
 
 
 def test_batch_counts_take_turns_across_partitions_up_to_the_batch_size() -> None:

@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from msk_kinesis_sink.consumer import Envelope
 from msk_kinesis_sink.dead_letters import dead_letter_document
 from msk_kinesis_sink.encoding import (
+    HEADER_CACHE_VALUE_BYTES,
     EncodedRecord,
     UnwritableRecord,
     decode_base64,
@@ -24,7 +25,13 @@ from msk_kinesis_sink.encoding import (
     partition_key_for,
 )
 from msk_kinesis_sink.errors import MalformedEventError, UnwritableRecordError
-from msk_kinesis_sink.events import KafkaRecord, parse_event
+from msk_kinesis_sink.events import (
+    KafkaRecord,
+    SchemaMetadata,
+    parse_event,
+    record_members,
+    schema_members,
+)
 from msk_kinesis_sink.kpl import (
     KPL_DIGEST_BYTES,
     KPL_MAGIC,
@@ -755,6 +762,73 @@ def test_envelope_round_trips_through_consumer_envelope(
     # AND it says whether its order is kept per Kafka key or per header-derived partition key
     header_keyed = mode is PartitionKeyMode.HEADER
     assert envelope.partition_key_from is (PartitionKeyMode.HEADER if header_keyed else None)
+
+
+def _one_document_envelope(record: KafkaRecord, mode: PartitionKeyMode) -> bytes:
+    """The envelope as one json.dumps of the whole document (what envelope_bytes writes in
+    parts)."""
+    document: dict[str, Any] = {
+        **record_members(record),
+        "headers": [
+            {"name": name, "value": base64.b64encode(value).decode("ascii")}
+            for name, value in record.headers
+        ],
+        **schema_members(record),
+    }
+    if mode is PartitionKeyMode.HEADER:
+        document["partitionKeyFrom"] = "header"
+    return json.dumps(document, separators=(",", ":")).encode("utf-8")
+
+
+_schemas = st.none() | st.builds(SchemaMetadata, st.text(max_size=6), st.text(max_size=6))
+
+
+@settings(deadline=None)
+@given(
+    topic=_kafka_topics,
+    timestamp_type=st.text(max_size=8),
+    key=st.none() | st.binary(max_size=16),
+    value=st.none() | st.binary(max_size=16),
+    # Names with quotes, backslashes, controls and non-ASCII; values around the cache's limit,
+    # and the same header many times (written from the cache after the first).
+    headers=st.lists(
+        st.tuples(
+            st.text(max_size=6) | st.sampled_from(['"', "\\", "\n", "é", "h"]),
+            st.binary(max_size=HEADER_CACHE_VALUE_BYTES + 2),
+        ),
+        max_size=6,
+    ).map(lambda headers: headers * 2),
+    key_schema=_schemas,
+    value_schema=_schemas,
+    mode=st.sampled_from(PartitionKeyMode),
+)
+def test_envelope_bytes_are_those_of_the_whole_document_written_at_once(
+    topic: str,
+    timestamp_type: str,
+    key: bytes | None,
+    value: bytes | None,
+    headers: list[tuple[str, bytes]],
+    key_schema: SchemaMetadata | None,
+    value_schema: SchemaMetadata | None,
+    mode: PartitionKeyMode,
+):
+    # GIVEN any record, with any headers and schema metadata
+    record = KafkaRecord(
+        topic,
+        0,
+        7,
+        1,
+        timestamp_type,
+        b64(key),
+        b64(value),
+        tuple(headers),
+        key_schema,
+        value_schema,
+    )
+    # WHEN it is written as an envelope (twice: the second time from the header cache)
+    written = [envelope_bytes(record, mode) for _ in range(2)]
+    # THEN the bytes are exactly json.dumps of the whole document, compact
+    assert written == [_one_document_envelope(record, mode)] * 2
 
 
 @settings(max_examples=FUZZ_EXAMPLES, deadline=None)

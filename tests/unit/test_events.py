@@ -864,13 +864,24 @@ def test_parse_event_event_source_arn_must_be_unicode_text(arn: Any):
     "damage",
     [
         lambda event: event["records"].update({"u\ud800-0": [kafka_record("u\ud800", 0, 1)]}),
-        lambda event: event["records"]["t-0"][-1].update({"headers": {}}),
         lambda event: event["records"]["t-0"][-1].update({"offset": "1" * 5_000}),
+        lambda event: event["records"]["t-0"][-1].update({"partition": 1}),
+        lambda event: event["records"]["t-0"].append("a record"),
+        lambda event: event["records"]["t-0"].append(kafka_record("t", 0, 5)),
     ],
-    ids=["topic-not-unicode", "headers-not-a-list", "offset-of-5000-digits"],
+    ids=[
+        "topic-not-unicode",
+        "offset-of-5000-digits",
+        "record-under-another-partition",
+        "record-not-an-object",
+        "offset-twice",
+    ],
 )
-def test_sink_refused_event_sends_nothing(damage: Callable[[dict[str, Any]], None]):
-    # GIVEN 1,200 good records (more than two requests' worth), then one malformed record
+def test_sink_event_without_a_readable_position_for_each_record_sends_nothing(
+    damage: Callable[[dict[str, Any]], None],
+):
+    # GIVEN 1,200 good records (more than two requests' worth), then one record whose topic,
+    # partition or offset can not be read (it could not be reported to the ESM)
     kinesis = FakeKinesis()
     sink = Sink(Settings(stream_name="s", stream_arn=None), writer=kinesis)
     event = msk_event(kafka_record("t", 0, offset, b"k%d" % offset) for offset in range(1_200))
@@ -881,9 +892,60 @@ def test_sink_refused_event_sends_nothing(damage: Callable[[dict[str, Any]], Non
         sink.handle(event, FakeContext())
     sink.close()
 
-    # THEN not a single request was sent: the event was checked in full first
+    # THEN not a single request was sent: every record's position is checked first
     assert kinesis.calls == 0
     assert kinesis.records == []
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        {"headers": {}},
+        {"headers": [{"h": [256]}]},
+        {"timestamp": "yesterday"},
+        {"value": 12},
+        {"valueSchemaMetadata": {"dataFormat": "AVRO"}},
+    ],
+    ids=[
+        "headers-not-a-list",
+        "header-byte-256",
+        "timestamp-not-a-number",
+        "value-not-text",
+        "schema-metadata-without-id",
+    ],
+)
+def test_sink_malformed_record_ends_its_partition_there_and_the_others_go_on(
+    damage: dict[str, Any], caplog: pytest.LogCaptureFixture
+):
+    # GIVEN partition t-0 of 1,200 records whose record at offset 700 is malformed (its
+    # position is readable), and partition t-1 of 300 good records
+    kinesis = FakeKinesis()
+    sink = Sink(Settings(stream_name="s", stream_arn=None), writer=kinesis)
+    records = [kafka_record("t", 0, offset, b"k%d" % offset) for offset in range(1_200)]
+    records[700].update(damage)
+    records += [kafka_record("t", 1, offset, b"k%d" % offset) for offset in range(300)]
+
+    # WHEN the sink handles the event
+    response = sink.handle(msk_event(records), FakeContext())
+    report = sink.last_report
+    sink.close()
+
+    # THEN t-0 is written up to the malformed record and reported from it (nothing after it
+    # was read), t-1 is written whole, and the malformed record is counted and logged by its
+    # position, the problem named
+    reported = [failure["itemIdentifier"] for failure in response["batchItemFailures"]]
+    assert reported == [{"partition": "t-0", "offset": offset} for offset in range(700, 1_200)]
+    written = sorted((r.partition_key, r.data) for r in kinesis.records)
+    assert len(written) == 700 + 300
+    assert {key for key, _ in written} == {f"k{offset}" for offset in range(700)} | {
+        f"k{offset}" for offset in range(300)
+    }
+    assert report is not None and report.stats.records_malformed == 1
+    assert report.stats.partitions == 2
+    assert report.stats.records_unread == 500
+    [logged] = [r for r in caplog.records if r.levelname == "ERROR"]
+    assert "malformed" in logged.getMessage() and "records['t-0'][700]" in logged.getMessage()
+    assert (logged.topic_partition, logged.offset) == ("t-0", 700)  # type: ignore[attr-defined]
 
 
 def _outcome(event: Any, *, fast_path: bool) -> tuple[str, Any]:

@@ -7,6 +7,7 @@ from collections import deque
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from msk_kinesis_sink.aggregation import AggregatingPacker
 from msk_kinesis_sink.encoding import EncodedRecord, UnwritableRecord
 from msk_kinesis_sink.events import KafkaRecord
 from msk_kinesis_sink.limits import (
@@ -493,12 +494,30 @@ def test_release_of_a_key_not_in_flight_never_duplicates_it():
     assert _shape(entries) == [("a", 0)]
 
 
+def test_aggregated_run_stops_at_a_record_written_before():
+    # GIVEN key "a" at offsets 1-4, of which 2 and 3 were written before (redelivery memory)
+    queue = PartitionQueue("t-0", [_encoded(o, "a") for o in (1, 2, 3, 4)], frozenset({2, 3}))
+    # WHEN the aggregating packer takes a's run
+    [entry] = queue.next_request(LIMITS, AggregatingPacker())
+    # THEN the aggregate holds offset 1 alone; once it is acknowledged, 2 and 3 are settled
+    # without being sent, and counted, and 4 goes next
+    assert [record.offset for record in entry.records] == [1]
+    assert queue.delivered_before_count == 0
+    queue.acknowledge(entry)
+    assert queue.delivered_before_count == 2
+    [entry] = queue.next_request(LIMITS, AggregatingPacker())
+    assert [record.offset for record in entry.records] == [4]
+    queue.acknowledge(entry)
+    assert queue.is_done
+
+
 # -- property: any queue, any acknowledge/release sequence --------------------------------
 
 
 @st.composite
 def _scenarios(draw: st.DrawFn) -> tuple[RequestLimits, list[EncodedRecord | UnwritableRecord]]:
-    record_limit = draw(st.integers(min_value=8, max_value=64))
+    # Up to 64 bytes a record: few same-key records fit one aggregate; up to 400, many do.
+    record_limit = draw(st.integers(min_value=8, max_value=64) | st.integers(100, 400))
     limits = RequestLimits(
         max_records=draw(st.integers(min_value=1, max_value=6)),
         max_request_bytes=draw(st.integers(min_value=record_limit, max_value=3 * record_limit)),
@@ -513,7 +532,8 @@ def _scenarios(draw: st.DrawFn) -> tuple[RequestLimits, list[EncodedRecord | Unw
             units.append(_unwritable(offset, key))
         else:
             key_bytes = len(key.encode("utf-8"))
-            units.append(_encoded(offset, key, draw(st.integers(key_bytes, record_limit))))
+            small = st.integers(key_bytes, min(record_limit, key_bytes + 12))
+            units.append(_encoded(offset, key, draw(st.integers(key_bytes, record_limit) | small)))
     return limits, units
 
 
@@ -522,16 +542,20 @@ def _scenarios(draw: st.DrawFn) -> tuple[RequestLimits, list[EncodedRecord | Unw
 def test_partition_queue_invariants_under_any_acknowledge_release_sequence(
     scenario: tuple[RequestLimits, list[EncodedRecord | UnwritableRecord]], data: st.DataObject
 ):
-    # GIVEN any queue and limits, and a model of what is owed per key
+    # GIVEN any queue and limits, its records arriving in pieces, some of them written before
+    # (the redelivery memory), either packer, and a model of what is owed per key
     limits, units = scenario
-    queue = _queue(*units)
+    packer = data.draw(st.sampled_from([PACKER, AggregatingPacker()]))
+    offsets = [unit.offset for unit in units]
+    written_before = set(data.draw(st.lists(st.sampled_from(offsets))) if offsets else [])
+    given = data.draw(st.integers(0, len(units)))
+    queue = PartitionQueue("t-0", units[:given], frozenset(written_before))
     owed: dict[str, deque[int]] = {}
     unwritable = {unit.offset for unit in units if isinstance(unit, UnwritableRecord)}
-    for unit in units:
-        owed.setdefault(unit.partition_key, deque()).append(unit.offset)
     flying: list[Entry] = []
     flying_dead: list[UnwritableRecord] = []
     settled: dict[str, list[int]] = {}
+    skipped = 0
 
     def busy() -> set[str]:
         return {e.partition_key for e in flying} | {d.partition_key for d in flying_dead}
@@ -540,9 +564,29 @@ def test_partition_queue_invariants_under_any_acknowledge_release_sequence(
         assert owed[key].popleft() == offset
         settled.setdefault(key, []).append(offset)
 
-    # WHEN requests are planned and entries are acknowledged, released or left in flight
+    def skip_written_before() -> None:
+        # A record written before is settled unsent once its key owes nothing ahead of it.
+        nonlocal skipped
+        for key, offsets in owed.items():
+            while offsets and key not in busy() and offsets[0] in written_before:
+                settle(key, offsets[0])
+                skipped += 1
+
+    def take(count: int) -> None:
+        for unit in units[given - count : given]:
+            owed.setdefault(unit.partition_key, deque()).append(unit.offset)
+        skip_written_before()
+
+    take(given)
+    # WHEN requests are planned, entries are acknowledged, released or left in flight, and
+    # the partition's next records arrive at any time
     for step in range(200):
         draining = step >= 150
+        if given < len(units) and (draining or data.draw(st.booleans())):
+            count = data.draw(st.integers(1, len(units) - given))
+            queue.extend(units[given : given + count])
+            given += count
+            take(count)
         for record in queue.take_dead_letters():
             # THEN a dead letter surfaces only as its key's oldest owed record, key idle
             assert record.partition_key not in busy()
@@ -553,7 +597,7 @@ def test_partition_queue_invariants_under_any_acknowledge_release_sequence(
             for key, offsets in owed.items()
             if offsets and key not in busy() and offsets[0] not in unwritable
         }
-        entries = queue.next_request(limits, PACKER)
+        entries = queue.next_request(limits, packer)
 
         # THEN every request respects the limits and the strict per-key rule
         keys = [entry.partition_key for entry in entries]
@@ -562,13 +606,17 @@ def test_partition_queue_invariants_under_any_acknowledge_release_sequence(
         assert sum(entry.size for entry in entries) <= limits.max_request_bytes
         assert all(entry.size <= limits.max_record_bytes for entry in entries)
         assert not set(keys) & busy(), "a key was sent while its previous record was in flight"
-        offsets = [entry.records[0].offset for entry in entries]
-        assert offsets == sorted(offsets)
-        for key, offset in zip(keys, offsets, strict=True):
-            assert eligible[key] == offset, "not the oldest owed record of its key"
+        firsts = [entry.records[0].offset for entry in entries]
+        assert firsts == sorted(firsts)
+        for entry in entries:
+            # AND an entry is the key's oldest owed records in a row, none written before
+            sent = [record.offset for record in entry.records]
+            assert eligible[entry.partition_key] == sent[0], "not the oldest owed record"
+            assert sent == list(owed[entry.partition_key])[: len(sent)]
+            assert not set(sent) & written_before, "a record written before was sent again"
         if entries:
             left_out = [offset for key, offset in eligible.items() if key not in keys]
-            assert all(offset > offsets[-1] for offset in left_out), "lowest offsets first"
+            assert all(offset > firsts[-1] for offset in left_out), "lowest offsets first"
         if eligible:
             assert entries, "an eligible record was not sent (hot keys must move)"
         flying.extend(entries)
@@ -577,8 +625,9 @@ def test_partition_queue_invariants_under_any_acknowledge_release_sequence(
             choice = "ack" if draining else data.draw(st.sampled_from(["ack", "release", "wait"]))
             if choice == "ack":
                 queue.acknowledge(entry)
-                settle(entry.partition_key, entry.records[0].offset)
                 flying.remove(entry)
+                for record in entry.records:
+                    settle(entry.partition_key, record.offset)
             elif choice == "release":
                 queue.release(entry.partition_key)
                 flying.remove(entry)
@@ -587,15 +636,17 @@ def test_partition_queue_invariants_under_any_acknowledge_release_sequence(
                 queue.acknowledge_dead_letter(record)
                 settle(record.partition_key, record.offset)
                 flying_dead.remove(record)
+        skip_written_before()
 
         remaining = [offset for offsets in owed.values() for offset in offsets]
         assert queue.first_unacknowledged_offset() == (min(remaining) if remaining else None)
         assert queue.pending_count() == len(remaining)
-        if queue.is_done:
+        assert queue.delivered_before_count == skipped
+        if queue.is_done and given == len(units):
             break
 
     # THEN everything was settled exactly once, in offset order per key
-    assert queue.is_done
+    assert queue.is_done and given == len(units)
     expected: dict[str, list[int]] = {}
     for unit in units:
         expected.setdefault(unit.partition_key, []).append(unit.offset)

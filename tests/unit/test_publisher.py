@@ -117,6 +117,12 @@ def _deliver_like_the_esm(
     raise AssertionError(f"{len(pending)} records still undelivered after {max_invocations}")
 
 
+def _still_pending(pending: list[Source], response: dict[str, Any]) -> list[Source]:
+    """What the ESM sends next: each reported partition from the lowest offset reported."""
+    resume = {name: min(offsets) for name, offsets in _failed_offsets(response).items()}
+    return [s for s in pending if s[1] >= resume.get(f"{TOPIC}-{s[0]}", s[1] + 1)]
+
+
 # -- strict ordering -------------------------------------------------------------------------
 
 
@@ -538,6 +544,14 @@ _edge_faults = st.builds(
 )
 
 
+def _with_headers(event: dict[str, Any], count: int) -> dict[str, Any]:
+    """`event` with `count` one-byte headers on every record."""
+    for records in event["records"].values():
+        for record in records:
+            record["headers"] = [{f"h{n}": [n % 256]} for n in range(count)]
+    return event
+
+
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     sources=_sources,
@@ -547,6 +561,8 @@ _edge_faults = st.builds(
     latency_ms=st.sampled_from([5, 20, 100]),
     containers=st.integers(1, 3),
     aggregation=st.sampled_from(["on", "off"]),
+    headers=st.sampled_from([0, 3, 40]),
+    read_cost_us=st.sampled_from([0, 5, 50, 200, 1_000]),
     data=st.data(),
 )
 def test_sink_guarantee_holds_at_the_edges(
@@ -557,15 +573,24 @@ def test_sink_guarantee_holds_at_the_edges(
     latency_ms: int,
     containers: int,
     aggregation: str,
+    headers: int,
+    read_cost_us: int,
     data: st.DataObject,
 ) -> None:
-    # GIVEN short budgets, slow round trips, answers that trickle past their deadline, and
-    # redeliveries that land on any of several containers, each with its own redelivery memory
+    # GIVEN short budgets, slow round trips, answers that trickle past their deadline,
+    # redeliveries that land on any of several containers, each with its own redelivery memory,
+    # and reading that takes time (per record and header, up to twenty times what a container
+    # expects before it has measured it: up to 41 ms a record)
     clock = FakeClock()
     fake = FakeKinesis(faults, seed=seed, clock=clock, latency_s=latency_ms / 1000)
     settings_ = _settings(MAX_CONCURRENCY="4", KINESIS_TIMEOUT_SECONDS="1", AGGREGATION=aggregation)
+
+    def read_cost(units: int) -> None:
+        clock.advance(units * read_cost_us / 1e6)
+
     sinks = [
-        Sink(settings_, writer=fake, clock=clock, sleep=clock.sleep) for _ in range(containers)
+        Sink(settings_, writer=fake, clock=clock, sleep=clock.sleep, read_cost=read_cost)
+        for _ in range(containers)
     ]
     pending = list(sources)
     try:
@@ -573,16 +598,10 @@ def test_sink_guarantee_holds_at_the_edges(
             sink = sinks[data.draw(st.integers(0, containers - 1))]
             context = clock.context(budgets_ms[invocation % len(budgets_ms)])
             # WHEN the ESM invokes and resumes each partition where the response says
-            response = sink.handle(_event(pending), context)
+            response = sink.handle(_with_headers(_event(pending), headers), context)
             # THEN every answer comes before the invocation's deadline
             assert context.get_remaining_time_in_millis() > 0
-            failed = _failed_offsets(response)
-            resume = {name: min(offsets) for name, offsets in failed.items()}
-            pending = [
-                s
-                for s in pending
-                if f"{TOPIC}-{s[0]}" in resume and s[1] >= resume[f"{TOPIC}-{s[0]}"]
-            ]
+            pending = _still_pending(pending, response)
             if not pending:
                 break
         # AND everything is delivered in the end, the consumer rule yielding the source exactly
@@ -606,6 +625,110 @@ def _consumed_aggregated(fake: FakeKinesis) -> dict[tuple[int, str | None], list
     return dict(received)
 
 
+def test_sink_event_slower_to_read_than_its_budget_is_published_as_read_and_answered_in_time() -> (
+    None
+):
+    # GIVEN 10,000 records of 36 one-byte headers in 10 partitions, whose reading costs 4 us a
+    # record and a header on a virtual clock (1.5 s for the whole event, about what this shape
+    # was measured to take to parse and encode as envelopes), 20 ms round trips, and 1 s
+    sources: list[Source] = [(o % 10, o, f"k{o}".encode(), b"v") for o in range(10_000)]
+    event = _with_headers(_event(sources), 36)
+    clock = FakeClock()
+    fake = FakeKinesis(clock=clock, latency_s=0.02)
+
+    def read_cost(units: int) -> None:
+        clock.advance(units * 4e-6)
+
+    context = clock.context(1_000)
+    # WHEN it is handled
+    with _sink(fake, clock=clock, sleep=clock.sleep, read_cost=read_cost) as sink:
+        response = sink.handle(event, context)
+        report = sink.last_report
+    # THEN the answer comes before the deadline; the partitions read first were published while
+    # the rest was read, and each partition is reported from its first record not delivered:
+    # everything below it was delivered
+    assert context.get_remaining_time_in_millis() > 0
+    assert report is not None
+    assert report.stats.records_published > 2_000
+    assert report.stats.records_unread > 0 and report.stats.stopped_by_deadline
+    resume = {name: min(offsets) for name, offsets in _failed_offsets(response).items()}
+    delivered = {offset for offsets in _consumed(fake).values() for offset in offsets}
+    for partition, offset, _, _ in sources:
+        assert (offset in delivered) == (offset < resume.get(f"{TOPIC}-{partition}", 10_000))
+
+
+_many_sources = st.lists(
+    st.tuples(st.integers(0, 2), _KEYS, st.binary(max_size=8)), min_size=20, max_size=100
+).map(
+    lambda rows: [
+        (partition, offset, key, value) for offset, (partition, key, value) in enumerate(rows)
+    ]
+)
+
+
+@settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    sources=_many_sources,
+    headers=st.sampled_from([0, 3, 40]),
+    read_cost_us=st.sampled_from([5, 50, 200, 1_000]),
+    budgets_ms=st.lists(st.sampled_from([300, 1_000, 3_000]), min_size=1, max_size=3),
+    malformed_at=st.none() | st.integers(0, 99),
+    aggregation=st.sampled_from(["on", "off"]),
+    latency_ms=st.sampled_from([5, 50]),
+    seed=st.integers(0, 2**32),
+)
+def test_sink_reading_inside_the_budget_answers_in_time_and_loses_nothing(
+    sources: list[Source],
+    headers: int,
+    read_cost_us: int,
+    budgets_ms: list[int],
+    malformed_at: int | None,
+    aggregation: str,
+    latency_ms: int,
+    seed: int,
+) -> None:
+    # GIVEN events whose reading takes longer than the budget (up to 100 records of up to 40
+    # headers, up to 41 ms a record on a virtual clock), short budgets, throttled records, and
+    # perhaps one record whose content is malformed
+    clock = FakeClock()
+    fake = FakeKinesis(
+        Faults(record_throttle=0.1), seed=seed, clock=clock, latency_s=latency_ms / 1000
+    )
+    settings_ = _settings(MAX_CONCURRENCY="4", KINESIS_TIMEOUT_SECONDS="1", AGGREGATION=aggregation)
+
+    def read_cost(units: int) -> None:
+        clock.advance(units * read_cost_us / 1e6)
+
+    bad = (
+        sources[malformed_at] if malformed_at is not None and malformed_at < len(sources) else None
+    )
+    # What can never be delivered: the malformed record and its partition's later records.
+    stuck = [s for s in sources if bad is not None and s[0] == bad[0] and s[1] >= bad[1]]
+    pending = list(sources)
+    with _sink(
+        fake, settings=settings_, clock=clock, sleep=clock.sleep, read_cost=read_cost
+    ) as sink:
+        for invocation in range(300):
+            event = _with_headers(_event(pending), headers)
+            for record in event["records"].get(f"{TOPIC}-{bad[0]}" if bad else "", []):
+                if bad is not None and record["offset"] == bad[1]:
+                    record["timestamp"] = "yesterday"
+            context = clock.context(budgets_ms[invocation % len(budgets_ms)])
+            # WHEN the ESM invokes and resumes each partition where the response says
+            response = sink.handle(event, context)
+            # THEN every answer comes before the invocation's deadline
+            assert context.get_remaining_time_in_millis() > 0
+            pending = _still_pending(pending, response)
+            if pending == stuck:
+                break
+    # AND everything is delivered in order but the malformed record and what follows it in its
+    # partition, which is never sent and keeps being reported
+    assert pending == stuck
+    delivered = [s for s in sources if s not in stuck]
+    assert _consumed_aggregated(fake) == _expected(delivered)
+    assert fake.violations == []
+
+
 def test_sink_restores_the_cycle_collector_after_each_invocation() -> None:
     # GIVEN the collector on (as the runtime starts), then off (as an embedding app may set it)
     sources: list[Source] = [(0, 0, b"k", b"v")]
@@ -623,6 +746,36 @@ def test_sink_restores_the_cycle_collector_after_each_invocation() -> None:
                 assert gc.isenabled() is enabled_before
     finally:
         gc.enable()
+
+
+def test_sink_collects_only_what_the_invocation_made() -> None:
+    # GIVEN an event of 3,000 records, a sink, and the collector on with its middle generation
+    # due at its next automatic collection (which would rescan older objects: the event)
+    sources: list[Source] = [(o % 3, o, b"k%d" % o, b"v") for o in range(3_000)]
+    event = _event(sources)
+    collected: list[int] = []
+
+    def note(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            collected.append(info["generation"])
+
+    thresholds = gc.get_threshold()
+    with _sink(FakeKinesis()) as sink:
+        try:
+            gc.enable()
+            gc.set_threshold(thresholds[0], 1, thresholds[2])
+            gc.collect(0)
+            gc.collect(0)
+            gc.callbacks.append(note)
+            # WHEN it is handled
+            response = sink.handle(event, FakeContext())
+        finally:
+            gc.callbacks.remove(note)
+            gc.set_threshold(*thresholds)
+    # THEN the one collection during the invocation was of the youngest generation, at its end:
+    # none falls due while the answer is built and logged
+    assert response == {"batchItemFailures": []}
+    assert collected == [0]
 
 
 # -- the redelivery memory -------------------------------------------------------------------
@@ -698,6 +851,52 @@ def test_sink_redelivery_with_other_content_at_a_remembered_offset_is_sent() -> 
     assert sum(Envelope.from_bytes(r.data).value == b64(b"changed") for r in fake.records) == 30
 
 
+def _user_records(fake: FakeKinesis, since: int = 0) -> list[Envelope]:
+    """The envelopes written from Kinesis record `since` on, aggregates unpacked."""
+    return [
+        Envelope.from_bytes(data)
+        for stored in fake.records[since:]
+        for data in deaggregate(stored.data)
+    ]
+
+
+@pytest.mark.parametrize("aggregation", ["on", "off"])
+def test_sink_redelivery_from_below_the_reported_offset_skips_what_was_remembered(
+    aggregation: str,
+) -> None:
+    # GIVEN a partition whose key "a" is written whole (offsets 0-4 and 6-30) while key "b"
+    # (offset 5) stays throttled: the partition is reported from 5, and the container
+    # remembers a's 25 records beyond it
+    sources: list[Source] = [
+        *((0, o, b"a", b"v%d" % o) for o in range(5)),
+        (0, 5, b"b", b"v5"),
+        *((0, o, b"a", b"v%d" % o) for o in range(6, 31)),
+    ]
+    throttle_b = {"on": True}
+
+    def throttled(call: int, entry: Entry) -> RecordResult | None:
+        return RecordResult.THROTTLED if entry.partition_key == "b" and throttle_b["on"] else None
+
+    fake, clock = FakeKinesis(fail_entry=throttled), FakeClock()
+    settings_ = _settings(AGGREGATION=aggregation)
+    with _sink(fake, settings=settings_, clock=clock, sleep=clock.sleep) as sink:
+        first = sink.handle(_event(sources), clock.context(1_000))
+        assert min(_failed_offsets(first)[f"{TOPIC}-0"]) == 5
+        written_first = len(fake.records)
+        throttle_b["on"] = False
+        # WHEN the ESM sends the whole batch again, from below the reported offset (it never
+        # got the answer: the invocation ran past its timeout, say)
+        second = sink.handle(_event(sources), clock.context(1_000))
+        report = sink.last_report
+    # THEN only a's first five records (not remembered: below 5) and b's are sent again; the 25
+    # remembered records are skipped in a's turn, with or without aggregation, and counted
+    resent = sorted(envelope.offset for envelope in _user_records(fake, written_first))
+    assert second == {"batchItemFailures": []}
+    assert resent == [0, 1, 2, 3, 4, 5]
+    assert report is not None and report.stats.records_already_delivered == 25
+    assert _consumed_aggregated(fake) == _expected(sources)
+
+
 # -- workers, dead letters and crashes ------------------------------------------------------
 
 
@@ -764,8 +963,8 @@ def test_publisher_dead_letters_not_started_by_the_stop_are_reported() -> None:
 
 
 def test_sink_unexpected_error_propagates_after_in_flight_requests_settle() -> None:
-    # GIVEN a writer whose first request hits a bug while three others are still on the wire
-    # (2,000 distinct keys: four full requests of 500, started together)
+    # GIVEN a writer whose last request hits a bug while three others are still on the wire
+    # (2,000 distinct keys: four full requests of 500, each started once its records are read)
     sources: list[Source] = [(0, o, f"k{o}".encode(), b"v") for o in range(2000)]
     release = threading.Event()
     state = {"calls": 0, "in_progress": 0}
@@ -775,10 +974,10 @@ def test_sink_unexpected_error_propagates_after_in_flight_requests_settle() -> N
         def put_records(self, entries: Any, deadline: float) -> list[RecordResult]:
             with lock:
                 state["calls"] += 1
-                first = state["calls"] == 1
+                buggy = state["calls"] == 4
                 state["in_progress"] += 1
             try:
-                if first:
+                if buggy:
                     raise RuntimeError("a bug in the adapter")
                 release.wait(timeout=max(0.0, deadline - time.monotonic()))
                 return [RecordResult.WRITTEN] * len(entries)

@@ -8,7 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from msk_kinesis_sink.events import KafkaRecord, PartitionBatch, parse_event
-from msk_kinesis_sink.redelivery import RedeliveryMemory, record_digest
+from msk_kinesis_sink.redelivery import KEEP_CHECK_EVERY, RedeliveryMemory, record_digest
 from tests.factories import kafka_record, msk_event
 from tests.fakes import FakeClock
 
@@ -104,21 +104,50 @@ def test_redelivery_is_bounded_in_age() -> None:
     assert memory.entries == 0
 
 
+def test_redelivery_keeps_what_it_can_in_the_time_there_is() -> None:
+    # GIVEN 200 written records, and time for one look at the clock only
+    memory = RedeliveryMemory()
+    batch = _batch(range(200))
+    looks = iter([True])
+    # WHEN they are kept
+    memory.keep(SOURCE, batch, 0, batch.records, in_time=lambda: next(looks, False))
+    # THEN the records up to the next look are remembered; the others are only sent again
+    assert memory.recall(SOURCE, batch) == frozenset(range(KEEP_CHECK_EVERY))
+
+
+def test_redelivery_recall_of_a_later_piece_forgets_below_where_the_esm_stands() -> None:
+    # GIVEN 10-19 remembered (reported from 10)
+    memory = RedeliveryMemory()
+    memory.keep(SOURCE, _batch(range(10, 20)), 10, _batch(range(10, 20)).records)
+    # WHEN a piece 15-19 of a partition the ESM resends from 12 is recalled
+    recalled = memory.recall(SOURCE, _batch(range(15, 20)), stands_at=12)
+    # THEN the piece's records are known, and only what lies below 12 is forgotten
+    assert recalled == frozenset(range(15, 20))
+    assert memory.recall(SOURCE, _batch(range(12, 15)), stands_at=12) == frozenset(range(12, 15))
+    assert memory.entries == 8
+
+
 _texts = st.one_of(st.none(), st.text(max_size=8))
 
 
-@given(
-    first=st.tuples(_texts, _texts, st.integers(-1, 10), st.binary(max_size=4)),
-    second=st.tuples(_texts, _texts, st.integers(-1, 10), st.binary(max_size=4)),
-)
+_headers = st.lists(
+    st.tuples(st.sampled_from(["h", "", "h'", '"', "\udc00", "é"]), st.binary(max_size=3)),
+    max_size=3,
+).map(tuple)
+_contents = st.tuples(_texts, _texts, st.integers(-1, 10), _headers)
+
+
+@given(first=_contents, second=_contents)
 def test_record_digest_equal_exactly_when_content_is_equal(
-    first: tuple[str | None, str | None, int, bytes],
-    second: tuple[str | None, str | None, int, bytes],
+    first: tuple[str | None, str | None, int, tuple[tuple[str, bytes], ...]],
+    second: tuple[str | None, str | None, int, tuple[tuple[str, bytes], ...]],
 ) -> None:
-    # GIVEN two records at the same offset, with any keys, values, timestamps and a header
-    def record(content: tuple[str | None, str | None, int, bytes]) -> KafkaRecord:
-        key, value, timestamp, header = content
-        return KafkaRecord(TOPIC, 0, 7, timestamp, "CREATE_TIME", key, value, (("h", header),))
+    # GIVEN two records at the same offset, with any keys, values, timestamps and headers
+    def record(
+        content: tuple[str | None, str | None, int, tuple[tuple[str, bytes], ...]],
+    ) -> KafkaRecord:
+        key, value, timestamp, headers = content
+        return KafkaRecord(TOPIC, 0, 7, timestamp, "CREATE_TIME", key, value, headers)
 
     # THEN their digests are equal exactly when their contents are
     assert (record_digest(record(first)) == record_digest(record(second))) == (first == second)

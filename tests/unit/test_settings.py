@@ -675,28 +675,51 @@ def test_settings_from_env_reads_to_env_back(settings: Settings):
     assert all(isinstance(value, str) for value in env.values())
 
 
-_ENVIRONMENTS = st.fixed_dictionaries(
-    {},
-    optional={
-        "STREAM_NAME": st.sampled_from(["orders", " orders ", STREAM_ARN, f"{STREAM_ARN} ", ""]),
-        "STREAM_ROUTES": st.sampled_from(["", " a=s1 , b*=s2", f"pay*={STREAM_ARN}"]),
-        "RECORD_FORMAT": st.sampled_from(["raw", " Envelope ", "RAW", ""]),
-        "PARTITION_KEY": st.sampled_from(["key", "Partition ", " header:tenant", "HEADER:x id"]),
-        "AGGREGATION": st.sampled_from(["on", " OFF", ""]),
-        "MAX_RECORD_BYTES": st.sampled_from(["1024", " 2097152", "+1048576", "010485760", ""]),
-        "DEAD_LETTER_BUCKET": st.sampled_from(["my-dlq", " my-dlq ", ""]),
-        "DEAD_LETTER_PREFIX": st.sampled_from(["dlq", " a/b/ ", "", "records/"]),
-        "MAX_CONCURRENCY": st.sampled_from(["8", "+16", " 064", ""]),
-        "KINESIS_TIMEOUT_SECONDS": st.sampled_from(["2.50", "5", "0.1", "6e1", " 1.0 ", ""]),
-        "RETRY_BASE_MS": st.sampled_from(["1", "10", " 0100 "]),
-        "RETRY_MAX_MS": st.sampled_from(["100", "2000", "+60000"]),
-        "STREAM_CHECK_SECONDS": st.sampled_from(["1", " 60", "+3600", "0120", ""]),
-        "POWERTOOLS_LOG_LEVEL": st.sampled_from(["debug", "Warn", "", "INFO"]),
-        "LOG_LEVEL": st.sampled_from(["error", ""]),
-        "AWS_ENDPOINT_URL_KINESIS": st.just("http://localhost:4566"),
-        "OVERSIZE_RECORDS": st.sampled_from(["dead_letter", " Claim_Check", ""]),
-        "CLAIM_CHECK_BUCKET": st.sampled_from(["claims", " claims ", ""]),
-    },
+# Drawn valid for the most part (a rejected draw proves nothing): a default stream always (no
+# route here covers every topic), and the claim-check settings only together, with envelopes.
+_OVERSIZE_SETTINGS = st.sampled_from(
+    [
+        {},
+        {"OVERSIZE_RECORDS": "dead_letter"},
+        {"OVERSIZE_RECORDS": ""},
+        {"OVERSIZE_RECORDS": "", "CLAIM_CHECK_BUCKET": ""},
+        {
+            "OVERSIZE_RECORDS": " Claim_Check",
+            "CLAIM_CHECK_BUCKET": "claims",
+            "RECORD_FORMAT": "envelope",
+        },
+        {
+            "OVERSIZE_RECORDS": "claim_check",
+            "CLAIM_CHECK_BUCKET": " claims ",
+            "RECORD_FORMAT": " Envelope ",
+        },
+    ]
+)
+_ENVIRONMENTS = st.builds(
+    lambda base, oversize: {**base, **oversize},
+    st.fixed_dictionaries(
+        {"STREAM_NAME": st.sampled_from(["orders", " orders ", STREAM_ARN, f"{STREAM_ARN} "])},
+        optional={
+            "STREAM_ROUTES": st.sampled_from(["", " a=s1 , b*=s2", f"pay*={STREAM_ARN}"]),
+            "RECORD_FORMAT": st.sampled_from(["raw", " Envelope ", "RAW", ""]),
+            "PARTITION_KEY": st.sampled_from(
+                ["key", "Partition ", " header:tenant", "HEADER:x id"]
+            ),
+            "AGGREGATION": st.sampled_from(["on", " OFF", ""]),
+            "MAX_RECORD_BYTES": st.sampled_from(["1024", " 2097152", "+1048576", "010485760", ""]),
+            "DEAD_LETTER_BUCKET": st.sampled_from(["my-dlq", " my-dlq ", ""]),
+            "DEAD_LETTER_PREFIX": st.sampled_from(["dlq", " a/b/ ", "", "records/"]),
+            "MAX_CONCURRENCY": st.sampled_from(["8", "+16", " 064", ""]),
+            "KINESIS_TIMEOUT_SECONDS": st.sampled_from(["2.50", "5", "0.1", "6e1", " 1.0 ", ""]),
+            "RETRY_BASE_MS": st.sampled_from(["1", "10", " 0100 "]),
+            "RETRY_MAX_MS": st.sampled_from(["100", "2000", "+60000"]),
+            "STREAM_CHECK_SECONDS": st.sampled_from(["1", " 60", "+3600", "0120", ""]),
+            "POWERTOOLS_LOG_LEVEL": st.sampled_from(["debug", "Warn", "", "INFO"]),
+            "LOG_LEVEL": st.sampled_from(["error", ""]),
+            "AWS_ENDPOINT_URL_KINESIS": st.just("http://localhost:4566"),
+        },
+    ),
+    _OVERSIZE_SETTINGS,
 )
 
 
