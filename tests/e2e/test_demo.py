@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from localloop import demo
+from localloop.scenarios import KEEP_POISON_FAILURES
 from tests.process_functions import function_processes_of
 
 # A hang (a broken loop never reaching its end offsets) fails the test instead of the run.
@@ -91,6 +92,33 @@ def test_demo_replay_story_puts_back_what_was_dead_lettered_and_discarded(
         assert all(field in line for line in dead), field
     # AND the replay's own output is kept
     assert "mode=apply" in (tmp_path / "logs" / "replay.log").read_text()
+
+
+@pytest.mark.usefixtures("root_logging")
+def test_demo_keep_story_claim_checks_waits_out_the_poison_and_gives_nothing_up(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # GIVEN the keep story on the replay story's small workload: the same record limit and
+    # poisoned record, under failureMode=block and OVERSIZE_RECORDS=claim_check
+    argv = ["--keep", "--records", "1500", "--partitions", "2", "--workdir", str(tmp_path)]
+
+    # WHEN it runs
+    code = demo.main(argv, {})
+
+    # THEN the oversize records are in the stream as claim checks the audit resolved, and
+    # nothing was dead-lettered, discarded, lost or reordered
+    out, _ = capsys.readouterr()
+    summary = _summary(out)
+    assert code == 0, out
+    assert int(summary["claim_checks"]) > 0
+    assert (summary["dead_lettered"], summary["discarded"]) == ("0", "0")
+    assert (summary["lost"], summary["out_of_order"], summary["corrupted"]) == ("0", "0", "0")
+    assert summary["ok"] == "true"
+    # AND the poisoned record was refused its full count, its partition retried by the mapping
+    # (not given up) until the poison lifted
+    assert f"poisoned={KEEP_POISON_FAILURES} " in out
+    assert int(summary["retries"]) > 0
+    assert "(the audit resolved them: 0 could not be)" in out
 
 
 @pytest.mark.usefixtures("root_logging")
