@@ -59,6 +59,7 @@ from msk_kinesis_sink.errors import (
 
 if TYPE_CHECKING:
     from mypy_boto3_kinesis import KinesisClient
+    from mypy_boto3_s3 import S3Client
 
 _GET_RECORDS_LIMIT: Final = 10_000
 _READ_DEADLINE_S: Final = 600.0
@@ -333,13 +334,20 @@ def caveat_note(report: AuditReport) -> str | None:
     )
 
 
+def _operator_s3() -> S3Client:
+    """S3 with the operator's credentials (AWS_ENDPOINT_URL_S3 for a local S3)."""
+    from msk_kinesis_sink.replay.aws_access import operator_s3_client
+
+    return operator_s3_client(os.environ)
+
+
 def _replayed_in_bucket(bucket: str, started_ms: float) -> Replayed:
     """The records of the objects under `replayed/` in `bucket` (the operator's credentials;
     AWS_ENDPOINT_URL_S3 for a local S3)."""
-    from msk_kinesis_sink.replay.aws_access import S3ObjectStore, operator_s3_client
+    from msk_kinesis_sink.replay.aws_access import S3ObjectStore
     from msk_kinesis_sink.replay.objects import REPLAYED_PREFIX
 
-    store = S3ObjectStore(operator_s3_client(os.environ), bucket)
+    store = S3ObjectStore(_operator_s3(), bucket)
     keys = [stored.key for stored in store.list(REPLAYED_PREFIX)]
     return Replayed(replayed_records((key, store.read(key)) for key in keys), started_ms)
 
@@ -363,6 +371,13 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
         action="append",
         required=True,
         help="source topic; repeat it for a stream that several topics are routed to",
+    )
+    parser.add_argument(
+        "--claim-checks",
+        action="store_true",
+        help="resolve claim-check pointers (OVERSIZE_RECORDS=claim_check) from the S3 objects they"
+        " name, with your credentials (AWS_ENDPOINT_URL_S3 for a local S3); without it, each"
+        " pointer is unresolved and its record lost",
     )
     replay = parser.add_argument_group(
         "after a replay", f"tell replayed records (the ordering caveat, {ORDERING_CAVEAT}) apart"
@@ -394,6 +409,7 @@ def main(argv: list[str] | None = None) -> int:
 
             started = parse_when(args.replay_started, datetime.now(UTC))
             replayed = _replayed_in_bucket(args.replayed, started.timestamp() * 1000)
+        claim_checks = _operator_s3() if args.claim_checks else None
         source = read_topics(args.bootstrap, args.topic)
         records, shards = read_stream(kinesis_client(args.endpoint, args.region), args.stream)
     except (BrokerUnreachableError, ProcessFailedError) as error:
@@ -406,7 +422,7 @@ def main(argv: list[str] | None = None) -> int:
         code, message = describe_error(error)
         print(f"audit: stream {args.stream}: {code}: {message}", file=sys.stderr)
         return 2
-    report = audit(source, records, shards, replayed)
+    report = audit(source, records, shards, replayed, claim_checks=claim_checks)
     for name, value in report.pairs():
         print(f"  {name:<21} {value}")
     note = caveat_note(report)

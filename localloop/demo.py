@@ -3,16 +3,16 @@
 A tansu broker and kinesalite start on free ports; a topic gets a realistic workload; the ESM
 emulator invokes the real sink, which writes through the fault proxy; then the stream is read back
 and audited against the topic. The last line printed is one `key=value` summary line. Exit status 1
-if anything was lost, out of order, corrupted or discarded; 2, with one line saying why, for an
-option, variable or function setting it can't use. With `--routes`, two topics go to two streams
-by STREAM_ROUTES, and each stream is audited against its own topic. With `--replay`, a small
-record limit dead-letters some records into a local S3 and the mapping discards one batch there
-too; the replay (`python -m msk_kinesis_sink.replay`) puts them back with the limit raised, and
-the audit tells the replayed records' documented ordering caveat apart from real reordering.
-With `--keep`, the same workload, limit and poison under failureMode=block and
-OVERSIZE_RECORDS=claim_check: oversize records keep their place as claim checks in the local S3,
-the poisoned partition waits until the fault clears, and the run passes only with nothing
-dead-lettered, discarded, lost or out of order (the audit resolves each pointer).
+if anything was lost, out of order, corrupted, discarded or dead-lettered (and not replayed); 2,
+with one line saying why, for an option, variable or function setting it can't use. With
+`--routes`, two topics go to two streams by STREAM_ROUTES, and each stream is audited against its
+own topic. With `--replay`, a small record limit dead-letters some records into a local S3 and the
+mapping discards one batch there too; the replay (`python -m msk_kinesis_sink.replay`) puts them
+back with the limit raised, and the audit tells the replayed records' documented ordering caveat
+apart from real reordering. With `--keep`, the same workload, limit and poison under
+failureMode=block and OVERSIZE_RECORDS=claim_check: oversize records keep their place as claim
+checks in the local S3, the poisoned partition waits until the fault clears, and the run passes
+only with nothing dead-lettered, discarded, lost or out of order (the audit resolves each pointer).
 """
 
 from __future__ import annotations
@@ -279,6 +279,7 @@ class _Delivery:
     esm: EsmStats
     proxy: ProxyStats
     destination: FolderDestination | S3Destination
+    diverts: bool  # the mapping has an on-failure destination (failureMode=divert)
     env: dict[str, str]  # the function's
     seconds: float
     # Every invocation's DeliveryDelay samples (ms, from each record written).
@@ -351,6 +352,7 @@ def main(argv: list[str] | None = None, environ: Mapping[str, str] | None = None
             total_s=total_s,
             discarded_docs=discarded_docs,
             discarded_where=f"s3://{servers.bucket}/aws/lambda/" if servers.bucket else None,
+            has_destination=delivery.diverts,
             workdir=workdir,
             dead_lettered=dead_lettered,
             replay=story,
@@ -486,7 +488,13 @@ def _deliver(
         end_offsets = {tp: end for s in sources.values() for tp, end in s.end_offsets().items()}
         esm_stats = mapping.run(end_offsets=end_offsets)
     return _Delivery(
-        esm_stats, proxy.stats, destination, env, time.monotonic() - started, delivery_delays
+        esm_stats,
+        proxy.stats,
+        destination,
+        diverts,
+        env,
+        time.monotonic() - started,
+        delivery_delays,
     )
 
 
@@ -656,6 +664,7 @@ def report_text(
     discarded_docs: int,
     workdir: Path,
     discarded_where: str | None = None,
+    has_destination: bool = True,
     dead_lettered: int = 0,
     replay: ReplayReport | None = None,
     s3: S3Places | None = None,
@@ -682,8 +691,14 @@ def report_text(
         f"{esm.max_payload_bytes / 1e6:.2f} MB, least time left {esm.least_time_left_ms} ms",
         f"faults     {proxy.summary()}",
         *([] if s3 is None else _s3_lines(s3, report, dead_lettered)),
-        f"discarded  {esm.records_discarded} records ({discarded_docs} on-failure documents in "
-        f"{discarded_where or workdir / 'on-failure'})",
+        f"discarded  {esm.records_discarded} records ("
+        + (
+            f"{discarded_docs} on-failure documents in {discarded_where or workdir / 'on-failure'}"
+            if has_destination
+            else "failureMode=block: no on-failure destination, a failing batch is retried"
+            " until it succeeds"
+        )
+        + ")",
         *([] if replay is None else _replay_lines(replay, report.records)),
         *(
             [_stream_line(f"{name}: ", r) for name, r in streams.items()]
