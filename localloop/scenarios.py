@@ -28,11 +28,12 @@ if TYPE_CHECKING:
 # The replay story's record limit: the workload's largest values (100 - 400 KB, a third more as
 # envelope JSON) are over it, so a few dozen of 20,000 records are dead-lettered.
 SMALL_MAX_RECORD_BYTES: Final = 256 * 1024
-# The poisoned record's value is small: it is discarded for its key, never dead-lettered.
+# The poisoned record's value is small: only the poison holds it up, never its size.
 _POISON_MAX_VALUE_BYTES: Final = 1024
-# The keep story's poison lifts after this many failed attempts: with the demo's 4 s function
+# The keep story's poison lifts after this many failed attempts. With the demo's 4 s function
 # timeout and the function's backoff (about ten attempts an invocation), its partition waits
-# through a few invocations of its batch, then resumes.
+# through several invocations of its batch, more than the replay story's mapping makes before it
+# discards one (1 + 2), then resumes.
 KEEP_POISON_FAILURES: Final = 60
 
 
@@ -104,8 +105,8 @@ KEEP: Final = Scenario(
         "OVERSIZE_RECORDS": "claim_check",
     },
     failure_mode=FailureMode.BLOCK,
-    failure_mode_reason="its story gives nothing up, and with divert the poisoned partition's"
-    " batch would be discarded",
+    failure_mode_reason="its story gives nothing up, and divert gives a batch that keeps"
+    " failing up to the on-failure destination after its retries",
     local_s3=True,
     poison_one_record=True,
     poison_failures=KEEP_POISON_FAILURES,
