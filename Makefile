@@ -20,7 +20,7 @@ WHEELHOUSE := .build/wheelhouse
 # 1: a failed check, 2: bad input). These targets say the status and what it means; scripts and CI
 # that must tell "lost data" from "bad input" run the command itself (README, "Exit status").
 exit_status = { status=$$?; echo "make $@: exited $$status ($(EXIT_$@))" >&2; exit $$status; }
-EXIT_demo := 1: records lost, out of order, corrupted or discarded; 2: an option or setting it can't use
+EXIT_demo := 1: records lost, out of order, corrupted, discarded or dead-lettered (and not replayed); 2: an option or setting it can't use
 EXIT_audit := 1: records lost, out of order or corrupted; 2: an option, broker, topic or stream it can't use
 EXIT_replay := 1: records not delivered, objects unreadable or not moved; 2: bad arguments or settings, or an AWS error before sending
 EXIT_plan := 1: the target is out of reach; 2: a bad option
@@ -63,7 +63,7 @@ format: install ## Apply ruff fixes and formatting
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-demo: install ## Run the local loop: broker + kinesalite + ESM (event source mapping) emulator + faults, then verify (FAULTS=, RECORDS=, DEMO_ARGS=--replay)
+demo: install ## Run the local loop: broker + kinesalite + ESM (event source mapping) emulator + faults, then verify (FAULTS=, RECORDS=, DEMO_ARGS=--replay: dead letters replayed, --keep: nothing given up)
 	@$(PY) -m localloop.demo $(DEMO_ARGS) || $(exit_status)
 
 audit: install ## Verify a stream against a topic: AUDIT_ARGS="--bootstrap H:P --topic T --stream S [--endpoint URL]"

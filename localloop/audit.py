@@ -15,12 +15,19 @@ replay began, the auditor counts such a record as `out_of_order_replayed` instea
 `out_of_order` only when (1) the rule drops every copy of it, (2) the replay delivered it, and
 (3) every copy of it in the stream arrived after the replay began, so the sink never wrote it out
 of order. Any other record the rule drops is `out_of_order`, and fails the audit.
+
+With OVERSIZE_RECORDS=claim_check, a record too large for the stream is there as a pointer to the
+whole record in S3. Given an S3 reader, the auditor resolves each pointer (consumer
+`resolve_claim_check`: size, SHA-256 and place checked) and audits the record it stands for, in
+the pointer's place; a pointer it can not resolve (no reader, object missing or not the record)
+delivers nothing, so its record counts as lost unless another copy arrived.
 """
 
 from __future__ import annotations
 
 import argparse
 import base64
+import json
 import os
 import sys
 import time
@@ -36,8 +43,14 @@ from localloop.procs import ProcessFailedError
 from localloop.workload import SourceLog, content_digest, read_topic
 from msk_kinesis_sink.aggregation import deaggregate
 from msk_kinesis_sink.aws.classify import SDK_ERRORS, describe_error
-from msk_kinesis_sink.consumer import Envelope, OffsetDeduplicator
+from msk_kinesis_sink.consumer import (
+    Envelope,
+    ObjectReader,
+    OffsetDeduplicator,
+    resolve_claim_check,
+)
 from msk_kinesis_sink.errors import (
+    ClaimCheckError,
     MalformedAggregateError,
     MalformedEnvelopeError,
     ReplayError,
@@ -46,6 +59,7 @@ from msk_kinesis_sink.errors import (
 
 if TYPE_CHECKING:
     from mypy_boto3_kinesis import KinesisClient
+    from mypy_boto3_s3 import S3Client
 
 _GET_RECORDS_LIMIT: Final = 10_000
 _READ_DEADLINE_S: Final = 600.0
@@ -94,6 +108,10 @@ class AuditReport:
     # Dropped by the rule only because the replay put them back after newer records of their
     # keys (the ordering caveat): not counted in `out_of_order`.
     out_of_order_replayed: int = 0
+    # Source records delivered through a claim-check pointer resolved from S3.
+    claim_checks: int = 0
+    # Pointers that could not be resolved (their copies deliver nothing).
+    unresolved_claim_checks: int = 0
 
     @property
     def ok(self) -> bool:
@@ -197,8 +215,10 @@ def audit(
     stream_records: list[StreamRecord],
     shards: int = 0,
     replayed: Replayed | None = None,
+    claim_checks: ObjectReader | None = None,
 ) -> AuditReport:
-    """Check the stream (in the order read) against the source (and what a replay put back)."""
+    """Check the stream (in the order read) against the source (and what a replay put back);
+    claim-check pointers are resolved through `claim_checks` (an S3 client)."""
     index = {
         (r.topic, r.partition, r.offset): r for records in source.by_tp.values() for r in records
     }
@@ -213,12 +233,19 @@ def audit(
     written_before_replay: set[tuple[str, int, int]] = set()
     accepted: dict[tuple[str, int, str | None], list[int]] = {}
     dedup = OffsetDeduplicator()
-    unexpected = undecodable = 0
+    unexpected = undecodable = unresolved = 0
+    claim_checked: set[tuple[str, int, int]] = set()
     for stream_record in stream_records:
         try:
             envelope = Envelope.from_bytes(stream_record.data)
+            if envelope.claim_check is not None:
+                envelope = _resolved(envelope, claim_checks)
+                claim_checked.add((envelope.topic, envelope.partition, envelope.offset))
         except MalformedEnvelopeError:
             undecodable += 1
+            continue
+        except ClaimCheckError:
+            unresolved += 1
             continue
         record_id = (envelope.topic, envelope.partition, envelope.offset)
         original = index.get(record_id)
@@ -268,7 +295,17 @@ def audit(
         shards=shards,
         replayed=len(put_back),
         out_of_order_replayed=out_of_order_replayed,
+        claim_checks=len(claim_checked & index.keys()),
+        unresolved_claim_checks=unresolved,
     )
+
+
+def _resolved(pointer: Envelope, claim_checks: ObjectReader | None) -> Envelope:
+    """The envelope a claim-check pointer stands for, read from S3 and checked; raises
+    ClaimCheckError when it can not be (no S3 reader, object missing or not the record)."""
+    if claim_checks is None:
+        raise ClaimCheckError("a claim-check pointer, and no S3 client to resolve it with")
+    return Envelope.from_bytes(json.dumps(resolve_claim_check(pointer, claim_checks)).encode())
 
 
 # Where docs/replay.md explains why replayed records arrive after newer records of their keys.
@@ -297,13 +334,20 @@ def caveat_note(report: AuditReport) -> str | None:
     )
 
 
+def _operator_s3() -> S3Client:
+    """S3 with the operator's credentials (AWS_ENDPOINT_URL_S3 for a local S3)."""
+    from msk_kinesis_sink.replay.aws_access import operator_s3_client
+
+    return operator_s3_client(os.environ)
+
+
 def _replayed_in_bucket(bucket: str, started_ms: float) -> Replayed:
     """The records of the objects under `replayed/` in `bucket` (the operator's credentials;
     AWS_ENDPOINT_URL_S3 for a local S3)."""
-    from msk_kinesis_sink.replay.aws_access import S3ObjectStore, operator_s3_client
+    from msk_kinesis_sink.replay.aws_access import S3ObjectStore
     from msk_kinesis_sink.replay.objects import REPLAYED_PREFIX
 
-    store = S3ObjectStore(operator_s3_client(os.environ), bucket)
+    store = S3ObjectStore(_operator_s3(), bucket)
     keys = [stored.key for stored in store.list(REPLAYED_PREFIX)]
     return Replayed(replayed_records((key, store.read(key)) for key in keys), started_ms)
 
@@ -327,6 +371,13 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
         action="append",
         required=True,
         help="source topic; repeat it for a stream that several topics are routed to",
+    )
+    parser.add_argument(
+        "--claim-checks",
+        action="store_true",
+        help="resolve claim-check pointers (OVERSIZE_RECORDS=claim_check) from the S3 objects they"
+        " name, with your credentials (AWS_ENDPOINT_URL_S3 for a local S3); without it, each"
+        " pointer is unresolved and its record lost",
     )
     replay = parser.add_argument_group(
         "after a replay", f"tell replayed records (the ordering caveat, {ORDERING_CAVEAT}) apart"
@@ -358,6 +409,7 @@ def main(argv: list[str] | None = None) -> int:
 
             started = parse_when(args.replay_started, datetime.now(UTC))
             replayed = _replayed_in_bucket(args.replayed, started.timestamp() * 1000)
+        claim_checks = _operator_s3() if args.claim_checks else None
         source = read_topics(args.bootstrap, args.topic)
         records, shards = read_stream(kinesis_client(args.endpoint, args.region), args.stream)
     except (BrokerUnreachableError, ProcessFailedError) as error:
@@ -370,7 +422,7 @@ def main(argv: list[str] | None = None) -> int:
         code, message = describe_error(error)
         print(f"audit: stream {args.stream}: {code}: {message}", file=sys.stderr)
         return 2
-    report = audit(source, records, shards, replayed)
+    report = audit(source, records, shards, replayed, claim_checks=claim_checks)
     for name, value in report.pairs():
         print(f"  {name:<21} {value}")
     note = caveat_note(report)

@@ -3,12 +3,16 @@
 A tansu broker and kinesalite start on free ports; a topic gets a realistic workload; the ESM
 emulator invokes the real sink, which writes through the fault proxy; then the stream is read back
 and audited against the topic. The last line printed is one `key=value` summary line. Exit status 1
-if anything was lost, out of order, corrupted or discarded; 2, with one line saying why, for an
-option, variable or function setting it can't use. With `--routes`, two topics go to two streams
-by STREAM_ROUTES, and each stream is audited against its own topic. With `--replay`, a small
-record limit dead-letters some records into a local S3 and the mapping discards one batch there
-too; the replay (`python -m msk_kinesis_sink.replay`) puts them back with the limit raised, and
-the audit tells the replayed records' documented ordering caveat apart from real reordering.
+if anything was lost, out of order, corrupted, discarded or dead-lettered (and not replayed); 2,
+with one line saying why, for an option, variable or function setting it can't use. With
+`--routes`, two topics go to two streams by STREAM_ROUTES, and each stream is audited against its
+own topic. With `--replay`, a small record limit dead-letters some records into a local S3 and the
+mapping discards one batch there too; the replay (`python -m msk_kinesis_sink.replay`) puts them
+back with the limit raised, and the audit tells the replayed records' documented ordering caveat
+apart from real reordering. With `--keep`, the same workload, limit and poison under
+failureMode=block and OVERSIZE_RECORDS=claim_check: oversize records keep their place as claim
+checks in the local S3, the poisoned partition waits until the fault clears, and the run passes
+only with nothing dead-lettered, discarded, lost or out of order (the audit resolves each pointer).
 """
 
 from __future__ import annotations
@@ -52,8 +56,16 @@ from localloop.local_s3 import MotoServer, s3_client
 from localloop.logs import LOG_FORMAT, ExtrasFormatter
 from localloop.mapping import EventSourceMapping
 from localloop.proxy import FaultProxy, ProxyStats
-from localloop.scenarios import PLAIN, REPLAY, ReplayResult, Scenario, poison_key, run_replay
+from localloop.scenarios import (
+    PLAIN,
+    STORIES,
+    ReplayResult,
+    Scenario,
+    poison_key,
+    run_replay,
+)
 from localloop.workload import WORKLOAD_EPOCH_MS, SourceLog, WorkloadSpec, produce
+from msk_kinesis_sink.claim_checks import ClaimCheckTarget
 from msk_kinesis_sink.errors import ConfigurationError
 from msk_kinesis_sink.limits import MAX_BATCH_SIZE
 from msk_kinesis_sink.replay.objects import REPLAYED_PREFIX
@@ -180,15 +192,16 @@ def _parse(argv: list[str] | None, environ: Mapping[str, str]) -> argparse.Names
         action="store_true",
         help=f"two topics into two streams by STREAM_ROUTES={ROUTES} (records split between them)",
     )
-    parser.add_argument(
-        "--replay",
-        action="store_true",
-        help="dead-letter and discard some records into a local S3, raise the limit, replay"
-        " them, audit (docs/replay.md)",
-    )
+    for story in STORIES:
+        parser.add_argument(f"--{story.name}", action="store_true", help=story.help)
     args = parser.parse_args(argv)
-    if args.replay and args.routes:
-        raise DemoInputError("--replay and --routes are separate stories: give one of them")
+    given = [f"--{name}" for name in (*(s.name for s in STORIES), "routes") if getattr(args, name)]
+    if len(given) > 1:
+        raise DemoInputError(f"{' and '.join(given)} are separate stories: give one of them")
+    scenario = scenario_of(args)
+    needed = scenario.failure_mode
+    if needed is not None and args.failure_mode is None and not environ.get("FAILURE_MODE"):
+        args.failure_mode = needed.value  # the story's own, over cdk.json's
     for dest, (variable, default, convert) in _ENV_INPUTS.items():
         given = getattr(args, dest)
         option = f"--{dest.replace('_', '-')}"
@@ -201,16 +214,16 @@ def _parse(argv: list[str] | None, environ: Mapping[str, str]) -> argparse.Names
             raise DemoInputError(f"{name}={raw!r} {error}") from None
     if args.aggregation is None:
         args.aggregation = environ.get("AGGREGATION")
-    if args.replay and args.failure_mode == "block":
+    if needed is not None and args.failure_mode != needed.value:
         raise DemoInputError(
-            "--replay needs failureMode=divert: its story discards a batch to the on-failure"
-            " destination, and with block that batch would be retried forever"
+            f"--{scenario.name} needs failureMode={needed.value}: {scenario.failure_mode_reason}"
         )
     return args
 
 
 def scenario_of(args: argparse.Namespace) -> Scenario:
-    return REPLAY if args.replay else PLAIN
+    """The story the demo's options pick (the plain one without any)."""
+    return next((story for story in STORIES if getattr(args, story.name, False)), PLAIN)
 
 
 def function_env(
@@ -266,6 +279,7 @@ class _Delivery:
     esm: EsmStats
     proxy: ProxyStats
     destination: FolderDestination | S3Destination
+    diverts: bool  # the mapping has an on-failure destination (failureMode=divert)
     env: dict[str, str]  # the function's
     seconds: float
     # Every invocation's DeliveryDelay samples (ms, from each record written).
@@ -309,7 +323,9 @@ def main(argv: list[str] | None = None, environ: Mapping[str, str] | None = None
         produce_s = time.monotonic() - produce_started
         if scenario.poison_one_record:
             spec = dataclasses.replace(
-                spec, poison=(*spec.poison, poison_key(_workloads(args, lanes)[TOPIC]))
+                spec,
+                poison=(*spec.poison, poison_key(_workloads(args, lanes)[TOPIC])),
+                poison_failures=spec.poison_failures or scenario.poison_failures,
             )
         delivery = _deliver(stack, args, environ, servers, spec, sources, workdir)
         story = _replay(scenario, servers, delivery, sources, logs)
@@ -321,6 +337,7 @@ def main(argv: list[str] | None = None, environ: Mapping[str, str] | None = None
 
     total_s = time.monotonic() - started
     report = _total(reports.values())
+    s3 = None if servers.bucket is None else S3Places.of(servers.bucket, delivery.env)
     streams = reports if args.routes else {}
     print(
         report_text(
@@ -335,14 +352,16 @@ def main(argv: list[str] | None = None, environ: Mapping[str, str] | None = None
             total_s=total_s,
             discarded_docs=discarded_docs,
             discarded_where=f"s3://{servers.bucket}/aws/lambda/" if servers.bucket else None,
+            has_destination=delivery.diverts,
             workdir=workdir,
             dead_lettered=dead_lettered,
             replay=story,
+            s3=s3,
             delivery_delays_ms=delivery.delivery_delays_ms,
         ),
         flush=True,
     )
-    return 0 if _ok(report, delivery.esm, streams, story) else 1
+    return 0 if _ok(report, delivery.esm, streams, story, dead_lettered=dead_lettered) else 1
 
 
 def _start_logs(workdir: Path) -> Path:
@@ -377,8 +396,7 @@ def _replay(
         bucket=servers.bucket,
         log_path=logs / "replay.log",
     )
-    where = f"s3://{servers.bucket}/{_dead_letter_prefix(delivery.env)}"
-    return ReplayReport(missing_before, result, where)
+    return ReplayReport(missing_before, result)
 
 
 def _workloads(args: argparse.Namespace, lanes: Mapping[str, str]) -> dict[str, WorkloadSpec]:
@@ -470,7 +488,13 @@ def _deliver(
         end_offsets = {tp: end for s in sources.values() for tp, end in s.end_offsets().items()}
         esm_stats = mapping.run(end_offsets=end_offsets)
     return _Delivery(
-        esm_stats, proxy.stats, destination, env, time.monotonic() - started, delivery_delays
+        esm_stats,
+        proxy.stats,
+        destination,
+        diverts,
+        env,
+        time.monotonic() - started,
+        delivery_delays,
     )
 
 
@@ -485,15 +509,19 @@ def _audit(
     sources: Mapping[str, SourceLog],
     replayed: Replayed | None = None,
 ) -> dict[str, AuditReport]:
-    """Each stream read back and checked against its own topic."""
+    """Each stream read back and checked against its own topic; claim-check pointers resolved
+    from the local S3, when the story has one."""
     reports: dict[str, AuditReport] = {}
+    claim_checks = None if servers.s3 is None else s3_client(servers.s3.endpoint)
     with progress("read    ") as bar:
         for topic, stream in lanes.items():
             stream_records, shards = read_stream(
                 kinesis_client(servers.kinesalite.endpoint), stream, on_progress=bar.update
             )
             # Each stream against its own topic: a record of the other one is `unexpected`.
-            reports[stream] = audit(sources[topic], stream_records, shards, replayed)
+            reports[stream] = audit(
+                sources[topic], stream_records, shards, replayed, claim_checks=claim_checks
+            )
     return reports
 
 
@@ -527,12 +555,30 @@ def _total(reports: Iterable[AuditReport]) -> AuditReport:
 
 
 @dataclass(frozen=True, slots=True)
+class S3Places:
+    """Where a story with a local S3 keeps records: its dead letters, and its claim checks when
+    the function takes them (None: it does not)."""
+
+    dead_letters: str  # s3://bucket/prefix
+    claim_checks: str | None = None
+
+    @classmethod
+    def of(cls, bucket: str, env: Mapping[str, str]) -> S3Places:
+        """The places the function's settings `env` give it in `bucket`, the dead letters'."""
+        settings = Settings.from_env(env)
+        target = ClaimCheckTarget.of(settings)
+        return cls(
+            f"s3://{bucket}/{settings.dead_letter_prefix}",
+            None if target is None else f"s3://{target.bucket}/{target.prefix}",
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class ReplayReport:
     """The replay story in numbers: what was missing before the replay, and the replay's runs."""
 
     missing_before: int  # source records not in the stream before the replay
     result: ReplayResult
-    dead_letter_where: str  # s3://bucket/prefix
 
     @property
     def replayed(self) -> Replayed:
@@ -544,13 +590,17 @@ def _ok(
     esm: EsmStats,
     streams: Mapping[str, AuditReport],
     replay: ReplayReport | None = None,
+    *,
+    dead_lettered: int = 0,
 ) -> bool:
-    # Discarded records fail the run unless a replay put them back (then `lost` says so).
-    # Routed, a record in the wrong stream is a failure too (it is `unexpected` there).
+    # Discarded and dead-lettered records fail the run unless a replay put them back (then
+    # `lost` says whether it did). Routed, a record in the wrong stream is a failure too (it is
+    # `unexpected` there).
     put_back = replay is not None and replay.result.status == 0
     return (
         report.ok
         and (not esm.records_discarded or put_back)
+        and (not dead_lettered or put_back)
         and (replay is None or replay.result.status == 0)
         and not (streams and report.unexpected)
     )
@@ -572,11 +622,20 @@ def _stream_line(prefix: str, report: AuditReport) -> str:
     )
 
 
-def _dead_letter_line(replay: ReplayReport, dead_lettered: int) -> str:
-    return (
-        f"dead       {dead_lettered} records dead-lettered to {replay.dead_letter_where} (a log"
-        " line each: topic, partition, offset, size, reason)"
-    )
+def _s3_lines(s3: S3Places, report: AuditReport, dead_lettered: int) -> list[str]:
+    """Where the story's dead letters and claim checks went, and how many."""
+    lines = [
+        f"dead       {dead_lettered} records dead-lettered to {s3.dead_letters} (a log line each:"
+        " topic, partition, offset, size, reason)"
+    ]
+    if s3.claim_checks is not None:
+        unresolved = report.unresolved_claim_checks
+        lines.append(
+            f"claims     {report.claim_checks} records kept whole in {s3.claim_checks}, a pointer"
+            f" to each in the stream in its key's turn (the audit resolved them: {unresolved}"
+            " could not be)"
+        )
+    return lines
 
 
 def _replay_lines(replay: ReplayReport, records: int) -> list[str]:
@@ -605,15 +664,17 @@ def report_text(
     discarded_docs: int,
     workdir: Path,
     discarded_where: str | None = None,
+    has_destination: bool = True,
     dead_lettered: int = 0,
     replay: ReplayReport | None = None,
+    s3: S3Places | None = None,
     delivery_delays_ms: Sequence[float] = (),
 ) -> str:
     """The run's report, ending in one `key=value` summary line. Rates count delivered records
     only, and are left out when nothing was delivered; so are the delivery delay's p50 and p99
     (the function's DeliveryDelay: each record's Kafka timestamp to its acknowledgement)."""
     streams = streams or {}
-    ok = _ok(report, esm, streams, replay)
+    ok = _ok(report, esm, streams, replay, dead_lettered=dead_lettered)
     delays = sorted(delivery_delays_ms)
     rate = report.delivered / esm_s if report.delivered and esm_s > 0 else None
     errors = f"{esm.function_errors} errors"
@@ -629,9 +690,15 @@ def report_text(
         f"{esm.crashes} crashes), max batch {esm.max_batch_records} records / "
         f"{esm.max_payload_bytes / 1e6:.2f} MB, least time left {esm.least_time_left_ms} ms",
         f"faults     {proxy.summary()}",
-        *([] if replay is None else [_dead_letter_line(replay, dead_lettered)]),
-        f"discarded  {esm.records_discarded} records ({discarded_docs} on-failure documents in "
-        f"{discarded_where or workdir / 'on-failure'})",
+        *([] if s3 is None else _s3_lines(s3, report, dead_lettered)),
+        f"discarded  {esm.records_discarded} records ("
+        + (
+            f"{discarded_docs} on-failure documents in {discarded_where or workdir / 'on-failure'}"
+            if has_destination
+            else "failureMode=block: no on-failure destination, a failing batch is retried"
+            " until it succeeds"
+        )
+        + ")",
         *([] if replay is None else _replay_lines(replay, report.records)),
         *(
             [_stream_line(f"{name}: ", r) for name, r in streams.items()]
@@ -658,6 +725,7 @@ def report_text(
         ),
         "duplicates": report.duplicates,
         "corrupted": report.corrupted,
+        **({} if s3 is None or s3.claim_checks is None else {"claim_checks": report.claim_checks}),
         "discarded": esm.records_discarded,
         "dead_lettered": dead_lettered,
         "invocations": esm.invocations,

@@ -66,8 +66,10 @@ class FaultSpec:
     latency_jitter_ms: int = 0  # plus a seeded uniform 0..jitter
     shard_limits: bool = False  # per-shard token buckets at Kinesis's 1 MiB/s, 1,000 records/s
     seed: int = 0
-    # Partition keys whose records always fail with InternalFailure (drives retry exhaustion).
+    # Partition keys whose records fail with InternalFailure (drives retry exhaustion).
     poison: tuple[str, ...] = field(default=())
+    # How many attempts each poisoned key fails before its records are written; 0: every one.
+    poison_failures: int = 0
     # Per invocation: the emulator SIGKILLs the function's process at a random point (the proxy
     # does not read it; localloop.function_process does).
     crash: float = 0.0
@@ -122,7 +124,7 @@ def _parse_value(name: str, raw: str) -> object:
         if not 0.0 <= value <= 1.0:
             raise FaultSpecError(f"{name}={raw} must be a probability between 0 and 1")
         return value
-    if name in ("latency_ms", "latency_jitter_ms", "seed"):
+    if name in ("latency_ms", "latency_jitter_ms", "seed", "poison_failures"):
         number = _number(name, raw, int)
         if number < 0:
             raise FaultSpecError(f"{name}={raw} must be >= 0")
@@ -183,6 +185,7 @@ class FaultDecider:
         self._lock = threading.Lock()
         self._record_attempts: Counter[bytes] = Counter()
         self._request_attempts: Counter[bytes] = Counter()
+        self._poison_failures: Counter[str] = Counter()
 
     def request_fault(self, identities: list[bytes]) -> tuple[RequestFault | None, float]:
         """Whether the whole request fails, and the latency (seconds) to add before answering."""
@@ -208,7 +211,7 @@ class FaultDecider:
 
     def record_fault(self, identity: bytes, partition_key: str) -> RecordFault | None:
         """Whether this attempt at this record fails (it is then not written)."""
-        if partition_key in self.spec.poison:
+        if partition_key in self.spec.poison and self._poisoned(partition_key):
             return RecordFault.INTERNAL
         with self._lock:
             attempt = self._record_attempts[identity]
@@ -219,6 +222,25 @@ class FaultDecider:
         if u_internal < self.spec.internal:
             return RecordFault.INTERNAL
         return None
+
+    @property
+    def poisoned_attempts(self) -> int:
+        """Attempts failed because their key is poisoned, so far."""
+        with self._lock:
+            return sum(self._poison_failures.values())
+
+    def _poisoned(self, partition_key: str) -> bool:
+        """Whether this attempt at a poisoned key fails: every one, or its first
+        `poison_failures`. A poison that lifts stands for a fault that clears (an outage ends, a
+        bug is fixed), which failureMode=block waits for. It is counted in failed attempts, not
+        seconds, so a run is the same on a slow machine as on a fast one; the attempts come in
+        the function's own rhythm (backoff within an invocation, the mapping's retries after)."""
+        limit = self.spec.poison_failures
+        with self._lock:
+            if limit and self._poison_failures[partition_key] >= limit:
+                return False
+            self._poison_failures[partition_key] += 1
+        return True
 
 
 class TokenBucket:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import base64
 import contextlib
+import dataclasses
 import http.client
 import json
 import sys
@@ -61,6 +62,7 @@ class ProxyStats:
     records_written: int = 0
     records_throttled: int = 0
     records_internal_failure: int = 0
+    records_poisoned: int = 0  # of records_internal_failure: failed for a poisoned key
     requests_throttled: int = 0
     requests_5xx: int = 0
     responses_lost: int = 0
@@ -72,7 +74,8 @@ class ProxyStats:
         return (
             f"put_requests={self.put_records_requests} records_in={self.records_received}"
             f" written={self.records_written} rec_throttled={self.records_throttled}"
-            f" rec_internal={self.records_internal_failure} req_throttled={self.requests_throttled}"
+            f" rec_internal={self.records_internal_failure} poisoned={self.records_poisoned}"
+            f" req_throttled={self.requests_throttled}"
             f" req_5xx={self.requests_5xx} lost_responses={self.responses_lost}"
             f" stalled_responses={self.responses_stalled}"
             f" limit_violations={self.limit_violations} summaries={self.summary_requests}"
@@ -150,7 +153,9 @@ class FaultProxy:
 
     @property
     def stats(self) -> ProxyStats:
-        return self._counters.snapshot()
+        return dataclasses.replace(
+            self._counters.snapshot(), records_poisoned=self._decider.poisoned_attempts
+        )
 
     def wait_for_summaries(self, count: int, timeout_s: float) -> bool:
         """Block until `count` DescribeStreamSummary requests have been answered."""

@@ -1,7 +1,8 @@
 """The demo's stories as data: what each changes from the plain loop, and the replay step.
 
 A scenario names the function settings, mapping settings and local services a story needs; the
-demo (localloop.demo) runs any of them the same way: produce, deliver, (replay), audit.
+demo (localloop.demo) runs any of them the same way: produce, deliver, (replay), audit. Each
+story but the plain one is an option of the demo named after it (`--replay`, `--keep`).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Final, TextIO
 
+from infra.failure_modes import FailureMode
 from localloop.audit import Replayed, replayed_records
 from localloop.workload import WorkloadSpec, generate
 from msk_kinesis_sink.limits import DEFAULT_MAX_RECORD_BYTES
@@ -26,8 +28,13 @@ if TYPE_CHECKING:
 # The replay story's record limit: the workload's largest values (100 - 400 KB, a third more as
 # envelope JSON) are over it, so a few dozen of 20,000 records are dead-lettered.
 SMALL_MAX_RECORD_BYTES: Final = 256 * 1024
-# The poisoned record's value is small: it is discarded for its key, never dead-lettered.
+# The poisoned record's value is small: only the poison holds it up, never its size.
 _POISON_MAX_VALUE_BYTES: Final = 1024
+# The keep story's poison lifts after this many failed attempts. With the demo's 4 s function
+# timeout and the function's backoff (about ten attempts an invocation), its partition waits
+# through several invocations of its batch, more than the replay story's mapping makes before it
+# discards one (1 + 2), then resumes.
+KEEP_POISON_FAILURES: Final = 60
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,17 +42,26 @@ class Scenario:
     """What a demo story changes from the plain loop."""
 
     name: str
+    # The demo option's help (the plain story has no option).
+    help: str = ""
     # The function's settings for the run, over the demo's (a `make` variable of the same name,
     # such as MAX_RECORD_BYTES, wins over these).
     function_env: Mapping[str, str] = field(default_factory=dict)
     # The mapping's MaximumRetryAttempts for the story; None leaves the mapping's own.
     maximum_retry_attempts: int | None = None
+    # The mapping's failureMode the story needs (over cdk.json's; refused when given otherwise)
+    # and why; None: --failure-mode, FAILURE_MODE or cdk.json's.
+    failure_mode: FailureMode | None = None
+    failure_mode_reason: str = ""
     # A local S3 (moto) holds the dead-letter bucket and the mapping's on-failure destination;
     # without it, the destination is a folder and the function has no dead-letter bucket.
     local_s3: bool = False
-    # One record Kinesis refuses (the fault proxy's poison) until the replay, which writes to
-    # kinesalite directly: its batch is discarded to the on-failure destination.
+    # One record Kinesis refuses (the fault proxy's poison): with divert, its batch is
+    # discarded to the on-failure destination (the replay writes it to kinesalite directly);
+    # with block, its partition waits.
     poison_one_record: bool = False
+    # Attempts the poisoned record fails before Kinesis takes it; 0: every attempt.
+    poison_failures: int = 0
     # The replay's settings over the run's (the raised record limit); None: no replay step.
     replay_env: Mapping[str, str] | None = None
 
@@ -58,10 +74,15 @@ PLAIN: Final = Scenario("plain")
 # make demo DEMO_ARGS=--replay (docs/replay.md, "Trying it locally").
 REPLAY: Final = Scenario(
     "replay",
+    help="dead-letter and discard some records into a local S3, raise the limit, replay them,"
+    " audit (docs/replay.md)",
     function_env={"MAX_RECORD_BYTES": str(SMALL_MAX_RECORD_BYTES)},
     # Each invocation of the poisoned batch lasts the whole function timeout: give up on it
     # after two retries, not Lambda's ten.
     maximum_retry_attempts=2,
+    failure_mode=FailureMode.DIVERT,
+    failure_mode_reason="its story discards a batch to the on-failure destination, and with"
+    " block that batch would be retried forever",
     local_s3=True,
     poison_one_record=True,
     # The limit raised to the function's default; the function's default request timeout too
@@ -71,12 +92,34 @@ REPLAY: Final = Scenario(
         "KINESIS_TIMEOUT_SECONDS": "",
     },
 )
-SCENARIOS: Final = {scenario.name: scenario for scenario in (PLAIN, REPLAY)}
+# make demo DEMO_ARGS=--keep (docs/local-loop.md, "Keeping every record"): the replay story's
+# workload, limit and poison, with nothing given up. Oversize records keep their place as claim
+# checks; the poisoned partition waits (block retries it without limit) until the poison lifts.
+KEEP: Final = Scenario(
+    "keep",
+    help="the replay story with failureMode=block and OVERSIZE_RECORDS=claim_check: oversize"
+    " records go to a local S3 as claim checks, a poisoned partition waits until the fault"
+    " clears; nothing dead-lettered or discarded, order kept (docs/local-loop.md)",
+    function_env={
+        "MAX_RECORD_BYTES": str(SMALL_MAX_RECORD_BYTES),
+        "OVERSIZE_RECORDS": "claim_check",
+    },
+    failure_mode=FailureMode.BLOCK,
+    failure_mode_reason="its story gives nothing up, and divert gives a batch that keeps"
+    " failing up to the on-failure destination after its retries",
+    local_s3=True,
+    poison_one_record=True,
+    poison_failures=KEEP_POISON_FAILURES,
+)
+SCENARIOS: Final = {scenario.name: scenario for scenario in (PLAIN, REPLAY, KEEP)}
+# The stories a demo option picks (all but the plain one).
+STORIES: Final = tuple(scenario for scenario in SCENARIOS.values() if scenario is not PLAIN)
 
 
 def poison_key(spec: WorkloadSpec) -> str:
     """The partition key of one small record whose key no other record has, a tenth of the way
-    into the workload: the fault proxy fails it until the mapping discards its batch."""
+    into the workload: the fault proxy fails it (until the mapping discards its batch, or the
+    poison lifts)."""
     planned = list(generate(spec))
     counts = Counter(record.key for record in planned)
     for record in planned[len(planned) // 10 :] + planned[: len(planned) // 10]:

@@ -4,15 +4,13 @@ for the stream (one object each, encrypted with the bucket's key)."""
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from localloop.audit import AuditReport, StreamRecord, audit, read_stream
+from localloop.audit import AuditReport, audit, read_stream
 from localloop.events import KafkaRecord
-from msk_kinesis_sink.consumer import Envelope, resolve_claim_check
 from msk_kinesis_sink.settings import OversizeRecords, Settings
 from rehearse.aws import Identity, client
 from rehearse.runtime import MappingJob
@@ -93,12 +91,9 @@ def audit_streams(
             if (r.topic, r.partition, r.offset) not in dead
         ]
         records, shards = read_stream(kinesis, stream)
-        if claim_checks:
-            s3 = client("s3", endpoint, operator)
-            records = [_resolved(record, s3) for record in records]
-        audits.append(
-            StreamAudit(stream, tuple(topics), audit(source_log(expected), records, shards))
-        )
+        s3 = client("s3", endpoint, operator) if claim_checks else None
+        report = audit(source_log(expected), records, shards, claim_checks=s3)
+        audits.append(StreamAudit(stream, tuple(topics), report))
     return audits
 
 
@@ -138,16 +133,6 @@ def audit_dead_letters(
         discarded_batches=len(_keys(s3, bucket, ON_FAILURE_PREFIX)),
         key=key,
     )
-
-
-def _resolved(record: StreamRecord, s3: Any) -> StreamRecord:
-    """A claim-check pointer replaced by the envelope it stands for (size and digest checked);
-    any other record as it is."""
-    envelope = Envelope.from_bytes(record.data)
-    if envelope.claim_check is None:
-        return record
-    original = json.dumps(resolve_claim_check(envelope, s3)).encode()
-    return dataclasses.replace(record, data=original)
 
 
 def _keys(s3: Any, bucket: str, prefix: str) -> set[str]:

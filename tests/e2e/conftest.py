@@ -12,11 +12,13 @@ from typing import Any, Protocol
 import pytest
 
 from localloop.audit import AuditReport, audit, read_stream
+from localloop.audit import main as audit_main
 from localloop.broker import TansuBroker, create_topic
 from localloop.destination import FolderDestination
 from localloop.esm import EsmConfig, EsmStats, Function
 from localloop.function import SinkFunction, sink_env
-from localloop.kinesis_local import Kinesalite, create_stream, kinesis_client
+from localloop.kinesis_local import DUMMY_CREDENTIALS, Kinesalite, create_stream, kinesis_client
+from localloop.local_s3 import MotoServer, s3_client
 from localloop.mapping import EventSourceMapping
 from localloop.workload import SourceLog
 
@@ -88,6 +90,18 @@ class Lane:
         records, shards = read_stream(kinesis_client(self.kinesis_endpoint), self.stream)
         return audit(source, records, shards)
 
+    def audit_argv(self) -> list[str]:
+        """The auditor's command line for this lane's topic and stream (`make audit`)."""
+        return [
+            *("--bootstrap", self.bootstrap, "--topic", self.topic),
+            *("--stream", self.stream, "--endpoint", self.kinesis_endpoint),
+        ]
+
+    def run_audit(self, capsys: pytest.CaptureFixture[str], *more: str) -> tuple[int, str]:
+        """`make audit` over this lane, with options `more`: its exit status and its output."""
+        status = audit_main([*self.audit_argv(), *more])
+        return status, capsys.readouterr().out
+
     def stream_offsets(self) -> Mapping[tuple[str, int], list[int]]:
         """Offsets found in the stream per topic-partition, in read order (duplicates kept)."""
         from msk_kinesis_sink.consumer import Envelope
@@ -116,3 +130,28 @@ def lane_factory(broker: TansuBroker, kinesalite: Kinesalite, tmp_path: Path) ->
         return Lane(broker.bootstrap, topic, kinesalite.endpoint, stream, tmp_path)
 
     return make
+
+
+@dataclass(frozen=True)
+class LocalBucket:
+    """A bucket in moto's S3 server, for one test."""
+
+    endpoint: str
+    name: str
+
+    def storage(self) -> dict[str, str]:
+        """The function's settings that make it its dead-letter (and claim-check) bucket."""
+        return {"DEAD_LETTER_BUCKET": self.name, "AWS_ENDPOINT_URL_S3": self.endpoint}
+
+
+@pytest.fixture
+def local_bucket(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[LocalBucket]:
+    """moto's S3 server with one bucket; the operator's environment (the auditor's, which reads
+    os.environ) points at it, with dummy credentials."""
+    with MotoServer(log_path=tmp_path / "moto.log") as server:
+        bucket = LocalBucket(server.endpoint, f"bucket-{uuid.uuid4().hex[:12]}")
+        s3_client(server.endpoint).create_bucket(Bucket=bucket.name)
+        monkeypatch.setenv("AWS_ENDPOINT_URL_S3", server.endpoint)
+        for name, value in DUMMY_CREDENTIALS.items():
+            monkeypatch.setenv(name, value)
+        yield bucket

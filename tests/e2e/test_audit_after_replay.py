@@ -4,25 +4,18 @@ replayed records, tells the documented ordering caveat apart and passes; not tol
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pytest
 
-from localloop import audit
-from localloop.kinesis_local import DUMMY_CREDENTIALS
-from localloop.local_s3 import MotoServer, s3_client
 from localloop.workload import PlannedRecord, produce_records
-from tests.e2e.conftest import LaneFactory
+from tests.e2e.conftest import LaneFactory, LocalBucket
 from tests.replay_runs import run_replay
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
 
 
 def test_audit_cli_tells_the_replay_caveat_from_reordering(
-    lane_factory: LaneFactory,
-    tmp_path: Path,
-    capsys: pytest.CaptureFixture[str],
-    monkeypatch: pytest.MonkeyPatch,
+    lane_factory: LaneFactory, local_bucket: LocalBucket, capsys: pytest.CaptureFixture[str]
 ) -> None:
     # GIVEN key "k" with offsets 0, 1, 2, of which 1 is too large for the function's limit
     lane = lane_factory(partitions=1)
@@ -32,26 +25,18 @@ def test_audit_cli_tells_the_replay_caveat_from_reordering(
         PlannedRecord(0, b"k", b"v2", ()),
     ]
     source = produce_records(lane.bootstrap, lane.topic, planned)
-    with MotoServer(log_path=tmp_path / "moto.log") as s3:
-        bucket = f"dead-letters-{lane.stream}"
-        s3_client(s3.endpoint).create_bucket(Bucket=bucket)
-        storage = {"DEAD_LETTER_BUCKET": bucket, "AWS_ENDPOINT_URL_S3": s3.endpoint}
-        # WHEN the loop dead-letters offset 1, and the replay puts it back with the limit raised
-        lane.deliver(source, lane.sink(lane.kinesis_endpoint, MAX_RECORD_BYTES="2048", **storage))
-        started = datetime.now(UTC).isoformat()
-        replayed = run_replay(["--apply"], {**lane.sink_env(lane.kinesis_endpoint), **storage})
-        assert (replayed.status, replayed.summary["published"]) == (0, "1")
+    storage = local_bucket.storage()
+    # WHEN the loop dead-letters offset 1, and the replay puts it back with the limit raised
+    lane.deliver(source, lane.sink(lane.kinesis_endpoint, MAX_RECORD_BYTES="2048", **storage))
+    started = datetime.now(UTC).isoformat()
+    replayed = run_replay(["--apply"], {**lane.sink_env(lane.kinesis_endpoint), **storage})
+    assert (replayed.status, replayed.summary["published"]) == (0, "1")
 
-        # AND the stream is audited, told of the replay, then not
-        monkeypatch.setenv("AWS_ENDPOINT_URL_S3", s3.endpoint)
-        for name, value in DUMMY_CREDENTIALS.items():
-            monkeypatch.setenv(name, value)
-        common = ["--bootstrap", lane.bootstrap, "--topic", lane.topic, "--stream", lane.stream]
-        common += ["--endpoint", lane.kinesis_endpoint]
-        told = audit.main([*common, "--replayed", bucket, "--replay-started", started])
-        told_out = capsys.readouterr().out
-        untold = audit.main(common)
-        untold_out = capsys.readouterr().out
+    # AND the stream is audited, told of the replay, then not
+    told, told_out = lane.run_audit(
+        capsys, "--replayed", local_bucket.name, "--replay-started", started
+    )
+    untold, untold_out = lane.run_audit(capsys)
 
     # THEN, told, it counts the replayed record as the caveat, links it, and passes
     assert told == 0, told_out

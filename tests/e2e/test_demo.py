@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from localloop import demo
+from localloop.scenarios import KEEP_POISON_FAILURES
 from tests.process_functions import function_processes_of
 
 # A hang (a broken loop never reaching its end offsets) fails the test instead of the run.
@@ -59,26 +60,40 @@ def _summary(out: str) -> dict[str, str]:
     return dict(item.split("=", 1) for item in out.strip().splitlines()[-1].split())
 
 
+def _run_story(
+    story: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> tuple[int, str, dict[str, str]]:
+    """A story of the demo on a small workload (its largest values are still over the stories'
+    small record limit): its exit status, its report and its summary line."""
+    code = demo.main(
+        [story, "--records", "1500", "--partitions", "2", "--workdir", str(tmp_path)], {}
+    )
+    out, _ = capsys.readouterr()
+    return code, out, _summary(out)
+
+
+# lost, out_of_order, corrupted and ok of a run where every record arrived, in order.
+ALL_THERE = ("0", "0", "0", "true")
+
+
+def _outcome(summary: dict[str, str]) -> tuple[str, ...]:
+    return tuple(summary[name] for name in ("lost", "out_of_order", "corrupted", "ok"))
+
+
 @pytest.mark.usefixtures("root_logging")
 def test_demo_replay_story_puts_back_what_was_dead_lettered_and_discarded(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    # GIVEN the replay story on a small workload (its largest values are over the small limit)
-    argv = ["--replay", "--records", "1500", "--partitions", "2", "--workdir", str(tmp_path)]
-
-    # WHEN it runs
-    code = demo.main(argv, {})
+    # GIVEN / WHEN the replay story runs
+    code, out, summary = _run_story("--replay", tmp_path, capsys)
 
     # THEN records were dead-lettered and a batch discarded, the replay put them all back, and
     # the audit explains every record the offset rule drops by the replay's ordering caveat
-    out, _ = capsys.readouterr()
-    summary = _summary(out)
     assert code == 0, out
     assert int(summary["dead_lettered"]) > 0
     assert int(summary["discarded"]) > 0
     assert int(summary["replayed"]) > 0
-    assert (summary["lost"], summary["out_of_order"], summary["corrupted"]) == ("0", "0", "0")
-    assert summary["ok"] == "true"
+    assert _outcome(summary) == ALL_THERE
     assert "docs/replay.md#the-ordering-caveat" in out
     # AND each dead letter has its log line: topic, partition, offset, size and reason
     dead = [
@@ -91,6 +106,27 @@ def test_demo_replay_story_puts_back_what_was_dead_lettered_and_discarded(
         assert all(field in line for line in dead), field
     # AND the replay's own output is kept
     assert "mode=apply" in (tmp_path / "logs" / "replay.log").read_text()
+
+
+@pytest.mark.usefixtures("root_logging")
+def test_demo_keep_story_claim_checks_waits_out_the_poison_and_gives_nothing_up(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # GIVEN / WHEN the keep story runs: the replay story's workload, record limit and poisoned
+    # record, under failureMode=block and OVERSIZE_RECORDS=claim_check
+    code, out, summary = _run_story("--keep", tmp_path, capsys)
+
+    # THEN nothing was dead-lettered, discarded, lost or reordered: the run passed...
+    kept = (code, summary["dead_lettered"], summary["discarded"], _outcome(summary))
+    assert kept == (0, "0", "0", ALL_THERE), out
+    # ...with the oversize records in the stream as claim checks the audit resolved
+    assert int(summary["claim_checks"]) > 0
+    # AND the poisoned record was refused its full count, its partition retried by the mapping
+    # (not given up) until the poison lifted
+    assert f"poisoned={KEEP_POISON_FAILURES} " in out
+    assert int(summary["retries"]) > 0
+    assert "(the audit resolved them: 0 could not be)" in out
+    assert "failureMode=block: no on-failure destination" in out
 
 
 @pytest.mark.usefixtures("root_logging")

@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 
 from hypothesis import given
 from hypothesis import strategies as st
 
 from localloop.audit import ORDERING_CAVEAT, Replayed, StreamRecord, audit, caveat_note
 from localloop.workload import SourceLog, SourceRecord, content_digest
+from msk_kinesis_sink.claim_checks import ClaimCheckTarget, pointer_bytes
 from msk_kinesis_sink.encoding import envelope_bytes, partition_key_for
 from msk_kinesis_sink.events import KafkaRecord
 from msk_kinesis_sink.settings import PartitionKeyMode
 from tests.factories import b64
+from tests.fakes import FakeClaimChecks
 
 HEADER = PartitionKeyMode.HEADER
 
@@ -181,3 +184,111 @@ def test_audit_replay_knowledge_only_moves_records_from_out_of_order_to_the_cave
     # AND a replay that wrote nothing explains nothing
     if not any(late for _, late in copies):
         assert told.out_of_order_replayed == 0
+
+
+# -- claim checks: pointers resolved to the records they stand for -----------------------------
+
+CLAIMS = ClaimCheckTarget("claims")
+
+
+def _claim_checked(record: KafkaRecord, store: FakeClaimChecks) -> bytes:
+    """The pointer the sink writes for `record`, its object kept in `store`."""
+    document = envelope_bytes(record)
+    claim = CLAIMS.claim_check(record, document)
+    store.objects[(claim.bucket, claim.key)] = document
+    return pointer_bytes(record, claim)
+
+
+def _keyed_stream(
+    copies: list[tuple[KafkaRecord, bool]], store: FakeClaimChecks
+) -> list[StreamRecord]:
+    """Each copy in read order, as a pointer (True) or as itself, under its key."""
+    return [
+        StreamRecord(
+            "shardId-0",
+            str(position),
+            _claim_checked(record, store) if pointer else envelope_bytes(record),
+            str(record.key_b64),
+        )
+        for position, (record, pointer) in enumerate(copies)
+    ]
+
+
+def test_audit_resolves_claim_check_pointers_to_the_records_they_stand_for() -> None:
+    # GIVEN key k's offsets 0, 1, 2, with offset 1 in the stream as a claim-check pointer
+    records = [_keyed(offset, b"k") for offset in range(3)]
+    store = FakeClaimChecks()
+    stream = _keyed_stream([(r, r.offset == 1) for r in records], store)
+
+    # WHEN audited with the S3 the pointer names
+    report = audit(_source(records), stream, claim_checks=store)
+
+    # THEN the pointer delivered its record in its key's turn, counted as a claim check
+    assert (report.delivered, report.lost, report.out_of_order, report.corrupted) == (3, 0, 0, 0)
+    assert (report.claim_checks, report.unresolved_claim_checks, report.ok) == (1, 0, True)
+
+
+def test_audit_counts_a_pointer_it_can_not_resolve_as_lost_not_delivered() -> None:
+    # GIVEN the same stream, but the pointer's object is gone (expired, deleted)
+    records = [_keyed(offset, b"k") for offset in range(3)]
+    store = FakeClaimChecks()
+    stream = _keyed_stream([(r, r.offset == 1) for r in records], store)
+    store.objects.clear()
+
+    # WHEN audited, with that S3 and with none at all
+    gone = audit(_source(records), stream, claim_checks=store)
+    no_reader = audit(_source(records), stream)
+
+    # THEN the record behind the pointer is lost, the pointer counted as unresolved, and the
+    # audit fails
+    for report in (gone, no_reader):
+        assert (report.delivered, report.lost, report.claim_checks) == (2, 1, 0)
+        assert (report.unresolved_claim_checks, report.corrupted, report.ok) == (1, 0, False)
+
+
+def test_audit_counts_a_pointer_to_another_records_object_as_lost() -> None:
+    # GIVEN a pointer for offset 1 whose object holds offset 0's envelope (right size and digest
+    # for what it holds, but not this record)
+    zero, one = _keyed(0, b"k"), _keyed(1, b"k")
+    store = FakeClaimChecks()
+    wrong = CLAIMS.claim_check(one, envelope_bytes(zero))
+    store.objects[(wrong.bucket, wrong.key)] = envelope_bytes(zero)
+    stream = [
+        StreamRecord("shardId-0", "0", envelope_bytes(zero), "k"),
+        StreamRecord("shardId-0", "1", pointer_bytes(one, wrong), "k"),
+    ]
+
+    # WHEN audited / THEN offset 1 is lost: a pointer delivers only the record it names
+    report = audit(_source([zero, one]), stream, claim_checks=store)
+    assert (report.lost, report.unresolved_claim_checks, report.ok) == (1, 1, False)
+
+
+# (offset, whether the copy is a pointer) per copy in the stream, in read order.
+_pointer_copies = st.lists(st.tuples(st.integers(0, 5), st.booleans()), max_size=25)
+
+
+@given(copies=_pointer_copies)
+def test_audit_of_resolved_pointers_is_the_audit_of_the_records_themselves(
+    copies: list[tuple[int, bool]],
+) -> None:
+    # GIVEN any stream of copies of records 0-5 (two keys), some copies claim-check pointers
+    def record(offset: int) -> KafkaRecord:
+        return _keyed(offset, b"kj"[offset % 2 : offset % 2 + 1])
+
+    source = _source([record(offset) for offset in range(6)])
+    store = FakeClaimChecks()
+    stream = _keyed_stream([(record(offset), pointer) for offset, pointer in copies], store)
+    plain = _keyed_stream([(record(offset), False) for offset, _ in copies], FakeClaimChecks())
+
+    # WHEN audited with the pointers' objects, and with them gone
+    resolved = audit(source, stream, claim_checks=store)
+    unresolved = audit(source, stream, claim_checks=FakeClaimChecks())
+    expected = audit(source, plain)
+
+    # THEN resolved, the verdict is the one of the records written whole...
+    assert dataclasses.replace(resolved, claim_checks=0) == expected
+    assert resolved.claim_checks == len({offset for offset, pointer in copies if pointer})
+    # ...and unresolved, a record is delivered only by a copy that is not a pointer
+    whole = {offset for offset, pointer in copies if not pointer}
+    assert (unresolved.delivered, unresolved.lost) == (len(whole), 6 - len(whole))
+    assert unresolved.unresolved_claim_checks == sum(1 for _, pointer in copies if pointer)

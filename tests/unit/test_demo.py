@@ -14,9 +14,10 @@ from localloop import demo
 from localloop.audit import AuditReport, Replayed
 from localloop.esm import EsmStats
 from localloop.proxy import ProxyStats
-from localloop.scenarios import REPLAY, SMALL_MAX_RECORD_BYTES, ReplayResult, poison_key
+from localloop.scenarios import KEEP, REPLAY, SMALL_MAX_RECORD_BYTES, ReplayResult, poison_key
 from localloop.workload import WorkloadSpec, generate
 from msk_kinesis_sink.limits import DEFAULT_MAX_RECORD_BYTES
+from msk_kinesis_sink.settings import OversizeRecords, Settings
 
 
 @pytest.mark.parametrize(
@@ -60,6 +61,16 @@ from msk_kinesis_sink.limits import DEFAULT_MAX_RECORD_BYTES
             {"FAILURE_MODE": "block"},
             ["--replay"],
             "configuration error: --replay needs failureMode=divert",
+        ),
+        (
+            {},
+            ["--keep", "--replay"],
+            "configuration error: --replay and --keep are separate stories",
+        ),
+        (
+            {"FAILURE_MODE": "divert"},
+            ["--keep"],
+            "configuration error: --keep needs failureMode=block",
         ),
     ],
 )
@@ -257,7 +268,8 @@ def test_demo_report_of_the_replay_story_counts_replayed_and_caveat() -> None:
         EsmStats(invocations=4, records_discarded=3, crashes=1, function_errors=1),
         discarded_docs=1,
         dead_lettered=2,
-        replay=demo.ReplayReport(5, result, "s3://b/records/"),
+        replay=demo.ReplayReport(5, result),
+        s3=demo.S3Places("s3://b/records/"),
     )
 
     # THEN the run passes (what was discarded was put back), and the summary says what happened
@@ -267,4 +279,48 @@ def test_demo_report_of_the_replay_story_counts_replayed_and_caveat() -> None:
     assert "docs/replay.md#the-ordering-caveat" in text
     # AND a failed replay fails the run
     failed = dataclasses.replace(result, status=1)
-    assert not demo._ok(audit, EsmStats(records_discarded=3), {}, demo.ReplayReport(5, failed, ""))
+    assert not demo._ok(audit, EsmStats(records_discarded=3), {}, demo.ReplayReport(5, failed))
+
+
+def test_demo_keep_story_claim_checks_what_the_replay_story_dead_letters() -> None:
+    # GIVEN the keep story's inputs and the replay story's
+    def settings(argv: list[str]) -> Settings:
+        args = demo._parse(argv, {})
+        return Settings.from_env(demo.function_env(args, {}, "http://127.0.0.1:1"))
+
+    keep, replay = settings(["--keep"]), settings(["--replay"])
+
+    # WHEN their function settings are made / THEN both have the small limit, and only the
+    # keep story claim-checks what is over it
+    assert keep.max_record_bytes == replay.max_record_bytes == SMALL_MAX_RECORD_BYTES
+    assert (keep.oversize_records, replay.oversize_records) == (
+        OversizeRecords.CLAIM_CHECK,
+        OversizeRecords.DEAD_LETTER,
+    )
+    # AND its poison lifts (block waits for it), the replay story's never does
+    assert KEEP.poison_one_record and REPLAY.poison_one_record
+    assert (KEEP.poison_failures > 0, REPLAY.poison_failures) == (True, 0)
+
+
+def test_demo_report_of_the_keep_story_counts_claim_checks_and_fails_on_a_dead_letter() -> None:
+    # GIVEN a keep story whose audit resolved 4 claim checks, nothing lost
+    audit = dataclasses.replace(_audit_report(delivered=1000), claim_checks=4)
+    places = demo.S3Places("s3://b/records/", "s3://b/claim-checks/")
+
+    # WHEN its report is written
+    text = _text(audit, EsmStats(invocations=6, retries=2), s3=places, has_destination=False)
+
+    # THEN the summary counts the claim checks, nothing dead-lettered or discarded, and passes
+    summary = dict(item.split("=", 1) for item in text.splitlines()[-1].split())
+    assert (summary["claim_checks"], summary["dead_lettered"], summary["discarded"]) == (
+        "4",
+        "0",
+        "0",
+    )
+    assert summary["ok"] == "true"
+    assert "4 records kept whole in s3://b/claim-checks/" in text
+    assert "discarded  0 records (failureMode=block: no on-failure destination" in text
+    # AND a dead letter no replay put back fails the run, even with nothing lost
+    dead = _text(audit, EsmStats(invocations=6), s3=places, dead_lettered=1)
+    assert dead.splitlines()[-1].endswith("ok=false")
+    assert "verdict    FAILED" in dead

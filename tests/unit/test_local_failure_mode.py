@@ -74,3 +74,14 @@ def test_demo_failure_mode_from_option_variable_or_cdk_json() -> None:
         _parse([], {"FAILURE_MODE": "blok"})
     with pytest.raises(DemoInputError, match=r"^--failure-mode='x' is not a failure mode"):
         _parse(["--failure-mode", "x"], {})
+
+
+def test_demo_story_takes_its_own_failure_mode_over_cdk_json() -> None:
+    # GIVEN cdk.json's divert / WHEN the keep story is parsed / THEN it runs block, its own
+    assert _parse(["--keep"], {}).failure_mode == "block"
+    assert _parse(["--keep"], {"FAILURE_MODE": "BLOCK"}).failure_mode == "block"
+    # AND a failure mode given otherwise, by variable or option, is refused naming the story's
+    with pytest.raises(DemoInputError, match=r"^--keep needs failureMode=block: "):
+        _parse(["--keep"], {"FAILURE_MODE": "divert"})
+    with pytest.raises(DemoInputError, match=r"^--replay needs failureMode=divert: "):
+        _parse(["--replay", "--failure-mode", "block"], {})
