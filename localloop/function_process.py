@@ -7,6 +7,11 @@ answer, or, with the crash fault, at a random point of an invocation; the mappin
 fresh process for the next invocation, with nothing remembered (as Lambda replaces an
 environment). The child dies with its parent, so a killed emulator leaves no process behind.
 
+The child stamps each answer with the moment it left (`answered_at`, time.monotonic(): one clock
+for every process of the machine), and that stamp, not the moment the emulator reads it, says
+whether the function answered in time: the emulator's own pauses (a collection of its heap, a
+busy core) are not the function's time, as Lambda's are not.
+
 `python -m localloop.function_process PARENT_PID` is the child's side.
 """
 
@@ -104,6 +109,8 @@ class FunctionProcess:
         real sink unless a test gives another."""
         self._crash = crash
         self._on_stats = on_stats
+        # When the last answer left the child (its stamp); None before one, or after a failure.
+        self.answered_at: float | None = None
         self._log: IO[bytes] | None = None
         if log_path is not None:
             self._log = log_path.open("ab")  # appends beside the emulator's own lines
@@ -134,6 +141,7 @@ class FunctionProcess:
 
     def __call__(self, event: dict[str, Any], context: LambdaContext) -> object:
         started = time.monotonic()
+        self.answered_at = None
         kill_after = None if self._crash is None else self._crash.kill_after()
         answer_by = context.deadline_monotonic + ANSWER_MARGIN_S
         crash_at = None if kill_after is None else started + kill_after
@@ -160,6 +168,14 @@ class FunctionProcess:
             )
         if "error" in answer:
             raise FunctionRaisedError(answer["error"])
+        answered_at = float(answer["answered_at"])
+        if answered_at > context.deadline_monotonic:
+            # Lambda stops a function at its deadline: an answer after it never arrives.
+            self.kill()
+            raise FunctionKilledError(
+                "Timeout", "the function answered after its timeout: its process was killed"
+            )
+        self.answered_at = answered_at
         if self._crash is not None:
             self._crash.observe(time.monotonic() - started)
         if self._on_stats is not None and answer.get("stats") is not None:
@@ -197,7 +213,9 @@ class FunctionProcess:
         header = _read_exactly(fd, _FRAME_HEADER.size, deadline)
         if header is None:
             return None
-        body = _read_exactly(fd, _FRAME_HEADER.unpack(header)[0], deadline)
+        # The frame has started: its rest follows at once (the child writes it in one go).
+        rest_by = max(deadline, time.monotonic() + ANSWER_MARGIN_S)
+        body = _read_exactly(fd, _FRAME_HEADER.unpack(header)[0], rest_by)
         if body is None:
             return None
         message: dict[str, Any] = json.loads(body)
@@ -212,11 +230,14 @@ def _child_environment() -> dict[str, str]:
 
 
 def _read_exactly(fd: int, size: int, deadline: float) -> bytes | None:
-    """`size` bytes from `fd`, or None at its end; TimeoutError when `deadline` passes first."""
+    """`size` bytes from `fd`, or None at its end; TimeoutError when `deadline` passes first.
+
+    What is already there is read even past `deadline`: the emulator may have been paused while
+    the answer came."""
     data = bytearray()
     while len(data) < size:
-        left = deadline - time.monotonic()
-        if left <= 0 or not select.select([fd], [], [], left)[0]:
+        left = max(0.0, deadline - time.monotonic())
+        if not select.select([fd], [], [], left)[0]:
             raise TimeoutError("no answer in time")
         chunk = os.read(fd, size - len(data))
         if not chunk:
@@ -287,7 +308,8 @@ def serve(parent_pid: int) -> int:
             _write_frame(answers, {"error": f"{type(exc).__name__}: {exc}"})
             continue
         stats = function.last_stats() if hasattr(function, "last_stats") else None
-        _write_frame(answers, {"response": response, "stats": stats})
+        answer = {"response": response, "stats": stats, "answered_at": time.monotonic()}
+        _write_frame(answers, answer)
     if hasattr(function, "close"):
         function.close()
     return 0

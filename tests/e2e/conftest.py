@@ -17,6 +17,7 @@ from localloop.broker import TansuBroker, create_topic
 from localloop.destination import FolderDestination
 from localloop.esm import EsmConfig, EsmStats, Function
 from localloop.function import SinkFunction, sink_env
+from localloop.function_process import FunctionProcess
 from localloop.kinesis_local import DUMMY_CREDENTIALS, Kinesalite, create_stream, kinesis_client
 from localloop.local_s3 import MotoServer, s3_client
 from localloop.mapping import EventSourceMapping
@@ -49,6 +50,15 @@ class Lane:
         """A factory of real sinks writing envelope records through `endpoint`."""
         settings = self.sink_env(endpoint, **env)
         return lambda: SinkFunction(settings)
+
+    def process_sink(self, endpoint: str, **env: str) -> Callable[[], Function]:
+        """A factory of real sinks like `sink`, each in a process of its own, as Lambda runs it:
+        for tests that judge the function's deadline. In the test process, the function would
+        share the interpreter with the emulator and the whole suite: a collection of that heap
+        (a second and more on a busy machine) stops every thread, and would count as the
+        function's time."""
+        settings = self.sink_env(endpoint, **env)
+        return lambda: FunctionProcess(settings, log_level="WARNING")
 
     def sink_env(self, endpoint: str, **env: str) -> dict[str, str]:
         """The sink's settings: envelope records to this lane's stream through `endpoint`."""

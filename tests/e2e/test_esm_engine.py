@@ -3,6 +3,7 @@ hypothesis can explore responses, exceptions and retry limits quickly."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -292,3 +293,43 @@ def test_esm_engine_discards_after_retries_when_init_always_fails(tmp_path: Path
     assert document["requestContext"]["condition"] == "RetryAttemptsExhausted"
     assert document["requestContext"]["approximateInvokeCount"] == 2
     assert document["responseContext"]["functionError"] == "Unhandled"
+
+
+class AnswersThenStalls:
+    """Answers at once, then returns only after `stall_s`: the emulator paused between the
+    answer and reading it. With `stamps`, it says when its answer left (as a function in a
+    process of its own does)."""
+
+    def __init__(self, stall_s: float, *, stamps: bool) -> None:
+        self._stall_s = stall_s
+        self._stamps = stamps
+        self.answered_at: float | None = None
+
+    def __call__(self, event: dict[str, Any], context: LambdaContext) -> object:
+        if self._stamps:
+            self.answered_at = time.monotonic()
+        time.sleep(self._stall_s)  # the pause itself, not a synchronisation
+        return {"batchItemFailures": []}
+
+
+@pytest.mark.parametrize("stamps", [True, False])
+def test_esm_engine_times_an_answer_by_its_stamp_when_the_function_gives_one(stamps: bool) -> None:
+    # GIVEN a function with a 0.5 s timeout that answers at once, then returns 0.7 s later
+    function = AnswersThenStalls(0.7, stamps=stamps)
+    esm = EsmConfig(
+        bootstrap_servers="x:1", batching_window_s=0.0, retry_backoff_s=0.0, function_timeout_s=0.5
+    )
+    poller = Poller(esm, ListSource([3]), ExecutionEnvironment(lambda: function))
+
+    # WHEN it is invoked
+    poller.run_once()
+
+    # THEN a stamped answer is timed by its stamp: in time, with time left...
+    stats = poller.stats
+    if stamps:
+        assert (stats.timeouts, stats.records_committed) == (0, 3)
+        assert stats.least_time_left_ms is not None and stats.least_time_left_ms > 0
+        assert stats.longest_invocation_s < esm.function_timeout_s
+    # ...and one without a stamp as it returns: past its timeout, so it never arrived
+    else:
+        assert (stats.timeouts, stats.records_committed) == (1, 0)

@@ -12,7 +12,7 @@ import pytest
 from localloop.audit import AuditReport
 from localloop.context import LambdaContext
 from localloop.destination import FolderDestination
-from localloop.esm import EsmStats, Function
+from localloop.esm import EsmStats, ExecutionEnvironment, Function, answer_stamp
 from localloop.failure_mode import cdk_context, with_failure_mode
 from localloop.faults import FaultSpec
 from localloop.proxy import FaultProxy
@@ -32,28 +32,31 @@ KEYS = 5
 class KinesisOutage:
     """The function under an outage: for its first `invocations` invocations every PutRecords
     fails (5xx, through a proxy that fails them all), then Kinesis is back. Two containers of
-    the real sink, one per side of the outage."""
+    the real sink, one per side of the outage, each initialised before the first invocation (an
+    init is not an invocation's time) and each in a process of its own: an invocation under the
+    outage runs until its time is up, and is judged by its own answer, as Lambda judges it."""
 
     def __init__(
         self, down: Callable[[], Function], up: Callable[[], Function], invocations: int
     ) -> None:
-        self._factories = (down, up)
-        self._containers: dict[bool, Function] = {}
+        self._containers = (ExecutionEnvironment(down), ExecutionEnvironment(up))
+        for container in self._containers:
+            container.initialise()
         self._invocations = invocations
         self.calls = 0
+        self.answered_at: float | None = None
 
     def __call__(self, event: dict[str, Any], context: LambdaContext) -> object:
         self.calls += 1
-        recovered = self.calls > self._invocations
-        if recovered not in self._containers:
-            self._containers[recovered] = self._factories[recovered]()
-        return self._containers[recovered](event, context)
+        container = self._containers[self.calls > self._invocations]
+        self.answered_at = None
+        response = container(event, context)
+        self.answered_at = answer_stamp(container)
+        return response
 
     def close(self) -> None:
-        for container in self._containers.values():
-            close = getattr(container, "close", None)
-            if callable(close):
-                close()
+        for container in self._containers:
+            container.close()
 
 
 def _through_an_outage(
@@ -70,8 +73,8 @@ def _through_an_outage(
     destination = FolderDestination(lane.workdir / mode, mapping_uuid=mode) if diverts else None
     with FaultProxy(lane.kinesis_endpoint, FaultSpec(request5xx=1.0)) as failing:
         outage = KinesisOutage(
-            lane.sink(failing.endpoint, KINESIS_TIMEOUT_SECONDS="0.2"),
-            lane.sink(lane.kinesis_endpoint),
+            lane.process_sink(failing.endpoint, KINESIS_TIMEOUT_SECONDS="0.2"),
+            lane.process_sink(lane.kinesis_endpoint),
             OUTAGE_INVOCATIONS,
         )
         stats = lane.deliver(source, lambda: outage, config=config, destination=destination)

@@ -103,10 +103,11 @@ def test_local_loop_sends_exhausted_batch_to_on_failure_destination(
     source = produce_records(lane.bootstrap, lane.topic, planned)
     destination = FolderDestination(lane.workdir / "on-failure", mapping_uuid="esm-uuid")
     with FaultProxy(lane.kinesis_endpoint, FaultSpec(poison=("poison",))) as proxy:
-        # WHEN the emulator runs with 2 retries and an on-failure destination
+        # WHEN the emulator runs with 2 retries and an on-failure destination (each invocation
+        # retries the poison record until its time is up: the function in its own process)
         stats = lane.deliver(
             source,
-            lane.sink(proxy.endpoint, KINESIS_TIMEOUT_SECONDS="0.2"),
+            lane.process_sink(proxy.endpoint, KINESIS_TIMEOUT_SECONDS="0.2"),
             config=lane.config(maximum_retry_attempts=2, function_timeout_s=1.5),
             destination=destination,
         )
@@ -133,16 +134,18 @@ def test_local_loop_sink_answers_before_its_deadline_when_kinesis_is_slow(
     lane_factory: LaneFactory,
 ) -> None:
     # GIVEN one hot key per partition, without aggregation (one record per request round),
-    # and 150 ms per request
+    # and 150 ms per request: 20 rounds a partition, 3 s, more than one invocation has
     lane = lane_factory(partitions=2)
     planned = [PlannedRecord(i % 2, b"hot-%d" % (i % 2), b"x" * 100, ()) for i in range(40)]
     source = produce_records(lane.bootstrap, lane.topic, planned)
     with FaultProxy(lane.kinesis_endpoint, FaultSpec(latency_ms=150)) as proxy:
-        # WHEN each invocation may run 2 s
+        # WHEN each invocation may run 2 s, the function in its own process as in Lambda (and a
+        # batch that makes no progress in 3 attempts is given up on: a function that ran past
+        # its deadline is killed each time)
         stats = lane.deliver(
             source,
-            lane.sink(proxy.endpoint, KINESIS_TIMEOUT_SECONDS="0.3", AGGREGATION="off"),
-            config=lane.config(function_timeout_s=2.0, batch_size=100),
+            lane.process_sink(proxy.endpoint, KINESIS_TIMEOUT_SECONDS="0.3", AGGREGATION="off"),
+            config=lane.config(function_timeout_s=2.0, batch_size=100, maximum_retry_attempts=2),
         )
 
     # THEN no invocation timed out: the sink stopped early and reported the rest...

@@ -66,9 +66,14 @@ def test_stalled_answers_are_lost_answers_never_invocation_errors(
     source = produce(lane.bootstrap, lane.topic, WorkloadSpec(records=600, partitions=2, seed=4))
     spec = FaultSpec(stall=0.2, seed=5)
     with FaultProxy(lane.kinesis_endpoint, spec) as proxy:
-        # WHEN the emulator invokes the real sink (each request cut after one second)
+        # WHEN the emulator invokes the real sink (each request cut after half a second) with
+        # batches of 10: some 60 first attempts, so that stalling a fifth of them stalls some
+        # whatever the batches hold (the stalled requests are picked by their records)
         stats = lane.deliver(
-            source, lane.sink(proxy.endpoint, KINESIS_TIMEOUT_SECONDS="1"), concurrency=2
+            source,
+            lane.sink(proxy.endpoint, KINESIS_TIMEOUT_SECONDS="0.5"),
+            config=lane.config(batch_size=10),
+            concurrency=2,
         )
         stalled = proxy.stats.responses_stalled
 

@@ -1,5 +1,6 @@
-"""The function in a process of its own: warm between invocations, killed at its timeout or by
-the crash fault, replaced afresh after a kill, and never left behind."""
+"""The function in a process of its own: warm between invocations, timed by its own answers,
+killed at its timeout or by the crash fault, replaced afresh after a kill, and never left
+behind."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from localloop.esm import (
     FunctionKilledError,
     FunctionRaisedError,
 )
-from localloop.function_process import CrashFault, FunctionProcess
+from localloop.function_process import CrashFault, FunctionProcess, _read_exactly
 from localloop.procs import wait_until
 from tests.process_functions import SLEEPER, function_processes_of
 
@@ -62,6 +63,46 @@ def test_function_process_is_killed_at_its_timeout() -> None:
     assert killed.value.kind == "Timeout"
     assert time.monotonic() - started < 5
     assert not _alive(function.pid)
+
+
+def test_function_process_stamps_its_answer_and_an_answer_after_the_deadline_is_a_timeout() -> None:
+    # GIVEN a function in its own process
+    function = FunctionProcess({}, factory=SLEEPER)
+    try:
+        # WHEN it answers in time / THEN its answer carries the moment it left the child
+        before = time.monotonic()
+        function({}, _context())
+        assert function.answered_at is not None
+        assert before <= function.answered_at <= time.monotonic()
+
+        # WHEN it answers just after its deadline (within the time the emulator waits for an
+        # answer to cross the pipe)
+        with pytest.raises(FunctionKilledError) as killed:
+            function({"sleep_s": 0.45}, _context(timeout_s=0.4))
+    finally:
+        function.close()
+
+    # THEN that answer never counts: a timeout, the environment spent, as Lambda stops it
+    assert killed.value.kind == "Timeout"
+    assert function.answered_at is None
+    assert not _alive(function.pid)
+
+
+def test_function_process_reads_an_answer_that_came_while_the_emulator_was_paused() -> None:
+    # GIVEN an answer already in the pipe, and an emulator that looks only after its deadline
+    # (paused meanwhile: a collection of its heap, a busy core)
+    read_end, write_end = os.pipe()
+    try:
+        os.write(write_end, b"answer")
+        late = time.monotonic() - 1.0
+        # WHEN it reads / THEN it takes what is there (the answer's stamp judges its time)...
+        assert _read_exactly(read_end, 6, late) == b"answer"
+        # ...and with nothing there it gives up at once
+        with pytest.raises(TimeoutError):
+            _read_exactly(read_end, 1, late)
+    finally:
+        os.close(read_end)
+        os.close(write_end)
 
 
 def test_function_process_crash_kills_the_process_mid_invocation() -> None:
