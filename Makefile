@@ -48,11 +48,16 @@ node_modules/.installed: package.json package-lock.json
 
 install: $(VENV)/.editable $(WHEELHOUSE)/.downloaded node_modules/.installed ## Create .venv, the function's wheelhouse and node_modules (pinned)
 
-test: install ## Run the whole test suite (unit, integration, e2e, infra)
-	$(PY) -m pytest
+# The suite runs on this many pytest-xdist workers (the e2e and rehearsal folders each on one:
+# tests/conftest.py); 0 runs it in this process.
+TEST_WORKERS ?= 2
+PYTEST_WORKERS := -n $(TEST_WORKERS) --dist loadgroup
+
+test: install ## Run the whole test suite (unit, integration, e2e, infra; TEST_WORKERS=2)
+	$(PY) -m pytest $(PYTEST_WORKERS)
 
 unit: install ## Fast unit tests only
-	$(PY) -m pytest tests/unit
+	$(PY) -m pytest $(PYTEST_WORKERS) tests/unit
 
 lint: install ## ruff + mypy --strict
 	$(BIN)/ruff check .
