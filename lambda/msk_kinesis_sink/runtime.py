@@ -160,8 +160,10 @@ class Sink:
             if outline.partitions:
                 # Each stream's record limit is learned before reading starts: a round trip to
                 # Kinesis inside a piece would count as reading cost.
-                targets = dict.fromkeys(streams[batch.topic] for batch in outline.partitions)
-                record_limits = {stream: self._record_limit(stream, budget) for stream in targets}
+                record_limits = {
+                    stream: self._record_limit(stream, budget)
+                    for stream in dict.fromkeys(streams.values())  # `_route`: the event's topics
+                }
                 encoder = self._encoder(outline.source_id, streams, record_limits)
                 reader = EventReader(outline, streams, encoder, self._read_cost)
                 outcome = self._publisher.publish(
